@@ -1,0 +1,36 @@
+//! # pace-schemas
+//!
+//! The vocabulary every other pace crate speaks, with no I/O of its own (no
+//! Kafka, no warp, no files):
+//!
+//! - [`records`]: the input records that arrive on the input topics (GPS point,
+//!   timing crossing, race definition, chat event, calc task);
+//! - [`views`]: the rows of the live views (standing row, split, room member,
+//!   room message, task result) and the changelog record of the standings;
+//! - [`wire`]: the JSON wire format, [`wire::decode`] with the payload limit, and
+//!   the typed [`DecodeError`];
+//! - [`validate`]: strict validation; every error names the field and the reason;
+//! - [`arrow`]: one Arrow schema per record, used by the Parquet archive;
+//! - [`topics`]: every Kafka topic name, in one place;
+//! - [`time`]: [`Timestamp`], UTC milliseconds, RFC 3339 on the wire.
+
+pub mod arrow;
+pub mod records;
+pub mod time;
+pub mod topics;
+pub mod validate;
+pub mod views;
+pub mod wire;
+
+pub use records::{
+    CalcTask, ChatEvent, ChatKind, GpsPoint, LatLon, Mark, Participant, RaceDefinition, RaceKind,
+    TimingCrossing, TimingLine,
+};
+pub use time::Timestamp;
+pub use topics::Topics;
+pub use validate::{Validate, ValidationError};
+pub use views::{
+    RaceSummary, RoomMember, RoomMessage, Split, StandingRow, StandingsChange, Status, TaskResult,
+    TaskStatus,
+};
+pub use wire::{DecodeError, decode};

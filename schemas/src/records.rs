@@ -1,0 +1,346 @@
+//! Input records: what devices, apps and replays produce to the input topics.
+//!
+//! Each is strict JSON (`deny_unknown_fields`); [`Validate`] checks the rules
+//! the type system cannot.
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
+use crate::validate::{self as v, Validate, ValidationError};
+
+/// A WGS 84 position, degrees.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatLon {
+    /// Latitude, -90..=90.
+    pub lat: f64,
+    /// Longitude, -180..=180.
+    pub lon: f64,
+}
+
+impl Validate for LatLon {
+    fn validate(&self) -> Result<(), ValidationError> {
+        v::finite_in("lat", self.lat, -90.0, 90.0)?;
+        v::finite_in("lon", self.lon, -180.0, 180.0)
+    }
+}
+
+/// One GPS fix of one participant in one race (topic `pace.gps`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpsPoint {
+    /// Race id.
+    pub race: String,
+    /// Participant id (bib, boat, driver), unique within the race.
+    pub participant: String,
+    /// When the fix was taken (device clock, UTC).
+    pub time: Timestamp,
+    /// Latitude, degrees, -90..=90.
+    pub lat: f64,
+    /// Longitude, degrees, -180..=180.
+    pub lon: f64,
+    /// Elevation above the WGS 84 ellipsoid, metres, -1000..=10000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elevation: Option<f64>,
+    /// Horizontal accuracy (radius), metres, 0..=10000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+}
+
+impl Validate for GpsPoint {
+    fn validate(&self) -> Result<(), ValidationError> {
+        v::id("race", &self.race)?;
+        v::id("participant", &self.participant)?;
+        v::time("time", self.time)?;
+        v::finite_in("lat", self.lat, -90.0, 90.0)?;
+        v::finite_in("lon", self.lon, -180.0, 180.0)?;
+        if let Some(e) = self.elevation {
+            v::finite_in("elevation", e, -1000.0, 10_000.0)?;
+        }
+        if let Some(a) = self.accuracy {
+            v::finite_in("accuracy", a, 0.0, 10_000.0)?;
+        }
+        Ok(())
+    }
+}
+
+/// A participant crossing a timing line (chip mat, start/finish line) (topic `pace.timing`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimingCrossing {
+    /// Race id.
+    pub race: String,
+    /// Participant id.
+    pub participant: String,
+    /// Timing line id, as in the race definition.
+    pub line: String,
+    /// When the line was crossed.
+    pub time: Timestamp,
+}
+
+impl Validate for TimingCrossing {
+    fn validate(&self) -> Result<(), ValidationError> {
+        v::id("race", &self.race)?;
+        v::id("participant", &self.participant)?;
+        v::id("line", &self.line)?;
+        v::time("time", self.time)
+    }
+}
+
+/// A mark to round (one point) or a gate to pass (two points).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mark {
+    /// Display name, e.g. `M1` or `LG2`.
+    pub name: String,
+    /// One point for a mark, two for a gate or a line.
+    pub points: Vec<LatLon>,
+}
+
+impl Validate for Mark {
+    fn validate(&self) -> Result<(), ValidationError> {
+        v::text("name", &self.name, v::MAX_NAME_BYTES)?;
+        if !(1..=2).contains(&self.points.len()) {
+            return Err(ValidationError::new(
+                "points",
+                format_args!("{} points; a mark has 1, a gate 2", self.points.len()),
+            ));
+        }
+        v::each("points", &self.points)
+    }
+}
+
+/// A timing line: a segment participants cross (start, finish, split mat).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimingLine {
+    /// Line id, referenced by [`TimingCrossing::line`].
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Optional geometry, for GPS-derived crossings: the line's two ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends: Option<[LatLon; 2]>,
+}
+
+impl Validate for TimingLine {
+    fn validate(&self) -> Result<(), ValidationError> {
+        v::id("id", &self.id)?;
+        v::text("name", &self.name, v::MAX_NAME_BYTES)?;
+        if let Some(ends) = &self.ends {
+            v::each("ends", ends)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a race is raced over.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RaceKind {
+    /// A road or trail course: a polyline, point to point or a loop.
+    Course {
+        /// The course, start to finish, at least two points.
+        polyline: Vec<LatLon>,
+        /// Whether the finish joins the start (a lap course).
+        #[serde(default, rename = "loop")]
+        is_loop: bool,
+    },
+    /// A sequence of marks and gates, as in sailing.
+    Marks {
+        /// The start line (two points).
+        start: [LatLon; 2],
+        /// The marks and gates in rounding order.
+        marks: Vec<Mark>,
+        /// The finish line (two points).
+        finish: [LatLon; 2],
+    },
+    /// Timing lines; crossings of them count laps and splits.
+    TimingLines {
+        /// The lines, the start/finish line first.
+        lines: Vec<TimingLine>,
+    },
+}
+
+impl RaceKind {
+    /// `course`, `marks` or `timing_lines`, as on the wire.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RaceKind::Course { .. } => "course",
+            RaceKind::Marks { .. } => "marks",
+            RaceKind::TimingLines { .. } => "timing_lines",
+        }
+    }
+}
+
+impl Validate for RaceKind {
+    fn validate(&self) -> Result<(), ValidationError> {
+        match self {
+            RaceKind::Course { polyline, .. } => {
+                if polyline.len() < 2 {
+                    return Err(ValidationError::new("polyline", "needs at least 2 points"));
+                }
+                v::bounded_len("polyline", polyline, v::MAX_GEOMETRY_POINTS)?;
+                v::each("polyline", polyline)
+            }
+            RaceKind::Marks {
+                start,
+                marks,
+                finish,
+            } => {
+                v::each("start", start)?;
+                v::bounded_len("marks", marks, v::MAX_GEOMETRY_POINTS)?;
+                v::each("marks", marks)?;
+                v::each("finish", finish)
+            }
+            RaceKind::TimingLines { lines } => {
+                if lines.is_empty() {
+                    return Err(ValidationError::new("lines", "needs at least 1 line"));
+                }
+                v::bounded_len("lines", lines, v::MAX_GEOMETRY_POINTS)?;
+                v::each("lines", lines)
+            }
+        }
+    }
+}
+
+/// A participant listed in a race definition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Participant {
+    /// Participant id, as in [`GpsPoint::participant`].
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+}
+
+impl Validate for Participant {
+    fn validate(&self) -> Result<(), ValidationError> {
+        v::id("id", &self.id)?;
+        v::text("name", &self.name, v::MAX_NAME_BYTES)
+    }
+}
+
+/// A race (topic `pace.races`, keyed by id; a later definition replaces an earlier one).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaceDefinition {
+    /// Race id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// The gun.
+    pub start: Timestamp,
+    /// Course, marks or timing lines.
+    pub kind: RaceKind,
+    /// Laps to race (1 for point to point).
+    #[serde(default = "one")]
+    pub laps: u32,
+    /// After this, no new lap may start; participants may finish the lap in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutoff: Option<Timestamp>,
+    /// Known participants, with display names (optional).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub participants: Vec<Participant>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Validate for RaceDefinition {
+    fn validate(&self) -> Result<(), ValidationError> {
+        v::id("id", &self.id)?;
+        v::text("name", &self.name, v::MAX_NAME_BYTES)?;
+        v::time("start", self.start)?;
+        self.kind.validate().map_err(|e| e.within("kind"))?;
+        if !(1..=100_000).contains(&self.laps) {
+            return Err(ValidationError::new("laps", "must be 1..=100000"));
+        }
+        if let Some(cutoff) = self.cutoff {
+            v::time("cutoff", cutoff)?;
+            if cutoff <= self.start {
+                return Err(ValidationError::new("cutoff", "must be after start"));
+            }
+        }
+        v::bounded_len("participants", &self.participants, v::MAX_PARTICIPANTS)?;
+        v::each("participants", &self.participants)
+    }
+}
+
+/// What a chat event does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatKind {
+    /// The user joins the room.
+    Join,
+    /// The user leaves the room.
+    Leave,
+    /// The user posts `text`.
+    Message,
+}
+
+/// A chat event in a room (topic `pace.chat`, keyed by room).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatEvent {
+    /// Room id.
+    pub room: String,
+    /// User id.
+    pub user: String,
+    /// Join, leave or message.
+    pub kind: ChatKind,
+    /// The message text (messages only), at most 4 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The client's own id for the message, to recognise its echo and retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
+    /// When the event happened.
+    pub time: Timestamp,
+}
+
+impl Validate for ChatEvent {
+    fn validate(&self) -> Result<(), ValidationError> {
+        v::id("room", &self.room)?;
+        v::id("user", &self.user)?;
+        v::time("time", self.time)?;
+        if let Some(id) = &self.client_msg_id {
+            v::id("client_msg_id", id)?;
+        }
+        match (self.kind, &self.text) {
+            (ChatKind::Message, Some(t)) if t.is_empty() => {
+                Err(ValidationError::new("text", "must not be empty"))
+            }
+            (ChatKind::Message, Some(t)) => v::text("text", t, v::MAX_TEXT_BYTES),
+            (ChatKind::Message, None) => Err(ValidationError::new("text", "a message needs text")),
+            (_, Some(_)) => Err(ValidationError::new("text", "only a message carries text")),
+            (_, None) => Ok(()),
+        }
+    }
+}
+
+/// An arithmetic task (topic `pace.calc`, keyed by id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalcTask {
+    /// Task id; submitting the same id twice yields one result.
+    pub id: String,
+    /// The expression, at most 4 KiB.
+    pub expression: String,
+    /// When it was submitted.
+    pub time: Timestamp,
+}
+
+impl Validate for CalcTask {
+    fn validate(&self) -> Result<(), ValidationError> {
+        v::id("id", &self.id)?;
+        if self.expression.is_empty() {
+            return Err(ValidationError::new("expression", "must not be empty"));
+        }
+        v::text("expression", &self.expression, v::MAX_TEXT_BYTES)?;
+        v::time("time", self.time)
+    }
+}

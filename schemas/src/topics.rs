@@ -1,0 +1,95 @@
+//! Every Kafka topic pace reads or writes, in one place.
+//!
+//! Production uses the default names (`pace.gps`, …). Tests give each run a
+//! prefix so that runs sharing one broker never see each other's records.
+
+/// The names of all pace topics, optionally behind a common prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topics {
+    /// GPS points from participants ([`crate::GpsPoint`]), keyed by race.
+    pub gps: String,
+    /// Timing-mat crossings ([`crate::TimingCrossing`]), keyed by race.
+    pub timing: String,
+    /// Race definitions ([`crate::RaceDefinition`]), keyed by race id; the last one wins.
+    pub races: String,
+    /// Chat events ([`crate::ChatEvent`]), keyed by room.
+    pub chat: String,
+    /// Calculation tasks ([`crate::CalcTask`]), keyed by task id.
+    pub calc: String,
+    /// Dead letters: records that failed to decode or validate, with the reason in headers.
+    pub dlq: String,
+    /// Changelog of the standings view ([`crate::StandingsChange`]), keyed by race.
+    pub standings: String,
+    /// Changelog of the rooms view, keyed by room.
+    pub rooms: String,
+    /// Changelog of the task results view, keyed by task id.
+    pub results: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self::with_prefix("")
+    }
+}
+
+impl Topics {
+    /// Topic names with `prefix` in front of each default name (`""` gives the defaults).
+    pub fn with_prefix(prefix: &str) -> Self {
+        let name = |n: &str| format!("{prefix}pace.{n}");
+        Self {
+            gps: name("gps"),
+            timing: name("timing"),
+            races: name("races"),
+            chat: name("chat"),
+            calc: name("calc"),
+            dlq: name("dlq"),
+            standings: name("standings"),
+            rooms: name("rooms"),
+            results: name("results"),
+        }
+    }
+
+    /// The input topics, which devices and apps produce to.
+    pub fn inputs(&self) -> [&str; 5] {
+        [&self.gps, &self.timing, &self.races, &self.chat, &self.calc]
+    }
+
+    /// Every topic, inputs first.
+    pub fn all(&self) -> [&str; 9] {
+        [
+            &self.gps,
+            &self.timing,
+            &self.races,
+            &self.chat,
+            &self.calc,
+            &self.dlq,
+            &self.standings,
+            &self.rooms,
+            &self.results,
+        ]
+    }
+}
+
+/// Kafka header carrying the reason a record was dead-lettered.
+pub const DLQ_REASON_HEADER: &str = "pace-dlq-reason";
+/// Kafka header carrying the dead letter's source topic.
+pub const DLQ_TOPIC_HEADER: &str = "pace-source-topic";
+/// Kafka header carrying the dead letter's source partition.
+pub const DLQ_PARTITION_HEADER: &str = "pace-source-partition";
+/// Kafka header carrying the dead letter's source offset.
+pub const DLQ_OFFSET_HEADER: &str = "pace-source-offset";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_and_prefix() {
+        let t = Topics::default();
+        assert_eq!(t.gps, "pace.gps");
+        assert_eq!(t.dlq, "pace.dlq");
+        let p = Topics::with_prefix("t1.");
+        assert_eq!(p.standings, "t1.pace.standings");
+        assert_eq!(p.all().len(), 9);
+    }
+}

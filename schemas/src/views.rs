@@ -1,0 +1,180 @@
+//! View records: the rows of the live views, as served to spectators, written
+//! to the changelog topics and archived.
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
+
+/// A participant's state in a race.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// No point since the start yet.
+    NotStarted,
+    /// On course.
+    Racing,
+    /// Crossed the finish.
+    Finished,
+    /// Out of the race.
+    Retired,
+}
+
+impl Status {
+    /// The wire name (`not_started`, `racing`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::NotStarted => "not_started",
+            Status::Racing => "racing",
+            Status::Finished => "finished",
+            Status::Retired => "retired",
+        }
+    }
+}
+
+/// One row of a race's leaderboard.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StandingRow {
+    /// Race id.
+    pub race: String,
+    /// 1 for the leader.
+    pub rank: u32,
+    /// Participant id.
+    pub participant: String,
+    /// Display name (the id when the race lists none).
+    pub name: String,
+    /// Progress: distance covered, metres.
+    pub distance_m: f64,
+    /// Completed laps, for lap races.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub laps: Option<u32>,
+    /// Current leg, for mark races.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leg: Option<u32>,
+    /// Distance behind the leader, metres (0 for the leader).
+    pub gap_m: f64,
+    /// Time behind the leader, seconds, where it can be known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap_s: Option<f64>,
+    /// Current speed, metres per second, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed_mps: Option<f64>,
+    /// Time of the latest point.
+    pub last_seen: Timestamp,
+    /// Not started, racing, finished or retired.
+    pub status: Status,
+    /// Estimated finish time, for course races.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<Timestamp>,
+}
+
+/// A change of one race's standings, as written to `pace.standings` (keyed by race).
+///
+/// `seq` numbers the changes of a race from 1 with no gap; a consumer that holds
+/// the standings at `seq - 1` gets those at `seq` by replacing the `upserts`
+/// rows (by participant) and dropping the `removes`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StandingsChange {
+    /// Race id.
+    pub race: String,
+    /// The view's sequence number after this change.
+    pub seq: u64,
+    /// Rows that are new or changed.
+    pub upserts: Vec<StandingRow>,
+    /// Participants no longer in the standings.
+    pub removes: Vec<String>,
+}
+
+/// What `GET /api/races` lists for a race.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RaceSummary {
+    /// Race id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// `course`, `marks` or `timing_lines`.
+    pub kind: String,
+    /// Participants in the standings (or listed in the definition, if more).
+    pub participants: usize,
+    /// The gun.
+    pub start: Timestamp,
+}
+
+/// A participant's passage of a split (lap, leg or timing line).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    /// Race id.
+    pub race: String,
+    /// Participant id.
+    pub participant: String,
+    /// Split index, from 1.
+    pub split: u32,
+    /// Crossing time.
+    pub time: Timestamp,
+    /// Position at that moment.
+    pub position: u32,
+}
+
+/// A member of a room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomMember {
+    /// Room id.
+    pub room: String,
+    /// User id.
+    pub user: String,
+    /// Whether a connection of the user is open now.
+    pub online: bool,
+    /// When the user joined.
+    pub joined_at: Timestamp,
+}
+
+/// A message in a room's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomMessage {
+    /// Room id.
+    pub room: String,
+    /// Per-room sequence number, from 1, gapless.
+    pub seq: u64,
+    /// Author.
+    pub user: String,
+    /// Text.
+    pub text: String,
+    /// The client's id for the message, if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
+    /// When it was posted.
+    pub time: Timestamp,
+}
+
+/// Where a task is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskStatus {
+    /// Submitted, not evaluated yet.
+    Pending,
+    /// Evaluated to a value.
+    Successful,
+    /// Failed, with a reason.
+    Failed,
+}
+
+/// The result of a calc task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// Task id.
+    pub id: String,
+    /// The expression as submitted.
+    pub expression: String,
+    /// Pending, successful or failed.
+    pub status: TaskStatus,
+    /// The value, shortest round-tripping decimal, when successful.
+    #[serde(default)]
+    pub result: Option<String>,
+    /// The reason, when failed.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// When it was submitted.
+    pub submitted_at: Timestamp,
+    /// When it was evaluated.
+    #[serde(default)]
+    pub completed_at: Option<Timestamp>,
+}
