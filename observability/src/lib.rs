@@ -1,1 +1,184 @@
-//! placeholder
+//! # pace-observability
+//!
+//! The metric registry of a pace process and its text rendering for
+//! `GET /metrics`. Every metric pace exports is defined here, once, with its
+//! help text, so the names follow one scheme:
+//! `pace_<component>_<noun>_<unit>[_total]`. Labels are bounded sets (topic,
+//! reason kind, view); never a race, room or user id.
+//!
+//! `prometheus/` holds the scrape configuration for a local pace.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// All metrics of a pace process.
+pub struct Metrics {
+    registry: Registry,
+    /// Records read from Kafka, by topic.
+    pub ingest_records: IntCounterVec,
+    /// Payload bytes read from Kafka, by topic.
+    pub ingest_bytes: IntCounterVec,
+    /// Records refused by decode or validation, by topic and reason kind.
+    pub ingest_invalid: IntCounterVec,
+    /// Records written to the dead-letter topic.
+    pub dlq_records: IntCounterVec,
+    /// View changes produced to a changelog topic, by view.
+    pub view_changes: IntCounterVec,
+    /// Time from a record's Kafka timestamp to the view change it caused, by view.
+    pub view_latency: HistogramVec,
+    /// Rows written to the Parquet archive, by dataset.
+    pub archive_rows: IntCounterVec,
+    /// Parquet files written, by dataset.
+    pub archive_files: IntCounterVec,
+    /// Open WebSocket connections at the edge.
+    pub edge_clients: IntGauge,
+    /// WebSocket frames sent by the edge, by type (snapshot, delta).
+    pub edge_frames: IntCounterVec,
+    /// Latest frontier of the dataflow, Unix milliseconds, by worker.
+    pub pipeline_frontier: IntGaugeVec,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new_custom(None, None).expect("static registry config");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let ingest_records = counter(
+            "pace_ingest_records_total",
+            "Records read from Kafka.",
+            &["topic"],
+        );
+        let ingest_bytes = counter(
+            "pace_ingest_bytes_total",
+            "Payload bytes read from Kafka.",
+            &["topic"],
+        );
+        let ingest_invalid = counter(
+            "pace_ingest_invalid_records_total",
+            "Records refused by decoding or validation.",
+            &["topic", "reason"],
+        );
+        let dlq_records = counter(
+            "pace_dlq_records_total",
+            "Records written to the dead-letter topic.",
+            &["topic"],
+        );
+        let view_changes = counter(
+            "pace_view_changes_total",
+            "View changes produced to changelog topics.",
+            &["view"],
+        );
+        let archive_rows = counter(
+            "pace_archive_rows_total",
+            "Rows written to the Parquet archive.",
+            &["dataset"],
+        );
+        let archive_files = counter(
+            "pace_archive_files_total",
+            "Parquet files written to the archive.",
+            &["dataset"],
+        );
+        let edge_frames = counter(
+            "pace_edge_frames_sent_total",
+            "WebSocket frames sent to clients.",
+            &["type"],
+        );
+        let view_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "pace_view_latency_seconds",
+                "Time from a record's Kafka timestamp to the view change it caused.",
+            )
+            .buckets(prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
+            &["view"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(view_latency.clone()))
+            .expect("unique metric");
+        let edge_clients =
+            IntGauge::new("pace_edge_clients", "Open WebSocket connections.").expect("valid");
+        registry
+            .register(Box::new(edge_clients.clone()))
+            .expect("unique metric");
+        let pipeline_frontier = IntGaugeVec::new(
+            Opts::new(
+                "pace_pipeline_frontier_milliseconds",
+                "Dataflow frontier (Unix milliseconds) seen by each worker.",
+            ),
+            &["worker"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(pipeline_frontier.clone()))
+            .expect("unique metric");
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique metric");
+        Self {
+            registry,
+            ingest_records,
+            ingest_bytes,
+            ingest_invalid,
+            dlq_records,
+            view_changes,
+            view_latency,
+            archive_rows,
+            archive_files,
+            edge_clients,
+            edge_frames,
+            pipeline_frontier,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding to a Vec cannot fail");
+        String::from_utf8(buf).expect("exposition is UTF-8")
+    }
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// The `Content-Type` of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_named_metrics() {
+        let m = metrics();
+        m.ingest_records.with_label_values(&["pace.gps"]).inc();
+        m.ingest_invalid
+            .with_label_values(&["pace.gps", "json"])
+            .inc();
+        let text = m.render();
+        assert!(text.contains("pace_ingest_records_total{topic=\"pace.gps\"} 1"));
+        assert!(
+            text.contains(
+                "pace_ingest_invalid_records_total{reason=\"json\",topic=\"pace.gps\"} 1"
+            )
+        );
+        assert!(text.contains("# HELP pace_edge_clients"));
+    }
+}

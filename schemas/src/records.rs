@@ -18,6 +18,30 @@ pub struct LatLon {
     pub lon: f64,
 }
 
+/// Mean Earth radius, metres (IUGG).
+pub const EARTH_RADIUS_M: f64 = 6_371_008.8;
+
+impl LatLon {
+    /// Great-circle distance to `other`, metres (haversine).
+    pub fn distance_m(self, other: LatLon) -> f64 {
+        let (p1, p2) = (self.lat.to_radians(), other.lat.to_radians());
+        let dp = p2 - p1;
+        let dl = (other.lon - self.lon).to_radians();
+        let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+        2.0 * EARTH_RADIUS_M * a.sqrt().min(1.0).asin()
+    }
+
+    /// The point `east_m` metres east and `north_m` metres north (flat-earth
+    /// approximation, good to a few centimetres over a few kilometres).
+    pub fn offset_m(self, east_m: f64, north_m: f64) -> LatLon {
+        let m_per_deg = EARTH_RADIUS_M.to_radians();
+        LatLon {
+            lat: self.lat + north_m / m_per_deg,
+            lon: self.lon + east_m / (m_per_deg * self.lat.to_radians().cos()),
+        }
+    }
+}
+
 impl Validate for LatLon {
     fn validate(&self) -> Result<(), ValidationError> {
         v::finite_in("lat", self.lat, -90.0, 90.0)?;
@@ -45,6 +69,16 @@ pub struct GpsPoint {
     /// Horizontal accuracy (radius), metres, 0..=10000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accuracy: Option<f64>,
+}
+
+impl GpsPoint {
+    /// The point's position.
+    pub fn position(&self) -> LatLon {
+        LatLon {
+            lat: self.lat,
+            lon: self.lon,
+        }
+    }
 }
 
 impl Validate for GpsPoint {
@@ -342,5 +376,25 @@ impl Validate for CalcTask {
         }
         v::text("expression", &self.expression, v::MAX_TEXT_BYTES)?;
         v::time("time", self.time)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances() {
+        // One degree of latitude is about 111.2 km.
+        let a = LatLon { lat: 0.0, lon: 0.0 };
+        let d = a.distance_m(LatLon { lat: 1.0, lon: 0.0 });
+        assert!((d - 111_195.0).abs() < 1.0, "{d}");
+        let b = LatLon {
+            lat: 59.33,
+            lon: 18.07,
+        };
+        let c = b.offset_m(300.0, -400.0);
+        assert!((b.distance_m(c) - 500.0).abs() < 0.5);
+        assert_eq!(b.distance_m(b), 0.0);
     }
 }

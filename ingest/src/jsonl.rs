@@ -1,0 +1,158 @@
+//! Replay of JSON-lines files: one input record per line, produced to its
+//! topic at the pace of the records' own times (scaled by a speed factor) or
+//! as fast as possible.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use schemas::{CalcTask, ChatEvent, GpsPoint, RaceDefinition, Timestamp, TimingCrossing};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::producer::TrackedProducer;
+use crate::{IngestError, KafkaConfig};
+
+/// An input record: how it is keyed (which fixes its partition and so its
+/// order) and when it happened.
+pub trait InputRecord: Serialize + DeserializeOwned + schemas::Validate {
+    /// The Kafka key: records with one key keep their order.
+    fn key(&self) -> String;
+    /// The record's own time, for paced replay.
+    fn time(&self) -> Timestamp;
+}
+
+impl InputRecord for GpsPoint {
+    fn key(&self) -> String {
+        format!("{}/{}", self.race, self.participant)
+    }
+    fn time(&self) -> Timestamp {
+        self.time
+    }
+}
+
+impl InputRecord for TimingCrossing {
+    fn key(&self) -> String {
+        format!("{}/{}", self.race, self.participant)
+    }
+    fn time(&self) -> Timestamp {
+        self.time
+    }
+}
+
+impl InputRecord for RaceDefinition {
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+    fn time(&self) -> Timestamp {
+        self.start
+    }
+}
+
+impl InputRecord for ChatEvent {
+    fn key(&self) -> String {
+        self.room.clone()
+    }
+    fn time(&self) -> Timestamp {
+        self.time
+    }
+}
+
+impl InputRecord for CalcTask {
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+    fn time(&self) -> Timestamp {
+        self.time
+    }
+}
+
+/// Reads `path`, one record per non-blank line; stops at the first bad line.
+pub fn read<T: InputRecord>(path: &Path) -> Result<Vec<T>, IngestError> {
+    let io = |source| IngestError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(io)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record = schemas::decode::<T>(line.as_bytes()).map_err(|e| IngestError::BadLine {
+            path: path.display().to_string(),
+            line: i + 1,
+            reason: e.to_string(),
+        })?;
+        out.push(record);
+    }
+    Ok(out)
+}
+
+/// Produces `records` to `topic`, spaced as their times are, divided by
+/// `speed` (0 = as fast as possible), until done or `stop`. Returns how many
+/// were produced, all acknowledged by the broker.
+pub fn replay<T: InputRecord>(
+    config: &KafkaConfig,
+    topic: &str,
+    records: &[T],
+    speed: f64,
+    stop: &Arc<AtomicBool>,
+) -> Result<usize, IngestError> {
+    let producer = TrackedProducer::new(config)?;
+    let t0 = records.first().map(InputRecord::time);
+    let wall0 = Instant::now();
+    let mut sent = 0;
+    for r in records {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if let (Some(t0), true) = (t0, speed > 0.0) {
+            let due = (r.time().0 - t0.0).max(0) as f64 / 1000.0 / speed;
+            let wait = Duration::from_secs_f64(due).saturating_sub(wall0.elapsed());
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+        }
+        let payload = serde_json::to_vec(r).expect("records serialize");
+        producer.send(topic, Some(r.key().as_bytes()), &payload, &[], 0)?;
+        sent += 1;
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn reads_lines_and_names_the_bad_one() {
+        let dir = std::env::temp_dir().join(format!("pace-jsonl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gps.jsonl");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let good =
+            r#"{"race":"r","participant":"p","time":"2026-01-01T00:00:00Z","lat":1,"lon":2}"#;
+        writeln!(f, "{good}\n\n{good}").unwrap();
+        drop(f);
+        let ok: Vec<GpsPoint> = read(&path).unwrap();
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[0].key(), "r/p");
+        std::fs::write(
+            &path,
+            format!("{good}\n{}\n", good.replace("\"lat\":1", "\"lat\":95")),
+        )
+        .unwrap();
+        let err = read::<GpsPoint>(&path).unwrap_err().to_string();
+        assert!(
+            err.ends_with(":2: invalid lat: 95 is outside -90..=90"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,291 @@
+//! [`StaticConsumer`]: reads the partitions of one topic that are statically
+//! assigned to one worker, and [`decode`] turns each record into an
+//! [`Envelope`] or a [`DeadLetter`].
+//!
+//! Partition `p` of a topic belongs to worker `p % workers`. There is no
+//! consumer-group rebalancing: the assignment is a function of the worker count
+//! alone, so every worker knows what it owns without coordination. The consumer
+//! group is used only to store committed offsets.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::de::DeserializeOwned;
+
+use schemas::{DecodeError, Validate};
+
+use crate::{IngestError, KafkaConfig};
+
+/// The partitions of a topic with `partitions` partitions that `worker` (of `workers`) reads.
+pub fn assigned_partitions(partitions: i32, worker: usize, workers: usize) -> Vec<i32> {
+    (0..partitions)
+        .filter(|p| (*p as usize) % workers == worker)
+        .collect()
+}
+
+/// Where a consumer starts reading its partitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// From the start of retention (rebuilds the views from scratch).
+    Beginning,
+    /// From the group's committed offsets, or the beginning where none.
+    Committed,
+}
+
+/// One record as read from Kafka.
+#[derive(Clone, Debug)]
+pub struct RawRecord {
+    /// Partition.
+    pub partition: i32,
+    /// Offset within the partition.
+    pub offset: i64,
+    /// Key, if any.
+    pub key: Option<Vec<u8>>,
+    /// Payload (empty for a tombstone).
+    pub payload: Vec<u8>,
+    /// The record's Kafka timestamp, milliseconds.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// A decoded, validated record and where it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Envelope<T> {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Kafka timestamp, milliseconds.
+    pub timestamp_ms: Option<i64>,
+    /// The record.
+    pub record: T,
+}
+
+/// A record that could not be decoded or validated, for `pace.dlq`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// Original key.
+    pub key: Option<Vec<u8>>,
+    /// Original payload, byte for byte.
+    pub payload: Vec<u8>,
+    /// Why it was refused (the [`DecodeError`] text).
+    pub reason: String,
+    /// Bounded reason label for metrics.
+    pub kind: &'static str,
+}
+
+/// Decodes and validates `raw` from `topic`.
+pub fn decode<T: DeserializeOwned + Validate>(
+    topic: &str,
+    raw: RawRecord,
+) -> Result<Envelope<T>, DeadLetter> {
+    match schemas::decode::<T>(&raw.payload) {
+        Ok(record) => Ok(Envelope {
+            partition: raw.partition,
+            offset: raw.offset,
+            timestamp_ms: raw.timestamp_ms,
+            record,
+        }),
+        Err(e) => Err(dead_letter(topic, raw, &e)),
+    }
+}
+
+fn dead_letter(topic: &str, raw: RawRecord, e: &DecodeError) -> DeadLetter {
+    DeadLetter {
+        topic: topic.to_owned(),
+        partition: raw.partition,
+        offset: raw.offset,
+        key: raw.key,
+        payload: raw.payload,
+        reason: e.to_string(),
+        kind: e.kind(),
+    }
+}
+
+/// A consumer of the partitions of one topic assigned to one worker.
+pub struct StaticConsumer {
+    consumer: BaseConsumer,
+    topic: String,
+    partitions: Vec<i32>,
+    /// Next offset to read, per partition (what a commit would store).
+    next: BTreeMap<i32, i64>,
+}
+
+/// How long a consumer waits for its topic to exist.
+const TOPIC_WAIT: Duration = Duration::from_secs(30);
+
+impl StaticConsumer {
+    /// Assigns `worker`'s partitions of `topic` and positions them at `start`.
+    pub fn new(
+        config: &KafkaConfig,
+        group: &str,
+        topic: &str,
+        worker: usize,
+        workers: usize,
+        start: StartAt,
+    ) -> Result<Self, IngestError> {
+        let consumer: BaseConsumer = config
+            .consumer(group)
+            .create()
+            .map_err(IngestError::kafka("create consumer"))?;
+        let count = partition_count(&consumer, topic)?;
+        let partitions = assigned_partitions(count, worker, workers);
+        let mut tpl = TopicPartitionList::new();
+        let committed = match start {
+            StartAt::Beginning => None,
+            StartAt::Committed if partitions.is_empty() => None,
+            StartAt::Committed => {
+                let mut want = TopicPartitionList::new();
+                for p in &partitions {
+                    want.add_partition(topic, *p);
+                }
+                Some(
+                    consumer
+                        .committed_offsets(want, Duration::from_secs(10))
+                        .map_err(IngestError::kafka("read committed offsets"))?,
+                )
+            }
+        };
+        for p in &partitions {
+            let offset = committed
+                .as_ref()
+                .and_then(|c| c.find_partition(topic, *p))
+                .map(|e| e.offset())
+                .filter(|o| matches!(o, Offset::Offset(_)))
+                .unwrap_or(Offset::Beginning);
+            tpl.add_partition_offset(topic, *p, offset)
+                .map_err(IngestError::kafka("assign"))?;
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(IngestError::kafka("assign"))?;
+        Ok(Self {
+            consumer,
+            topic: topic.to_owned(),
+            partitions,
+            next: BTreeMap::new(),
+        })
+    }
+
+    /// The topic read.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The partitions this consumer owns.
+    pub fn partitions(&self) -> &[i32] {
+        &self.partitions
+    }
+
+    /// Calls `wake` (from the client's thread) when records arrive while the
+    /// consumer's queue was empty. A caller that stops polling before the queue
+    /// is drained must poll again on its own.
+    pub fn on_ready(&mut self, wake: impl Fn() + Send + Sync + 'static) {
+        self.consumer.set_nonempty_callback(wake);
+    }
+
+    /// Up to `max` records that are ready now, without waiting.
+    pub fn poll(&mut self, max: usize) -> Vec<RawRecord> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            match self.consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(m)) => {
+                    self.next.insert(m.partition(), m.offset() + 1);
+                    out.push(RawRecord {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                        timestamp_ms: m.timestamp().to_millis(),
+                    });
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(topic = %self.topic, error = %e, "consumer error");
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// The next offset to read per partition, for what has been polled so far.
+    pub fn positions(&self) -> &BTreeMap<i32, i64> {
+        &self.next
+    }
+
+    /// Stores `offsets` (next offset to read, per partition) as the group's committed offsets.
+    pub fn commit(&self, offsets: &BTreeMap<i32, i64>) -> Result<(), IngestError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in offsets {
+            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o))
+                .map_err(IngestError::kafka("commit"))?;
+        }
+        self.consumer
+            .commit(&tpl, CommitMode::Async)
+            .map_err(IngestError::kafka("commit"))
+    }
+}
+
+/// Partitions of `topic`, waiting up to 30 s for it to appear.
+fn partition_count(consumer: &BaseConsumer, topic: &str) -> Result<i32, IngestError> {
+    let deadline = Instant::now() + TOPIC_WAIT;
+    loop {
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(IngestError::kafka("fetch metadata"))?;
+        let n = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map_or(0, |t| t.partitions().len() as i32);
+        if n > 0 {
+            return Ok(n);
+        }
+        if Instant::now() > deadline {
+            return Err(IngestError::NoSuchTopic(topic.to_owned()));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::GpsPoint;
+
+    #[test]
+    fn partitions_spread_over_workers() {
+        assert_eq!(assigned_partitions(4, 0, 1), vec![0, 1, 2, 3]);
+        assert_eq!(assigned_partitions(4, 1, 2), vec![1, 3]);
+        assert_eq!(assigned_partitions(2, 3, 4), Vec::<i32>::new());
+        let all: Vec<i32> = (0..3).flat_map(|w| assigned_partitions(8, w, 3)).collect();
+        assert_eq!(all.len(), 8);
+    }
+
+    #[test]
+    fn bad_record_becomes_dead_letter_with_reason() {
+        let raw = RawRecord {
+            partition: 2,
+            offset: 41,
+            key: Some(b"k".to_vec()),
+            payload: b"{\"race\":".to_vec(),
+            timestamp_ms: None,
+        };
+        let dl = decode::<GpsPoint>("pace.gps", raw).unwrap_err();
+        assert_eq!((dl.partition, dl.offset, dl.kind), (2, 41, "json"));
+        assert!(dl.reason.starts_with("malformed JSON"), "{}", dl.reason);
+        assert_eq!(dl.payload, b"{\"race\":");
+    }
+}
