@@ -1,0 +1,61 @@
+//! The dead-letter and changelog producers.
+
+use ingest::producer::{Ticket, TrackedProducer};
+use ingest::source::DeadLetter;
+use schemas::topics::{
+    DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER, DLQ_TOPIC_HEADER,
+};
+use schemas::{StandingsChange, Topics};
+
+use crate::SinkError;
+
+/// Sends `letter` to the dead-letter topic: the original key and payload byte
+/// for byte, the reason and the origin (topic, partition, offset) in headers.
+pub fn send_dead_letter(
+    producer: &TrackedProducer,
+    topics: &Topics,
+    letter: &DeadLetter,
+    ticket: Ticket,
+) -> Result<(), SinkError> {
+    let partition = letter.partition.to_string();
+    let offset = letter.offset.to_string();
+    producer.send(
+        &topics.dlq,
+        letter.key.as_deref(),
+        &letter.payload,
+        &[
+            (DLQ_REASON_HEADER, letter.reason.as_bytes()),
+            (DLQ_TOPIC_HEADER, letter.topic.as_bytes()),
+            (DLQ_PARTITION_HEADER, partition.as_bytes()),
+            (DLQ_OFFSET_HEADER, offset.as_bytes()),
+        ],
+        ticket,
+    )?;
+    observability::metrics()
+        .dlq_records
+        .with_label_values(&[letter.topic.as_str()])
+        .inc();
+    Ok(())
+}
+
+/// Sends one standings change to the standings changelog, keyed by race.
+pub fn send_standings_change(
+    producer: &TrackedProducer,
+    topics: &Topics,
+    change: &StandingsChange,
+    ticket: Ticket,
+) -> Result<(), SinkError> {
+    let payload = serde_json::to_vec(change).expect("view records serialize");
+    producer.send(
+        &topics.standings,
+        Some(change.race.as_bytes()),
+        &payload,
+        &[],
+        ticket,
+    )?;
+    observability::metrics()
+        .view_changes
+        .with_label_values(&["standings"])
+        .inc();
+    Ok(())
+}
