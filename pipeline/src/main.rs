@@ -1,0 +1,2 @@
+//! the pace binary
+fn main() {}

@@ -1,0 +1,580 @@
+//! The worker runtime: timely workers reading Kafka, running the jobs and
+//! writing the sinks.
+//!
+//! Time is the epoch, Unix milliseconds rounded down to [`PipelineConfig::tick`].
+//! Each source stamps what it reads with the current epoch. A sink keeps a
+//! capability for an epoch until what it wrote for that epoch is durable
+//! (acknowledged by the broker, or fsynced and renamed), so the probe at the
+//! end of the dataflow passes an epoch only when every sink has made it
+//! durable; only then does the source commit the offsets the epoch read.
+//!
+//! Workers park while idle: a source is woken by the Kafka client when records
+//! arrive, and by a timer only while data is in flight (to advance its epoch
+//! so the data can complete). There is no busy loop.
+//!
+//! Views are rebuilt from the start of retention at every start (no snapshots
+//! yet), so the consumer group's committed offsets record durable progress but
+//! are not where reading resumes.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use differential_dataflow::AsCollection;
+use differential_dataflow::consolidation::consolidate;
+use ingest::KafkaConfig;
+use ingest::producer::TrackedProducer;
+use ingest::source::{DeadLetter, Envelope, StartAt, StaticConsumer, decode};
+use schemas::{
+    GpsPoint, RaceDefinition, StandingRow, StandingsChange, Status, Timestamp, Validate,
+};
+use serde::de::DeserializeOwned;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::operator::{Operator, source};
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::{Capability, Concat, OkErr, Probe};
+use timely::dataflow::{ProbeHandle, Scope, Stream};
+use timely::scheduling::{Activator, SyncActivator};
+
+use crate::jobs::standings::{Fix, Standing, race_standings, to_e7};
+
+/// Dataflow time: the epoch, Unix milliseconds.
+pub type Time = u64;
+
+/// How the pipeline runs.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Brokers and topics.
+    pub kafka: KafkaConfig,
+    /// Timely worker threads in this process.
+    pub workers: usize,
+    /// Archive and state go under here.
+    pub data_dir: PathBuf,
+    /// Consumer group under which durable progress is committed.
+    pub group: String,
+    /// Epoch length: the batching interval of the dataflow.
+    pub tick: Duration,
+    /// The archive writes a file once it holds this many rows…
+    pub archive_max_rows: usize,
+    /// …or once its oldest row is this old.
+    pub archive_max_age: Duration,
+}
+
+impl PipelineConfig {
+    /// Defaults for `kafka`: 50 ms epochs, archive files every 100,000 rows or 5 s.
+    pub fn new(kafka: KafkaConfig, workers: usize, data_dir: PathBuf) -> Self {
+        Self {
+            kafka,
+            workers,
+            data_dir,
+            group: "pace-pipeline".into(),
+            tick: Duration::from_millis(50),
+            archive_max_rows: 100_000,
+            archive_max_age: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the pipeline stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Setting up a worker failed (broker unreachable, topic missing, …).
+    #[error("worker {worker}: {message}")]
+    Worker {
+        /// Worker index.
+        worker: usize,
+        /// What failed.
+        message: String,
+    },
+    /// Timely could not start or a worker thread panicked.
+    #[error("timely: {0}")]
+    Timely(String),
+}
+
+/// Most records one source activation reads.
+const MAX_BATCH: usize = 4096;
+/// Most epochs a source lets be in flight (read, not yet durable) before it
+/// stops reading: the bound on what the dataflow holds beyond its state.
+const MAX_INFLIGHT_EPOCHS: usize = 1024;
+
+/// State shared by all workers of the process.
+struct Shared {
+    stop: Arc<AtomicBool>,
+    /// Until when (Unix ms) data is in flight somewhere: idle sources keep
+    /// advancing their epoch until then so that data can complete.
+    busy_until_ms: AtomicI64,
+    error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn fail(&self, message: String) {
+        tracing::error!(%message, "pipeline stopping");
+        self.error
+            .lock()
+            .expect("error lock")
+            .get_or_insert(message);
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn now_ms() -> i64 {
+    Timestamp::now().0
+}
+
+fn epoch(tick: Duration) -> Time {
+    let t = now_ms() as u64;
+    let tick = tick.as_millis().max(1) as u64;
+    t - t % tick
+}
+
+/// Runs the pipeline until `stop` is set, then drains and returns.
+pub fn run(config: PipelineConfig, stop: Arc<AtomicBool>) -> Result<(), PipelineError> {
+    let shared = Arc::new(Shared {
+        stop,
+        busy_until_ms: AtomicI64::new(0),
+        error: Mutex::new(None),
+    });
+    let workers = config.workers.max(1);
+    let shared2 = shared.clone();
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let index = worker.index();
+        run_worker(worker, &config, &shared2).map_err(|message| PipelineError::Worker {
+            worker: index,
+            message,
+        })
+    })
+    .map_err(PipelineError::Timely)?;
+    for result in guards.join() {
+        result.map_err(PipelineError::Timely)??;
+    }
+    match shared.error.lock().expect("error lock").take() {
+        Some(message) => Err(PipelineError::Worker { worker: 0, message }),
+        None => Ok(()),
+    }
+}
+
+fn run_worker(
+    worker: &mut timely::worker::Worker,
+    config: &PipelineConfig,
+    shared: &Arc<Shared>,
+) -> Result<(), String> {
+    let (index, peers) = (worker.index(), worker.peers());
+    let topics = &config.kafka.topics;
+    let consumer = |topic: &str| {
+        StaticConsumer::new(
+            &config.kafka,
+            &config.group,
+            topic,
+            index,
+            peers,
+            StartAt::Beginning,
+        )
+        .map_err(|e| e.to_string())
+    };
+    let gps_consumer = consumer(&topics.gps)?;
+    let races_consumer = consumer(&topics.races)?;
+    let producer = Rc::new(TrackedProducer::new(&config.kafka).map_err(|e| e.to_string())?);
+    let probe = ProbeHandle::<Time>::new();
+
+    let sources = worker.dataflow::<Time, _, _>(|scope| {
+        let (gps, gps_act) = kafka_source::<GpsPoint>(scope, gps_consumer, config, shared, &probe);
+        let (races, races_act) =
+            kafka_source::<RaceDefinition>(scope, races_consumer, config, shared, &probe);
+        let (gps_ok, gps_err) = gps.ok_err(|r| r);
+        let (races_ok, races_err) = races.ok_err(|r| r);
+
+        let dlq = {
+            let sink_producer = producer.clone();
+            let topics = topics.clone();
+            let shared = shared.clone();
+            let mut pending: BTreeMap<Time, Vec<DeadLetter>> = BTreeMap::new();
+            durable_sink(
+                gps_err.concat(races_err),
+                Pipeline,
+                "DeadLetters",
+                |_: &DeadLetter| None,
+                Some(&producer),
+                config.tick,
+                move |event| match event {
+                    SinkEvent::Data(t, data) => {
+                        pending.entry(t).or_default().append(data);
+                        true
+                    }
+                    SinkEvent::Complete(t, _) => {
+                        for letter in pending.remove(&t).unwrap_or_default() {
+                            if let Err(e) = sinks::kafka::send_dead_letter(
+                                &sink_producer,
+                                &topics,
+                                &letter,
+                                t as usize,
+                            ) {
+                                shared.fail(e.to_string());
+                            }
+                        }
+                        sink_producer.pending(t as usize) == 0
+                    }
+                },
+            )
+        };
+
+        let archive = {
+            let mut archive = sinks::parquet::GpsArchive::new(&config.data_dir);
+            let (max_rows, max_age) = (config.archive_max_rows, config.archive_max_age);
+            let mut oldest: Option<Instant> = None;
+            let shared = shared.clone();
+            durable_sink(
+                gps_ok.clone(),
+                Pipeline,
+                "ArchiveGps",
+                |_: &Envelope<GpsPoint>| None,
+                None,
+                config.tick,
+                move |event| match event {
+                    SinkEvent::Data(_, data) => {
+                        oldest.get_or_insert_with(Instant::now);
+                        for e in data.drain(..) {
+                            archive.push(e);
+                        }
+                        true
+                    }
+                    SinkEvent::Complete(_, last) => {
+                        let due = last
+                            || archive.buffered() >= max_rows
+                            || oldest.is_some_and(|o| o.elapsed() >= max_age);
+                        if due && archive.buffered() > 0 {
+                            if let Err(e) = archive.flush() {
+                                shared.fail(e.to_string());
+                            }
+                            oldest = None;
+                        }
+                        due || archive.buffered() == 0
+                    }
+                },
+            )
+        };
+
+        let fixes = stamp(gps_ok.map(|e: Envelope<GpsPoint>| -> Fix {
+            let p = e.record;
+            (p.race, p.participant, p.time.0, to_e7(p.lat), to_e7(p.lon))
+        }))
+        .as_collection();
+        let races = stamp(races_ok.map(|e: Envelope<RaceDefinition>| e.record.id)).as_collection();
+        let standings = race_standings(fixes, races);
+
+        let changelog = {
+            let sink_producer = producer.clone();
+            let topics = topics.clone();
+            let shared = shared.clone();
+            let mut pending: BTreeMap<Time, Vec<((String, Standing), Time, isize)>> =
+                BTreeMap::new();
+            let mut seqs: BTreeMap<String, u64> = BTreeMap::new();
+            durable_sink(
+                standings.inner,
+                Exchange::new(|u: &((String, Standing), Time, isize)| hash(&(u.0).0)),
+                "StandingsChangelog",
+                |u: &((String, Standing), Time, isize)| Some(u.1),
+                Some(&producer),
+                config.tick,
+                move |event| match event {
+                    SinkEvent::Data(_, data) => {
+                        for u in data.drain(..) {
+                            pending.entry(u.1).or_default().push(u);
+                        }
+                        true
+                    }
+                    SinkEvent::Complete(t, _) => {
+                        if let Some(updates) = pending.remove(&t) {
+                            for change in standings_changes(updates, &mut seqs) {
+                                if let Err(e) = sinks::kafka::send_standings_change(
+                                    &sink_producer,
+                                    &topics,
+                                    &change,
+                                    t as usize,
+                                ) {
+                                    shared.fail(e.to_string());
+                                }
+                            }
+                        }
+                        sink_producer.pending(t as usize) == 0
+                    }
+                },
+            )
+        };
+
+        dlq.concat(archive).concat(changelog).probe_with(&probe);
+        [gps_act, races_act]
+    });
+
+    let frontier_gauge = observability::metrics()
+        .pipeline_frontier
+        .with_label_values(&[&index.to_string()]);
+    let mut stopping = false;
+    while !probe.done() {
+        if shared.stop.load(Ordering::SeqCst) && !stopping {
+            stopping = true;
+            for a in &sources {
+                a.activate();
+            }
+        }
+        if let Some(reason) = producer.failure() {
+            shared.fail(format!("delivery failed: {reason}"));
+        }
+        worker.step_or_park(Some(Duration::from_millis(200)));
+        probe.with_frontier(|f| {
+            if let Some(t) = f.first() {
+                frontier_gauge.set(*t as i64);
+            }
+        });
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .map_err(|e| e.to_string())
+}
+
+fn hash<T: std::hash::Hash>(t: &T) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(t)
+}
+
+/// Turns one epoch's consolidated standings updates into one change per race.
+fn standings_changes(
+    mut updates: Vec<((String, Standing), Time, isize)>,
+    seqs: &mut BTreeMap<String, u64>,
+) -> Vec<StandingsChange> {
+    let mut flat: Vec<((String, Standing), isize)> =
+        updates.drain(..).map(|(d, _, r)| (d, r)).collect();
+    consolidate(&mut flat);
+    let mut by_race: BTreeMap<String, (Vec<StandingRow>, Vec<String>)> = BTreeMap::new();
+    let mut added: BTreeMap<(String, String), ()> = BTreeMap::new();
+    for ((race, s), diff) in &flat {
+        if *diff > 0 {
+            added.insert((race.clone(), s.participant.clone()), ());
+            by_race
+                .entry(race.clone())
+                .or_default()
+                .0
+                .push(row(race, s));
+        }
+    }
+    for ((race, s), diff) in flat {
+        if diff < 0 && !added.contains_key(&(race.clone(), s.participant.clone())) {
+            by_race.entry(race).or_default().1.push(s.participant);
+        }
+    }
+    by_race
+        .into_iter()
+        .map(|(race, (mut upserts, removes))| {
+            upserts.sort_by_key(|r| r.rank);
+            let seq = seqs.entry(race.clone()).or_default();
+            *seq += 1;
+            StandingsChange {
+                race,
+                seq: *seq,
+                upserts,
+                removes,
+            }
+        })
+        .collect()
+}
+
+fn row(race: &str, s: &Standing) -> StandingRow {
+    StandingRow {
+        race: race.to_owned(),
+        rank: s.rank,
+        participant: s.participant.clone(),
+        name: s.participant.clone(),
+        distance_m: s.distance_mm as f64 / 1000.0,
+        laps: None,
+        leg: None,
+        gap_m: s.gap_mm as f64 / 1000.0,
+        gap_s: None,
+        speed_mps: None,
+        last_seen: Timestamp(s.last_seen_ms),
+        status: Status::Racing,
+        eta: None,
+    }
+}
+
+/// Attaches each record's epoch, making a stream of differential updates.
+fn stamp<'s, D: Clone + 'static>(
+    stream: Stream<'s, Time, Vec<D>>,
+) -> Stream<'s, Time, Vec<(D, Time, isize)>> {
+    stream.unary(Pipeline, "Stamp", |_, _| {
+        move |input, output| {
+            input.for_each(|cap, data| {
+                if let Some(cap) = cap.retain_least(output.output_index()) {
+                    let t = *cap.time();
+                    output
+                        .session(&cap)
+                        .give_iterator(data.drain(..).map(|d| (d, t, 1)));
+                }
+            });
+        }
+    })
+}
+
+/// Reads one topic's assigned partitions into the dataflow: each record decoded
+/// and validated, or a dead letter.
+fn kafka_source<'s, T>(
+    scope: Scope<'s, Time>,
+    mut consumer: StaticConsumer,
+    config: &PipelineConfig,
+    shared: &Arc<Shared>,
+    probe: &ProbeHandle<Time>,
+) -> (
+    Stream<'s, Time, Vec<Result<Envelope<T>, DeadLetter>>>,
+    Activator,
+)
+where
+    T: DeserializeOwned + Validate + Clone + 'static,
+{
+    let topic = consumer.topic().to_owned();
+    let tick = config.tick;
+    let shared = shared.clone();
+    let probe = probe.clone();
+    let mut activator_out = None;
+    let stream = source(scope, &format!("Kafka({topic})"), |cap, info| {
+        let activator = scope.activator_for(info.address.clone());
+        activator_out = Some(activator.clone());
+        let sync: Mutex<SyncActivator> =
+            Mutex::new(scope.worker().sync_activator_for(info.address.to_vec()));
+        consumer.on_ready(move || {
+            let _ = sync.lock().expect("activator lock").activate();
+        });
+        let m = observability::metrics();
+        let (records, bytes) = (
+            m.ingest_records.with_label_values(&[topic.as_str()]),
+            m.ingest_bytes.with_label_values(&[topic.as_str()]),
+        );
+        let mut cap = Some(cap);
+        let mut inflight: VecDeque<(Time, BTreeMap<i32, i64>)> = VecDeque::new();
+        move |output| {
+            let Some(c) = cap.as_mut() else { return };
+            if shared.stop.load(Ordering::SeqCst) {
+                cap = None;
+                return;
+            }
+            let now = epoch(tick);
+            if *c.time() < now {
+                c.downgrade(&now);
+            }
+            while let Some((t, _)) = inflight.front() {
+                if probe.less_equal(t) {
+                    break;
+                }
+                let (_, offsets) = inflight.pop_front().expect("non-empty");
+                if let Err(e) = consumer.commit(&offsets) {
+                    tracing::warn!(topic = %topic, error = %e, "offset commit failed");
+                }
+            }
+            let mut more = false;
+            if inflight.len() < MAX_INFLIGHT_EPOCHS {
+                let batch = consumer.poll(MAX_BATCH);
+                more = batch.len() == MAX_BATCH;
+                if !batch.is_empty() {
+                    records.inc_by(batch.len() as u64);
+                    bytes.inc_by(batch.iter().map(|r| r.payload.len() as u64).sum());
+                    let mut session = output.session(&*c);
+                    for raw in batch {
+                        let decoded = decode::<T>(&topic, raw);
+                        if let Err(dl) = &decoded {
+                            m.ingest_invalid
+                                .with_label_values(&[topic.as_str(), dl.kind])
+                                .inc();
+                            tracing::debug!(topic = %topic, partition = dl.partition, offset = dl.offset, reason = %dl.reason, "dead letter");
+                        }
+                        session.give(decoded);
+                    }
+                    drop(session);
+                    let positions = consumer.positions().clone();
+                    match inflight.back_mut() {
+                        Some((t, offsets)) if *t == now => *offsets = positions,
+                        _ => inflight.push_back((now, positions)),
+                    }
+                    shared
+                        .busy_until_ms
+                        .fetch_max(now_ms() + 1000, Ordering::SeqCst);
+                }
+            }
+            if more {
+                activator.activate();
+            } else if !inflight.is_empty() || shared.busy_until_ms.load(Ordering::SeqCst) > now_ms()
+            {
+                activator.activate_after(tick);
+            }
+        }
+    });
+    (stream, activator_out.expect("source constructor ran"))
+}
+
+/// What a sink is told.
+enum SinkEvent<'a, D> {
+    /// Records for an epoch arrived.
+    Data(Time, &'a mut Vec<D>),
+    /// No more records will arrive for the epoch (`true`: nor for any later
+    /// one). Return whether everything written for it is durable; until then
+    /// the epoch stays open and the event is repeated.
+    Complete(Time, bool),
+}
+
+/// A sink that keeps each epoch open until its logic says what it wrote for
+/// that epoch is durable. Epochs complete in order. The logic answers `Data`
+/// with anything (ignored) and `Complete` with whether the epoch is durable.
+fn durable_sink<'s, D, P, L>(
+    stream: Stream<'s, Time, Vec<D>>,
+    pact: P,
+    name: &str,
+    time_of: fn(&D) -> Option<Time>,
+    producer: Option<&Rc<TrackedProducer>>,
+    tick: Duration,
+    mut logic: L,
+) -> Stream<'s, Time, Vec<()>>
+where
+    D: Clone + 'static,
+    P: timely::dataflow::channels::pact::ParallelizationContract<Time, Vec<D>>,
+    L: FnMut(SinkEvent<'_, D>) -> bool + 'static,
+{
+    let scope = stream.scope();
+    stream.unary_frontier(pact, name, |_cap, info| {
+        let activator = scope.activator_for(info.address.clone());
+        if let Some(p) = producer {
+            let sync = Mutex::new(scope.worker().sync_activator_for(info.address.to_vec()));
+            p.on_settled(move || {
+                let _ = sync.lock().expect("activator lock").activate();
+            });
+        }
+        let mut held: BTreeMap<Time, Capability<Time>> = BTreeMap::new();
+        let mut by_time: BTreeMap<Time, Vec<D>> = BTreeMap::new();
+        move |(input, frontier),
+              _output: &mut timely::dataflow::operators::generic::OutputBuilderSession<
+            '_,
+            Time,
+            timely::container::CapacityContainerBuilder<Vec<()>>,
+        >| {
+            input.for_each(|cap, data| {
+                let Some(&cap_time) = cap.least() else { return };
+                for d in data.drain(..) {
+                    let t = time_of(&d).unwrap_or(cap_time);
+                    held.entry(t).or_insert_with(|| cap.delayed(&t, 0));
+                    by_time.entry(t).or_default().push(d);
+                }
+            });
+            for (t, mut data) in std::mem::take(&mut by_time) {
+                logic(SinkEvent::Data(t, &mut data));
+            }
+            let last = frontier.frontier().is_empty();
+            while let Some((&t, _)) = held.first_key_value() {
+                if frontier.frontier().less_equal(&t) || !logic(SinkEvent::Complete(t, last)) {
+                    break;
+                }
+                held.remove(&t);
+            }
+            if !held.is_empty() {
+                activator.activate_after(tick);
+            }
+        }
+    })
+}
