@@ -30,7 +30,7 @@ pub use config::KafkaConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// The Kafka client refused or failed an operation.
-    #[error("kafka {op}: {source}")]
+    #[error("kafka {op}")]
     Kafka {
         /// What pace was doing.
         op: &'static str,
@@ -49,7 +49,7 @@ pub enum IngestError {
         reason: String,
     },
     /// Reading an input file failed.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Io {
         /// The file.
         path: String,
@@ -66,6 +66,19 @@ pub enum IngestError {
         /// Why it was refused.
         reason: String,
     },
+}
+
+/// An error and its causes, `outer: inner: innermost`, for logs and dead
+/// letters (an error's own `Display` names only what went wrong at its level).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 impl IngestError {

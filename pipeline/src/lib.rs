@@ -4,5 +4,6 @@
 //! ([`runtime`]), and the `pace` binary (`src/main.rs`), the composition root
 //! that wires the crates together.
 
+pub mod app;
 pub mod jobs;
 pub mod runtime;

@@ -1,2 +1,147 @@
-//! the pace binary
-fn main() {}
+//! `pace`: the command line. Parses flags and calls into [`pace_pipeline::app`];
+//! no logic of its own.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use pace_pipeline::app::{self, Common, InputTopic, Replay};
+
+/// pace: a real-time event platform. Kafka in, incremental dataflow views out,
+/// served live over WebSocket and archived to Parquet.
+#[derive(Parser, Debug)]
+#[command(name = "pace", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log filter, e.g. `info` or `pace_ws_edge=debug,info`.
+    #[arg(long, global = true, env = "PACE_LOG", default_value = "info")]
+    log: String,
+}
+
+#[derive(Args, Debug, Clone)]
+struct CommonArgs {
+    /// Kafka bootstrap servers (host:port,...). `pace run` starts an embedded
+    /// in-memory broker when this is absent; every other command needs it.
+    #[arg(long, env = "PACE_BROKERS")]
+    brokers: Option<String>,
+    /// Address the HTTP/WebSocket edge listens on (port 0 picks a free port).
+    #[arg(long, env = "PACE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Dataflow worker threads in this process.
+    #[arg(long, env = "PACE_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: u16,
+    /// Directory for the Parquet archive and state.
+    #[arg(long, env = "PACE_DATA_DIR", default_value = "./pace-data")]
+    data_dir: PathBuf,
+    /// Prefix for every topic name (e.g. `staging.` gives `staging.pace.gps`).
+    #[arg(long, env = "PACE_TOPIC_PREFIX", default_value = "")]
+    topic_prefix: String,
+    /// Partitions of each topic pace creates (existing topics are left alone).
+    #[arg(long, env = "PACE_PARTITIONS", default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..=1024))]
+    partitions: i32,
+}
+
+impl From<CommonArgs> for Common {
+    fn from(a: CommonArgs) -> Self {
+        Common {
+            brokers: a.brokers,
+            topic_prefix: a.topic_prefix,
+            listen: a.listen,
+            workers: usize::from(a.workers),
+            data_dir: a.data_dir,
+            partitions: a.partitions,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Everything in one process: broker (embedded unless --brokers), a
+    /// built-in generated race, the pipeline and the edge.
+    Run {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Runners in the built-in generated race (0: no generated race).
+        #[arg(long, env = "PACE_DEMO_PARTICIPANTS", default_value_t = 300)]
+        demo_participants: usize,
+    },
+    /// The dataflow pipeline only: reads the input topics, writes the view
+    /// changelogs, the dead letters and the archive.
+    Pipeline {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// The HTTP/WebSocket edge only: follows the view changelogs and serves them.
+    Edge {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Produce recorded or generated input into Kafka.
+    Replay {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// What to replay: `jsonl` (a JSON-lines file of one record type) or
+        /// `demo` (a generated race, start to finish).
+        #[arg(long, env = "PACE_REPLAY_DATASET", value_parser = ["jsonl", "demo"])]
+        dataset: String,
+        /// The file to replay (for `jsonl`).
+        #[arg(long, env = "PACE_REPLAY_PATH", required_if_eq("dataset", "jsonl"))]
+        path: Option<PathBuf>,
+        /// The input topic, and so the record type, of a `jsonl` file.
+        #[arg(long, value_enum, default_value = "gps")]
+        topic: InputTopic,
+        /// Replay speed: 1 = real time, 10 = ten times faster, 0 = as fast as possible.
+        #[arg(long, env = "PACE_REPLAY_SPEED", default_value_t = 1.0)]
+        speed: f64,
+        /// Participants of a `demo` race.
+        #[arg(long, default_value_t = 300)]
+        participants: usize,
+        /// Seed of a `demo` race.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_target(false)
+        .init();
+    let result = match cli.command {
+        Command::Run {
+            common,
+            demo_participants,
+        } => app::run_all(common.into(), demo_participants),
+        Command::Pipeline { common } => app::run_pipeline(common.into()),
+        Command::Edge { common } => app::run_edge(common.into()),
+        Command::Replay {
+            common,
+            dataset,
+            path,
+            topic,
+            speed,
+            participants,
+            seed,
+        } => {
+            let replay = match (dataset.as_str(), path) {
+                ("jsonl", Some(path)) => Replay::Jsonl { path, topic },
+                _ => Replay::Demo { participants, seed },
+            };
+            if !(speed.is_finite() && speed >= 0.0) {
+                Err(anyhow::anyhow!("--speed must be a finite number >= 0"))
+            } else {
+                app::run_replay(common.into(), replay, speed).map(|_| ())
+            }
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

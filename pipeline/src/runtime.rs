@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use differential_dataflow::AsCollection;
 use differential_dataflow::consolidation::consolidate;
-use ingest::KafkaConfig;
 use ingest::producer::TrackedProducer;
 use ingest::source::{DeadLetter, Envelope, StartAt, StaticConsumer, decode};
+use ingest::{KafkaConfig, error_chain};
 use schemas::{
     GpsPoint, RaceDefinition, StandingRow, StandingsChange, Status, Timestamp, Validate,
 };
@@ -100,6 +100,9 @@ const MAX_BATCH: usize = 4096;
 /// stops reading: the bound on what the dataflow holds beyond its state.
 const MAX_INFLIGHT_EPOCHS: usize = 1024;
 
+/// How long an idle worker parks before looking at the stop flag again.
+const IDLE_PARK: Duration = Duration::from_millis(200);
+
 /// State shared by all workers of the process.
 struct Shared {
     stop: Arc<AtomicBool>,
@@ -107,9 +110,26 @@ struct Shared {
     /// advancing their epoch until then so that data can complete.
     busy_until_ms: AtomicI64,
     error: Mutex<Option<String>>,
+    /// Worker threads, to wake when data starts to flow.
+    threads: Mutex<Vec<std::thread::Thread>>,
 }
 
 impl Shared {
+    /// Notes that data entered the dataflow; wakes every worker if it was idle,
+    /// so that their sources advance too.
+    fn data_in_flight(&self) {
+        let now = now_ms();
+        if self.busy_until_ms.fetch_max(now + 1000, Ordering::SeqCst) < now {
+            for t in self.threads.lock().expect("threads lock").iter() {
+                t.unpark();
+            }
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.busy_until_ms.load(Ordering::SeqCst) > now_ms()
+    }
+
     fn fail(&self, message: String) {
         tracing::error!(%message, "pipeline stopping");
         self.error
@@ -136,6 +156,7 @@ pub fn run(config: PipelineConfig, stop: Arc<AtomicBool>) -> Result<(), Pipeline
         stop,
         busy_until_ms: AtomicI64::new(0),
         error: Mutex::new(None),
+        threads: Mutex::new(Vec::new()),
     });
     let workers = config.workers.max(1);
     let shared2 = shared.clone();
@@ -162,6 +183,11 @@ fn run_worker(
     shared: &Arc<Shared>,
 ) -> Result<(), String> {
     let (index, peers) = (worker.index(), worker.peers());
+    shared
+        .threads
+        .lock()
+        .expect("threads lock")
+        .push(std::thread::current());
     let topics = &config.kafka.topics;
     let consumer = |topic: &str| {
         StaticConsumer::new(
@@ -172,11 +198,11 @@ fn run_worker(
             peers,
             StartAt::Beginning,
         )
-        .map_err(|e| e.to_string())
+        .map_err(|e| error_chain(&e))
     };
     let gps_consumer = consumer(&topics.gps)?;
     let races_consumer = consumer(&topics.races)?;
-    let producer = Rc::new(TrackedProducer::new(&config.kafka).map_err(|e| e.to_string())?);
+    let producer = Rc::new(TrackedProducer::new(&config.kafka).map_err(|e| error_chain(&e))?);
     let probe = ProbeHandle::<Time>::new();
 
     let sources = worker.dataflow::<Time, _, _>(|scope| {
@@ -211,7 +237,7 @@ fn run_worker(
                                 &letter,
                                 t as usize,
                             ) {
-                                shared.fail(e.to_string());
+                                shared.fail(error_chain(&e));
                             }
                         }
                         sink_producer.pending(t as usize) == 0
@@ -246,7 +272,7 @@ fn run_worker(
                             || oldest.is_some_and(|o| o.elapsed() >= max_age);
                         if due && archive.buffered() > 0 {
                             if let Err(e) = archive.flush() {
-                                shared.fail(e.to_string());
+                                shared.fail(error_chain(&e));
                             }
                             oldest = None;
                         }
@@ -294,7 +320,7 @@ fn run_worker(
                                     &change,
                                     t as usize,
                                 ) {
-                                    shared.fail(e.to_string());
+                                    shared.fail(error_chain(&e));
                                 }
                             }
                         }
@@ -312,6 +338,7 @@ fn run_worker(
         .pipeline_frontier
         .with_label_values(&[&index.to_string()]);
     let mut stopping = false;
+    let mut next_advance = Instant::now();
     while !probe.done() {
         if shared.stop.load(Ordering::SeqCst) && !stopping {
             stopping = true;
@@ -322,7 +349,21 @@ fn run_worker(
         if let Some(reason) = producer.failure() {
             shared.fail(format!("delivery failed: {reason}"));
         }
-        worker.step_or_park(Some(Duration::from_millis(200)));
+        // While data is in flight anywhere, every source advances its epoch
+        // once a tick (an idle source would otherwise hold the frontier back).
+        let park = if shared.busy() {
+            let now = Instant::now();
+            if now >= next_advance {
+                for a in &sources {
+                    a.activate();
+                }
+                next_advance = now + config.tick;
+            }
+            next_advance.saturating_duration_since(now)
+        } else {
+            IDLE_PARK
+        };
+        worker.step_or_park(Some(park));
         probe.with_frontier(|f| {
             if let Some(t) = f.first() {
                 frontier_gauge.set(*t as i64);
@@ -331,7 +372,7 @@ fn run_worker(
     }
     producer
         .flush(Duration::from_secs(30))
-        .map_err(|e| e.to_string())
+        .map_err(|e| error_chain(&e))
 }
 
 fn hash<T: std::hash::Hash>(t: &T) -> u64 {
@@ -494,15 +535,12 @@ where
                         Some((t, offsets)) if *t == now => *offsets = positions,
                         _ => inflight.push_back((now, positions)),
                     }
-                    shared
-                        .busy_until_ms
-                        .fetch_max(now_ms() + 1000, Ordering::SeqCst);
+                    shared.data_in_flight();
                 }
             }
             if more {
                 activator.activate();
-            } else if !inflight.is_empty() || shared.busy_until_ms.load(Ordering::SeqCst) > now_ms()
-            {
+            } else if !inflight.is_empty() {
                 activator.activate_after(tick);
             }
         }

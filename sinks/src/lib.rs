@@ -16,7 +16,7 @@ pub mod parquet;
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// A file system operation failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Io {
         /// What was being done.
         op: &'static str,

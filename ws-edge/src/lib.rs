@@ -1,1 +1,33 @@
-//! placeholder
+//! # pace-ws-edge
+//!
+//! The HTTP/WebSocket edge. It never touches the dataflow: it rebuilds its
+//! views from the changelog topics ([`follow`]), keeps them in a cache
+//! ([`views::Views`]), and serves them ([`server`]): JSON over HTTP, and over
+//! WebSocket a snapshot followed by deltas, each carrying the view's sequence
+//! number. Any number of edges can run side by side; each holds only what it
+//! can rebuild from Kafka.
+//!
+//! Layout: `views.rs` the cache and frame encoding, `follow.rs` the changelog
+//! consumer, `server.rs` the routes, `static/index.html` the spectator page.
+
+pub mod follow;
+pub mod server;
+pub mod views;
+
+pub use server::{EdgeConfig, serve};
+
+/// What went wrong at the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    /// The listen address could not be bound.
+    #[error("listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The changelog consumer could not start.
+    #[error(transparent)]
+    Kafka(#[from] ingest::IngestError),
+}

@@ -1,0 +1,260 @@
+//! The composition root: what each `pace` subcommand starts, and how it stops.
+//!
+//! `main.rs` parses flags into these configs and calls one function; all
+//! wiring is here so tests can start the same things in-process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ingest::KafkaConfig;
+use ingest::embedded::EmbeddedBroker;
+
+use crate::runtime::{self, PipelineConfig};
+
+/// Flags every subcommand shares.
+#[derive(Clone, Debug)]
+pub struct Common {
+    /// Bootstrap servers; `None` only for `pace run` (embedded broker).
+    pub brokers: Option<String>,
+    /// Prefix of every topic name.
+    pub topic_prefix: String,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Timely worker threads.
+    pub workers: usize,
+    /// Archive and state directory.
+    pub data_dir: PathBuf,
+    /// Partitions of topics pace creates.
+    pub partitions: i32,
+}
+
+impl Common {
+    fn kafka(&self, brokers: &str) -> KafkaConfig {
+        KafkaConfig::new(brokers).with_topic_prefix(&self.topic_prefix)
+    }
+
+    fn required_kafka(&self) -> anyhow::Result<KafkaConfig> {
+        match &self.brokers {
+            Some(b) => Ok(self.kafka(b)),
+            None => bail!("--brokers (or PACE_BROKERS) is needed: only `pace run` embeds a broker"),
+        }
+    }
+}
+
+fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("pace-edge")
+        .build()
+        .context("start tokio")
+}
+
+/// Resolves when SIGINT or SIGTERM arrives, or `stop` is set.
+async fn shutdown_signal(stop: Arc<AtomicBool>) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = tick.tick() => if stop.load(Ordering::SeqCst) { break },
+        }
+    }
+    tracing::info!("shutting down");
+    stop.store(true, Ordering::SeqCst);
+}
+
+fn start_pipeline(
+    config: PipelineConfig,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<anyhow::Result<()>> {
+    std::thread::Builder::new()
+        .name("pace-pipeline".into())
+        .spawn(move || {
+            let result = runtime::run(config, stop.clone());
+            // Whatever ended the pipeline ends the process.
+            stop.store(true, Ordering::SeqCst);
+            result.context("pipeline")
+        })
+        .expect("spawn pipeline thread")
+}
+
+/// `pace run`: broker (embedded unless `--brokers`), demo race, pipeline and edge in one process.
+pub fn run_all(common: Common, demo_participants: usize) -> anyhow::Result<()> {
+    let rt = tokio_runtime()?;
+    // The embedded broker lives on this thread for the whole run.
+    let embedded;
+    let kafka = match &common.brokers {
+        Some(b) => {
+            let kafka = common.kafka(b);
+            rt.block_on(ingest::admin::ensure_topics(&kafka, common.partitions))
+                .context("create topics")?;
+            kafka
+        }
+        None => {
+            embedded = EmbeddedBroker::start(common.partitions).context("start embedded broker")?;
+            let kafka = embedded.config();
+            tracing::info!(brokers = %kafka.brokers, "embedded broker (in memory; use --brokers for Apache Kafka)");
+            kafka
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let demo = (demo_participants > 0)
+        .then(|| ingest::generate::run_demo(kafka.clone(), demo_participants, stop.clone()));
+    let pipeline = start_pipeline(
+        PipelineConfig::new(kafka.clone(), common.workers, common.data_dir.clone()),
+        stop.clone(),
+    );
+    let edge = rt.block_on(ws_edge::serve(
+        ws_edge::EdgeConfig {
+            listen: common.listen,
+            kafka: kafka.clone(),
+        },
+        announce,
+        shutdown_signal(stop.clone()),
+    ));
+    stop.store(true, Ordering::SeqCst);
+    let pipeline = pipeline.join().expect("pipeline thread");
+    if let Some(d) = demo {
+        d.join().expect("demo thread").context("demo race")?;
+    }
+    edge.context("edge")?;
+    pipeline
+}
+
+fn announce(addr: SocketAddr) {
+    // The one line a user (or a test) needs: where to look.
+    #[allow(clippy::print_stdout)]
+    {
+        println!("pace: serving http://{addr}/");
+    }
+}
+
+/// `pace pipeline`: the dataflow workers only.
+pub fn run_pipeline(common: Common) -> anyhow::Result<()> {
+    let kafka = common.required_kafka()?;
+    tokio_runtime()?
+        .block_on(ingest::admin::ensure_topics(&kafka, common.partitions))
+        .context("create topics")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let pipeline = start_pipeline(
+        PipelineConfig::new(kafka, common.workers, common.data_dir),
+        stop.clone(),
+    );
+    tokio_runtime()?.block_on(shutdown_signal(stop));
+    pipeline.join().expect("pipeline thread")
+}
+
+/// `pace edge`: the HTTP/WebSocket edge only.
+pub fn run_edge(common: Common) -> anyhow::Result<()> {
+    let kafka = common.required_kafka()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio_runtime()?
+        .block_on(ws_edge::serve(
+            ws_edge::EdgeConfig {
+                listen: common.listen,
+                kafka,
+            },
+            announce,
+            shutdown_signal(stop),
+        ))
+        .context("edge")
+}
+
+/// What `pace replay` replays.
+#[derive(Clone, Debug)]
+pub enum Replay {
+    /// A JSON-lines file of one record type, to the topic of that type.
+    Jsonl {
+        /// The file.
+        path: PathBuf,
+        /// Which input topic (and record type).
+        topic: InputTopic,
+    },
+    /// A generated demo race of N participants, start to finish.
+    Demo {
+        /// Participants.
+        participants: usize,
+        /// Seed.
+        seed: u64,
+    },
+}
+
+/// An input topic, naming its record type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputTopic {
+    /// GPS points.
+    Gps,
+    /// Timing crossings.
+    Timing,
+    /// Race definitions.
+    Races,
+    /// Chat events.
+    Chat,
+    /// Calc tasks.
+    Calc,
+}
+
+/// `pace replay`: produce recorded or generated input at `speed` (0 = as fast as possible).
+pub fn run_replay(common: Common, replay: Replay, speed: f64) -> anyhow::Result<usize> {
+    use ingest::jsonl::{read, replay as produce};
+    use schemas::{CalcTask, ChatEvent, GpsPoint, RaceDefinition, TimingCrossing};
+    let kafka = common.required_kafka()?;
+    tokio_runtime()?
+        .block_on(ingest::admin::ensure_topics(&kafka, common.partitions))
+        .context("create topics")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        std::thread::spawn(move || tokio_runtime().map(|rt| rt.block_on(shutdown_signal(stop))));
+    }
+    let t = &kafka.topics;
+    let sent = match replay {
+        Replay::Jsonl { path, topic } => match topic {
+            InputTopic::Gps => produce(&kafka, &t.gps, &read::<GpsPoint>(&path)?, speed, &stop)?,
+            InputTopic::Timing => produce(
+                &kafka,
+                &t.timing,
+                &read::<TimingCrossing>(&path)?,
+                speed,
+                &stop,
+            )?,
+            InputTopic::Races => produce(
+                &kafka,
+                &t.races,
+                &read::<RaceDefinition>(&path)?,
+                speed,
+                &stop,
+            )?,
+            InputTopic::Chat => produce(&kafka, &t.chat, &read::<ChatEvent>(&path)?, speed, &stop)?,
+            InputTopic::Calc => produce(&kafka, &t.calc, &read::<CalcTask>(&path)?, speed, &stop)?,
+        },
+        Replay::Demo { participants, seed } => {
+            let mut race = ingest::generate::DemoRace::new(
+                &format!("demo-replay-{seed}"),
+                participants,
+                seed,
+                schemas::Timestamp::now(),
+            );
+            let mut points = Vec::new();
+            while !race.finished() {
+                points.extend(race.tick());
+            }
+            produce(
+                &kafka,
+                &t.races,
+                std::slice::from_ref(&race.definition),
+                0.0,
+                &stop,
+            )? + produce(&kafka, &t.gps, &points, speed, &stop)?
+        }
+    };
+    tracing::info!(sent, "replay done");
+    Ok(sent)
+}

@@ -1,0 +1,75 @@
+//! Follows the changelog topics into the edge's [`Views`]: every partition
+//! of `pace.races` and `pace.standings` from the beginning, so a new edge
+//! rebuilds the whole view. It uses no consumer group offsets: an edge holds
+//! nothing that needs them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ingest::KafkaConfig;
+use ingest::source::{StartAt, StaticConsumer};
+use schemas::{RaceDefinition, StandingsChange};
+
+use crate::views::Views;
+
+/// Starts a thread that applies the changelogs to `views` until `stop`.
+pub fn follow(
+    config: &KafkaConfig,
+    views: Arc<Views>,
+    stop: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>, ingest::IngestError> {
+    let group = format!("pace-edge-{}", std::process::id());
+    let mut races = StaticConsumer::new(
+        config,
+        &group,
+        &config.topics.races,
+        0,
+        1,
+        StartAt::Beginning,
+    )?;
+    let mut standings = StaticConsumer::new(
+        config,
+        &group,
+        &config.topics.standings,
+        0,
+        1,
+        StartAt::Beginning,
+    )?;
+    let handle = std::thread::Builder::new()
+        .name("pace-edge-follow".into())
+        .spawn(move || {
+            // Sleep until the client says records arrived (or a while passed,
+            // to notice `stop`).
+            let me = std::thread::current();
+            races.on_ready({
+                let me = me.clone();
+                move || me.unpark()
+            });
+            standings.on_ready(move || me.unpark());
+            while !stop.load(Ordering::Relaxed) {
+                let mut idle = true;
+                for raw in races.poll(1024) {
+                    idle = false;
+                    match schemas::decode::<RaceDefinition>(&raw.payload) {
+                        Ok(def) => views.apply_race(def),
+                        // The pipeline dead-letters these; the edge just skips them.
+                        Err(e) => tracing::debug!(offset = raw.offset, error = %e, "skipping bad race definition"),
+                    }
+                }
+                for raw in standings.poll(1024) {
+                    idle = false;
+                    match serde_json::from_slice::<StandingsChange>(&raw.payload) {
+                        Ok(change) => views.apply_standings(change),
+                        Err(e) => tracing::error!(offset = raw.offset, error = %e, "bad standings change"),
+                    }
+                }
+                if idle {
+                    std::thread::park_timeout(Duration::from_millis(200));
+                }
+            }
+        })
+        .expect("spawn follower thread");
+    Ok(handle)
+}
