@@ -222,8 +222,9 @@ impl StaticConsumer {
         &self.next
     }
 
-    /// Stores `offsets` (next offset to read, per partition) as the group's committed offsets.
-    pub fn commit(&self, offsets: &BTreeMap<i32, i64>) -> Result<(), IngestError> {
+    /// Stores `offsets` (next offset to read, per partition) as the group's
+    /// committed offsets; `wait` blocks until the broker has them.
+    pub fn commit(&self, offsets: &BTreeMap<i32, i64>, wait: bool) -> Result<(), IngestError> {
         if offsets.is_empty() {
             return Ok(());
         }
@@ -233,7 +234,14 @@ impl StaticConsumer {
                 .map_err(IngestError::kafka("commit"))?;
         }
         self.consumer
-            .commit(&tpl, CommitMode::Async)
+            .commit(
+                &tpl,
+                if wait {
+                    CommitMode::Sync
+                } else {
+                    CommitMode::Async
+                },
+            )
             .map_err(IngestError::kafka("commit"))
     }
 }

@@ -109,6 +109,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
         .with_target(false)
+        .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
         Command::Run {

@@ -493,23 +493,26 @@ where
         let mut cap = Some(cap);
         let mut inflight: VecDeque<(Time, BTreeMap<i32, i64>)> = VecDeque::new();
         move |output| {
-            let Some(c) = cap.as_mut() else { return };
-            if shared.stop.load(Ordering::SeqCst) {
-                cap = None;
-                return;
-            }
-            let now = epoch(tick);
-            if *c.time() < now {
-                c.downgrade(&now);
-            }
+            // Commit what every sink has made durable; at the very end (the
+            // frontier is empty) synchronously, so nothing is left in flight.
+            let finished = probe.done();
             while let Some((t, _)) = inflight.front() {
                 if probe.less_equal(t) {
                     break;
                 }
                 let (_, offsets) = inflight.pop_front().expect("non-empty");
-                if let Err(e) = consumer.commit(&offsets) {
-                    tracing::warn!(topic = %topic, error = %e, "offset commit failed");
+                if let Err(e) = consumer.commit(&offsets, finished) {
+                    tracing::warn!(topic = %topic, error = %error_chain(&e), "offset commit failed");
                 }
+            }
+            if shared.stop.load(Ordering::SeqCst) {
+                // Read nothing more; let what was read drain through the sinks.
+                cap = None;
+            }
+            let Some(c) = cap.as_mut() else { return };
+            let now = epoch(tick);
+            if *c.time() < now {
+                c.downgrade(&now);
             }
             let mut more = false;
             if inflight.len() < MAX_INFLIGHT_EPOCHS {

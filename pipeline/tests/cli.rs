@@ -1,0 +1,203 @@
+//! The `pace` command line: every command and flag is described, and
+//! `pace run` (embedded broker, built-in race) serves standings that move,
+//! over HTTP and WebSocket, then stops cleanly on SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{eventually, next_frame};
+use serde_json::Value;
+
+fn help(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_pace"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every `--flag` in a long help text is followed by a description.
+fn assert_every_flag_described(text: &str) {
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        if t.starts_with("--") || (t.starts_with('-') && t.contains(", --")) {
+            // The description follows the flag after two spaces, or on the next line.
+            let same_line = t
+                .split_once("  ")
+                .is_some_and(|(_, d)| !d.trim().is_empty());
+            let next = lines.get(i + 1).map_or("", |l| l.trim());
+            let next_describes = !next.is_empty() && !next.starts_with('-');
+            assert!(
+                same_line || next_describes,
+                "flag without a description: {line}\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn help_describes_every_command_and_flag() {
+    let top = help(&["--help"]);
+    for cmd in ["run", "pipeline", "edge", "replay"] {
+        assert!(top.contains(cmd), "{cmd} missing from --help");
+        let text = help(&[cmd, "--help"]);
+        assert_every_flag_described(&text);
+        for flag in ["--brokers", "--listen", "--workers", "--data-dir", "--log"] {
+            assert!(text.contains(flag), "{cmd} --help lacks {flag}");
+        }
+        for env in [
+            "PACE_BROKERS",
+            "PACE_LISTEN",
+            "PACE_WORKERS",
+            "PACE_DATA_DIR",
+        ] {
+            assert!(text.contains(env), "{cmd} --help lacks {env}");
+        }
+    }
+    let replay = help(&["replay", "--help"]);
+    for flag in ["--dataset", "--path", "--speed", "--topic"] {
+        assert!(replay.contains(flag));
+    }
+}
+
+#[test]
+fn bad_flags_are_refused_clearly() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pace"))
+        .args(["run", "--workers", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--workers"));
+    let out = Command::new(env!("CARGO_BIN_EXE_pace"))
+        .args(["pipeline"])
+        .env_remove("PACE_BROKERS")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--brokers (or PACE_BROKERS) is needed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pace_run_serves_moving_standings_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pace"))
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--demo-participants",
+            "40",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env_remove("PACE_BROKERS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("pace: serving ")
+        .expect(&line)
+        .trim_end_matches('/')
+        .to_owned();
+    let http = reqwest::Client::new();
+
+    let health: Value = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    let race = eventually("the demo race", Duration::from_secs(30), || async {
+        let races: Vec<Value> = http
+            .get(format!("{base}/api/races"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let r = races.into_iter().next()?;
+        Some(r["id"].as_str()?.to_owned())
+    })
+    .await;
+    let seq_of = |r: reqwest::Response| {
+        r.headers()["x-pace-seq"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let url = format!("{base}/api/races/{race}/standings");
+    let first = eventually("standings", Duration::from_secs(10), || async {
+        let r = http.get(&url).send().await.ok()?;
+        let seq = seq_of(r);
+        (seq > 0).then_some(seq)
+    })
+    .await;
+    // The standings change within 10 s.
+    eventually("standings to change", Duration::from_secs(10), || async {
+        let seq = seq_of(http.get(&url).send().await.ok()?);
+        (seq > first).then_some(())
+    })
+    .await;
+    let rows: Vec<Value> = http.get(&url).send().await.unwrap().json().await.unwrap();
+    assert!(!rows.is_empty() && rows[0]["rank"] == 1);
+    let ranks: Vec<u64> = rows.iter().map(|r| r["rank"].as_u64().unwrap()).collect();
+    assert_eq!(ranks, (1..=rows.len() as u64).collect::<Vec<_>>());
+
+    // A spectator gets a snapshot, then deltas in sequence.
+    let ws_url = format!("ws{}/ws/races/{race}", &base[4..]);
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    let snap = next_frame(&mut ws).await;
+    assert_eq!(snap["type"], "snapshot");
+    let mut seq = snap["seq"].as_u64().unwrap();
+    for _ in 0..2 {
+        let d = next_frame(&mut ws).await;
+        assert_eq!(d["type"], "delta");
+        assert_eq!(d["seq"].as_u64().unwrap(), seq + 1);
+        seq += 1;
+    }
+
+    // Unknown race: 404 with a JSON error; unknown route too.
+    let r = http
+        .get(format!("{base}/api/races/nope/standings"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("nope"));
+    assert_eq!(
+        http.get(format!("{base}/nothing"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // SIGTERM: a clean exit.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}

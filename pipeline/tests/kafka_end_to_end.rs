@@ -1,0 +1,291 @@
+//! Records flow from a real Apache Kafka broker through the pipeline to the
+//! standings view (HTTP and WebSocket), bad records to the dead-letter topic,
+//! GPS points to a Parquet archive DuckDB reads, and offsets are committed.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::*;
+use ingest::KafkaConfig;
+use ingest::producer::TrackedProducer;
+use pace_pipeline::jobs::standings::{Fix, reference_standings, to_e7};
+use pace_pipeline::runtime::{self, PipelineConfig};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use schemas::{GpsPoint, StandingRow};
+
+const RACE: &str = r#"{"id":"e2e","name":"End to end","start":"2026-05-01T08:00:00Z",
+  "kind":{"type":"course","polyline":[{"lat":59.0,"lon":18.0},{"lat":59.1,"lon":18.0}]}}"#;
+
+fn point(p: &str, second: i64, lat: f64) -> GpsPoint {
+    GpsPoint {
+        race: "e2e".into(),
+        participant: p.into(),
+        time: schemas::Timestamp(1_777_622_400_000 + second * 1000),
+        lat,
+        lon: 18.0,
+        elevation: None,
+        accuracy: None,
+    }
+}
+
+fn send(producer: &TrackedProducer, topic: &str, key: &str, payload: &[u8]) {
+    producer
+        .send(topic, Some(key.as_bytes()), payload, &[], 0)
+        .unwrap();
+}
+
+fn send_points(producer: &TrackedProducer, kafka: &KafkaConfig, points: &[GpsPoint]) {
+    for p in points {
+        let key = format!("{}/{}", p.race, p.participant);
+        send(
+            producer,
+            &kafka.topics.gps,
+            &key,
+            &serde_json::to_vec(p).unwrap(),
+        );
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+fn expected(points: &[GpsPoint]) -> Vec<(String, f64)> {
+    let fixes: Vec<Fix> = points
+        .iter()
+        .map(|p| {
+            (
+                p.race.clone(),
+                p.participant.clone(),
+                p.time.0,
+                to_e7(p.lat),
+                to_e7(p.lon),
+            )
+        })
+        .collect();
+    reference_standings(&fixes)
+        .into_iter()
+        .map(|s| (s.participant, s.distance_mm as f64 / 1000.0))
+        .collect()
+}
+
+async fn standings(http: &reqwest::Client, base: &str) -> Option<Vec<StandingRow>> {
+    let r = http
+        .get(format!("{base}/api/races/e2e/standings"))
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_flow_to_views_dead_letters_and_archive() {
+    let prefix = unique_prefix("e2e");
+    let kafka = KafkaConfig::new(brokers()).with_topic_prefix(&prefix);
+    ingest::admin::ensure_topics(&kafka, 4).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut config = PipelineConfig::new(kafka.clone(), 2, dir.path().to_path_buf());
+    config.group = format!("{prefix}pipeline");
+    config.tick = Duration::from_millis(20);
+    config.archive_max_age = Duration::from_millis(300);
+    let group = config.group.clone();
+    let pipeline = {
+        let stop = stop.clone();
+        std::thread::spawn(move || runtime::run(config, stop))
+    };
+
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let (edge_stop_tx, edge_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let edge = tokio::spawn(ws_edge::serve(
+        ws_edge::EdgeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            kafka: kafka.clone(),
+        },
+        move |a| addr_tx.send(a).unwrap(),
+        async move {
+            let _ = edge_stop_rx.await;
+        },
+    ));
+    let base = format!("http://{}", addr_rx.await.unwrap());
+    let http = reqwest::Client::new();
+
+    // A race and three runners.
+    let producer = TrackedProducer::new(&kafka).unwrap();
+    send(&producer, &kafka.topics.races, "e2e", RACE.as_bytes());
+    let mut points = vec![
+        point("a", 0, 59.000),
+        point("a", 10, 59.001),
+        point("b", 0, 59.000),
+        point("b", 10, 59.002),
+        point("c", 0, 59.000),
+        point("c", 10, 59.0005),
+    ];
+    send_points(&producer, &kafka, &points);
+    let want = expected(&points);
+    let rows = eventually("first standings", Duration::from_secs(60), || async {
+        standings(&http, &base).await.filter(|rows| rows.len() == 3)
+    })
+    .await;
+    let got: Vec<(String, f64)> = rows
+        .iter()
+        .map(|r| (r.participant.clone(), r.distance_m))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(rows[0].participant, "b");
+    assert_eq!(rows.iter().map(|r| r.rank).collect::<Vec<_>>(), [1, 2, 3]);
+
+    // A spectator: a snapshot first.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws{}/ws/races/e2e", &base[4..]))
+        .await
+        .unwrap();
+    let snapshot = next_frame(&mut ws).await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["rows"].as_array().unwrap().len(), 3);
+    let seq = snapshot["seq"].as_u64().unwrap();
+    assert!(seq >= 1);
+
+    // Bad records, then good ones: the bad go to the dead-letter topic, the
+    // pipeline keeps going, and `a` takes the lead.
+    let garbage = b"{\"race\":\"e2e\",".to_vec();
+    let off_course = serde_json::to_vec(&point("a", 20, 59.0)).unwrap();
+    let off_course = String::from_utf8(off_course)
+        .unwrap()
+        .replace("\"lat\":59.0", "\"lat\":91.5");
+    send(&producer, &kafka.topics.gps, "e2e/a", &garbage);
+    send(&producer, &kafka.topics.gps, "e2e/a", off_course.as_bytes());
+    let late = [point("a", 20, 59.004), point("a", 15, 59.0025)];
+    send_points(&producer, &kafka, &late);
+    points.extend(late);
+
+    let delta = next_frame(&mut ws).await;
+    assert_eq!(delta["type"], "delta", "{delta}");
+    assert_eq!(delta["seq"].as_u64().unwrap(), seq + 1);
+    let want = expected(&points);
+    let rows = eventually(
+        "standings with the late points",
+        Duration::from_secs(30),
+        || async {
+            standings(&http, &base).await.filter(|rows| {
+                rows.iter()
+                    .map(|r| (r.participant.clone(), r.distance_m))
+                    .collect::<Vec<_>>()
+                    == want
+            })
+        },
+    )
+    .await;
+    assert_eq!(rows[0].participant, "a");
+
+    // The dead letters: original bytes, reason and origin in headers.
+    let dlq: BaseConsumer = kafka.consumer(&format!("{prefix}reader")).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..4 {
+        tpl.add_partition_offset(&kafka.topics.dlq, p, Offset::Beginning)
+            .unwrap();
+    }
+    dlq.assign(&tpl).unwrap();
+    let mut letters = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while letters.len() < 2 && std::time::Instant::now() < deadline {
+        if let Some(m) = dlq.poll(Duration::from_millis(200)) {
+            let m = m.unwrap();
+            let headers: std::collections::BTreeMap<String, String> = m
+                .headers()
+                .unwrap()
+                .iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        String::from_utf8(h.value.unwrap().to_vec()).unwrap(),
+                    )
+                })
+                .collect();
+            letters.push((m.payload().unwrap().to_vec(), headers));
+        }
+    }
+    letters.sort();
+    assert_eq!(letters.len(), 2, "two dead letters");
+    let (payload, headers) = &letters[0];
+    assert_eq!(payload, &garbage);
+    assert!(
+        headers["pace-dlq-reason"].starts_with("malformed JSON"),
+        "{headers:?}"
+    );
+    assert_eq!(headers["pace-source-topic"], kafka.topics.gps);
+    assert!(headers["pace-source-offset"].parse::<i64>().is_ok());
+    let (payload, headers) = &letters[1];
+    assert_eq!(payload, off_course.as_bytes());
+    assert_eq!(
+        headers["pace-dlq-reason"],
+        "invalid lat: 91.5 is outside -90..=90"
+    );
+
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains(&format!(
+        "pace_ingest_invalid_records_total{{reason=\"json\",topic=\"{}\"}} 1",
+        kafka.topics.gps
+    )));
+
+    // Stop: the pipeline drains, writes the archive and commits its offsets.
+    stop.store(true, Ordering::SeqCst);
+    tokio::task::spawn_blocking(move || pipeline.join().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    edge_stop_tx.send(()).unwrap();
+    edge.await.unwrap().unwrap();
+
+    let total_gps = points.len() as i64 + 2;
+    let reader: BaseConsumer = kafka.consumer(&group).create().unwrap();
+    let mut want_tpl = TopicPartitionList::new();
+    for p in 0..4 {
+        want_tpl.add_partition(&kafka.topics.gps, p);
+    }
+    let committed = reader
+        .committed_offsets(want_tpl, Duration::from_secs(10))
+        .unwrap();
+    let committed_sum: i64 = committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(
+        committed_sum, total_gps,
+        "every GPS record's offset is committed"
+    );
+
+    // DuckDB reads the archive: every valid point exactly once, UTC timestamps.
+    let glob = format!("{}/archive/gps/*/*.parquet", dir.path().display());
+    let out = run_python(&format!(
+        r#"
+import duckdb
+con = duckdb.connect()
+rows = con.execute("select count(*), count(distinct (kafka_partition, kafka_offset)), min(date)::varchar, any_value(typeof(time)) from read_parquet('{glob}', hive_partitioning = true)").fetchone()
+print(rows[0], rows[1], rows[2], rows[3])
+"#
+    ));
+    assert_eq!(
+        out.trim(),
+        format!(
+            "{n} {n} 2026-05-01 TIMESTAMP WITH TIME ZONE",
+            n = points.len()
+        )
+    );
+}
