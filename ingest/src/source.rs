@@ -86,7 +86,7 @@ pub struct DeadLetter {
 pub fn decode<T: DeserializeOwned + Validate>(
     topic: &str,
     raw: RawRecord,
-) -> Result<Envelope<T>, DeadLetter> {
+) -> Result<Envelope<T>, Box<DeadLetter>> {
     match schemas::decode::<T>(&raw.payload) {
         Ok(record) => Ok(Envelope {
             partition: raw.partition,
@@ -94,7 +94,7 @@ pub fn decode<T: DeserializeOwned + Validate>(
             timestamp_ms: raw.timestamp_ms,
             record,
         }),
-        Err(e) => Err(dead_letter(topic, raw, &e)),
+        Err(e) => Err(Box::new(dead_letter(topic, raw, &e))),
     }
 }
 

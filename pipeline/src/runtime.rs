@@ -44,6 +44,12 @@ use crate::jobs::standings::{Fix, Standing, race_standings, to_e7};
 /// Dataflow time: the epoch, Unix milliseconds.
 pub type Time = u64;
 
+/// A change of the standings view, as differential emits it.
+type StandingsUpdate = ((String, Standing), Time, isize);
+
+/// What a Kafka source emits: a decoded record, or a dead letter.
+type Decoded<T> = Result<Envelope<T>, Box<DeadLetter>>;
+
 /// How the pipeline runs.
 #[derive(Clone, Debug)]
 pub struct PipelineConfig {
@@ -216,12 +222,12 @@ fn run_worker(
             let sink_producer = producer.clone();
             let topics = topics.clone();
             let shared = shared.clone();
-            let mut pending: BTreeMap<Time, Vec<DeadLetter>> = BTreeMap::new();
+            let mut pending: BTreeMap<Time, Vec<Box<DeadLetter>>> = BTreeMap::new();
             durable_sink(
                 gps_err.concat(races_err),
                 Pipeline,
                 "DeadLetters",
-                |_: &DeadLetter| None,
+                |_| None,
                 Some(&producer),
                 config.tick,
                 move |event| match event {
@@ -294,14 +300,13 @@ fn run_worker(
             let sink_producer = producer.clone();
             let topics = topics.clone();
             let shared = shared.clone();
-            let mut pending: BTreeMap<Time, Vec<((String, Standing), Time, isize)>> =
-                BTreeMap::new();
+            let mut pending: BTreeMap<Time, Vec<StandingsUpdate>> = BTreeMap::new();
             let mut seqs: BTreeMap<String, u64> = BTreeMap::new();
             durable_sink(
                 standings.inner,
-                Exchange::new(|u: &((String, Standing), Time, isize)| hash(&(u.0).0)),
+                Exchange::new(|u: &StandingsUpdate| hash(&(u.0).0)),
                 "StandingsChangelog",
-                |u: &((String, Standing), Time, isize)| Some(u.1),
+                |u: &StandingsUpdate| Some(u.1),
                 Some(&producer),
                 config.tick,
                 move |event| match event {
@@ -382,7 +387,7 @@ fn hash<T: std::hash::Hash>(t: &T) -> u64 {
 
 /// Turns one epoch's consolidated standings updates into one change per race.
 fn standings_changes(
-    mut updates: Vec<((String, Standing), Time, isize)>,
+    mut updates: Vec<StandingsUpdate>,
     seqs: &mut BTreeMap<String, u64>,
 ) -> Vec<StandingsChange> {
     let mut flat: Vec<((String, Standing), isize)> =
@@ -465,10 +470,7 @@ fn kafka_source<'s, T>(
     config: &PipelineConfig,
     shared: &Arc<Shared>,
     probe: &ProbeHandle<Time>,
-) -> (
-    Stream<'s, Time, Vec<Result<Envelope<T>, DeadLetter>>>,
-    Activator,
-)
+) -> (Stream<'s, Time, Vec<Decoded<T>>>, Activator)
 where
     T: DeserializeOwned + Validate + Clone + 'static,
 {

@@ -164,12 +164,11 @@ async fn pace_run_serves_moving_standings_and_stops_cleanly() {
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
     let snap = next_frame(&mut ws).await;
     assert_eq!(snap["type"], "snapshot");
-    let mut seq = snap["seq"].as_u64().unwrap();
-    for _ in 0..2 {
+    let seq = snap["seq"].as_u64().unwrap();
+    for expected in seq + 1..=seq + 2 {
         let d = next_frame(&mut ws).await;
         assert_eq!(d["type"], "delta");
-        assert_eq!(d["seq"].as_u64().unwrap(), seq + 1);
-        seq += 1;
+        assert_eq!(d["seq"].as_u64().unwrap(), expected);
     }
 
     // Unknown race: 404 with a JSON error; unknown route too.

@@ -158,7 +158,10 @@ async fn records_flow_to_views_dead_letters_and_archive() {
     let off_course = String::from_utf8(off_course)
         .unwrap()
         .replace("\"lat\":59.0", "\"lat\":91.5");
+    let mut huge = b"{\"race\":\"e2e\",\"participant\":\"".to_vec();
+    huge.resize(100_000, b'x');
     send(&producer, &kafka.topics.gps, "e2e/a", &garbage);
+    send(&producer, &kafka.topics.gps, "e2e/c", &huge);
     send(&producer, &kafka.topics.gps, "e2e/a", off_course.as_bytes());
     let late = [point("a", 20, 59.004), point("a", 15, 59.0025)];
     send_points(&producer, &kafka, &late);
@@ -193,7 +196,7 @@ async fn records_flow_to_views_dead_letters_and_archive() {
     dlq.assign(&tpl).unwrap();
     let mut letters = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while letters.len() < 2 && std::time::Instant::now() < deadline {
+    while letters.len() < 3 && std::time::Instant::now() < deadline {
         if let Some(m) = dlq.poll(Duration::from_millis(200)) {
             let m = m.unwrap();
             let headers: std::collections::BTreeMap<String, String> = m
@@ -210,22 +213,24 @@ async fn records_flow_to_views_dead_letters_and_archive() {
             letters.push((m.payload().unwrap().to_vec(), headers));
         }
     }
-    letters.sort();
-    assert_eq!(letters.len(), 2, "two dead letters");
-    let (payload, headers) = &letters[0];
+    assert_eq!(letters.len(), 3, "three dead letters");
+    let letter = |start: &str| {
+        letters
+            .iter()
+            .find(|(_, h)| h["pace-dlq-reason"].starts_with(start))
+            .unwrap_or_else(|| panic!("no dead letter with reason {start:?}: {letters:?}"))
+    };
+    let (payload, headers) = letter("malformed JSON");
     assert_eq!(payload, &garbage);
-    assert!(
-        headers["pace-dlq-reason"].starts_with("malformed JSON"),
-        "{headers:?}"
-    );
     assert_eq!(headers["pace-source-topic"], kafka.topics.gps);
     assert!(headers["pace-source-offset"].parse::<i64>().is_ok());
-    let (payload, headers) = &letters[1];
+    assert!(!headers.contains_key("pace-truncated-from"));
+    let (payload, _) = letter("invalid lat: 91.5 is outside -90..=90");
     assert_eq!(payload, off_course.as_bytes());
-    assert_eq!(
-        headers["pace-dlq-reason"],
-        "invalid lat: 91.5 is outside -90..=90"
-    );
+    let (payload, headers) = letter("payload of 100000 bytes is over the 65536 byte limit");
+    assert_eq!(payload.len(), 65536, "cut to fit the broker");
+    assert_eq!(payload[..], huge[..65536]);
+    assert_eq!(headers["pace-truncated-from"], "100000");
 
     let metrics = http
         .get(format!("{base}/metrics"))
@@ -249,7 +254,7 @@ async fn records_flow_to_views_dead_letters_and_archive() {
     edge_stop_tx.send(()).unwrap();
     edge.await.unwrap().unwrap();
 
-    let total_gps = points.len() as i64 + 2;
+    let total_gps = points.len() as i64 + 3;
     let reader: BaseConsumer = kafka.consumer(&group).create().unwrap();
     let mut want_tpl = TopicPartitionList::new();
     for p in 0..4 {

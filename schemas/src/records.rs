@@ -285,6 +285,8 @@ fn one() -> u32 {
 }
 
 impl Validate for RaceDefinition {
+    const MAX_PAYLOAD_BYTES: usize = crate::wire::MAX_DEFINITION_BYTES;
+
     fn validate(&self) -> Result<(), ValidationError> {
         v::id("id", &self.id)?;
         v::text("name", &self.name, v::MAX_NAME_BYTES)?;

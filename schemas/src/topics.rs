@@ -76,6 +76,12 @@ pub const DLQ_REASON_HEADER: &str = "pace-dlq-reason";
 pub const DLQ_TOPIC_HEADER: &str = "pace-source-topic";
 /// Kafka header carrying the dead letter's source partition.
 pub const DLQ_PARTITION_HEADER: &str = "pace-source-partition";
+/// Kafka header present when a dead letter carries only the first
+/// [`DLQ_MAX_PAYLOAD_BYTES`] of its record; its value is the original size.
+pub const DLQ_TRUNCATED_HEADER: &str = "pace-truncated-from";
+/// Most payload bytes a dead letter carries (the whole record stays in its
+/// source topic, at the offset the headers name).
+pub const DLQ_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 /// Kafka header carrying the dead letter's source offset.
 pub const DLQ_OFFSET_HEADER: &str = "pace-source-offset";
 

@@ -51,6 +51,10 @@ impl ValidationError {
 
 /// A record that can check itself.
 pub trait Validate {
+    /// Largest payload of this record type, in bytes. 64 KiB for everything a
+    /// device sends; larger for race definitions, which carry course geometry.
+    const MAX_PAYLOAD_BYTES: usize = crate::wire::MAX_PAYLOAD_BYTES;
+
     /// `Ok` when every field is within its rules; otherwise the first broken rule.
     fn validate(&self) -> Result<(), ValidationError>;
 }

@@ -5,8 +5,11 @@ use serde::de::DeserializeOwned;
 
 use crate::validate::{Validate, ValidationError};
 
-/// Largest payload pace accepts (64 KiB).
+/// Largest payload of a device record (64 KiB).
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+/// Largest payload of a race definition (512 KiB: course polylines and
+/// participant lists are long; still well under Kafka's 1 MB default).
+pub const MAX_DEFINITION_BYTES: usize = 512 * 1024;
 
 /// Why a payload was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -54,10 +57,10 @@ pub fn decode<T: DeserializeOwned + Validate>(payload: &[u8]) -> Result<T, Decod
     if payload.is_empty() {
         return Err(DecodeError::Empty);
     }
-    if payload.len() > MAX_PAYLOAD_BYTES {
+    if payload.len() > T::MAX_PAYLOAD_BYTES {
         return Err(DecodeError::TooLarge {
             size: payload.len(),
-            max: MAX_PAYLOAD_BYTES,
+            max: T::MAX_PAYLOAD_BYTES,
         });
     }
     let record: T = serde_json::from_slice(payload).map_err(|e| DecodeError::Json {
@@ -140,6 +143,20 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "invalid cutoff: must be after start"
+        );
+        // A long participant list fits a definition, not a GPS point.
+        let mut big = r.clone();
+        big.participants = (0..5000)
+            .map(|i| Participant {
+                id: format!("bib-{i:05}"),
+                name: format!("Runner number {i}"),
+            })
+            .collect();
+        let bytes = serde_json::to_vec(&big).unwrap();
+        assert!(bytes.len() > MAX_PAYLOAD_BYTES);
+        assert_eq!(
+            decode::<RaceDefinition>(&bytes).unwrap().participants.len(),
+            5000
         );
         let marks = r#"{"id":"s1","name":"Race 1","start":"2025-01-19T02:10:00Z","kind":{"type":"marks",
             "start":[{"lat":1,"lon":1},{"lat":1,"lon":1.01}],

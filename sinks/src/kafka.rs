@@ -3,7 +3,8 @@
 use ingest::producer::{Ticket, TrackedProducer};
 use ingest::source::DeadLetter;
 use schemas::topics::{
-    DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER, DLQ_TOPIC_HEADER,
+    DLQ_MAX_PAYLOAD_BYTES, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER,
+    DLQ_TOPIC_HEADER, DLQ_TRUNCATED_HEADER,
 };
 use schemas::{StandingsChange, Topics};
 
@@ -19,16 +20,25 @@ pub fn send_dead_letter(
 ) -> Result<(), SinkError> {
     let partition = letter.partition.to_string();
     let offset = letter.offset.to_string();
+    let size = letter.payload.len().to_string();
+    let mut headers = vec![
+        (DLQ_REASON_HEADER, letter.reason.as_bytes()),
+        (DLQ_TOPIC_HEADER, letter.topic.as_bytes()),
+        (DLQ_PARTITION_HEADER, partition.as_bytes()),
+        (DLQ_OFFSET_HEADER, offset.as_bytes()),
+    ];
+    // A huge record is cut, so the dead letter always fits the broker.
+    let payload = if letter.payload.len() > DLQ_MAX_PAYLOAD_BYTES {
+        headers.push((DLQ_TRUNCATED_HEADER, size.as_bytes()));
+        &letter.payload[..DLQ_MAX_PAYLOAD_BYTES]
+    } else {
+        &letter.payload[..]
+    };
     producer.send(
         &topics.dlq,
         letter.key.as_deref(),
-        &letter.payload,
-        &[
-            (DLQ_REASON_HEADER, letter.reason.as_bytes()),
-            (DLQ_TOPIC_HEADER, letter.topic.as_bytes()),
-            (DLQ_PARTITION_HEADER, partition.as_bytes()),
-            (DLQ_OFFSET_HEADER, offset.as_bytes()),
-        ],
+        payload,
+        &headers,
         ticket,
     )?;
     observability::metrics()

@@ -1,0 +1,54 @@
+# pace — the two commands a newcomer needs are `make run` and `make test`.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+KAFKA := ingest/kafka/kafka.sh
+PACE_KAFKA_PORT ?= 19092
+export PACE_KAFKA_PORT
+BROKERS := 127.0.0.1:$(PACE_KAFKA_PORT)
+VENV := target/venv
+PYTHON := $(CURDIR)/$(VENV)/bin/python
+PY_PACKAGES := duckdb==2.0.0 pyarrow==26.0.1
+
+.PHONY: help run test bench kafka-up kafka-down tools lint unit-and-integration clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+run: ## start pace: embedded broker, built-in race, pipeline and edge on http://127.0.0.1:8080/
+	$(CARGO) run --release --bin pace -- run
+
+test: tools lint ## everything CI runs: format, clippy, unit and integration tests on real Apache Kafka
+	$(KAFKA) up
+	trap '$(KAFKA) down' EXIT; \
+	PACE_TEST_BROKERS=$(BROKERS) PACE_TEST_PYTHON=$(PYTHON) $(CARGO) test --workspace --locked
+
+bench: tools ## standings throughput through real Apache Kafka, 1 and 2 workers
+	$(CARGO) build --release --locked --bins
+	$(KAFKA) up
+	trap '$(KAFKA) down' EXIT; benchmarking/run.sh $(BROKERS)
+
+kafka-up: ## start a real Apache Kafka (KRaft, one node) on 127.0.0.1:$(PACE_KAFKA_PORT)
+	$(KAFKA) up
+
+kafka-down: ## stop it and delete its data
+	$(KAFKA) down
+
+lint: ## format check and clippy, warnings are errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+tools: $(VENV)/.installed ## what tests need beyond Rust: Java 17, Maven, Python with DuckDB and pyarrow
+	@command -v java >/dev/null || { echo "java 17 is needed (apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "installing maven"; apt-get install -y -q maven >/dev/null; }
+	$(KAFKA) fetch
+
+$(VENV)/.installed:
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check $(PY_PACKAGES)
+	touch $@
+
+clean: kafka-down ## remove build output, the broker and the venv
+	$(CARGO) clean
