@@ -139,15 +139,15 @@ fn announce(addr: SocketAddr) {
 /// `pace pipeline`: the dataflow workers only.
 pub fn run_pipeline(common: Common) -> anyhow::Result<()> {
     let kafka = common.required_kafka()?;
-    tokio_runtime()?
-        .block_on(ingest::admin::ensure_topics(&kafka, common.partitions))
+    let rt = tokio_runtime()?;
+    rt.block_on(ingest::admin::ensure_topics(&kafka, common.partitions))
         .context("create topics")?;
     let stop = Arc::new(AtomicBool::new(false));
     let pipeline = start_pipeline(
         PipelineConfig::new(kafka, common.workers, common.data_dir),
         stop.clone(),
     );
-    tokio_runtime()?.block_on(shutdown_signal(stop));
+    rt.block_on(shutdown_signal(stop));
     pipeline.join().expect("pipeline thread")
 }
 

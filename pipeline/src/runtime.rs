@@ -219,35 +219,17 @@ fn run_worker(
         let (races_ok, races_err) = races.ok_err(|r| r);
 
         let dlq = {
-            let sink_producer = producer.clone();
             let topics = topics.clone();
-            let shared = shared.clone();
-            let mut pending: BTreeMap<Time, Vec<Box<DeadLetter>>> = BTreeMap::new();
-            durable_sink(
+            kafka_sink(
                 gps_err.concat(races_err),
                 Pipeline,
                 "DeadLetters",
                 |_| None,
-                Some(&producer),
-                config.tick,
-                move |event| match event {
-                    SinkEvent::Data(t, data) => {
-                        pending.entry(t).or_default().append(data);
-                        true
-                    }
-                    SinkEvent::Complete(t, _) => {
-                        for letter in pending.remove(&t).unwrap_or_default() {
-                            if let Err(e) = sinks::kafka::send_dead_letter(
-                                &sink_producer,
-                                &topics,
-                                &letter,
-                                t as usize,
-                            ) {
-                                shared.fail(error_chain(&e));
-                            }
-                        }
-                        sink_producer.pending(t as usize) == 0
-                    }
+                (&producer, shared, config.tick),
+                move |producer, letters, ticket| {
+                    letters.iter().try_for_each(|l| {
+                        sinks::kafka::send_dead_letter(producer, &topics, l, ticket)
+                    })
                 },
             )
         };
@@ -297,40 +279,20 @@ fn run_worker(
         let standings = race_standings(fixes, races);
 
         let changelog = {
-            let sink_producer = producer.clone();
             let topics = topics.clone();
-            let shared = shared.clone();
-            let mut pending: BTreeMap<Time, Vec<StandingsUpdate>> = BTreeMap::new();
             let mut seqs: BTreeMap<String, u64> = BTreeMap::new();
-            durable_sink(
+            kafka_sink(
                 standings.inner,
                 Exchange::new(|u: &StandingsUpdate| hash(&(u.0).0)),
                 "StandingsChangelog",
                 |u: &StandingsUpdate| Some(u.1),
-                Some(&producer),
-                config.tick,
-                move |event| match event {
-                    SinkEvent::Data(_, data) => {
-                        for u in data.drain(..) {
-                            pending.entry(u.1).or_default().push(u);
-                        }
-                        true
-                    }
-                    SinkEvent::Complete(t, _) => {
-                        if let Some(updates) = pending.remove(&t) {
-                            for change in standings_changes(updates, &mut seqs) {
-                                if let Err(e) = sinks::kafka::send_standings_change(
-                                    &sink_producer,
-                                    &topics,
-                                    &change,
-                                    t as usize,
-                                ) {
-                                    shared.fail(error_chain(&e));
-                                }
-                            }
-                        }
-                        sink_producer.pending(t as usize) == 0
-                    }
+                (&producer, shared, config.tick),
+                move |producer, updates, ticket| {
+                    standings_changes(updates, &mut seqs)
+                        .iter()
+                        .try_for_each(|c| {
+                            sinks::kafka::send_standings_change(producer, &topics, c, ticket)
+                        })
                 },
             )
         };
@@ -551,6 +513,49 @@ where
         }
     });
     (stream, activator_out.expect("source constructor ran"))
+}
+
+/// A sink that produces each epoch's records to Kafka once the epoch is
+/// complete (`send` gets them and the epoch's ticket), and holds the epoch
+/// open until the broker has acknowledged all of them. A send that fails
+/// stops the pipeline.
+fn kafka_sink<'s, D, P>(
+    stream: Stream<'s, Time, Vec<D>>,
+    pact: P,
+    name: &str,
+    time_of: fn(&D) -> Option<Time>,
+    (producer, shared, tick): (&Rc<TrackedProducer>, &Arc<Shared>, Duration),
+    mut send: impl FnMut(&TrackedProducer, Vec<D>, usize) -> Result<(), sinks::SinkError> + 'static,
+) -> Stream<'s, Time, Vec<()>>
+where
+    D: Clone + 'static,
+    P: timely::dataflow::channels::pact::ParallelizationContract<Time, Vec<D>>,
+{
+    let mut pending: BTreeMap<Time, Vec<D>> = BTreeMap::new();
+    let (sink_producer, shared) = (producer.clone(), shared.clone());
+    durable_sink(
+        stream,
+        pact,
+        name,
+        time_of,
+        Some(producer),
+        tick,
+        move |event| match event {
+            SinkEvent::Data(t, data) => {
+                pending.entry(t).or_default().append(data);
+                true
+            }
+            SinkEvent::Complete(t, _) => {
+                let ticket = t as usize;
+                if let Some(items) = pending.remove(&t)
+                    && let Err(e) = send(&sink_producer, items, ticket)
+                {
+                    shared.fail(error_chain(&e));
+                }
+                sink_producer.pending(ticket) == 0
+            }
+        },
+    )
 }
 
 /// What a sink is told.
