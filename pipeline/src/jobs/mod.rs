@@ -2,4 +2,5 @@
 //! know nothing of Kafka or warp, so they are tested on in-memory inputs
 //! against sequential references.
 
+pub mod calc;
 pub mod standings;
