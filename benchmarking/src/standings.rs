@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ingest::KafkaConfig;
 use ingest::generate::DemoRace;
-use ingest::source::{StartAt, StaticConsumer};
+use ingest::source::StaticConsumer;
 use schemas::{StandingsChange, Timestamp};
 
 /// What one run measured.
@@ -60,14 +60,7 @@ pub fn run(
         last.insert(p.participant.clone(), p.time);
     }
     // Follow the changelog from its start before producing anything.
-    let mut changelog = StaticConsumer::new(
-        kafka,
-        "pace-bench",
-        &kafka.topics.standings,
-        0,
-        1,
-        StartAt::Beginning,
-    )?;
+    let mut changelog = StaticConsumer::new(kafka, "pace-bench", &kafka.topics.standings, 0, 1)?;
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
     ingest::jsonl::replay(
@@ -113,14 +106,7 @@ pub fn run(
 
     // The ceiling: read the same records again, decoding nothing.
     let t1 = Instant::now();
-    let mut raw = StaticConsumer::new(
-        kafka,
-        "pace-bench-raw",
-        &kafka.topics.gps,
-        0,
-        1,
-        StartAt::Beginning,
-    )?;
+    let mut raw = StaticConsumer::new(kafka, "pace-bench-raw", &kafka.topics.gps, 0, 1)?;
     let mut n = 0;
     while n < points.len() {
         anyhow::ensure!(t1.elapsed() < timeout, "raw consume incomplete");

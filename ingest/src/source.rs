@@ -26,15 +26,6 @@ pub fn assigned_partitions(partitions: i32, worker: usize, workers: usize) -> Ve
         .collect()
 }
 
-/// Where a consumer starts reading its partitions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StartAt {
-    /// From the start of retention (rebuilds the views from scratch).
-    Beginning,
-    /// From the group's committed offsets, or the beginning where none.
-    Committed,
-}
-
 /// One record as read from Kafka.
 #[derive(Clone, Debug)]
 pub struct RawRecord {
@@ -123,14 +114,14 @@ pub struct StaticConsumer {
 const TOPIC_WAIT: Duration = Duration::from_secs(30);
 
 impl StaticConsumer {
-    /// Assigns `worker`'s partitions of `topic` and positions them at `start`.
+    /// Assigns `worker`'s partitions of `topic`, positioned at the start of
+    /// retention (views are rebuilt from there; there are no snapshots yet).
     pub fn new(
         config: &KafkaConfig,
         group: &str,
         topic: &str,
         worker: usize,
         workers: usize,
-        start: StartAt,
     ) -> Result<Self, IngestError> {
         let consumer: BaseConsumer = config
             .consumer(group)
@@ -139,29 +130,8 @@ impl StaticConsumer {
         let count = partition_count(&consumer, topic)?;
         let partitions = assigned_partitions(count, worker, workers);
         let mut tpl = TopicPartitionList::new();
-        let committed = match start {
-            StartAt::Beginning => None,
-            StartAt::Committed if partitions.is_empty() => None,
-            StartAt::Committed => {
-                let mut want = TopicPartitionList::new();
-                for p in &partitions {
-                    want.add_partition(topic, *p);
-                }
-                Some(
-                    consumer
-                        .committed_offsets(want, Duration::from_secs(10))
-                        .map_err(IngestError::kafka("read committed offsets"))?,
-                )
-            }
-        };
         for p in &partitions {
-            let offset = committed
-                .as_ref()
-                .and_then(|c| c.find_partition(topic, *p))
-                .map(|e| e.offset())
-                .filter(|o| matches!(o, Offset::Offset(_)))
-                .unwrap_or(Offset::Beginning);
-            tpl.add_partition_offset(topic, *p, offset)
+            tpl.add_partition_offset(topic, *p, Offset::Beginning)
                 .map_err(IngestError::kafka("assign"))?;
         }
         consumer

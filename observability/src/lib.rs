@@ -46,11 +46,10 @@ impl Metrics {
     fn new() -> Self {
         let registry = Registry::new_custom(None, None).expect("static registry config");
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
+            register(
+                &registry,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
         };
         let ingest_records = counter(
             "pace_ingest_records_total",
@@ -92,34 +91,33 @@ impl Metrics {
             "WebSocket frames sent to clients.",
             &["type"],
         );
-        let view_latency = HistogramVec::new(
-            HistogramOpts::new(
-                "pace_view_latency_seconds",
-                "Time from a record's Kafka timestamp to the view change it caused.",
+        let view_latency = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "pace_view_latency_seconds",
+                    "Time from a record's Kafka timestamp to the view change it caused.",
+                )
+                .buckets(prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
+                &["view"],
             )
-            .buckets(prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
-            &["view"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(view_latency.clone()))
-            .expect("unique metric");
-        let edge_clients =
-            IntGauge::new("pace_edge_clients", "Open WebSocket connections.").expect("valid");
-        registry
-            .register(Box::new(edge_clients.clone()))
-            .expect("unique metric");
-        let pipeline_frontier = IntGaugeVec::new(
-            Opts::new(
-                "pace_pipeline_frontier_milliseconds",
-                "Dataflow frontier (Unix milliseconds) seen by each worker.",
-            ),
-            &["worker"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(pipeline_frontier.clone()))
-            .expect("unique metric");
+            .expect("valid metric"),
+        );
+        let edge_clients = register(
+            &registry,
+            IntGauge::new("pace_edge_clients", "Open WebSocket connections.").expect("valid"),
+        );
+        let pipeline_frontier = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "pace_pipeline_frontier_milliseconds",
+                    "Dataflow frontier (Unix milliseconds) seen by each worker.",
+                ),
+                &["worker"],
+            )
+            .expect("valid metric"),
+        );
         #[cfg(target_os = "linux")]
         registry
             .register(Box::new(
@@ -150,6 +148,15 @@ impl Metrics {
             .expect("text encoding to a Vec cannot fail");
         String::from_utf8(buf).expect("exposition is UTF-8")
     }
+}
+
+/// Registers `metric` and hands it back. Definitions are static, so a clash
+/// is a bug the tests catch.
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
 }
 
 /// The process-wide metrics.

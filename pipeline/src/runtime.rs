@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use differential_dataflow::AsCollection;
 use differential_dataflow::consolidation::consolidate;
 use ingest::producer::TrackedProducer;
-use ingest::source::{DeadLetter, Envelope, StartAt, StaticConsumer, decode};
+use ingest::source::{DeadLetter, Envelope, StaticConsumer, decode};
 use ingest::{KafkaConfig, error_chain};
 use schemas::{
     GpsPoint, RaceDefinition, StandingRow, StandingsChange, Status, Timestamp, Validate,
@@ -39,7 +39,7 @@ use timely::dataflow::operators::{Capability, Concat, OkErr, Probe};
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 use timely::scheduling::{Activator, SyncActivator};
 
-use crate::jobs::standings::{Fix, Standing, race_standings, to_e7};
+use crate::jobs::standings::{Standing, fix, race_standings};
 
 /// Dataflow time: the epoch, Unix milliseconds.
 pub type Time = u64;
@@ -196,15 +196,8 @@ fn run_worker(
         .push(std::thread::current());
     let topics = &config.kafka.topics;
     let consumer = |topic: &str| {
-        StaticConsumer::new(
-            &config.kafka,
-            &config.group,
-            topic,
-            index,
-            peers,
-            StartAt::Beginning,
-        )
-        .map_err(|e| error_chain(&e))
+        StaticConsumer::new(&config.kafka, &config.group, topic, index, peers)
+            .map_err(|e| error_chain(&e))
     };
     let gps_consumer = consumer(&topics.gps)?;
     let races_consumer = consumer(&topics.races)?;
@@ -270,11 +263,7 @@ fn run_worker(
             )
         };
 
-        let fixes = stamp(gps_ok.map(|e: Envelope<GpsPoint>| -> Fix {
-            let p = e.record;
-            (p.race, p.participant, p.time.0, to_e7(p.lat), to_e7(p.lon))
-        }))
-        .as_collection();
+        let fixes = stamp(gps_ok.map(|e: Envelope<GpsPoint>| fix(e.record))).as_collection();
         let races = stamp(races_ok.map(|e: Envelope<RaceDefinition>| e.record.id)).as_collection();
         let standings = race_standings(fixes, races);
 

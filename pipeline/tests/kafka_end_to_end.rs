@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use ingest::KafkaConfig;
 use ingest::producer::TrackedProducer;
-use pace_pipeline::jobs::standings::{Fix, reference_standings, to_e7};
+use pace_pipeline::jobs::standings::{Fix, fix, reference_standings};
 use pace_pipeline::runtime::{self, PipelineConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -53,18 +53,7 @@ fn send_points(producer: &TrackedProducer, kafka: &KafkaConfig, points: &[GpsPoi
 }
 
 fn expected(points: &[GpsPoint]) -> Vec<(String, f64)> {
-    let fixes: Vec<Fix> = points
-        .iter()
-        .map(|p| {
-            (
-                p.race.clone(),
-                p.participant.clone(),
-                p.time.0,
-                to_e7(p.lat),
-                to_e7(p.lon),
-            )
-        })
-        .collect();
+    let fixes: Vec<Fix> = points.iter().cloned().map(fix).collect();
     reference_standings(&fixes)
         .into_iter()
         .map(|s| (s.participant, s.distance_mm as f64 / 1000.0))

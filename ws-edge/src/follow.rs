@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ingest::KafkaConfig;
-use ingest::source::{StartAt, StaticConsumer};
+use ingest::source::StaticConsumer;
 use schemas::{RaceDefinition, StandingsChange};
 
 use crate::views::Views;
@@ -21,22 +21,8 @@ pub fn follow(
     stop: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>, ingest::IngestError> {
     let group = format!("pace-edge-{}", std::process::id());
-    let mut races = StaticConsumer::new(
-        config,
-        &group,
-        &config.topics.races,
-        0,
-        1,
-        StartAt::Beginning,
-    )?;
-    let mut standings = StaticConsumer::new(
-        config,
-        &group,
-        &config.topics.standings,
-        0,
-        1,
-        StartAt::Beginning,
-    )?;
+    let mut races = StaticConsumer::new(config, &group, &config.topics.races, 0, 1)?;
+    let mut standings = StaticConsumer::new(config, &group, &config.topics.standings, 0, 1)?;
     let handle = std::thread::Builder::new()
         .name("pace-edge-follow".into())
         .spawn(move || {

@@ -17,10 +17,15 @@ use differential_dataflow::lattice::Lattice;
 use serde::{Deserialize, Serialize};
 use timely::progress::Timestamp;
 
-use schemas::LatLon;
+use schemas::{GpsPoint, LatLon};
 
 /// A GPS fix inside the dataflow: race, participant, time (ms), lat and lon (1e-7 degrees).
 pub type Fix = (String, String, i64, i64, i64);
+
+/// A GPS point as the job sees it.
+pub fn fix(p: GpsPoint) -> Fix {
+    (p.race, p.participant, p.time.0, to_e7(p.lat), to_e7(p.lon))
+}
 
 /// Converts degrees to the dataflow's fixed point (1e-7 degrees, about 1 cm).
 pub fn to_e7(deg: f64) -> i64 {
