@@ -127,6 +127,10 @@ impl DemoRace {
                     name: format!("Runner {}", &r.id[4..]),
                 })
                 .collect(),
+            rules: schemas::RaceRules {
+                max_speed_mps: Some(12.0),
+                ..Default::default()
+            },
         };
         Self {
             definition,

@@ -40,6 +40,11 @@ pub struct Metrics {
     pub edge_frames: IntCounterVec,
     /// Latest frontier of the dataflow, Unix milliseconds, by worker.
     pub pipeline_frontier: IntGaugeVec,
+    /// Observations the standings job treated specially, by outcome: `late`
+    /// (older than the participant's latest), `correction` (a late one that
+    /// retracted a split), `rejected` (impossible jump or false read),
+    /// `too_late` (older than what is still held).
+    pub standings_points: IntCounterVec,
 }
 
 impl Metrics {
@@ -91,6 +96,11 @@ impl Metrics {
             "WebSocket frames sent to clients.",
             &["type"],
         );
+        let standings_points = counter(
+            "pace_standings_points_total",
+            "Observations the standings job treated specially, by outcome.",
+            &["outcome"],
+        );
         let view_latency = register(
             &registry,
             HistogramVec::new(
@@ -137,6 +147,7 @@ impl Metrics {
             edge_clients,
             edge_frames,
             pipeline_frontier,
+            standings_points,
         }
     }
 

@@ -16,7 +16,7 @@
 //! yet), so the consumer group's committed offsets record durable progress but
 //! are not where reading resumes.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -29,7 +29,8 @@ use ingest::producer::TrackedProducer;
 use ingest::source::{DeadLetter, Envelope, StaticConsumer, decode};
 use ingest::{KafkaConfig, error_chain};
 use schemas::{
-    GpsPoint, RaceDefinition, StandingRow, StandingsChange, Status, Timestamp, Validate,
+    GpsPoint, RaceDefinition, Split, SplitKey, StandingRow, StandingsChange, Timestamp,
+    TimingCrossing, Validate,
 };
 use serde::de::DeserializeOwned;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -39,13 +40,20 @@ use timely::dataflow::operators::{Capability, Concat, OkErr, Probe};
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 use timely::scheduling::{Activator, SyncActivator};
 
-use crate::jobs::standings::{Standing, fix, race_standings};
+use crate::jobs::standings::{SplitRow, Standing, crossing, definition, fix, race_standings};
 
 /// Dataflow time: the epoch, Unix milliseconds.
 pub type Time = u64;
 
-/// A change of the standings view, as differential emits it.
-type StandingsUpdate = ((String, Standing), Time, isize);
+/// A row of a race's view: a standing or a split.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+enum ViewRow {
+    Standing(Standing),
+    Split(SplitRow),
+}
+
+/// A change of a race view, as differential emits it.
+type StandingsUpdate = ((String, ViewRow), Time, isize);
 
 /// What a Kafka source emits: a decoded record, or a dead letter.
 type Decoded<T> = Result<Envelope<T>, Box<DeadLetter>>;
@@ -200,21 +208,25 @@ fn run_worker(
             .map_err(|e| error_chain(&e))
     };
     let gps_consumer = consumer(&topics.gps)?;
+    let timing_consumer = consumer(&topics.timing)?;
     let races_consumer = consumer(&topics.races)?;
     let producer = Rc::new(TrackedProducer::new(&config.kafka).map_err(|e| error_chain(&e))?);
     let probe = ProbeHandle::<Time>::new();
 
     let sources = worker.dataflow::<Time, _, _>(|scope| {
         let (gps, gps_act) = kafka_source::<GpsPoint>(scope, gps_consumer, config, shared, &probe);
+        let (timing, timing_act) =
+            kafka_source::<TimingCrossing>(scope, timing_consumer, config, shared, &probe);
         let (races, races_act) =
             kafka_source::<RaceDefinition>(scope, races_consumer, config, shared, &probe);
         let (gps_ok, gps_err) = gps.ok_err(|r| r);
+        let (timing_ok, timing_err) = timing.ok_err(|r| r);
         let (races_ok, races_err) = races.ok_err(|r| r);
 
         let dlq = {
             let topics = topics.clone();
             kafka_sink(
-                gps_err.concat(races_err),
+                gps_err.concat(timing_err).concat(races_err),
                 Pipeline,
                 "DeadLetters",
                 |_| None,
@@ -263,15 +275,27 @@ fn run_worker(
             )
         };
 
-        let fixes = stamp(gps_ok.map(|e: Envelope<GpsPoint>| fix(e.record))).as_collection();
-        let races = stamp(races_ok.map(|e: Envelope<RaceDefinition>| e.record.id)).as_collection();
-        let standings = race_standings(fixes, races);
+        let observations = stamp(
+            gps_ok
+                .map(|e: Envelope<GpsPoint>| fix(e.record))
+                .concat(timing_ok.map(|e: Envelope<TimingCrossing>| crossing(e.record))),
+        )
+        .as_collection();
+        let races = stamp(
+            races_ok.map(|e: Envelope<RaceDefinition>| definition(&e.record, e.offset)),
+        )
+        .as_collection();
+        let views = race_standings(observations, races);
+        let rows = views
+            .standings
+            .map(|(race, s)| (race, ViewRow::Standing(s)))
+            .concat(views.splits.map(|(race, s)| (race, ViewRow::Split(s))));
 
         let changelog = {
             let topics = topics.clone();
             let mut seqs: BTreeMap<String, u64> = BTreeMap::new();
             kafka_sink(
-                standings.inner,
+                rows.inner,
                 Exchange::new(|u: &StandingsUpdate| hash(&(u.0).0)),
                 "StandingsChangelog",
                 |u: &StandingsUpdate| Some(u.1),
@@ -287,7 +311,7 @@ fn run_worker(
         };
 
         dlq.concat(archive).concat(changelog).probe_with(&probe);
-        [gps_act, races_act]
+        [gps_act, timing_act, races_act]
     });
 
     let frontier_gauge = observability::metrics()
@@ -336,34 +360,52 @@ fn hash<T: std::hash::Hash>(t: &T) -> u64 {
     BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(t)
 }
 
-/// Turns one epoch's consolidated standings updates into one change per race.
+/// Turns one epoch's consolidated view updates into one change per race.
 fn standings_changes(
     mut updates: Vec<StandingsUpdate>,
     seqs: &mut BTreeMap<String, u64>,
 ) -> Vec<StandingsChange> {
-    let mut flat: Vec<((String, Standing), isize)> =
+    let mut flat: Vec<((String, ViewRow), isize)> =
         updates.drain(..).map(|(d, _, r)| (d, r)).collect();
     consolidate(&mut flat);
-    let mut by_race: BTreeMap<String, (Vec<StandingRow>, Vec<String>)> = BTreeMap::new();
-    let mut added: BTreeMap<(String, String), ()> = BTreeMap::new();
-    for ((race, s), diff) in &flat {
-        if *diff > 0 {
-            added.insert((race.clone(), s.participant.clone()), ());
-            by_race
-                .entry(race.clone())
-                .or_default()
-                .0
-                .push(row(race, s));
-        }
+    #[derive(Default)]
+    struct Change {
+        upserts: BTreeMap<String, StandingRow>,
+        removes: BTreeSet<String>,
+        splits: BTreeMap<SplitKey, Split>,
+        split_removes: BTreeSet<SplitKey>,
     }
-    for ((race, s), diff) in flat {
-        if diff < 0 && !added.contains_key(&(race.clone(), s.participant.clone())) {
-            by_race.entry(race).or_default().1.push(s.participant);
+    let mut by_race: BTreeMap<String, Change> = BTreeMap::new();
+    // Insertions first: a retraction of a row that is also inserted is an update.
+    flat.sort_by_key(|(_, diff)| std::cmp::Reverse(*diff > 0));
+    for ((race, row), diff) in flat {
+        let change = by_race.entry(race.clone()).or_default();
+        match row {
+            ViewRow::Standing(s) if diff > 0 => {
+                change.upserts.insert(s.participant.clone(), standing_row(&race, &s));
+            }
+            ViewRow::Standing(s) => {
+                if !change.upserts.contains_key(&s.participant) {
+                    change.removes.insert(s.participant);
+                }
+            }
+            ViewRow::Split(s) => {
+                let key = SplitKey {
+                    participant: s.participant.clone(),
+                    split: s.split,
+                };
+                if diff > 0 {
+                    change.splits.insert(key, split_row(&race, &s));
+                } else if !change.splits.contains_key(&key) {
+                    change.split_removes.insert(key);
+                }
+            }
         }
     }
     by_race
         .into_iter()
-        .map(|(race, (mut upserts, removes))| {
+        .map(|(race, c)| {
+            let mut upserts: Vec<StandingRow> = c.upserts.into_values().collect();
             upserts.sort_by_key(|r| r.rank);
             let seq = seqs.entry(race.clone()).or_default();
             *seq += 1;
@@ -371,27 +413,41 @@ fn standings_changes(
                 race,
                 seq: *seq,
                 upserts,
-                removes,
+                removes: c.removes.into_iter().collect(),
+                splits: c.splits.into_values().collect(),
+                split_removes: c.split_removes.into_iter().collect(),
             }
         })
         .collect()
 }
 
-fn row(race: &str, s: &Standing) -> StandingRow {
+fn standing_row(race: &str, s: &Standing) -> StandingRow {
+    let seconds = |ms: i64| ms as f64 / 1000.0;
     StandingRow {
         race: race.to_owned(),
         rank: s.rank,
         participant: s.participant.clone(),
         name: s.participant.clone(),
-        distance_m: s.distance_mm as f64 / 1000.0,
-        laps: None,
-        leg: None,
-        gap_m: s.gap_mm as f64 / 1000.0,
-        gap_s: None,
-        speed_mps: None,
+        distance_m: s.progress_mm as f64 / 1000.0,
+        laps: s.laps,
+        leg: s.leg,
+        gap_m: s.gap_mm.map(|g| g as f64 / 1000.0),
+        gap_s: s.gap_ms.map(seconds),
+        speed_mps: s.speed_mmps.map(|v| v as f64 / 1000.0),
+        last_lap_s: s.last_lap_ms.map(seconds),
         last_seen: Timestamp(s.last_seen_ms),
-        status: Status::Racing,
-        eta: None,
+        status: s.status,
+        eta: s.eta_ms.map(Timestamp),
+    }
+}
+
+fn split_row(race: &str, s: &SplitRow) -> Split {
+    Split {
+        race: race.to_owned(),
+        participant: s.participant.clone(),
+        split: s.split,
+        time: Timestamp(s.time_ms),
+        position: s.position,
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use ingest::KafkaConfig;
 use ingest::producer::TrackedProducer;
-use pace_pipeline::jobs::standings::{Fix, fix, reference_standings};
+use pace_pipeline::jobs::standings::{Observation, definition, fix, reference};
 use pace_pipeline::runtime::{self, PipelineConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -53,10 +53,12 @@ fn send_points(producer: &TrackedProducer, kafka: &KafkaConfig, points: &[GpsPoi
 }
 
 fn expected(points: &[GpsPoint]) -> Vec<(String, f64)> {
-    let fixes: Vec<Fix> = points.iter().cloned().map(fix).collect();
-    reference_standings(&fixes)
-        .into_iter()
-        .map(|s| (s.participant, s.distance_mm as f64 / 1000.0))
+    let observations: Vec<Observation> = points.iter().cloned().map(fix).collect();
+    let race: schemas::RaceDefinition = serde_json::from_str(RACE).unwrap();
+    let (standings, _) = reference(&observations, &[definition(&race, 0)]);
+    standings["e2e"]
+        .iter()
+        .map(|s| (s.participant.clone(), s.progress_mm as f64 / 1000.0))
         .collect()
 }
 

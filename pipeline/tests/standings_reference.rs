@@ -1,108 +1,226 @@
-//! `race_standings` against its sequential reference on seeded random input
-//! with late, duplicated and same-time points, with 1 and 4 workers: the
-//! changes of every round must equal the reference's.
+//! `race_standings` against its sequential reference on seeded random races
+//! of every kind (loop and out-and-back courses, marks, timing lines), with
+//! shuffled, duplicated, same-time and delayed points, impossible jumps and
+//! false reads, and definitions that arrive late or change: with 1 and 4
+//! workers, the views after every round must equal the reference's over the
+//! input that has arrived.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use differential_dataflow::input::Input;
-use pace_pipeline::jobs::standings::{Fix, Standing, race_standings, reference_standings};
+use pace_pipeline::jobs::standings::{
+    Definition, Obs, Observation, SplitRow, Standing, definition, race_standings, reference,
+};
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use schemas::{LatLon, Mark, RaceDefinition, RaceKind, RaceRules, Timestamp, TimingLine};
 use timely::dataflow::operators::Capture;
 use timely::dataflow::operators::capture::Extract;
 
-type Update = ((String, Standing), u64, isize);
+type Row = (String, Result<Standing, SplitRow>);
+type Update = (Row, u64, isize);
+
+const T0: i64 = 1_780_000_000_000;
+const ROUNDS: u64 = 10;
 
 struct TestInput {
-    /// (round it arrives in, fix)
-    points: Vec<(u64, Fix)>,
-    /// (round it is defined in, race)
-    races: Vec<(u64, String)>,
-    rounds: u64,
+    /// (round it arrives in, observation)
+    observations: Vec<(u64, Observation)>,
+    /// (round it arrives in, definition)
+    definitions: Vec<(u64, Definition)>,
+}
+
+fn origin() -> LatLon {
+    LatLon {
+        lat: 59.33,
+        lon: 18.07,
+    }
+}
+
+fn at(x: f64, y: f64) -> LatLon {
+    origin().offset_m(x, y)
+}
+
+fn race(id: &str, kind: RaceKind, laps: u32, rules: RaceRules) -> RaceDefinition {
+    RaceDefinition {
+        id: id.into(),
+        name: id.into(),
+        start: Timestamp(T0),
+        kind,
+        laps,
+        cutoff: None,
+        participants: vec![],
+        rules,
+    }
+}
+
+/// Points along `waypoints` (metres) at `speed`, every 1–3 s, with noise,
+/// a few impossible jumps, some from before the gun.
+fn walk(rng: &mut StdRng, race: &str, p: &str, waypoints: &[(f64, f64)], speed: f64) -> Vec<Observation> {
+    let mut out = Vec::new();
+    let mut t = T0 - 5_000;
+    let (mut i, mut pos) = (0, waypoints[0]);
+    while i + 1 < waypoints.len() {
+        let dt = rng.random_range(1_000..3_000);
+        t += dt;
+        let mut step = if t < T0 { 0.0 } else { speed * dt as f64 / 1000.0 };
+        while step > 0.0 && i + 1 < waypoints.len() {
+            let next = waypoints[i + 1];
+            let d = (next.0 - pos.0).hypot(next.1 - pos.1);
+            if d <= step {
+                step -= d;
+                pos = next;
+                i += 1;
+            } else {
+                pos = (pos.0 + (next.0 - pos.0) * step / d, pos.1 + (next.1 - pos.1) * step / d);
+                step = 0.0;
+            }
+        }
+        let mut x = pos.0 + rng.random_range(-4.0..4.0);
+        let y = pos.1 + rng.random_range(-4.0..4.0);
+        if rng.random_range(0..40) == 0 {
+            x += 5_000.0; // an impossible jump
+        }
+        let ll = at(x, y);
+        out.push((race.into(), p.into(), t, Obs::Fix { lat_e7: (ll.lat * 1e7).round() as i64, lon_e7: (ll.lon * 1e7).round() as i64 }));
+    }
+    out
 }
 
 fn random_input(seed: u64) -> TestInput {
     let mut rng = StdRng::seed_from_u64(seed);
-    let rounds = 12;
-    let mut points = Vec::new();
-    for race in ["r1", "r2", "r3"] {
-        for p in 0..8 {
-            let (mut lat, mut lon) = (593_000_000i64 + rng.random_range(0..1000), 180_000_000i64);
-            for step in 0..40 {
-                let t = 1_780_000_000_000 + step * 7_000 + rng.random_range(0..3_000);
-                lat += rng.random_range(-50..400);
-                lon += rng.random_range(-50..400);
-                let fix = (race.to_string(), format!("p{p}"), t, lat, lon);
-                let round = rng.random_range(0..rounds);
-                points.push((round, fix.clone()));
-                match rng.random_range(0..10) {
-                    // the same point again, perhaps in another round
-                    0 => points.push((rng.random_range(0..rounds), fix)),
-                    // another point with the same time
-                    1 => {
-                        points.push((rng.random_range(0..rounds), (fix.0, fix.1, t, lat - 7, lon)))
-                    }
-                    _ => {}
-                }
+    let mut observations = Vec::new();
+    let rules = |s: f64, lap: f64| RaceRules {
+        max_speed_mps: Some(s),
+        min_lap_s: Some(lap),
+        ..Default::default()
+    };
+    // A 400 m loop raced for 3 laps.
+    let square = [(0.0, 0.0), (100.0, 0.0), (100.0, 100.0), (0.0, 100.0)];
+    let loop_def = race(
+        "loop",
+        RaceKind::Course { polyline: square.iter().map(|p| at(p.0, p.1)).collect(), is_loop: true },
+        3,
+        rules(15.0, 0.0),
+    );
+    // Out 500 m and back along the other side of the road.
+    let oab = [(0.0, 0.0), (500.0, 0.0), (500.0, 12.0), (0.0, 12.0)];
+    let oab_def = race(
+        "oab",
+        RaceKind::Course { polyline: oab.iter().map(|p| at(p.0, p.1)).collect(), is_loop: false },
+        1,
+        rules(15.0, 0.0),
+    );
+    // Start line, a mark, a gate, the finish line.
+    let marks_def = race(
+        "marks",
+        RaceKind::Marks {
+            start: [at(-40.0, 0.0), at(40.0, 0.0)],
+            marks: vec![
+                Mark { name: "M1".into(), points: vec![at(0.0, 400.0)] },
+                Mark { name: "G".into(), points: vec![at(-30.0, 50.0), at(30.0, 50.0)] },
+            ],
+            finish: [at(-40.0, 300.0), at(40.0, 300.0)],
+        },
+        1,
+        rules(20.0, 0.0),
+    );
+    let timing_def = race(
+        "laps",
+        RaceKind::TimingLines {
+            lines: vec![
+                TimingLine { id: "finish".into(), name: String::new(), ends: None },
+                TimingLine { id: "half".into(), name: String::new(), ends: None },
+            ],
+        },
+        4,
+        rules(20.0, 30.0),
+    );
+    for p in 0..6 {
+        let id = format!("p{p}");
+        let speed = rng.random_range(3.0..9.0);
+        let mut laps: Vec<(f64, f64)> = vec![(-10.0, -10.0)];
+        for _ in 0..3 {
+            laps.extend(square.iter().copied());
+        }
+        laps.push((0.0, 0.0));
+        laps.push((40.0, 0.0));
+        observations.extend(walk(&mut rng, "loop", &id, &laps, speed));
+        let mut back = oab.to_vec();
+        back.push((-30.0, 12.0));
+        observations.extend(walk(&mut rng, "oab", &id, &back, speed));
+        let path = [(rng.random_range(-30.0..30.0), -30.0), (0.0, 20.0), (-15.0, 420.0), (15.0, 420.0), (0.0, 30.0), (0.0, 60.0), (0.0, 320.0)];
+        observations.extend(walk(&mut rng, "marks", &id, &path, speed * 2.0));
+        // Timing: the start crossing, then lines alternately, some false reads.
+        let mut t = T0 + rng.random_range(0..2_000);
+        observations.push(("laps".into(), id.clone(), t, Obs::Cross { line: "finish".into() }));
+        for k in 0..9 {
+            t += rng.random_range(35_000..60_000);
+            let line = if k % 2 == 0 { "half" } else { "finish" };
+            observations.push(("laps".into(), id.clone(), t, Obs::Cross { line: line.into() }));
+            if rng.random_range(0..4) == 0 {
+                observations.push(("laps".into(), id.clone(), t + 2_000, Obs::Cross { line: line.into() }));
             }
         }
     }
-    // r4 has points but is never defined.
-    points.push((2, ("r4".into(), "x".into(), 1_780_000_000_000, 1, 1)));
-    let races = vec![
-        (0, "r1".into()),
-        (0, "r2".into()),
-        (5, "r3".into()),
-        (7, "r1".into()),
-    ];
-    TestInput {
-        points,
-        races,
-        rounds,
+    // Undefined race: held, never shown.
+    observations.push(("ghost".into(), "x".into(), T0, Obs::Cross { line: "finish".into() }));
+    let mut delivered = Vec::new();
+    for o in observations {
+        let round = rng.random_range(0..ROUNDS);
+        match rng.random_range(0..10) {
+            0 => delivered.push((rng.random_range(0..ROUNDS), o.clone())),
+            1 => {
+                if let Obs::Fix { lat_e7, lon_e7 } = o.3 {
+                    let twin = Obs::Fix { lat_e7: lat_e7 + 3, lon_e7 };
+                    delivered.push((rng.random_range(0..ROUNDS), (o.0.clone(), o.1.clone(), o.2, twin)));
+                }
+            }
+            _ => {}
+        }
+        delivered.push((round, o));
     }
+    delivered.shuffle(&mut rng);
+    // A wider loop replaces the first definition in round 6.
+    let mut wider = loop_def.clone();
+    wider.kind = RaceKind::Course {
+        polyline: [(0.0, 0.0), (104.0, 0.0), (104.0, 104.0), (0.0, 104.0)].iter().map(|p| at(p.0, p.1)).collect(),
+        is_loop: true,
+    };
+    let definitions = vec![
+        (0, definition(&loop_def, 1)),
+        (0, definition(&oab_def, 1)),
+        (3, definition(&marks_def, 1)),
+        (rng.random_range(0..ROUNDS), definition(&timing_def, 1)),
+        (6, definition(&wider, 2)),
+    ];
+    TestInput { observations: delivered, definitions }
 }
 
-/// The reference: at each round, the standings of each defined race from all
-/// points arrived so far; emitted as differences.
-fn reference(input: &TestInput) -> Vec<Update> {
+fn rows(standings: BTreeMap<String, Vec<Standing>>, splits: BTreeMap<String, Vec<SplitRow>>) -> BTreeSet<Row> {
+    let mut out = BTreeSet::new();
+    for (race, list) in standings {
+        out.extend(list.into_iter().map(|s| (race.clone(), Ok(s))));
+    }
+    for (race, list) in splits {
+        out.extend(list.into_iter().map(|s| (race.clone(), Err(s))));
+    }
+    out
+}
+
+/// The reference at each round over what has arrived, as differences.
+fn sequential(input: &TestInput) -> Vec<Update> {
     let mut out = Vec::new();
-    let mut previous: BTreeMap<String, Vec<Standing>> = BTreeMap::new();
-    for round in 0..input.rounds {
-        let defined: std::collections::BTreeSet<&String> = input
-            .races
-            .iter()
-            .filter(|(r, _)| *r <= round)
-            .map(|(_, id)| id)
-            .collect();
-        let mut now: BTreeMap<String, Vec<Standing>> = BTreeMap::new();
-        for race in defined {
-            let fixes: Vec<Fix> = input
-                .points
-                .iter()
-                .filter(|(r, f)| *r <= round && &f.0 == race)
-                .map(|(_, f)| f.clone())
-                .collect();
-            if !fixes.is_empty() {
-                now.insert(race.clone(), reference_standings(&fixes));
-            }
-        }
-        let races: std::collections::BTreeSet<String> =
-            previous.keys().chain(now.keys()).cloned().collect();
-        for race in races {
-            let old = previous.get(&race).cloned().unwrap_or_default();
-            let new = now.get(&race).cloned().unwrap_or_default();
-            for s in &old {
-                if !new.contains(s) {
-                    out.push(((race.clone(), s.clone()), round, -1));
-                }
-            }
-            for s in &new {
-                if !old.contains(s) {
-                    out.push(((race.clone(), s.clone()), round, 1));
-                }
-            }
-        }
+    let mut previous = BTreeSet::new();
+    for round in 0..ROUNDS {
+        let obs: Vec<Observation> = input.observations.iter().filter(|o| o.0 <= round).map(|o| o.1.clone()).collect();
+        let defs: Vec<Definition> = input.definitions.iter().filter(|d| d.0 <= round).map(|d| d.1.clone()).collect();
+        let (standings, splits) = reference(&obs, &defs);
+        let now = rows(standings, splits);
+        out.extend(previous.difference(&now).map(|r| (r.clone(), round, -1)));
+        out.extend(now.difference(&previous).map(|r| (r.clone(), round, 1)));
         previous = now;
     }
     out
@@ -111,39 +229,41 @@ fn reference(input: &TestInput) -> Vec<Update> {
 fn differential(input: &TestInput, workers: usize) -> Vec<Update> {
     let (send, recv) = std::sync::mpsc::channel();
     let send = Arc::new(Mutex::new(send));
-    let points = input.points.clone();
-    let races = input.races.clone();
-    let rounds = input.rounds;
+    let observations = input.observations.clone();
+    let definitions = input.definitions.clone();
     timely::execute(timely::Config::process(workers), move |worker| {
         let send = send.lock().unwrap().clone();
-        let (mut gps, mut defs) = worker.dataflow::<u64, _, _>(|scope| {
-            let (gps_in, gps) = scope.new_collection::<Fix, isize>();
-            let (defs_in, defs) = scope.new_collection::<String, isize>();
-            race_standings(gps, defs).inner.capture_into(send);
-            (gps_in, defs_in)
+        let (mut obs, mut defs) = worker.dataflow::<u64, _, _>(|scope| {
+            let (obs_in, obs) = scope.new_collection::<Observation, isize>();
+            let (defs_in, defs) = scope.new_collection::<Definition, isize>();
+            let views = race_standings(obs, defs);
+            views
+                .standings
+                .map(|(r, s)| (r, Ok(s)))
+                .concat(views.splits.map(|(r, s)| (r, Err(s))))
+                .inner
+                .capture_into(send);
+            (obs_in, defs_in)
         });
         // Each worker feeds its share; the union is the whole input.
         let (index, peers) = (worker.index(), worker.peers());
-        for round in 0..rounds {
-            for (i, (r, fix)) in points.iter().enumerate() {
+        for round in 0..ROUNDS {
+            for (i, (r, o)) in observations.iter().enumerate() {
                 if *r == round && i % peers == index {
-                    gps.insert(fix.clone());
+                    obs.insert(o.clone());
                 }
             }
-            for (i, (r, race)) in races.iter().enumerate() {
+            for (i, (r, d)) in definitions.iter().enumerate() {
                 if *r == round && i % peers == index {
-                    defs.insert(race.clone());
+                    defs.insert(d.clone());
                 }
             }
-            gps.advance_to(round + 1);
+            obs.advance_to(round + 1);
             defs.advance_to(round + 1);
         }
     })
     .unwrap();
-    recv.extract()
-        .into_iter()
-        .flat_map(|(_, updates)| updates)
-        .collect()
+    recv.extract().into_iter().flat_map(|(_, updates)| updates).collect()
 }
 
 fn normalise(mut updates: Vec<Update>) -> Vec<Update> {
@@ -153,12 +273,28 @@ fn normalise(mut updates: Vec<Update>) -> Vec<Update> {
 }
 
 #[test]
-fn standings_equal_sequential_reference_one_and_four_workers() {
+fn views_equal_sequential_reference_one_and_four_workers() {
     for seed in [1, 2, 3] {
         let input = random_input(seed);
-        let expected = normalise(reference(&input));
-        assert!(expected.len() > 100, "the input exercises the job");
-        assert!(expected.iter().any(|u| u.2 < 0), "and its retractions");
+        let expected = normalise(sequential(&input));
+        let finals = {
+            let obs: Vec<Observation> = input.observations.iter().map(|o| o.1.clone()).collect();
+            let defs: Vec<Definition> = input.definitions.iter().map(|d| d.1.clone()).collect();
+            reference(&obs, &defs)
+        };
+        // The input exercises what it should: every race ranks and splits,
+        // someone finishes each, and late points retract rows.
+        for race in ["loop", "oab", "marks", "laps"] {
+            assert_eq!(finals.0[race].len(), 6, "{race}");
+            assert!(finals.1.get(race).map_or(0, Vec::len) >= 6, "{race} has splits: {:?}", finals.0[race]);
+            assert!(
+                finals.0[race].iter().any(|s| s.status == schemas::Status::Finished),
+                "{race}: {:?}",
+                finals.0[race]
+            );
+        }
+        assert!(!finals.0.contains_key("ghost"));
+        assert!(expected.iter().any(|u| u.2 < 0 && matches!((u.0).1, Err(_))), "split retractions");
         for workers in [1, 4] {
             let got = normalise(differential(&input, workers));
             assert_eq!(got, expected, "seed {seed}, {workers} workers");

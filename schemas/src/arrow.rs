@@ -106,7 +106,7 @@ pub fn standing_row() -> SchemaRef {
         Field::new("rank", DataType::UInt32, false),
         id("participant"),
         Field::new("distance_m", DataType::Float64, false),
-        Field::new("gap_m", DataType::Float64, false),
+        Field::new("gap_m", DataType::Float64, true),
         Field::new("speed_mps", DataType::Float64, true),
         time("last_seen", false),
         id("status"),

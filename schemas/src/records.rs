@@ -278,10 +278,73 @@ pub struct RaceDefinition {
     /// Known participants, with display names (optional).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub participants: Vec<Participant>,
+    /// How points and crossings are judged (defaults suit most races).
+    #[serde(default)]
+    pub rules: RaceRules,
 }
 
 fn one() -> u32 {
     1
+}
+
+/// How a race's points and crossings are judged.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaceRules {
+    /// The plausible top speed, m/s: a point that would need more from the
+    /// previous accepted point is rejected as a jump. Default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_speed_mps: Option<f64>,
+    /// The shortest possible lap, seconds: a crossing sooner than this after
+    /// the previous accepted crossing of the same line is a false read. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_lap_s: Option<f64>,
+    /// How far short of a mark race's finish line a boat may be and count as
+    /// finished, metres: line ends are target positions, which real marks
+    /// miss by some metres. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line_tolerance_m: Option<f64>,
+    /// A participant not seen for this long, seconds, while others still are,
+    /// is retired. Default 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retire_after_s: Option<f64>,
+}
+
+impl RaceRules {
+    /// [`Self::max_speed_mps`] or its default.
+    pub fn max_speed_mps(&self) -> f64 {
+        self.max_speed_mps.unwrap_or(100.0)
+    }
+    /// [`Self::min_lap_s`] or its default, ms.
+    pub fn min_lap_ms(&self) -> i64 {
+        (self.min_lap_s.unwrap_or(0.0) * 1000.0).round() as i64
+    }
+    /// [`Self::line_tolerance_m`] or its default.
+    pub fn line_tolerance_m(&self) -> f64 {
+        self.line_tolerance_m.unwrap_or(0.0)
+    }
+    /// [`Self::retire_after_s`] or its default, ms.
+    pub fn retire_after_ms(&self) -> i64 {
+        (self.retire_after_s.unwrap_or(600.0) * 1000.0).round() as i64
+    }
+}
+
+impl Validate for RaceRules {
+    fn validate(&self) -> Result<(), ValidationError> {
+        if let Some(v) = self.max_speed_mps {
+            v::finite_in("max_speed_mps", v, 0.1, 1000.0)?;
+        }
+        if let Some(v) = self.min_lap_s {
+            v::finite_in("min_lap_s", v, 0.0, 86_400.0)?;
+        }
+        if let Some(v) = self.line_tolerance_m {
+            v::finite_in("line_tolerance_m", v, 0.0, 1000.0)?;
+        }
+        if let Some(v) = self.retire_after_s {
+            v::finite_in("retire_after_s", v, 1.0, 7.0 * 86_400.0)?;
+        }
+        Ok(())
+    }
 }
 
 impl Validate for RaceDefinition {
@@ -302,7 +365,8 @@ impl Validate for RaceDefinition {
             }
         }
         v::bounded_len("participants", &self.participants, v::MAX_PARTICIPANTS)?;
-        v::each("participants", &self.participants)
+        v::each("participants", &self.participants)?;
+        self.rules.validate().map_err(|e| e.within("rules"))
     }
 }
 

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::time::Timestamp;
 
 /// A participant's state in a race.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// No point since the start yet.
@@ -42,7 +44,8 @@ pub struct StandingRow {
     pub participant: String,
     /// Display name (the id when the race lists none).
     pub name: String,
-    /// Progress: distance covered, metres.
+    /// Progress: distance covered along the course, metres (0 in timing-line
+    /// races, which know laps, not distance).
     pub distance_m: f64,
     /// Completed laps, for lap races.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,14 +53,18 @@ pub struct StandingRow {
     /// Current leg, for mark races.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leg: Option<u32>,
-    /// Distance behind the leader, metres (0 for the leader).
-    pub gap_m: f64,
+    /// Distance behind the leader, metres (0 for the leader), where distance is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap_m: Option<f64>,
     /// Time behind the leader, seconds, where it can be known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gap_s: Option<f64>,
-    /// Current speed, metres per second, where known.
+    /// Current speed, metres per second, where known (GPS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speed_mps: Option<f64>,
+    /// Time of the last completed lap, seconds (lap races).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_lap_s: Option<f64>,
     /// Time of the latest point.
     pub last_seen: Timestamp,
     /// Not started, racing, finished or retired.
@@ -67,11 +74,12 @@ pub struct StandingRow {
     pub eta: Option<Timestamp>,
 }
 
-/// A change of one race's standings, as written to `pace.standings` (keyed by race).
+/// A change of one race's view, as written to `pace.standings` (keyed by race).
 ///
 /// `seq` numbers the changes of a race from 1 with no gap; a consumer that holds
-/// the standings at `seq - 1` gets those at `seq` by replacing the `upserts`
-/// rows (by participant) and dropping the `removes`.
+/// the view at `seq - 1` gets it at `seq` by replacing the `upserts` rows (by
+/// participant), dropping the `removes`, replacing the `splits` (by
+/// participant and split) and dropping the `split_removes`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StandingsChange {
     /// Race id.
@@ -82,6 +90,21 @@ pub struct StandingsChange {
     pub upserts: Vec<StandingRow>,
     /// Participants no longer in the standings.
     pub removes: Vec<String>,
+    /// Splits that are new or changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub splits: Vec<Split>,
+    /// Splits no longer in the view (a late point moved them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub split_removes: Vec<SplitKey>,
+}
+
+/// Which split of which participant.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SplitKey {
+    /// Participant id.
+    pub participant: String,
+    /// Split index, from 1.
+    pub split: u32,
 }
 
 /// What `GET /api/races` lists for a race.
@@ -100,6 +123,9 @@ pub struct RaceSummary {
 }
 
 /// A participant's passage of a split (lap, leg or timing line).
+///
+/// Positions rank the participants that passed the split by the time they
+/// did: the position at that moment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Split {
     /// Race id.

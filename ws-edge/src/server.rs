@@ -8,7 +8,8 @@
 //! | `GET /api/races` | `[{id, name, kind, participants, start}]` |
 //! | `GET /api/races/{id}` | the race definition |
 //! | `GET /api/races/{id}/standings` | rows in rank order; `X-Pace-Seq` header |
-//! | `WS /ws/races/{id}` | `{"type":"snapshot","seq":N,"rows":[…]}`, then `{"type":"delta","seq":N+1,…}`, … |
+//! | `GET /api/races/{id}/splits` | `[{participant, split, time, position}]` by split, then position; `X-Pace-Seq` header |
+//! | `WS /ws/races/{id}` | `{"type":"snapshot","seq":N,"rows":[…],"splits":[…]}`, then `{"type":"delta","seq":N+1,…}`, … |
 //!
 //! Errors are JSON `{"error": …}` with a 4xx status, or an error frame on a
 //! WebSocket.
@@ -92,6 +93,16 @@ pub fn routes(
             }
             None => json_error(StatusCode::NOT_FOUND, format!("no race {id:?}")),
         });
+    let splits = warp::path!("api" / "races" / String / "splits")
+        .and(warp::get())
+        .and(with_views.clone())
+        .map(|id: String, views: Arc<Views>| match views.splits(&id) {
+            Some((seq, splits)) => {
+                warp::reply::with_header(warp::reply::json(&splits), "x-pace-seq", seq.to_string())
+                    .into_response()
+            }
+            None => json_error(StatusCode::NOT_FOUND, format!("no race {id:?}")),
+        });
     let ws = warp::path!("ws" / "races" / String)
         .and(warp::ws())
         .and(with_views)
@@ -108,6 +119,8 @@ pub fn routes(
         .or(race)
         .unify()
         .or(standings)
+        .unify()
+        .or(splits)
         .unify()
         .or(ws)
         .unify()

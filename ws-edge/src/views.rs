@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use schemas::{RaceDefinition, RaceSummary, StandingRow, StandingsChange};
+use schemas::{RaceDefinition, RaceSummary, Split, SplitKey, StandingRow, StandingsChange};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -26,12 +26,17 @@ enum Out<'a> {
         race: &'a str,
         seq: u64,
         rows: Vec<StandingRow>,
+        splits: Vec<&'a Split>,
     },
     Delta {
         race: &'a str,
         seq: u64,
         upserts: Vec<StandingRow>,
         removes: &'a [String],
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        splits: &'a [Split],
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        split_removes: &'a [SplitKey],
     },
 }
 
@@ -45,6 +50,7 @@ struct RaceView {
     names: HashMap<String, String>,
     seq: u64,
     rows: BTreeMap<String, StandingRow>,
+    splits: BTreeMap<SplitKey, Split>,
     tx: broadcast::Sender<Frame>,
 }
 
@@ -55,6 +61,7 @@ impl RaceView {
             names: HashMap::new(),
             seq: 0,
             rows: BTreeMap::new(),
+            splits: BTreeMap::new(),
             tx: broadcast::channel(FRAME_BUFFER).0,
         }
     }
@@ -73,11 +80,19 @@ impl RaceView {
         rows
     }
 
+    /// Splits by split index, then position.
+    fn ordered_splits(&self) -> Vec<&Split> {
+        let mut splits: Vec<&Split> = self.splits.values().collect();
+        splits.sort_by_key(|s| (s.split, s.position));
+        splits
+    }
+
     fn snapshot_frame(&self, race: &str) -> Frame {
         let out = Out::Snapshot {
             race,
             seq: self.seq,
             rows: self.ranked(),
+            splits: self.ordered_splits(),
         };
         serde_json::to_string(&out)
             .expect("frames serialize")
@@ -117,6 +132,7 @@ impl Views {
         let contiguous = change.seq == view.seq + 1;
         if change.seq == 1 {
             view.rows.clear();
+            view.splits.clear();
         }
         if !contiguous {
             tracing::warn!(race = %change.race, held = view.seq, got = change.seq, "standings sequence jumped; resending snapshot");
@@ -127,6 +143,16 @@ impl Views {
         for r in &change.upserts {
             view.rows.insert(r.participant.clone(), r.clone());
         }
+        for k in &change.split_removes {
+            view.splits.remove(k);
+        }
+        for s in &change.splits {
+            let key = SplitKey {
+                participant: s.participant.clone(),
+                split: s.split,
+            };
+            view.splits.insert(key, s.clone());
+        }
         view.seq = change.seq;
         let frame: Frame = if contiguous {
             let out = Out::Delta {
@@ -134,6 +160,8 @@ impl Views {
                 seq: change.seq,
                 upserts: change.upserts.into_iter().map(|r| view.named(r)).collect(),
                 removes: &change.removes,
+                splits: &change.splits,
+                split_removes: &change.split_removes,
             };
             serde_json::to_string(&out)
                 .expect("frames serialize")
@@ -180,6 +208,13 @@ impl Views {
         Some((v.seq, v.ranked()))
     }
 
+    /// The splits of a defined race (by split, then position), with the view's sequence number.
+    pub fn splits(&self, race: &str) -> Option<(u64, Vec<Split>)> {
+        let races = self.races.read().expect("views lock");
+        let v = races.get(race).filter(|v| v.definition.is_some())?;
+        Some((v.seq, v.ordered_splits().into_iter().cloned().collect()))
+    }
+
     /// A snapshot frame of a defined race and a subscription to the frames
     /// after it, taken together so nothing falls between them.
     pub fn subscribe(&self, race: &str) -> Option<(Frame, broadcast::Receiver<Frame>)> {
@@ -218,6 +253,7 @@ mod tests {
                 id: "a".into(),
                 name: "Ann".into(),
             }],
+            rules: Default::default(),
         }
     }
 
@@ -230,9 +266,10 @@ mod tests {
             distance_m: d,
             laps: None,
             leg: None,
-            gap_m: 0.0,
+            gap_m: Some(0.0),
             gap_s: None,
             speed_mps: None,
+            last_lap_s: None,
             last_seen: Timestamp(1_780_000_000_000),
             status: Status::Racing,
             eta: None,
@@ -245,6 +282,8 @@ mod tests {
             seq,
             upserts,
             removes: removes.into_iter().map(String::from).collect(),
+            splits: vec![],
+            split_removes: vec![],
         }
     }
 
