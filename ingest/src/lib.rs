@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod datasets;
 pub mod embedded;
 pub mod generate;
 pub mod jsonl;

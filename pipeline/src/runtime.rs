@@ -46,7 +46,9 @@ use crate::jobs::standings::{SplitRow, Standing, crossing, definition, fix, race
 pub type Time = u64;
 
 /// A row of a race's view: a standing or a split.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 enum ViewRow {
     Standing(Standing),
     Split(SplitRow),
@@ -281,10 +283,9 @@ fn run_worker(
                 .concat(timing_ok.map(|e: Envelope<TimingCrossing>| crossing(e.record))),
         )
         .as_collection();
-        let races = stamp(
-            races_ok.map(|e: Envelope<RaceDefinition>| definition(&e.record, e.offset)),
-        )
-        .as_collection();
+        let races =
+            stamp(races_ok.map(|e: Envelope<RaceDefinition>| definition(&e.record, e.offset)))
+                .as_collection();
         let views = race_standings(observations, races);
         let rows = views
             .standings
@@ -382,7 +383,9 @@ fn standings_changes(
         let change = by_race.entry(race.clone()).or_default();
         match row {
             ViewRow::Standing(s) if diff > 0 => {
-                change.upserts.insert(s.participant.clone(), standing_row(&race, &s));
+                change
+                    .upserts
+                    .insert(s.participant.clone(), standing_row(&race, &s));
             }
             ViewRow::Standing(s) => {
                 if !change.upserts.contains_key(&s.participant) {

@@ -5,13 +5,12 @@
 
 use std::path::PathBuf;
 
+mod common;
+
 use pace_pipeline::jobs::calc::{evaluate, format_number};
 
 fn data() -> PathBuf {
-    std::env::var_os("PACE_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
-        .join("calc-gsm8k/gsm8k_test.jsonl")
+    common::shared_data().join("calc-gsm8k/gsm8k_test.jsonl")
 }
 
 #[derive(PartialEq)]

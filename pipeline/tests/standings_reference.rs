@@ -58,14 +58,24 @@ fn race(id: &str, kind: RaceKind, laps: u32, rules: RaceRules) -> RaceDefinition
 
 /// Points along `waypoints` (metres) at `speed`, every 1–3 s, with noise,
 /// a few impossible jumps, some from before the gun.
-fn walk(rng: &mut StdRng, race: &str, p: &str, waypoints: &[(f64, f64)], speed: f64) -> Vec<Observation> {
+fn walk(
+    rng: &mut StdRng,
+    race: &str,
+    p: &str,
+    waypoints: &[(f64, f64)],
+    speed: f64,
+) -> Vec<Observation> {
     let mut out = Vec::new();
     let mut t = T0 - 5_000;
     let (mut i, mut pos) = (0, waypoints[0]);
     while i + 1 < waypoints.len() {
         let dt = rng.random_range(1_000..3_000);
         t += dt;
-        let mut step = if t < T0 { 0.0 } else { speed * dt as f64 / 1000.0 };
+        let mut step = if t < T0 {
+            0.0
+        } else {
+            speed * dt as f64 / 1000.0
+        };
         while step > 0.0 && i + 1 < waypoints.len() {
             let next = waypoints[i + 1];
             let d = (next.0 - pos.0).hypot(next.1 - pos.1);
@@ -74,7 +84,10 @@ fn walk(rng: &mut StdRng, race: &str, p: &str, waypoints: &[(f64, f64)], speed: 
                 pos = next;
                 i += 1;
             } else {
-                pos = (pos.0 + (next.0 - pos.0) * step / d, pos.1 + (next.1 - pos.1) * step / d);
+                pos = (
+                    pos.0 + (next.0 - pos.0) * step / d,
+                    pos.1 + (next.1 - pos.1) * step / d,
+                );
                 step = 0.0;
             }
         }
@@ -84,7 +97,15 @@ fn walk(rng: &mut StdRng, race: &str, p: &str, waypoints: &[(f64, f64)], speed: 
             x += 5_000.0; // an impossible jump
         }
         let ll = at(x, y);
-        out.push((race.into(), p.into(), t, Obs::Fix { lat_e7: (ll.lat * 1e7).round() as i64, lon_e7: (ll.lon * 1e7).round() as i64 }));
+        out.push((
+            race.into(),
+            p.into(),
+            t,
+            Obs::Fix {
+                lat_e7: (ll.lat * 1e7).round() as i64,
+                lon_e7: (ll.lon * 1e7).round() as i64,
+            },
+        ));
     }
     out
 }
@@ -101,7 +122,10 @@ fn random_input(seed: u64) -> TestInput {
     let square = [(0.0, 0.0), (100.0, 0.0), (100.0, 100.0), (0.0, 100.0)];
     let loop_def = race(
         "loop",
-        RaceKind::Course { polyline: square.iter().map(|p| at(p.0, p.1)).collect(), is_loop: true },
+        RaceKind::Course {
+            polyline: square.iter().map(|p| at(p.0, p.1)).collect(),
+            is_loop: true,
+        },
         3,
         rules(15.0, 0.0),
     );
@@ -109,7 +133,10 @@ fn random_input(seed: u64) -> TestInput {
     let oab = [(0.0, 0.0), (500.0, 0.0), (500.0, 12.0), (0.0, 12.0)];
     let oab_def = race(
         "oab",
-        RaceKind::Course { polyline: oab.iter().map(|p| at(p.0, p.1)).collect(), is_loop: false },
+        RaceKind::Course {
+            polyline: oab.iter().map(|p| at(p.0, p.1)).collect(),
+            is_loop: false,
+        },
         1,
         rules(15.0, 0.0),
     );
@@ -119,8 +146,14 @@ fn random_input(seed: u64) -> TestInput {
         RaceKind::Marks {
             start: [at(-40.0, 0.0), at(40.0, 0.0)],
             marks: vec![
-                Mark { name: "M1".into(), points: vec![at(0.0, 400.0)] },
-                Mark { name: "G".into(), points: vec![at(-30.0, 50.0), at(30.0, 50.0)] },
+                Mark {
+                    name: "M1".into(),
+                    points: vec![at(0.0, 400.0)],
+                },
+                Mark {
+                    name: "G".into(),
+                    points: vec![at(-30.0, 50.0), at(30.0, 50.0)],
+                },
             ],
             finish: [at(-40.0, 300.0), at(40.0, 300.0)],
         },
@@ -131,8 +164,16 @@ fn random_input(seed: u64) -> TestInput {
         "laps",
         RaceKind::TimingLines {
             lines: vec![
-                TimingLine { id: "finish".into(), name: String::new(), ends: None },
-                TimingLine { id: "half".into(), name: String::new(), ends: None },
+                TimingLine {
+                    id: "finish".into(),
+                    name: String::new(),
+                    ends: None,
+                },
+                TimingLine {
+                    id: "half".into(),
+                    name: String::new(),
+                    ends: None,
+                },
             ],
         },
         4,
@@ -151,22 +192,54 @@ fn random_input(seed: u64) -> TestInput {
         let mut back = oab.to_vec();
         back.push((-30.0, 12.0));
         observations.extend(walk(&mut rng, "oab", &id, &back, speed));
-        let path = [(rng.random_range(-30.0..30.0), -30.0), (0.0, 20.0), (-15.0, 420.0), (15.0, 420.0), (0.0, 30.0), (0.0, 60.0), (0.0, 320.0)];
+        let path = [
+            (rng.random_range(-30.0..30.0), -30.0),
+            (0.0, 20.0),
+            (-15.0, 420.0),
+            (15.0, 420.0),
+            (0.0, 30.0),
+            (0.0, 60.0),
+            (0.0, 320.0),
+        ];
         observations.extend(walk(&mut rng, "marks", &id, &path, speed * 2.0));
         // Timing: the start crossing, then lines alternately, some false reads.
         let mut t = T0 + rng.random_range(0..2_000);
-        observations.push(("laps".into(), id.clone(), t, Obs::Cross { line: "finish".into() }));
+        observations.push((
+            "laps".into(),
+            id.clone(),
+            t,
+            Obs::Cross {
+                line: "finish".into(),
+            },
+        ));
         for k in 0..9 {
             t += rng.random_range(35_000..60_000);
             let line = if k % 2 == 0 { "half" } else { "finish" };
-            observations.push(("laps".into(), id.clone(), t, Obs::Cross { line: line.into() }));
+            observations.push((
+                "laps".into(),
+                id.clone(),
+                t,
+                Obs::Cross { line: line.into() },
+            ));
             if rng.random_range(0..4) == 0 {
-                observations.push(("laps".into(), id.clone(), t + 2_000, Obs::Cross { line: line.into() }));
+                observations.push((
+                    "laps".into(),
+                    id.clone(),
+                    t + 2_000,
+                    Obs::Cross { line: line.into() },
+                ));
             }
         }
     }
     // Undefined race: held, never shown.
-    observations.push(("ghost".into(), "x".into(), T0, Obs::Cross { line: "finish".into() }));
+    observations.push((
+        "ghost".into(),
+        "x".into(),
+        T0,
+        Obs::Cross {
+            line: "finish".into(),
+        },
+    ));
     let mut delivered = Vec::new();
     for o in observations {
         let round = rng.random_range(0..ROUNDS);
@@ -174,8 +247,14 @@ fn random_input(seed: u64) -> TestInput {
             0 => delivered.push((rng.random_range(0..ROUNDS), o.clone())),
             1 => {
                 if let Obs::Fix { lat_e7, lon_e7 } = o.3 {
-                    let twin = Obs::Fix { lat_e7: lat_e7 + 3, lon_e7 };
-                    delivered.push((rng.random_range(0..ROUNDS), (o.0.clone(), o.1.clone(), o.2, twin)));
+                    let twin = Obs::Fix {
+                        lat_e7: lat_e7 + 3,
+                        lon_e7,
+                    };
+                    delivered.push((
+                        rng.random_range(0..ROUNDS),
+                        (o.0.clone(), o.1.clone(), o.2, twin),
+                    ));
                 }
             }
             _ => {}
@@ -186,7 +265,10 @@ fn random_input(seed: u64) -> TestInput {
     // A wider loop replaces the first definition in round 6.
     let mut wider = loop_def.clone();
     wider.kind = RaceKind::Course {
-        polyline: [(0.0, 0.0), (104.0, 0.0), (104.0, 104.0), (0.0, 104.0)].iter().map(|p| at(p.0, p.1)).collect(),
+        polyline: [(0.0, 0.0), (104.0, 0.0), (104.0, 104.0), (0.0, 104.0)]
+            .iter()
+            .map(|p| at(p.0, p.1))
+            .collect(),
         is_loop: true,
     };
     let definitions = vec![
@@ -196,10 +278,16 @@ fn random_input(seed: u64) -> TestInput {
         (rng.random_range(0..ROUNDS), definition(&timing_def, 1)),
         (6, definition(&wider, 2)),
     ];
-    TestInput { observations: delivered, definitions }
+    TestInput {
+        observations: delivered,
+        definitions,
+    }
 }
 
-fn rows(standings: BTreeMap<String, Vec<Standing>>, splits: BTreeMap<String, Vec<SplitRow>>) -> BTreeSet<Row> {
+fn rows(
+    standings: BTreeMap<String, Vec<Standing>>,
+    splits: BTreeMap<String, Vec<SplitRow>>,
+) -> BTreeSet<Row> {
     let mut out = BTreeSet::new();
     for (race, list) in standings {
         out.extend(list.into_iter().map(|s| (race.clone(), Ok(s))));
@@ -215,8 +303,18 @@ fn sequential(input: &TestInput) -> Vec<Update> {
     let mut out = Vec::new();
     let mut previous = BTreeSet::new();
     for round in 0..ROUNDS {
-        let obs: Vec<Observation> = input.observations.iter().filter(|o| o.0 <= round).map(|o| o.1.clone()).collect();
-        let defs: Vec<Definition> = input.definitions.iter().filter(|d| d.0 <= round).map(|d| d.1.clone()).collect();
+        let obs: Vec<Observation> = input
+            .observations
+            .iter()
+            .filter(|o| o.0 <= round)
+            .map(|o| o.1.clone())
+            .collect();
+        let defs: Vec<Definition> = input
+            .definitions
+            .iter()
+            .filter(|d| d.0 <= round)
+            .map(|d| d.1.clone())
+            .collect();
         let (standings, splits) = reference(&obs, &defs);
         let now = rows(standings, splits);
         out.extend(previous.difference(&now).map(|r| (r.clone(), round, -1)));
@@ -263,7 +361,10 @@ fn differential(input: &TestInput, workers: usize) -> Vec<Update> {
         }
     })
     .unwrap();
-    recv.extract().into_iter().flat_map(|(_, updates)| updates).collect()
+    recv.extract()
+        .into_iter()
+        .flat_map(|(_, updates)| updates)
+        .collect()
 }
 
 fn normalise(mut updates: Vec<Update>) -> Vec<Update> {
@@ -286,15 +387,26 @@ fn views_equal_sequential_reference_one_and_four_workers() {
         // someone finishes each, and late points retract rows.
         for race in ["loop", "oab", "marks", "laps"] {
             assert_eq!(finals.0[race].len(), 6, "{race}");
-            assert!(finals.1.get(race).map_or(0, Vec::len) >= 6, "{race} has splits: {:?}", finals.0[race]);
             assert!(
-                finals.0[race].iter().any(|s| s.status == schemas::Status::Finished),
+                finals.1.get(race).map_or(0, Vec::len) >= 6,
+                "{race} has splits: {:?}",
+                finals.0[race]
+            );
+            assert!(
+                finals.0[race]
+                    .iter()
+                    .any(|s| s.status == schemas::Status::Finished),
                 "{race}: {:?}",
                 finals.0[race]
             );
         }
         assert!(!finals.0.contains_key("ghost"));
-        assert!(expected.iter().any(|u| u.2 < 0 && matches!((u.0).1, Err(_))), "split retractions");
+        assert!(
+            expected
+                .iter()
+                .any(|u| u.2 < 0 && matches!((u.0).1, Err(_))),
+            "split retractions"
+        );
         for workers in [1, 4] {
             let got = normalise(differential(&input, workers));
             assert_eq!(got, expected, "seed {seed}, {workers} workers");

@@ -24,15 +24,13 @@ pub mod wire;
 
 pub use records::{
     CalcTask, ChatEvent, ChatKind, GpsPoint, LatLon, Mark, Participant, RaceDefinition, RaceKind,
-    RaceRules,
-    TimingCrossing, TimingLine,
+    RaceRules, TimingCrossing, TimingLine,
 };
 pub use time::Timestamp;
 pub use topics::Topics;
 pub use validate::{Validate, ValidationError};
 pub use views::{
     RaceSummary, RoomMember, RoomMessage, Split, SplitKey, StandingRow, StandingsChange, Status,
-    TaskResult,
-    TaskStatus,
+    TaskResult, TaskStatus,
 };
 pub use wire::{DecodeError, decode};

@@ -6,9 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::time::Timestamp;
 
 /// A participant's state in a race.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// No point since the start yet.

@@ -6,6 +6,15 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::Value;
 
+/// `../shared/data` beside the repository, or `$PACE_SHARED_DATA`.
+pub fn shared_data() -> std::path::PathBuf {
+    std::env::var_os("PACE_SHARED_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+        })
+}
+
 /// The real Apache Kafka broker the tests run against, from `PACE_TEST_BROKERS`
 /// (set by `make test`, which starts the broker with `make kafka-up`).
 pub fn brokers() -> String {

@@ -60,7 +60,11 @@ pub(crate) fn dist(a: Xy, b: Xy) -> f64 {
 }
 fn unit(v: Xy) -> Xy {
     let l = v.0.hypot(v.1);
-    if l == 0.0 { (1.0, 0.0) } else { (v.0 / l, v.1 / l) }
+    if l == 0.0 {
+        (1.0, 0.0)
+    } else {
+        (v.0 / l, v.1 / l)
+    }
 }
 fn centroid(points: &[Xy]) -> Xy {
     let n = points.len().max(1) as f64;
@@ -177,7 +181,10 @@ impl Course {
         // A window longer than a lap is ambiguous anyway: look at most two laps ahead.
         for lap in first_lap..=last_lap.min(first_lap + 2) {
             let base = lap as f64 * self.length;
-            let start = self.cum.partition_point(|c| base + c < lo).saturating_sub(1);
+            let start = self
+                .cum
+                .partition_point(|c| base + c < lo)
+                .saturating_sub(1);
             for i in start..self.points.len().saturating_sub(1) {
                 let (s0, s1) = (base + self.cum[i], base + self.cum[i + 1]);
                 if s0 > hi {
@@ -353,7 +360,10 @@ mod tests {
     #[test]
     fn out_and_back_matches_the_leg_being_run() {
         // Out 1 km east along y = 0, back along y = 10 (the same road, two sides).
-        let c = course(&[(0.0, 0.0), (1000.0, 0.0), (1000.0, 10.0), (0.0, 10.0)], false);
+        let c = course(
+            &[(0.0, 0.0), (1000.0, 0.0), (1000.0, 10.0), (0.0, 10.0)],
+            false,
+        );
         assert_eq!(c.length, 2010.0);
         // At x = 300 on the way out: the out leg, not the back leg at ~1710.
         let (d, off) = c.match_point((300.0, 4.0), 250.0, 400.0).unwrap();
@@ -367,7 +377,10 @@ mod tests {
 
     #[test]
     fn loops_unroll_into_laps() {
-        let c = course(&[(0.0, 0.0), (100.0, 0.0), (100.0, 100.0), (0.0, 100.0)], true);
+        let c = course(
+            &[(0.0, 0.0), (100.0, 0.0), (100.0, 100.0), (0.0, 100.0)],
+            true,
+        );
         assert_eq!(c.length, 400.0);
         // Near the start/finish corner, just after a lap: the end of lap 1
         // (400), within a few metres of lap 2's start, never lap 1's start.

@@ -31,9 +31,9 @@ use differential_dataflow::lattice::Lattice;
 use differential_dataflow::{AsCollection, VecCollection};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::Broadcast;
-use timely::dataflow::operators::Capability;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
@@ -72,7 +72,10 @@ pub fn crossing(c: TimingCrossing) -> Observation {
 pub fn definition(d: &RaceDefinition, order: i64) -> Definition {
     (
         d.id.clone(),
-        (order, serde_json::to_string(d).expect("definitions serialise")),
+        (
+            order,
+            serde_json::to_string(d).expect("definitions serialise"),
+        ),
     )
 }
 
@@ -346,7 +349,11 @@ where
         outcome("rejected"),
         outcome("too_late"),
     );
-    type Pending<T> = (Capability<T>, Vec<(Observation, isize)>, Vec<(Definition, isize)>);
+    type Pending<T> = (
+        Capability<T>,
+        Vec<(Observation, isize)>,
+        Vec<(Definition, isize)>,
+    );
     observations
         .inner
         .binary_frontier(

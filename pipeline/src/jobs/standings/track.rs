@@ -40,6 +40,8 @@ const SPEED_WINDOW_MS: i64 = 10_000;
 /// After this many rejected fixes in a row that agree with each other, the
 /// fix they disagree with is taken to have been the outlier.
 const REANCHOR_AFTER: u32 = 3;
+/// How far past the start line, on the course side, a boat must be to have started, metres.
+const START_CLEAR_M: f64 = 50.0;
 /// Most fixes the speed window holds.
 const SPEED_WINDOW_MAX: usize = 64;
 
@@ -252,15 +254,22 @@ impl Fold {
             (Geometry::Marks(marks), KindState::Marks { next }) => {
                 let side = |q: Xy, a: Xy, b: Xy| geo::cross(geo::sub(b, a), geo::sub(q, a));
                 if *next == 0 {
+                    // Started once clear of the start line on the course side
+                    // (beside the line: at most a quarter of its length beyond
+                    // either end). Being clear by START_CLEAR_M is what the
+                    // marks' distance from their targets cannot fake.
                     let (a, b) = marks.start;
-                    let sq = marks.course_side * side(p, a, b);
-                    if sq <= 0.0 {
+                    let line = geo::sub(b, a);
+                    let len = dot(line, line).sqrt().max(1e-9);
+                    let clear = |q: Xy| marks.course_side * side(q, a, b) / len;
+                    let along = dot(geo::sub(p, a), line) / (len * len);
+                    if clear(p) < START_CLEAR_M || !(-0.25..=1.25).contains(&along) {
                         return;
                     }
+                    // The start: when it crossed the line, if after the gun.
                     let start = match prev {
-                        Some((t0, p0)) if marks.course_side * side(p0, a, b) <= 0.0 => {
-                            let sp = marks.course_side * side(p0, a, b);
-                            let u = -sp / (sq - sp);
+                        Some((t0, p0)) if clear(p0) <= 0.0 => {
+                            let u = -clear(p0) / (clear(p) - clear(p0));
                             (t0 + (u * (t - t0) as f64).round() as i64).max(race.start_ms)
                         }
                         _ => race.start_ms,
@@ -290,7 +299,8 @@ impl Fold {
                     let len = dist(a, b).max(1e-9);
                     let dir = ((b.0 - a.0) / len, (b.1 - a.1) / len);
                     let ahead = |q: Xy| {
-                        marks.finish_side * geo::cross(dir, geo::sub(q, a)) - marks.finish_tolerance_m
+                        marks.finish_side * geo::cross(dir, geo::sub(q, a))
+                            - marks.finish_tolerance_m
                     };
                     let (dp, dq) = (ahead(p0), ahead(p));
                     let along = dot(geo::sub(p, a), dir) / len;
@@ -423,11 +433,14 @@ impl Fold {
                 };
                 leg = (*next > 0).then(|| (*next).min(legs) as u32);
             }
-            (Geometry::Timing(_), KindState::Timing {
-                laps: l,
-                last_lap_ms: ll,
-                ..
-            }) => {
+            (
+                Geometry::Timing(_),
+                KindState::Timing {
+                    laps: l,
+                    last_lap_ms: ll,
+                    ..
+                },
+            ) => {
                 laps = Some(*l);
                 last_lap_ms = *ll;
             }

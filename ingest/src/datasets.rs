@@ -1,0 +1,519 @@
+//! Readers for recorded races, so they replay through Kafka like live input.
+//!
+//! - [`f1`]: a season of Formula 1 laps in the Ergast CSV schema
+//!   (`lap_times.csv`, `races.csv`, `drivers.csv`). Each race becomes a
+//!   timing-line race; each driver crosses the line at the gun (the start,
+//!   not a lap) and at the end of every lap, at its cumulative time.
+//! - [`sailgp`]: SailGP boat logs (`data_<NAT>.csv`, about 1 Hz) and race
+//!   XML (start time, marks and gates). Each race becomes a mark race; each
+//!   log row a GPS point of the race the row is labelled with.
+//!
+//! [`replay`] produces a [`Dataset`] in time order: definitions first, then
+//! GPS points and crossings merged by time.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use schemas::{GpsPoint, RaceDefinition, Timestamp, TimingCrossing};
+
+use crate::producer::TrackedProducer;
+use crate::{IngestError, KafkaConfig, jsonl::InputRecord};
+
+/// A recorded race day: definitions, GPS points and timing crossings.
+#[derive(Clone, Debug, Default)]
+pub struct Dataset {
+    /// Race definitions.
+    pub definitions: Vec<RaceDefinition>,
+    /// GPS points, in time order.
+    pub gps: Vec<GpsPoint>,
+    /// Timing crossings, in time order.
+    pub timing: Vec<TimingCrossing>,
+}
+
+fn parse_time(s: &str) -> Result<Timestamp, String> {
+    Timestamp::parse_rfc3339(s).ok_or_else(|| format!("{s:?} is not an RFC 3339 time"))
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> IngestError + '_ {
+    move |source| IngestError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn bad(path: &Path, line: usize, reason: impl std::fmt::Display) -> IngestError {
+    IngestError::BadLine {
+        path: path.display().to_string(),
+        line,
+        reason: reason.to_string(),
+    }
+}
+
+/// Reads a CSV file with a header into rows of (line number, column → value).
+fn csv_rows(path: &Path) -> Result<Vec<(usize, BTreeMap<String, String>)>, IngestError> {
+    let mut reader = csv::Reader::from_path(path).map_err(|e| bad(path, 0, e))?;
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| bad(path, 1, e))?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let mut out = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| bad(path, i + 2, e))?;
+        let row = header
+            .iter()
+            .cloned()
+            .zip(record.iter().map(str::to_owned))
+            .collect();
+        out.push((i + 2, row));
+    }
+    Ok(out)
+}
+
+fn field<'a>(
+    path: &Path,
+    line: usize,
+    row: &'a BTreeMap<String, String>,
+    name: &str,
+) -> Result<&'a str, IngestError> {
+    row.get(name)
+        .map(String::as_str)
+        .ok_or_else(|| bad(path, line, format_args!("no column {name:?}")))
+}
+
+fn number<T: std::str::FromStr>(
+    path: &Path,
+    line: usize,
+    row: &BTreeMap<String, String>,
+    name: &str,
+) -> Result<T, IngestError> {
+    let v = field(path, line, row, name)?;
+    v.trim()
+        .parse()
+        .map_err(|_| bad(path, line, format_args!("{name}: {v:?} is not a number")))
+}
+
+/// Formula 1 laps (Ergast schema).
+pub mod f1 {
+    use super::*;
+    use schemas::{Participant, RaceKind, RaceRules, TimingLine};
+
+    /// The timing line every lap ends on.
+    pub const LINE: &str = "line";
+    /// `races.csv` gives the date only: the gun is at this UTC time of day.
+    pub const START_UTC: &str = "13:10:00";
+
+    /// One row of `lap_times.csv`: the official position after a lap.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Lap {
+        /// pace's race id (`f1-<raceid>`).
+        pub race: String,
+        /// pace's participant id (the driver's code).
+        pub driver: String,
+        /// Lap number, from 1.
+        pub lap: u32,
+        /// Position after the lap.
+        pub position: u32,
+    }
+
+    /// Reads `dir` into a dataset, and the laps with their official positions.
+    pub fn read(dir: &Path) -> Result<(Dataset, Vec<Lap>), IngestError> {
+        let races_path = dir.join("races.csv");
+        let drivers_path = dir.join("drivers.csv");
+        let laps_path = dir.join("lap_times.csv");
+        let mut drivers: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for (line, row) in csv_rows(&drivers_path)? {
+            let id = field(&drivers_path, line, &row, "driverid")?.to_owned();
+            let code = match field(&drivers_path, line, &row, "code")? {
+                "\\N" | "" => format!("D{id}"),
+                c => c.to_owned(),
+            };
+            let name = format!(
+                "{} {}",
+                field(&drivers_path, line, &row, "forename")?,
+                field(&drivers_path, line, &row, "surname")?
+            );
+            drivers.insert(id, (code, name));
+        }
+        // raceid -> driverid -> [(lap, ms, position)]
+        let mut laps: BTreeMap<String, BTreeMap<String, Vec<(u32, i64, u32)>>> = BTreeMap::new();
+        for (line, row) in csv_rows(&laps_path)? {
+            let race = field(&laps_path, line, &row, "raceid")?.to_owned();
+            let driver = field(&laps_path, line, &row, "driverid")?.to_owned();
+            let lap: u32 = number(&laps_path, line, &row, "lap")?;
+            let ms: i64 = number(&laps_path, line, &row, "milliseconds")?;
+            let position: u32 = number(&laps_path, line, &row, "position")?;
+            if !drivers.contains_key(&driver) {
+                return Err(bad(
+                    &laps_path,
+                    line,
+                    format_args!("unknown driver {driver}"),
+                ));
+            }
+            laps.entry(race)
+                .or_default()
+                .entry(driver)
+                .or_default()
+                .push((lap, ms, position));
+        }
+        let mut out = Dataset::default();
+        let mut official = Vec::new();
+        for (line, row) in csv_rows(&races_path)? {
+            let raceid = field(&races_path, line, &row, "raceid")?;
+            let Some(race_laps) = laps.get(raceid) else {
+                continue;
+            };
+            let date = field(&races_path, line, &row, "date")?;
+            let start = parse_time(&format!("{date}T{START_UTC}Z"))
+                .map_err(|e| bad(&races_path, line, e))?;
+            let id = format!("f1-{raceid}");
+            let mut winner: Option<(u32, i64)> = None;
+            let mut participants = Vec::new();
+            for (driver, list) in race_laps {
+                let (code, name) = &drivers[driver];
+                participants.push(Participant {
+                    id: code.clone(),
+                    name: name.clone(),
+                });
+                let mut list = list.clone();
+                list.sort();
+                out.timing.push(crossing(&id, code, start.0));
+                let mut cumulative = start.0;
+                for (lap, ms, position) in list {
+                    cumulative += ms;
+                    out.timing.push(crossing(&id, code, cumulative));
+                    official.push(Lap {
+                        race: id.clone(),
+                        driver: code.clone(),
+                        lap,
+                        position,
+                    });
+                    // The winner: most laps, then the earliest.
+                    if winner.is_none_or(|(l, t)| lap > l || (lap == l && cumulative < t)) {
+                        winner = Some((lap, cumulative));
+                    }
+                }
+            }
+            let (laps, flag) = winner.unwrap_or((1, start.0 + 1));
+            out.definitions.push(RaceDefinition {
+                id,
+                name: format!(
+                    "{} {}",
+                    field(&races_path, line, &row, "name")?,
+                    field(&races_path, line, &row, "year")?
+                ),
+                start,
+                kind: RaceKind::TimingLines {
+                    lines: vec![TimingLine {
+                        id: LINE.into(),
+                        name: "Start/finish".into(),
+                        ends: None,
+                    }],
+                },
+                laps,
+                // The chequered flag: once the winner is in, the others
+                // finish at their next crossing.
+                cutoff: Some(Timestamp(flag)),
+                participants,
+                rules: RaceRules {
+                    min_lap_s: Some(30.0),
+                    ..Default::default()
+                },
+            });
+        }
+        out.timing.sort_by_key(|c| c.time);
+        Ok((out, official))
+    }
+
+    fn crossing(race: &str, driver: &str, t: i64) -> TimingCrossing {
+        TimingCrossing {
+            race: race.into(),
+            participant: driver.into(),
+            line: LINE.into(),
+            time: Timestamp(t),
+        }
+    }
+}
+
+/// SailGP boat logs and race XML.
+pub mod sailgp {
+    use super::*;
+    use schemas::{LatLon, Mark, Participant, RaceKind, RaceRules};
+
+    /// How far short of the finish line's target position a boat counts as
+    /// finished: the logs end as boats finish, up to about 17 m short of the
+    /// target line (the real marks sit some metres off their targets).
+    pub const LINE_TOLERANCE_M: f64 = 25.0;
+
+    /// One race XML: id, gun, when it was written, and its course.
+    struct RaceXml {
+        id: String,
+        start: Timestamp,
+        created: Timestamp,
+        start_line: [LatLon; 2],
+        marks: Vec<Mark>,
+        finish: [LatLon; 2],
+    }
+
+    fn read_xml(path: &Path) -> Result<RaceXml, IngestError> {
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        let doc = roxmltree::Document::parse(&text).map_err(|e| bad(path, 0, e))?;
+        let root = doc.root_element();
+        let child = |name: &str| {
+            root.children()
+                .find(|n| n.has_tag_name(name))
+                .ok_or_else(|| bad(path, 0, format_args!("no <{name}>")))
+        };
+        let text_of = |name: &str| -> Result<String, IngestError> {
+            Ok(child(name)?.text().unwrap_or_default().trim().to_owned())
+        };
+        let time = |s: &str| parse_time(s).map_err(|e| bad(path, 0, e));
+        let start = time(
+            child("RaceStartTime")?
+                .attribute("Start")
+                .ok_or_else(|| bad(path, 0, "RaceStartTime has no Start"))?,
+        )?;
+        let created = time(&text_of("CreationTimeDate")?)?;
+        let mut compound: BTreeMap<String, Mark> = BTreeMap::new();
+        for cm in child("Course")?
+            .children()
+            .filter(|n| n.has_tag_name("CompoundMark"))
+        {
+            let id = cm
+                .attribute("CompoundMarkID")
+                .unwrap_or_default()
+                .to_owned();
+            let mut points = Vec::new();
+            for m in cm.children().filter(|n| n.has_tag_name("Mark")) {
+                let coord = |a: &str| -> Result<f64, IngestError> {
+                    m.attribute(a)
+                        .and_then(|v| v.parse().ok())
+                        .ok_or_else(|| bad(path, 0, format_args!("mark without {a}")))
+                };
+                points.push(LatLon {
+                    lat: coord("TargetLat")?,
+                    lon: coord("TargetLng")?,
+                });
+            }
+            let name = cm.attribute("Name").unwrap_or_default().to_owned();
+            compound.insert(id, Mark { name, points });
+        }
+        let mut sequence = Vec::new();
+        for corner in child("CompoundMarkSequence")?
+            .children()
+            .filter(|n| n.has_tag_name("Corner"))
+        {
+            let id = corner.attribute("CompoundMarkID").unwrap_or_default();
+            let mark = compound
+                .get(id)
+                .ok_or_else(|| bad(path, 0, format_args!("corner names unknown mark {id}")))?;
+            sequence.push(mark.clone());
+        }
+        let line = |m: Option<&Mark>, what: &str| -> Result<[LatLon; 2], IngestError> {
+            match m.map(|m| m.points.as_slice()) {
+                Some([a, b]) => Ok([*a, *b]),
+                _ => Err(bad(
+                    path,
+                    0,
+                    format_args!("the {what} is not a two-mark line"),
+                )),
+            }
+        };
+        let start_line = line(sequence.first(), "start")?;
+        let finish = line(sequence.last(), "finish")?;
+        let marks = sequence[1..sequence.len() - 1].to_vec();
+        Ok(RaceXml {
+            id: text_of("RaceID")?,
+            start,
+            created,
+            start_line,
+            marks,
+            finish,
+        })
+    }
+
+    /// The tracking system's leg changes: per (race, boat), (leg, time) for
+    /// every change of `TRK_LEG_NUM_unk`. pace does not read them; they are
+    /// what tests compare pace's leg times with.
+    pub type LegChanges = BTreeMap<(String, String), Vec<(u32, Timestamp)>>;
+
+    /// Reads `dir` (race XMLs and `data_*.csv`) into a dataset, and the
+    /// tracking system's leg changes.
+    ///
+    /// A race's gun and id come from its XML. Its course is the one in force
+    /// during the race: of all the XMLs, the newest written before the race's
+    /// last logged point. (Race XMLs are snapshots of the course taken during
+    /// the day; the final's, 25011908, was written after the final had ended,
+    /// when the marks had been re-laid 700 m away for another wind.)
+    pub fn read(dir: &Path) -> Result<(Dataset, LegChanges), IngestError> {
+        let mut xmls = Vec::new();
+        let mut logs = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let path = entry.map_err(io(dir))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.ends_with(".xml") {
+                xmls.push(read_xml(&path)?);
+            } else if name.starts_with("data_") && name.ends_with(".csv") {
+                logs.push(path);
+            }
+        }
+        xmls.sort_by_key(|x| x.created);
+        logs.sort();
+        let mut out = Dataset::default();
+        let mut legs: LegChanges = BTreeMap::new();
+        // race -> boats, last point
+        let mut boats: BTreeMap<String, (Vec<String>, Timestamp)> = BTreeMap::new();
+        for path in &logs {
+            let mut previous: Option<(String, u32)> = None;
+            for (line, row) in csv_rows(path)? {
+                let boat = field(path, line, &row, "BOAT")?.to_owned();
+                let race = format!(
+                    "{}",
+                    number::<f64>(path, line, &row, "TRK_RACE_NUM_unk")? as i64
+                );
+                let leg = number::<f64>(path, line, &row, "TRK_LEG_NUM_unk")? as u32;
+                let time = parse_time(&format!(
+                    "{}Z",
+                    field(path, line, &row, "DATETIME")?.replace(' ', "T")
+                ))
+                .map_err(|e| bad(path, line, e))?;
+                let point = GpsPoint {
+                    race: race.clone(),
+                    participant: boat.clone(),
+                    time,
+                    lat: number(path, line, &row, "LATITUDE_GPS_unk")?,
+                    lon: number(path, line, &row, "LONGITUDE_GPS_unk")?,
+                    elevation: None,
+                    accuracy: None,
+                };
+                schemas::Validate::validate(&point).map_err(|e| bad(path, line, e))?;
+                out.gps.push(point);
+                let entry = boats.entry(race.clone()).or_insert((Vec::new(), time));
+                if !entry.0.contains(&boat) {
+                    entry.0.push(boat.clone());
+                }
+                entry.1 = entry.1.max(time);
+                if previous
+                    .as_ref()
+                    .is_some_and(|(r, l)| *r == race && *l != leg)
+                {
+                    legs.entry((race.clone(), boat.clone()))
+                        .or_default()
+                        .push((leg, time));
+                }
+                previous = Some((race, leg));
+            }
+        }
+        for x in &xmls {
+            let Some((names, last)) = boats.get(&x.id) else {
+                continue;
+            };
+            let course = xmls.iter().rev().find(|c| c.created <= *last).unwrap_or(x);
+            let mut participants: Vec<Participant> = names
+                .iter()
+                .map(|b| Participant {
+                    id: b.clone(),
+                    name: b.clone(),
+                })
+                .collect();
+            participants.sort_by(|a, b| a.id.cmp(&b.id));
+            out.definitions.push(RaceDefinition {
+                id: x.id.clone(),
+                name: format!("SailGP Auckland race {}", x.id),
+                start: x.start,
+                kind: RaceKind::Marks {
+                    start: course.start_line,
+                    marks: course.marks.clone(),
+                    finish: course.finish,
+                },
+                laps: 1,
+                cutoff: None,
+                participants,
+                rules: RaceRules {
+                    // An F50 tops out near 28 m/s.
+                    max_speed_mps: Some(40.0),
+                    line_tolerance_m: Some(LINE_TOLERANCE_M),
+                    retire_after_s: Some(120.0),
+                    ..Default::default()
+                },
+            });
+        }
+        out.definitions.sort_by(|a, b| a.id.cmp(&b.id));
+        out.gps.sort_by_key(|p| p.time);
+        Ok((out, legs))
+    }
+}
+
+/// Produces `dataset` to its topics: the definitions, then points and
+/// crossings merged by time, spaced as their times are divided by `speed`
+/// (0 = as fast as possible), until done or `stop`. Returns how many records
+/// were produced, all acknowledged by the broker.
+pub fn replay(
+    config: &KafkaConfig,
+    dataset: &Dataset,
+    speed: f64,
+    stop: &Arc<AtomicBool>,
+) -> Result<usize, IngestError> {
+    let producer = TrackedProducer::new(config)?;
+    let topics = &config.topics;
+    let send = |topic: &str, r: &dyn Fn() -> (String, Vec<u8>)| {
+        let (key, payload) = r();
+        producer.send(topic, Some(key.as_bytes()), &payload, &[], 0)
+    };
+    for d in &dataset.definitions {
+        send(&topics.races, &|| {
+            (d.key(), serde_json::to_vec(d).expect("serializes"))
+        })?;
+    }
+    let t0 = match (dataset.gps.first(), dataset.timing.first()) {
+        (Some(a), Some(b)) => Some(a.time.min(b.time)),
+        (a, b) => a.map(|p| p.time).or(b.map(|c| c.time)),
+    };
+    let wall0 = Instant::now();
+    let (mut g, mut c) = (0, 0);
+    let mut sent = dataset.definitions.len();
+    while g < dataset.gps.len() || c < dataset.timing.len() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let gps_next = dataset.gps.get(g);
+        let timing_next = dataset.timing.get(c);
+        let take_gps = match (gps_next, timing_next) {
+            (Some(p), Some(x)) => p.time <= x.time,
+            (p, _) => p.is_some(),
+        };
+        let time = if take_gps {
+            gps_next.map(|p| p.time)
+        } else {
+            timing_next.map(|x| x.time)
+        };
+        if let (Some(t0), Some(t), true) = (t0, time, speed > 0.0) {
+            let due = (t.0 - t0.0).max(0) as f64 / 1000.0 / speed;
+            let wait = Duration::from_secs_f64(due).saturating_sub(wall0.elapsed());
+            if !wait.is_zero() {
+                std::thread::sleep(wait.min(Duration::from_millis(200)));
+                continue;
+            }
+        }
+        if take_gps {
+            let p = &dataset.gps[g];
+            send(&topics.gps, &|| {
+                (p.key(), serde_json::to_vec(p).expect("serializes"))
+            })?;
+            g += 1;
+        } else {
+            let x = &dataset.timing[c];
+            send(&topics.timing, &|| {
+                (x.key(), serde_json::to_vec(x).expect("serializes"))
+            })?;
+            c += 1;
+        }
+        sent += 1;
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(sent)
+}

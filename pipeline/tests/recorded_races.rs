@@ -1,0 +1,226 @@
+//! `race_standings` on real recorded races (../shared/data), through the
+//! dataflow with 2 workers:
+//! - F1 2020: the split position pace gives each driver for each lap equals
+//!   the `position` column of `lap_times.csv`, for all 18,400 rows.
+//! - SailGP Auckland 2025: finishing orders agree with the official results,
+//!   and the order in which pace has boats complete each leg agrees with the
+//!   tracking system's leg changes for at least 95% of boat pairs.
+//!
+//! `cargo test -p pace-pipeline --test recorded_races -- --nocapture` prints
+//! the measured figures.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use differential_dataflow::input::Input;
+use ingest::datasets::{Dataset, f1, sailgp};
+use pace_pipeline::jobs::standings::{
+    Definition, Observation, SplitRow, Standing, crossing, definition, fix, race_standings,
+};
+use timely::dataflow::operators::Capture;
+use timely::dataflow::operators::capture::Extract;
+
+type Views = (
+    BTreeMap<String, Vec<Standing>>,
+    BTreeMap<String, Vec<SplitRow>>,
+);
+
+/// Runs the dataset through the dataflow in a few rounds; the final views.
+fn run(dataset: &Dataset, workers: usize) -> Views {
+    let mut observations: Vec<Observation> = dataset.gps.iter().cloned().map(fix).collect();
+    observations.extend(dataset.timing.iter().cloned().map(crossing));
+    let definitions: Vec<Definition> = dataset
+        .definitions
+        .iter()
+        .enumerate()
+        .map(|(i, d)| definition(d, i as i64))
+        .collect();
+    let (send, recv) = std::sync::mpsc::channel();
+    let send = Arc::new(Mutex::new(send));
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let send = send.lock().unwrap().clone();
+        let (mut obs, mut defs) = worker.dataflow::<u64, _, _>(|scope| {
+            let (obs_in, obs) = scope.new_collection::<Observation, isize>();
+            let (defs_in, defs) = scope.new_collection::<Definition, isize>();
+            let views = race_standings(obs, defs);
+            views
+                .standings
+                .map(|(r, s)| (r, Ok(s)))
+                .concat(views.splits.map(|(r, s)| (r, Err(s))))
+                .inner
+                .capture_into(send);
+            (obs_in, defs_in)
+        });
+        let (index, peers) = (worker.index(), worker.peers());
+        for (i, d) in definitions.iter().enumerate() {
+            if i % peers == index {
+                defs.insert(d.clone());
+            }
+        }
+        // Time order, in four rounds.
+        let chunk = observations.len().div_ceil(4);
+        for (round, part) in observations.chunks(chunk).enumerate() {
+            for (i, o) in part.iter().enumerate() {
+                if i % peers == index {
+                    obs.insert(o.clone());
+                }
+            }
+            obs.advance_to(round as u64 + 1);
+            defs.advance_to(round as u64 + 1);
+        }
+    })
+    .unwrap();
+    let mut updates: Vec<_> = recv
+        .extract()
+        .into_iter()
+        .flat_map(|(_, u)| u)
+        .map(|(d, _, r)| (d, 0u64, r))
+        .collect();
+    differential_dataflow::consolidation::consolidate_updates(&mut updates);
+    let (mut standings, mut splits): Views = Default::default();
+    for ((race, row), _, diff) in updates {
+        assert_eq!(diff, 1, "final views hold each row once");
+        match row {
+            Ok(s) => standings.entry(race).or_default().push(s),
+            Err(s) => splits.entry(race).or_default().push(s),
+        }
+    }
+    for rows in standings.values_mut() {
+        rows.sort_by_key(|s| s.rank);
+    }
+    (standings, splits)
+}
+
+#[test]
+fn f1_2020_split_positions_equal_the_official_lap_positions() {
+    let (dataset, laps) = f1::read(&common::shared_data().join("f1-laps-2020"))
+        .expect("../shared/data/f1-laps-2020 beside the repository");
+    assert_eq!(laps.len(), 18_400);
+    let (standings, splits) = run(&dataset, 2);
+    let position: BTreeMap<(&str, &str, u32), u32> = splits
+        .iter()
+        .flat_map(|(race, rows)| {
+            rows.iter()
+                .map(move |s| ((race.as_str(), s.participant.as_str(), s.split), s.position))
+        })
+        .collect();
+    let wrong: Vec<_> = laps
+        .iter()
+        .filter(|l| position.get(&(l.race.as_str(), l.driver.as_str(), l.lap)) != Some(&l.position))
+        .collect();
+    println!(
+        "F1 2020: {} of {} lap positions agree",
+        laps.len() - wrong.len(),
+        laps.len()
+    );
+    assert!(
+        wrong.is_empty(),
+        "{} disagree, e.g. {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    // Every race ends with finishers, ranked by laps then time; the winner first.
+    for (race, rows) in &standings {
+        assert_eq!(rows[0].status, schemas::Status::Finished, "{race}");
+        assert_eq!(rows[0].gap_ms, Some(0), "{race}");
+    }
+}
+
+#[test]
+fn sailgp_finishing_orders_and_leg_times_agree_with_the_official_ones() {
+    let (dataset, tracker) = sailgp::read(&common::shared_data().join("sailgp-auckland-2025"))
+        .expect("../shared/data/sailgp-auckland-2025 beside the repository");
+    assert_eq!(dataset.definitions.len(), 4);
+    let (standings, splits) = run(&dataset, 2);
+
+    let finishers = |race: &str| -> Vec<String> {
+        standings[race]
+            .iter()
+            .filter(|s| s.status == schemas::Status::Finished)
+            .map(|s| s.participant.clone())
+            .collect()
+    };
+    for race in ["25011905", "25011906", "25011907", "25011908"] {
+        println!(
+            "SailGP {race}: {:?}",
+            standings[race]
+                .iter()
+                .map(|s| (s.rank, s.participant.as_str(), s.status.name(), s.leg))
+                .collect::<Vec<_>>()
+        );
+    }
+    // The official results (../shared/data/README.md).
+    assert_eq!(finishers("25011908")[..3], ["AUS", "ESP", "GBR"]);
+    assert_eq!(finishers("25011906")[0], "DEN");
+    assert_eq!(finishers("25011907")[..2], ["DEN", "NZL"]);
+    // Australia's race 7 ended on leg 3; Canada never started.
+    let aus7 = standings["25011907"]
+        .iter()
+        .find(|s| s.participant == "AUS")
+        .unwrap();
+    assert_eq!((aus7.status, aus7.leg), (schemas::Status::Retired, Some(3)));
+    for race in ["25011905", "25011906", "25011907"] {
+        let can = standings[race]
+            .iter()
+            .find(|s| s.participant == "CAN")
+            .unwrap();
+        assert_eq!(can.status, schemas::Status::NotStarted, "{race}");
+    }
+
+    // Leg order: for each race and leg k (1..=6), every pair of boats the
+    // tracker moved to leg k + 1 at different seconds.
+    let pace_leg: BTreeMap<(&str, &str, u32), i64> = splits
+        .iter()
+        .flat_map(|(race, rows)| {
+            rows.iter()
+                .map(move |s| ((race.as_str(), s.participant.as_str(), s.split), s.time_ms))
+        })
+        .collect();
+    let (mut pairs, mut agree, mut offsets) = (0, 0, Vec::new());
+    for race in ["25011905", "25011906", "25011907", "25011908"] {
+        for leg in 1..=6u32 {
+            let moved: Vec<(&str, i64)> = tracker
+                .iter()
+                .filter(|((r, _), _)| r == race)
+                .filter_map(|((_, boat), changes)| {
+                    let t = changes.iter().find(|(l, _)| *l == leg + 1)?.1;
+                    Some((boat.as_str(), t.0))
+                })
+                .collect();
+            for (boat, t) in &moved {
+                if let Some(p) = pace_leg.get(&(race, *boat, leg)) {
+                    offsets.push(t - p);
+                }
+            }
+            for (i, (a, ta)) in moved.iter().enumerate() {
+                for (b, tb) in &moved[i + 1..] {
+                    if ta == tb {
+                        continue;
+                    }
+                    pairs += 1;
+                    let (pa, pb) = (
+                        pace_leg.get(&(race, *a, leg)),
+                        pace_leg.get(&(race, *b, leg)),
+                    );
+                    if let (Some(pa), Some(pb)) = (pa, pb) {
+                        if (ta < tb) == (pa < pb) {
+                            agree += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    offsets.sort();
+    let median = offsets[offsets.len() / 2];
+    let share = agree as f64 / pairs as f64;
+    println!(
+        "SailGP leg order: {agree} of {pairs} boat pairs agree ({:.1}%); median leg-change offset (tracker - pace) {:.1} s over {} leg times",
+        share * 100.0,
+        median as f64 / 1000.0,
+        offsets.len()
+    );
+    assert!(share >= 0.95, "{agree}/{pairs}");
+}
