@@ -86,7 +86,16 @@ fn start_pipeline(
 }
 
 /// `pace run`: broker (embedded unless `--brokers`), demo race, pipeline and edge in one process.
-pub fn run_all(common: Common, demo_participants: usize) -> anyhow::Result<()> {
+pub fn run_all(
+    common: Common,
+    demo_participants: usize,
+    replay: Option<(Recorded, f64)>,
+) -> anyhow::Result<()> {
+    // Read a recorded dataset before starting anything: a bad path fails fast.
+    let recorded = match &replay {
+        Some((r, speed)) => Some((r.read()?, *speed)),
+        None => None,
+    };
     let rt = tokio_runtime()?;
     // The embedded broker lives on this thread for the whole run.
     let embedded;
@@ -105,8 +114,17 @@ pub fn run_all(common: Common, demo_participants: usize) -> anyhow::Result<()> {
         }
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let demo = (demo_participants > 0)
-        .then(|| ingest::generate::run_demo(kafka.clone(), demo_participants, stop.clone()));
+    let demo = match recorded {
+        Some((dataset, speed)) => {
+            let (kafka, stop) = (kafka.clone(), stop.clone());
+            Some(std::thread::spawn(move || {
+                ingest::datasets::replay(&kafka, &dataset, speed, &stop)
+                    .map(|sent| tracing::info!(sent, "recorded replay done"))
+            }))
+        }
+        None => (demo_participants > 0)
+            .then(|| ingest::generate::run_demo(kafka.clone(), demo_participants, stop.clone())),
+    };
     let pipeline = start_pipeline(
         PipelineConfig::new(kafka.clone(), common.workers, common.data_dir.clone()),
         stop.clone(),
@@ -184,6 +202,38 @@ pub enum Replay {
         /// Seed.
         seed: u64,
     },
+    /// A recorded race day.
+    Recorded(Recorded),
+}
+
+/// A recorded race day, read by an `ingest::datasets` reader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// SailGP boat logs and race XML in this directory.
+    SailGp(PathBuf),
+    /// F1 lap CSVs (Ergast schema) in this directory.
+    F1(PathBuf),
+}
+
+impl Recorded {
+    /// Parses `sailgp:DIR` or `f1:DIR`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            Some(("sailgp", dir)) if !dir.is_empty() => Ok(Recorded::SailGp(dir.into())),
+            Some(("f1", dir)) if !dir.is_empty() => Ok(Recorded::F1(dir.into())),
+            _ => Err(format!("{s:?}: expected sailgp:DIR or f1:DIR")),
+        }
+    }
+
+    /// Reads the dataset.
+    pub fn read(&self) -> anyhow::Result<ingest::datasets::Dataset> {
+        use ingest::datasets::{f1, sailgp};
+        Ok(match self {
+            Recorded::SailGp(dir) => sailgp::read(dir).map(|(d, _)| d),
+            Recorded::F1(dir) => f1::read(dir).map(|(d, _)| d),
+        }
+        .map_err(|e| anyhow::anyhow!(ingest::error_chain(&e)))?)
+    }
 }
 
 /// An input topic, naming its record type.
@@ -253,6 +303,9 @@ pub fn run_replay(common: Common, replay: Replay, speed: f64) -> anyhow::Result<
                 0.0,
                 &stop,
             )? + produce(&kafka, &t.gps, &points, speed, &stop)?
+        }
+        Replay::Recorded(recorded) => {
+            ingest::datasets::replay(&kafka, &recorded.read()?, speed, &stop)?
         }
     };
     tracing::info!(sent, "replay done");

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use pace_pipeline::app::{self, Common, InputTopic, Replay};
+use pace_pipeline::app::{self, Common, InputTopic, Recorded, Replay};
 
 /// pace: a real-time event platform. Kafka in, incremental dataflow views out,
 /// served live over WebSocket and archived to Parquet.
@@ -66,6 +66,13 @@ enum Command {
         /// Runners in the built-in generated race (0: no generated race).
         #[arg(long, env = "PACE_DEMO_PARTICIPANTS", default_value_t = 300)]
         demo_participants: usize,
+        /// Replay a recorded race day instead of the generated race:
+        /// `sailgp:DIR` or `f1:DIR`.
+        #[arg(long, env = "PACE_REPLAY", value_parser = Recorded::parse)]
+        replay: Option<Recorded>,
+        /// Replay speed for --replay (1 = real time, 0 = as fast as possible).
+        #[arg(long, env = "PACE_REPLAY_SPEED", default_value_t = 1.0)]
+        speed: f64,
     },
     /// The dataflow pipeline only: reads the input topics, writes the view
     /// changelogs, the dead letters and the archive.
@@ -82,12 +89,13 @@ enum Command {
     Replay {
         #[command(flatten)]
         common: CommonArgs,
-        /// What to replay: `jsonl` (a JSON-lines file of one record type) or
-        /// `demo` (a generated race, start to finish).
-        #[arg(long, env = "PACE_REPLAY_DATASET", value_parser = ["jsonl", "demo"])]
+        /// What to replay: `jsonl` (a JSON-lines file of one record type),
+        /// `demo` (a generated race, start to finish), `sailgp` (boat logs and
+        /// race XML) or `f1` (lap CSVs, Ergast schema).
+        #[arg(long, env = "PACE_REPLAY_DATASET", value_parser = ["jsonl", "demo", "sailgp", "f1"])]
         dataset: String,
-        /// The file to replay (for `jsonl`).
-        #[arg(long, env = "PACE_REPLAY_PATH", required_if_eq("dataset", "jsonl"))]
+        /// The file (`jsonl`) or directory (`sailgp`, `f1`) to replay.
+        #[arg(long, env = "PACE_REPLAY_PATH", required_if_eq_any([("dataset", "jsonl"), ("dataset", "sailgp"), ("dataset", "f1")]))]
         path: Option<PathBuf>,
         /// The input topic, and so the record type, of a `jsonl` file.
         #[arg(long, value_enum, default_value = "gps")]
@@ -115,7 +123,15 @@ fn main() -> ExitCode {
         Command::Run {
             common,
             demo_participants,
-        } => app::run_all(common.into(), demo_participants),
+            replay,
+            speed,
+        } => {
+            if !(speed.is_finite() && speed >= 0.0) {
+                Err(anyhow::anyhow!("--speed must be a finite number >= 0"))
+            } else {
+                app::run_all(common.into(), demo_participants, replay.map(|r| (r, speed)))
+            }
+        }
         Command::Pipeline { common } => app::run_pipeline(common.into()),
         Command::Edge { common } => app::run_edge(common.into()),
         Command::Replay {
@@ -129,6 +145,8 @@ fn main() -> ExitCode {
         } => {
             let replay = match (dataset.as_str(), path) {
                 ("jsonl", Some(path)) => Replay::Jsonl { path, topic },
+                ("sailgp", Some(path)) => Replay::Recorded(Recorded::SailGp(path)),
+                ("f1", Some(path)) => Replay::Recorded(Recorded::F1(path)),
                 _ => Replay::Demo { participants, seed },
             };
             if !(speed.is_finite() && speed >= 0.0) {

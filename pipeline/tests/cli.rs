@@ -1,6 +1,8 @@
 //! The `pace` command line: every command and flag is described, and
 //! `pace run` (embedded broker, built-in race) serves standings that move,
-//! over HTTP and WebSocket, then stops cleanly on SIGTERM.
+//! over HTTP and WebSocket, then stops cleanly on SIGTERM; `pace run
+//! --replay f1:DIR` replays a recorded season through the broker into the
+//! splits view.
 
 mod common;
 
@@ -10,6 +12,44 @@ use std::time::Duration;
 
 use common::{eventually, next_frame};
 use serde_json::Value;
+
+/// Starts `pace run` with `args`; the child and the base URL it serves.
+fn start_pace_run(args: &[&str], dir: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pace"))
+        .arg("run")
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .args(args)
+        .env_remove("PACE_BROKERS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("pace: serving ")
+        .expect(&line)
+        .trim_end_matches('/')
+        .to_owned();
+    (child, base)
+}
+
+/// SIGTERM, and a clean exit.
+async fn stop(mut child: std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
 
 fn help(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_pace"))
@@ -85,31 +125,7 @@ fn bad_flags_are_refused_clearly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pace_run_serves_moving_standings_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pace"))
-        .args([
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--demo-participants",
-            "40",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env_remove("PACE_BROKERS")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("pace: serving ")
-        .expect(&line)
-        .trim_end_matches('/')
-        .to_owned();
+    let (child, base) = start_pace_run(&["--demo-participants", "40"], dir.path());
     let http = reqwest::Client::new();
 
     let health: Value = http
@@ -190,13 +206,56 @@ async fn pace_run_serves_moving_standings_and_stops_cleanly() {
     );
 
     // SIGTERM: a clean exit.
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+    stop(child).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pace_run_replays_recorded_f1_laps_into_the_splits_view() {
+    let data = common::shared_data().join("f1-laps-2020");
+    let (_, laps) = ingest::datasets::f1::read(&data).unwrap();
+    let want: Vec<(String, u32, u32)> = laps
+        .iter()
+        .filter(|l| l.race == "f1-1031")
+        .map(|l| (l.driver.clone(), l.lap, l.position))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let replay = format!("f1:{}", data.display());
+    let (child, base) = start_pace_run(&["--replay", &replay, "--speed", "0"], dir.path());
+    let http = reqwest::Client::new();
+    let url = format!("{base}/api/races/f1-1031/splits");
+    let splits = eventually(
+        "the Austrian GP's splits",
+        Duration::from_secs(120),
+        || async {
+            let splits: Vec<Value> = http.get(&url).send().await.ok()?.json().await.ok()?;
+            (splits.len() == want.len()).then_some(splits)
+        },
+    )
+    .await;
+    let mut got: Vec<(String, u32, u32)> = splits
+        .iter()
+        .map(|s| {
+            (
+                s["participant"].as_str().unwrap().to_owned(),
+                s["split"].as_u64().unwrap() as u32,
+                s["position"].as_u64().unwrap() as u32,
+            )
+        })
+        .collect();
+    let mut want = want;
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    let standings: Vec<Value> = http
+        .get(format!("{base}/api/races/f1-1031/standings"))
+        .send()
+        .await
+        .unwrap()
+        .json()
         .await
         .unwrap();
-    assert!(exit.success(), "{exit:?}");
+    // Bottas won the 2020 Austrian Grand Prix.
+    assert_eq!(standings[0]["participant"], "BOT");
+    assert_eq!(standings[0]["status"], "finished");
+    stop(child).await;
 }

@@ -413,3 +413,156 @@ fn views_equal_sequential_reference_one_and_four_workers() {
         }
     }
 }
+
+/// Runs rounds of observations through the job with 2 workers; every update.
+fn rounds(definitions: Vec<Definition>, rounds: Vec<Vec<Observation>>) -> Vec<Update> {
+    let input = TestInput {
+        observations: rounds
+            .into_iter()
+            .enumerate()
+            .flat_map(|(r, list)| list.into_iter().map(move |o| (r as u64, o)))
+            .collect(),
+        definitions: definitions.into_iter().map(|d| (0, d)).collect(),
+    };
+    normalise(differential(&input, 2))
+}
+
+fn points_outcome(outcome: &str) -> u64 {
+    observability::metrics()
+        .standings_points
+        .with_label_values(&[outcome])
+        .get()
+}
+
+fn cross(p: &str, seconds: i64) -> Observation {
+    (
+        "laps".into(),
+        p.into(),
+        T0 + seconds * 1000,
+        Obs::Cross {
+            line: "line".into(),
+        },
+    )
+}
+
+#[test]
+fn a_late_point_corrects_splits_with_a_counted_retraction() {
+    let mut def = race(
+        "laps",
+        RaceKind::TimingLines {
+            lines: vec![TimingLine {
+                id: "line".into(),
+                name: String::new(),
+                ends: None,
+            }],
+        },
+        3,
+        RaceRules {
+            min_lap_s: Some(30.0),
+            ..Default::default()
+        },
+    );
+    def.participants = vec![];
+    let corrections = points_outcome("correction");
+    // Round 0: both start; a's lap 1 at 60 s, b's at 62 s (a late read).
+    // Round 1: b's real crossing at 58 s arrives; 62 s is now a false read.
+    let updates = rounds(
+        vec![definition(&def, 0)],
+        vec![
+            vec![cross("a", 0), cross("b", 0), cross("a", 60), cross("b", 62)],
+            vec![cross("b", 58)],
+        ],
+    );
+    let split = |p: &str, s: i64, position: u32| SplitRow {
+        participant: p.into(),
+        split: 1,
+        time_ms: T0 + s * 1000,
+        position,
+    };
+    let at = |round: u64, row: SplitRow, diff: isize| {
+        updates.contains(&(("laps".to_string(), Err(row)), round, diff))
+    };
+    assert!(at(0, split("a", 60, 1), 1) && at(0, split("b", 62, 2), 1));
+    assert!(
+        at(1, split("b", 62, 2), -1),
+        "the late point retracts b's split: {updates:#?}"
+    );
+    assert!(
+        at(1, split("b", 58, 1), 1) && at(1, split("a", 60, 1), -1) && at(1, split("a", 60, 2), 1)
+    );
+    assert!(
+        points_outcome("correction") > corrections,
+        "and the correction is counted"
+    );
+    // The same input in order gives the same final view.
+    let ordered = rounds(
+        vec![definition(&def, 0)],
+        vec![vec![
+            cross("a", 0),
+            cross("b", 0),
+            cross("b", 58),
+            cross("a", 60),
+            cross("b", 62),
+        ]],
+    );
+    let last = |u: &[Update]| {
+        let mut all: Vec<Update> = u.iter().map(|(d, _, r)| (d.clone(), 0, *r)).collect();
+        normalise(std::mem::take(&mut all))
+    };
+    assert_eq!(last(&updates), last(&ordered));
+}
+
+#[test]
+fn an_impossible_jump_is_rejected_and_counted() {
+    let line = [(0.0, 0.0), (2000.0, 0.0)];
+    let def = race(
+        "straight",
+        RaceKind::Course {
+            polyline: line.iter().map(|p| at(p.0, p.1)).collect(),
+            is_loop: false,
+        },
+        1,
+        RaceRules {
+            max_speed_mps: Some(10.0),
+            ..Default::default()
+        },
+    );
+    let point = |s: i64, x: f64| {
+        let ll = at(x, 0.0);
+        (
+            "straight".to_string(),
+            "p".to_string(),
+            T0 + s * 1000,
+            Obs::Fix {
+                lat_e7: (ll.lat * 1e7).round() as i64,
+                lon_e7: (ll.lon * 1e7).round() as i64,
+            },
+        )
+    };
+    let rejected = points_outcome("rejected");
+    let clean = vec![
+        point(0, 0.0),
+        point(10, 80.0),
+        point(20, 160.0),
+        point(30, 240.0),
+    ];
+    let mut jumpy = clean.clone();
+    jumpy.push(point(15, 1_500.0)); // 1.4 km in 5 s
+    let distance = |u: &[Update]| -> Vec<i64> {
+        u.iter()
+            .filter_map(|((_, row), _, diff)| match row {
+                Ok(s) if *diff > 0 => Some(s.progress_mm),
+                _ => None,
+            })
+            .collect()
+    };
+    let with_jump = rounds(vec![definition(&def, 0)], vec![jumpy]);
+    let without = rounds(vec![definition(&def, 0)], vec![clean]);
+    assert_eq!(distance(&with_jump), distance(&without));
+    assert!(
+        (distance(&without)[0] - 240_000).abs() < 100,
+        "{:?}",
+        distance(&without)
+    );
+    assert!(points_outcome("rejected") > rejected, "the jump is counted");
+}
