@@ -52,8 +52,11 @@ fn bad(path: &Path, line: usize, reason: impl std::fmt::Display) -> IngestError 
     }
 }
 
-/// Reads a CSV file with a header into rows of (line number, column → value).
-fn csv_rows(path: &Path) -> Result<Vec<(usize, BTreeMap<String, String>)>, IngestError> {
+/// A CSV row: its line number, and column name → value.
+type Row = (usize, BTreeMap<String, String>);
+
+/// Reads a CSV file with a header into rows.
+fn csv_rows(path: &Path) -> Result<Vec<Row>, IngestError> {
     let mut reader = csv::Reader::from_path(path).map_err(|e| bad(path, 0, e))?;
     let header: Vec<String> = reader
         .headers()
@@ -140,7 +143,8 @@ pub mod f1 {
             drivers.insert(id, (code, name));
         }
         // raceid -> driverid -> [(lap, ms, position)]
-        let mut laps: BTreeMap<String, BTreeMap<String, Vec<(u32, i64, u32)>>> = BTreeMap::new();
+        type Laps = BTreeMap<String, BTreeMap<String, Vec<(u32, i64, u32)>>>;
+        let mut laps: Laps = BTreeMap::new();
         for (line, row) in csv_rows(&laps_path)? {
             let race = field(&laps_path, line, &row, "raceid")?.to_owned();
             let driver = field(&laps_path, line, &row, "driverid")?.to_owned();

@@ -69,7 +69,13 @@ impl Course {
 struct Runner {
     id: String,
     speed_mps: f64,
+    /// Speed lost per kilometre run (negative: a negative split).
+    fade_per_km: f64,
     covered_m: f64,
+    /// Where the runner drops out of the race, if they do.
+    retires_at_m: Option<f64>,
+    /// No points until this tick (a tunnel, a flat battery).
+    silent_until: u64,
 }
 
 /// A generated race in progress.
@@ -80,6 +86,7 @@ pub struct DemoRace {
     runners: Vec<Runner>,
     rng: StdRng,
     now: Timestamp,
+    ticks: u64,
 }
 
 /// Laps of the demo course.
@@ -103,11 +110,18 @@ impl DemoRace {
             .collect();
         pts.push(pts[0]);
         let course = Course::new(pts);
+        let course_m = course.length_m();
         let runners: Vec<Runner> = (1..=participants)
             .map(|i| Runner {
                 id: format!("bib-{i:04}"),
                 speed_mps: rng.random_range(2.6..5.2),
+                fade_per_km: rng.random_range(-0.02..0.06),
                 covered_m: 0.0,
+                // About one in fifty drops out somewhere on the course.
+                retires_at_m: rng
+                    .random_bool(0.02)
+                    .then(|| rng.random_range(500.0..course_m * f64::from(DEMO_LAPS))),
+                silent_until: 0,
             })
             .collect();
         let definition = RaceDefinition {
@@ -129,6 +143,9 @@ impl DemoRace {
                 .collect(),
             rules: schemas::RaceRules {
                 max_speed_mps: Some(12.0),
+                // Watches stop on the line, give or take their noise.
+                line_tolerance_m: Some(10.0),
+                retire_after_s: Some(300.0),
                 ..Default::default()
             },
         };
@@ -138,6 +155,7 @@ impl DemoRace {
             runners,
             rng,
             now: start,
+            ticks: 0,
         }
     }
 
@@ -146,25 +164,41 @@ impl DemoRace {
         self.course.length_m() * f64::from(DEMO_LAPS)
     }
 
-    /// Advances one second; the GPS points of that second (finished runners send none).
+    /// Advances one second; the GPS points of that second. Finished and
+    /// retired runners send none; others sometimes go silent for up to a
+    /// minute, and about one point in five hundred is a multipath outlier
+    /// hundreds of metres off.
     pub fn tick(&mut self) -> Vec<GpsPoint> {
         self.now = Timestamp(self.now.0 + 1000);
+        self.ticks += 1;
         let total = self.distance_m();
         let lap = self.course.length_m();
         let mut out = Vec::with_capacity(self.runners.len());
         for r in &mut self.runners {
-            if r.covered_m >= total {
+            if r.covered_m >= total || r.retires_at_m.is_some_and(|at| r.covered_m >= at) {
                 continue;
             }
             let effort = self.rng.random_range(0.9..1.1);
-            r.covered_m = (r.covered_m + r.speed_mps * effort).min(total);
-            if self.rng.random_bool(0.03) {
-                continue; // dropout
+            let speed = (r.speed_mps - r.fade_per_km * r.covered_m / 1000.0).max(1.0);
+            r.covered_m = (r.covered_m + speed * effort).min(total);
+            if r.silent_until > self.ticks {
+                continue;
             }
-            let p = self.course.at(r.covered_m % lap).offset_m(
+            if self.rng.random_bool(0.002) {
+                r.silent_until = self.ticks + self.rng.random_range(10..60);
+            }
+            if self.rng.random_bool(0.03) {
+                continue; // a lost point
+            }
+            let (mut east, mut north) = (
                 self.rng.random_range(-4.0..4.0),
                 self.rng.random_range(-4.0..4.0),
             );
+            if self.rng.random_bool(0.002) {
+                east += self.rng.random_range(200.0..600.0);
+                north -= self.rng.random_range(200.0..600.0);
+            }
+            let p = self.course.at(r.covered_m % lap).offset_m(east, north);
             out.push(GpsPoint {
                 race: self.definition.id.clone(),
                 participant: r.id.clone(),
@@ -178,10 +212,12 @@ impl DemoRace {
         out
     }
 
-    /// Whether every runner has finished.
+    /// Whether every runner has finished or retired.
     pub fn finished(&self) -> bool {
         let total = self.distance_m();
-        self.runners.iter().all(|r| r.covered_m >= total)
+        self.runners
+            .iter()
+            .all(|r| r.covered_m >= total || r.retires_at_m.is_some_and(|at| r.covered_m >= at))
     }
 }
 
@@ -255,8 +291,8 @@ mod tests {
             race.tick();
             ticks += 1;
         }
-        // 10.4 km at 2.6..5.2 m/s: between about 33 and 75 minutes.
-        assert!((1_800..4_800).contains(&ticks), "{ticks}");
+        // 10.4 km at 2.6..5.2 m/s, fading: between about 33 and 90 minutes.
+        assert!((1_800..5_400).contains(&ticks), "{ticks}");
     }
 
     #[test]

@@ -228,11 +228,11 @@ impl Recorded {
     /// Reads the dataset.
     pub fn read(&self) -> anyhow::Result<ingest::datasets::Dataset> {
         use ingest::datasets::{f1, sailgp};
-        Ok(match self {
+        match self {
             Recorded::SailGp(dir) => sailgp::read(dir).map(|(d, _)| d),
             Recorded::F1(dir) => f1::read(dir).map(|(d, _)| d),
         }
-        .map_err(|e| anyhow::anyhow!(ingest::error_chain(&e)))?)
+        .map_err(|e| anyhow::anyhow!(ingest::error_chain(&e)))
     }
 }
 

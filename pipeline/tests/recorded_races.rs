@@ -8,6 +8,7 @@
 //!
 //! `cargo test -p pace-pipeline --test recorded_races -- --nocapture` prints
 //! the measured figures.
+#![allow(clippy::print_stdout)] // the figures are the point
 
 mod common;
 
@@ -204,10 +205,10 @@ fn sailgp_finishing_orders_and_leg_times_agree_with_the_official_ones() {
                         pace_leg.get(&(race, *a, leg)),
                         pace_leg.get(&(race, *b, leg)),
                     );
-                    if let (Some(pa), Some(pb)) = (pa, pb) {
-                        if (ta < tb) == (pa < pb) {
-                            agree += 1;
-                        }
+                    if let (Some(pa), Some(pb)) = (pa, pb)
+                        && (ta < tb) == (pa < pb)
+                    {
+                        agree += 1;
                     }
                 }
             }

@@ -402,9 +402,7 @@ fn views_equal_sequential_reference_one_and_four_workers() {
         }
         assert!(!finals.0.contains_key("ghost"));
         assert!(
-            expected
-                .iter()
-                .any(|u| u.2 < 0 && matches!((u.0).1, Err(_))),
+            expected.iter().any(|u| u.2 < 0 && (u.0).1.is_err()),
             "split retractions"
         );
         for workers in [1, 4] {
@@ -565,4 +563,68 @@ fn an_impossible_jump_is_rejected_and_counted() {
         distance(&without)
     );
     assert!(points_outcome("rejected") > rejected, "the jump is counted");
+}
+
+#[test]
+fn the_built_in_race_is_judged_like_a_real_one() {
+    let mut demo = ingest::generate::DemoRace::new("demo", 200, 11, Timestamp(T0));
+    let mut observations: Vec<Observation> = Vec::new();
+    while !demo.finished() {
+        observations.extend(
+            demo.tick()
+                .into_iter()
+                .map(pace_pipeline::jobs::standings::fix),
+        );
+    }
+    let rejected = points_outcome("rejected");
+    let updates = rounds(
+        vec![definition(&demo.definition, 0)],
+        vec![observations.clone()],
+    );
+    let (standings, splits) = reference(&observations, &[definition(&demo.definition, 0)]);
+    let rows = &standings["demo"];
+    let finished: Vec<&Standing> = rows
+        .iter()
+        .filter(|s| s.status == schemas::Status::Finished)
+        .collect();
+    let retired = rows
+        .iter()
+        .filter(|s| s.status == schemas::Status::Retired)
+        .count();
+    assert!(
+        finished.len() >= 180 && retired >= 1,
+        "{} finished, {retired} retired",
+        finished.len()
+    );
+    // The rest dropped out: retired, or racing still if they stopped within
+    // the race's retire_after_s of its last point.
+    assert!(
+        rows.iter()
+            .filter(|s| s.status != schemas::Status::Finished)
+            .all(|s| s.laps < Some(4))
+    );
+    // Finishers first, in finishing order, with four laps each.
+    assert!(finished.iter().all(|s| s.laps == Some(4)));
+    assert!(
+        finished
+            .windows(2)
+            .all(|w| w[0].rank < w[1].rank && w[0].gap_ms <= w[1].gap_ms)
+    );
+    assert_eq!(
+        splits["demo"].len(),
+        rows.iter().map(|s| s.laps.unwrap() as usize).sum::<usize>()
+    );
+    // Multipath outliers were rejected, not run.
+    assert!(points_outcome("rejected") > rejected);
+    // And the dataflow agrees.
+    let mut expected: Vec<Update> = rows
+        .iter()
+        .map(|s| (("demo".to_string(), Ok(s.clone())), 0, 1))
+        .collect();
+    expected.extend(
+        splits["demo"]
+            .iter()
+            .map(|s| (("demo".to_string(), Err(s.clone())), 0, 1)),
+    );
+    assert_eq!(updates, normalise(expected));
 }

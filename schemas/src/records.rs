@@ -299,9 +299,10 @@ pub struct RaceRules {
     /// the previous accepted crossing of the same line is a false read. Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_lap_s: Option<f64>,
-    /// How far short of a mark race's finish line a boat may be and count as
-    /// finished, metres: line ends are target positions, which real marks
-    /// miss by some metres. Default 0.
+    /// How far short of the finish a participant may stop and count as
+    /// finished, metres: in mark races line ends are target positions, which
+    /// real marks miss by some metres; on a course, GPS watches stop on the
+    /// line with a few metres of noise. Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line_tolerance_m: Option<f64>,
     /// A participant not seen for this long, seconds, while others still are,

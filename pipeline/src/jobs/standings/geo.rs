@@ -102,6 +102,8 @@ pub struct Race {
     pub min_lap_ms: i64,
     /// A participant unseen this long while others are seen is retired, ms.
     pub retire_after_ms: i64,
+    /// How far short of a finish line a participant may stop and count as finished, metres.
+    pub line_tolerance_m: f64,
     /// The plane.
     pub projection: Projection,
     /// Course, marks or timing lines.
@@ -137,9 +139,11 @@ pub const MAX_OFF_COURSE_M: f64 = 100.0;
 const MATCH_BACK_M: f64 = 30.0;
 /// Slack on the forward window: GPS noise, metres.
 pub const NOISE_M: f64 = 20.0;
-/// Of candidates about as near as the nearest (within this, metres), the least
-/// advanced is taken: the nearest plausible position ahead.
+/// Of stretches of course about as near as the nearest (within this, metres),
+/// the least advanced is taken: the nearest plausible position ahead.
 const MATCH_AMBIGUITY_M: f64 = 20.0;
+/// Candidates closer than this along the course are one stretch of road, metres.
+const STRETCH_GAP_M: f64 = 60.0;
 
 impl Course {
     fn new(points: Vec<Xy>, is_loop: bool) -> Self {
@@ -209,7 +213,24 @@ impl Course {
         if best > MAX_OFF_COURSE_M {
             return None;
         }
-        candidates
+        // Candidates come per segment, in course order. Runs of them that are
+        // close along the course are one stretch of road: take the nearest of
+        // each. Of stretches about as near as the nearest (an out-and-back,
+        // the same spot on two laps), the least advanced wins.
+        let mut stretches: Vec<(f64, f64)> = Vec::new();
+        let mut previous: Option<f64> = None;
+        for c in candidates {
+            match stretches.last_mut() {
+                Some(last) if previous.is_some_and(|p| c.0 - p <= STRETCH_GAP_M) => {
+                    if c.1 < last.1 {
+                        *last = c;
+                    }
+                }
+                _ => stretches.push(c),
+            }
+            previous = Some(c.0);
+        }
+        stretches
             .into_iter()
             .filter(|c| c.1 <= best + MATCH_AMBIGUITY_M)
             .min_by(|a, b| a.0.total_cmp(&b.0))
@@ -343,6 +364,7 @@ impl Race {
             max_speed_mps: def.rules.max_speed_mps(),
             min_lap_ms: def.rules.min_lap_ms(),
             retire_after_ms: def.rules.retire_after_ms(),
+            line_tolerance_m: def.rules.line_tolerance_m(),
             projection,
             geometry,
         }

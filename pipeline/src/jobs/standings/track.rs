@@ -228,27 +228,31 @@ impl Fold {
                 if s <= d0 {
                     return;
                 }
-                let at = |b: f64| t0 + ((b - d0) / (s - d0) * (t - t0) as f64).round() as i64;
-                let (done, next_lap) = if course.is_loop {
-                    (
-                        (d0 / course.length).floor() as u32,
-                        (s / course.length).floor() as u32,
-                    )
-                } else {
-                    (0, u32::from(s >= course.length))
+                let at =
+                    |b: f64| t0 + ((b.min(s) - d0) / (s - d0) * (t - t0) as f64).round() as i64;
+                // Lap `k` is done at k laps of distance; the last one a
+                // line tolerance early (a watch stopped on the line).
+                let reach = |k: u32| {
+                    let b = f64::from(k) * course.length;
+                    if k >= race.laps {
+                        b - race.line_tolerance_m
+                    } else {
+                        b
+                    }
                 };
+                let mut lap = (d0 / course.length).floor() as u32 + 1;
                 *d = s;
-                for lap in done + 1..=next_lap {
-                    let b = lap as f64 * course.length;
-                    let tc = at(b);
+                while lap <= race.laps && s >= reach(lap) {
+                    let tc = at(reach(lap));
                     splits.truncate(self.splits);
                     splits.push(tc);
                     self.splits = splits.len();
                     if lap >= race.laps || race.cutoff_ms.is_some_and(|c| tc >= c) {
-                        *d = b;
+                        *d = f64::from(lap) * course.length;
                         self.finished = Some(tc);
                         break;
                     }
+                    lap += 1;
                 }
             }
             (Geometry::Marks(marks), KindState::Marks { next }) => {
