@@ -484,3 +484,94 @@ pub fn fold_all<'a>(
     splits.truncate(fold.splits);
     (fold.summary(race, participant, &splits), splits)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::{LatLon, RaceDefinition, RaceKind, RaceRules, Timestamp, TimingLine};
+
+    const T0: i64 = 1_780_000_000_000;
+
+    fn fix(east_m: f64, north_m: f64) -> Obs {
+        let p = LatLon {
+            lat: 59.0,
+            lon: 18.0,
+        }
+        .offset_m(east_m, north_m);
+        Obs::Fix {
+            lat_e7: (p.lat * 1e7).round() as i64,
+            lon_e7: (p.lon * 1e7).round() as i64,
+        }
+    }
+
+    /// A line across x = 100 m (north–south), with GPS geometry.
+    fn timing(cutoff: Option<i64>) -> Race {
+        let o = LatLon {
+            lat: 59.0,
+            lon: 18.0,
+        };
+        Race::compile(&RaceDefinition {
+            id: "t".into(),
+            name: "t".into(),
+            start: Timestamp(T0),
+            kind: RaceKind::TimingLines {
+                lines: vec![TimingLine {
+                    id: "sf".into(),
+                    name: String::new(),
+                    ends: Some([o.offset_m(100.0, -20.0), o.offset_m(100.0, 20.0)]),
+                }],
+            },
+            laps: 10,
+            cutoff: cutoff.map(Timestamp),
+            participants: vec![],
+            rules: RaceRules {
+                min_lap_s: Some(30.0),
+                ..Default::default()
+            },
+        })
+    }
+
+    #[test]
+    fn gps_crossings_count_laps_and_chip_duplicates_are_false_reads() {
+        let race = timing(None);
+        let mut obs: Vec<(i64, Obs)> = Vec::new();
+        // Round a loop every 60 s, across the line eastwards and back
+        // around it: a start crossing, then laps.
+        for k in 0..4 {
+            let t = T0 + k * 60_000;
+            obs.push((t + 1_000, fix(90.0, 0.0)));
+            obs.push((t + 3_000, fix(110.0, 0.0))); // crosses at t + 2 s
+            obs.push((t + 20_000, fix(300.0, 0.0)));
+            obs.push((t + 35_000, fix(300.0, 100.0)));
+            obs.push((t + 50_000, fix(-50.0, 100.0)));
+            obs.push((t + 58_000, fix(90.0, 0.0)));
+        }
+        // A chip read of the first lap's crossing. It is observed (62.4 s)
+        // before the fix that shows the GPS crossing (63 s, crossed at 62 s),
+        // so it counts and the GPS-derived one is the duplicate.
+        obs.push((T0 + 62_400, Obs::Cross { line: "sf".into() }));
+        obs.sort();
+        let (p, splits) = fold_all(&race, "p", &obs);
+        // Start at T0 + 2 s, laps at +62.4 (chip), +122, +182 s (GPS).
+        assert_eq!(splits, [T0 + 62_400, T0 + 122_000, T0 + 182_000]);
+        assert_eq!(
+            (p.laps, p.last_lap_ms, p.status),
+            (Some(3), Some(60_000), Status::Racing)
+        );
+        assert_eq!(p.rejected, 1);
+    }
+
+    #[test]
+    fn after_the_cutoff_the_next_crossing_finishes() {
+        let race = timing(Some(T0 + 100_000));
+        let cross = |s: i64| (T0 + s * 1000, Obs::Cross { line: "sf".into() });
+        let obs = [cross(0), cross(60), cross(120), cross(180)];
+        let (p, splits) = fold_all(&race, "p", &obs);
+        assert_eq!(
+            splits.len(),
+            2,
+            "the lap ending after the cutoff is the last"
+        );
+        assert_eq!((p.status, p.laps), (Status::Finished, Some(2)));
+    }
+}
