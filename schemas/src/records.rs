@@ -381,10 +381,15 @@ pub enum ChatKind {
     Leave,
     /// The user posts `text`.
     Message,
+    /// A connection of the user to the room opened (written by the edge).
+    Connect,
+    /// A connection of the user to the room closed (written by the edge).
+    Disconnect,
 }
 
-/// A chat event in a room (topic `pace.chat`, keyed by room).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A chat event in a room (topic `pace.chat`, keyed by room, so a room's
+/// events keep their order).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChatEvent {
     /// Room id.

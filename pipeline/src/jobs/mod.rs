@@ -4,3 +4,4 @@
 
 pub mod calc;
 pub mod standings;
+pub mod stash;

@@ -31,13 +31,14 @@ use differential_dataflow::lattice::Lattice;
 use differential_dataflow::{AsCollection, VecCollection};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use schemas::{GpsPoint, RaceDefinition, Status, TimingCrossing};
+
+use super::stash::Stash;
 
 pub use geo::Race;
 pub use track::{Fold, Obs, Progress, fold_all};
@@ -349,50 +350,44 @@ where
         outcome("rejected"),
         outcome("too_late"),
     );
-    type Pending<T> = (
-        Capability<T>,
-        Vec<(Observation, isize)>,
-        Vec<(Definition, isize)>,
-    );
+    /// What the track operator reads.
+    enum Input {
+        Observation(Observation, isize),
+        Definition(Definition, isize),
+    }
     observations
         .inner
         .binary_frontier(
             definitions.inner.broadcast(),
-            Exchange::new(|u: &(Observation, T, isize)| hash(&((u.0).0.as_str(), (u.0).1.as_str()))),
+            Exchange::new(|u: &(Observation, T, isize)| {
+                hash(&((u.0).0.as_str(), (u.0).1.as_str()))
+            }),
             Pipeline,
             "Track",
             move |_initial, _info| {
-                let mut pending: BTreeMap<T, Pending<T>> = BTreeMap::new();
+                let mut stash: Stash<T, Input> = Stash::default();
                 let mut races: HashMap<String, (i64, Rc<Race>)> = HashMap::new();
                 let mut participants: BTreeMap<(String, String), Participant> = BTreeMap::new();
                 move |(obs_in, obs_frontier), (def_in, def_frontier), output| {
                     obs_in.for_each(|cap, data| {
-                        let Some(cap) = cap.retain_least(output.output_index()) else {
-                            return;
-                        };
-                        for (d, t, r) in data.drain(..) {
-                            let entry = pending
-                                .entry(t.clone())
-                                .or_insert_with(|| (cap.delayed(&t), Vec::new(), Vec::new()));
-                            entry.1.push((d, r));
+                        if let Some(cap) = cap.retain_least(output.output_index()) {
+                            stash.absorb(&cap, data.drain(..), Input::Observation);
                         }
                     });
                     def_in.for_each(|cap, data| {
-                        let Some(cap) = cap.retain_least(output.output_index()) else {
-                            return;
-                        };
-                        for (d, t, r) in data.drain(..) {
-                            let entry = pending
-                                .entry(t.clone())
-                                .or_insert_with(|| (cap.delayed(&t), Vec::new(), Vec::new()));
-                            entry.2.push((d, r));
+                        if let Some(cap) = cap.retain_least(output.output_index()) {
+                            stash.absorb(&cap, data.drain(..), Input::Definition);
                         }
                     });
-                    while let Some(t) = pending.keys().next().cloned() {
-                        if obs_frontier.less_equal(&t) || def_frontier.less_equal(&t) {
-                            break;
+                    while let Some((cap, batch)) = stash.next_ready(&[obs_frontier, def_frontier]) {
+                        let t = cap.time().clone();
+                        let (mut obs, mut defs) = (Vec::new(), Vec::new());
+                        for input in batch {
+                            match input {
+                                Input::Observation(o, r) => obs.push((o, r)),
+                                Input::Definition(d, r) => defs.push((d, r)),
+                            }
                         }
-                        let (cap, obs, defs) = pending.remove(&t).expect("first key");
                         // Definitions: the greatest order holds.
                         let mut redefined = BTreeSet::new();
                         let mut defs: Vec<_> = defs.into_iter().filter(|d| d.1 > 0).collect();
