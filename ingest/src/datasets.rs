@@ -4,6 +4,8 @@
 //!   (`lap_times.csv`, `races.csv`, `drivers.csv`). Each race becomes a
 //!   timing-line race; each driver crosses the line at the gun (the start,
 //!   not a lap) and at the end of every lap, at its cumulative time.
+//! - [`irc`]: an IRC channel log (`[hh:mm] <nick> text`, `=== nick … has
+//!   joined/left`, nick changes, emotes) as the events of one room.
 //! - [`sailgp`]: SailGP boat logs (`data_<NAT>.csv`, about 1 Hz) and race
 //!   XML (start time, marks and gates). Each race becomes a mark race; each
 //!   log row a GPS point of the race the row is labelled with.
@@ -240,6 +242,103 @@ pub mod f1 {
             line: LINE.into(),
             time: Timestamp(t),
         }
+    }
+}
+
+/// An IRC channel log as one room's chat events.
+pub mod irc {
+    use super::*;
+    use schemas::{ChatEvent, ChatKind, Validate};
+
+    /// Reads the log at `path` as the events of `room`, in log order.
+    ///
+    /// `[hh:mm] <nick> text` is a message; `=== nick [host] has joined` a
+    /// join; `has left` and `has quit` a leave; `=== old is now known as new`
+    /// the old nick leaving and the new one joining; `=== mode/…` nothing;
+    /// any other `===` line an emote, a message `* nick …`. The date comes
+    /// from the file name (`…_2005-07-06_…`); a line carries the time of the
+    /// latest `[hh:mm]`, a day later each time the clock goes back.
+    pub fn read(path: &Path, room: &str) -> Result<Vec<ChatEvent>, IngestError> {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let day0 = (0..name.len().saturating_sub(9))
+            .filter_map(|i| name.get(i..i + 10))
+            .find_map(|d| parse_time(&format!("{d}T00:00:00Z")).ok())
+            .ok_or_else(|| bad(path, 0, "the file name holds no date (YYYY-MM-DD)"))?;
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        let (mut day, mut minute) = (0i64, 0i64);
+        let mut out = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let n = i + 1;
+            let line = line.trim_end();
+            if line.is_empty() {
+                continue;
+            }
+            let time = |day: i64, minute: i64| Timestamp(day0.0 + (day * 1440 + minute) * 60_000);
+            let event =
+                |user: &str, kind: ChatKind, text: Option<String>, t: Timestamp| ChatEvent {
+                    room: room.to_owned(),
+                    // The logger pads some nicks with a space; nicks have none.
+                    user: user.trim().to_owned(),
+                    kind,
+                    text,
+                    client_msg_id: None,
+                    time: t,
+                };
+            let mut events = Vec::new();
+            if let Some(rest) = line.strip_prefix('[') {
+                let (clock, rest) = rest
+                    .split_once("] ")
+                    .ok_or_else(|| bad(path, n, "expected [hh:mm]"))?;
+                let (h, m) = clock
+                    .split_once(':')
+                    .and_then(|(h, m)| Some((h.parse::<i64>().ok()?, m.parse::<i64>().ok()?)))
+                    .ok_or_else(|| bad(path, n, format_args!("{clock:?} is not hh:mm")))?;
+                if h * 60 + m < minute {
+                    day += 1;
+                }
+                minute = h * 60 + m;
+                let (nick, said) = rest
+                    .strip_prefix('<')
+                    .and_then(|r| r.split_once("> "))
+                    .ok_or_else(|| bad(path, n, "expected <nick> text"))?;
+                events.push(event(
+                    nick.trim(),
+                    ChatKind::Message,
+                    Some(said.to_owned()),
+                    time(day, minute),
+                ));
+            } else if let Some(rest) = line.strip_prefix("=== ") {
+                let t = time(day, minute);
+                if let Some((old, new)) = rest.split_once(" is now known as ") {
+                    events.push(event(old, ChatKind::Leave, None, t));
+                    events.push(event(new.trim(), ChatKind::Join, None, t));
+                } else if rest.starts_with("mode/") {
+                } else if let Some(at) = ["]  has joined #", "]  has left #", "]  has quit"]
+                    .iter()
+                    .find_map(|w| rest.find(w))
+                {
+                    // `nick [user@host]  has …`: the host is the last bracket before.
+                    let host = rest[..at].rfind('[').unwrap_or(at);
+                    let nick = rest[..host].trim();
+                    let kind = if rest[at..].contains("has joined") {
+                        ChatKind::Join
+                    } else {
+                        ChatKind::Leave
+                    };
+                    events.push(event(nick, kind, None, t));
+                } else {
+                    let nick = rest.split(' ').next().unwrap_or_default();
+                    events.push(event(nick, ChatKind::Message, Some(format!("* {rest}")), t));
+                }
+            } else {
+                return Err(bad(path, n, "neither [hh:mm] nor ==="));
+            }
+            for e in events {
+                e.validate().map_err(|err| bad(path, n, err))?;
+                out.push(e);
+            }
+        }
+        Ok(out)
     }
 }
 

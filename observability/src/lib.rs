@@ -45,6 +45,9 @@ pub struct Metrics {
     /// retracted a split), `rejected` (impossible jump or false read),
     /// `too_late` (older than what is still held).
     pub standings_points: IntCounterVec,
+    /// Chat events the rooms job treated specially, by outcome
+    /// (`out_of_order`: a room's event after one with a greater offset).
+    pub rooms_events: IntCounterVec,
 }
 
 impl Metrics {
@@ -101,6 +104,11 @@ impl Metrics {
             "Observations the standings job treated specially, by outcome.",
             &["outcome"],
         );
+        let rooms_events = counter(
+            "pace_rooms_events_total",
+            "Chat events the rooms job treated specially, by outcome.",
+            &["outcome"],
+        );
         let view_latency = register(
             &registry,
             HistogramVec::new(
@@ -148,6 +156,7 @@ impl Metrics {
             edge_frames,
             pipeline_frontier,
             standings_points,
+            rooms_events,
         }
     }
 

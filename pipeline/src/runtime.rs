@@ -40,6 +40,7 @@ use timely::dataflow::operators::{Capability, Concat, OkErr, Probe};
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 use timely::scheduling::{Activator, SyncActivator};
 
+use crate::jobs::hash;
 use crate::jobs::standings::{SplitRow, Standing, crossing, definition, fix, race_standings};
 
 /// Dataflow time: the epoch, Unix milliseconds.
@@ -354,11 +355,6 @@ fn run_worker(
     producer
         .flush(Duration::from_secs(30))
         .map_err(|e| error_chain(&e))
-}
-
-fn hash<T: std::hash::Hash>(t: &T) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault};
-    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(t)
 }
 
 /// Turns one epoch's consolidated view updates into one change per race.

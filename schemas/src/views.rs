@@ -139,7 +139,7 @@ pub struct Split {
 }
 
 /// A member of a room.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RoomMember {
     /// Room id.
     pub room: String,
@@ -152,7 +152,7 @@ pub struct RoomMember {
 }
 
 /// A message in a room's log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RoomMessage {
     /// Room id.
     pub room: String,

@@ -3,5 +3,12 @@
 //! against sequential references.
 
 pub mod calc;
+pub mod rooms;
 pub mod standings;
 pub mod stash;
+
+/// A stable hash, for routing records to workers.
+pub fn hash<H: std::hash::Hash>(h: &H) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(h)
+}

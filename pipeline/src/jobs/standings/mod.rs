@@ -38,6 +38,7 @@ use timely::progress::Timestamp;
 
 use schemas::{GpsPoint, RaceDefinition, Status, TimingCrossing};
 
+use super::hash;
 use super::stash::Stash;
 
 pub use geo::Race;
@@ -211,11 +212,6 @@ where
             out.extend(rank(progress, &leads).into_iter().map(|s| (s, 1)));
         });
     RaceViews { standings, splits }
-}
-
-fn hash<H: std::hash::Hash>(h: &H) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault};
-    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(h)
 }
 
 /// Which of a participant's observations the next fold must start from.

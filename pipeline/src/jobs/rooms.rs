@@ -1,0 +1,216 @@
+//! `room_membership`: who is in each room, who is online, and each room's
+//! message log with gapless per-room sequence numbers.
+//!
+//! A room's events are keyed by room, so they sit in one Kafka partition and
+//! their offsets order them. The job folds each room's events in that order:
+//! a join makes a member (joining twice is one membership), a leave ends it,
+//! a message makes its author a member if they were not (an IRC user who
+//! speaks without a join line is present from then on) and takes the room's
+//! next sequence number (a retry, with the same user and client message id
+//! as one of the room's last 4,096, is not a new message); connect and disconnect count a member's open
+//! connections, online while one is open. Batches are applied only when the
+//! frontier has passed their time, in order, so the output depends only on
+//! the events and their order: the same after a replay, for any worker count.
+//!
+//! The job holds per room its members and a counter, not the message log:
+//! messages flow out once, to the changelog.
+
+use std::collections::BTreeMap;
+
+use differential_dataflow::lattice::Lattice;
+use differential_dataflow::{AsCollection, VecCollection};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::order::TotalOrder;
+use timely::progress::Timestamp;
+
+use schemas::{ChatEvent, ChatKind, RoomMember, RoomMessage};
+
+use super::stash::Stash;
+
+/// A chat event in the dataflow: room, and (order, event). The order is the
+/// event's Kafka offset (one partition holds a room).
+pub type RoomEvent = (String, (i64, ChatEvent));
+
+/// A row of a room's view.
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub enum RoomRow {
+    /// A member, online or not.
+    Member(RoomMember),
+    /// A message of the log.
+    Message(RoomMessage),
+}
+
+/// Client message ids remembered per room, to recognise a retried post.
+pub const RECENT_CLIENT_IDS: usize = 4096;
+
+/// A room's state: members (user → joined at), open connections, last seq,
+/// and the latest client message ids.
+#[derive(Clone, Debug, Default)]
+pub struct Room {
+    members: BTreeMap<String, schemas::Timestamp>,
+    connections: BTreeMap<String, u32>,
+    seq: u64,
+    recent: std::collections::VecDeque<(String, String)>,
+    recent_set: std::collections::HashSet<(String, String)>,
+}
+
+impl Room {
+    /// Applies the room's next event; the message it adds to the log, if any.
+    pub fn apply(&mut self, room: &str, e: &ChatEvent) -> Option<RoomMessage> {
+        match e.kind {
+            ChatKind::Join => {
+                self.members.entry(e.user.clone()).or_insert(e.time);
+                None
+            }
+            ChatKind::Leave => {
+                self.members.remove(&e.user);
+                None
+            }
+            ChatKind::Connect => {
+                *self.connections.entry(e.user.clone()).or_default() += 1;
+                None
+            }
+            ChatKind::Disconnect => {
+                if let Some(n) = self.connections.get_mut(&e.user) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.connections.remove(&e.user);
+                    }
+                }
+                None
+            }
+            ChatKind::Message => {
+                self.members.entry(e.user.clone()).or_insert(e.time);
+                if let Some(id) = &e.client_msg_id {
+                    // A retried post (the same user and client id) is one message.
+                    let key = (e.user.clone(), id.clone());
+                    if !self.recent_set.insert(key.clone()) {
+                        return None;
+                    }
+                    self.recent.push_back(key);
+                    if self.recent.len() > RECENT_CLIENT_IDS {
+                        let old = self.recent.pop_front().expect("non-empty");
+                        self.recent_set.remove(&old);
+                    }
+                }
+                self.seq += 1;
+                Some(RoomMessage {
+                    room: room.to_owned(),
+                    seq: self.seq,
+                    user: e.user.clone(),
+                    text: e.text.clone().unwrap_or_default(),
+                    client_msg_id: e.client_msg_id.clone(),
+                    time: e.time,
+                })
+            }
+        }
+    }
+
+    /// The members, with whether each is online.
+    pub fn members(&self, room: &str) -> Vec<RoomMember> {
+        self.members
+            .iter()
+            .map(|(user, joined_at)| RoomMember {
+                room: room.to_owned(),
+                user: user.clone(),
+                online: self.connections.contains_key(user),
+                joined_at: *joined_at,
+            })
+            .collect()
+    }
+}
+
+/// Members and messages of every room, as `(room, row)`.
+pub fn room_membership<'s, T>(
+    events: VecCollection<'s, T, RoomEvent>,
+) -> VecCollection<'s, T, (String, RoomRow)>
+where
+    T: Timestamp + Lattice + TotalOrder + Ord,
+{
+    let out_of_order = observability::metrics()
+        .rooms_events
+        .with_label_values(&["out_of_order"]);
+    events
+        .inner
+        .unary_frontier(
+            Exchange::new(|u: &(RoomEvent, T, isize)| super::hash(&(u.0).0)),
+            "RoomMembership",
+            move |_initial, _info| {
+                let mut stash: Stash<T, (RoomEvent, isize)> = Stash::default();
+                let mut rooms: BTreeMap<String, (Room, i64)> = BTreeMap::new();
+                move |(input, frontier), output| {
+                    input.for_each(|cap, data| {
+                        if let Some(cap) = cap.retain_least(output.output_index()) {
+                            stash.absorb(&cap, data.drain(..), |e, r| (e, r));
+                        }
+                    });
+                    while let Some((cap, mut batch)) = stash.next_ready(&[frontier]) {
+                        let t = cap.time().clone();
+                        // Events only arrive; a retraction has nothing to undo.
+                        batch.retain(|(_, r)| *r > 0);
+                        batch.sort();
+                        let mut session = output.session(&cap);
+                        let mut touched: BTreeMap<String, Vec<RoomMember>> = BTreeMap::new();
+                        for ((room, (order, event)), _) in batch {
+                            let (state, last) = rooms.entry(room.clone()).or_default();
+                            if order < *last {
+                                out_of_order.inc();
+                            }
+                            *last = order;
+                            touched
+                                .entry(room.clone())
+                                .or_insert_with(|| state.members(&room));
+                            if let Some(m) = state.apply(&room, &event) {
+                                session.give(((room, RoomRow::Message(m)), t.clone(), 1));
+                            }
+                        }
+                        for (room, before) in touched {
+                            let after = rooms[&room].0.members(&room);
+                            for m in before.iter().filter(|m| !after.contains(m)) {
+                                session.give((
+                                    (room.clone(), RoomRow::Member(m.clone())),
+                                    t.clone(),
+                                    -1,
+                                ));
+                            }
+                            for m in after.iter().filter(|m| !before.contains(m)) {
+                                session.give((
+                                    (room.clone(), RoomRow::Member(m.clone())),
+                                    t.clone(),
+                                    1,
+                                ));
+                            }
+                        }
+                    }
+                }
+            },
+        )
+        .as_collection()
+}
+
+/// The views, the plain way: each room's events sorted by order and applied
+/// one by one.
+pub fn reference(events: &[RoomEvent]) -> BTreeMap<String, Vec<RoomRow>> {
+    let mut by_room: BTreeMap<&str, Vec<&(i64, ChatEvent)>> = BTreeMap::new();
+    for (room, e) in events {
+        by_room.entry(room).or_default().push(e);
+    }
+    by_room
+        .into_iter()
+        .map(|(room, mut list)| {
+            list.sort();
+            let mut state = Room::default();
+            let mut rows: Vec<RoomRow> = list
+                .into_iter()
+                .filter_map(|(_, e)| state.apply(room, e))
+                .map(RoomRow::Message)
+                .collect();
+            rows.extend(state.members(room).into_iter().map(RoomRow::Member));
+            rows.sort();
+            (room.to_owned(), rows)
+        })
+        .collect()
+}
