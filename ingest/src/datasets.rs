@@ -33,6 +33,8 @@ pub struct Dataset {
     pub gps: Vec<GpsPoint>,
     /// Timing crossings, in time order.
     pub timing: Vec<TimingCrossing>,
+    /// Chat events, in order.
+    pub chat: Vec<schemas::ChatEvent>,
 }
 
 fn parse_time(s: &str) -> Result<Timestamp, String> {
@@ -551,10 +553,11 @@ pub mod sailgp {
     }
 }
 
-/// Produces `dataset` to its topics: the definitions, then points and
-/// crossings merged by time, spaced as their times are divided by `speed`
-/// (0 = as fast as possible), until done or `stop`. Returns how many records
-/// were produced, all acknowledged by the broker.
+/// Produces `dataset` to its topics: the definitions, then points,
+/// crossings and chat events merged by time (each kind keeps its order),
+/// spaced as their times are divided by `speed` (0 = as fast as possible),
+/// until done or `stop`. Returns how many records were produced, all
+/// acknowledged by the broker.
 pub fn replay(
     config: &KafkaConfig,
     dataset: &Dataset,
@@ -563,58 +566,38 @@ pub fn replay(
 ) -> Result<usize, IngestError> {
     let producer = TrackedProducer::new(config)?;
     let topics = &config.topics;
-    let send = |topic: &str, r: &dyn Fn() -> (String, Vec<u8>)| {
-        let (key, payload) = r();
-        producer.send(topic, Some(key.as_bytes()), &payload, &[], 0)
-    };
-    for d in &dataset.definitions {
-        send(&topics.races, &|| {
-            (d.key(), serde_json::to_vec(d).expect("serializes"))
-        })?;
+    fn record<'t, R: InputRecord>(topic: &'t str, r: &R) -> (Timestamp, &'t str, String, Vec<u8>) {
+        (
+            r.time(),
+            topic,
+            r.key(),
+            serde_json::to_vec(r).expect("records serialize"),
+        )
     }
-    let t0 = match (dataset.gps.first(), dataset.timing.first()) {
-        (Some(a), Some(b)) => Some(a.time.min(b.time)),
-        (a, b) => a.map(|p| p.time).or(b.map(|c| c.time)),
-    };
+    let mut timed: Vec<_> = dataset.gps.iter().map(|r| record(&topics.gps, r)).collect();
+    timed.extend(dataset.timing.iter().map(|r| record(&topics.timing, r)));
+    timed.extend(dataset.chat.iter().map(|r| record(&topics.chat, r)));
+    // Stable: each kind keeps its own order.
+    timed.sort_by_key(|r| r.0);
+    for d in &dataset.definitions {
+        let (_, topic, key, payload) = record(&topics.races, d);
+        producer.send(topic, Some(key.as_bytes()), &payload, &[], 0)?;
+    }
+    let t0 = timed.first().map(|r| r.0);
     let wall0 = Instant::now();
-    let (mut g, mut c) = (0, 0);
     let mut sent = dataset.definitions.len();
-    while g < dataset.gps.len() || c < dataset.timing.len() {
+    for (time, topic, key, payload) in &timed {
+        if let (Some(t0), true) = (t0, speed > 0.0) {
+            let due = Duration::from_secs_f64((time.0 - t0.0).max(0) as f64 / 1000.0 / speed);
+            // Sleep in short steps, to notice `stop`.
+            while wall0.elapsed() < due && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep((due - wall0.elapsed()).min(Duration::from_millis(200)));
+            }
+        }
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let gps_next = dataset.gps.get(g);
-        let timing_next = dataset.timing.get(c);
-        let take_gps = match (gps_next, timing_next) {
-            (Some(p), Some(x)) => p.time <= x.time,
-            (p, _) => p.is_some(),
-        };
-        let time = if take_gps {
-            gps_next.map(|p| p.time)
-        } else {
-            timing_next.map(|x| x.time)
-        };
-        if let (Some(t0), Some(t), true) = (t0, time, speed > 0.0) {
-            let due = (t.0 - t0.0).max(0) as f64 / 1000.0 / speed;
-            let wait = Duration::from_secs_f64(due).saturating_sub(wall0.elapsed());
-            if !wait.is_zero() {
-                std::thread::sleep(wait.min(Duration::from_millis(200)));
-                continue;
-            }
-        }
-        if take_gps {
-            let p = &dataset.gps[g];
-            send(&topics.gps, &|| {
-                (p.key(), serde_json::to_vec(p).expect("serializes"))
-            })?;
-            g += 1;
-        } else {
-            let x = &dataset.timing[c];
-            send(&topics.timing, &|| {
-                (x.key(), serde_json::to_vec(x).expect("serializes"))
-            })?;
-            c += 1;
-        }
+        producer.send(topic, Some(key.as_bytes()), payload, &[], 0)?;
         sent += 1;
     }
     producer.flush(Duration::from_secs(60))?;

@@ -213,24 +213,34 @@ pub enum Recorded {
     SailGp(PathBuf),
     /// F1 lap CSVs (Ergast schema) in this directory.
     F1(PathBuf),
+    /// An IRC channel log, replayed into room [`IRC_ROOM`].
+    Irc(PathBuf),
 }
 
+/// The room an IRC log replays into.
+pub const IRC_ROOM: &str = "irc";
+
 impl Recorded {
-    /// Parses `sailgp:DIR` or `f1:DIR`.
+    /// Parses `sailgp:DIR`, `f1:DIR` or `irc:FILE`.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s.split_once(':') {
             Some(("sailgp", dir)) if !dir.is_empty() => Ok(Recorded::SailGp(dir.into())),
             Some(("f1", dir)) if !dir.is_empty() => Ok(Recorded::F1(dir.into())),
-            _ => Err(format!("{s:?}: expected sailgp:DIR or f1:DIR")),
+            Some(("irc", file)) if !file.is_empty() => Ok(Recorded::Irc(file.into())),
+            _ => Err(format!("{s:?}: expected sailgp:DIR, f1:DIR or irc:FILE")),
         }
     }
 
     /// Reads the dataset.
     pub fn read(&self) -> anyhow::Result<ingest::datasets::Dataset> {
-        use ingest::datasets::{f1, sailgp};
+        use ingest::datasets::{Dataset, f1, irc, sailgp};
         match self {
             Recorded::SailGp(dir) => sailgp::read(dir).map(|(d, _)| d),
             Recorded::F1(dir) => f1::read(dir).map(|(d, _)| d),
+            Recorded::Irc(file) => irc::read(file, IRC_ROOM).map(|chat| Dataset {
+                chat,
+                ..Dataset::default()
+            }),
         }
         .map_err(|e| anyhow::anyhow!(ingest::error_chain(&e)))
     }

@@ -66,8 +66,8 @@ enum Command {
         /// Runners in the built-in generated race (0: no generated race).
         #[arg(long, env = "PACE_DEMO_PARTICIPANTS", default_value_t = 300)]
         demo_participants: usize,
-        /// Replay a recorded race day instead of the generated race:
-        /// `sailgp:DIR` or `f1:DIR`.
+        /// Replay a recorded race day or chat instead of the generated race:
+        /// `sailgp:DIR`, `f1:DIR` or `irc:FILE` (into room `irc`).
         #[arg(long, env = "PACE_REPLAY", value_parser = Recorded::parse)]
         replay: Option<Recorded>,
         /// Replay speed for --replay (1 = real time, 0 = as fast as possible).
@@ -91,11 +91,12 @@ enum Command {
         common: CommonArgs,
         /// What to replay: `jsonl` (a JSON-lines file of one record type),
         /// `demo` (a generated race, start to finish), `sailgp` (boat logs and
-        /// race XML) or `f1` (lap CSVs, Ergast schema).
-        #[arg(long, env = "PACE_REPLAY_DATASET", value_parser = ["jsonl", "demo", "sailgp", "f1"])]
+        /// race XML), `f1` (lap CSVs, Ergast schema) or `irc` (a channel log,
+        /// into room `irc`).
+        #[arg(long, env = "PACE_REPLAY_DATASET", value_parser = ["jsonl", "demo", "sailgp", "f1", "irc"])]
         dataset: String,
-        /// The file (`jsonl`) or directory (`sailgp`, `f1`) to replay.
-        #[arg(long, env = "PACE_REPLAY_PATH", required_if_eq_any([("dataset", "jsonl"), ("dataset", "sailgp"), ("dataset", "f1")]))]
+        /// The file (`jsonl`, `irc`) or directory (`sailgp`, `f1`) to replay.
+        #[arg(long, env = "PACE_REPLAY_PATH", required_if_eq_any([("dataset", "jsonl"), ("dataset", "sailgp"), ("dataset", "f1"), ("dataset", "irc")]))]
         path: Option<PathBuf>,
         /// The input topic, and so the record type, of a `jsonl` file.
         #[arg(long, value_enum, default_value = "gps")]
@@ -147,6 +148,7 @@ fn main() -> ExitCode {
                 ("jsonl", Some(path)) => Replay::Jsonl { path, topic },
                 ("sailgp", Some(path)) => Replay::Recorded(Recorded::SailGp(path)),
                 ("f1", Some(path)) => Replay::Recorded(Recorded::F1(path)),
+                ("irc", Some(path)) => Replay::Recorded(Recorded::Irc(path)),
                 _ => Replay::Demo { participants, seed },
             };
             if !(speed.is_finite() && speed >= 0.0) {

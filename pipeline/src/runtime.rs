@@ -29,8 +29,8 @@ use ingest::producer::TrackedProducer;
 use ingest::source::{DeadLetter, Envelope, StaticConsumer, decode};
 use ingest::{KafkaConfig, error_chain};
 use schemas::{
-    GpsPoint, RaceDefinition, Split, SplitKey, StandingRow, StandingsChange, Timestamp,
-    TimingCrossing, Validate,
+    ChatEvent, GpsPoint, RaceDefinition, RoomChange, Split, SplitKey, StandingRow, StandingsChange,
+    Timestamp, TimingCrossing, Validate,
 };
 use serde::de::DeserializeOwned;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -41,6 +41,7 @@ use timely::dataflow::{ProbeHandle, Scope, Stream};
 use timely::scheduling::{Activator, SyncActivator};
 
 use crate::jobs::hash;
+use crate::jobs::rooms::{RoomRow, room_membership};
 use crate::jobs::standings::{SplitRow, Standing, crossing, definition, fix, race_standings};
 
 /// Dataflow time: the epoch, Unix milliseconds.
@@ -57,6 +58,9 @@ enum ViewRow {
 
 /// A change of a race view, as differential emits it.
 type StandingsUpdate = ((String, ViewRow), Time, isize);
+
+/// A change of a room view, as differential emits it.
+type RoomUpdate = ((String, RoomRow), Time, isize);
 
 /// What a Kafka source emits: a decoded record, or a dead letter.
 type Decoded<T> = Result<Envelope<T>, Box<DeadLetter>>;
@@ -213,6 +217,7 @@ fn run_worker(
     let gps_consumer = consumer(&topics.gps)?;
     let timing_consumer = consumer(&topics.timing)?;
     let races_consumer = consumer(&topics.races)?;
+    let chat_consumer = consumer(&topics.chat)?;
     let producer = Rc::new(TrackedProducer::new(&config.kafka).map_err(|e| error_chain(&e))?);
     let probe = ProbeHandle::<Time>::new();
 
@@ -222,6 +227,9 @@ fn run_worker(
             kafka_source::<TimingCrossing>(scope, timing_consumer, config, shared, &probe);
         let (races, races_act) =
             kafka_source::<RaceDefinition>(scope, races_consumer, config, shared, &probe);
+        let (chat, chat_act) =
+            kafka_source::<ChatEvent>(scope, chat_consumer, config, shared, &probe);
+        let (chat_ok, chat_err) = chat.ok_err(|r| r);
         let (gps_ok, gps_err) = gps.ok_err(|r| r);
         let (timing_ok, timing_err) = timing.ok_err(|r| r);
         let (races_ok, races_err) = races.ok_err(|r| r);
@@ -229,7 +237,10 @@ fn run_worker(
         let dlq = {
             let topics = topics.clone();
             kafka_sink(
-                gps_err.concat(timing_err).concat(races_err),
+                gps_err
+                    .concat(timing_err)
+                    .concat(races_err)
+                    .concat(chat_err),
                 Pipeline,
                 "DeadLetters",
                 |_| None,
@@ -312,8 +323,31 @@ fn run_worker(
             )
         };
 
-        dlq.concat(archive).concat(changelog).probe_with(&probe);
-        [gps_act, timing_act, races_act]
+        let events = stamp(
+            chat_ok.map(|e: Envelope<ChatEvent>| (e.record.room.clone(), (e.offset, e.record))),
+        )
+        .as_collection();
+        let rooms = {
+            let topics = topics.clone();
+            kafka_sink(
+                room_membership(events).inner,
+                Exchange::new(|u: &RoomUpdate| hash(&(u.0).0)),
+                "RoomsChangelog",
+                |u: &RoomUpdate| Some(u.1),
+                (&producer, shared, config.tick),
+                move |producer, updates, ticket| {
+                    room_changes(updates).iter().try_for_each(|c| {
+                        sinks::kafka::send_room_change(producer, &topics, c, ticket)
+                    })
+                },
+            )
+        };
+
+        dlq.concat(archive)
+            .concat(changelog)
+            .concat(rooms)
+            .probe_with(&probe);
+        [gps_act, timing_act, races_act, chat_act]
     });
 
     let frontier_gauge = observability::metrics()
@@ -416,6 +450,42 @@ fn standings_changes(
                 splits: c.splits.into_values().collect(),
                 split_removes: c.split_removes.into_iter().collect(),
             }
+        })
+        .collect()
+}
+
+/// Turns one epoch's consolidated room updates into one change per room.
+fn room_changes(mut updates: Vec<RoomUpdate>) -> Vec<RoomChange> {
+    let mut flat: Vec<((String, RoomRow), isize)> =
+        updates.drain(..).map(|(d, _, r)| (d, r)).collect();
+    consolidate(&mut flat);
+    // Insertions first: a retraction of a member also inserted is an update.
+    flat.sort_by_key(|(_, diff)| std::cmp::Reverse(*diff > 0));
+    let mut by_room: BTreeMap<String, RoomChange> = BTreeMap::new();
+    for ((room, row), diff) in flat {
+        let change = by_room.entry(room.clone()).or_insert_with(|| RoomChange {
+            room,
+            members: Vec::new(),
+            removes: Vec::new(),
+            messages: Vec::new(),
+        });
+        match row {
+            RoomRow::Member(m) if diff > 0 => change.members.push(m),
+            RoomRow::Member(m) => {
+                if !change.members.iter().any(|x| x.user == m.user) {
+                    change.removes.push(m.user);
+                }
+            }
+            RoomRow::Message(m) if diff > 0 => change.messages.push(m),
+            // Messages are never retracted.
+            RoomRow::Message(_) => {}
+        }
+    }
+    by_room
+        .into_values()
+        .map(|mut c| {
+            c.messages.sort_by_key(|m| m.seq);
+            c
         })
         .collect()
 }

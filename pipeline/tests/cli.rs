@@ -259,3 +259,76 @@ async fn pace_run_replays_recorded_f1_laps_into_the_splits_view() {
     assert_eq!(standings[0]["status"], "finished");
     stop(child).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pace_run_replays_an_irc_log_into_a_room() {
+    let path = common::shared_data().join("chat-irc/ubuntu_irc_2005-07-06_14.raw.txt");
+    let events = ingest::datasets::irc::read(&path, "irc").unwrap();
+    let said: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e.kind == schemas::ChatKind::Message)
+        .map(|e| (e.user.clone(), e.text.clone().unwrap()))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let replay = format!("irc:{}", path.display());
+    let (child, base) = start_pace_run(&["--replay", &replay, "--speed", "0"], dir.path());
+    let http = reqwest::Client::new();
+    let rooms_url = format!("{base}/api/rooms");
+    eventually(
+        "the whole log in room irc",
+        Duration::from_secs(120),
+        || async {
+            let rooms: Vec<Value> = http.get(&rooms_url).send().await.ok()?.json().await.ok()?;
+            (rooms.first()?["last_seq"].as_u64()? == said.len() as u64).then_some(())
+        },
+    )
+    .await;
+    // Every message, in pages of 500, numbered 1..N in log order.
+    let mut got = Vec::new();
+    while got.len() < said.len() {
+        let page: Vec<Value> = http
+            .get(format!(
+                "{base}/api/rooms/irc/messages?since={}&limit=500",
+                got.len()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(!page.is_empty());
+        for m in page {
+            assert_eq!(m["seq"].as_u64().unwrap(), got.len() as u64 + 1);
+            got.push((
+                m["user"].as_str().unwrap().to_owned(),
+                m["text"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    assert_eq!(got, said);
+    // A client resuming from seq N - 3 gets exactly the last three.
+    let n = said.len() as u64;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws{}/ws/rooms/irc?since={}", &base[4..], n - 3))
+            .await
+            .unwrap();
+    let snapshot = next_frame(&mut ws).await;
+    assert_eq!(snapshot["type"], "snapshot");
+    let seqs: Vec<u64> = snapshot["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [n - 2, n - 1, n]);
+    assert!(snapshot["members"].as_array().unwrap().len() > 50);
+    // Unknown rooms are refused clearly.
+    let r = http
+        .get(format!("{base}/api/rooms/nope/members"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    stop(child).await;
+}

@@ -30,7 +30,7 @@ pub use time::Timestamp;
 pub use topics::Topics;
 pub use validate::{Validate, ValidationError};
 pub use views::{
-    RaceSummary, RoomMember, RoomMessage, Split, SplitKey, StandingRow, StandingsChange, Status,
-    TaskResult, TaskStatus,
+    RaceSummary, RoomChange, RoomMember, RoomMessage, Split, SplitKey, StandingRow,
+    StandingsChange, Status, TaskResult, TaskStatus,
 };
 pub use wire::{DecodeError, decode};

@@ -169,6 +169,26 @@ pub struct RoomMessage {
     pub time: Timestamp,
 }
 
+/// A change of one room's view, as written to `pace.rooms` (keyed by room).
+///
+/// A consumer that holds the room gets the next state by replacing the
+/// `members` (by user), dropping the `removes` and appending the `messages`,
+/// whose own `seq` numbers continue the room's log with no gap.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomChange {
+    /// Room id.
+    pub room: String,
+    /// Members that are new or changed (joined, came online, went offline).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<RoomMember>,
+    /// Users no longer members.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removes: Vec<String>,
+    /// New messages, in seq order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<RoomMessage>,
+}
+
 /// Where a task is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -6,7 +6,7 @@ use schemas::topics::{
     DLQ_MAX_PAYLOAD_BYTES, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER,
     DLQ_TOPIC_HEADER, DLQ_TRUNCATED_HEADER,
 };
-use schemas::{StandingsChange, Topics};
+use schemas::{RoomChange, StandingsChange, Topics};
 
 use crate::SinkError;
 
@@ -55,17 +55,46 @@ pub fn send_standings_change(
     change: &StandingsChange,
     ticket: Ticket,
 ) -> Result<(), SinkError> {
-    let payload = serde_json::to_vec(change).expect("view records serialize");
-    producer.send(
+    send_view_change(
+        producer,
         &topics.standings,
-        Some(change.race.as_bytes()),
-        &payload,
-        &[],
+        "standings",
+        &change.race,
+        change,
         ticket,
-    )?;
+    )
+}
+
+/// Sends one room change to the rooms changelog, keyed by room.
+pub fn send_room_change(
+    producer: &TrackedProducer,
+    topics: &Topics,
+    change: &RoomChange,
+    ticket: Ticket,
+) -> Result<(), SinkError> {
+    send_view_change(
+        producer,
+        &topics.rooms,
+        "rooms",
+        &change.room,
+        change,
+        ticket,
+    )
+}
+
+fn send_view_change<V: serde::Serialize>(
+    producer: &TrackedProducer,
+    topic: &str,
+    view: &str,
+    key: &str,
+    change: &V,
+    ticket: Ticket,
+) -> Result<(), SinkError> {
+    let payload = serde_json::to_vec(change).expect("view records serialize");
+    producer.send(topic, Some(key.as_bytes()), &payload, &[], ticket)?;
     observability::metrics()
         .view_changes
-        .with_label_values(&["standings"])
+        .with_label_values(&[view])
         .inc();
     Ok(())
 }

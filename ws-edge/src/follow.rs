@@ -1,5 +1,5 @@
 //! Follows the changelog topics into the edge's [`Views`]: every partition
-//! of `pace.races` and `pace.standings` from the beginning, so a new edge
+//! of `pace.races`, `pace.standings` and `pace.rooms` from the beginning, so a new edge
 //! rebuilds the whole view. It uses no consumer group offsets: an edge holds
 //! nothing that needs them.
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ingest::KafkaConfig;
 use ingest::source::StaticConsumer;
-use schemas::{RaceDefinition, StandingsChange};
+use schemas::{RaceDefinition, RoomChange, StandingsChange};
 
 use crate::views::Views;
 
@@ -23,6 +23,7 @@ pub fn follow(
     let group = format!("pace-edge-{}", std::process::id());
     let mut races = StaticConsumer::new(config, &group, &config.topics.races, 0, 1)?;
     let mut standings = StaticConsumer::new(config, &group, &config.topics.standings, 0, 1)?;
+    let mut rooms = StaticConsumer::new(config, &group, &config.topics.rooms, 0, 1)?;
     let handle = std::thread::Builder::new()
         .name("pace-edge-follow".into())
         .spawn(move || {
@@ -33,7 +34,11 @@ pub fn follow(
                 let me = me.clone();
                 move || me.unpark()
             });
-            standings.on_ready(move || me.unpark());
+            standings.on_ready({
+                let me = me.clone();
+                move || me.unpark()
+            });
+            rooms.on_ready(move || me.unpark());
             while !stop.load(Ordering::Relaxed) {
                 let mut idle = true;
                 for raw in races.poll(1024) {
@@ -49,6 +54,13 @@ pub fn follow(
                     match serde_json::from_slice::<StandingsChange>(&raw.payload) {
                         Ok(change) => views.apply_standings(change),
                         Err(e) => tracing::error!(offset = raw.offset, error = %e, "bad standings change"),
+                    }
+                }
+                for raw in rooms.poll(1024) {
+                    idle = false;
+                    match serde_json::from_slice::<RoomChange>(&raw.payload) {
+                        Ok(change) => views.rooms.apply(change),
+                        Err(e) => tracing::error!(offset = raw.offset, error = %e, "bad room change"),
                     }
                 }
                 if idle {

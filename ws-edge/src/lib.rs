@@ -7,10 +7,11 @@
 //! number. Any number of edges can run side by side; each holds only what it
 //! can rebuild from Kafka.
 //!
-//! Layout: `views.rs` the cache and frame encoding, `follow.rs` the changelog
+//! Layout: `views.rs` the race cache and frame encoding, `rooms.rs` the rooms, `follow.rs` the changelog
 //! consumer, `server.rs` the routes, `static/index.html` the spectator page.
 
 pub mod follow;
+pub mod rooms;
 pub mod server;
 pub mod views;
 

@@ -9,6 +9,10 @@
 //! | `GET /api/races/{id}` | the race definition |
 //! | `GET /api/races/{id}/standings` | rows in rank order; `X-Pace-Seq` header |
 //! | `GET /api/races/{id}/splits` | `[{participant, split, time, position}]` by split, then position; `X-Pace-Seq` header |
+//! | `GET /api/rooms` | `[{id, members, online, last_seq}]` |
+//! | `GET /api/rooms/{id}/members` | `[{room, user, online, joined_at}]` |
+//! | `GET /api/rooms/{id}/messages?since=SEQ&limit=N` | messages after `SEQ` in order (at most 500); 410 if no longer held |
+//! | `WS /ws/rooms/{id}?since=SEQ` | a snapshot (members, the messages after `SEQ`), then deltas; see `rooms.rs` |
 //! | `WS /ws/races/{id}` | `{"type":"snapshot","seq":N,"rows":[…],"splits":[…]}`, then `{"type":"delta","seq":N+1,…}`, … |
 //!
 //! Errors are JSON `{"error": …}` with a 4xx status, or an error frame on a
@@ -103,6 +107,44 @@ pub fn routes(
             }
             None => json_error(StatusCode::NOT_FOUND, format!("no race {id:?}")),
         });
+    let rooms = warp::path!("api" / "rooms")
+        .and(warp::get())
+        .and(with_views.clone())
+        .map(|views: Arc<Views>| warp::reply::json(&views.rooms.list()).into_response());
+    let members = warp::path!("api" / "rooms" / String / "members")
+        .and(warp::get())
+        .and(with_views.clone())
+        .map(
+            |id: String, views: Arc<Views>| match views.rooms.members(&id) {
+                Some(m) => warp::reply::json(&m).into_response(),
+                None => json_error(StatusCode::NOT_FOUND, format!("no room {id:?}")),
+            },
+        );
+    let messages = warp::path!("api" / "rooms" / String / "messages")
+        .and(warp::get())
+        .and(warp::query::<RoomQuery>())
+        .and(with_views.clone())
+        .map(|id: String, q: RoomQuery, views: Arc<Views>| {
+            let limit = q.limit.unwrap_or(crate::rooms::MAX_PAGE);
+            match views.rooms.messages(&id, q.since.unwrap_or(0), limit) {
+                Some(Ok(m)) => warp::reply::json(&m).into_response(),
+                Some(Err(crate::rooms::Gone::Before(seq))) => json_error(
+                    StatusCode::GONE,
+                    format!("messages up to seq {seq} are no longer held here"),
+                ),
+                None => json_error(StatusCode::NOT_FOUND, format!("no room {id:?}")),
+            }
+        });
+    let room_ws = warp::path!("ws" / "rooms" / String)
+        .and(warp::query::<RoomQuery>())
+        .and(warp::ws())
+        .and(with_views.clone())
+        .map(
+            |id: String, q: RoomQuery, ws: warp::ws::Ws, views: Arc<Views>| {
+                ws.on_upgrade(move |socket| room_socket(socket, id, q.since, views))
+                    .into_response()
+            },
+        );
     let ws = warp::path!("ws" / "races" / String)
         .and(warp::ws())
         .and(with_views)
@@ -121,6 +163,14 @@ pub fn routes(
         .or(standings)
         .unify()
         .or(splits)
+        .unify()
+        .or(rooms)
+        .unify()
+        .or(members)
+        .unify()
+        .or(messages)
+        .unify()
+        .or(room_ws)
         .unify()
         .or(ws)
         .unify()
@@ -186,6 +236,78 @@ async fn race_socket(socket: WebSocket, race: String, views: Arc<Views>) {
     }
     m.edge_clients.dec();
     tracing::debug!(conn, race = %race, "spectator gone");
+}
+
+/// `?since=SEQ&limit=N` of the room routes.
+#[derive(Debug, serde::Deserialize)]
+struct RoomQuery {
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// A room subscriber: a snapshot with the messages after `since`, then every
+/// change. One that falls behind gets a snapshot of exactly what it missed
+/// (the messages after the last one it was sent), or an error frame if those
+/// are no longer held.
+async fn room_socket(socket: WebSocket, room: String, since: Option<u64>, views: Arc<Views>) {
+    let conn = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+    let m = observability::metrics();
+    let (mut tx, mut rx) = socket.split();
+    let (snapshot, mut frames) = match views.rooms.subscribe(&room, since) {
+        Some(Ok(s)) => s,
+        other => {
+            let (code, message) = match other {
+                None => ("unknown_room", format!("no room {room:?}")),
+                _ => (
+                    "since_gone",
+                    "the messages after `since` are no longer held here; reconnect without since"
+                        .to_owned(),
+                ),
+            };
+            let _ = tx.send(Message::text(error_frame(code, &message))).await;
+            let _ = tx.send(Message::close_with(1008u16, code)).await;
+            return;
+        }
+    };
+    m.edge_clients.inc();
+    let mut last_seq = last_message_seq(&snapshot).or(since).unwrap_or(0);
+    let mut ok = tx.send(Message::text(snapshot.to_string())).await.is_ok();
+    m.edge_frames.with_label_values(&["snapshot"]).inc();
+    while ok {
+        tokio::select! {
+            frame = frames.recv() => {
+                let (frame, kind) = match frame {
+                    Ok(f) => (f, "delta"),
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::info!(conn, room = %room, missed, "room subscriber behind; sending what it missed");
+                        match views.rooms.snapshot(&room, last_seq) {
+                            Some(Ok(s)) => (s, "snapshot"),
+                            _ => {
+                                let _ = tx.send(Message::text(error_frame("since_gone", "fell too far behind; reconnect without since"))).await;
+                                break;
+                            }
+                        }
+                    }
+                    Err(RecvError::Closed) => break,
+                };
+                last_seq = last_message_seq(&frame).unwrap_or(last_seq);
+                ok = tx.send(Message::text(frame.to_string())).await.is_ok();
+                m.edge_frames.with_label_values(&[kind]).inc();
+            }
+            incoming = rx.next() => match incoming {
+                Some(Ok(msg)) if msg.is_close() => break,
+                Some(Ok(_)) => {}
+                _ => break,
+            },
+        }
+    }
+    m.edge_clients.dec();
+}
+
+/// The seq of the last message in a room frame, if it carries any.
+fn last_message_seq(frame: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(frame).ok()?;
+    v["messages"].as_array()?.last()?["seq"].as_u64()
 }
 
 /// Serves the edge until `shutdown` resolves. Calls `bound` with the address

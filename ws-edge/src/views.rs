@@ -104,6 +104,8 @@ impl RaceView {
 #[derive(Default)]
 pub struct Views {
     races: RwLock<BTreeMap<String, RaceView>>,
+    /// The rooms.
+    pub rooms: crate::rooms::Rooms,
 }
 
 impl Views {

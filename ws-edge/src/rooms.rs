@@ -1,0 +1,237 @@
+//! The edge's cache of the rooms: members, and the latest
+//! [`MESSAGES_HELD`] messages of each room, rebuilt from `pace.rooms`.
+//!
+//! Frames (WebSocket, JSON):
+//! - `{"type":"snapshot","room":…,"last_seq":N,"members":[…],"messages":[…]}`:
+//!   on connect, the members and the messages after the client's `since`
+//!   (or the latest [`SNAPSHOT_MESSAGES`]).
+//! - `{"type":"delta","room":…,"members":[…],"removes":[…],"messages":[…]}`:
+//!   each change, encoded once for every subscriber.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::RwLock;
+
+use schemas::{RoomChange, RoomMember, RoomMessage};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::views::{FRAME_BUFFER, Frame};
+
+/// Messages held per room; older ones are in the archive and the changelog.
+pub const MESSAGES_HELD: usize = 2000;
+/// Messages in a snapshot for a client that gives no `since`.
+pub const SNAPSHOT_MESSAGES: usize = 50;
+/// Most messages one `GET …/messages` returns.
+pub const MAX_PAGE: usize = 500;
+
+/// What `GET /api/rooms` lists for a room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RoomSummary {
+    /// Room id.
+    pub id: String,
+    /// Members.
+    pub members: usize,
+    /// Members online now.
+    pub online: usize,
+    /// The seq of the room's latest message (0: none yet).
+    pub last_seq: u64,
+}
+
+/// Why messages cannot be served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gone {
+    /// Messages up to and including this seq are no longer held.
+    Before(u64),
+}
+
+struct RoomView {
+    members: BTreeMap<String, RoomMember>,
+    messages: VecDeque<RoomMessage>,
+    last_seq: u64,
+    tx: broadcast::Sender<Frame>,
+}
+
+impl RoomView {
+    fn new() -> Self {
+        Self {
+            members: BTreeMap::new(),
+            messages: VecDeque::new(),
+            last_seq: 0,
+            tx: broadcast::channel(FRAME_BUFFER).0,
+        }
+    }
+
+    /// The held messages after `since`, at most `limit`; or what is gone.
+    fn after(&self, since: u64, limit: usize) -> Result<Vec<RoomMessage>, Gone> {
+        let oldest = self.messages.front().map_or(self.last_seq + 1, |m| m.seq);
+        if since + 1 < oldest {
+            return Err(Gone::Before(oldest - 1));
+        }
+        Ok(self
+            .messages
+            .iter()
+            .filter(|m| m.seq > since)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn snapshot(&self, room: &str, since: Option<u64>) -> Result<Frame, Gone> {
+        let messages = match since {
+            Some(s) => self.after(s, MESSAGES_HELD)?,
+            None => {
+                let skip = self.messages.len().saturating_sub(SNAPSHOT_MESSAGES);
+                self.messages.iter().skip(skip).cloned().collect()
+            }
+        };
+        let frame = serde_json::json!({
+            "type": "snapshot",
+            "room": room,
+            "last_seq": self.last_seq,
+            "members": self.members.values().collect::<Vec<_>>(),
+            "messages": messages,
+        });
+        Ok(frame.to_string().into())
+    }
+}
+
+/// The rooms this edge serves.
+#[derive(Default)]
+pub struct Rooms {
+    rooms: RwLock<BTreeMap<String, RoomView>>,
+}
+
+impl Rooms {
+    /// Applies a room change and broadcasts it. Messages already held (a
+    /// changelog read twice) are not applied twice.
+    pub fn apply(&self, mut change: RoomChange) {
+        let mut rooms = self.rooms.write().expect("rooms lock");
+        let view = rooms
+            .entry(change.room.clone())
+            .or_insert_with(RoomView::new);
+        for user in &change.removes {
+            view.members.remove(user);
+        }
+        for m in &change.members {
+            view.members.insert(m.user.clone(), m.clone());
+        }
+        change.messages.retain(|m| m.seq > view.last_seq);
+        for m in &change.messages {
+            if m.seq != view.last_seq + 1 {
+                tracing::warn!(room = %change.room, held = view.last_seq, got = m.seq, "room log jumped");
+            }
+            view.last_seq = m.seq;
+            view.messages.push_back(m.clone());
+            if view.messages.len() > MESSAGES_HELD {
+                view.messages.pop_front();
+            }
+        }
+        let frame = serde_json::json!({
+            "type": "delta",
+            "room": change.room,
+            "members": change.members,
+            "removes": change.removes,
+            "messages": change.messages,
+        });
+        // No subscribers is not an error.
+        let _ = view.tx.send(frame.to_string().into());
+    }
+
+    /// Every room.
+    pub fn list(&self) -> Vec<RoomSummary> {
+        let rooms = self.rooms.read().expect("rooms lock");
+        rooms
+            .iter()
+            .map(|(id, v)| RoomSummary {
+                id: id.clone(),
+                members: v.members.len(),
+                online: v.members.values().filter(|m| m.online).count(),
+                last_seq: v.last_seq,
+            })
+            .collect()
+    }
+
+    /// A room's members, by user id.
+    pub fn members(&self, room: &str) -> Option<Vec<RoomMember>> {
+        let rooms = self.rooms.read().expect("rooms lock");
+        Some(rooms.get(room)?.members.values().cloned().collect())
+    }
+
+    /// A room's messages after `since`, at most `limit` (capped at [`MAX_PAGE`]).
+    pub fn messages(
+        &self,
+        room: &str,
+        since: u64,
+        limit: usize,
+    ) -> Option<Result<Vec<RoomMessage>, Gone>> {
+        let rooms = self.rooms.read().expect("rooms lock");
+        Some(rooms.get(room)?.after(since, limit.min(MAX_PAGE)))
+    }
+
+    /// A snapshot frame (messages after `since`, if given) and a subscription
+    /// to the frames after it, taken together so nothing falls between.
+    #[allow(clippy::type_complexity)]
+    pub fn subscribe(
+        &self,
+        room: &str,
+        since: Option<u64>,
+    ) -> Option<Result<(Frame, broadcast::Receiver<Frame>), Gone>> {
+        let rooms = self.rooms.read().expect("rooms lock");
+        let v = rooms.get(room)?;
+        Some(v.snapshot(room, since).map(|f| (f, v.tx.subscribe())))
+    }
+
+    /// A fresh snapshot with the messages after `since` (for a subscriber
+    /// that fell behind: exactly what it missed, if still held).
+    pub fn snapshot(&self, room: &str, since: u64) -> Option<Result<Frame, Gone>> {
+        let rooms = self.rooms.read().expect("rooms lock");
+        Some(rooms.get(room)?.snapshot(room, Some(since)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::Timestamp;
+
+    fn message(seq: u64) -> RoomMessage {
+        RoomMessage {
+            room: "r".into(),
+            seq,
+            user: "ann".into(),
+            text: format!("m{seq}"),
+            client_msg_id: None,
+            time: Timestamp(1_780_000_000_000),
+        }
+    }
+
+    fn change(seqs: std::ops::RangeInclusive<u64>) -> RoomChange {
+        RoomChange {
+            room: "r".into(),
+            members: vec![],
+            removes: vec![],
+            messages: seqs.map(message).collect(),
+        }
+    }
+
+    #[test]
+    fn holds_a_bounded_log_and_says_what_is_gone() {
+        let rooms = Rooms::default();
+        rooms.apply(change(1..=2200));
+        rooms.apply(change(2190..=2201)); // read twice: not applied twice
+        let seqs = |r: Result<Vec<RoomMessage>, Gone>| -> Vec<u64> {
+            r.unwrap().iter().map(|m| m.seq).collect()
+        };
+        assert_eq!(
+            seqs(rooms.messages("r", 2198, 10).unwrap()),
+            [2199, 2200, 2201]
+        );
+        assert_eq!(
+            rooms.messages("r", 201, 2).unwrap(),
+            Ok(vec![message(202), message(203)])
+        );
+        assert_eq!(rooms.messages("r", 200, 2).unwrap(), Err(Gone::Before(201)));
+        assert!(rooms.messages("nope", 0, 1).is_none());
+        assert_eq!(rooms.list()[0].last_seq, 2201);
+    }
+}
