@@ -284,6 +284,8 @@ pub mod irc {
                     kind,
                     text,
                     client_msg_id: None,
+                    visibility: None,
+                    invitee: None,
                     time: t,
                 };
             let mut events = Vec::new();

@@ -468,6 +468,8 @@ fn room_changes(mut updates: Vec<RoomUpdate>) -> Vec<RoomChange> {
             members: Vec::new(),
             removes: Vec::new(),
             messages: Vec::new(),
+            visibility: None,
+            invited: Vec::new(),
         });
         match row {
             RoomRow::Member(m) if diff > 0 => change.members.push(m),
@@ -477,8 +479,10 @@ fn room_changes(mut updates: Vec<RoomUpdate>) -> Vec<RoomChange> {
                 }
             }
             RoomRow::Message(m) if diff > 0 => change.messages.push(m),
-            // Messages are never retracted.
-            RoomRow::Message(_) => {}
+            RoomRow::Visibility(v) if diff > 0 => change.visibility = Some(v),
+            RoomRow::Invited(u) if diff > 0 => change.invited.push(u),
+            // Messages, visibility and invitations are never retracted.
+            RoomRow::Message(_) | RoomRow::Visibility(_) | RoomRow::Invited(_) => {}
         }
     }
     by_room

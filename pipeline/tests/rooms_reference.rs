@@ -11,7 +11,7 @@ use differential_dataflow::input::Input;
 use pace_pipeline::jobs::rooms::{RoomEvent, RoomRow, reference, room_membership};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use schemas::{ChatEvent, ChatKind, Timestamp};
+use schemas::{ChatEvent, ChatKind, Timestamp, Visibility};
 use timely::dataflow::operators::Capture;
 use timely::dataflow::operators::capture::Extract;
 
@@ -75,7 +75,7 @@ fn members(view: &BTreeSet<(String, RoomRow)>) -> BTreeSet<String> {
     view.iter()
         .filter_map(|(_, r)| match r {
             RoomRow::Member(m) => Some(m.user.clone()),
-            RoomRow::Message(_) => None,
+            _ => None,
         })
         .collect()
 }
@@ -157,7 +157,7 @@ fn irc_log_membership_after_every_line_and_gapless_message_numbers() {
         .iter()
         .filter_map(|(_, r)| match r {
             RoomRow::Message(m) => Some((m.seq, m.text.clone())),
-            RoomRow::Member(_) => None,
+            _ => None,
         })
         .collect();
     assert_eq!(log.len(), messages.len());
@@ -180,22 +180,38 @@ fn random_rounds(seed: u64) -> Vec<Vec<RoomEvent>> {
         let mut offset = rng.random_range(0..100);
         for i in 0..120 {
             let user = users[rng.random_range(0..users.len())];
-            let kind = match rng.random_range(0..10) {
+            // r1 and r2 are never created (public, as IRC channels); ann
+            // creates r3 invite-only and r4 public, but may not be first.
+            let create = matches!(room, "r3" | "r4") && (i == 0 || rng.random_range(0..40) == 0);
+            let kind = match rng.random_range(0..11) {
+                _ if create => ChatKind::Create,
                 0 | 1 => ChatKind::Join,
                 2 => ChatKind::Leave,
                 3 => ChatKind::Connect,
                 4 => ChatKind::Disconnect,
+                5 => ChatKind::Invite,
                 _ => ChatKind::Message,
             };
             let message = kind == ChatKind::Message;
             let event = ChatEvent {
                 room: room.into(),
-                user: user.into(),
+                user: if create && i == 0 {
+                    "ann".into()
+                } else {
+                    user.into()
+                },
                 kind,
                 text: message.then(|| format!("hello {i}")),
                 // Some posts carry a client id, and some of those are retried.
                 client_msg_id: (message && rng.random_bool(0.5))
                     .then(|| format!("c{}", rng.random_range(0..30))),
+                visibility: create.then_some(if room == "r3" {
+                    Visibility::InviteOnly
+                } else {
+                    Visibility::Public
+                }),
+                invitee: (kind == ChatKind::Invite)
+                    .then(|| users[rng.random_range(0..users.len())].into()),
                 time: Timestamp(1_780_000_000_000 + i * 1000),
             };
             offset += rng.random_range(1..4);
@@ -251,6 +267,8 @@ fn a_retried_post_is_one_message() {
                     kind: ChatKind::Message,
                     text: Some("hi".into()),
                     client_msg_id: Some(id.into()),
+                    visibility: None,
+                    invitee: None,
                     time: Timestamp(1_780_000_000_000 + offset),
                 },
             ),
@@ -267,7 +285,7 @@ fn a_retried_post_is_one_message() {
         .iter()
         .filter_map(|((_, r), _, _)| match r {
             RoomRow::Message(m) => Some(m.seq),
-            RoomRow::Member(_) => None,
+            _ => None,
         })
         .collect();
     assert_eq!(seqs, [1, 2]);

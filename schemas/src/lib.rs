@@ -24,7 +24,7 @@ pub mod wire;
 
 pub use records::{
     CalcTask, ChatEvent, ChatKind, GpsPoint, LatLon, Mark, Participant, RaceDefinition, RaceKind,
-    RaceRules, TimingCrossing, TimingLine,
+    RaceRules, TimingCrossing, TimingLine, Visibility,
 };
 pub use time::Timestamp;
 pub use topics::Topics;

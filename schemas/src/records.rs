@@ -381,6 +381,10 @@ pub enum ChatKind {
     Leave,
     /// The user posts `text`.
     Message,
+    /// The user creates the room, public or invite-only, and is its first member.
+    Create,
+    /// The user, a member, invites `invitee` (who may then join an invite-only room).
+    Invite,
     /// A connection of the user to the room opened (written by the edge).
     Connect,
     /// A connection of the user to the room closed (written by the edge).
@@ -396,7 +400,7 @@ pub struct ChatEvent {
     pub room: String,
     /// User id.
     pub user: String,
-    /// Join, leave or message.
+    /// What happens.
     pub kind: ChatKind,
     /// The message text (messages only), at most 4 KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -404,8 +408,24 @@ pub struct ChatEvent {
     /// The client's own id for the message, to recognise its echo and retries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<String>,
+    /// Who may read and join (creates only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
+    /// Who is invited (invites only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invitee: Option<String>,
     /// When the event happened.
     pub time: Timestamp,
+}
+
+/// Who may read and join a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Anyone.
+    Public,
+    /// Members and invited users only.
+    InviteOnly,
 }
 
 impl Validate for ChatEvent {
@@ -415,6 +435,31 @@ impl Validate for ChatEvent {
         v::time("time", self.time)?;
         if let Some(id) = &self.client_msg_id {
             v::id("client_msg_id", id)?;
+        }
+        match (self.kind, &self.visibility) {
+            (ChatKind::Create, None) => {
+                return Err(ValidationError::new("visibility", "a create needs it"));
+            }
+            (ChatKind::Create, Some(_)) | (_, None) => {}
+            (_, Some(_)) => {
+                return Err(ValidationError::new(
+                    "visibility",
+                    "only a create carries it",
+                ));
+            }
+        }
+        match (self.kind, &self.invitee) {
+            (ChatKind::Invite, Some(u)) => v::id("invitee", u)?,
+            (ChatKind::Invite, None) => {
+                return Err(ValidationError::new("invitee", "an invite needs one"));
+            }
+            (_, Some(_)) => {
+                return Err(ValidationError::new(
+                    "invitee",
+                    "only an invite carries one",
+                ));
+            }
+            (_, None) => {}
         }
         match (self.kind, &self.text) {
             (ChatKind::Message, Some(t)) if t.is_empty() => {

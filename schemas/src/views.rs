@@ -187,6 +187,12 @@ pub struct RoomChange {
     /// New messages, in seq order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<RoomMessage>,
+    /// Who may read and join, once the room is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<crate::records::Visibility>,
+    /// Users newly invited.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invited: Vec<String>,
 }
 
 /// Where a task is.

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::RwLock;
 
-use schemas::{RoomChange, RoomMember, RoomMessage};
+use schemas::{RoomChange, RoomMember, RoomMessage, Visibility};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -35,6 +35,8 @@ pub struct RoomSummary {
     pub online: usize,
     /// The seq of the room's latest message (0: none yet).
     pub last_seq: u64,
+    /// Who may read and join.
+    pub visibility: Visibility,
 }
 
 /// Why messages cannot be served.
@@ -45,6 +47,8 @@ pub enum Gone {
 }
 
 struct RoomView {
+    visibility: Option<Visibility>,
+    invited: std::collections::BTreeSet<String>,
     members: BTreeMap<String, RoomMember>,
     messages: VecDeque<RoomMessage>,
     last_seq: u64,
@@ -54,6 +58,8 @@ struct RoomView {
 impl RoomView {
     fn new() -> Self {
         Self {
+            visibility: None,
+            invited: Default::default(),
             members: BTreeMap::new(),
             messages: VecDeque::new(),
             last_seq: 0,
@@ -74,6 +80,16 @@ impl RoomView {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    fn visibility(&self) -> Visibility {
+        self.visibility.unwrap_or(Visibility::Public)
+    }
+
+    /// Whether `user` (or an anonymous reader) may read the room.
+    fn readable_by(&self, user: Option<&str>) -> bool {
+        self.visibility() == Visibility::Public
+            || user.is_some_and(|u| self.members.contains_key(u) || self.invited.contains(u))
     }
 
     fn snapshot(&self, room: &str, since: Option<u64>) -> Result<Frame, Gone> {
@@ -109,6 +125,10 @@ impl Rooms {
         let view = rooms
             .entry(change.room.clone())
             .or_insert_with(RoomView::new);
+        if let Some(v) = change.visibility {
+            view.visibility = Some(v);
+        }
+        view.invited.extend(change.invited.iter().cloned());
         for user in &change.removes {
             view.members.remove(user);
         }
@@ -147,8 +167,35 @@ impl Rooms {
                 members: v.members.len(),
                 online: v.members.values().filter(|m| m.online).count(),
                 last_seq: v.last_seq,
+                visibility: v.visibility(),
             })
             .collect()
+    }
+
+    /// Whether `user` (`None`: anonymous) may read `room`; `None` if there is no such room.
+    pub fn may_read(&self, room: &str, user: Option<&str>) -> Option<bool> {
+        let rooms = self.rooms.read().expect("rooms lock");
+        Some(rooms.get(room)?.readable_by(user))
+    }
+
+    /// Whether `user` may join `room` (public, or invited, or a member
+    /// already); a room not seen yet is joinable (public until created).
+    pub fn may_join(&self, room: &str, user: &str) -> bool {
+        let rooms = self.rooms.read().expect("rooms lock");
+        rooms.get(room).is_none_or(|v| v.readable_by(Some(user)))
+    }
+
+    /// Whether `user` is a member of `room`.
+    pub fn is_member(&self, room: &str, user: &str) -> bool {
+        let rooms = self.rooms.read().expect("rooms lock");
+        rooms
+            .get(room)
+            .is_some_and(|v| v.members.contains_key(user))
+    }
+
+    /// Whether `room` exists here.
+    pub fn exists(&self, room: &str) -> bool {
+        self.rooms.read().expect("rooms lock").contains_key(room)
     }
 
     /// A room's members, by user id.
@@ -211,6 +258,8 @@ mod tests {
             members: vec![],
             removes: vec![],
             messages: seqs.map(message).collect(),
+            visibility: None,
+            invited: vec![],
         }
     }
 

@@ -3,7 +3,9 @@
 //!
 //! A room's events are keyed by room, so they sit in one Kafka partition and
 //! their offsets order them. The job folds each room's events in that order:
-//! a join makes a member (joining twice is one membership), a leave ends it,
+//! the first create sets the room public or invite-only with its creator as
+//! a member; a member's invite lets the invitee join an invite-only room
+//! (where only members speak); a join makes a member (joining twice is one membership), a leave ends it,
 //! a message makes its author a member if they were not (an IRC user who
 //! speaks without a join line is present from then on) and takes the room's
 //! next sequence number (a retry, with the same user and client message id
@@ -24,7 +26,7 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
-use schemas::{ChatEvent, ChatKind, RoomMember, RoomMessage};
+use schemas::{ChatEvent, ChatKind, RoomMember, RoomMessage, Visibility};
 
 use super::stash::Stash;
 
@@ -41,6 +43,10 @@ pub enum RoomRow {
     Member(RoomMember),
     /// A message of the log.
     Message(RoomMessage),
+    /// Who may read and join (rooms that were created; others are public).
+    Visibility(Visibility),
+    /// A user invited to the room.
+    Invited(String),
 }
 
 /// Client message ids remembered per room, to recognise a retried post.
@@ -50,6 +56,8 @@ pub const RECENT_CLIENT_IDS: usize = 4096;
 /// and the latest client message ids.
 #[derive(Clone, Debug, Default)]
 pub struct Room {
+    visibility: Option<Visibility>,
+    invited: std::collections::BTreeSet<String>,
     members: BTreeMap<String, schemas::Timestamp>,
     connections: BTreeMap<String, u32>,
     seq: u64,
@@ -60,9 +68,28 @@ pub struct Room {
 impl Room {
     /// Applies the room's next event; the message it adds to the log, if any.
     pub fn apply(&mut self, room: &str, e: &ChatEvent) -> Option<RoomMessage> {
+        let open = self.visibility != Some(Visibility::InviteOnly)
+            || self.invited.contains(&e.user)
+            || self.members.contains_key(&e.user);
         match e.kind {
+            ChatKind::Create => {
+                // The first create sets the room up; later ones change nothing.
+                if self.visibility.is_none() && self.members.is_empty() && self.seq == 0 {
+                    self.visibility = e.visibility;
+                    self.members.insert(e.user.clone(), e.time);
+                }
+                None
+            }
+            ChatKind::Invite => {
+                if let (true, Some(who)) = (self.members.contains_key(&e.user), &e.invitee) {
+                    self.invited.insert(who.clone());
+                }
+                None
+            }
             ChatKind::Join => {
-                self.members.entry(e.user.clone()).or_insert(e.time);
+                if open {
+                    self.members.entry(e.user.clone()).or_insert(e.time);
+                }
                 None
             }
             ChatKind::Leave => {
@@ -83,6 +110,12 @@ impl Room {
                 None
             }
             ChatKind::Message => {
+                // In an invite-only room only members speak; elsewhere
+                // speaking makes a member, as on IRC.
+                let member = self.members.contains_key(&e.user);
+                if self.visibility == Some(Visibility::InviteOnly) && !member {
+                    return None;
+                }
                 self.members.entry(e.user.clone()).or_insert(e.time);
                 if let Some(id) = &e.client_msg_id {
                     // A retried post (the same user and client id) is one message.
@@ -109,16 +142,20 @@ impl Room {
         }
     }
 
-    /// The members, with whether each is online.
-    pub fn members(&self, room: &str) -> Vec<RoomMember> {
-        self.members
-            .iter()
-            .map(|(user, joined_at)| RoomMember {
+    /// The room's rows other than messages: members (with whether each is
+    /// online), visibility and invitations.
+    pub fn rows(&self, room: &str) -> Vec<RoomRow> {
+        let members = self.members.iter().map(|(user, joined_at)| {
+            RoomRow::Member(RoomMember {
                 room: room.to_owned(),
                 user: user.clone(),
                 online: self.connections.contains_key(user),
                 joined_at: *joined_at,
             })
+        });
+        members
+            .chain(self.visibility.map(RoomRow::Visibility))
+            .chain(self.invited.iter().cloned().map(RoomRow::Invited))
             .collect()
     }
 }
@@ -153,7 +190,7 @@ where
                         batch.retain(|(_, r)| *r > 0);
                         batch.sort();
                         let mut session = output.session(&cap);
-                        let mut touched: BTreeMap<String, Vec<RoomMember>> = BTreeMap::new();
+                        let mut touched: BTreeMap<String, Vec<RoomRow>> = BTreeMap::new();
                         for ((room, (order, event)), _) in batch {
                             let (state, last) = rooms.entry(room.clone()).or_default();
                             if order < *last {
@@ -162,26 +199,18 @@ where
                             *last = order;
                             touched
                                 .entry(room.clone())
-                                .or_insert_with(|| state.members(&room));
+                                .or_insert_with(|| state.rows(&room));
                             if let Some(m) = state.apply(&room, &event) {
                                 session.give(((room, RoomRow::Message(m)), t.clone(), 1));
                             }
                         }
                         for (room, before) in touched {
-                            let after = rooms[&room].0.members(&room);
-                            for m in before.iter().filter(|m| !after.contains(m)) {
-                                session.give((
-                                    (room.clone(), RoomRow::Member(m.clone())),
-                                    t.clone(),
-                                    -1,
-                                ));
+                            let after = rooms[&room].0.rows(&room);
+                            for r in before.iter().filter(|r| !after.contains(r)) {
+                                session.give(((room.clone(), r.clone()), t.clone(), -1));
                             }
-                            for m in after.iter().filter(|m| !before.contains(m)) {
-                                session.give((
-                                    (room.clone(), RoomRow::Member(m.clone())),
-                                    t.clone(),
-                                    1,
-                                ));
+                            for r in after.iter().filter(|r| !before.contains(r)) {
+                                session.give(((room.clone(), r.clone()), t.clone(), 1));
                             }
                         }
                     }
@@ -208,7 +237,7 @@ pub fn reference(events: &[RoomEvent]) -> BTreeMap<String, Vec<RoomRow>> {
                 .filter_map(|(_, e)| state.apply(room, e))
                 .map(RoomRow::Message)
                 .collect();
-            rows.extend(state.members(room).into_iter().map(RoomRow::Member));
+            rows.extend(state.rows(room));
             rows.sort();
             (room.to_owned(), rows)
         })
