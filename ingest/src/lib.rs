@@ -83,7 +83,8 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl IngestError {
-    pub(crate) fn kafka(op: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> Self {
+    /// Wraps a client error with what pace was doing (`op`).
+    pub fn kafka(op: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> Self {
         move |source| IngestError::Kafka { op, source }
     }
 }

@@ -30,6 +30,8 @@ pub struct Common {
     pub data_dir: PathBuf,
     /// Partitions of topics pace creates.
     pub partitions: i32,
+    /// The secret user tokens are signed with; without one the edge takes no posts.
+    pub token_secret: Option<String>,
 }
 
 impl Common {
@@ -133,6 +135,7 @@ pub fn run_all(
         ws_edge::EdgeConfig {
             listen: common.listen,
             kafka: kafka.clone(),
+            token_secret: common.token_secret.clone(),
         },
         announce,
         shutdown_signal(stop.clone()),
@@ -152,6 +155,17 @@ fn announce(addr: SocketAddr) {
     {
         println!("pace: serving http://{addr}/");
     }
+}
+
+/// `pace token`: a token for `user`, valid for `ttl_s` seconds, signed with `secret`.
+pub fn issue_token(secret: &str, user: &str, ttl_s: u64) -> anyhow::Result<String> {
+    schemas::validate::id("user", user).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(ws_edge::auth::issue(
+        secret,
+        user,
+        ws_edge::auth::now_s(),
+        ttl_s,
+    ))
 }
 
 /// `pace pipeline`: the dataflow workers only.
@@ -178,6 +192,7 @@ pub fn run_edge(common: Common) -> anyhow::Result<()> {
             ws_edge::EdgeConfig {
                 listen: common.listen,
                 kafka,
+                token_secret: common.token_secret.clone(),
             },
             announce,
             shutdown_signal(stop),

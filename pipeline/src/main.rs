@@ -41,6 +41,10 @@ struct CommonArgs {
     /// Partitions of each topic pace creates (existing topics are left alone).
     #[arg(long, env = "PACE_PARTITIONS", default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..=1024))]
     partitions: i32,
+    /// The secret user tokens are signed with (see `pace token`); without
+    /// one the edge serves reads and takes no posts.
+    #[arg(long, env = "PACE_TOKEN_SECRET", hide_env_values = true)]
+    token_secret: Option<String>,
 }
 
 impl From<CommonArgs> for Common {
@@ -52,6 +56,7 @@ impl From<CommonArgs> for Common {
             workers: usize::from(a.workers),
             data_dir: a.data_dir,
             partitions: a.partitions,
+            token_secret: a.token_secret,
         }
     }
 }
@@ -84,6 +89,18 @@ enum Command {
     Edge {
         #[command(flatten)]
         common: CommonArgs,
+    },
+    /// Print a token for a user, signed with the token secret.
+    Token {
+        /// The user the token names.
+        #[arg(long)]
+        user: String,
+        /// How long it is valid, hours.
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: u64,
+        /// The secret tokens are signed with.
+        #[arg(long, env = "PACE_TOKEN_SECRET", hide_env_values = true)]
+        token_secret: String,
     },
     /// Produce recorded or generated input into Kafka.
     Replay {
@@ -134,6 +151,16 @@ fn main() -> ExitCode {
             }
         }
         Command::Pipeline { common } => app::run_pipeline(common.into()),
+        Command::Token {
+            user,
+            ttl_hours,
+            token_secret,
+        } => app::issue_token(&token_secret, &user, ttl_hours * 3600).map(|t| {
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{t}");
+            }
+        }),
         Command::Edge { common } => app::run_edge(common.into()),
         Command::Replay {
             common,

@@ -332,3 +332,25 @@ async fn pace_run_replays_an_irc_log_into_a_room() {
     assert_eq!(r.status(), 404);
     stop(child).await;
 }
+
+#[test]
+fn pace_token_issues_a_token_the_edge_accepts() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pace"))
+        .args(["token", "--user", "ann", "--ttl-hours", "1"])
+        .env("PACE_TOKEN_SECRET", "cli secret")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        ws_edge::auth::verify(Some("cli secret"), Some(token.trim())),
+        Ok("ann".to_string())
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_pace"))
+        .args(["token", "--user", "ann"])
+        .env_remove("PACE_TOKEN_SECRET")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--token-secret"));
+}

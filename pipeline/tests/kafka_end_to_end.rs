@@ -18,6 +18,8 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use schemas::{GpsPoint, StandingRow};
 
+const SECRET: &str = "end-to-end secret";
+
 const RACE: &str = r#"{"id":"e2e","name":"End to end","start":"2026-05-01T08:00:00Z",
   "kind":{"type":"course","polyline":[{"lat":59.0,"lon":18.0},{"lat":59.1,"lon":18.0}]}}"#;
 
@@ -98,6 +100,7 @@ async fn records_flow_to_views_dead_letters_and_archive() {
         ws_edge::EdgeConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             kafka: kafka.clone(),
+            token_secret: Some(SECRET.into()),
         },
         move |a| addr_tx.send(a).unwrap(),
         async move {

@@ -10,8 +10,11 @@
 //! Layout: `views.rs` the race cache and frame encoding, `rooms.rs` the rooms, `follow.rs` the changelog
 //! consumer, `server.rs` the routes, `static/index.html` the spectator page.
 
+pub mod auth;
 pub mod follow;
+pub mod post;
 pub mod rooms;
+pub mod rooms_http;
 pub mod server;
 pub mod views;
 

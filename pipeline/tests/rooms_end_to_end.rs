@@ -1,0 +1,384 @@
+//! Rooms through the whole stack on a real Apache Kafka broker: tokens,
+//! create, invite, join and post over the edge, the pipeline's
+//! `room_membership`, and the edge serving it back.
+//! - Two WebSocket clients; one disconnects while messages flow and resumes
+//!   with `since`: it gets exactly the missed messages, in order, once.
+//! - Forged, expired or missing tokens, a non-member, 5 KiB of text, an
+//!   invite-only room: clear error frames or statuses, and nothing reaches
+//!   Kafka.
+//! - A flood gets `rate_limited` frames, never silence.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::*;
+use futures_util::SinkExt;
+use ingest::KafkaConfig;
+use ingest::source::StaticConsumer;
+use pace_pipeline::runtime::{self, PipelineConfig};
+use schemas::ChatEvent;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const SECRET: &str = "rooms end-to-end secret";
+
+fn token(user: &str) -> String {
+    ws_edge::auth::issue(SECRET, user, ws_edge::auth::now_s(), 3600)
+}
+
+async fn connect(base: &str, room: &str, query: &str) -> Ws {
+    let url = format!("ws{}/ws/rooms/{room}?{query}", &base[4..]);
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+async fn send(ws: &mut Ws, frame: Value) {
+    ws.send(Message::text(frame.to_string())).await.unwrap();
+}
+
+/// The next frame that is not a delta (acks, errors, pongs); deltas are skipped.
+async fn reply(ws: &mut Ws) -> Value {
+    loop {
+        let f = next_frame(ws).await;
+        if f["type"] != "delta" {
+            return f;
+        }
+    }
+}
+
+/// Messages (seq, text) from frames until `n` have been seen.
+async fn messages(ws: &mut Ws, n: usize) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let f = next_frame(ws).await;
+        for m in f["messages"].as_array().into_iter().flatten() {
+            out.push((
+                m["seq"].as_u64().unwrap(),
+                m["text"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+/// Every event in the chat topic.
+fn chat_events(kafka: &KafkaConfig) -> Vec<ChatEvent> {
+    let mut c = StaticConsumer::new(kafka, "pace-test-reader", &kafka.topics.chat, 0, 1).unwrap();
+    let mut out = Vec::new();
+    let mut idle = 0;
+    while idle < 20 {
+        let batch = c.poll(1024);
+        if batch.is_empty() {
+            idle += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for r in batch {
+            idle = 0;
+            out.push(serde_json::from_slice(&r.payload).unwrap());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_post_resume_and_refuse() {
+    let prefix = unique_prefix("rooms");
+    let kafka = KafkaConfig::new(brokers()).with_topic_prefix(&prefix);
+    ingest::admin::ensure_topics(&kafka, 4).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut config = PipelineConfig::new(kafka.clone(), 2, dir.path().to_path_buf());
+    config.group = format!("{prefix}pipeline");
+    config.tick = Duration::from_millis(20);
+    let pipeline = {
+        let stop = stop.clone();
+        std::thread::spawn(move || runtime::run(config, stop))
+    };
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let (edge_stop_tx, edge_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let edge = tokio::spawn(ws_edge::serve(
+        ws_edge::EdgeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            kafka: kafka.clone(),
+            token_secret: Some(SECRET.into()),
+        },
+        move |a| addr_tx.send(a).unwrap(),
+        async move {
+            let _ = edge_stop_rx.await;
+        },
+    ));
+    let base = format!("http://{}", addr_rx.await.unwrap());
+    let http = reqwest::Client::new();
+    let bearer = |u: &str| format!("Bearer {}", token(u));
+
+    // ann creates a public room; the edge learns of it from the changelog.
+    let r = http
+        .post(format!("{base}/api/rooms"))
+        .header("authorization", bearer("ann"))
+        .json(&json!({"id": "lobby", "visibility": "public"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    eventually("lobby at the edge", Duration::from_secs(60), || async {
+        let rooms: Vec<Value> = http
+            .get(format!("{base}/api/rooms"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        rooms.iter().any(|r| r["id"] == "lobby").then_some(())
+    })
+    .await;
+    let r = http
+        .post(format!("{base}/api/rooms"))
+        .header("authorization", bearer("bob"))
+        .json(&json!({"id": "lobby", "visibility": "public"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409, "it exists");
+
+    // Two clients; bob joins.
+    let mut ann = connect(&base, "lobby", &format!("token={}", token("ann"))).await;
+    let mut bob = connect(&base, "lobby", &format!("token={}", token("bob"))).await;
+    assert_eq!(next_frame(&mut ann).await["type"], "snapshot");
+    assert_eq!(next_frame(&mut bob).await["type"], "snapshot");
+    send(&mut bob, json!({"type": "join"})).await;
+    assert_eq!(
+        reply(&mut bob).await,
+        json!({"type": "ack", "op": "join", "client_msg_id": null})
+    );
+    for i in 1..=3 {
+        send(
+            &mut ann,
+            json!({"type": "post", "text": format!("m{i}"), "client_msg_id": format!("a{i}")}),
+        )
+        .await;
+        assert_eq!(reply(&mut ann).await["op"], "post");
+    }
+    let seen = messages(&mut bob, 3).await;
+    assert_eq!(seen, [(1, "m1".into()), (2, "m2".into()), (3, "m3".into())]);
+    // bob goes away; four more messages; bob resumes from seq 3.
+    bob.close(None).await.unwrap();
+    for i in 4..=7 {
+        send(&mut ann, json!({"type": "post", "text": format!("m{i}")})).await;
+        assert_eq!(reply(&mut ann).await["op"], "post");
+    }
+    eventually(
+        "seven messages at the edge",
+        Duration::from_secs(60),
+        || async {
+            let rooms: Vec<Value> = http
+                .get(format!("{base}/api/rooms"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            rooms
+                .iter()
+                .any(|r| r["id"] == "lobby" && r["last_seq"] == 7)
+                .then_some(())
+        },
+    )
+    .await;
+    let mut bob = connect(&base, "lobby", &format!("since=3&token={}", token("bob"))).await;
+    let snapshot = next_frame(&mut bob).await;
+    let missed: Vec<(u64, String)> = snapshot["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["seq"].as_u64().unwrap(),
+                m["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        missed,
+        (4..=7).map(|i| (i, format!("m{i}"))).collect::<Vec<_>>()
+    );
+    // bob may post again on this connection (a member since his join).
+    send(&mut bob, json!({"type": "post", "text": "back"})).await;
+    assert_eq!(reply(&mut bob).await["op"], "post");
+
+    // Refusals.
+    let forged = {
+        let (a, b) = (token("ann"), token("mallory"));
+        let parts = |t: &str| t.split('.').map(String::from).collect::<Vec<_>>();
+        format!("{}.{}.{}", parts(&b)[0], parts(&b)[1], parts(&a)[2])
+    };
+    let mut m = connect(&base, "lobby", &format!("token={forged}")).await;
+    let f = next_frame(&mut m).await;
+    assert_eq!(
+        (f["type"].as_str(), f["code"].as_str()),
+        (Some("error"), Some("unauthorized"))
+    );
+    let expired = ws_edge::auth::issue(SECRET, "ann", ws_edge::auth::now_s() - 7200, 3600);
+    let mut e = connect(&base, "lobby", &format!("token={expired}")).await;
+    let f = next_frame(&mut e).await;
+    assert_eq!(f["code"], "unauthorized");
+    assert!(f["message"].as_str().unwrap().contains("expired"));
+    let mut anon = connect(&base, "lobby", "").await;
+    assert_eq!(
+        next_frame(&mut anon).await["type"],
+        "snapshot",
+        "anyone may read a public room"
+    );
+    send(
+        &mut anon,
+        json!({"type": "post", "text": "REFUSED-anonymous"}),
+    )
+    .await;
+    assert_eq!(reply(&mut anon).await["code"], "unauthorized");
+    let mut carol = connect(&base, "lobby", &format!("token={}", token("carol"))).await;
+    next_frame(&mut carol).await;
+    send(
+        &mut carol,
+        json!({"type": "post", "text": "REFUSED-not-a-member"}),
+    )
+    .await;
+    assert_eq!(reply(&mut carol).await["code"], "not_member");
+    send(
+        &mut ann,
+        json!({"type": "post", "text": format!("REFUSED-{}", "x".repeat(5000))}),
+    )
+    .await;
+    let f = reply(&mut ann).await;
+    assert_eq!(f["code"], "invalid");
+    assert!(f["message"].as_str().unwrap().contains("text"), "{f}");
+    send(
+        &mut ann,
+        json!({"type": "shout", "text": "REFUSED-bad-frame"}),
+    )
+    .await;
+    assert_eq!(reply(&mut ann).await["code"], "bad_frame");
+
+    // An invite-only room: closed to carol until ann invites her.
+    let r = http
+        .post(format!("{base}/api/rooms"))
+        .header("authorization", bearer("ann"))
+        .json(&json!({"id": "secret", "visibility": "invite_only"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    eventually("secret at the edge", Duration::from_secs(60), || async {
+        let r = http
+            .get(format!("{base}/api/rooms/secret/members"))
+            .header("authorization", bearer("ann"))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    let r = http
+        .get(format!("{base}/api/rooms/secret/members"))
+        .header("authorization", bearer("carol"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .get(format!("{base}/api/rooms/secret/messages"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "not to anonymous readers either");
+    let mut c2 = connect(&base, "secret", &format!("token={}", token("carol"))).await;
+    assert_eq!(next_frame(&mut c2).await["code"], "forbidden");
+    let r = http
+        .post(format!("{base}/api/rooms/secret/invites"))
+        .header("authorization", bearer("carol"))
+        .json(&json!({"user": "carol"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "only members invite");
+    let r = http
+        .post(format!("{base}/api/rooms/secret/invites"))
+        .header("authorization", bearer("ann"))
+        .json(&json!({"user": "carol"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    eventually("carol invited", Duration::from_secs(60), || async {
+        let r = http
+            .get(format!("{base}/api/rooms/secret/members"))
+            .header("authorization", bearer("carol"))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    let mut c3 = connect(&base, "secret", &format!("token={}", token("carol"))).await;
+    assert_eq!(next_frame(&mut c3).await["type"], "snapshot");
+    send(&mut c3, json!({"type": "join"})).await;
+    assert_eq!(reply(&mut c3).await["op"], "join");
+
+    // A flood on a fresh connection (the limit is per connection): every
+    // post is acked or refused as rate_limited.
+    let mut ann = connect(&base, "lobby", &format!("token={}", token("ann"))).await;
+    assert_eq!(next_frame(&mut ann).await["type"], "snapshot");
+    for i in 0..25 {
+        send(
+            &mut ann,
+            json!({"type": "post", "text": format!("flood {i}")}),
+        )
+        .await;
+    }
+    let (mut acked, mut limited) = (0, 0);
+    for _ in 0..25 {
+        let f = reply(&mut ann).await;
+        match f["type"].as_str() {
+            Some("ack") => acked += 1,
+            Some("error") => {
+                assert_eq!(f["code"], "rate_limited", "{f}");
+                limited += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        acked >= 10 && limited >= 1 && acked + limited == 25,
+        "{acked} + {limited}"
+    );
+
+    // Nothing refused reached Kafka.
+    let events = tokio::task::spawn_blocking({
+        let kafka = kafka.clone();
+        move || chat_events(&kafka)
+    })
+    .await
+    .unwrap();
+    assert!(events.iter().any(|e| e.text.as_deref() == Some("m7")));
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.text.as_deref().is_some_and(|t| t.starts_with("REFUSED"))),
+        "a refused post reached Kafka"
+    );
+    assert!(!events.iter().any(|e| e.user == "mallory"));
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.text.as_deref().is_some_and(|t| t.starts_with("flood")))
+            .count(),
+        acked
+    );
+
+    let _ = edge_stop_tx.send(());
+    edge.await.unwrap().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    pipeline.join().unwrap().unwrap();
+}
