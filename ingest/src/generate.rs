@@ -4,6 +4,10 @@
 //! varied pace, with GPS noise of a few metres and occasional dropouts. Each
 //! call of [`DemoRace::tick`] advances the race by one second. When everyone
 //! has finished, [`run_demo`] starts the next race.
+//!
+//! And the built-in chat ([`DemoChat`], [`run_chat_demo`]): a public room
+//! `lobby` where a handful of spectators join, talk about the race, and now
+//! and then leave and come back.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +16,10 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use schemas::{GpsPoint, LatLon, Participant, RaceDefinition, RaceKind, Timestamp};
+use schemas::{
+    ChatEvent, ChatKind, GpsPoint, LatLon, Participant, RaceDefinition, RaceKind, Timestamp,
+    Visibility,
+};
 
 use crate::producer::TrackedProducer;
 use crate::{IngestError, KafkaConfig};
@@ -267,6 +274,115 @@ pub fn run_demo(
         .expect("spawn demo thread")
 }
 
+/// The built-in chat room.
+pub const DEMO_ROOM: &str = "lobby";
+
+const CHATTERS: [&str; 6] = ["ada", "bo", "chen", "dee", "eli", "fay"];
+const LINES: [&str; 10] = [
+    "who is leading?",
+    "bib 12 is flying today",
+    "that last lap was quick",
+    "anyone at the finish line?",
+    "gap is closing",
+    "go go go!",
+    "nice pacing",
+    "the wind picked up",
+    "what a race",
+    "see you at the next one",
+];
+
+/// The built-in chat: events of room [`DEMO_ROOM`], one tick a second.
+pub struct DemoChat {
+    rng: StdRng,
+    present: Vec<bool>,
+    started: bool,
+    n: u64,
+}
+
+impl DemoChat {
+    /// A chat whose randomness `seed` fixes.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            rng: StdRng::seed_from_u64(seed),
+            present: vec![false; CHATTERS.len()],
+            started: false,
+            n: 0,
+        }
+    }
+
+    /// The events of the next second at `now`: the room's creation first,
+    /// then joins, leaves and messages of whoever is present.
+    pub fn tick(&mut self, now: Timestamp) -> Vec<ChatEvent> {
+        let event = |user: &str, kind: ChatKind| ChatEvent {
+            room: DEMO_ROOM.into(),
+            user: user.into(),
+            kind,
+            text: None,
+            client_msg_id: None,
+            visibility: None,
+            invitee: None,
+            time: now,
+        };
+        let mut out = Vec::new();
+        if !self.started {
+            self.started = true;
+            out.push(ChatEvent {
+                visibility: Some(Visibility::Public),
+                ..event("pace", ChatKind::Create)
+            });
+        }
+        let who = self.rng.random_range(0..CHATTERS.len());
+        let user = CHATTERS[who];
+        if !self.present[who] {
+            if self.rng.random_bool(0.3) {
+                self.present[who] = true;
+                out.push(event(user, ChatKind::Join));
+            }
+        } else if self.rng.random_bool(0.03) {
+            self.present[who] = false;
+            out.push(event(user, ChatKind::Leave));
+        } else if self.rng.random_bool(0.4) {
+            self.n += 1;
+            out.push(ChatEvent {
+                text: Some(LINES[self.rng.random_range(0..LINES.len())].into()),
+                client_msg_id: Some(format!("demo-{}", self.n)),
+                ..event(user, ChatKind::Message)
+            });
+        }
+        out
+    }
+}
+
+/// Produces the built-in chat in real time (one tick a second) until `stop`.
+pub fn run_chat_demo(
+    config: KafkaConfig,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<Result<(), IngestError>> {
+    std::thread::Builder::new()
+        .name("pace-chat-demo".into())
+        .spawn(move || {
+            let producer = TrackedProducer::new(&config)?;
+            let mut chat = DemoChat::new(Timestamp::now().0 as u64);
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                for e in chat.tick(Timestamp::now()) {
+                    let payload = serde_json::to_vec(&e).expect("serializable");
+                    producer.send(
+                        &config.topics.chat,
+                        Some(e.room.as_bytes()),
+                        &payload,
+                        &[],
+                        0,
+                    )?;
+                }
+                next += Duration::from_secs(1);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+            producer.flush(Duration::from_secs(10))
+        })
+        .expect("spawn chat demo thread")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +409,23 @@ mod tests {
         }
         // 10.4 km at 2.6..5.2 m/s, fading: between about 33 and 90 minutes.
         assert!((1_800..5_400).contains(&ticks), "{ticks}");
+    }
+
+    #[test]
+    fn demo_chat_creates_its_room_then_talks() {
+        let mut chat = DemoChat::new(5);
+        let t = Timestamp(1_780_000_000_000);
+        let events: Vec<ChatEvent> = (0..600).flat_map(|_| chat.tick(t)).collect();
+        assert_eq!(events[0].kind, ChatKind::Create);
+        for e in &events {
+            e.validate().unwrap();
+        }
+        let said = events
+            .iter()
+            .filter(|e| e.kind == ChatKind::Message)
+            .count();
+        assert!(said > 100, "{said}");
+        assert!(events.iter().any(|e| e.kind == ChatKind::Leave));
     }
 
     #[test]

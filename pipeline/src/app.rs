@@ -127,6 +127,9 @@ pub fn run_all(
         None => (demo_participants > 0)
             .then(|| ingest::generate::run_demo(kafka.clone(), demo_participants, stop.clone())),
     };
+    // The built-in chat runs beside the race (not beside a recorded replay).
+    let chat_demo = (replay.is_none() && demo_participants > 0)
+        .then(|| ingest::generate::run_chat_demo(kafka.clone(), stop.clone()));
     let pipeline = start_pipeline(
         PipelineConfig::new(kafka.clone(), common.workers, common.data_dir.clone()),
         stop.clone(),
@@ -144,6 +147,9 @@ pub fn run_all(
     let pipeline = pipeline.join().expect("pipeline thread");
     if let Some(d) = demo {
         d.join().expect("demo thread").context("demo race")?;
+    }
+    if let Some(c) = chat_demo {
+        c.join().expect("chat demo thread").context("demo chat")?;
     }
     edge.context("edge")?;
     pipeline

@@ -1,5 +1,5 @@
 //! The `pace` command line: every command and flag is described, and
-//! `pace run` (embedded broker, built-in race) serves standings that move,
+//! `pace run` (embedded broker, built-in race and chat) serves standings that move and a chat,
 //! over HTTP and WebSocket, then stops cleanly on SIGTERM; `pace run
 //! --replay f1:DIR` replays a recorded season through the broker into the
 //! splits view.
@@ -204,6 +204,23 @@ async fn pace_run_serves_moving_standings_and_stops_cleanly() {
             .status(),
         404
     );
+
+    // The built-in chat talks in its lobby.
+    eventually("the built-in chat", Duration::from_secs(60), || async {
+        let rooms: Vec<Value> = http
+            .get(format!("{base}/api/rooms"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        rooms
+            .iter()
+            .any(|r| r["id"] == "lobby" && r["last_seq"].as_u64() > Some(0))
+            .then_some(())
+    })
+    .await;
 
     // SIGTERM: a clean exit.
     stop(child).await;
