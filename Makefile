@@ -40,9 +40,10 @@ lint: ## format check and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-tools: $(VENV)/.installed ## what tests need beyond Rust: Java 17, Maven, Python with DuckDB and pyarrow
+tools: $(VENV)/.installed ## what tests need beyond Rust: Java 17, Maven, GNU bc, Python with DuckDB and pyarrow
 	@command -v java >/dev/null || { echo "java 17 is needed (apt-get install openjdk-17-jre-headless)"; exit 1; }
 	@command -v mvn >/dev/null || { echo "installing maven"; apt-get install -y -q maven >/dev/null; }
+	@command -v bc >/dev/null || { echo "installing bc"; apt-get install -y -q bc >/dev/null; }
 	$(KAFKA) fetch
 
 $(VENV)/.installed:
