@@ -29,8 +29,8 @@ use ingest::producer::TrackedProducer;
 use ingest::source::{DeadLetter, Envelope, StaticConsumer, decode};
 use ingest::{KafkaConfig, error_chain};
 use schemas::{
-    ChatEvent, GpsPoint, RaceDefinition, RoomChange, Split, SplitKey, StandingRow, StandingsChange,
-    Timestamp, TimingCrossing, Validate,
+    CalcTask, ChatEvent, GpsPoint, RaceDefinition, RoomChange, Split, SplitKey, StandingRow,
+    StandingsChange, Timestamp, TimingCrossing, Validate,
 };
 use serde::de::DeserializeOwned;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -40,6 +40,7 @@ use timely::dataflow::operators::{Capability, Concat, OkErr, Probe};
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 use timely::scheduling::{Activator, SyncActivator};
 
+use crate::jobs::calc::calc_results;
 use crate::jobs::hash;
 use crate::jobs::rooms::{RoomRow, room_membership};
 use crate::jobs::standings::{SplitRow, Standing, crossing, definition, fix, race_standings};
@@ -58,6 +59,9 @@ enum ViewRow {
 
 /// A change of a race view, as differential emits it.
 type StandingsUpdate = ((String, ViewRow), Time, isize);
+
+/// A change of the results view, as differential emits it.
+type ResultUpdate = ((String, schemas::TaskResult), Time, isize);
 
 /// A change of a room view, as differential emits it.
 type RoomUpdate = ((String, RoomRow), Time, isize);
@@ -218,6 +222,7 @@ fn run_worker(
     let timing_consumer = consumer(&topics.timing)?;
     let races_consumer = consumer(&topics.races)?;
     let chat_consumer = consumer(&topics.chat)?;
+    let calc_consumer = consumer(&topics.calc)?;
     let producer = Rc::new(TrackedProducer::new(&config.kafka).map_err(|e| error_chain(&e))?);
     let probe = ProbeHandle::<Time>::new();
 
@@ -230,6 +235,9 @@ fn run_worker(
         let (chat, chat_act) =
             kafka_source::<ChatEvent>(scope, chat_consumer, config, shared, &probe);
         let (chat_ok, chat_err) = chat.ok_err(|r| r);
+        let (calc, calc_act) =
+            kafka_source::<CalcTask>(scope, calc_consumer, config, shared, &probe);
+        let (calc_ok, calc_err) = calc.ok_err(|r| r);
         let (gps_ok, gps_err) = gps.ok_err(|r| r);
         let (timing_ok, timing_err) = timing.ok_err(|r| r);
         let (races_ok, races_err) = races.ok_err(|r| r);
@@ -240,7 +248,8 @@ fn run_worker(
                 gps_err
                     .concat(timing_err)
                     .concat(races_err)
-                    .concat(chat_err),
+                    .concat(chat_err)
+                    .concat(calc_err),
                 Pipeline,
                 "DeadLetters",
                 |_| None,
@@ -343,11 +352,36 @@ fn run_worker(
             )
         };
 
+        let submissions =
+            stamp(calc_ok.map(|e: Envelope<CalcTask>| (e.record.id.clone(), (e.offset, e.record))))
+                .as_collection();
+        let results = {
+            let topics = topics.clone();
+            kafka_sink(
+                calc_results(submissions).inner,
+                Exchange::new(|u: &ResultUpdate| hash(&(u.0).0)),
+                "ResultsChangelog",
+                |u: &ResultUpdate| Some(u.1),
+                (&producer, shared, config.tick),
+                move |producer, updates, ticket| {
+                    // A result only appears: the first submission of an id
+                    // stays the first.
+                    updates
+                        .iter()
+                        .filter(|u| u.2 > 0)
+                        .try_for_each(|((_, r), _, _)| {
+                            sinks::kafka::send_task_result(producer, &topics, r, ticket)
+                        })
+                },
+            )
+        };
+
         dlq.concat(archive)
             .concat(changelog)
             .concat(rooms)
+            .concat(results)
             .probe_with(&probe);
-        [gps_act, timing_act, races_act, chat_act]
+        [gps_act, timing_act, races_act, chat_act, calc_act]
     });
 
     let frontier_gauge = observability::metrics()

@@ -10,15 +10,10 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
 use futures_util::SinkExt;
-use ingest::KafkaConfig;
-use ingest::source::StaticConsumer;
-use pace_pipeline::runtime::{self, PipelineConfig};
 use schemas::ChatEvent;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -63,53 +58,10 @@ async fn messages(ws: &mut Ws, n: usize) -> Vec<(u64, String)> {
     out
 }
 
-/// Every event in the chat topic.
-fn chat_events(kafka: &KafkaConfig) -> Vec<ChatEvent> {
-    let mut c = StaticConsumer::new(kafka, "pace-test-reader", &kafka.topics.chat, 0, 1).unwrap();
-    let mut out = Vec::new();
-    let mut idle = 0;
-    while idle < 20 {
-        let batch = c.poll(1024);
-        if batch.is_empty() {
-            idle += 1;
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        for r in batch {
-            idle = 0;
-            out.push(serde_json::from_slice(&r.payload).unwrap());
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_post_resume_and_refuse() {
-    let prefix = unique_prefix("rooms");
-    let kafka = KafkaConfig::new(brokers()).with_topic_prefix(&prefix);
-    ingest::admin::ensure_topics(&kafka, 4).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut config = PipelineConfig::new(kafka.clone(), 2, dir.path().to_path_buf());
-    config.group = format!("{prefix}pipeline");
-    config.tick = Duration::from_millis(20);
-    let pipeline = {
-        let stop = stop.clone();
-        std::thread::spawn(move || runtime::run(config, stop))
-    };
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let (edge_stop_tx, edge_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let edge = tokio::spawn(ws_edge::serve(
-        ws_edge::EdgeConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            kafka: kafka.clone(),
-            token_secret: Some(SECRET.into()),
-        },
-        move |a| addr_tx.send(a).unwrap(),
-        async move {
-            let _ = edge_stop_rx.await;
-        },
-    ));
-    let base = format!("http://{}", addr_rx.await.unwrap());
+    let stack = Stack::start("rooms", SECRET).await;
+    let (base, kafka) = (stack.base.clone(), stack.kafka.clone());
     let http = reqwest::Client::new();
     let bearer = |u: &str| format!("Bearer {}", token(u));
 
@@ -355,12 +307,11 @@ async fn rooms_post_resume_and_refuse() {
     );
 
     // Nothing refused reached Kafka.
-    let events = tokio::task::spawn_blocking({
-        let kafka = kafka.clone();
-        move || chat_events(&kafka)
-    })
-    .await
-    .unwrap();
+    let topic = kafka.topics.chat.clone();
+    let events: Vec<ChatEvent> = tokio::task::block_in_place(|| stack.read_topic(&topic))
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
     assert!(events.iter().any(|e| e.text.as_deref() == Some("m7")));
     assert!(
         !events
@@ -377,8 +328,5 @@ async fn rooms_post_resume_and_refuse() {
         acked
     );
 
-    let _ = edge_stop_tx.send(());
-    edge.await.unwrap().unwrap();
-    stop.store(true, Ordering::SeqCst);
-    pipeline.join().unwrap().unwrap();
+    stack.stop().await;
 }

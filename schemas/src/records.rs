@@ -474,7 +474,7 @@ impl Validate for ChatEvent {
 }
 
 /// An arithmetic task (topic `pace.calc`, keyed by id).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CalcTask {
     /// Task id; submitting the same id twice yields one result.

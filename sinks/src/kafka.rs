@@ -6,7 +6,7 @@ use schemas::topics::{
     DLQ_MAX_PAYLOAD_BYTES, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER,
     DLQ_TOPIC_HEADER, DLQ_TRUNCATED_HEADER,
 };
-use schemas::{RoomChange, StandingsChange, Topics};
+use schemas::{RoomChange, StandingsChange, TaskResult, Topics};
 
 use crate::SinkError;
 
@@ -78,6 +78,23 @@ pub fn send_room_change(
         "rooms",
         &change.room,
         change,
+        ticket,
+    )
+}
+
+/// Sends one task result to the results changelog, keyed by task id.
+pub fn send_task_result(
+    producer: &TrackedProducer,
+    topics: &Topics,
+    result: &TaskResult,
+    ticket: Ticket,
+) -> Result<(), SinkError> {
+    send_view_change(
+        producer,
+        &topics.results,
+        "results",
+        &result.id,
+        result,
         ticket,
     )
 }

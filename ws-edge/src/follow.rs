@@ -1,5 +1,5 @@
 //! Follows the changelog topics into the edge's [`Views`]: every partition
-//! of `pace.races`, `pace.standings` and `pace.rooms` from the beginning, so a new edge
+//! of `pace.races`, `pace.standings`, `pace.rooms` and `pace.results` from the beginning, so a new edge
 //! rebuilds the whole view. It uses no consumer group offsets: an edge holds
 //! nothing that needs them.
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ingest::KafkaConfig;
 use ingest::source::StaticConsumer;
-use schemas::{RaceDefinition, RoomChange, StandingsChange};
+use schemas::{RaceDefinition, RoomChange, StandingsChange, TaskResult};
 
 use crate::views::Views;
 
@@ -24,6 +24,7 @@ pub fn follow(
     let mut races = StaticConsumer::new(config, &group, &config.topics.races, 0, 1)?;
     let mut standings = StaticConsumer::new(config, &group, &config.topics.standings, 0, 1)?;
     let mut rooms = StaticConsumer::new(config, &group, &config.topics.rooms, 0, 1)?;
+    let mut results = StaticConsumer::new(config, &group, &config.topics.results, 0, 1)?;
     let handle = std::thread::Builder::new()
         .name("pace-edge-follow".into())
         .spawn(move || {
@@ -38,7 +39,11 @@ pub fn follow(
                 let me = me.clone();
                 move || me.unpark()
             });
-            rooms.on_ready(move || me.unpark());
+            rooms.on_ready({
+                let me = me.clone();
+                move || me.unpark()
+            });
+            results.on_ready(move || me.unpark());
             while !stop.load(Ordering::Relaxed) {
                 let mut idle = true;
                 for raw in races.poll(1024) {
@@ -61,6 +66,13 @@ pub fn follow(
                     match serde_json::from_slice::<RoomChange>(&raw.payload) {
                         Ok(change) => views.rooms.apply(change),
                         Err(e) => tracing::error!(offset = raw.offset, error = %e, "bad room change"),
+                    }
+                }
+                for raw in results.poll(1024) {
+                    idle = false;
+                    match serde_json::from_slice::<TaskResult>(&raw.payload) {
+                        Ok(r) => views.tasks.apply(r),
+                        Err(e) => tracing::error!(offset = raw.offset, error = %e, "bad task result"),
                     }
                 }
                 if idle {

@@ -16,6 +16,7 @@ pub mod post;
 pub mod rooms;
 pub mod rooms_http;
 pub mod server;
+pub mod tasks;
 pub mod views;
 
 pub use server::{EdgeConfig, serve};

@@ -1,6 +1,6 @@
-//! Chat input through the edge: who a request is (tokens), and producing
-//! its events to `pace.chat`, acknowledged by the broker before the client
-//! is told. Nothing that fails a check reaches Kafka.
+//! Input through the edge: who a request is (tokens), and producing chat
+//! events to `pace.chat` and calc tasks to `pace.calc`, acknowledged by the
+//! broker before the client is told. Nothing that fails a check reaches Kafka.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ pub struct ChatInput {
     secret: Option<String>,
     producer: FutureProducer,
     topic: String,
+    calc_topic: String,
 }
 
 impl ChatInput {
@@ -33,6 +34,7 @@ impl ChatInput {
             secret,
             producer,
             topic: config.topics.chat.clone(),
+            calc_topic: config.topics.calc.clone(),
         })
     }
 
@@ -67,13 +69,26 @@ impl ChatInput {
     /// Validates `event` and produces it, keyed by room; returns once the
     /// broker has it. A refused event is not sent.
     pub async fn send(&self, event: &ChatEvent) -> Result<(), SendError> {
-        event
+        self.produce(&self.topic, &event.room, event).await
+    }
+
+    /// Validates `task` and produces it, keyed by id; returns once the
+    /// broker has it. A refused task is not sent.
+    pub async fn submit(&self, task: &schemas::CalcTask) -> Result<(), SendError> {
+        self.produce(&self.calc_topic, &task.id, task).await
+    }
+
+    async fn produce<R: Validate + serde::Serialize>(
+        &self,
+        topic: &str,
+        key: &str,
+        record: &R,
+    ) -> Result<(), SendError> {
+        record
             .validate()
             .map_err(|e| SendError::Invalid(e.to_string()))?;
-        let payload = serde_json::to_vec(event).expect("chat events serialize");
-        let record = FutureRecord::to(&self.topic)
-            .key(event.room.as_str())
-            .payload(&payload);
+        let payload = serde_json::to_vec(record).expect("input records serialize");
+        let record = FutureRecord::to(topic).key(key).payload(&payload);
         self.producer
             .send(record, Duration::from_secs(10))
             .await

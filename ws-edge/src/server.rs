@@ -10,6 +10,7 @@
 //! | `GET /api/races/{id}/standings` | rows in rank order; `X-Pace-Seq` header |
 //! | `GET /api/races/{id}/splits` | `[{participant, split, time, position}]` by split, then position; `X-Pace-Seq` header |
 //! | `/api/rooms…`, `WS /ws/rooms/{id}` | see `rooms_http.rs` |
+//! | `/api/tasks…`, `WS /ws/tasks/{id}` | see `tasks.rs` |
 //! | `WS /ws/races/{id}` | `{"type":"snapshot","seq":N,"rows":[…],"splits":[…]}`, then `{"type":"delta","seq":N+1,…}`, … |
 //!
 //! Errors are JSON `{"error": …}` with a 4xx status, or an error frame on a
@@ -127,12 +128,28 @@ pub fn routes(
         .unify()
         .or(splits)
         .unify()
-        .or(crate::rooms_http::routes(views.clone(), chat))
+        .or(crate::rooms_http::routes(views.clone(), chat.clone()))
+        .unify()
+        .or(crate::tasks::routes(views.clone(), chat))
         .unify()
         .or(ws)
         .unify()
         .recover(|r: warp::Rejection| async move {
-            let (status, msg) = if r.is_not_found() {
+            // Body errors first: a POST route's rejection may come with the
+            // GET routes' "method not allowed" for the same path.
+            let (status, msg) = if r.find::<warp::reject::PayloadTooLarge>().is_some() {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the body is too large".to_owned(),
+                )
+            } else if let Some(e) = r.find::<warp::filters::body::BodyDeserializeError>() {
+                (StatusCode::BAD_REQUEST, e.to_string())
+            } else if r.find::<warp::reject::UnsupportedMediaType>().is_some() {
+                (
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "the body must be JSON".to_owned(),
+                )
+            } else if r.is_not_found() {
                 (StatusCode::NOT_FOUND, "not found".to_owned())
             } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
                 (

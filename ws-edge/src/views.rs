@@ -106,6 +106,8 @@ pub struct Views {
     races: RwLock<BTreeMap<String, RaceView>>,
     /// The rooms.
     pub rooms: crate::rooms::Rooms,
+    /// The calc results.
+    pub tasks: crate::tasks::Tasks,
 }
 
 impl Views {

@@ -82,3 +82,88 @@ pub async fn next_frame(ws: &mut Ws) -> Value {
         .unwrap();
     serde_json::from_str(msg.to_text().unwrap()).unwrap()
 }
+
+/// The pipeline and an edge on the real broker, under a topic prefix of
+/// their own.
+pub struct Stack {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Brokers and the prefixed topics.
+    pub kafka: ingest::KafkaConfig,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pipeline: std::thread::JoinHandle<Result<(), pace_pipeline::runtime::PipelineError>>,
+    edge_stop: tokio::sync::oneshot::Sender<()>,
+    edge: tokio::task::JoinHandle<Result<(), ws_edge::EdgeError>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// Starts both, the edge checking tokens with `secret`.
+    pub async fn start(test: &str, secret: &str) -> Stack {
+        let prefix = unique_prefix(test);
+        let kafka = ingest::KafkaConfig::new(brokers()).with_topic_prefix(&prefix);
+        ingest::admin::ensure_topics(&kafka, 4).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut config =
+            pace_pipeline::runtime::PipelineConfig::new(kafka.clone(), 2, dir.path().to_path_buf());
+        config.group = format!("{prefix}pipeline");
+        config.tick = Duration::from_millis(20);
+        let pipeline = {
+            let stop = stop.clone();
+            std::thread::spawn(move || pace_pipeline::runtime::run(config, stop))
+        };
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let (edge_stop, edge_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let edge = tokio::spawn(ws_edge::serve(
+            ws_edge::EdgeConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                kafka: kafka.clone(),
+                token_secret: Some(secret.into()),
+            },
+            move |a| addr_tx.send(a).unwrap(),
+            async move {
+                let _ = edge_stop_rx.await;
+            },
+        ));
+        let base = format!("http://{}", addr_rx.await.unwrap());
+        Stack {
+            base,
+            kafka,
+            stop,
+            pipeline,
+            edge_stop,
+            edge,
+            _dir: dir,
+        }
+    }
+
+    /// Stops both cleanly.
+    pub async fn stop(self) {
+        let _ = self.edge_stop.send(());
+        self.edge.await.unwrap().unwrap();
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.pipeline.join().unwrap().unwrap();
+    }
+
+    /// Every record of `topic`, from the start, as JSON.
+    pub fn read_topic(&self, topic: &str) -> Vec<Value> {
+        let mut c =
+            ingest::source::StaticConsumer::new(&self.kafka, "pace-test-reader", topic, 0, 1)
+                .unwrap();
+        let mut out = Vec::new();
+        let mut idle = 0;
+        while idle < 20 {
+            let batch = c.poll(1024);
+            if batch.is_empty() {
+                idle += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            for r in batch {
+                idle = 0;
+                out.push(serde_json::from_slice(&r.payload).unwrap());
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,90 @@
+//! `calc_results` against its sequential reference: seeded random tasks,
+//! some ids submitted more than once, delivered over rounds, with 1 and 4
+//! workers: one result per id, the first submission's, evaluated.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use differential_dataflow::input::Input;
+use pace_pipeline::jobs::calc::{Submission, calc_results, result_of};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use schemas::{CalcTask, TaskResult, TaskStatus, Timestamp};
+use timely::dataflow::operators::Capture;
+use timely::dataflow::operators::capture::Extract;
+
+fn run(rounds: &[Vec<Submission>], workers: usize) -> BTreeMap<String, TaskResult> {
+    let (send, recv) = std::sync::mpsc::channel();
+    let send = Arc::new(Mutex::new(send));
+    let rounds = rounds.to_vec();
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let send = send.lock().unwrap().clone();
+        let mut input = worker.dataflow::<u64, _, _>(|scope| {
+            let (handle, tasks) = scope.new_collection::<Submission, isize>();
+            calc_results(tasks).inner.capture_into(send);
+            handle
+        });
+        let (index, peers) = (worker.index(), worker.peers());
+        for (round, list) in rounds.iter().enumerate() {
+            for (i, s) in list.iter().enumerate() {
+                if i % peers == index {
+                    input.insert(s.clone());
+                }
+            }
+            input.advance_to(round as u64 + 1);
+        }
+    })
+    .unwrap();
+    let mut updates: Vec<_> = recv
+        .extract()
+        .into_iter()
+        .flat_map(|(_, u)| u)
+        .map(|(d, _, r)| (d, 0u64, r))
+        .collect();
+    differential_dataflow::consolidation::consolidate_updates(&mut updates);
+    updates
+        .into_iter()
+        .map(|((id, r), _, diff)| {
+            assert_eq!(diff, 1);
+            (id, r)
+        })
+        .collect()
+}
+
+#[test]
+fn one_result_per_id_the_first_submissions() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let exprs = [
+        "1 + 1",
+        "2^10",
+        "1/0",
+        "sqrt(2)",
+        "max(3, 4, 5)",
+        "(((",
+        "-2^2",
+        "ln(0)",
+    ];
+    let mut rounds: Vec<Vec<Submission>> = vec![Vec::new(); 5];
+    let mut offset = 0;
+    let mut reference: BTreeMap<String, TaskResult> = BTreeMap::new();
+    for i in 0..400 {
+        let id = format!("t{}", rng.random_range(0..250));
+        let task = CalcTask {
+            id: id.clone(),
+            expression: exprs[rng.random_range(0..exprs.len())].into(),
+            time: Timestamp(1_780_000_000_000 + i),
+        };
+        offset += 1;
+        reference
+            .entry(id.clone())
+            .or_insert_with(|| result_of(&task));
+        // An id's submissions keep their order (one partition).
+        let round = (i as usize * 5) / 400;
+        rounds[round].push((id, (offset, task)));
+    }
+    assert!(reference.values().any(|r| r.status == TaskStatus::Failed));
+    assert_eq!(reference["t0"].id, "t0");
+    for workers in [1, 4] {
+        assert_eq!(run(&rounds, workers), reference, "{workers} workers");
+    }
+}

@@ -1,0 +1,124 @@
+//! Calculation tasks through the whole stack on a real Apache Kafka broker:
+//! submitted over HTTP, evaluated by `calc_results` in the pipeline, fetched
+//! and pushed by the edge; bad requests get 4xx JSON errors and nothing is
+//! enqueued.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_submit_fetch_push_and_refuse() {
+    let stack = Stack::start("tasks", "tasks secret").await;
+    let base = stack.base.clone();
+    let http = reqwest::Client::new();
+    let post = |body: String| {
+        let (http, url) = (http.clone(), format!("{base}/api/tasks"));
+        async move {
+            let r = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+
+    // A task with our id, and one with an id the edge makes up.
+    let (status, body) = post(json!({"id": "sum", "expression": "1 + 1"}).to_string()).await;
+    assert_eq!((status, body), (202, json!({"id": "sum"})));
+    let (status, body) = post(json!({"expression": "2^3^2 / 0"}).to_string()).await;
+    assert_eq!(status, 202);
+    let made_up = body["id"].as_str().unwrap().to_owned();
+    // A push subscriber for a task not submitted yet.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws{}/ws/tasks/later", &base[4..]))
+        .await
+        .unwrap();
+    let (status, _) = post(json!({"id": "later", "expression": "-2^2"}).to_string()).await;
+    assert_eq!(status, 202);
+    let pushed = next_frame(&mut ws).await;
+    assert_eq!(pushed["type"], "result");
+    assert_eq!(
+        (pushed["status"].as_str(), pushed["result"].as_str()),
+        (Some("SUCCESSFUL"), Some("-4"))
+    );
+
+    let result = |id: String| {
+        let (http, url) = (http.clone(), format!("{base}/api/tasks/{id}"));
+        async move {
+            eventually("a result", Duration::from_secs(60), || async {
+                let r: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+                (r["status"] != "PENDING").then_some(r)
+            })
+            .await
+        }
+    };
+    let sum = result("sum".into()).await;
+    assert_eq!(
+        (sum["status"].as_str(), sum["result"].as_str()),
+        (Some("SUCCESSFUL"), Some("2"))
+    );
+    assert!(sum["completed_at"].is_string());
+    let failed = result(made_up.clone()).await;
+    assert_eq!(failed["status"], "FAILED");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("division by zero"),
+        "{failed}"
+    );
+
+    // The same id again is the same task, with the first expression.
+    let (status, body) = post(json!({"id": "sum", "expression": "40 + 2"}).to_string()).await;
+    assert_eq!((status, body), (202, json!({"id": "sum"})));
+    assert_eq!(result("sum".into()).await["result"], "2");
+
+    // Lists, filtered by status.
+    let list: Vec<Value> = http
+        .get(format!("{base}/api/tasks?status=FAILED&limit=10"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["id"], made_up.as_str());
+
+    // Bad requests: 4xx with a JSON error, nothing enqueued.
+    for (body, want) in [
+        ("{\"expression\": ".to_string(), 400),
+        (json!({"id": "x"}).to_string(), 400),
+        (json!({"expression": 42}).to_string(), 400),
+        (json!({"expression": "1", "colour": "red"}).to_string(), 400),
+        (json!({"expression": ""}).to_string(), 400),
+        (json!({"expression": "1+".repeat(3000)}).to_string(), 400),
+        (
+            json!({"expression": "1", "pad": "x".repeat(20_000)}).to_string(),
+            413,
+        ),
+    ] {
+        let (status, err) = post(body.clone()).await;
+        assert_eq!(status, want, "{}", &body[..body.len().min(60)]);
+        assert!(err["error"].is_string(), "{err}");
+    }
+    let r = http
+        .get(format!("{base}/api/tasks/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let topic = stack.kafka.topics.calc.clone();
+    let enqueued = tokio::task::block_in_place(|| stack.read_topic(&topic));
+    // The three good tasks; the repeat of "sum" was known here and not sent
+    // again (an edge that did not know it would send it; the job keeps the first).
+    assert_eq!(enqueued.len(), 3, "only the good submissions: {enqueued:?}");
+    stack.stop().await;
+}
