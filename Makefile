@@ -12,7 +12,7 @@ VENV := target/venv
 PYTHON := $(CURDIR)/$(VENV)/bin/python
 PY_PACKAGES := duckdb==2.0.0 pyarrow==26.0.1
 
-.PHONY: help run test bench kafka-up kafka-down tools lint unit-and-integration clean
+.PHONY: help run test fuzz bench kafka-up kafka-down tools lint unit-and-integration clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -20,10 +20,22 @@ help: ## list the targets
 run: ## start pace: embedded broker, built-in race, pipeline and edge on http://127.0.0.1:8080/
 	$(CARGO) run --release --bin pace -- run
 
-test: tools lint ## everything CI runs: format, clippy, unit and integration tests on real Apache Kafka
+test: tools lint ## everything CI runs: format, clippy, unit and integration tests on real Apache Kafka, a short fuzz run
 	$(KAFKA) up
 	trap '$(KAFKA) down' EXIT; \
 	PACE_TEST_BROKERS=$(BROKERS) PACE_TEST_PYTHON=$(PYTHON) $(CARGO) test --workspace --locked
+	$(MAKE) fuzz
+
+FUZZ_SECONDS ?= 30
+FUZZ_TOOLS := $(CURDIR)/target/tools
+fuzz: ## fuzz the calc language for FUZZ_SECONDS (nightly Rust; installs cargo-fuzz under target/)
+	@test -x $(FUZZ_TOOLS)/bin/cargo-fuzz || $(CARGO) install cargo-fuzz --locked --quiet --root $(FUZZ_TOOLS)
+	rm -rf target/fuzz-corpus && cp -r pipeline/fuzz/corpus/calc target/fuzz-corpus
+	cd pipeline && PATH=$(FUZZ_TOOLS)/bin:$$PATH CARGO_TARGET_DIR=$(CURDIR)/target/fuzz \
+		cargo +nightly fuzz run --fuzz-dir fuzz calc $(CURDIR)/target/fuzz-corpus \
+		-- -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 \
+		> $(CURDIR)/target/fuzz.log 2>&1 || { cat $(CURDIR)/target/fuzz.log; exit 1; }
+	@grep -E "^Done|stat::number_of_executed_units" target/fuzz.log
 
 bench: tools ## standings throughput through real Apache Kafka, 1 and 2 workers
 	$(CARGO) build --release --locked --bins

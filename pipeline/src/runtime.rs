@@ -40,7 +40,7 @@ use timely::dataflow::operators::{Capability, Concat, OkErr, Probe};
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 use timely::scheduling::{Activator, SyncActivator};
 
-use crate::jobs::calc::calc_results;
+use crate::jobs::calc_results::calc_results;
 use crate::jobs::hash;
 use crate::jobs::rooms::{RoomRow, room_membership};
 use crate::jobs::standings::{SplitRow, Standing, crossing, definition, fix, race_standings};

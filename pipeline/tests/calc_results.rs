@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use differential_dataflow::input::Input;
-use pace_pipeline::jobs::calc::{Submission, calc_results, result_of};
+use pace_pipeline::jobs::calc_results::{Submission, calc_results, result_of};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use schemas::{CalcTask, TaskResult, TaskStatus, Timestamp};

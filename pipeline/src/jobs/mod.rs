@@ -3,6 +3,7 @@
 //! against sequential references.
 
 pub mod calc;
+pub mod calc_results;
 pub mod rooms;
 pub mod standings;
 pub mod stash;
