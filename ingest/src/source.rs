@@ -41,8 +41,11 @@ pub struct RawRecord {
     pub timestamp_ms: Option<i64>,
 }
 
-/// A decoded, validated record and where it came from.
-#[derive(Clone, Debug, PartialEq)]
+/// A decoded, validated record and where it came from. Ordered by partition,
+/// then offset.
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Envelope<T> {
     /// Partition.
     pub partition: i32,

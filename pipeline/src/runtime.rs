@@ -61,7 +61,7 @@ enum ViewRow {
 type StandingsUpdate = ((String, ViewRow), Time, isize);
 
 /// A change of the results view, as differential emits it.
-type ResultUpdate = ((String, schemas::TaskResult), Time, isize);
+type ResultUpdate = ((String, Envelope<schemas::TaskResult>), Time, isize);
 
 /// A change of a room view, as differential emits it.
 type RoomUpdate = ((String, RoomRow), Time, isize);
@@ -262,41 +262,8 @@ fn run_worker(
             )
         };
 
-        let archive = {
-            let mut archive = sinks::parquet::GpsArchive::new(&config.data_dir);
-            let (max_rows, max_age) = (config.archive_max_rows, config.archive_max_age);
-            let mut oldest: Option<Instant> = None;
-            let shared = shared.clone();
-            durable_sink(
-                gps_ok.clone(),
-                Pipeline,
-                "ArchiveGps",
-                |_: &Envelope<GpsPoint>| None,
-                None,
-                config.tick,
-                move |event| match event {
-                    SinkEvent::Data(_, data) => {
-                        oldest.get_or_insert_with(Instant::now);
-                        for e in data.drain(..) {
-                            archive.push(e);
-                        }
-                        true
-                    }
-                    SinkEvent::Complete(_, last) => {
-                        let due = last
-                            || archive.buffered() >= max_rows
-                            || oldest.is_some_and(|o| o.elapsed() >= max_age);
-                        if due && archive.buffered() > 0 {
-                            if let Err(e) = archive.flush() {
-                                shared.fail(error_chain(&e));
-                            }
-                            oldest = None;
-                        }
-                        due || archive.buffered() == 0
-                    }
-                },
-            )
-        };
+        let archive = archive_sink(gps_ok.clone(), "ArchiveGps", config, shared);
+        let tasks_archive = archive_sink(calc_ok.clone(), "ArchiveTasks", config, shared);
 
         let observations = stamp(
             gps_ok
@@ -353,12 +320,17 @@ fn run_worker(
         };
 
         let submissions =
-            stamp(calc_ok.map(|e: Envelope<CalcTask>| (e.record.id.clone(), (e.offset, e.record))))
-                .as_collection();
+            stamp(calc_ok.map(|e: Envelope<CalcTask>| (e.record.id.clone(), e))).as_collection();
+        let evaluated = calc_results(submissions).inner;
+        // A result only appears: the first submission of an id stays the first.
+        let new_results = evaluated
+            .clone()
+            .flat_map(|((_, r), _, diff): ResultUpdate| (diff > 0).then_some(r));
+        let results_archive = archive_sink(new_results, "ArchiveResults", config, shared);
         let results = {
             let topics = topics.clone();
             kafka_sink(
-                calc_results(submissions).inner,
+                evaluated,
                 Exchange::new(|u: &ResultUpdate| hash(&(u.0).0)),
                 "ResultsChangelog",
                 |u: &ResultUpdate| Some(u.1),
@@ -370,7 +342,7 @@ fn run_worker(
                         .iter()
                         .filter(|u| u.2 > 0)
                         .try_for_each(|((_, r), _, _)| {
-                            sinks::kafka::send_task_result(producer, &topics, r, ticket)
+                            sinks::kafka::send_task_result(producer, &topics, &r.record, ticket)
                         })
                 },
             )
@@ -380,6 +352,8 @@ fn run_worker(
             .concat(changelog)
             .concat(rooms)
             .concat(results)
+            .concat(tasks_archive)
+            .concat(results_archive)
             .probe_with(&probe);
         [gps_act, timing_act, races_act, chat_act, calc_act]
     });
@@ -423,6 +397,54 @@ fn run_worker(
     producer
         .flush(Duration::from_secs(30))
         .map_err(|e| error_chain(&e))
+}
+
+/// Archives a stream of records to Parquet: a file per (date, partition)
+/// once the buffer holds `archive_max_rows` or its oldest row is
+/// `archive_max_age` old; an epoch completes only once its rows are in a
+/// file (fsynced and renamed).
+fn archive_sink<'s, R>(
+    records: Stream<'s, Time, Vec<Envelope<R>>>,
+    name: &str,
+    config: &PipelineConfig,
+    shared: &Arc<Shared>,
+) -> Stream<'s, Time, Vec<()>>
+where
+    R: sinks::parquet::Archived + Clone + 'static,
+{
+    let mut archive = sinks::parquet::Archive::<R>::new(&config.data_dir);
+    let (max_rows, max_age) = (config.archive_max_rows, config.archive_max_age);
+    let mut oldest: Option<Instant> = None;
+    let shared = shared.clone();
+    durable_sink(
+        records,
+        Pipeline,
+        name,
+        |_: &Envelope<R>| None,
+        None,
+        config.tick,
+        move |event| match event {
+            SinkEvent::Data(_, data) => {
+                oldest.get_or_insert_with(Instant::now);
+                for e in data.drain(..) {
+                    archive.push(e);
+                }
+                true
+            }
+            SinkEvent::Complete(_, last) => {
+                let due = last
+                    || archive.buffered() >= max_rows
+                    || oldest.is_some_and(|o| o.elapsed() >= max_age);
+                if due && archive.buffered() > 0 {
+                    if let Err(e) = archive.flush() {
+                        shared.fail(error_chain(&e));
+                    }
+                    oldest = None;
+                }
+                due || archive.buffered() == 0
+            }
+        },
+    )
 }
 
 /// Turns one epoch's consolidated view updates into one change per race.

@@ -46,7 +46,7 @@ fn run(rounds: &[Vec<Submission>], workers: usize) -> BTreeMap<String, TaskResul
         .into_iter()
         .map(|((id, r), _, diff)| {
             assert_eq!(diff, 1);
-            (id, r)
+            (id, r.record)
         })
         .collect()
 }
@@ -65,22 +65,29 @@ fn one_result_per_id_the_first_submissions() {
         "ln(0)",
     ];
     let mut rounds: Vec<Vec<Submission>> = vec![Vec::new(); 5];
-    let mut offset = 0;
     let mut reference: BTreeMap<String, TaskResult> = BTreeMap::new();
-    for i in 0..400 {
+    for i in 0..400i64 {
         let id = format!("t{}", rng.random_range(0..250));
         let task = CalcTask {
             id: id.clone(),
             expression: exprs[rng.random_range(0..exprs.len())].into(),
             time: Timestamp(1_780_000_000_000 + i),
         };
-        offset += 1;
+        let offset = i + 1;
         reference
             .entry(id.clone())
             .or_insert_with(|| result_of(&task));
         // An id's submissions keep their order (one partition).
         let round = (i as usize * 5) / 400;
-        rounds[round].push((id, (offset, task)));
+        rounds[round].push((
+            id,
+            ingest::source::Envelope {
+                partition: 0,
+                offset,
+                timestamp_ms: None,
+                record: task,
+            },
+        ));
     }
     assert!(reference.values().any(|r| r.status == TaskStatus::Failed));
     assert_eq!(reference["t0"].id, "t0");

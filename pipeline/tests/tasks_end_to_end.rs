@@ -1,7 +1,7 @@
 //! Calculation tasks through the whole stack on a real Apache Kafka broker:
 //! submitted over HTTP, evaluated by `calc_results` in the pipeline, fetched
-//! and pushed by the edge; bad requests get 4xx JSON errors and nothing is
-//! enqueued.
+//! and pushed by the edge, archived to Parquet (read back by DuckDB); bad
+//! requests get 4xx JSON errors and nothing is enqueued.
 
 mod common;
 
@@ -120,5 +120,35 @@ async fn tasks_submit_fetch_push_and_refuse() {
     // The three good tasks; the repeat of "sum" was known here and not sent
     // again (an edge that did not know it would send it; the job keeps the first).
     assert_eq!(enqueued.len(), 3, "only the good submissions: {enqueued:?}");
+    // DuckDB reads the archive: each task, and each result with its task's place in Kafka.
+    let root = stack.data_dir().join("archive");
+    let query = |dataset: &str, columns: &str| {
+        format!(
+            "select {columns} from read_parquet('{}/{dataset}/*/*.parquet', hive_partitioning = true) order by id",
+            root.display()
+        )
+    };
+    let out = eventually("the archive", Duration::from_secs(30), || async {
+        let code = format!(
+            r#"
+import duckdb
+con = duckdb.connect()
+try:
+    t = con.execute("{}").fetchall()
+    r = con.execute("{}").fetchall()
+except Exception:
+    t, r = [], []
+print(len(t), len(r), [row for row in r])
+"#,
+            query("tasks", "id, expression, kafka_offset"),
+            query("results", "id, status, result, kafka_offset")
+        );
+        let out = run_python(&code);
+        out.starts_with("3 3").then_some(out)
+    })
+    .await;
+    assert!(out.contains("('sum', 'SUCCESSFUL', '2'"), "{out}");
+    assert!(out.contains("('later', 'SUCCESSFUL', '-4'"), "{out}");
+    assert!(out.contains("'FAILED', None"), "{out}");
     stack.stop().await;
 }

@@ -1,26 +1,28 @@
-//! The Parquet archive of GPS points.
+//! The Parquet archive: GPS points, calc tasks and their results.
 //!
-//! Layout: `<data-dir>/archive/gps/date=YYYY-MM-DD/part-<P>-<FIRST>-<LAST>.parquet`
-//! (hive partitioning by the points' UTC date; `P` the Kafka partition,
-//! `FIRST`..`LAST` the offset range the file holds), zstd, dictionary-encoded
-//! ids, column statistics, timestamps as UTC milliseconds. Files are written
-//! under a `.tmp` name, fsynced and renamed, so readers only ever see whole
-//! files.
+//! Layout: `<data-dir>/archive/<dataset>/date=YYYY-MM-DD/part-<P>-<FIRST>-<LAST>.parquet`
+//! (`dataset` is `gps`, `tasks` or `results`; hive partitioning by the
+//! records' UTC date; `P` the Kafka partition, `FIRST`..`LAST` the offset
+//! range the file holds: a result carries its task's), zstd,
+//! dictionary-encoded ids, column statistics, timestamps as UTC
+//! milliseconds. Files are written under a `.tmp` name, fsynced and renamed,
+//! so readers only ever see whole files.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::builder::{Float64Builder, StringDictionaryBuilder};
+use arrow_array::builder::{Float64Builder, StringBuilder, StringDictionaryBuilder};
 use arrow_array::types::Int32Type;
 use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, TimestampMillisecondArray};
+use arrow_schema::SchemaRef;
 use chrono::DateTime;
 use ingest::source::Envelope;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use schemas::GpsPoint;
+use schemas::{CalcTask, GpsPoint, TaskResult};
 
 use crate::SinkError;
 
@@ -38,37 +40,51 @@ fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// Buffers GPS points and writes them as Parquet files.
-pub struct GpsArchive {
+/// Buffers records of one dataset and writes them as Parquet files.
+pub struct Archive<R: Archived> {
     root: PathBuf,
-    buffer: Vec<Envelope<GpsPoint>>,
+    buffer: Vec<Envelope<R>>,
 }
 
-impl GpsArchive {
-    /// An archive under `data_dir/archive/gps`.
+/// The archive of GPS points.
+pub type GpsArchive = Archive<GpsPoint>;
+
+/// A record the archive holds.
+pub trait Archived: Sized {
+    /// The dataset directory under `archive/`.
+    const DATASET: &'static str;
+    /// The time whose UTC date partitions the record, ms.
+    fn time_ms(&self) -> i64;
+    /// The Arrow schema (with the origin columns last).
+    fn schema() -> SchemaRef;
+    /// The columns of `rows`, without the origin columns.
+    fn columns(rows: &[Envelope<Self>]) -> Vec<ArrayRef>;
+}
+
+impl<R: Archived> Archive<R> {
+    /// An archive under `<data_dir>/archive/<dataset>`.
     pub fn new(data_dir: &Path) -> Self {
         Self {
-            root: data_dir.join("archive").join("gps"),
+            root: data_dir.join("archive").join(R::DATASET),
             buffer: Vec::new(),
         }
     }
 
-    /// Adds a point to the next file.
-    pub fn push(&mut self, point: Envelope<GpsPoint>) {
-        self.buffer.push(point);
+    /// Buffers one record until the next flush.
+    pub fn push(&mut self, record: Envelope<R>) {
+        self.buffer.push(record);
     }
 
-    /// Points buffered and not yet written.
+    /// Records buffered.
     pub fn buffered(&self) -> usize {
         self.buffer.len()
     }
 
-    /// Writes the buffered points: one file per UTC date and Kafka partition.
-    /// Returns the files written.
+    /// Writes the buffer, one file per (date, partition); the paths written.
     pub fn flush(&mut self) -> Result<Vec<PathBuf>, SinkError> {
-        let mut groups: BTreeMap<(String, i32), Vec<Envelope<GpsPoint>>> = BTreeMap::new();
+        let mut groups: BTreeMap<(String, i32), Vec<Envelope<R>>> = BTreeMap::new();
         for e in self.buffer.drain(..) {
-            let date = DateTime::from_timestamp_millis(e.record.time.0)
+            let date = DateTime::from_timestamp_millis(e.record.time_ms())
                 .expect("validated times are in range")
                 .format("%Y-%m-%d")
                 .to_string();
@@ -80,56 +96,131 @@ impl GpsArchive {
             let (first, last) = (rows[0].offset, rows[rows.len() - 1].offset);
             let dir = self.root.join(format!("date={date}"));
             let path = dir.join(format!("part-{partition}-{first:020}-{last:020}.parquet"));
-            write_atomically(&dir, &path, &gps_batch(&rows)?)?;
+            write_atomically(&dir, &path, &batch(&rows)?)?;
             let m = observability::metrics();
             m.archive_rows
-                .with_label_values(&["gps"])
+                .with_label_values(&[R::DATASET])
                 .inc_by(rows.len() as u64);
-            m.archive_files.with_label_values(&["gps"]).inc();
+            m.archive_files.with_label_values(&[R::DATASET]).inc();
             written.push(path);
         }
         Ok(written)
     }
 }
 
-fn gps_batch(rows: &[Envelope<GpsPoint>]) -> Result<RecordBatch, SinkError> {
-    let mut race = StringDictionaryBuilder::<Int32Type>::new();
-    let mut participant = StringDictionaryBuilder::<Int32Type>::new();
-    let mut elevation = Float64Builder::with_capacity(rows.len());
-    let mut accuracy = Float64Builder::with_capacity(rows.len());
-    for e in rows {
-        race.append_value(&e.record.race);
-        participant.append_value(&e.record.participant);
-        elevation.append_option(e.record.elevation);
-        accuracy.append_option(e.record.accuracy);
-    }
-    let time = TimestampMillisecondArray::from_iter_values(rows.iter().map(|e| e.record.time.0))
-        .with_timezone("UTC");
-    let f64s = |f: fn(&GpsPoint) -> f64| -> ArrayRef {
-        Arc::new(arrow_array::Float64Array::from_iter_values(
-            rows.iter().map(|e| f(&e.record)),
-        ))
-    };
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(race.finish()),
-        Arc::new(participant.finish()),
-        Arc::new(time),
-        f64s(|p| p.lat),
-        f64s(|p| p.lon),
-        Arc::new(elevation.finish()),
-        Arc::new(accuracy.finish()),
-        Arc::new(Int32Array::from_iter_values(
-            rows.iter().map(|e| e.partition),
-        )),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|e| e.offset))),
-    ];
-    RecordBatch::try_new(schemas::arrow::gps_point(), columns).map_err(|e| SinkError::Parquet {
+fn batch<R: Archived>(rows: &[Envelope<R>]) -> Result<RecordBatch, SinkError> {
+    let mut columns = R::columns(rows);
+    columns.push(Arc::new(Int32Array::from_iter_values(
+        rows.iter().map(|e| e.partition),
+    )));
+    columns.push(Arc::new(Int64Array::from_iter_values(
+        rows.iter().map(|e| e.offset),
+    )));
+    RecordBatch::try_new(R::schema(), columns).map_err(|e| SinkError::Parquet {
         path: "(batch)".into(),
         message: e.to_string(),
     })
 }
 
-/// Writes `batch` to `path` via a temporary file, fsync and rename.
+fn times(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
+    Arc::new(TimestampMillisecondArray::from_iter(values).with_timezone("UTC"))
+}
+
+fn ids<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
+    let mut b = StringDictionaryBuilder::<Int32Type>::new();
+    for v in values {
+        b.append_value(v);
+    }
+    Arc::new(b.finish())
+}
+
+fn texts<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+    let mut b = StringBuilder::new();
+    for v in values {
+        b.append_option(v);
+    }
+    Arc::new(b.finish())
+}
+
+impl Archived for CalcTask {
+    const DATASET: &'static str = "tasks";
+    fn time_ms(&self) -> i64 {
+        self.time.0
+    }
+    fn schema() -> SchemaRef {
+        schemas::arrow::calc_task()
+    }
+    fn columns(rows: &[Envelope<Self>]) -> Vec<ArrayRef> {
+        vec![
+            ids(rows.iter().map(|e| e.record.id.as_str())),
+            texts(rows.iter().map(|e| Some(e.record.expression.as_str()))),
+            times(rows.iter().map(|e| Some(e.record.time.0))),
+        ]
+    }
+}
+
+impl Archived for TaskResult {
+    const DATASET: &'static str = "results";
+    fn time_ms(&self) -> i64 {
+        self.submitted_at.0
+    }
+    fn schema() -> SchemaRef {
+        schemas::arrow::task_result()
+    }
+    fn columns(rows: &[Envelope<Self>]) -> Vec<ArrayRef> {
+        let status = |r: &TaskResult| match r.status {
+            schemas::TaskStatus::Pending => "PENDING",
+            schemas::TaskStatus::Successful => "SUCCESSFUL",
+            schemas::TaskStatus::Failed => "FAILED",
+        };
+        vec![
+            ids(rows.iter().map(|e| e.record.id.as_str())),
+            texts(rows.iter().map(|e| Some(e.record.expression.as_str()))),
+            ids(rows.iter().map(|e| status(&e.record))),
+            texts(rows.iter().map(|e| e.record.result.as_deref())),
+            texts(rows.iter().map(|e| e.record.error.as_deref())),
+            times(rows.iter().map(|e| Some(e.record.submitted_at.0))),
+            times(rows.iter().map(|e| e.record.completed_at.map(|t| t.0))),
+        ]
+    }
+}
+
+impl Archived for GpsPoint {
+    const DATASET: &'static str = "gps";
+    fn time_ms(&self) -> i64 {
+        self.time.0
+    }
+    fn schema() -> SchemaRef {
+        schemas::arrow::gps_point()
+    }
+    fn columns(rows: &[Envelope<Self>]) -> Vec<ArrayRef> {
+        gps_columns(rows)
+    }
+}
+
+fn gps_columns(rows: &[Envelope<GpsPoint>]) -> Vec<ArrayRef> {
+    let mut elevation = Float64Builder::with_capacity(rows.len());
+    let mut accuracy = Float64Builder::with_capacity(rows.len());
+    for e in rows {
+        elevation.append_option(e.record.elevation);
+        accuracy.append_option(e.record.accuracy);
+    }
+    let f64s = |f: fn(&GpsPoint) -> f64| -> ArrayRef {
+        Arc::new(arrow_array::Float64Array::from_iter_values(
+            rows.iter().map(|e| f(&e.record)),
+        ))
+    };
+    vec![
+        ids(rows.iter().map(|e| e.record.race.as_str())),
+        ids(rows.iter().map(|e| e.record.participant.as_str())),
+        times(rows.iter().map(|e| Some(e.record.time.0))),
+        f64s(|p| p.lat),
+        f64s(|p| p.lon),
+        Arc::new(elevation.finish()),
+        Arc::new(accuracy.finish()),
+    ]
+}
+
 fn write_atomically(dir: &Path, path: &Path, batch: &RecordBatch) -> Result<(), SinkError> {
     let io = |op, p: &Path| {
         let path = p.display().to_string();

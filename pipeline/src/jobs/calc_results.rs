@@ -4,8 +4,10 @@
 //! first submission of an id (its submissions share a partition, so offsets
 //! order them) is the task, and a later one changes nothing.
 
-/// A submitted task in the dataflow: task id, and (Kafka offset, task).
-pub type Submission = (String, (i64, schemas::CalcTask));
+/// A submitted task in the dataflow: task id, and the task where Kafka holds it.
+pub type Submission = (String, Envelope<schemas::CalcTask>);
+
+use ingest::source::Envelope;
 
 /// The result of the first submission of a task id (by offset: an id's
 /// submissions share a partition). Completion is the submission's time:
@@ -32,17 +34,26 @@ pub fn result_of(task: &schemas::CalcTask) -> schemas::TaskResult {
 }
 
 /// `calc_results`: one result per task id, evaluated on the worker the id
-/// hashes to. Submitting an id again changes nothing.
+/// hashes to, with its task's place in Kafka. Submitting an id again
+/// changes nothing.
 pub fn calc_results<'s, T>(
     tasks: differential_dataflow::VecCollection<'s, T, Submission>,
-) -> differential_dataflow::VecCollection<'s, T, (String, schemas::TaskResult)>
+) -> differential_dataflow::VecCollection<'s, T, (String, Envelope<schemas::TaskResult>)>
 where
     T: timely::progress::Timestamp + differential_dataflow::lattice::Lattice + Ord,
 {
     tasks.reduce_named("CalcResults", |_id, submissions, out| {
-        // Sorted by (offset, task): the first submission counts.
-        if let Some(((_, task), _)) = submissions.first() {
-            out.push((result_of(task), 1));
+        // Sorted by (partition, offset): the first submission counts.
+        if let Some((first, _)) = submissions.first() {
+            out.push((
+                Envelope {
+                    partition: first.partition,
+                    offset: first.offset,
+                    timestamp_ms: first.timestamp_ms,
+                    record: result_of(&first.record),
+                },
+                1,
+            ));
         }
     })
 }

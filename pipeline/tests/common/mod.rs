@@ -109,6 +109,7 @@ impl Stack {
             pace_pipeline::runtime::PipelineConfig::new(kafka.clone(), 2, dir.path().to_path_buf());
         config.group = format!("{prefix}pipeline");
         config.tick = Duration::from_millis(20);
+        config.archive_max_age = Duration::from_millis(300);
         let pipeline = {
             let stop = stop.clone();
             std::thread::spawn(move || pace_pipeline::runtime::run(config, stop))
@@ -136,6 +137,11 @@ impl Stack {
             edge,
             _dir: dir,
         }
+    }
+
+    /// The pipeline's data directory (the archive is under `archive/`).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     /// Stops both cleanly.
