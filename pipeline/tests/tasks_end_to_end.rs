@@ -109,6 +109,15 @@ async fn tasks_submit_fetch_push_and_refuse() {
         assert_eq!(status, want, "{}", &body[..body.len().min(60)]);
         assert!(err["error"].is_string(), "{err}");
     }
+    // Invalid UTF-8 in the expression.
+    let r = http
+        .post(format!("{base}/api/tasks"))
+        .body(b"{\"expression\": \"1+\xff\"}".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.json::<Value>().await.unwrap()["error"].is_string());
     let r = http
         .get(format!("{base}/api/tasks/nope"))
         .send()
