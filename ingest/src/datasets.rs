@@ -582,8 +582,7 @@ pub fn replay(
     // Stable: each kind keeps its own order.
     timed.sort_by_key(|r| r.0);
     for d in &dataset.definitions {
-        let (_, topic, key, payload) = record(&topics.races, d);
-        producer.send(topic, Some(key.as_bytes()), &payload, &[], 0)?;
+        crate::jsonl::send_record(&producer, &topics.races, d)?;
     }
     let t0 = timed.first().map(|r| r.0);
     let wall0 = Instant::now();

@@ -21,6 +21,7 @@ use schemas::{
     Visibility,
 };
 
+use crate::jsonl::send_record;
 use crate::producer::TrackedProducer;
 use crate::{IngestError, KafkaConfig};
 
@@ -234,44 +235,47 @@ pub fn run_demo(
     participants: usize,
     stop: Arc<AtomicBool>,
 ) -> JoinHandle<Result<(), IngestError>> {
+    let mut race: Option<DemoRace> = None;
+    let mut n = 0u64;
+    every_second("pace-demo", config, stop, move |producer, topics| {
+        let current = match race.take() {
+            Some(r) if !r.finished() => race.insert(r),
+            _ => {
+                n += 1;
+                let r = DemoRace::new(&format!("demo-{n}"), participants, n, Timestamp::now());
+                send_record(producer, &topics.races, &r.definition)?;
+                tracing::info!(race = %r.definition.id, participants, "demo race started");
+                race.insert(r)
+            }
+        };
+        current
+            .tick()
+            .iter()
+            .try_for_each(|p| send_record(producer, &topics.gps, p))
+    })
+}
+
+/// Runs `tick` once a second on a thread of its own, with a producer, until
+/// `stop`; then flushes.
+fn every_second(
+    name: &str,
+    config: KafkaConfig,
+    stop: Arc<AtomicBool>,
+    mut tick: impl FnMut(&TrackedProducer, &schemas::Topics) -> Result<(), IngestError> + Send + 'static,
+) -> JoinHandle<Result<(), IngestError>> {
     std::thread::Builder::new()
-        .name("pace-demo".into())
+        .name(name.into())
         .spawn(move || {
             let producer = TrackedProducer::new(&config)?;
-            let mut n = 0u64;
+            let mut next = Instant::now();
             while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                let mut race =
-                    DemoRace::new(&format!("demo-{n}"), participants, n, Timestamp::now());
-                let def = serde_json::to_vec(&race.definition).expect("serializable");
-                producer.send(
-                    &config.topics.races,
-                    Some(race.definition.id.as_bytes()),
-                    &def,
-                    &[],
-                    0,
-                )?;
-                tracing::info!(race = %race.definition.id, participants, "demo race started");
-                let mut next = Instant::now();
-                while !race.finished() && !stop.load(Ordering::Relaxed) {
-                    for p in race.tick() {
-                        let key = format!("{}/{}", p.race, p.participant);
-                        let payload = serde_json::to_vec(&p).expect("serializable");
-                        producer.send(
-                            &config.topics.gps,
-                            Some(key.as_bytes()),
-                            &payload,
-                            &[],
-                            0,
-                        )?;
-                    }
-                    next += Duration::from_secs(1);
-                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
-                }
+                tick(&producer, &config.topics)?;
+                next += Duration::from_secs(1);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
             }
             producer.flush(Duration::from_secs(10))
         })
-        .expect("spawn demo thread")
+        .expect("spawn a generator thread")
 }
 
 /// The built-in chat room.
@@ -358,29 +362,12 @@ pub fn run_chat_demo(
     config: KafkaConfig,
     stop: Arc<AtomicBool>,
 ) -> JoinHandle<Result<(), IngestError>> {
-    std::thread::Builder::new()
-        .name("pace-chat-demo".into())
-        .spawn(move || {
-            let producer = TrackedProducer::new(&config)?;
-            let mut chat = DemoChat::new(Timestamp::now().0 as u64);
-            let mut next = Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                for e in chat.tick(Timestamp::now()) {
-                    let payload = serde_json::to_vec(&e).expect("serializable");
-                    producer.send(
-                        &config.topics.chat,
-                        Some(e.room.as_bytes()),
-                        &payload,
-                        &[],
-                        0,
-                    )?;
-                }
-                next += Duration::from_secs(1);
-                std::thread::sleep(next.saturating_duration_since(Instant::now()));
-            }
-            producer.flush(Duration::from_secs(10))
-        })
-        .expect("spawn chat demo thread")
+    let mut chat = DemoChat::new(Timestamp::now().0 as u64);
+    every_second("pace-chat-demo", config, stop, move |producer, topics| {
+        chat.tick(Timestamp::now())
+            .iter()
+            .try_for_each(|e| send_record(producer, &topics.chat, e))
+    })
 }
 
 #[cfg(test)]

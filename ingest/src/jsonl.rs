@@ -92,6 +92,16 @@ pub fn read<T: InputRecord>(path: &Path) -> Result<Vec<T>, IngestError> {
     Ok(out)
 }
 
+/// Sends one input record to `topic`, keyed by [`InputRecord::key`].
+pub fn send_record<R: InputRecord>(
+    producer: &TrackedProducer,
+    topic: &str,
+    record: &R,
+) -> Result<(), IngestError> {
+    let payload = serde_json::to_vec(record).expect("records serialize");
+    producer.send(topic, Some(record.key().as_bytes()), &payload, &[], 0)
+}
+
 /// Produces `records` to `topic`, spaced as their times are, divided by
 /// `speed` (0 = as fast as possible), until done or `stop`. Returns how many
 /// were produced, all acknowledged by the broker.
@@ -117,8 +127,7 @@ pub fn replay<T: InputRecord>(
                 std::thread::sleep(wait);
             }
         }
-        let payload = serde_json::to_vec(r).expect("records serialize");
-        producer.send(topic, Some(r.key().as_bytes()), &payload, &[], 0)?;
+        send_record(&producer, topic, r)?;
         sent += 1;
     }
     producer.flush(Duration::from_secs(60))?;

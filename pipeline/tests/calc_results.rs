@@ -2,43 +2,18 @@
 //! some ids submitted more than once, delivered over rounds, with 1 and 4
 //! workers: one result per id, the first submission's, evaluated.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+mod common;
 
-use differential_dataflow::input::Input;
+use std::collections::BTreeMap;
+
 use pace_pipeline::jobs::calc_results::{Submission, calc_results, result_of};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use schemas::{CalcTask, TaskResult, TaskStatus, Timestamp};
-use timely::dataflow::operators::Capture;
-use timely::dataflow::operators::capture::Extract;
 
 fn run(rounds: &[Vec<Submission>], workers: usize) -> BTreeMap<String, TaskResult> {
-    let (send, recv) = std::sync::mpsc::channel();
-    let send = Arc::new(Mutex::new(send));
-    let rounds = rounds.to_vec();
-    timely::execute(timely::Config::process(workers), move |worker| {
-        let send = send.lock().unwrap().clone();
-        let mut input = worker.dataflow::<u64, _, _>(|scope| {
-            let (handle, tasks) = scope.new_collection::<Submission, isize>();
-            calc_results(tasks).inner.capture_into(send);
-            handle
-        });
-        let (index, peers) = (worker.index(), worker.peers());
-        for (round, list) in rounds.iter().enumerate() {
-            for (i, s) in list.iter().enumerate() {
-                if i % peers == index {
-                    input.insert(s.clone());
-                }
-            }
-            input.advance_to(round as u64 + 1);
-        }
-    })
-    .unwrap();
-    let mut updates: Vec<_> = recv
-        .extract()
+    let mut updates: Vec<_> = common::run_rounds(rounds.to_vec(), workers, calc_results)
         .into_iter()
-        .flat_map(|(_, u)| u)
         .map(|(d, _, r)| (d, 0u64, r))
         .collect();
     differential_dataflow::consolidation::consolidate_updates(&mut updates);

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{eventually, next_frame};
+use common::{eventually, get_json, next_frame};
 use serde_json::Value;
 
 /// Starts `pace run` with `args`; the child and the base URL it serves.
@@ -138,14 +138,7 @@ async fn pace_run_serves_moving_standings_and_stops_cleanly() {
         .unwrap();
     assert_eq!(health["status"], "ok");
     let race = eventually("the demo race", Duration::from_secs(30), || async {
-        let races: Vec<Value> = http
-            .get(format!("{base}/api/races"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let races: Vec<Value> = get_json(&http, &format!("{base}/api/races")).await?;
         let r = races.into_iter().next()?;
         Some(r["id"].as_str()?.to_owned())
     })
@@ -207,14 +200,7 @@ async fn pace_run_serves_moving_standings_and_stops_cleanly() {
 
     // The built-in chat talks in its lobby.
     eventually("the built-in chat", Duration::from_secs(60), || async {
-        let rooms: Vec<Value> = http
-            .get(format!("{base}/api/rooms"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let rooms: Vec<Value> = get_json(&http, &format!("{base}/api/rooms")).await?;
         rooms
             .iter()
             .any(|r| r["id"] == "lobby" && r["last_seq"].as_u64() > Some(0))
@@ -244,7 +230,7 @@ async fn pace_run_replays_recorded_f1_laps_into_the_splits_view() {
         "the Austrian GP's splits",
         Duration::from_secs(120),
         || async {
-            let splits: Vec<Value> = http.get(&url).send().await.ok()?.json().await.ok()?;
+            let splits: Vec<Value> = get_json(&http, &url).await?;
             (splits.len() == want.len()).then_some(splits)
         },
     )
@@ -295,7 +281,7 @@ async fn pace_run_replays_an_irc_log_into_a_room() {
         "the whole log in room irc",
         Duration::from_secs(120),
         || async {
-            let rooms: Vec<Value> = http.get(&rooms_url).send().await.ok()?.json().await.ok()?;
+            let rooms: Vec<Value> = get_json(&http, &rooms_url).await?;
             (rooms.first()?["last_seq"].as_u64()? == said.len() as u64).then_some(())
         },
     )

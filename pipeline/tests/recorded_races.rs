@@ -13,15 +13,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
-use differential_dataflow::input::Input;
 use ingest::datasets::{Dataset, f1, sailgp};
 use pace_pipeline::jobs::standings::{
-    Definition, Observation, SplitRow, Standing, crossing, definition, fix, race_standings,
+    Definition, Observation, SplitRow, Standing, crossing, definition, fix,
 };
-use timely::dataflow::operators::Capture;
-use timely::dataflow::operators::capture::Extract;
 
 type Views = (
     BTreeMap<String, Vec<Standing>>,
@@ -38,45 +34,17 @@ fn run(dataset: &Dataset, workers: usize) -> Views {
         .enumerate()
         .map(|(i, d)| definition(d, i as i64))
         .collect();
-    let (send, recv) = std::sync::mpsc::channel();
-    let send = Arc::new(Mutex::new(send));
-    timely::execute(timely::Config::process(workers), move |worker| {
-        let send = send.lock().unwrap().clone();
-        let (mut obs, mut defs) = worker.dataflow::<u64, _, _>(|scope| {
-            let (obs_in, obs) = scope.new_collection::<Observation, isize>();
-            let (defs_in, defs) = scope.new_collection::<Definition, isize>();
-            let views = race_standings(obs, defs);
-            views
-                .standings
-                .map(|(r, s)| (r, Ok(s)))
-                .concat(views.splits.map(|(r, s)| (r, Err(s))))
-                .inner
-                .capture_into(send);
-            (obs_in, defs_in)
-        });
-        let (index, peers) = (worker.index(), worker.peers());
-        for (i, d) in definitions.iter().enumerate() {
-            if i % peers == index {
-                defs.insert(d.clone());
-            }
-        }
-        // Time order, in four rounds.
-        let chunk = observations.len().div_ceil(4);
-        for (round, part) in observations.chunks(chunk).enumerate() {
-            for (i, o) in part.iter().enumerate() {
-                if i % peers == index {
-                    obs.insert(o.clone());
-                }
-            }
-            obs.advance_to(round as u64 + 1);
-            defs.advance_to(round as u64 + 1);
-        }
-    })
-    .unwrap();
-    let mut updates: Vec<_> = recv
-        .extract()
+    // The definitions first, then the observations in time order, in four rounds.
+    let mut rounds: Vec<Vec<Result<Observation, Definition>>> =
+        vec![definitions.into_iter().map(Err).collect()];
+    let chunk = observations.len().div_ceil(4);
+    rounds.extend(
+        observations
+            .chunks(chunk)
+            .map(|part| part.iter().cloned().map(Ok).collect()),
+    );
+    let mut updates: Vec<_> = common::run_rounds(rounds, workers, common::standings_views)
         .into_iter()
-        .flat_map(|(_, u)| u)
         .map(|(d, _, r)| (d, 0u64, r))
         .collect();
     differential_dataflow::consolidation::consolidate_updates(&mut updates);

@@ -33,6 +33,30 @@ async fn send(ws: &mut Ws, frame: Value) {
     ws.send(Message::text(frame.to_string())).await.unwrap();
 }
 
+/// The edge's HTTP API, signing requests as a user.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    /// POSTs `body` to `path` as `user`: the status.
+    async fn post(&self, path: &str, user: &str, body: Value) -> u16 {
+        let r = self.http.post(format!("{}{path}", self.base));
+        let r = r.header("authorization", format!("Bearer {}", token(user)));
+        r.json(&body).send().await.unwrap().status().as_u16()
+    }
+
+    /// GETs `path`, as `user` if given: the status.
+    async fn status(&self, path: &str, user: Option<&str>) -> u16 {
+        let mut r = self.http.get(format!("{}{path}", self.base));
+        if let Some(u) = user {
+            r = r.header("authorization", format!("Bearer {}", token(u)));
+        }
+        r.send().await.unwrap().status().as_u16()
+    }
+}
+
 /// The next frame that is not a delta (acks, errors, pongs); deltas are skipped.
 async fn reply(ws: &mut Ws) -> Value {
     loop {
@@ -63,37 +87,36 @@ async fn rooms_post_resume_and_refuse() {
     let stack = Stack::start("rooms", SECRET).await;
     let (base, kafka) = (stack.base.clone(), stack.kafka.clone());
     let http = reqwest::Client::new();
-    let bearer = |u: &str| format!("Bearer {}", token(u));
+    let api = Api {
+        http: http.clone(),
+        base: base.clone(),
+    };
 
     // ann creates a public room; the edge learns of it from the changelog.
-    let r = http
-        .post(format!("{base}/api/rooms"))
-        .header("authorization", bearer("ann"))
-        .json(&json!({"id": "lobby", "visibility": "public"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    assert_eq!(
+        api.post(
+            "/api/rooms",
+            "ann",
+            json!({"id": "lobby", "visibility": "public"})
+        )
+        .await,
+        201
+    );
     eventually("lobby at the edge", Duration::from_secs(60), || async {
-        let rooms: Vec<Value> = http
-            .get(format!("{base}/api/rooms"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let rooms: Vec<Value> = get_json(&http, &format!("{base}/api/rooms")).await?;
         rooms.iter().any(|r| r["id"] == "lobby").then_some(())
     })
     .await;
-    let r = http
-        .post(format!("{base}/api/rooms"))
-        .header("authorization", bearer("bob"))
-        .json(&json!({"id": "lobby", "visibility": "public"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409, "it exists");
+    assert_eq!(
+        api.post(
+            "/api/rooms",
+            "bob",
+            json!({"id": "lobby", "visibility": "public"})
+        )
+        .await,
+        409,
+        "it exists"
+    );
 
     // Two clients; bob joins.
     let mut ann = connect(&base, "lobby", &format!("token={}", token("ann"))).await;
@@ -125,14 +148,7 @@ async fn rooms_post_resume_and_refuse() {
         "seven messages at the edge",
         Duration::from_secs(60),
         || async {
-            let rooms: Vec<Value> = http
-                .get(format!("{base}/api/rooms"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let rooms: Vec<Value> = get_json(&http, &format!("{base}/api/rooms")).await?;
             rooms
                 .iter()
                 .any(|r| r["id"] == "lobby" && r["last_seq"] == 7)
@@ -214,63 +230,47 @@ async fn rooms_post_resume_and_refuse() {
     assert_eq!(reply(&mut ann).await["code"], "bad_frame");
 
     // An invite-only room: closed to carol until ann invites her.
-    let r = http
-        .post(format!("{base}/api/rooms"))
-        .header("authorization", bearer("ann"))
-        .json(&json!({"id": "secret", "visibility": "invite_only"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    assert_eq!(
+        api.post(
+            "/api/rooms",
+            "ann",
+            json!({"id": "secret", "visibility": "invite_only"})
+        )
+        .await,
+        201
+    );
     eventually("secret at the edge", Duration::from_secs(60), || async {
-        let r = http
-            .get(format!("{base}/api/rooms/secret/members"))
-            .header("authorization", bearer("ann"))
-            .send()
-            .await
-            .ok()?;
-        (r.status() == 200).then_some(())
+        (api.status("/api/rooms/secret/members", Some("ann")).await == 200).then_some(())
     })
     .await;
-    let r = http
-        .get(format!("{base}/api/rooms/secret/members"))
-        .header("authorization", bearer("carol"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let r = http
-        .get(format!("{base}/api/rooms/secret/messages"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403, "not to anonymous readers either");
+    assert_eq!(
+        api.status("/api/rooms/secret/members", Some("carol")).await,
+        403
+    );
+    assert_eq!(
+        api.status("/api/rooms/secret/messages", None).await,
+        403,
+        "not to anonymous readers either"
+    );
     let mut c2 = connect(&base, "secret", &format!("token={}", token("carol"))).await;
     assert_eq!(next_frame(&mut c2).await["code"], "forbidden");
-    let r = http
-        .post(format!("{base}/api/rooms/secret/invites"))
-        .header("authorization", bearer("carol"))
-        .json(&json!({"user": "carol"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403, "only members invite");
-    let r = http
-        .post(format!("{base}/api/rooms/secret/invites"))
-        .header("authorization", bearer("ann"))
-        .json(&json!({"user": "carol"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    assert_eq!(
+        api.post(
+            "/api/rooms/secret/invites",
+            "carol",
+            json!({"user": "carol"})
+        )
+        .await,
+        403,
+        "only members invite"
+    );
+    assert_eq!(
+        api.post("/api/rooms/secret/invites", "ann", json!({"user": "carol"}))
+            .await,
+        202
+    );
     eventually("carol invited", Duration::from_secs(60), || async {
-        let r = http
-            .get(format!("{base}/api/rooms/secret/members"))
-            .header("authorization", bearer("carol"))
-            .send()
-            .await
-            .ok()?;
-        (r.status() == 200).then_some(())
+        (api.status("/api/rooms/secret/members", Some("carol")).await == 200).then_some(())
     })
     .await;
     let mut c3 = connect(&base, "secret", &format!("token={}", token("carol"))).await;

@@ -5,45 +5,17 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
 
-use differential_dataflow::input::Input;
 use pace_pipeline::jobs::rooms::{RoomEvent, RoomRow, reference, room_membership};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use schemas::{ChatEvent, ChatKind, Timestamp, Visibility};
-use timely::dataflow::operators::Capture;
-use timely::dataflow::operators::capture::Extract;
 
 type Update = ((String, RoomRow), u64, isize);
 
 /// Runs `rounds` of events through the job; every update, consolidated.
 fn run(rounds: &[Vec<RoomEvent>], workers: usize) -> Vec<Update> {
-    let (send, recv) = std::sync::mpsc::channel();
-    let send = Arc::new(Mutex::new(send));
-    let rounds = rounds.to_vec();
-    timely::execute(timely::Config::process(workers), move |worker| {
-        let send = send.lock().unwrap().clone();
-        let mut input = worker.dataflow::<u64, _, _>(|scope| {
-            let (handle, events) = scope.new_collection::<RoomEvent, isize>();
-            room_membership(events).inner.capture_into(send);
-            handle
-        });
-        let (index, peers) = (worker.index(), worker.peers());
-        for (round, events) in rounds.iter().enumerate() {
-            for (i, e) in events.iter().enumerate() {
-                if i % peers == index {
-                    input.insert(e.clone());
-                }
-            }
-            input.advance_to(round as u64 + 1);
-        }
-    })
-    .unwrap();
-    let mut updates: Vec<Update> = recv.extract().into_iter().flat_map(|(_, u)| u).collect();
-    differential_dataflow::consolidation::consolidate_updates(&mut updates);
-    updates.sort();
-    updates
+    common::run_rounds(rounds.to_vec(), workers, room_membership)
 }
 
 /// The views after each round, from the updates.

@@ -5,21 +5,18 @@
 //! workers, the views after every round must equal the reference's over the
 //! input that has arrived.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+mod common;
 
-use differential_dataflow::input::Input;
+use std::collections::{BTreeMap, BTreeSet};
+
 use pace_pipeline::jobs::standings::{
-    Definition, Obs, Observation, SplitRow, Standing, definition, race_standings, reference,
+    Definition, Obs, Observation, SplitRow, Standing, definition, reference,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use schemas::{LatLon, Mark, RaceDefinition, RaceKind, RaceRules, Timestamp, TimingLine};
-use timely::dataflow::operators::Capture;
-use timely::dataflow::operators::capture::Extract;
-
-type Row = (String, Result<Standing, SplitRow>);
+type Row = common::RaceRow;
 type Update = (Row, u64, isize);
 
 const T0: i64 = 1_780_000_000_000;
@@ -324,47 +321,16 @@ fn sequential(input: &TestInput) -> Vec<Update> {
     out
 }
 
+/// The job over the input, with `workers` workers: every update.
 fn differential(input: &TestInput, workers: usize) -> Vec<Update> {
-    let (send, recv) = std::sync::mpsc::channel();
-    let send = Arc::new(Mutex::new(send));
-    let observations = input.observations.clone();
-    let definitions = input.definitions.clone();
-    timely::execute(timely::Config::process(workers), move |worker| {
-        let send = send.lock().unwrap().clone();
-        let (mut obs, mut defs) = worker.dataflow::<u64, _, _>(|scope| {
-            let (obs_in, obs) = scope.new_collection::<Observation, isize>();
-            let (defs_in, defs) = scope.new_collection::<Definition, isize>();
-            let views = race_standings(obs, defs);
-            views
-                .standings
-                .map(|(r, s)| (r, Ok(s)))
-                .concat(views.splits.map(|(r, s)| (r, Err(s))))
-                .inner
-                .capture_into(send);
-            (obs_in, defs_in)
-        });
-        // Each worker feeds its share; the union is the whole input.
-        let (index, peers) = (worker.index(), worker.peers());
-        for round in 0..ROUNDS {
-            for (i, (r, o)) in observations.iter().enumerate() {
-                if *r == round && i % peers == index {
-                    obs.insert(o.clone());
-                }
-            }
-            for (i, (r, d)) in definitions.iter().enumerate() {
-                if *r == round && i % peers == index {
-                    defs.insert(d.clone());
-                }
-            }
-            obs.advance_to(round + 1);
-            defs.advance_to(round + 1);
-        }
-    })
-    .unwrap();
-    recv.extract()
-        .into_iter()
-        .flat_map(|(_, updates)| updates)
-        .collect()
+    let mut rounds: Vec<Vec<Result<Observation, Definition>>> = vec![Vec::new(); ROUNDS as usize];
+    for (r, o) in &input.observations {
+        rounds[*r as usize].push(Ok(o.clone()));
+    }
+    for (r, d) in &input.definitions {
+        rounds[*r as usize].push(Err(d.clone()));
+    }
+    common::run_rounds(rounds, workers, common::standings_views)
 }
 
 fn normalise(mut updates: Vec<Update>) -> Vec<Update> {

@@ -53,7 +53,7 @@ async fn tasks_submit_fetch_push_and_refuse() {
         let (http, url) = (http.clone(), format!("{base}/api/tasks/{id}"));
         async move {
             eventually("a result", Duration::from_secs(60), || async {
-                let r: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+                let r: Value = get_json(&http, &url).await?;
                 (r["status"] != "PENDING").then_some(r)
             })
             .await

@@ -69,6 +69,14 @@ where
     }
 }
 
+/// GETs `url` as JSON; `None` on any failure (for [`eventually`]).
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+) -> Option<T> {
+    http.get(url).send().await.ok()?.json().await.ok()
+}
+
 /// A WebSocket client connection.
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -172,4 +180,75 @@ impl Stack {
         }
         out
     }
+}
+
+/// Runs the dataflow `build` makes of one input over `rounds` of input
+/// (round `r` at time `r`), with `workers` timely workers each feeding a
+/// share; every output update, consolidated and sorted.
+pub fn run_rounds<I, O>(
+    rounds: Vec<Vec<I>>,
+    workers: usize,
+    build: for<'a> fn(
+        differential_dataflow::VecCollection<'a, u64, I>,
+    ) -> differential_dataflow::VecCollection<'a, u64, O>,
+) -> Vec<(O, u64, isize)>
+where
+    I: differential_dataflow::ExchangeData + std::hash::Hash + Sync,
+    O: differential_dataflow::ExchangeData + std::hash::Hash,
+{
+    use differential_dataflow::input::Input;
+    use timely::dataflow::operators::Capture;
+    use timely::dataflow::operators::capture::Extract;
+    let (send, recv) = std::sync::mpsc::channel();
+    let send = std::sync::Arc::new(std::sync::Mutex::new(send));
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let send = send.lock().unwrap().clone();
+        let mut input = worker.dataflow::<u64, _, _>(|scope| {
+            let (handle, collection) = scope.new_collection::<I, isize>();
+            build(collection).inner.capture_into(send);
+            handle
+        });
+        let (index, peers) = (worker.index(), worker.peers());
+        for (round, list) in rounds.iter().enumerate() {
+            for (i, x) in list.iter().enumerate() {
+                if i % peers == index {
+                    input.insert(x.clone());
+                }
+            }
+            input.advance_to(round as u64 + 1);
+        }
+    })
+    .unwrap();
+    let mut updates: Vec<(O, u64, isize)> =
+        recv.extract().into_iter().flat_map(|(_, u)| u).collect();
+    differential_dataflow::consolidation::consolidate_updates(&mut updates);
+    updates.sort();
+    updates
+}
+
+/// A standings or split row of a race, as the standings tests compare them.
+pub type RaceRow = (
+    String,
+    Result<pace_pipeline::jobs::standings::Standing, pace_pipeline::jobs::standings::SplitRow>,
+);
+
+/// `race_standings` over one input of observations (`Ok`) and definitions
+/// (`Err`), its two views as one collection.
+pub fn standings_views(
+    input: differential_dataflow::VecCollection<
+        '_,
+        u64,
+        Result<
+            pace_pipeline::jobs::standings::Observation,
+            pace_pipeline::jobs::standings::Definition,
+        >,
+    >,
+) -> differential_dataflow::VecCollection<'_, u64, RaceRow> {
+    let observations = input.clone().flat_map(|x| x.ok());
+    let definitions = input.flat_map(|x| x.err());
+    let views = pace_pipeline::jobs::standings::race_standings(observations, definitions);
+    views
+        .standings
+        .map(|(r, s)| (r, Ok(s)))
+        .concat(views.splits.map(|(r, s)| (r, Err(s))))
 }

@@ -303,10 +303,10 @@ impl Participant {
     }
 
     /// Forgets the oldest observations beyond [`MAX_OBSERVATIONS`], keeping
-    /// the fold state they lead to. Returns how many were forgotten.
-    fn compact(&mut self) -> usize {
+    /// the fold state they lead to.
+    fn compact(&mut self) {
         if self.observations.len() <= MAX_OBSERVATIONS {
-            return 0;
+            return;
         }
         let excess = self.observations.len() - MAX_OBSERVATIONS * 3 / 4;
         let base_n = self.base.as_ref().map_or(0, |b| b.1.n);
@@ -316,16 +316,14 @@ impl Participant {
             .find(|(_, f)| f.n >= base_n + excess as u64)
             .map(|(k, _)| k.clone())
         else {
-            return 0;
+            return;
         };
         let fold = self.checkpoints.remove(&key).expect("found above");
         let mut kept = self.observations.split_off(&key);
         kept.remove(&key);
-        let forgotten = self.observations.len() + 1;
         self.observations = kept;
         self.checkpoints = self.checkpoints.split_off(&key);
         self.base = Some((key, fold));
-        forgotten
     }
 }
 
@@ -551,13 +549,18 @@ pub fn reference(
     }
     let mut progress: BTreeMap<String, Vec<Progress>> = BTreeMap::new();
     let mut passes: BTreeMap<(String, u32), Vec<(i64, String)>> = BTreeMap::new();
+    let compiled: BTreeMap<&str, Race> = defs
+        .iter()
+        .map(|(race, (_, json))| {
+            let def: RaceDefinition = serde_json::from_str(json).expect("valid definition");
+            (*race, Race::compile(&def))
+        })
+        .collect();
     for ((race, p), obs) in by_participant {
-        let Some((_, json)) = defs.get(race) else {
+        let Some(compiled) = compiled.get(race) else {
             continue;
         };
-        let def: RaceDefinition = serde_json::from_str(json).expect("valid definition");
-        let compiled = Race::compile(&def);
-        let (summary, splits) = fold_all(&compiled, p, &obs);
+        let (summary, splits) = fold_all(compiled, p, &obs);
         progress.entry(race.to_owned()).or_default().push(summary);
         for (i, t) in splits.into_iter().enumerate() {
             passes
@@ -592,4 +595,64 @@ pub fn reference(
         })
         .collect();
     (standings, splits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::{RaceKind, RaceRules, Timestamp, TimingLine};
+
+    #[test]
+    fn compaction_keeps_the_fold() {
+        let race = Race::compile(&RaceDefinition {
+            id: "r".into(),
+            name: "r".into(),
+            start: Timestamp(1_780_000_000_000),
+            kind: RaceKind::TimingLines {
+                lines: vec![TimingLine {
+                    id: "l".into(),
+                    name: String::new(),
+                    ends: None,
+                }],
+            },
+            laps: 100_000,
+            cutoff: None,
+            participants: vec![],
+            // Two reads in three are false: laps stay below the race's 100,000.
+            rules: RaceRules {
+                min_lap_s: Some(2.5),
+                ..Default::default()
+            },
+        });
+        let cross = |i: i64| {
+            (
+                1_780_000_000_000 + i * 1000,
+                Obs::Cross { line: "l".into() },
+            )
+        };
+        let total = MAX_OBSERVATIONS as i64 + 1_000;
+        let mut p = Participant::new();
+        for chunk in (0..total).collect::<Vec<_>>().chunks(10_000) {
+            for &i in chunk {
+                let item = cross(i);
+                p.observations.insert(item.clone());
+                p.touch(&item);
+            }
+            p.refold(&race, "p");
+            p.compact();
+        }
+        assert!(p.base.is_some(), "compacted");
+        assert!(p.observations.len() <= MAX_OBSERVATIONS);
+        // One more in-order crossing: the same as folding everything plainly.
+        let item = cross(total);
+        p.observations.insert(item.clone());
+        p.touch(&item);
+        let (progress, splits) = p.refold(&race, "p");
+        let all: Vec<_> = (0..=total).map(cross).collect();
+        let (want, want_splits) = fold_all(&race, "p", &all);
+        assert_eq!(progress, want);
+        assert_eq!(splits, want_splits);
+        assert_eq!(progress.laps, Some(total as u32 / 3));
+        assert_eq!(progress.status, Status::Racing);
+    }
 }
