@@ -36,8 +36,17 @@ pub struct Metrics {
     pub archive_files: IntCounterVec,
     /// Open WebSocket connections at the edge.
     pub edge_clients: IntGauge,
-    /// WebSocket frames sent by the edge, by type (snapshot, delta).
+    /// WebSocket frames sent by the edge, by type (snapshot, delta, …).
     pub edge_frames: IntCounterVec,
+    /// Live subscriptions at the edge, by view (race, participant, room, task).
+    pub edge_subscriptions: IntGaugeVec,
+    /// Snapshots sent to subscribers that fell behind, by view.
+    pub edge_lag_snapshots: IntCounterVec,
+    /// Connections refused or dropped by the edge, by reason (`limit`,
+    /// `origin`, `write_timeout`).
+    pub edge_refused: IntCounterVec,
+    /// GPS points sent through `WS /ws/track`, by outcome (`accepted`, `refused`).
+    pub edge_track_points: IntCounterVec,
     /// Latest frontier of the dataflow, Unix milliseconds, by worker.
     pub pipeline_frontier: IntGaugeVec,
     /// Observations the standings job treated specially, by outcome: `late`
@@ -99,6 +108,21 @@ impl Metrics {
             "WebSocket frames sent to clients.",
             &["type"],
         );
+        let edge_lag_snapshots = counter(
+            "pace_edge_lag_snapshots_total",
+            "Snapshots sent to subscribers that fell behind, instead of the backlog.",
+            &["view"],
+        );
+        let edge_refused = counter(
+            "pace_edge_refused_connections_total",
+            "Connections refused or dropped by the edge.",
+            &["reason"],
+        );
+        let edge_track_points = counter(
+            "pace_edge_track_points_total",
+            "GPS points sent through WS /ws/track.",
+            &["outcome"],
+        );
         let standings_points = counter(
             "pace_standings_points_total",
             "Observations the standings job treated specially, by outcome.",
@@ -124,6 +148,14 @@ impl Metrics {
         let edge_clients = register(
             &registry,
             IntGauge::new("pace_edge_clients", "Open WebSocket connections.").expect("valid"),
+        );
+        let edge_subscriptions = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new("pace_edge_subscriptions", "Live subscriptions at the edge."),
+                &["view"],
+            )
+            .expect("valid metric"),
         );
         let pipeline_frontier = register(
             &registry,
@@ -154,6 +186,10 @@ impl Metrics {
             archive_files,
             edge_clients,
             edge_frames,
+            edge_subscriptions,
+            edge_lag_snapshots,
+            edge_refused,
+            edge_track_points,
             pipeline_frontier,
             standings_points,
             rooms_events,

@@ -32,9 +32,21 @@ pub struct Common {
     pub partitions: i32,
     /// The secret user tokens are signed with; without one the edge takes no posts.
     pub token_secret: Option<String>,
+    /// Origins besides its own whose pages may use the edge.
+    pub allowed_origins: Vec<String>,
+    /// Most WebSocket connections the edge holds.
+    pub max_connections: usize,
 }
 
 impl Common {
+    fn edge(&self, kafka: KafkaConfig) -> ws_edge::EdgeConfig {
+        let mut config = ws_edge::EdgeConfig::new(self.listen, kafka);
+        config.token_secret.clone_from(&self.token_secret);
+        config.allowed_origins.clone_from(&self.allowed_origins);
+        config.limits.max_connections = self.max_connections;
+        config
+    }
+
     fn kafka(&self, brokers: &str) -> KafkaConfig {
         KafkaConfig::new(brokers).with_topic_prefix(&self.topic_prefix)
     }
@@ -135,11 +147,7 @@ pub fn run_all(
         stop.clone(),
     );
     let edge = rt.block_on(ws_edge::serve(
-        ws_edge::EdgeConfig {
-            listen: common.listen,
-            kafka: kafka.clone(),
-            token_secret: common.token_secret.clone(),
-        },
+        common.edge(kafka.clone()),
         announce,
         shutdown_signal(stop.clone()),
     ));
@@ -195,11 +203,7 @@ pub fn run_edge(common: Common) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     tokio_runtime()?
         .block_on(ws_edge::serve(
-            ws_edge::EdgeConfig {
-                listen: common.listen,
-                kafka,
-                token_secret: common.token_secret.clone(),
-            },
+            common.edge(kafka),
             announce,
             shutdown_signal(stop),
         ))

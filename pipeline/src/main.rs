@@ -45,6 +45,17 @@ struct CommonArgs {
     /// one the edge serves reads and takes no posts.
     #[arg(long, env = "PACE_TOKEN_SECRET", hide_env_values = true)]
     token_secret: Option<String>,
+    /// An origin (e.g. `https://race.example.org`) whose pages may use the
+    /// edge besides its own; repeat or comma-separate; `*` allows any.
+    #[arg(
+        long = "allowed-origin",
+        env = "PACE_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    allowed_origins: Vec<String>,
+    /// Most WebSocket connections the edge holds; more get HTTP 503.
+    #[arg(long, env = "PACE_MAX_CONNECTIONS", default_value_t = 20_000)]
+    max_connections: usize,
 }
 
 impl From<CommonArgs> for Common {
@@ -57,6 +68,8 @@ impl From<CommonArgs> for Common {
             data_dir: a.data_dir,
             partitions: a.partitions,
             token_secret: a.token_secret,
+            allowed_origins: a.allowed_origins,
+            max_connections: a.max_connections,
         }
     }
 }

@@ -567,6 +567,10 @@ fn standing_row(race: &str, s: &Standing) -> StandingRow {
         last_seen: Timestamp(s.last_seen_ms),
         status: s.status,
         eta: s.eta_ms.map(Timestamp),
+        position: s.position_e7.map(|(lat, lon)| schemas::LatLon {
+            lat: lat as f64 / 1e7,
+            lon: lon as f64 / 1e7,
+        }),
     }
 }
 

@@ -98,9 +98,8 @@ async fn records_flow_to_views_dead_letters_and_archive() {
     let (edge_stop_tx, edge_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let edge = tokio::spawn(ws_edge::serve(
         ws_edge::EdgeConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            kafka: kafka.clone(),
             token_secret: Some(SECRET.into()),
+            ..ws_edge::EdgeConfig::new("127.0.0.1:0".parse().unwrap(), kafka.clone())
         },
         move |a| addr_tx.send(a).unwrap(),
         async move {

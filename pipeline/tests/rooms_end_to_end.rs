@@ -126,7 +126,7 @@ async fn rooms_post_resume_and_refuse() {
     send(&mut bob, json!({"type": "join"})).await;
     assert_eq!(
         reply(&mut bob).await,
-        json!({"type": "ack", "op": "join", "client_msg_id": null})
+        json!({"type": "ack", "op": "join", "room": "lobby", "client_msg_id": null})
     );
     for i in 1..=3 {
         send(

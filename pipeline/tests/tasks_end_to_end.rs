@@ -40,12 +40,23 @@ async fn tasks_submit_fetch_push_and_refuse() {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws{}/ws/tasks/later", &base[4..]))
         .await
         .unwrap();
+    let unknown = next_frame(&mut ws).await;
+    assert_eq!(
+        unknown,
+        json!({"type": "snapshot", "view": "task", "id": "later", "seq": 0, "result": null})
+    );
     let (status, _) = post(json!({"id": "later", "expression": "-2^2"}).to_string()).await;
     assert_eq!(status, 202);
     let pushed = next_frame(&mut ws).await;
-    assert_eq!(pushed["type"], "result");
     assert_eq!(
-        (pushed["status"].as_str(), pushed["result"].as_str()),
+        (&pushed["type"], &pushed["seq"]),
+        (&json!("delta"), &json!(1))
+    );
+    assert_eq!(
+        (
+            pushed["result"]["status"].as_str(),
+            pushed["result"]["result"].as_str()
+        ),
         (Some("SUCCESSFUL"), Some("-4"))
     );
 

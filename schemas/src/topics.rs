@@ -84,6 +84,9 @@ pub const DLQ_TRUNCATED_HEADER: &str = "pace-truncated-from";
 pub const DLQ_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 /// Kafka header carrying the dead letter's source offset.
 pub const DLQ_OFFSET_HEADER: &str = "pace-source-offset";
+/// Kafka header naming what refused a record that never reached its topic
+/// (`ws-edge`: refused at the edge; partition and offset are then -1).
+pub const DLQ_SOURCE_HEADER: &str = "pace-refused-by";
 
 #[cfg(test)]
 mod tests {

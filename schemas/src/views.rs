@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::records::LatLon;
 use crate::time::Timestamp;
 
 /// A participant's state in a race.
@@ -70,6 +71,9 @@ pub struct StandingRow {
     /// Estimated finish time, for course races.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eta: Option<Timestamp>,
+    /// Where the latest accepted GPS fix put the participant (GPS races).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<LatLon>,
 }
 
 /// A change of one race's view, as written to `pace.standings` (keyed by race).

@@ -7,8 +7,11 @@
 //! number. Any number of edges can run side by side; each holds only what it
 //! can rebuild from Kafka.
 //!
-//! Layout: `views.rs` the race cache and frame encoding, `rooms.rs` the rooms, `follow.rs` the changelog
-//! consumer, `server.rs` the routes, `static/index.html` the spectator page.
+//! Layout: `views.rs` the race cache and frame encoding, `rooms.rs` the
+//! rooms, `tasks.rs` the task results, `follow.rs` the changelog consumer,
+//! `server.rs` the routes, `socket.rs` a spectator's connection, `track.rs`
+//! a device's, `post.rs` input through the edge, `auth.rs` tokens,
+//! `static/index.html` the spectator page. The protocol is `PROTOCOL.md`.
 
 pub mod auth;
 pub mod follow;
@@ -16,10 +19,13 @@ pub mod post;
 pub mod rooms;
 pub mod rooms_http;
 pub mod server;
+pub mod socket;
 pub mod tasks;
+pub mod track;
 pub mod views;
 
-pub use server::{EdgeConfig, serve};
+pub use server::{EdgeConfig, serve, serve_views};
+pub use socket::EdgeLimits;
 
 /// What went wrong at the edge.
 #[derive(Debug, thiserror::Error)]

@@ -1,12 +1,20 @@
 //! Input through the edge: who a request is (tokens), and producing chat
-//! events to `pace.chat` and calc tasks to `pace.calc`, acknowledged by the
-//! broker before the client is told. Nothing that fails a check reaches Kafka.
+//! events to `pace.chat`, calc tasks to `pace.calc` and GPS points to
+//! `pace.gps`, acknowledged by the broker before the client is told. Nothing
+//! that fails a check reaches an input topic; a refused GPS point goes to
+//! `pace.dlq` with its reason.
 
 use std::time::{Duration, Instant};
 
 use ingest::KafkaConfig;
+use ingest::jsonl::InputRecord;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use schemas::{ChatEvent, ChatKind, Timestamp, Validate, Visibility};
+use schemas::topics::{
+    DLQ_MAX_PAYLOAD_BYTES, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER,
+    DLQ_SOURCE_HEADER, DLQ_TOPIC_HEADER, DLQ_TRUNCATED_HEADER,
+};
+use schemas::{ChatEvent, ChatKind, GpsPoint, Timestamp, Validate, Visibility};
 
 use crate::auth::{self, AuthError};
 
@@ -15,15 +23,17 @@ pub const POSTS_PER_SECOND: f64 = 5.0;
 /// …and in a burst.
 pub const POST_BURST: f64 = 10.0;
 
-/// The edge's way into `pace.chat`.
-pub struct ChatInput {
+/// The edge's way into the input topics.
+pub struct EdgeInput {
     secret: Option<String>,
     producer: FutureProducer,
     topic: String,
     calc_topic: String,
+    gps_topic: String,
+    dlq_topic: String,
 }
 
-impl ChatInput {
+impl EdgeInput {
     /// A producer for `config`'s chat topic; tokens are checked with `secret`.
     pub fn new(config: &KafkaConfig, secret: Option<String>) -> Result<Self, ingest::IngestError> {
         let producer = config
@@ -35,6 +45,8 @@ impl ChatInput {
             producer,
             topic: config.topics.chat.clone(),
             calc_topic: config.topics.calc.clone(),
+            gps_topic: config.topics.gps.clone(),
+            dlq_topic: config.topics.dlq.clone(),
         })
     }
 
@@ -69,13 +81,81 @@ impl ChatInput {
     /// Validates `event` and produces it, keyed by room; returns once the
     /// broker has it. A refused event is not sent.
     pub async fn send(&self, event: &ChatEvent) -> Result<(), SendError> {
-        self.produce(&self.topic, &event.room, event).await
+        self.produce(&self.topic, &event.room, event)
+            .await
+            .map(|_| ())
     }
 
     /// Validates `task` and produces it, keyed by id; returns once the
     /// broker has it. A refused task is not sent.
     pub async fn submit(&self, task: &schemas::CalcTask) -> Result<(), SendError> {
-        self.produce(&self.calc_topic, &task.id, task).await
+        self.produce(&self.calc_topic, &task.id, task)
+            .await
+            .map(|_| ())
+    }
+
+    /// Validates `point` and produces it, keyed as every GPS producer keys
+    /// it; returns the partition and offset once the broker has it.
+    pub async fn track(&self, point: &GpsPoint) -> Result<(i32, i64), SendError> {
+        self.produce(&self.gps_topic, &point.key(), point).await
+    }
+
+    /// Sends a record refused at the edge to `pace.dlq`: the bytes as the
+    /// client sent them (cut to the dead-letter limit), the reason, and the
+    /// topic it was meant for, with partition and offset -1 (it never
+    /// reached that topic).
+    pub async fn dead_letter(
+        &self,
+        meant_for: Topic,
+        payload: &[u8],
+        reason: &str,
+    ) -> Result<(), SendError> {
+        let topic = match meant_for {
+            Topic::Gps => &self.gps_topic,
+        };
+        let size = payload.len().to_string();
+        let mut headers = OwnedHeaders::new()
+            .insert(Header {
+                key: DLQ_REASON_HEADER,
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: DLQ_TOPIC_HEADER,
+                value: Some(topic.as_str()),
+            })
+            .insert(Header {
+                key: DLQ_PARTITION_HEADER,
+                value: Some("-1"),
+            })
+            .insert(Header {
+                key: DLQ_OFFSET_HEADER,
+                value: Some("-1"),
+            })
+            .insert(Header {
+                key: DLQ_SOURCE_HEADER,
+                value: Some("ws-edge"),
+            });
+        let payload = if payload.len() > DLQ_MAX_PAYLOAD_BYTES {
+            headers = headers.insert(Header {
+                key: DLQ_TRUNCATED_HEADER,
+                value: Some(size.as_str()),
+            });
+            &payload[..DLQ_MAX_PAYLOAD_BYTES]
+        } else {
+            payload
+        };
+        let record = FutureRecord::<(), [u8]>::to(&self.dlq_topic)
+            .payload(payload)
+            .headers(headers);
+        self.producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| SendError::Unavailable(e.to_string()))?;
+        observability::metrics()
+            .dlq_records
+            .with_label_values(&[topic.as_str()])
+            .inc();
+        Ok(())
     }
 
     async fn produce<R: Validate + serde::Serialize>(
@@ -83,7 +163,7 @@ impl ChatInput {
         topic: &str,
         key: &str,
         record: &R,
-    ) -> Result<(), SendError> {
+    ) -> Result<(i32, i64), SendError> {
         record
             .validate()
             .map_err(|e| SendError::Invalid(e.to_string()))?;
@@ -92,9 +172,16 @@ impl ChatInput {
         self.producer
             .send(record, Duration::from_secs(10))
             .await
-            .map(|_| ())
+            .map(|d| (d.partition, d.offset))
             .map_err(|(e, _)| SendError::Unavailable(e.to_string()))
     }
+}
+
+/// The input topics a client's record can be dead-lettered for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topic {
+    /// `pace.gps` (through `WS /ws/track`).
+    Gps,
 }
 
 /// Why an event was not sent.
@@ -112,23 +199,33 @@ pub enum SendError {
 pub struct RateLimit {
     tokens: f64,
     at: Instant,
+    burst: f64,
+    per_second: f64,
 }
 
 impl Default for RateLimit {
+    /// The posts' limit.
     fn default() -> Self {
-        Self {
-            tokens: POST_BURST,
-            at: Instant::now(),
-        }
+        Self::new(POST_BURST, POSTS_PER_SECOND)
     }
 }
 
 impl RateLimit {
+    /// `burst` at once, `per_second` sustained.
+    pub fn new(burst: f64, per_second: f64) -> Self {
+        Self {
+            tokens: burst,
+            at: Instant::now(),
+            burst,
+            per_second,
+        }
+    }
+
     /// Takes one post's worth, if there is one.
     pub fn take(&mut self) -> bool {
         let now = Instant::now();
-        let refill = now.duration_since(self.at).as_secs_f64() * POSTS_PER_SECOND;
-        self.tokens = (self.tokens + refill).min(POST_BURST);
+        let refill = now.duration_since(self.at).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + refill).min(self.burst);
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;

@@ -1,11 +1,12 @@
 //! The edge's cache of the rooms: members, and the latest
 //! [`MESSAGES_HELD`] messages of each room, rebuilt from `pace.rooms`.
 //!
-//! Frames (WebSocket, JSON):
-//! - `{"type":"snapshot","room":…,"last_seq":N,"members":[…],"messages":[…]}`:
-//!   on connect, the members and the messages after the client's `since`
-//!   (or the latest [`SNAPSHOT_MESSAGES`]).
-//! - `{"type":"delta","room":…,"members":[…],"removes":[…],"messages":[…]}`:
+//! Frames (WebSocket, JSON; `seq` is the room's latest message seq):
+//! - `{"type":"snapshot","view":"room","id":…,"seq":N,"members":[…],"messages":[…]}`:
+//!   on subscribe, the members and the messages after the client's `since`
+//!   (or the latest [`SNAPSHOT_MESSAGES`], if no `since` or the messages
+//!   after it are no longer held: the client sees the gap in the seqs).
+//! - `{"type":"delta","view":"room","id":…,"seq":N,"members":[…],"removes":[…],"messages":[…]}`:
 //!   each change, encoded once for every subscriber.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -15,7 +16,7 @@ use schemas::{RoomChange, RoomMember, RoomMessage, Visibility};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::views::{FRAME_BUFFER, Frame};
+use crate::views::{Change, FRAME_BUFFER, Frame, Snapshot, Subscribed};
 
 /// Messages held per room; older ones are in the archive and the changelog.
 pub const MESSAGES_HELD: usize = 2000;
@@ -52,7 +53,8 @@ struct RoomView {
     members: BTreeMap<String, RoomMember>,
     messages: VecDeque<RoomMessage>,
     last_seq: u64,
-    tx: broadcast::Sender<Frame>,
+    version: u64,
+    tx: broadcast::Sender<Change>,
 }
 
 impl RoomView {
@@ -63,6 +65,7 @@ impl RoomView {
             members: BTreeMap::new(),
             messages: VecDeque::new(),
             last_seq: 0,
+            version: 0,
             tx: broadcast::channel(FRAME_BUFFER).0,
         }
     }
@@ -92,22 +95,26 @@ impl RoomView {
             || user.is_some_and(|u| self.members.contains_key(u) || self.invited.contains(u))
     }
 
-    fn snapshot(&self, room: &str, since: Option<u64>) -> Result<Frame, Gone> {
-        let messages = match since {
-            Some(s) => self.after(s, MESSAGES_HELD)?,
-            None => {
+    /// The members and the messages after `since` (the latest
+    /// [`SNAPSHOT_MESSAGES`] without one, or if those are gone).
+    fn snapshot(&self, room: &str, since: Option<u64>) -> Frame {
+        let messages = match since.map(|s| self.after(s, MESSAGES_HELD)) {
+            Some(Ok(m)) => m,
+            _ => {
                 let skip = self.messages.len().saturating_sub(SNAPSHOT_MESSAGES);
                 self.messages.iter().skip(skip).cloned().collect()
             }
         };
         let frame = serde_json::json!({
             "type": "snapshot",
-            "room": room,
-            "last_seq": self.last_seq,
+            "view": "room",
+            "id": room,
+            "seq": self.last_seq,
+            "visibility": self.visibility(),
             "members": self.members.values().collect::<Vec<_>>(),
             "messages": messages,
         });
-        Ok(frame.to_string().into())
+        frame.to_string().into()
     }
 }
 
@@ -146,15 +153,22 @@ impl Rooms {
                 view.messages.pop_front();
             }
         }
+        view.version += 1;
         let frame = serde_json::json!({
             "type": "delta",
-            "room": change.room,
+            "view": "room",
+            "id": change.room,
+            "seq": view.last_seq,
             "members": change.members,
             "removes": change.removes,
             "messages": change.messages,
         });
         // No subscribers is not an error.
-        let _ = view.tx.send(frame.to_string().into());
+        let _ = view.tx.send(Change {
+            version: view.version,
+            seq: view.last_seq,
+            frame: frame.to_string().into(),
+        });
     }
 
     /// Every room.
@@ -215,24 +229,25 @@ impl Rooms {
         Some(rooms.get(room)?.after(since, limit.min(MAX_PAGE)))
     }
 
-    /// A snapshot frame (messages after `since`, if given) and a subscription
-    /// to the frames after it, taken together so nothing falls between.
-    #[allow(clippy::type_complexity)]
-    pub fn subscribe(
-        &self,
-        room: &str,
-        since: Option<u64>,
-    ) -> Option<Result<(Frame, broadcast::Receiver<Frame>), Gone>> {
+    /// A snapshot (the messages after `since`, if given and still held) and
+    /// the changes after it, taken together so nothing falls between.
+    pub fn subscribe(&self, room: &str, since: Option<u64>) -> Option<Subscribed> {
         let rooms = self.rooms.read().expect("rooms lock");
         let v = rooms.get(room)?;
-        Some(v.snapshot(room, since).map(|f| (f, v.tx.subscribe())))
+        Some(Subscribed {
+            frames: vec![v.snapshot(room, since)],
+            version: v.version,
+            seq: v.last_seq,
+            changes: v.tx.subscribe(),
+        })
     }
 
     /// A fresh snapshot with the messages after `since` (for a subscriber
     /// that fell behind: exactly what it missed, if still held).
-    pub fn snapshot(&self, room: &str, since: u64) -> Option<Result<Frame, Gone>> {
+    pub fn snapshot(&self, room: &str, since: u64) -> Option<Snapshot> {
         let rooms = self.rooms.read().expect("rooms lock");
-        Some(rooms.get(room)?.snapshot(room, Some(since)))
+        let v = rooms.get(room)?;
+        Some((v.version, v.last_seq, v.snapshot(room, Some(since))))
     }
 }
 

@@ -9,27 +9,36 @@
 //! | `GET /api/races/{id}` | the race definition |
 //! | `GET /api/races/{id}/standings` | rows in rank order; `X-Pace-Seq` header |
 //! | `GET /api/races/{id}/splits` | `[{participant, split, time, position}]` by split, then position; `X-Pace-Seq` header |
-//! | `/api/rooms…`, `WS /ws/rooms/{id}` | see `rooms_http.rs` |
+//! | `/api/rooms…` | see `rooms_http.rs` |
 //! | `/api/tasks…`, `WS /ws/tasks/{id}` | see `tasks.rs` |
-//! | `WS /ws/races/{id}` | `{"type":"snapshot","seq":N,"rows":[…],"splits":[…]}`, then `{"type":"delta","seq":N+1,…}`, … |
+//! | `WS /ws?token=T` | subscriptions to races, participants, rooms and tasks, room actions (`PROTOCOL.md`) |
+//! | `WS /ws/races/{id}?since=SEQ` | `/ws` subscribed to the race |
+//! | `WS /ws/rooms/{id}?since=SEQ&token=T` | `/ws` subscribed to the room; room actions default to it |
+//! | `WS /ws/track?token=T` | GPS points from a participant's device (`track.rs`) |
 //!
-//! Errors are JSON `{"error": …}` with a 4xx status, or an error frame on a
-//! WebSocket.
+//! Errors are JSON `{"error": …}` with a 4xx/5xx status, or an error frame on
+//! a WebSocket. Every response carries `x-request-id` (the client's, if it
+//! sent a sane one), and every log line of a request or connection carries
+//! it. A browser request whose `Origin` is neither this host nor one of
+//! [`EdgeConfig::allowed_origins`] gets 403; requests without `Origin`
+//! (devices, scripts) are not browsers' and pass.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
 
-use futures_util::{SinkExt, StreamExt};
 use ingest::KafkaConfig;
-use tokio::sync::broadcast::error::RecvError;
+use serde::Deserialize;
+use tracing::Instrument;
 use warp::http::StatusCode;
-use warp::ws::{Message, WebSocket};
 use warp::{Filter, Reply};
 
 use crate::EdgeError;
-use crate::views::{Views, error_frame};
+use crate::post::EdgeInput;
+use crate::socket::{EdgeLimits, In, Shared, Slot, Start, ViewKind};
+use crate::views::Views;
 
 /// How the edge runs.
 #[derive(Clone, Debug)]
@@ -41,6 +50,25 @@ pub struct EdgeConfig {
     /// The secret tokens are signed with (`pace token`); without one the
     /// edge serves reads only.
     pub token_secret: Option<String>,
+    /// Origins (`https://example.org`) whose pages may use this edge besides
+    /// its own; `*` allows any.
+    pub allowed_origins: Vec<String>,
+    /// Bounds on connections, queues and buffers.
+    pub limits: EdgeLimits,
+}
+
+impl EdgeConfig {
+    /// An edge on `listen` following `kafka`, read-only, same-origin, with
+    /// the default limits.
+    pub fn new(listen: SocketAddr, kafka: KafkaConfig) -> Self {
+        Self {
+            listen,
+            kafka,
+            token_secret: None,
+            allowed_origins: Vec::new(),
+            limits: EdgeLimits::default(),
+        }
+    }
 }
 
 const PAGE: &str = include_str!("../static/index.html");
@@ -53,11 +81,58 @@ pub(crate) fn json_error(status: StatusCode, message: String) -> warp::reply::Re
     .into_response()
 }
 
-/// The routes over `views`.
-pub fn routes(
-    views: Arc<Views>,
-    chat: Arc<crate::post::ChatInput>,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+/// `?since=SEQ&token=T` of the WebSocket routes.
+#[derive(Debug, Default, Deserialize)]
+struct WsQuery {
+    since: Option<u64>,
+    token: Option<String>,
+}
+
+/// A request's origin was refused.
+#[derive(Debug)]
+struct OriginRefused(String);
+
+impl warp::reject::Reject for OriginRefused {}
+
+/// Whether a request from `origin` (its `Origin` header) to `host` (its
+/// `Host` header) may be served.
+pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
+    let Some(origin) = origin else {
+        return true; // not a browser
+    };
+    let same_host = origin
+        .split_once("://")
+        .is_some_and(|(_, h)| host.is_some_and(|host| h.eq_ignore_ascii_case(host)));
+    same_host
+        || allowed
+            .iter()
+            .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+}
+
+/// A fresh request id: 16 hex digits.
+fn new_request_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// The client's request id if it is short and plain, else a fresh one.
+fn request_id(given: Option<String>) -> String {
+    given
+        .filter(|g| {
+            !g.is_empty()
+                && g.len() <= 64
+                && g.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .unwrap_or_else(new_request_id)
+}
+
+/// The routes of an edge.
+pub(crate) fn routes(
+    shared: Arc<Shared>,
+    allowed_origins: Arc<Vec<String>>,
+) -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone {
+    let views = shared.views.clone();
+    let chat = shared.chat.clone();
     let with_views = {
         let views = views.clone();
         warp::any().map(move || views.clone())
@@ -109,14 +184,82 @@ pub fn routes(
             }
             None => json_error(StatusCode::NOT_FOUND, format!("no race {id:?}")),
         });
-    let ws = warp::path!("ws" / "races" / String)
+    let with_shared = warp::any().map(move || shared.clone());
+    let bearer = warp::header::optional::<String>("authorization");
+    let ws_query = warp::query::<WsQuery>();
+    let multiplexed = warp::path!("ws")
+        .and(ws_query)
+        .and(bearer)
         .and(warp::ws())
-        .and(with_views)
-        .map(|id: String, ws: warp::ws::Ws, views: Arc<Views>| {
-            ws.on_upgrade(move |socket| race_socket(socket, id, views))
-                .into_response()
+        .and(with_shared.clone())
+        .map(
+            |q: WsQuery, auth: Option<String>, ws, shared: Arc<Shared>| {
+                upgrade(&shared, ws, q.token.or(auth), None, None)
+            },
+        );
+    let race_ws = warp::path!("ws" / "races" / String)
+        .and(ws_query)
+        .and(warp::ws())
+        .and(with_shared.clone())
+        .map(|id: String, q: WsQuery, ws, shared: Arc<Shared>| {
+            let first = In::Subscribe {
+                view: ViewKind::Race,
+                id,
+                participant: None,
+                since: q.since,
+            };
+            upgrade(&shared, ws, q.token, Some(first), None)
         });
-    page.or(healthz)
+    let room_ws = warp::path!("ws" / "rooms" / String)
+        .and(ws_query)
+        .and(bearer)
+        .and(warp::ws())
+        .and(with_shared.clone())
+        .map(
+            |id: String, q: WsQuery, auth: Option<String>, ws, shared: Arc<Shared>| {
+                let first = In::Subscribe {
+                    view: ViewKind::Room,
+                    id: id.clone(),
+                    participant: None,
+                    since: q.since,
+                };
+                upgrade(&shared, ws, q.token.or(auth), Some(first), Some(id))
+            },
+        );
+    let task_ws = warp::path!("ws" / "tasks" / String)
+        .and(warp::ws())
+        .and(with_shared.clone())
+        .map(|id: String, ws, shared: Arc<Shared>| {
+            let first = In::Subscribe {
+                view: ViewKind::Task,
+                id,
+                participant: None,
+                since: None,
+            };
+            upgrade(&shared, ws, None, Some(first), None)
+        });
+    let track_ws = warp::path!("ws" / "track")
+        .and(ws_query)
+        .and(bearer)
+        .and(warp::ws())
+        .and(with_shared)
+        .map(
+            |q: WsQuery, auth: Option<String>, ws: warp::ws::Ws, shared: Arc<Shared>| {
+                let Some(slot) = Slot::take(&shared) else {
+                    return too_many();
+                };
+                let token = q.token.or(auth);
+                let user = shared.chat.user(token.as_deref()).map(Some);
+                let span = connection_span();
+                ws.max_message_size(shared.limits.max_message)
+                    .on_upgrade(move |socket| {
+                        crate::track::run(socket, shared, slot, user).instrument(span)
+                    })
+                    .into_response()
+            },
+        );
+    let api = page
+        .or(healthz)
         .unify()
         .or(metrics)
         .unify()
@@ -132,12 +275,46 @@ pub fn routes(
         .unify()
         .or(crate::tasks::routes(views.clone(), chat))
         .unify()
-        .or(ws)
+        .or(multiplexed)
         .unify()
+        .or(race_ws)
+        .unify()
+        .or(room_ws)
+        .unify()
+        .or(task_ws)
+        .unify()
+        .or(track_ws)
+        .unify();
+    let origin = warp::header::optional::<String>("origin")
+        .and(warp::header::optional::<String>("host"))
+        .and_then(move |origin: Option<String>, host: Option<String>| {
+            let allowed = allowed_origins.clone();
+            async move {
+                if origin_allowed(origin.as_deref(), host.as_deref(), &allowed) {
+                    Ok(())
+                } else {
+                    observability::metrics()
+                        .edge_refused
+                        .with_label_values(&["origin"])
+                        .inc();
+                    Err(warp::reject::custom(OriginRefused(
+                        origin.unwrap_or_default(),
+                    )))
+                }
+            }
+        })
+        .untuple_one();
+    let guarded = origin
+        .and(api)
         .recover(|r: warp::Rejection| async move {
             // Body errors first: a POST route's rejection may come with the
             // GET routes' "method not allowed" for the same path.
-            let (status, msg) = if r.find::<warp::reject::PayloadTooLarge>().is_some() {
+            let (status, msg) = if let Some(OriginRefused(o)) = r.find() {
+                (
+                    StatusCode::FORBIDDEN,
+                    format!("pages from {o} may not use this edge"),
+                )
+            } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
                 (
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "the body is too large".to_owned(),
@@ -159,60 +336,77 @@ pub fn routes(
             } else {
                 (StatusCode::BAD_REQUEST, format!("{r:?}"))
             };
-            Ok::<_, warp::Rejection>(json_error(status, msg))
+            Ok::<_, std::convert::Infallible>(json_error(status, msg))
         })
-        .unify()
+        .unify();
+    warp::header::optional::<String>("x-request-id")
+        .map(|given: Option<String>| {
+            let id = request_id(given);
+            tracing::Span::current().record("request_id", id.as_str());
+            id
+        })
+        .and(guarded)
+        .map(|id: String, reply: warp::reply::Response| {
+            tracing::debug!(status = reply.status().as_u16(), "answered");
+            warp::reply::with_header(reply, "x-request-id", id).into_response()
+        })
+        .with(warp::trace(|info| {
+            tracing::info_span!(
+                "request",
+                method = %info.method(),
+                path = %info.path(),
+                request_id = tracing::field::Empty,
+            )
+        }))
 }
 
-pub(crate) static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 
-/// One spectator of one race: a snapshot, then every delta in order. A
-/// spectator that falls behind gets a fresh snapshot, never a silent gap.
-async fn race_socket(socket: WebSocket, race: String, views: Arc<Views>) {
+/// A span for one connection, under the request that opened it.
+fn connection_span() -> tracing::Span {
     let conn = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
-    let m = observability::metrics();
-    let (mut tx, mut rx) = socket.split();
-    let Some((snapshot, mut frames)) = views.subscribe(&race) else {
-        tracing::info!(conn, race = %race, "subscribe to unknown race");
-        let _ = tx
-            .send(Message::text(error_frame(
-                "unknown_race",
-                &format!("no race {race:?}"),
-            )))
-            .await;
-        let _ = tx.send(Message::close_with(1008u16, "unknown race")).await;
-        return;
-    };
-    m.edge_clients.inc();
-    tracing::debug!(conn, race = %race, "spectator connected");
-    let mut ok = tx.send(Message::text(snapshot.to_string())).await.is_ok();
-    m.edge_frames.with_label_values(&["snapshot"]).inc();
-    while ok {
-        tokio::select! {
-            frame = frames.recv() => {
-                let (frame, kind) = match frame {
-                    Ok(f) => (f, "delta"),
-                    Err(RecvError::Lagged(missed)) => {
-                        tracing::info!(conn, race = %race, missed, "spectator behind; sending snapshot");
-                        match views.snapshot(&race) { Some(s) => (s, "snapshot"), None => break }
-                    }
-                    Err(RecvError::Closed) => break,
-                };
-                ok = tx.send(Message::text(frame.to_string())).await.is_ok();
-                m.edge_frames.with_label_values(&[kind]).inc();
-            }
-            incoming = rx.next() => match incoming {
-                Some(Ok(msg)) if msg.is_close() => break,
-                Some(Ok(_)) => {}
-                _ => break,
-            },
-        }
-    }
-    m.edge_clients.dec();
-    tracing::debug!(conn, race = %race, "spectator gone");
+    tracing::info_span!("ws", conn)
 }
 
-/// Serves the edge until `shutdown` resolves. Calls `bound` with the address
+fn too_many() -> warp::reply::Response {
+    observability::metrics()
+        .edge_refused
+        .with_label_values(&["limit"])
+        .inc();
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many connections here; try another edge, or later".to_owned(),
+    )
+}
+
+/// Upgrades to a spectator connection, if there is room for one.
+fn upgrade(
+    shared: &Arc<Shared>,
+    ws: warp::ws::Ws,
+    token: Option<String>,
+    first: Option<In>,
+    room: Option<String>,
+) -> warp::reply::Response {
+    let Some(slot) = Slot::take(shared) else {
+        return too_many();
+    };
+    let user = match token {
+        None => Ok(None),
+        Some(t) => shared.chat.user(Some(&t)).map(Some),
+    };
+    let span = connection_span();
+    let shared = shared.clone();
+    ws.max_message_size(shared.limits.max_message)
+        .on_upgrade(move |socket| {
+            let start = Start { user, first, room };
+            crate::socket::run(socket, shared, slot, start).instrument(span)
+        })
+        .into_response()
+}
+
+/// Serves the edge until `shutdown` resolves, then tells every client to
+/// reconnect (elsewhere, or here after a restart) and waits up to
+/// [`EdgeLimits::drain`] for them to go. Calls `bound` with the address
 /// actually bound (useful with port 0) once it listens.
 pub async fn serve(
     config: EdgeConfig,
@@ -222,28 +416,102 @@ pub async fn serve(
     let views = Arc::new(Views::default());
     let stop = Arc::new(AtomicBool::new(false));
     let follower = crate::follow::follow(&config.kafka, views.clone(), stop.clone())?;
-    let chat = Arc::new(crate::post::ChatInput::new(
-        &config.kafka,
-        config.token_secret.clone(),
-    )?);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| EdgeError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let served = serve_views(config, views, bound, shutdown).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || follower.join()).await;
+    served
+}
+
+/// Serves `views`, kept up to date by someone else (tests, embedders), as
+/// [`serve`] does. Input still goes to `config.kafka`.
+pub async fn serve_views(
+    config: EdgeConfig,
+    views: Arc<Views>,
+    bound: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), EdgeError> {
+    let chat = Arc::new(EdgeInput::new(&config.kafka, config.token_secret.clone())?);
+    let listener = listen(&config).map_err(|source| EdgeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let addr = listener.local_addr().map_err(|source| EdgeError::Bind {
         addr: config.listen,
         source,
     })?;
     tracing::info!(%addr, "edge listening");
     bound(addr);
-    warp::serve(routes(views, chat))
+    let (stop_clients, stopping) = tokio::sync::watch::channel(false);
+    let shared = Arc::new(Shared {
+        views,
+        chat,
+        limits: config.limits.clone(),
+        shutdown: stopping,
+        open: AtomicUsize::new(0),
+    });
+    let drain = {
+        let shared = shared.clone();
+        async move {
+            shutdown.await;
+            let open = shared.open.load(Ordering::Acquire);
+            tracing::info!(open, "edge stopping; asking clients to reconnect");
+            let _ = stop_clients.send(true);
+            let t0 = Instant::now();
+            while shared.open.load(Ordering::Acquire) > 0 && t0.elapsed() < shared.limits.drain {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            tracing::info!(
+                left = shared.open.load(Ordering::Acquire),
+                "clients drained"
+            );
+        }
+    };
+    let origins = Arc::new(config.allowed_origins.clone());
+    warp::serve(routes(shared, origins))
         .incoming(listener)
-        .graceful(shutdown)
+        .graceful(drain)
         .run()
         .await;
-    stop.store(true, Ordering::Relaxed);
-    let _ = tokio::task::spawn_blocking(move || follower.join()).await;
     Ok(())
+}
+
+/// The listening socket. Accepted connections inherit its send buffer
+/// size, which bounds the kernel memory a slow client can hold.
+fn listen(config: &EdgeConfig) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if config.listen.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if let Some(bytes) = config.limits.socket_send_buffer {
+        socket.set_send_buffer_size(u32::try_from(bytes).unwrap_or(u32::MAX))?;
+    }
+    socket.bind(config.listen)?;
+    socket.listen(4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        let allowed = vec!["https://race.example".to_owned()];
+        let ok = |o, h| origin_allowed(o, h, &allowed);
+        assert!(ok(None, Some("edge:8080")), "no Origin: not a browser");
+        assert!(ok(Some("http://edge:8080"), Some("edge:8080")), "same host");
+        assert!(ok(Some("https://race.example"), Some("edge:8080")));
+        assert!(!ok(Some("https://evil.example"), Some("edge:8080")));
+        assert!(!ok(Some("http://edge:8080"), Some("other:8080")));
+        assert!(origin_allowed(Some("https://x"), None, &["*".to_owned()]));
+    }
+
+    #[test]
+    fn request_ids() {
+        assert_eq!(request_id(Some("abc-1".into())), "abc-1");
+        assert_eq!(request_id(None).len(), 16);
+        assert_eq!(request_id(Some("no spaces".into())).len(), 16);
+        assert_eq!(request_id(Some("x".repeat(65))).len(), 16);
+    }
 }

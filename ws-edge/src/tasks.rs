@@ -6,7 +6,7 @@
 //! | `POST /api/tasks` `{"expression", "id"?}` | 202 `{"id"}` once the broker has the task; the same id again is the same task |
 //! | `GET /api/tasks/{id}` | `{id, expression, status, result, error, submitted_at, completed_at}`; `PENDING` until the result is in |
 //! | `GET /api/tasks?status=S&limit=N` | the latest results (of the last [`RESULTS_HELD`]), newest first, at most 500 |
-//! | `WS /ws/tasks/{id}` | the result as `{"type":"result",…}` once it is ready |
+//! | `WS /ws/tasks/{id}` | `/ws` subscribed to the task: a snapshot (`result` null or pending), then the result (`PROTOCOL.md`) |
 //!
 //! A malformed body, a missing field, a wrong type, an unknown field or a
 //! body over 16 KiB gets a 4xx with a JSON error, and nothing is enqueued.
@@ -14,17 +14,15 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
-use futures_util::{SinkExt, StreamExt};
 use schemas::{CalcTask, TaskResult, TaskStatus, Timestamp};
 use serde::Deserialize;
 use tokio::sync::broadcast;
 use warp::http::StatusCode;
-use warp::ws::{Message, WebSocket};
 use warp::{Filter, Reply};
 
-use crate::post::{ChatInput, SendError};
+use crate::post::{EdgeInput, SendError};
 use crate::server::json_error;
-use crate::views::{FRAME_BUFFER, Views, error_frame};
+use crate::views::{FRAME_BUFFER, Views};
 
 /// Results held per edge (older ones are in the changelog and the archive).
 pub const RESULTS_HELD: usize = 10_000;
@@ -134,7 +132,10 @@ impl Tasks {
     }
 
     /// The result if ready, and a subscription to results after it.
-    fn watch(&self, id: &str) -> (Option<TaskResult>, broadcast::Receiver<Arc<TaskResult>>) {
+    pub(crate) fn watch(
+        &self,
+        id: &str,
+    ) -> (Option<TaskResult>, broadcast::Receiver<Arc<TaskResult>>) {
         let inner = self.inner.read().expect("tasks lock");
         (inner.results.get(id).cloned(), self.tx.subscribe())
     }
@@ -163,7 +164,7 @@ fn new_id() -> String {
 /// The task routes.
 pub fn routes(
     views: Arc<Views>,
-    input: Arc<ChatInput>,
+    input: Arc<EdgeInput>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let ctx = warp::any().map(move || (views.clone(), input.clone()));
     let submit = warp::path!("api" / "tasks")
@@ -172,7 +173,7 @@ pub fn routes(
         .and(warp::body::bytes())
         .and(ctx.clone())
         .then(
-            |body: bytes::Bytes, (views, input): (Arc<Views>, Arc<ChatInput>)| async move {
+            |body: bytes::Bytes, (views, input): (Arc<Views>, Arc<EdgeInput>)| async move {
                 let new: NewTask = match serde_json::from_slice(&body) {
                     Ok(t) => t,
                     Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("bad task: {e}")),
@@ -202,7 +203,7 @@ pub fn routes(
         .and(warp::get())
         .and(ctx.clone())
         .map(
-            |id: String, (views, _): (Arc<Views>, Arc<ChatInput>)| match views.tasks.get(&id) {
+            |id: String, (views, _): (Arc<Views>, Arc<EdgeInput>)| match views.tasks.get(&id) {
                 Some(r) => warp::reply::json(&r).into_response(),
                 None => json_error(StatusCode::NOT_FOUND, format!("no task {id:?}")),
             },
@@ -211,19 +212,10 @@ pub fn routes(
         .and(warp::get())
         .and(warp::query::<ListQuery>())
         .and(ctx.clone())
-        .map(|q: ListQuery, (views, _): (Arc<Views>, Arc<ChatInput>)| {
+        .map(|q: ListQuery, (views, _): (Arc<Views>, Arc<EdgeInput>)| {
             warp::reply::json(&views.tasks.list(q.status, q.limit.unwrap_or(100))).into_response()
         });
-    let socket = warp::path!("ws" / "tasks" / String)
-        .and(warp::ws())
-        .and(ctx)
-        .map(
-            |id: String, ws: warp::ws::Ws, (views, _): (Arc<Views>, Arc<ChatInput>)| {
-                ws.on_upgrade(move |socket| task_socket(socket, id, views))
-                    .into_response()
-            },
-        );
-    submit.or(one).unify().or(list).unify().or(socket).unify()
+    submit.or(one).unify().or(list).unify()
 }
 
 fn accepted(id: &str) -> warp::reply::Response {
@@ -232,50 +224,6 @@ fn accepted(id: &str) -> warp::reply::Response {
         StatusCode::ACCEPTED,
     )
     .into_response()
-}
-
-/// Sends the task's result once it is ready, then closes.
-async fn task_socket(socket: WebSocket, id: String, views: Arc<Views>) {
-    let (mut tx, mut rx) = socket.split();
-    let (ready, mut results) = views.tasks.watch(&id);
-    let frame = |r: &TaskResult| {
-        let mut v = serde_json::to_value(r).expect("results serialize");
-        v["type"] = "result".into();
-        v.to_string()
-    };
-    let result = match ready {
-        Some(r) => Some(r),
-        None => loop {
-            tokio::select! {
-                r = results.recv() => match r {
-                    Ok(r) if r.id == id => break Some((*r).clone()),
-                    Ok(_) => {}
-                    // Missed some: look again.
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        if let Some(r) = views.tasks.get(&id).filter(|r| r.status != TaskStatus::Pending) {
-                            break Some(r);
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break None,
-                },
-                incoming = rx.next() => match incoming {
-                    Some(Ok(m)) if !m.is_close() => {}
-                    _ => break None,
-                },
-            }
-        },
-    };
-    match result {
-        Some(r) => {
-            let _ = tx.send(Message::text(frame(&r))).await;
-            let _ = tx.send(Message::close()).await;
-        }
-        None => {
-            let _ = tx
-                .send(Message::text(error_frame("closed", "the edge is stopping")))
-                .await;
-        }
-    }
 }
 
 #[cfg(test)]

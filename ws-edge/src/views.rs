@@ -1,35 +1,78 @@
-//! The edge's cache of the views, and the frames it sends.
+//! The edge's cache of the races, and the frames it sends.
 //!
-//! Per race: the definition, the standings at the latest sequence number, and
-//! a bounded broadcast channel of encoded frames. A frame is encoded once and
-//! shared by every subscriber. A subscriber that falls more than
-//! [`FRAME_BUFFER`] frames behind is not sent the backlog: it gets a fresh
-//! snapshot instead (see `server.rs`).
+//! Per race: the definition, the standings and splits at the latest sequence
+//! number, the latest [`HISTORY`] delta frames (so a client that comes back
+//! with `since` gets exactly what it missed), and a bounded broadcast ring of
+//! [`Change`]s. A frame is encoded once and shared by every subscriber; so is
+//! a snapshot, until the view changes again. A subscriber that falls more
+//! than the ring behind is sent a fresh snapshot instead of the backlog (see
+//! `socket.rs`). A participant's own view gets frames of its own, encoded
+//! only while someone follows that participant.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
 
 use schemas::{RaceDefinition, RaceSummary, Split, SplitKey, StandingRow, StandingsChange};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-/// Frames buffered per race for slow subscribers.
+/// Changes buffered per view for subscribers that are behind.
 pub const FRAME_BUFFER: usize = 256;
+/// Changes buffered per followed participant.
+pub const PARTICIPANT_BUFFER: usize = 32;
+/// Delta frames held per race for clients that resume with `since`…
+pub const HISTORY: usize = 1024;
+/// …and at most this many bytes of them.
+pub const HISTORY_BYTES: usize = 8 << 20;
 
 /// An encoded frame, shared by all subscribers.
 pub type Frame = Arc<str>;
+
+/// One change of one view, as broadcast to its subscribers.
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// This edge's version of the view after the change: it orders changes
+    /// and snapshots, also across a pipeline restart that resets `seq`.
+    pub version: u64,
+    /// The view's sequence number after the change.
+    pub seq: u64,
+    /// The frame.
+    pub frame: Frame,
+}
+
+/// A new subscription: what to send first, where that leaves the
+/// subscriber, and the changes after it.
+pub struct Subscribed {
+    /// A snapshot, or a `resumed` frame and the deltas missed since `since`.
+    pub frames: Vec<Frame>,
+    /// The view's version the first frames bring the subscriber to.
+    pub version: u64,
+    /// The view's sequence number they bring it to.
+    pub seq: u64,
+    /// Every change after that.
+    pub changes: broadcast::Receiver<Change>,
+}
+
+/// A fresh snapshot: its version, sequence number and frame.
+pub type Snapshot = (u64, u64, Frame);
+
+fn encode(out: &impl Serialize) -> Frame {
+    serde_json::to_string(out).expect("frames serialize").into()
+}
 
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Out<'a> {
     Snapshot {
-        race: &'a str,
+        view: &'static str,
+        id: &'a str,
         seq: u64,
         rows: Vec<StandingRow>,
         splits: Vec<&'a Split>,
     },
     Delta {
-        race: &'a str,
+        view: &'static str,
+        id: &'a str,
         seq: u64,
         upserts: Vec<StandingRow>,
         removes: &'a [String],
@@ -40,6 +83,29 @@ enum Out<'a> {
     },
 }
 
+/// One participant's frames: their row (absent once removed) and splits.
+#[derive(Serialize)]
+struct ParticipantOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    view: &'static str,
+    id: &'a str,
+    participant: &'a str,
+    seq: u64,
+    row: Option<StandingRow>,
+    splits: Vec<&'a Split>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    split_removes: Vec<&'a SplitKey>,
+}
+
+/// The frame that starts a resumed subscription: the deltas after `since`
+/// follow it.
+pub fn resumed_frame(view: &str, id: &str, since: u64, seq: u64) -> Frame {
+    encode(
+        &serde_json::json!({"type": "resumed", "view": view, "id": id, "since": since, "seq": seq}),
+    )
+}
+
 /// An error frame: `{"type":"error","code":…,"message":…}`.
 pub fn error_frame(code: &str, message: &str) -> String {
     serde_json::json!({"type": "error", "code": code, "message": message}).to_string()
@@ -48,10 +114,17 @@ pub fn error_frame(code: &str, message: &str) -> String {
 struct RaceView {
     definition: Option<RaceDefinition>,
     names: HashMap<String, String>,
+    version: u64,
     seq: u64,
     rows: BTreeMap<String, StandingRow>,
     splits: BTreeMap<SplitKey, Split>,
-    tx: broadcast::Sender<Frame>,
+    /// Delta frames after a snapshot point, by seq, contiguous up to `seq`.
+    history: VecDeque<(u64, Frame)>,
+    history_bytes: usize,
+    /// The snapshot of `version`, once someone asked for it.
+    snapshot: Mutex<Option<(u64, Frame)>>,
+    tx: broadcast::Sender<Change>,
+    participants: HashMap<String, broadcast::Sender<Change>>,
 }
 
 impl RaceView {
@@ -59,10 +132,15 @@ impl RaceView {
         Self {
             definition: None,
             names: HashMap::new(),
+            version: 0,
             seq: 0,
             rows: BTreeMap::new(),
             splits: BTreeMap::new(),
+            history: VecDeque::new(),
+            history_bytes: 0,
+            snapshot: Mutex::new(None),
             tx: broadcast::channel(FRAME_BUFFER).0,
+            participants: HashMap::new(),
         }
     }
 
@@ -88,15 +166,83 @@ impl RaceView {
     }
 
     fn snapshot_frame(&self, race: &str) -> Frame {
-        let out = Out::Snapshot {
-            race,
+        let mut cached = self.snapshot.lock().expect("snapshot lock");
+        if let Some((v, f)) = cached.as_ref()
+            && *v == self.version
+        {
+            return f.clone();
+        }
+        let frame = encode(&Out::Snapshot {
+            view: "race",
+            id: race,
             seq: self.seq,
             rows: self.ranked(),
             splits: self.ordered_splits(),
-        };
-        serde_json::to_string(&out)
-            .expect("frames serialize")
-            .into()
+        });
+        *cached = Some((self.version, frame.clone()));
+        frame
+    }
+
+    /// The frames a client at `since` missed, if all of them are held.
+    fn missed_since(&self, race: &str, since: u64) -> Option<Vec<Frame>> {
+        let first = self.history.front().map_or(self.seq + 1, |(s, _)| *s);
+        if since > self.seq || since + 1 < first {
+            return None;
+        }
+        let mut frames = vec![resumed_frame("race", race, since, self.seq)];
+        frames.extend(
+            self.history
+                .iter()
+                .filter(|(s, _)| *s > since)
+                .map(|(_, f)| f.clone()),
+        );
+        Some(frames)
+    }
+
+    fn participant_frame(
+        &self,
+        kind: &'static str,
+        race: &str,
+        participant: &str,
+        splits: Vec<&Split>,
+        split_removes: Vec<&SplitKey>,
+    ) -> Frame {
+        encode(&ParticipantOut {
+            kind,
+            view: "participant",
+            id: race,
+            participant,
+            seq: self.seq,
+            row: self.rows.get(participant).map(|r| self.named(r.clone())),
+            splits,
+            split_removes,
+        })
+    }
+
+    fn participant_snapshot(&self, race: &str, participant: &str) -> Frame {
+        let mut splits: Vec<&Split> = self
+            .splits
+            .values()
+            .filter(|s| s.participant == participant)
+            .collect();
+        splits.sort_by_key(|s| s.split);
+        self.participant_frame("snapshot", race, participant, splits, vec![])
+    }
+
+    fn remember(&mut self, seq: u64, frame: Frame) {
+        self.history_bytes += frame.len();
+        self.history.push_back((seq, frame));
+        while self.history.len() > HISTORY || self.history_bytes > HISTORY_BYTES {
+            match self.history.pop_front() {
+                Some((_, f)) => self.history_bytes -= f.len(),
+                None => break,
+            }
+        }
+    }
+
+    fn forget(&mut self) {
+        self.history.clear();
+        self.history_bytes = 0;
     }
 }
 
@@ -127,7 +273,8 @@ impl Views {
     /// Applies a standings change and broadcasts it. A change that does not
     /// follow the held sequence number (the pipeline was restarted and rebuilds
     /// from seq 1, or changes were missed) is applied and sent to subscribers
-    /// as a fresh snapshot instead of a delta.
+    /// as a fresh snapshot instead of a delta, and the history of deltas
+    /// starts again after it.
     pub fn apply_standings(&self, change: StandingsChange) {
         let mut races = self.races.write().expect("views lock");
         let view = races
@@ -158,23 +305,73 @@ impl Views {
             view.splits.insert(key, s.clone());
         }
         view.seq = change.seq;
-        let frame: Frame = if contiguous {
-            let out = Out::Delta {
-                race: &change.race,
-                seq: change.seq,
-                upserts: change.upserts.into_iter().map(|r| view.named(r)).collect(),
+        view.version += 1;
+        let (version, seq) = (view.version, view.seq);
+        let frame = if contiguous {
+            let frame = encode(&Out::Delta {
+                view: "race",
+                id: &change.race,
+                seq,
+                upserts: change
+                    .upserts
+                    .iter()
+                    .map(|r| view.named(r.clone()))
+                    .collect(),
                 removes: &change.removes,
                 splits: &change.splits,
                 split_removes: &change.split_removes,
-            };
-            serde_json::to_string(&out)
-                .expect("frames serialize")
-                .into()
+            });
+            view.remember(seq, frame.clone());
+            frame
         } else {
+            view.forget();
             view.snapshot_frame(&change.race)
         };
         // No subscribers is not an error.
-        let _ = view.tx.send(frame);
+        let _ = view.tx.send(Change {
+            version,
+            seq,
+            frame,
+        });
+        if view.participants.is_empty() {
+            return;
+        }
+        view.participants.retain(|_, tx| tx.receiver_count() > 0);
+        let touched: BTreeSet<&str> = if contiguous {
+            change
+                .upserts
+                .iter()
+                .map(|r| r.participant.as_str())
+                .chain(change.removes.iter().map(String::as_str))
+                .chain(change.splits.iter().map(|s| s.participant.as_str()))
+                .chain(change.split_removes.iter().map(|k| k.participant.as_str()))
+                .collect()
+        } else {
+            view.participants.keys().map(String::as_str).collect()
+        };
+        for p in touched {
+            let Some(tx) = view.participants.get(p) else {
+                continue;
+            };
+            let frame = if contiguous {
+                let splits = change.splits.iter().filter(|s| s.participant == p);
+                let removes = change.split_removes.iter().filter(|k| k.participant == p);
+                view.participant_frame(
+                    "delta",
+                    &change.race,
+                    p,
+                    splits.collect(),
+                    removes.collect(),
+                )
+            } else {
+                view.participant_snapshot(&change.race, p)
+            };
+            let _ = tx.send(Change {
+                version,
+                seq,
+                frame,
+            });
+        }
     }
 
     /// Summaries of every defined race.
@@ -219,18 +416,55 @@ impl Views {
         Some((v.seq, v.ordered_splits().into_iter().cloned().collect()))
     }
 
-    /// A snapshot frame of a defined race and a subscription to the frames
-    /// after it, taken together so nothing falls between them.
-    pub fn subscribe(&self, race: &str) -> Option<(Frame, broadcast::Receiver<Frame>)> {
+    /// Subscribes to a defined race: a snapshot, or, if the client gives
+    /// `since` and every delta after it is still held, a `resumed` frame and
+    /// exactly those deltas; and the changes after them, taken together so
+    /// nothing falls between.
+    pub fn subscribe_race(&self, race: &str, since: Option<u64>) -> Option<Subscribed> {
         let races = self.races.read().expect("views lock");
         let v = races.get(race).filter(|v| v.definition.is_some())?;
-        Some((v.snapshot_frame(race), v.tx.subscribe()))
+        let frames = since
+            .and_then(|s| v.missed_since(race, s))
+            .unwrap_or_else(|| vec![v.snapshot_frame(race)]);
+        Some(Subscribed {
+            frames,
+            version: v.version,
+            seq: v.seq,
+            changes: v.tx.subscribe(),
+        })
     }
 
-    /// A fresh snapshot frame (for a subscriber that fell behind).
-    pub fn snapshot(&self, race: &str) -> Option<Frame> {
+    /// Subscribes to one participant of a defined race: a snapshot of their
+    /// row and splits, then a frame whenever a change touches them.
+    pub fn subscribe_participant(&self, race: &str, participant: &str) -> Option<Subscribed> {
+        let mut races = self.races.write().expect("views lock");
+        let v = races.get_mut(race).filter(|v| v.definition.is_some())?;
+        let frame = v.participant_snapshot(race, participant);
+        let changes = v
+            .participants
+            .entry(participant.to_owned())
+            .or_insert_with(|| broadcast::channel(PARTICIPANT_BUFFER).0)
+            .subscribe();
+        Some(Subscribed {
+            frames: vec![frame],
+            version: v.version,
+            seq: v.seq,
+            changes,
+        })
+    }
+
+    /// A fresh snapshot of a race (for a subscriber that fell behind).
+    pub fn race_snapshot(&self, race: &str) -> Option<Snapshot> {
         let races = self.races.read().expect("views lock");
-        Some(races.get(race)?.snapshot_frame(race))
+        let v = races.get(race)?;
+        Some((v.version, v.seq, v.snapshot_frame(race)))
+    }
+
+    /// A fresh snapshot of one participant.
+    pub fn participant_snapshot(&self, race: &str, participant: &str) -> Option<Snapshot> {
+        let races = self.races.read().expect("views lock");
+        let v = races.get(race)?;
+        Some((v.version, v.seq, v.participant_snapshot(race, participant)))
     }
 }
 
@@ -277,6 +511,7 @@ mod tests {
             last_seen: Timestamp(1_780_000_000_000),
             status: Status::Racing,
             eta: None,
+            position: None,
         }
     }
 
@@ -291,25 +526,51 @@ mod tests {
         }
     }
 
+    fn kinds(frames: &[Frame]) -> Vec<(String, u64)> {
+        frames
+            .iter()
+            .map(|f| {
+                let v: serde_json::Value = serde_json::from_str(f).unwrap();
+                (
+                    v["type"].as_str().unwrap().to_owned(),
+                    v["seq"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn kind(frame: &Frame) -> (String, u64) {
+        kinds(std::slice::from_ref(frame)).remove(0)
+    }
+
     #[test]
     fn snapshot_then_deltas_in_sequence() {
         let v = Views::default();
-        assert!(v.subscribe("r").is_none(), "undefined race");
+        assert!(v.subscribe_race("r", None).is_none(), "undefined race");
         v.apply_race(def());
-        let (snap, mut rx) = v.subscribe("r").unwrap();
-        assert!(snap.contains(r#""type":"snapshot""#) && snap.contains(r#""seq":0"#));
+        let mut s = v.subscribe_race("r", None).unwrap();
+        assert!(
+            s.frames[0].starts_with(r#"{"type":"snapshot","view":"race","id":"r","seq":0"#),
+            "{}",
+            s.frames[0]
+        );
         v.apply_standings(change(1, vec![row("a", 1, 5.0), row("b", 2, 3.0)], vec![]));
         v.apply_standings(change(2, vec![row("b", 1, 9.0), row("a", 2, 5.0)], vec![]));
-        let d1 = rx.try_recv().unwrap();
+        let d1 = s.changes.try_recv().unwrap();
         assert!(
-            d1.starts_with(r#"{"type":"delta","race":"r","seq":1"#),
-            "{d1}"
+            d1.frame
+                .starts_with(r#"{"type":"delta","view":"race","id":"r","seq":1"#),
+            "{}",
+            d1.frame
         );
         assert!(
-            d1.contains(r#""name":"Ann""#),
+            d1.frame.contains(r#""name":"Ann""#),
             "names come from the definition"
         );
-        assert!(rx.try_recv().unwrap().contains(r#""seq":2"#));
+        assert_eq!(
+            kind(&s.changes.try_recv().unwrap().frame),
+            ("delta".into(), 2)
+        );
         let (seq, rows) = v.standings("r").unwrap();
         assert_eq!(seq, 2);
         assert_eq!(
@@ -324,17 +585,80 @@ mod tests {
     }
 
     #[test]
+    fn a_client_resumes_with_exactly_what_it_missed_or_a_snapshot() {
+        let v = Views::default();
+        v.apply_race(def());
+        for seq in 1..=5 {
+            v.apply_standings(change(seq, vec![row("a", 1, seq as f64)], vec![]));
+        }
+        let resume = |since| kinds(&v.subscribe_race("r", Some(since)).unwrap().frames);
+        let d = |s: u64| ("delta".to_owned(), s);
+        assert_eq!(resume(2), [("resumed".into(), 5), d(3), d(4), d(5)]);
+        assert_eq!(resume(5), [("resumed".to_owned(), 5)]);
+        assert_eq!(resume(0)[1..], [d(1), d(2), d(3), d(4), d(5)]);
+        // From the future (a pipeline that restarted): a snapshot.
+        assert_eq!(resume(9), [("snapshot".to_owned(), 5)]);
+        // Past the history: a snapshot.
+        for seq in 6..=(HISTORY as u64 + 10) {
+            v.apply_standings(change(seq, vec![row("a", 1, seq as f64)], vec![]));
+        }
+        let last = HISTORY as u64 + 10;
+        assert_eq!(resume(3), [("snapshot".to_owned(), last)]);
+        assert_eq!(resume(10).len(), HISTORY + 1);
+        // A jump starts the history again.
+        v.apply_standings(change(1, vec![row("a", 1, 1.0)], vec![]));
+        assert_eq!(resume(last), [("snapshot".to_owned(), 1)]);
+        assert_eq!(resume(1), [("resumed".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn a_participant_view_gets_only_changes_that_touch_them() {
+        let v = Views::default();
+        v.apply_race(def());
+        v.apply_standings(change(1, vec![row("a", 1, 5.0), row("b", 2, 3.0)], vec![]));
+        let mut s = v.subscribe_participant("r", "a").unwrap();
+        let snap: serde_json::Value = serde_json::from_str(&s.frames[0]).unwrap();
+        assert_eq!(
+            (
+                &snap["type"],
+                &snap["participant"],
+                &snap["row"]["name"],
+                &snap["seq"]
+            ),
+            (&"snapshot".into(), &"a".into(), &"Ann".into(), &1.into())
+        );
+        v.apply_standings(change(2, vec![row("b", 2, 4.0)], vec![]));
+        assert!(s.changes.try_recv().is_err(), "b's change is not a's");
+        v.apply_standings(change(3, vec![], vec!["a"]));
+        let f: serde_json::Value =
+            serde_json::from_str(&s.changes.try_recv().unwrap().frame).unwrap();
+        assert_eq!(
+            (&f["type"], &f["seq"], &f["row"]),
+            (&"delta".into(), &3.into(), &serde_json::Value::Null)
+        );
+        drop(s);
+        v.apply_standings(change(4, vec![row("a", 1, 9.0)], vec![]));
+        assert!(
+            v.races.read().unwrap()["r"].participants.is_empty(),
+            "unfollowed channels go"
+        );
+    }
+
+    #[test]
     fn a_restarted_pipeline_resets_and_resends_a_snapshot() {
         let v = Views::default();
         v.apply_race(def());
         v.apply_standings(change(1, vec![row("a", 1, 5.0), row("b", 2, 3.0)], vec![]));
-        let (_, mut rx) = v.subscribe("r").unwrap();
+        let mut s = v.subscribe_race("r", None).unwrap();
         v.apply_standings(change(1, vec![row("a", 1, 1.0)], vec![]));
-        let f = rx.try_recv().unwrap();
+        let f = s.changes.try_recv().unwrap();
         assert!(
-            f.starts_with(r#"{"type":"snapshot","race":"r","seq":1"#),
-            "{f}"
+            f.frame
+                .starts_with(r#"{"type":"snapshot","view":"race","id":"r","seq":1"#),
+            "{}",
+            f.frame
         );
+        assert!(f.version > s.version);
         assert_eq!(v.standings("r").unwrap().1.len(), 1);
     }
 }

@@ -38,6 +38,30 @@ pub fn python() -> String {
     std::env::var("PACE_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
+/// Starts the `pace` binary with `args`, waits for the line saying where it
+/// serves; the child and that base URL (no trailing slash).
+pub fn spawn_pace(args: &[&std::ffi::OsStr]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pace"))
+        .args(args)
+        .env_remove("PACE_BROKERS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("pace: serving ")
+        .expect(&line)
+        .trim_end_matches('/')
+        .to_owned();
+    (child, base)
+}
+
 /// Runs a Python snippet, returning its stdout; fails the test on error.
 pub fn run_python(code: &str) -> String {
     let out = std::process::Command::new(python())
@@ -126,9 +150,8 @@ impl Stack {
         let (edge_stop, edge_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let edge = tokio::spawn(ws_edge::serve(
             ws_edge::EdgeConfig {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                kafka: kafka.clone(),
                 token_secret: Some(secret.into()),
+                ..ws_edge::EdgeConfig::new("127.0.0.1:0".parse().unwrap(), kafka.clone())
             },
             move |a| addr_tx.send(a).unwrap(),
             async move {

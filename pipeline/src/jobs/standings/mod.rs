@@ -113,6 +113,8 @@ pub struct Standing {
     pub last_seen_ms: i64,
     /// Estimated finish, ms (course races).
     pub eta_ms: Option<i64>,
+    /// Where the latest accepted GPS fix was, 1e-7 degrees.
+    pub position_e7: Option<(i64, i64)>,
 }
 
 /// A participant's passage of a split, with the position at that moment.
@@ -520,6 +522,7 @@ pub fn rank(mut progress: Vec<Progress>, leads: &BTreeMap<u32, i64>) -> Vec<Stan
             last_lap_ms: p.last_lap_ms,
             last_seen_ms: p.last_seen_ms,
             eta_ms: p.eta_ms,
+            position_e7: p.position_e7,
             participant: p.participant,
         })
         .collect()

@@ -59,6 +59,8 @@ pub struct Fold {
     last_fix_time: Option<i64>,
     /// The last accepted fix.
     last_fix: Option<(i64, Xy)>,
+    /// Where the last accepted fix was, 1e-7 degrees.
+    position_e7: Option<(i64, i64)>,
     /// The last rejected fix, and how many rejected fixes in a row agree with
     /// each other: enough of them mean the accepted one was the outlier.
     last_rejected: Option<(i64, Xy, u32)>,
@@ -108,6 +110,8 @@ pub struct Progress {
     pub last_lap_ms: Option<i64>,
     /// Estimated finish, ms (course races).
     pub eta_ms: Option<i64>,
+    /// Where the latest accepted GPS fix was, 1e-7 degrees.
+    pub position_e7: Option<(i64, i64)>,
     /// The latest split: index (from 1) and time.
     pub last_split: Option<(u32, i64)>,
     /// The race's rule: unseen this long while others are seen is retired, ms.
@@ -140,6 +144,7 @@ impl Fold {
             last_seen: None,
             last_fix_time: None,
             last_fix: None,
+            position_e7: None,
             last_rejected: None,
             started: None,
             finished: None,
@@ -189,6 +194,7 @@ impl Fold {
                 self.last_rejected = None;
                 self.fix(race, t, p, splits);
                 self.last_fix = Some((t, p));
+                self.position_e7 = Some((*lat_e7, *lon_e7));
                 self.window.push_back((t, p));
                 while self.window.len() > SPEED_WINDOW_MAX
                     || self
@@ -462,6 +468,7 @@ impl Fold {
             speed_mmps,
             last_lap_ms,
             eta_ms,
+            position_e7: self.position_e7,
             last_split: splits.last().map(|t| (splits.len() as u32, *t)),
             retire_after_ms: race.retire_after_ms,
             has_distance: !matches!(race.geometry, Geometry::Timing(_)),

@@ -1,0 +1,288 @@
+//! The edge over the real broker: participant devices stream GPS points
+//! through `WS /ws/track` of two separate `pace edge` processes (each point
+//! acknowledged with its offset; bad ones refused and dead-lettered), the
+//! pipeline makes standings of them, and both edges, and the in-process
+//! one, serve byte-identical snapshots of the race. Every frame the test
+//! receives is valid against `ws-edge/protocol.schema.json`.
+
+#![allow(clippy::print_stdout)] // what the test saw is worth seeing
+mod common;
+
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const SECRET: &str = "edge end-to-end secret";
+const RACE: &str = r#"{"id":"track","name":"Tracked","start":"2026-05-01T08:00:00Z",
+  "kind":{"type":"course","polyline":[{"lat":59.0,"lon":18.0},{"lat":59.1,"lon":18.0}]}}"#;
+
+/// A `pace edge` process on the stack's topics; the child and its base URL.
+fn pace_edge(kafka: &ingest::KafkaConfig) -> (Child, String) {
+    let prefix = kafka.topics.gps.strip_suffix("pace.gps").unwrap();
+    let args = [
+        "edge",
+        "--brokers",
+        &kafka.brokers,
+        "--topic-prefix",
+        prefix,
+        "--listen",
+        "127.0.0.1:0",
+        "--token-secret",
+        SECRET,
+    ];
+    spawn_pace(&args.map(std::ffi::OsStr::new))
+}
+
+fn ws_url(base: &str, path: &str) -> String {
+    format!("ws{}{path}", &base[4..])
+}
+
+fn token(user: &str) -> String {
+    ws_edge::auth::issue(SECRET, user, ws_edge::auth::now_s(), 3600)
+}
+
+fn point(p: &str, second: i64) -> Value {
+    json!({"race": "track", "participant": p,
+           "time": 1_777_622_400_000i64 + second * 1000,
+           "lat": 59.0 + second as f64 * 0.0001 * (1.0 + p.len() as f64 / 10.0), "lon": 18.0})
+}
+
+/// Every text frame until `n` have come, or the socket closes.
+async fn frames(ws: &mut Ws, n: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        out.push(next_frame(ws).await);
+    }
+    out
+}
+
+/// A race snapshot from `base` as it is sent: the frame's text.
+async fn snapshot_text(base: &str) -> String {
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(base, "/ws/races/track"))
+        .await
+        .unwrap();
+    loop {
+        if let Some(Ok(Message::Text(t))) = ws.next().await {
+            return t.to_string();
+        }
+    }
+}
+
+/// Validates `frames` (as JSON lines in a file) against a `$defs` entry of the protocol schema.
+fn validate(frames: &[Value], def: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("frames.jsonl");
+    let lines: Vec<String> = frames.iter().map(Value::to_string).collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../ws-edge/protocol.schema.json"
+    );
+    let out = run_python(&format!(
+        r##"
+import json, jsonschema
+schema = json.load(open({schema:?}))
+schema.pop("oneOf")  # the root is client | server; check one definition
+validator = jsonschema.Draft202012Validator({{**schema, "$ref": "#/$defs/{def}"}})
+n = 0
+for line in open({path:?}):
+    frame = json.loads(line)
+    errors = sorted(validator.iter_errors(frame), key=str)
+    assert not errors, f"{{frame}}: {{errors[0].message}}"
+    n += 1
+print(n)
+"##,
+        path = path.display().to_string()
+    ));
+    assert_eq!(out.trim(), frames.len().to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_through_two_edges_and_identical_views() {
+    let stack = Stack::start("edges", SECRET).await;
+    let (mut edge1, base1) = pace_edge(&stack.kafka);
+    let (mut edge2, base2) = pace_edge(&stack.kafka);
+    let producer = ingest::producer::TrackedProducer::new(&stack.kafka).unwrap();
+    producer
+        .send(
+            &stack.kafka.topics.races,
+            Some(b"track"),
+            RACE.as_bytes(),
+            &[],
+            0,
+        )
+        .unwrap();
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    // Three devices, on two edges, 40 points each, pipelined.
+    let devices = [("ann", &base1), ("bo", &base2), ("cyrille", &base1)];
+    let mut device_frames = Vec::new();
+    for (who, base) in devices {
+        let url = ws_url(base, &format!("/ws/track?token={}", token(who)));
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        for s in 0..40 {
+            let m = json!({"type": "point", "ref": s, "point": point(who, s)});
+            ws.send(Message::text(m.to_string())).await.unwrap();
+        }
+        let acks = frames(&mut ws, 40).await;
+        for (s, a) in acks.iter().enumerate() {
+            assert_eq!((&a["type"], &a["ref"]), (&json!("ack"), &json!(s)), "{a}");
+        }
+        let offsets: Vec<i64> = acks.iter().map(|a| a["offset"].as_i64().unwrap()).collect();
+        assert!(
+            offsets.windows(2).all(|w| w[0] < w[1]),
+            "acked in order, one partition per participant"
+        );
+        device_frames.extend(acks);
+        if who == "ann" {
+            // Refused: an impossible latitude, someone else's point, not JSON, no token.
+            let bad = [
+                json!({"type": "point", "ref": 100, "point": {"race": "track", "participant": "ann", "time": 1_777_622_400_000i64, "lat": 200.0, "lon": 18.0}}).to_string(),
+                json!({"type": "point", "ref": 101, "point": point("bo", 99)}).to_string(),
+                "{not json".to_owned(),
+            ];
+            for b in &bad {
+                ws.send(Message::text(b.clone())).await.unwrap();
+            }
+            let refused = frames(&mut ws, 3).await;
+            let codes: Vec<(&str, Value)> = refused
+                .iter()
+                .map(|f| (f["code"].as_str().unwrap(), f["ref"].clone()))
+                .collect();
+            assert_eq!(
+                codes,
+                [
+                    ("invalid", json!(100)),
+                    ("forbidden", json!(101)),
+                    ("bad_frame", Value::Null)
+                ]
+            );
+            assert!(
+                refused[0]["message"].as_str().unwrap().contains("lat"),
+                "{}",
+                refused[0]
+            );
+            device_frames.extend(refused);
+        }
+        ws.close(None).await.unwrap();
+    }
+    let (mut anonymous, _) = tokio_tungstenite::connect_async(ws_url(&base2, "/ws/track"))
+        .await
+        .unwrap();
+    let f = next_frame(&mut anonymous).await;
+    assert_eq!(f["code"], "unauthorized");
+    device_frames.push(f);
+    validate(&device_frames, "device_server");
+
+    // The points are in pace.gps (120), the refused ones in pace.dlq (3).
+    let gps = stack.read_topic(&stack.kafka.topics.gps);
+    assert_eq!(gps.len(), 120);
+    let dlq: Vec<String> = {
+        let mut c = ingest::source::StaticConsumer::new(
+            &stack.kafka,
+            "pace-test-dlq",
+            &stack.kafka.topics.dlq,
+            0,
+            1,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        for _ in 0..50 {
+            for r in c.poll(1024) {
+                out.push(String::from_utf8_lossy(&r.payload).into_owned());
+            }
+            if out.len() >= 3 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        out
+    };
+    assert_eq!(dlq.len(), 3, "{dlq:?}");
+    assert!(dlq.iter().any(|d| d.contains("200")) && dlq.iter().any(|d| d == "{not json"));
+
+    // The standings: three racing, the fastest first, on every edge alike.
+    let http = reqwest::Client::new();
+    let bases = [stack.base.clone(), base1.clone(), base2.clone()];
+    let settled = |base: String| {
+        let http = http.clone();
+        async move {
+            eventually(
+                "three participants at 39 s",
+                Duration::from_secs(60),
+                || async {
+                    let r = http
+                        .get(format!("{base}/api/races/track/standings"))
+                        .send()
+                        .await
+                        .ok()?;
+                    let seq = r.headers().get("x-pace-seq")?.to_str().ok()?.to_owned();
+                    let rows: Vec<Value> = r.json().await.ok()?;
+                    let last = schemas::Timestamp(1_777_622_439_000).to_string();
+                    let done = rows.len() == 3 && rows.iter().all(|r| r["last_seen"] == *last);
+                    done.then_some((seq, rows))
+                },
+            )
+            .await
+        }
+    };
+    let mut views = Vec::new();
+    for base in &bases {
+        views.push(settled(base.clone()).await);
+    }
+    let names: Vec<&str> = views[0]
+        .1
+        .iter()
+        .map(|r| r["participant"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cyrille", "ann", "bo"]);
+    assert!(views[0].1[0]["position"]["lat"].as_f64().unwrap() > 59.0);
+    assert_eq!(
+        views[0], views[1],
+        "edge 1 serves what the in-process edge serves"
+    );
+    assert_eq!(
+        views[1], views[2],
+        "the two pace edge processes serve the same"
+    );
+    let snapshots = [
+        snapshot_text(&bases[0]).await,
+        snapshot_text(&bases[1]).await,
+        snapshot_text(&bases[2]).await,
+    ];
+    assert_eq!(snapshots[0], snapshots[1]);
+    assert_eq!(snapshots[1], snapshots[2]);
+    println!("identical snapshots, {} bytes each", snapshots[0].len());
+
+    // A spectator on one edge, following a participant and pinging; the
+    // frames match the schema.
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&base2, "/ws"))
+        .await
+        .unwrap();
+    for f in [
+        json!({"type": "subscribe", "view": "race", "id": "track"}),
+        json!({"type": "subscribe", "view": "participant", "id": "track", "participant": "ann"}),
+        json!({"type": "subscribe", "view": "task", "id": "nothing"}),
+        json!({"type": "ping", "nonce": 1}),
+        json!({"type": "unsubscribe", "view": "race", "id": "track"}),
+        json!({"type": "subscribe", "view": "room", "id": "nowhere"}),
+    ] {
+        ws.send(Message::text(f.to_string())).await.unwrap();
+    }
+    let mut spectator = frames(&mut ws, 6).await;
+    spectator.push(serde_json::from_str(&snapshots[0]).unwrap());
+    validate(&spectator, "server");
+
+    for child in [&mut edge1, &mut edge2] {
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    stack.stop().await;
+}

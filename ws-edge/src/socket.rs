@@ -1,0 +1,699 @@
+//! One spectator's WebSocket connection: any number of subscriptions (a
+//! race, one participant, a room, a task) over one socket, the room actions
+//! (join, leave, post), and pings. The protocol is in `PROTOCOL.md`.
+//!
+//! Memory per connection is bounded: frames wait in a queue of at most
+//! [`EdgeLimits::client_queue`] (each an `Arc` of a frame shared with every
+//! other subscriber), and a subscription whose client does not keep up falls
+//! behind the view's broadcast ring and is sent one fresh snapshot instead
+//! of the backlog. A client that accepts nothing for
+//! [`EdgeLimits::write_timeout`] is disconnected. Replies go through the same
+//! queue, so a client that does not read also stops being read.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use schemas::ChatKind;
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+use warp::ws::{Message, WebSocket};
+
+use crate::auth::AuthError;
+use crate::post::{EdgeInput, RateLimit, SendError};
+use crate::views::{Frame, Snapshot, Subscribed, Views, error_frame};
+
+/// What bounds the edge's use of memory and sockets.
+#[derive(Clone, Debug)]
+pub struct EdgeLimits {
+    /// Open WebSocket connections at most; more get HTTP 503.
+    pub max_connections: usize,
+    /// Frames queued per connection at most.
+    pub client_queue: usize,
+    /// Subscriptions per connection at most.
+    pub max_subscriptions: usize,
+    /// A client that takes no frame for this long is disconnected.
+    pub write_timeout: Duration,
+    /// The kernel send buffer of each connection, bytes (`None`: the
+    /// system's autotuning, which may grow to megabytes per socket).
+    pub socket_send_buffer: Option<usize>,
+    /// Largest message a client may send, bytes.
+    pub max_message: usize,
+    /// How long a graceful shutdown waits for clients to go.
+    pub drain: Duration,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 20_000,
+            client_queue: 64,
+            max_subscriptions: 64,
+            write_timeout: Duration::from_secs(30),
+            socket_send_buffer: Some(128 * 1024),
+            max_message: 64 * 1024,
+            drain: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    pub views: Arc<Views>,
+    pub chat: Arc<EdgeInput>,
+    pub limits: EdgeLimits,
+    pub shutdown: watch::Receiver<bool>,
+    pub open: AtomicUsize,
+}
+
+/// A connection's place under [`EdgeLimits::max_connections`], given back on drop.
+pub(crate) struct Slot(Arc<Shared>);
+
+impl Slot {
+    /// A place, if there is one.
+    pub fn take(shared: &Arc<Shared>) -> Option<Slot> {
+        let max = shared.limits.max_connections;
+        shared
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        observability::metrics().edge_clients.inc();
+        Some(Slot(shared.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        observability::metrics().edge_clients.dec();
+    }
+}
+
+/// Which view a subscription is to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ViewKind {
+    Race,
+    Participant,
+    Room,
+    Task,
+}
+
+impl ViewKind {
+    fn name(self) -> &'static str {
+        match self {
+            ViewKind::Race => "race",
+            ViewKind::Participant => "participant",
+            ViewKind::Room => "room",
+            ViewKind::Task => "task",
+        }
+    }
+}
+
+/// What a client sends.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum In {
+    Subscribe {
+        view: ViewKind,
+        id: String,
+        #[serde(default)]
+        participant: Option<String>,
+        #[serde(default)]
+        since: Option<u64>,
+    },
+    Unsubscribe {
+        view: ViewKind,
+        id: String,
+        #[serde(default)]
+        participant: Option<String>,
+    },
+    Ping {
+        #[serde(default)]
+        nonce: Option<u64>,
+    },
+    Join {
+        #[serde(default)]
+        room: Option<String>,
+    },
+    Leave {
+        #[serde(default)]
+        room: Option<String>,
+    },
+    Post {
+        #[serde(default)]
+        room: Option<String>,
+        text: String,
+        #[serde(default)]
+        client_msg_id: Option<String>,
+    },
+}
+
+/// Resolves once the edge is shutting down.
+pub(crate) async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// What goes to the writer.
+enum Out {
+    Frame(Frame),
+    Close(u16, &'static str),
+}
+
+type Key = (ViewKind, String, Option<String>);
+
+/// How a connection starts.
+pub(crate) struct Start {
+    /// The user its token names (`Err`: a bad token).
+    pub user: Result<Option<String>, AuthError>,
+    /// A subscription made by the URL (`/ws/races/{id}`, `/ws/rooms/{id}`);
+    /// if it fails the connection closes.
+    pub first: Option<In>,
+    /// The room room actions without a `room` go to.
+    pub room: Option<String>,
+}
+
+/// Runs one connection until the client goes, the edge shuts down, or the
+/// client stops taking frames.
+pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, _slot: Slot, start: Start) {
+    let (sink, mut stream) = socket.split();
+    let (queue, outbox) = mpsc::channel::<Out>(shared.limits.client_queue);
+    let writer = tokio::spawn(write(sink, outbox, shared.limits.write_timeout).in_current_span());
+    tracing::debug!("connected");
+    let mut c = Conn {
+        shared: shared.clone(),
+        queue: queue.clone(),
+        user: None,
+        room: start.room,
+        subs: HashMap::new(),
+        online: BTreeSet::new(),
+        joined: BTreeSet::new(),
+        limit: RateLimit::default(),
+    };
+    let mut close = (1000u16, "bye");
+    match start.user {
+        Err(e) => {
+            let _ = queue
+                .send(Out::Frame(
+                    error_frame("unauthorized", &e.to_string()).into(),
+                ))
+                .await;
+            close = (1008, "unauthorized");
+        }
+        Ok(user) => {
+            c.user = user;
+            let first_ok = match start.first {
+                Some(first) => match c.handle(first).await {
+                    Reply::Error(code, message) => {
+                        let _ = queue
+                            .send(Out::Frame(error_frame(code, &message).into()))
+                            .await;
+                        close = (1008, code);
+                        false
+                    }
+                    _ => true,
+                },
+                None => true,
+            };
+            if first_ok {
+                close = c.serve(&mut stream).await;
+            }
+        }
+    }
+    c.end().await;
+    drop(c);
+    let _ = tokio::time::timeout(
+        shared.limits.drain,
+        queue.send(Out::Close(close.0, close.1)),
+    )
+    .await;
+    drop(queue);
+    let _ = writer.await;
+    tracing::debug!(code = close.0, "disconnected");
+}
+
+/// Sends frames until the queue closes or the client stops taking them.
+async fn write(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut outbox: mpsc::Receiver<Out>,
+    timeout: Duration,
+) {
+    while let Some(out) = outbox.recv().await {
+        let (msg, last) = match out {
+            Out::Frame(f) => (Message::text(f.to_string()), false),
+            Out::Close(code, reason) => (Message::close_with(code, reason), true),
+        };
+        match tokio::time::timeout(timeout, sink.send(msg)).await {
+            Ok(Ok(())) if last => break,
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+            Err(_) => {
+                tracing::info!("client took no frame for {timeout:?}; disconnecting");
+                observability::metrics()
+                    .edge_refused
+                    .with_label_values(&["write_timeout"])
+                    .inc();
+                break;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+}
+
+enum Reply {
+    /// Nothing more to say (a subscription answers with its first frames).
+    None,
+    Frame(String),
+    Error(&'static str, String),
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    queue: mpsc::Sender<Out>,
+    user: Option<String>,
+    room: Option<String>,
+    subs: HashMap<Key, JoinHandle<()>>,
+    /// Rooms this connection counts as online in.
+    online: BTreeSet<String>,
+    /// Rooms joined on this connection (before the view shows it).
+    joined: BTreeSet<String>,
+    limit: RateLimit,
+}
+
+impl Conn {
+    /// Reads the client's messages until it goes or the edge stops; returns
+    /// the close code to send.
+    async fn serve(
+        &mut self,
+        stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    ) -> (u16, &'static str) {
+        let stop = stopped(self.shared.shutdown.clone());
+        tokio::pin!(stop);
+        loop {
+            let msg = tokio::select! {
+                () = &mut stop => {
+                    let frame = serde_json::json!({"type": "reconnect", "reason": "shutdown", "after_ms": 1000});
+                    let _ = tokio::time::timeout(
+                        self.shared.limits.drain,
+                        self.queue.send(Out::Frame(frame.to_string().into())),
+                    )
+                    .await;
+                    return (1012, "restarting");
+                }
+                () = self.queue.closed() => return (1000, "bye"),
+                msg = stream.next() => msg,
+            };
+            let reply = match msg {
+                Some(Ok(m)) if m.is_close() => return (1000, "bye"),
+                Some(Ok(m)) if m.is_text() => {
+                    match serde_json::from_str::<In>(m.to_str().unwrap_or_default()) {
+                        Ok(frame) => self.handle(frame).await,
+                        Err(e) => Reply::Error("bad_frame", e.to_string()),
+                    }
+                }
+                Some(Ok(m)) if m.is_binary() => {
+                    Reply::Error("bad_frame", "frames are JSON text".to_owned())
+                }
+                Some(Ok(_)) => Reply::None, // pings and pongs: the library answers
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "read failed");
+                    return (1002, "protocol error");
+                }
+                None => return (1000, "bye"),
+            };
+            let frame = match reply {
+                Reply::None => continue,
+                Reply::Frame(f) => f,
+                Reply::Error(code, message) => error_frame(code, &message),
+            };
+            if self.queue.send(Out::Frame(frame.into())).await.is_err() {
+                return (1000, "bye");
+            }
+        }
+    }
+
+    async fn handle(&mut self, frame: In) -> Reply {
+        match frame {
+            In::Ping { nonce } => {
+                Reply::Frame(serde_json::json!({"type": "pong", "nonce": nonce}).to_string())
+            }
+            In::Subscribe {
+                view,
+                id,
+                participant,
+                since,
+            } => self.subscribe(view, id, participant, since).await,
+            In::Unsubscribe {
+                view,
+                id,
+                participant,
+            } => {
+                let key = (view, id, participant);
+                match self.subs.remove(&key) {
+                    Some(task) => {
+                        task.abort();
+                        if view == ViewKind::Room {
+                            self.offline(&key.1).await;
+                        }
+                        Reply::Frame(
+                            serde_json::json!({"type": "unsubscribed", "view": view.name(), "id": key.1, "participant": key.2})
+                                .to_string(),
+                        )
+                    }
+                    None => Reply::Error(
+                        "not_subscribed",
+                        format!("no subscription to {} {:?}", view.name(), key.1),
+                    ),
+                }
+            }
+            In::Join { room } => self.room_action("join", room, None, None).await,
+            In::Leave { room } => self.room_action("leave", room, None, None).await,
+            In::Post {
+                room,
+                text,
+                client_msg_id,
+            } => {
+                self.room_action("post", room, Some(text), client_msg_id)
+                    .await
+            }
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        view: ViewKind,
+        id: String,
+        participant: Option<String>,
+        since: Option<u64>,
+    ) -> Reply {
+        if (view == ViewKind::Participant) != participant.is_some() {
+            return Reply::Error(
+                "bad_frame",
+                "`participant` is given with view \"participant\", and only then".to_owned(),
+            );
+        }
+        let key = (view, id.clone(), participant.clone());
+        if self.subs.get(&key).is_some_and(|t| !t.is_finished()) {
+            return Reply::Error(
+                "already_subscribed",
+                format!("already subscribed to {} {id:?}", view.name()),
+            );
+        }
+        self.subs.retain(|_, t| !t.is_finished());
+        if self.subs.len() >= self.shared.limits.max_subscriptions {
+            return Reply::Error(
+                "too_many_subscriptions",
+                format!(
+                    "at most {} subscriptions per connection",
+                    self.shared.limits.max_subscriptions
+                ),
+            );
+        }
+        let views = self.shared.views.clone();
+        let queue = self.queue.clone();
+        let task = match view {
+            ViewKind::Race => {
+                let Some(s) = views.subscribe_race(&id, since) else {
+                    return Reply::Error("unknown_race", format!("no race {id:?}"));
+                };
+                let s = self.send_first(s).await;
+                tokio::spawn(
+                    forward(s, view, queue, move |_| views.race_snapshot(&id)).in_current_span(),
+                )
+            }
+            ViewKind::Participant => {
+                let p = participant.unwrap_or_default();
+                let Some(s) = views.subscribe_participant(&id, &p) else {
+                    return Reply::Error("unknown_race", format!("no race {id:?}"));
+                };
+                let s = self.send_first(s).await;
+                tokio::spawn(
+                    forward(s, view, queue, move |_| views.participant_snapshot(&id, &p))
+                        .in_current_span(),
+                )
+            }
+            ViewKind::Room => {
+                if views.rooms.may_read(&id, self.user.as_deref()) == Some(false) {
+                    return Reply::Error("forbidden", format!("room {id:?} is invite-only"));
+                }
+                let Some(s) = views.rooms.subscribe(&id, since) else {
+                    return Reply::Error("unknown_room", format!("no room {id:?}"));
+                };
+                if let Some(user) = &self.user
+                    && self.online.insert(id.clone())
+                {
+                    let _ = self
+                        .shared
+                        .chat
+                        .send(&EdgeInput::event(&id, user, ChatKind::Connect))
+                        .await;
+                }
+                let s = self.send_first(s).await;
+                let room = id.clone();
+                tokio::spawn(
+                    forward(s, view, queue, move |seq| views.rooms.snapshot(&room, seq))
+                        .in_current_span(),
+                )
+            }
+            ViewKind::Task => {
+                let (ready, results) = views.tasks.watch(&id);
+                let first = ready.clone().or_else(|| views.tasks.get(&id));
+                let frame = task_frame("snapshot", &id, first.as_ref());
+                let _ = self.queue.send(Out::Frame(frame)).await;
+                if ready.is_some() {
+                    return Reply::None; // a task has no other change
+                }
+                tokio::spawn(forward_task(views, id.clone(), results, queue).in_current_span())
+            }
+        };
+        self.subs.insert(key, task);
+        Reply::None
+    }
+
+    /// Queues a new subscription's first frames, before anything else the
+    /// client asks for is answered; the forwarder sends the rest.
+    async fn send_first(&self, mut s: Subscribed) -> Subscribed {
+        let m = observability::metrics();
+        for f in std::mem::take(&mut s.frames) {
+            let kind = if f.starts_with(r#"{"type":"snapshot""#) {
+                "snapshot"
+            } else {
+                "delta"
+            };
+            if self.queue.send(Out::Frame(f)).await.is_err() {
+                break;
+            }
+            m.edge_frames.with_label_values(&[kind]).inc();
+        }
+        s
+    }
+
+    /// The user leaves `room`'s online count, if this connection was in it.
+    async fn offline(&mut self, room: &str) {
+        if let Some(user) = &self.user
+            && self.online.remove(room)
+        {
+            let _ = self
+                .shared
+                .chat
+                .send(&EdgeInput::event(room, user, ChatKind::Disconnect))
+                .await;
+        }
+    }
+
+    /// Ends every subscription; the user goes offline where it was online.
+    async fn end(&mut self) {
+        for (_, task) in self.subs.drain() {
+            task.abort();
+        }
+        for room in std::mem::take(&mut self.online) {
+            if let Some(user) = &self.user {
+                let _ = self
+                    .shared
+                    .chat
+                    .send(&EdgeInput::event(&room, user, ChatKind::Disconnect))
+                    .await;
+            }
+        }
+    }
+
+    /// A join, leave or post: acknowledged once the broker has it. A refused
+    /// event never reaches Kafka.
+    async fn room_action(
+        &mut self,
+        op: &'static str,
+        room: Option<String>,
+        text: Option<String>,
+        client_msg_id: Option<String>,
+    ) -> Reply {
+        let Some(room) = room.or_else(|| self.room.clone()) else {
+            return Reply::Error("bad_frame", format!("{op} needs a `room`"));
+        };
+        let Some(user) = self.user.clone() else {
+            return Reply::Error("unauthorized", AuthError::Missing.to_string());
+        };
+        let views = &self.shared.views;
+        let event = match op {
+            "join" => {
+                if !views.rooms.may_join(&room, &user) {
+                    return Reply::Error("not_invited", format!("{room:?} is invite-only"));
+                }
+                EdgeInput::event(&room, &user, ChatKind::Join)
+            }
+            "leave" => EdgeInput::event(&room, &user, ChatKind::Leave),
+            _ => {
+                if !(self.joined.contains(&room) || views.rooms.is_member(&room, &user)) {
+                    return Reply::Error(
+                        "not_member",
+                        format!("{user} is not a member of {room:?}; join first"),
+                    );
+                }
+                if !self.limit.take() {
+                    return Reply::Error("rate_limited", "too many posts; slow down".to_owned());
+                }
+                schemas::ChatEvent {
+                    text,
+                    client_msg_id: client_msg_id.clone(),
+                    ..EdgeInput::event(&room, &user, ChatKind::Message)
+                }
+            }
+        };
+        match self.shared.chat.send(&event).await {
+            Ok(()) => {
+                // The join is in the room's partition before any later post,
+                // so the job has it first: this connection may post now.
+                match op {
+                    "join" => {
+                        self.joined.insert(room.clone());
+                    }
+                    "leave" => {
+                        self.joined.remove(&room);
+                    }
+                    _ => {}
+                }
+                Reply::Frame(
+                    serde_json::json!({"type": "ack", "op": op, "room": room, "client_msg_id": client_msg_id})
+                        .to_string(),
+                )
+            }
+            Err(SendError::Invalid(m)) => Reply::Error("invalid", m),
+            Err(SendError::Unavailable(m)) => Reply::Error("unavailable", m),
+        }
+    }
+}
+
+/// A task's frame: its result (or pending entry, or nothing yet known).
+fn task_frame(kind: &str, id: &str, result: Option<&schemas::TaskResult>) -> Frame {
+    let done = result.is_some_and(|r| r.status != schemas::TaskStatus::Pending);
+    serde_json::json!({"type": kind, "view": "task", "id": id, "seq": u64::from(done), "result": result})
+        .to_string()
+        .into()
+}
+
+/// Feeds one task subscription, after its snapshot: the result once it
+/// arrives (seq 1). A task has no other change.
+async fn forward_task(
+    views: Arc<Views>,
+    id: String,
+    mut results: tokio::sync::broadcast::Receiver<Arc<schemas::TaskResult>>,
+    queue: mpsc::Sender<Out>,
+) {
+    let _live = Live::new("task");
+    let result = loop {
+        match results.recv().await {
+            Ok(r) if r.id == id => break (*r).clone(),
+            Ok(_) => {}
+            // Missed some: look again.
+            Err(RecvError::Lagged(_)) => {
+                if let Some(r) = views
+                    .tasks
+                    .get(&id)
+                    .filter(|r| r.status != schemas::TaskStatus::Pending)
+                {
+                    break r;
+                }
+            }
+            Err(RecvError::Closed) => return,
+        }
+    };
+    let _ = queue
+        .send(Out::Frame(task_frame("delta", &id, Some(&result))))
+        .await;
+}
+
+/// Counts a live subscription while it lives.
+struct Live(&'static str);
+
+impl Live {
+    fn new(view: &'static str) -> Self {
+        observability::metrics()
+            .edge_subscriptions
+            .with_label_values(&[view])
+            .inc();
+        Live(view)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        observability::metrics()
+            .edge_subscriptions
+            .with_label_values(&[self.0])
+            .dec();
+    }
+}
+
+/// Feeds one subscription into the connection's queue: its first frames,
+/// then every change in order. Behind by more than the view's ring, it sends
+/// `resnapshot(last seq sent)` instead of the backlog, and skips the changes
+/// that snapshot already holds.
+async fn forward(
+    s: Subscribed,
+    view: ViewKind,
+    queue: mpsc::Sender<Out>,
+    resnapshot: impl Fn(u64) -> Option<Snapshot> + Send + 'static,
+) {
+    let _live = Live::new(view.name());
+    let m = observability::metrics();
+    let Subscribed {
+        mut version,
+        mut seq,
+        mut changes,
+        ..
+    } = s;
+    loop {
+        let (frame, kind) = match changes.recv().await {
+            Ok(c) if c.version <= version => continue,
+            Ok(c) => {
+                version = c.version;
+                seq = c.seq;
+                (c.frame, "delta")
+            }
+            Err(RecvError::Lagged(missed)) => {
+                let Some((v, s, f)) = resnapshot(seq) else {
+                    return;
+                };
+                tracing::info!(
+                    view = view.name(),
+                    missed,
+                    "subscriber behind; sending a snapshot"
+                );
+                m.edge_lag_snapshots.with_label_values(&[view.name()]).inc();
+                (version, seq) = (v, s);
+                (f, "snapshot")
+            }
+            Err(RecvError::Closed) => return,
+        };
+        if queue.send(Out::Frame(frame)).await.is_err() {
+            return;
+        }
+        m.edge_frames.with_label_values(&[kind]).inc();
+    }
+}
