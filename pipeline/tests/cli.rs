@@ -4,10 +4,10 @@
 //! --replay f1:DIR` replays a recorded season through the broker into the
 //! splits view.
 
+#![allow(clippy::print_stdout)] // what the test saw is worth seeing
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{eventually, get_json, next_frame};
@@ -15,27 +15,13 @@ use serde_json::Value;
 
 /// Starts `pace run` with `args`; the child and the base URL it serves.
 fn start_pace_run(args: &[&str], dir: &std::path::Path) -> (std::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pace"))
-        .arg("run")
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .args(args)
-        .env_remove("PACE_BROKERS")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("pace: serving ")
-        .expect(&line)
-        .trim_end_matches('/')
-        .to_owned();
-    (child, base)
+    let mut all: Vec<&std::ffi::OsStr> = ["run", "--listen", "127.0.0.1:0", "--data-dir"]
+        .iter()
+        .map(std::ffi::OsStr::new)
+        .collect();
+    all.push(dir.as_os_str());
+    all.extend(args.iter().map(std::ffi::OsStr::new));
+    common::spawn_pace(&all)
 }
 
 /// SIGTERM, and a clean exit.
@@ -356,4 +342,51 @@ fn pace_token_issues_a_token_the_edge_accepts() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--token-secret"));
+}
+
+/// The spectator page of `pace run` in headless Chromium (Debian's, driven
+/// by Playwright from the test venv): the leaderboard changes, the runners
+/// move on the map, the chat takes a post, a task gets its result, and a
+/// dropped connection resumes. The screenshot is under the test's output
+/// directory.
+#[tokio::test]
+async fn the_page_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "page-secret";
+    let (child, base) = start_pace_run(
+        &["--demo-participants", "60", "--token-secret", secret],
+        dir.path(),
+    );
+    let token = ws_edge::auth::issue(secret, "chromium", ws_edge::auth::now_s(), 3600);
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("page");
+    std::fs::create_dir_all(&out).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/page.py");
+    let url = format!("{base}/#token={token}");
+    let run = tokio::task::spawn_blocking({
+        let out = out.clone();
+        move || {
+            Command::new(common::python())
+                .arg(script)
+                .arg(url)
+                .arg(&out)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    stop(child).await;
+    assert!(
+        run.status.success(),
+        "the page test failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let saw: Value = serde_json::from_slice(&run.stdout).unwrap();
+    println!("page: {saw}");
+    assert_ne!(saw["rows_before"], saw["rows_after"]);
+    assert!(saw["task"].as_str().unwrap().ends_with("= 27"), "{saw}");
+    let shot = out.join("page.png");
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
+    println!("screenshot: {}", shot.display());
 }
