@@ -513,14 +513,9 @@ impl Conn {
         for (_, task) in self.subs.drain() {
             task.abort();
         }
-        for room in std::mem::take(&mut self.online) {
-            if let Some(user) = &self.user {
-                let _ = self
-                    .shared
-                    .chat
-                    .send(&EdgeInput::event(&room, user, ChatKind::Disconnect))
-                    .await;
-            }
+        let online: Vec<String> = self.online.iter().cloned().collect();
+        for room in online {
+            self.offline(&room).await;
         }
     }
 
