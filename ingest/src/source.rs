@@ -1,6 +1,7 @@
 //! [`StaticConsumer`]: reads the partitions of one topic that are statically
 //! assigned to one worker, and [`decode`] turns each record into an
-//! [`Envelope`] or a [`DeadLetter`].
+//! [`Envelope`] or a [`DeadLetter`]. [`Reader`]: reads chosen partitions of
+//! several topics, each from a chosen offset (the archive, its verifier).
 //!
 //! Partition `p` of a topic belongs to worker `p % workers`. There is no
 //! consumer-group rebalancing: the assignment is a function of the worker count
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
 
@@ -39,6 +40,36 @@ pub struct RawRecord {
     pub payload: Vec<u8>,
     /// The record's Kafka timestamp, milliseconds.
     pub timestamp_ms: Option<i64>,
+    /// Headers, in order (values that are absent read as empty).
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl RawRecord {
+    fn read(m: &BorrowedMessage<'_>) -> Self {
+        RawRecord {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            timestamp_ms: m.timestamp().to_millis(),
+            headers: m
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The value of header `name`, as text, if present and UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
 }
 
 /// A decoded, validated record and where it came from. Ordered by partition,
@@ -173,13 +204,7 @@ impl StaticConsumer {
                 None => break,
                 Some(Ok(m)) => {
                     self.next.insert(m.partition(), m.offset() + 1);
-                    out.push(RawRecord {
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                        timestamp_ms: m.timestamp().to_millis(),
-                    });
+                    out.push(RawRecord::read(&m));
                 }
                 Some(Err(e)) => {
                     tracing::warn!(topic = %self.topic, error = %e, "consumer error");
@@ -215,6 +240,133 @@ impl StaticConsumer {
                     CommitMode::Async
                 },
             )
+            .map_err(IngestError::kafka("commit"))
+    }
+}
+
+/// Reads chosen partitions of several topics, each from a chosen offset.
+/// Nothing is committed unless [`Reader::commit`] says so.
+pub struct Reader {
+    consumer: BaseConsumer,
+    topics: Vec<String>,
+}
+
+/// Where a [`Reader`] starts reading a partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// At this offset (or the start of retention, if that is later).
+    At(i64),
+    /// At the group's committed offset, or the start of retention.
+    Committed,
+}
+
+impl Reader {
+    /// Reads `(topic, partition, start)` for each entry of `starts`; `group`
+    /// names where committed offsets live.
+    pub fn new(
+        config: &KafkaConfig,
+        group: &str,
+        starts: &[(String, i32, Start)],
+    ) -> Result<Self, IngestError> {
+        let consumer: BaseConsumer = config
+            .consumer(group)
+            .create()
+            .map_err(IngestError::kafka("create consumer"))?;
+        let mut tpl = TopicPartitionList::new();
+        let mut topics: Vec<String> = Vec::new();
+        for (topic, p, start) in starts {
+            let offset = match start {
+                Start::At(o) => Offset::Offset(*o),
+                Start::Committed => Offset::Stored,
+            };
+            tpl.add_partition_offset(topic, *p, offset)
+                .map_err(IngestError::kafka("assign"))?;
+            if !topics.contains(topic) {
+                topics.push(topic.clone());
+            }
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(IngestError::kafka("assign"))?;
+        Ok(Self { consumer, topics })
+    }
+
+    /// Partitions of `topic`, waiting up to 30 s for it to appear.
+    pub fn partitions(config: &KafkaConfig, topic: &str) -> Result<i32, IngestError> {
+        let consumer: BaseConsumer = config
+            .client()
+            .create()
+            .map_err(IngestError::kafka("create consumer"))?;
+        partition_count(&consumer, topic)
+    }
+
+    /// Up to `max` records, waiting up to `wait` for the first: each with
+    /// the index of its topic in the order `new` first saw them.
+    pub fn poll(&mut self, max: usize, wait: Duration) -> Vec<(usize, RawRecord)> {
+        let mut out = Vec::new();
+        let mut timeout = wait;
+        while out.len() < max {
+            match self.consumer.poll(timeout) {
+                None => break,
+                Some(Ok(m)) => {
+                    if let Some(t) = self.topics.iter().position(|t| t == m.topic()) {
+                        out.push((t, RawRecord::read(&m)));
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    break;
+                }
+            }
+            timeout = Duration::ZERO;
+        }
+        out
+    }
+
+    /// The topics read, in index order.
+    pub fn topics(&self) -> &[String] {
+        &self.topics
+    }
+
+    /// The low and high watermarks of a partition (first offset held, next
+    /// offset to be written).
+    pub fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), IngestError> {
+        self.consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .map_err(IngestError::kafka("fetch watermarks"))
+    }
+
+    /// The group's committed offsets (next offset to read) of `partitions` of `topic`.
+    pub fn committed(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, i64>, IngestError> {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            tpl.add_partition(topic, *p);
+        }
+        let got = self
+            .consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .map_err(IngestError::kafka("committed offsets"))?;
+        Ok(got
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Commits `offset` (the next to read) for `partition` of `topic`, without waiting.
+    pub fn commit(&self, topic: &str, partition: i32, offset: i64) -> Result<(), IngestError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+            .map_err(IngestError::kafka("commit"))?;
+        self.consumer
+            .commit(&tpl, CommitMode::Async)
             .map_err(IngestError::kafka("commit"))
     }
 }
@@ -263,6 +415,7 @@ mod tests {
             key: Some(b"k".to_vec()),
             payload: b"{\"race\":".to_vec(),
             timestamp_ms: None,
+            headers: vec![],
         };
         let dl = decode::<GpsPoint>("pace.gps", raw).unwrap_err();
         assert_eq!((dl.partition, dl.offset, dl.kind), (2, 41, "json"));
