@@ -34,6 +34,10 @@ pub struct Metrics {
     pub archive_rows: IntCounterVec,
     /// Parquet files written, by dataset.
     pub archive_files: IntCounterVec,
+    /// Bytes of Parquet files written, by dataset.
+    pub archive_bytes: IntCounterVec,
+    /// Payload bytes the archiver has read and not yet written to a file, by topic.
+    pub archive_buffered: IntGaugeVec,
     /// Open WebSocket connections at the edge.
     pub edge_clients: IntGauge,
     /// WebSocket frames sent by the edge, by type (snapshot, delta, …).
@@ -102,6 +106,22 @@ impl Metrics {
             "pace_archive_files_total",
             "Parquet files written to the archive.",
             &["dataset"],
+        );
+        let archive_bytes = counter(
+            "pace_archive_bytes_total",
+            "Bytes of Parquet files written to the archive.",
+            &["dataset"],
+        );
+        let archive_buffered = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "pace_archive_buffered_bytes",
+                    "Payload bytes the archiver has read and not yet written to a file.",
+                ),
+                &["topic"],
+            )
+            .expect("valid metric"),
         );
         let edge_frames = counter(
             "pace_edge_frames_sent_total",
@@ -184,6 +204,8 @@ impl Metrics {
             view_latency,
             archive_rows,
             archive_files,
+            archive_bytes,
+            archive_buffered,
             edge_clients,
             edge_frames,
             edge_subscriptions,

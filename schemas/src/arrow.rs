@@ -2,19 +2,28 @@
 //!
 //! Conventions: ids are dictionary-encoded strings, times are UTC timestamps in
 //! milliseconds, coordinates float64. Every archived row also carries its Kafka
-//! origin (`kafka_partition`, `kafka_offset`) so the archive can be checked
-//! against the topic and deduplicated.
+//! origin (`kafka_partition`, `kafka_offset`, `kafka_timestamp`) so the archive
+//! can be checked against the topic and deduplicated.
+//!
+//! A view changelog record is archived as rows of its own: a standings change
+//! as one row per upserted or removed participant (`change` is `upsert` or
+//! `remove`), and so on; the rows of one change share its origin.
 
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 fn id(name: &str) -> Field {
-    Field::new(
-        name,
-        DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
-        false,
-    )
+    Field::new(name, id_type(), false)
+}
+
+fn id_nullable(name: &str) -> Field {
+    Field::new(name, id_type(), true)
+}
+
+/// The column type of every id: a dictionary-encoded string.
+pub fn id_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
 }
 
 /// The column type of every timestamp: UTC milliseconds.
@@ -26,11 +35,16 @@ fn time(name: &str, nullable: bool) -> Field {
     Field::new(name, timestamp_type(), nullable)
 }
 
-fn origin() -> [Field; 2] {
+fn origin() -> [Field; 3] {
     [
         Field::new("kafka_partition", DataType::Int32, false),
         Field::new("kafka_offset", DataType::Int64, false),
+        time("kafka_timestamp", true),
     ]
+}
+
+fn f64(name: &str) -> Field {
+    Field::new(name, DataType::Float64, true)
 }
 
 fn schema(fields: impl IntoIterator<Item = Field>) -> SchemaRef {
@@ -83,6 +97,8 @@ pub fn chat_event() -> SchemaRef {
         id("kind"),
         Field::new("text", DataType::Utf8, true),
         Field::new("client_msg_id", DataType::Utf8, true),
+        id_nullable("visibility"),
+        id_nullable("invitee"),
         time("time", false),
     ])
 }
@@ -96,42 +112,70 @@ pub fn calc_task() -> SchemaRef {
     ])
 }
 
-/// [`crate::StandingRow`] changes: each row carries the change's `seq` and `diff`
-/// (+1 the row holds from `seq` on, -1 it no longer does).
-pub fn standing_row() -> SchemaRef {
+/// [`crate::StandingsChange`]s, a row per upserted (the whole row) or removed
+/// (`race`, `seq`, `change`, `participant` only) participant.
+pub fn standing_change() -> SchemaRef {
     schema([
         id("race"),
         Field::new("seq", DataType::UInt64, false),
-        Field::new("diff", DataType::Int8, false),
-        Field::new("rank", DataType::UInt32, false),
+        id("change"),
         id("participant"),
-        Field::new("distance_m", DataType::Float64, false),
-        Field::new("gap_m", DataType::Float64, true),
-        Field::new("speed_mps", DataType::Float64, true),
-        time("last_seen", false),
-        id("status"),
+        Field::new("rank", DataType::UInt32, true),
+        Field::new("name", DataType::Utf8, true),
+        f64("distance_m"),
+        Field::new("laps", DataType::UInt32, true),
+        Field::new("leg", DataType::UInt32, true),
+        f64("gap_m"),
+        f64("gap_s"),
+        f64("speed_mps"),
+        f64("last_lap_s"),
+        time("last_seen", true),
+        id_nullable("status"),
+        time("eta", true),
+        f64("lat"),
+        f64("lon"),
     ])
 }
 
-/// [`crate::Split`].
-pub fn split() -> SchemaRef {
+/// The splits of [`crate::StandingsChange`]s, a row per upserted or removed
+/// [`crate::Split`] (`time` and `position` are null for a removal).
+pub fn split_change() -> SchemaRef {
     schema([
         id("race"),
+        Field::new("seq", DataType::UInt64, false),
+        id("change"),
         id("participant"),
         Field::new("split", DataType::UInt32, false),
-        time("time", false),
-        Field::new("position", DataType::UInt32, false),
+        time("time", true),
+        Field::new("position", DataType::UInt32, true),
     ])
 }
 
-/// [`crate::RoomMember`] changes, with `diff` as in [`standing_row`].
-pub fn room_member() -> SchemaRef {
+/// The membership part of [`crate::RoomChange`]s, a row per upserted or
+/// removed [`crate::RoomMember`].
+pub fn member_change() -> SchemaRef {
     schema([
         id("room"),
+        id("change"),
         id("user"),
-        Field::new("online", DataType::Boolean, false),
-        time("joined_at", false),
-        Field::new("diff", DataType::Int8, false),
+        Field::new("online", DataType::Boolean, true),
+        time("joined_at", true),
+    ])
+}
+
+/// Records refused by the pipeline or the edge (`pace.dlq`): the reason, the
+/// origin (`source_partition`/`source_offset` are -1 for a record the edge
+/// refused before it reached Kafka), and the payload byte for byte.
+pub fn dead_letter() -> SchemaRef {
+    schema([
+        id("source_topic"),
+        Field::new("source_partition", DataType::Int32, false),
+        Field::new("source_offset", DataType::Int64, false),
+        Field::new("reason", DataType::Utf8, false),
+        id_nullable("refused_by"),
+        Field::new("truncated_from", DataType::Int64, true),
+        Field::new("key", DataType::Binary, true),
+        Field::new("payload", DataType::Binary, false),
     ])
 }
 
@@ -172,9 +216,10 @@ mod tests {
             race_definition(),
             chat_event(),
             calc_task(),
-            standing_row(),
-            split(),
-            room_member(),
+            standing_change(),
+            split_change(),
+            member_change(),
+            dead_letter(),
             room_message(),
             task_result(),
         ] {
@@ -186,6 +231,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(gps_point().fields().len(), 9);
+        assert_eq!(gps_point().fields().len(), 10);
     }
 }
