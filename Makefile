@@ -10,7 +10,7 @@ export PACE_KAFKA_PORT
 BROKERS := 127.0.0.1:$(PACE_KAFKA_PORT)
 VENV := target/venv
 PYTHON := $(CURDIR)/$(VENV)/bin/python
-PY_PACKAGES := duckdb==2.0.0 pyarrow==26.0.1 jsonschema==4.26.0 playwright==1.65.2
+PY_PACKAGES := duckdb==2.0.0 pyarrow==26.0.1 polars==2.1.0 jsonschema==4.26.0 playwright==1.65.2
 
 .PHONY: help run test fuzz bench kafka-up kafka-down tools lint unit-and-integration clean
 
@@ -52,7 +52,7 @@ lint: ## format check and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-tools: $(VENV)/.installed ## what tests need beyond Rust: Java 17, Maven, GNU bc, Debian's Chromium, Python with DuckDB, pyarrow, jsonschema and Playwright
+tools: $(VENV)/.installed ## what tests need beyond Rust: Java 17, Maven, GNU bc, Debian's Chromium, Python with DuckDB, pyarrow, polars, jsonschema and Playwright
 	@command -v java >/dev/null || { echo "java 17 is needed (apt-get install openjdk-17-jre-headless)"; exit 1; }
 	@command -v mvn >/dev/null || { echo "installing maven"; apt-get install -y -q maven >/dev/null; }
 	@command -v bc >/dev/null || { echo "installing bc"; apt-get install -y -q bc >/dev/null; }

@@ -36,6 +36,8 @@ pub struct Common {
     pub allowed_origins: Vec<String>,
     /// Most WebSocket connections the edge holds.
     pub max_connections: usize,
+    /// How often the archiver writes each partition's buffered rows, at least.
+    pub archive_roll: Duration,
 }
 
 impl Common {
@@ -44,6 +46,12 @@ impl Common {
         config.token_secret.clone_from(&self.token_secret);
         config.allowed_origins.clone_from(&self.allowed_origins);
         config.limits.max_connections = self.max_connections;
+        config
+    }
+
+    fn archive(&self, kafka: KafkaConfig) -> sinks::archive::ArchiveConfig {
+        let mut config = sinks::archive::ArchiveConfig::new(kafka, self.data_dir.clone());
+        config.max_age = self.archive_roll;
         config
     }
 
@@ -82,6 +90,22 @@ async fn shutdown_signal(stop: Arc<AtomicBool>) {
     }
     tracing::info!("shutting down");
     stop.store(true, Ordering::SeqCst);
+}
+
+/// Starts the archiver on a thread of its own; it stops when `stop` is set,
+/// and a failure stops everything.
+fn start_archive(
+    config: sinks::archive::ArchiveConfig,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<anyhow::Result<()>> {
+    std::thread::Builder::new()
+        .name("pace-archive".into())
+        .spawn(move || {
+            let result = sinks::archive::run(&config, &stop);
+            stop.store(true, Ordering::SeqCst);
+            result.context("archive")
+        })
+        .expect("spawn archive thread")
 }
 
 fn start_pipeline(
@@ -146,6 +170,7 @@ pub fn run_all(
         PipelineConfig::new(kafka.clone(), common.workers, common.data_dir.clone()),
         stop.clone(),
     );
+    let archive = start_archive(common.archive(kafka.clone()), stop.clone());
     let edge = rt.block_on(ws_edge::serve(
         common.edge(kafka.clone()),
         announce,
@@ -153,6 +178,7 @@ pub fn run_all(
     ));
     stop.store(true, Ordering::SeqCst);
     let pipeline = pipeline.join().expect("pipeline thread");
+    let archive = archive.join().expect("archive thread");
     if let Some(d) = demo {
         d.join().expect("demo thread").context("demo race")?;
     }
@@ -160,6 +186,7 @@ pub fn run_all(
         c.join().expect("chat demo thread").context("demo chat")?;
     }
     edge.context("edge")?;
+    archive?;
     pipeline
 }
 
@@ -182,19 +209,71 @@ pub fn issue_token(secret: &str, user: &str, ttl_s: u64) -> anyhow::Result<Strin
     ))
 }
 
-/// `pace pipeline`: the dataflow workers only.
-pub fn run_pipeline(common: Common) -> anyhow::Result<()> {
+/// `pace pipeline`: the dataflow workers, and the archiver unless `archive` is false.
+pub fn run_pipeline(common: Common, archive: bool) -> anyhow::Result<()> {
     let kafka = common.required_kafka()?;
     let rt = tokio_runtime()?;
     rt.block_on(ingest::admin::ensure_topics(&kafka, common.partitions))
         .context("create topics")?;
     let stop = Arc::new(AtomicBool::new(false));
     let pipeline = start_pipeline(
-        PipelineConfig::new(kafka, common.workers, common.data_dir),
+        PipelineConfig::new(kafka.clone(), common.workers, common.data_dir.clone()),
         stop.clone(),
     );
+    let archive = archive.then(|| start_archive(common.archive(kafka), stop.clone()));
     rt.block_on(shutdown_signal(stop));
-    pipeline.join().expect("pipeline thread")
+    let pipeline = pipeline.join().expect("pipeline thread");
+    if let Some(a) = archive {
+        a.join().expect("archive thread")?;
+    }
+    pipeline
+}
+
+/// `pace archive run`: the archiver only.
+pub fn run_archive(common: Common) -> anyhow::Result<()> {
+    let kafka = common.required_kafka()?;
+    let rt = tokio_runtime()?;
+    rt.block_on(ingest::admin::ensure_topics(&kafka, common.partitions))
+        .context("create topics")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let archive = start_archive(common.archive(kafka), stop.clone());
+    rt.block_on(shutdown_signal(stop));
+    archive.join().expect("archive thread")
+}
+
+/// `pace archive verify`: the archive against the topics; `Ok(false)` if it
+/// has gaps or duplicates.
+pub fn verify_archive(common: Common, json: bool) -> anyhow::Result<bool> {
+    let kafka = common.required_kafka()?;
+    let report = sinks::verify::verify(&kafka, &common.data_dir)?;
+    #[allow(clippy::print_stdout)]
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(report.ok())
+}
+
+/// `pace archive compact`: merges the small files of closed date partitions.
+pub fn compact_archive(
+    common: Common,
+    options: sinks::compact::CompactOptions,
+) -> anyhow::Result<()> {
+    let done = sinks::compact::compact(&common.data_dir, &options)?;
+    #[allow(clippy::print_stdout)]
+    {
+        for c in &done {
+            println!(
+                "{} date={}: {} files -> {} ({} rows merged)",
+                c.dataset, c.date, c.files_before, c.files_after, c.rows
+            );
+        }
+        if done.is_empty() {
+            println!("nothing to compact before {}", options.before);
+        }
+    }
+    Ok(())
 }
 
 /// `pace edge`: the HTTP/WebSocket edge only.

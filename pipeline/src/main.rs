@@ -56,6 +56,10 @@ struct CommonArgs {
     /// Most WebSocket connections the edge holds; more get HTTP 503.
     #[arg(long, env = "PACE_MAX_CONNECTIONS", default_value_t = 20_000)]
     max_connections: usize,
+    /// The archiver writes a topic partition's buffered rows to a file at
+    /// least this often (milliseconds): how soon data is queryable.
+    #[arg(long, env = "PACE_ARCHIVE_ROLL_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    archive_roll_ms: u64,
 }
 
 impl From<CommonArgs> for Common {
@@ -70,6 +74,7 @@ impl From<CommonArgs> for Common {
             token_secret: a.token_secret,
             allowed_origins: a.allowed_origins,
             max_connections: a.max_connections,
+            archive_roll: std::time::Duration::from_millis(a.archive_roll_ms),
         }
     }
 }
@@ -92,11 +97,20 @@ enum Command {
         #[arg(long, env = "PACE_REPLAY_SPEED", default_value_t = 1.0)]
         speed: f64,
     },
-    /// The dataflow pipeline only: reads the input topics, writes the view
-    /// changelogs, the dead letters and the archive.
+    /// The dataflow pipeline: reads the input topics, writes the view
+    /// changelogs and the dead letters; and the archiver (unless --no-archive).
     Pipeline {
         #[command(flatten)]
         common: CommonArgs,
+        /// Do not run the archiver here (run `pace archive run` elsewhere).
+        #[arg(long)]
+        no_archive: bool,
+    },
+    /// The Parquet archive under --data-dir: run the archiver, verify the
+    /// archive against the topics, compact closed days.
+    Archive {
+        #[command(subcommand)]
+        command: ArchiveCommand,
     },
     /// The HTTP/WebSocket edge only: follows the view changelogs and serves them.
     Edge {
@@ -143,6 +157,36 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum ArchiveCommand {
+    /// Archive every topic to Parquet until stopped (SIGINT/SIGTERM).
+    Run {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Check the archive against the topics: every record exactly once.
+    /// Exits 1 if there are gaps or duplicates.
+    Verify {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Merge the small files of closed date partitions (atomic swap). Safe
+    /// while the archiver runs.
+    Compact {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Only this dataset (`gps`, `standings`, …).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Only date partitions before this day, YYYY-MM-DD (default: today, UTC).
+        #[arg(long)]
+        before: Option<chrono::NaiveDate>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -163,7 +207,28 @@ fn main() -> ExitCode {
                 app::run_all(common.into(), demo_participants, replay.map(|r| (r, speed)))
             }
         }
-        Command::Pipeline { common } => app::run_pipeline(common.into()),
+        Command::Pipeline { common, no_archive } => app::run_pipeline(common.into(), !no_archive),
+        Command::Archive { command } => match command {
+            ArchiveCommand::Run { common } => app::run_archive(common.into()),
+            ArchiveCommand::Verify { common, json } => {
+                match app::verify_archive(common.into(), json) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => return ExitCode::FAILURE,
+                    Err(e) => Err(e),
+                }
+            }
+            ArchiveCommand::Compact {
+                common,
+                dataset,
+                before,
+            } => app::compact_archive(
+                common.into(),
+                sinks::compact::CompactOptions {
+                    dataset,
+                    before: before.unwrap_or_else(|| chrono::Utc::now().date_naive()),
+                },
+            ),
+        },
         Command::Token {
             user,
             ttl_hours,

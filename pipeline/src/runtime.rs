@@ -4,7 +4,7 @@
 //! Time is the epoch, Unix milliseconds rounded down to [`PipelineConfig::tick`].
 //! Each source stamps what it reads with the current epoch. A sink keeps a
 //! capability for an epoch until what it wrote for that epoch is durable
-//! (acknowledged by the broker, or fsynced and renamed), so the probe at the
+//! (acknowledged by the broker), so the probe at the
 //! end of the dataflow passes an epoch only when every sink has made it
 //! durable; only then does the source commit the offsets the epoch read.
 //!
@@ -76,20 +76,16 @@ pub struct PipelineConfig {
     pub kafka: KafkaConfig,
     /// Timely worker threads in this process.
     pub workers: usize,
-    /// Archive and state go under here.
+    /// State goes under here.
     pub data_dir: PathBuf,
     /// Consumer group under which durable progress is committed.
     pub group: String,
     /// Epoch length: the batching interval of the dataflow.
     pub tick: Duration,
-    /// The archive writes a file once it holds this many rows…
-    pub archive_max_rows: usize,
-    /// …or once its oldest row is this old.
-    pub archive_max_age: Duration,
 }
 
 impl PipelineConfig {
-    /// Defaults for `kafka`: 50 ms epochs, archive files every 100,000 rows or 5 s.
+    /// Defaults for `kafka`: 50 ms epochs.
     pub fn new(kafka: KafkaConfig, workers: usize, data_dir: PathBuf) -> Self {
         Self {
             kafka,
@@ -97,8 +93,6 @@ impl PipelineConfig {
             data_dir,
             group: "pace-pipeline".into(),
             tick: Duration::from_millis(50),
-            archive_max_rows: 100_000,
-            archive_max_age: Duration::from_secs(5),
         }
     }
 }
@@ -262,9 +256,6 @@ fn run_worker(
             )
         };
 
-        let archive = archive_sink(gps_ok.clone(), "ArchiveGps", config, shared);
-        let tasks_archive = archive_sink(calc_ok.clone(), "ArchiveTasks", config, shared);
-
         let observations = stamp(
             gps_ok
                 .map(|e: Envelope<GpsPoint>| fix(e.record))
@@ -322,11 +313,6 @@ fn run_worker(
         let submissions =
             stamp(calc_ok.map(|e: Envelope<CalcTask>| (e.record.id.clone(), e))).as_collection();
         let evaluated = calc_results(submissions).inner;
-        // A result only appears: the first submission of an id stays the first.
-        let new_results = evaluated
-            .clone()
-            .flat_map(|((_, r), _, diff): ResultUpdate| (diff > 0).then_some(r));
-        let results_archive = archive_sink(new_results, "ArchiveResults", config, shared);
         let results = {
             let topics = topics.clone();
             kafka_sink(
@@ -348,12 +334,9 @@ fn run_worker(
             )
         };
 
-        dlq.concat(archive)
-            .concat(changelog)
+        dlq.concat(changelog)
             .concat(rooms)
             .concat(results)
-            .concat(tasks_archive)
-            .concat(results_archive)
             .probe_with(&probe);
         [gps_act, timing_act, races_act, chat_act, calc_act]
     });
@@ -397,54 +380,6 @@ fn run_worker(
     producer
         .flush(Duration::from_secs(30))
         .map_err(|e| error_chain(&e))
-}
-
-/// Archives a stream of records to Parquet: a file per (date, partition)
-/// once the buffer holds `archive_max_rows` or its oldest row is
-/// `archive_max_age` old; an epoch completes only once its rows are in a
-/// file (fsynced and renamed).
-fn archive_sink<'s, R>(
-    records: Stream<'s, Time, Vec<Envelope<R>>>,
-    name: &str,
-    config: &PipelineConfig,
-    shared: &Arc<Shared>,
-) -> Stream<'s, Time, Vec<()>>
-where
-    R: sinks::parquet::Archived + Clone + 'static,
-{
-    let mut archive = sinks::parquet::Archive::<R>::new(&config.data_dir);
-    let (max_rows, max_age) = (config.archive_max_rows, config.archive_max_age);
-    let mut oldest: Option<Instant> = None;
-    let shared = shared.clone();
-    durable_sink(
-        records,
-        Pipeline,
-        name,
-        |_: &Envelope<R>| None,
-        None,
-        config.tick,
-        move |event| match event {
-            SinkEvent::Data(_, data) => {
-                oldest.get_or_insert_with(Instant::now);
-                for e in data.drain(..) {
-                    archive.push(e);
-                }
-                true
-            }
-            SinkEvent::Complete(_, last) => {
-                let due = last
-                    || archive.buffered() >= max_rows
-                    || oldest.is_some_and(|o| o.elapsed() >= max_age);
-                if due && archive.buffered() > 0 {
-                    if let Err(e) = archive.flush() {
-                        shared.fail(error_chain(&e));
-                    }
-                    oldest = None;
-                }
-                due || archive.buffered() == 0
-            }
-        },
-    )
 }
 
 /// Turns one epoch's consolidated view updates into one change per race.
@@ -709,71 +644,17 @@ where
     D: Clone + 'static,
     P: timely::dataflow::channels::pact::ParallelizationContract<Time, Vec<D>>,
 {
-    let mut pending: BTreeMap<Time, Vec<D>> = BTreeMap::new();
-    let (sink_producer, shared) = (producer.clone(), shared.clone());
-    durable_sink(
-        stream,
-        pact,
-        name,
-        time_of,
-        Some(producer),
-        tick,
-        move |event| match event {
-            SinkEvent::Data(t, data) => {
-                pending.entry(t).or_default().append(data);
-                true
-            }
-            SinkEvent::Complete(t, _) => {
-                let ticket = t as usize;
-                if let Some(items) = pending.remove(&t)
-                    && let Err(e) = send(&sink_producer, items, ticket)
-                {
-                    shared.fail(error_chain(&e));
-                }
-                sink_producer.pending(ticket) == 0
-            }
-        },
-    )
-}
-
-/// What a sink is told.
-enum SinkEvent<'a, D> {
-    /// Records for an epoch arrived.
-    Data(Time, &'a mut Vec<D>),
-    /// No more records will arrive for the epoch (`true`: nor for any later
-    /// one). Return whether everything written for it is durable; until then
-    /// the epoch stays open and the event is repeated.
-    Complete(Time, bool),
-}
-
-/// A sink that keeps each epoch open until its logic says what it wrote for
-/// that epoch is durable. Epochs complete in order. The logic answers `Data`
-/// with anything (ignored) and `Complete` with whether the epoch is durable.
-fn durable_sink<'s, D, P, L>(
-    stream: Stream<'s, Time, Vec<D>>,
-    pact: P,
-    name: &str,
-    time_of: fn(&D) -> Option<Time>,
-    producer: Option<&Rc<TrackedProducer>>,
-    tick: Duration,
-    mut logic: L,
-) -> Stream<'s, Time, Vec<()>>
-where
-    D: Clone + 'static,
-    P: timely::dataflow::channels::pact::ParallelizationContract<Time, Vec<D>>,
-    L: FnMut(SinkEvent<'_, D>) -> bool + 'static,
-{
     let scope = stream.scope();
+    let (producer, shared) = (producer.clone(), shared.clone());
     stream.unary_frontier(pact, name, |_cap, info| {
         let activator = scope.activator_for(info.address.clone());
-        if let Some(p) = producer {
-            let sync = Mutex::new(scope.worker().sync_activator_for(info.address.to_vec()));
-            p.on_settled(move || {
-                let _ = sync.lock().expect("activator lock").activate();
-            });
-        }
+        let sync = Mutex::new(scope.worker().sync_activator_for(info.address.to_vec()));
+        producer.on_settled(move || {
+            let _ = sync.lock().expect("activator lock").activate();
+        });
+        // A capability per epoch with records, held until the broker has them all.
         let mut held: BTreeMap<Time, Capability<Time>> = BTreeMap::new();
-        let mut by_time: BTreeMap<Time, Vec<D>> = BTreeMap::new();
+        let mut pending: BTreeMap<Time, Vec<D>> = BTreeMap::new();
         move |(input, frontier),
               _output: &mut timely::dataflow::operators::generic::OutputBuilderSession<
             '_,
@@ -785,15 +666,22 @@ where
                 for d in data.drain(..) {
                     let t = time_of(&d).unwrap_or(cap_time);
                     held.entry(t).or_insert_with(|| cap.delayed(&t, 0));
-                    by_time.entry(t).or_default().push(d);
+                    pending.entry(t).or_default().push(d);
                 }
             });
-            for (t, mut data) in std::mem::take(&mut by_time) {
-                logic(SinkEvent::Data(t, &mut data));
-            }
-            let last = frontier.frontier().is_empty();
+            // Epochs complete in order: an epoch is sent once no more of it
+            // can arrive, and released once it is durable.
             while let Some((&t, _)) = held.first_key_value() {
-                if frontier.frontier().less_equal(&t) || !logic(SinkEvent::Complete(t, last)) {
+                if frontier.frontier().less_equal(&t) {
+                    break;
+                }
+                let ticket = t as usize;
+                if let Some(items) = pending.remove(&t)
+                    && let Err(e) = send(&producer, items, ticket)
+                {
+                    shared.fail(error_chain(&e));
+                }
+                if producer.pending(ticket) != 0 {
                     break;
                 }
                 held.remove(&t);

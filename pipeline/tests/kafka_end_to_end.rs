@@ -87,12 +87,13 @@ async fn records_flow_to_views_dead_letters_and_archive() {
     let mut config = PipelineConfig::new(kafka.clone(), 2, dir.path().to_path_buf());
     config.group = format!("{prefix}pipeline");
     config.tick = Duration::from_millis(20);
-    config.archive_max_age = Duration::from_millis(300);
     let group = config.group.clone();
     let pipeline = {
         let stop = stop.clone();
         std::thread::spawn(move || runtime::run(config, stop))
     };
+    let archive_stop = Arc::new(AtomicBool::new(false));
+    let archive = common::start_archive(&kafka, dir.path(), &archive_stop);
 
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let (edge_stop_tx, edge_stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -238,9 +239,33 @@ async fn records_flow_to_views_dead_letters_and_archive() {
         kafka.topics.gps
     )));
 
-    // Stop: the pipeline drains, writes the archive and commits its offsets.
+    // Stop: the pipeline drains and commits its offsets; the archiver, once
+    // verify finds every GPS record archived, writes what it holds.
     stop.store(true, Ordering::SeqCst);
     tokio::task::spawn_blocking(move || pipeline.join().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let (verify_kafka, data_dir) = (kafka.clone(), dir.path().to_path_buf());
+    let report = eventually("the GPS archive", Duration::from_secs(60), || {
+        let (kafka, data_dir) = (verify_kafka.clone(), data_dir.clone());
+        async move {
+            tokio::task::spawn_blocking(move || sinks::verify::verify(&kafka, &data_dir))
+                .await
+                .unwrap()
+                .ok()
+                .filter(|r| {
+                    r.checked
+                        .iter()
+                        .filter(|c| c.dataset == "gps")
+                        .all(|c| c.pending == 0)
+                })
+        }
+    })
+    .await;
+    assert!(report.ok(), "{report}");
+    archive_stop.store(true, Ordering::SeqCst);
+    tokio::task::spawn_blocking(move || archive.join().unwrap())
         .await
         .unwrap()
         .unwrap();

@@ -115,8 +115,21 @@ pub async fn next_frame(ws: &mut Ws) -> Value {
     serde_json::from_str(msg.to_text().unwrap()).unwrap()
 }
 
-/// The pipeline and an edge on the real broker, under a topic prefix of
-/// their own.
+/// The archiver of `kafka` into `data_dir`, writing files every 300 ms, on a
+/// thread until `stop` is set.
+pub fn start_archive(
+    kafka: &ingest::KafkaConfig,
+    data_dir: &std::path::Path,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Result<(), sinks::SinkError>> {
+    let mut config = sinks::archive::ArchiveConfig::new(kafka.clone(), data_dir.to_path_buf());
+    config.max_age = Duration::from_millis(300);
+    let stop = stop.clone();
+    std::thread::spawn(move || sinks::archive::run(&config, &stop))
+}
+
+/// The pipeline, the archiver and an edge on the real broker, under a topic
+/// prefix of their own.
 pub struct Stack {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
@@ -124,6 +137,7 @@ pub struct Stack {
     pub kafka: ingest::KafkaConfig,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pipeline: std::thread::JoinHandle<Result<(), pace_pipeline::runtime::PipelineError>>,
+    archive: std::thread::JoinHandle<Result<(), sinks::SinkError>>,
     edge_stop: tokio::sync::oneshot::Sender<()>,
     edge: tokio::task::JoinHandle<Result<(), ws_edge::EdgeError>>,
     _dir: tempfile::TempDir,
@@ -141,11 +155,11 @@ impl Stack {
             pace_pipeline::runtime::PipelineConfig::new(kafka.clone(), 2, dir.path().to_path_buf());
         config.group = format!("{prefix}pipeline");
         config.tick = Duration::from_millis(20);
-        config.archive_max_age = Duration::from_millis(300);
         let pipeline = {
             let stop = stop.clone();
             std::thread::spawn(move || pace_pipeline::runtime::run(config, stop))
         };
+        let archive = start_archive(&kafka, dir.path(), &stop);
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
         let (edge_stop, edge_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let edge = tokio::spawn(ws_edge::serve(
@@ -164,13 +178,14 @@ impl Stack {
             kafka,
             stop,
             pipeline,
+            archive,
             edge_stop,
             edge,
             _dir: dir,
         }
     }
 
-    /// The pipeline's data directory (the archive is under `archive/`).
+    /// The data directory (the archive is under `archive/`).
     pub fn data_dir(&self) -> &std::path::Path {
         self._dir.path()
     }
@@ -181,6 +196,7 @@ impl Stack {
         self.edge.await.unwrap().unwrap();
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         self.pipeline.join().unwrap().unwrap();
+        self.archive.join().unwrap().unwrap();
     }
 
     /// Every record of `topic`, from the start, as JSON.
