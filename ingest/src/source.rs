@@ -272,8 +272,18 @@ impl Reader {
             .consumer(group)
             .create()
             .map_err(IngestError::kafka("create consumer"))?;
+        let mut reader = Self {
+            consumer,
+            topics: Vec::new(),
+        };
+        reader.assign(starts)?;
+        Ok(reader)
+    }
+
+    /// Reads `starts` from now on, instead of what was read before.
+    pub fn assign(&mut self, starts: &[(String, i32, Start)]) -> Result<(), IngestError> {
         let mut tpl = TopicPartitionList::new();
-        let mut topics: Vec<String> = Vec::new();
+        self.topics.clear();
         for (topic, p, start) in starts {
             let offset = match start {
                 Start::At(o) => Offset::Offset(*o),
@@ -281,23 +291,18 @@ impl Reader {
             };
             tpl.add_partition_offset(topic, *p, offset)
                 .map_err(IngestError::kafka("assign"))?;
-            if !topics.contains(topic) {
-                topics.push(topic.clone());
+            if !self.topics.contains(topic) {
+                self.topics.push(topic.clone());
             }
         }
-        consumer
+        self.consumer
             .assign(&tpl)
-            .map_err(IngestError::kafka("assign"))?;
-        Ok(Self { consumer, topics })
+            .map_err(IngestError::kafka("assign"))
     }
 
     /// Partitions of `topic`, waiting up to 30 s for it to appear.
-    pub fn partitions(config: &KafkaConfig, topic: &str) -> Result<i32, IngestError> {
-        let consumer: BaseConsumer = config
-            .client()
-            .create()
-            .map_err(IngestError::kafka("create consumer"))?;
-        partition_count(&consumer, topic)
+    pub fn partitions(&self, topic: &str) -> Result<i32, IngestError> {
+        partition_count(&self.consumer, topic)
     }
 
     /// Up to `max` records, waiting up to `wait` for the first: each with

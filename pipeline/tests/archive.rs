@@ -31,6 +31,15 @@ fn pace(args: &[&str]) -> Command {
     c
 }
 
+/// `pace <args>` on `kafka`'s broker and topics, with its data in `data`.
+fn pace_on(args: &[&str], kafka: &KafkaConfig, prefix: &str, data: &Path) -> Command {
+    let mut c = pace(args);
+    c.args(["--brokers", &kafka.brokers, "--topic-prefix", prefix])
+        .arg("--data-dir")
+        .arg(data);
+    c
+}
+
 /// A child process killed when dropped, so a failing test leaves none behind.
 struct Killed(Child);
 
@@ -49,19 +58,12 @@ fn start_pipeline(kafka: &KafkaConfig, prefix: &str, data: &Path) -> Killed {
         .append(true)
         .open(data.with_extension("log"))
         .unwrap();
-    pace(&[
-        "pipeline",
-        "--brokers",
-        &kafka.brokers,
-        "--topic-prefix",
+    pace_on(
+        &["pipeline", "--workers", "2", "--archive-roll-ms", "1000"],
+        kafka,
         prefix,
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--workers",
-        "2",
-        "--archive-roll-ms",
-        "1000",
-    ])
+        data,
+    )
     .stdout(Stdio::null())
     .stderr(log)
     .spawn()
@@ -71,18 +73,9 @@ fn start_pipeline(kafka: &KafkaConfig, prefix: &str, data: &Path) -> Killed {
 
 /// `pace archive verify` against the archive in `data`: (passed, report).
 fn verify_cli(kafka: &KafkaConfig, prefix: &str, data: &Path) -> (bool, String) {
-    let out = pace(&[
-        "archive",
-        "verify",
-        "--brokers",
-        &kafka.brokers,
-        "--topic-prefix",
-        prefix,
-        "--data-dir",
-        data.to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
+    let out = pace_on(&["archive", "verify"], kafka, prefix, data)
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

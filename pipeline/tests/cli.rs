@@ -114,14 +114,7 @@ async fn pace_run_serves_moving_standings_and_stops_cleanly() {
     let (child, base) = start_pace_run(&["--demo-participants", "40"], dir.path());
     let http = reqwest::Client::new();
 
-    let health: Value = http
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = get_json(&http, &format!("{base}/healthz")).await.unwrap();
     assert_eq!(health["status"], "ok");
     let race = eventually("the demo race", Duration::from_secs(30), || async {
         let races: Vec<Value> = get_json(&http, &format!("{base}/api/races")).await?;
@@ -235,12 +228,7 @@ async fn pace_run_replays_recorded_f1_laps_into_the_splits_view() {
     got.sort();
     want.sort();
     assert_eq!(got, want);
-    let standings: Vec<Value> = http
-        .get(format!("{base}/api/races/f1-1031/standings"))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let standings: Vec<Value> = get_json(&http, &format!("{base}/api/races/f1-1031/standings"))
         .await
         .unwrap();
     // Bottas won the 2020 Austrian Grand Prix.

@@ -92,12 +92,7 @@ async fn tasks_submit_fetch_push_and_refuse() {
     assert_eq!(result("sum".into()).await["result"], "2");
 
     // Lists, filtered by status.
-    let list: Vec<Value> = http
-        .get(format!("{base}/api/tasks?status=FAILED&limit=10"))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let list: Vec<Value> = get_json(&http, &format!("{base}/api/tasks?status=FAILED&limit=10"))
         .await
         .unwrap();
     assert_eq!(list.len(), 1);
@@ -140,7 +135,7 @@ async fn tasks_submit_fetch_push_and_refuse() {
     // The three good tasks; the repeat of "sum" was known here and not sent
     // again (an edge that did not know it would send it; the job keeps the first).
     assert_eq!(enqueued.len(), 3, "only the good submissions: {enqueued:?}");
-    // DuckDB reads the archive: each task, and each result with its task's place in Kafka.
+    // DuckDB reads the archive: each task, and each result (with its place in pace.results).
     let root = stack.data_dir().join("archive");
     let query = |dataset: &str, columns: &str| {
         format!(

@@ -105,18 +105,25 @@ impl Origin {
 pub(crate) struct Lock(File);
 
 impl Lock {
-    /// Takes the lock on `path` (created if missing), waiting if `wait`.
-    pub(crate) fn take(path: &Path, wait: bool) -> Result<Option<Self>, SinkError> {
-        let file = File::options()
+    fn open(path: &Path) -> Result<File, SinkError> {
+        File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(path)
-            .map_err(io("open", path))?;
-        if wait {
-            file.lock().map_err(io("lock", path))?;
-            return Ok(Some(Lock(file)));
-        }
+            .map_err(io("open", path))
+    }
+
+    /// Takes the lock on `path` (created if missing), waiting for it.
+    pub(crate) fn wait(path: &Path) -> Result<Self, SinkError> {
+        let file = Self::open(path)?;
+        file.lock().map_err(io("lock", path))?;
+        Ok(Lock(file))
+    }
+
+    /// Takes the lock on `path` if no one holds it.
+    pub(crate) fn try_take(path: &Path) -> Result<Option<Self>, SinkError> {
+        let file = Self::open(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Lock(file))),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
@@ -134,7 +141,7 @@ impl Drop for Lock {
 /// The lock a dataset's writers take to add or swap files (see `compact`).
 pub(crate) fn dataset_lock(dir: &Path) -> Result<Lock, SinkError> {
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-    Ok(Lock::take(&dir.join(".lock"), true)?.expect("a waiting lock is taken"))
+    Lock::wait(&dir.join(".lock"))
 }
 
 /// The rows of one dataset, per partition, waiting for their file.
@@ -638,21 +645,6 @@ pub(crate) fn topics(t: &Topics, archive: Option<&Path>) -> Result<Vec<Box<dyn T
     ])
 }
 
-/// Every dataset the archive holds, with the topic it comes from.
-pub fn datasets(t: &Topics) -> Vec<(&'static str, String)> {
-    topics(t, None)
-        .expect("scratch tables open")
-        .iter()
-        .flat_map(|topic| {
-            topic
-                .datasets()
-                .into_iter()
-                .map(|d| (d, topic.name().to_owned()))
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// Removes what a crash left: temporary files under `dir`.
 fn remove_temporaries(dir: &Path) -> Result<(), SinkError> {
     let entries = match std::fs::read_dir(dir) {
@@ -699,7 +691,7 @@ fn archive_id(root: &Path) -> Result<String, SinkError> {
 pub fn run(config: &ArchiveConfig, stop: &AtomicBool) -> Result<(), SinkError> {
     let root = root(&config.data_dir);
     std::fs::create_dir_all(&root).map_err(io("create", &root))?;
-    let _lock = Lock::take(&root.join(".lock"), false)?.ok_or_else(|| SinkError::Busy {
+    let _lock = Lock::try_take(&root.join(".lock"))?.ok_or_else(|| SinkError::Busy {
         path: root.display().to_string(),
     })?;
     remove_temporaries(&root)?;
@@ -710,7 +702,7 @@ pub fn run(config: &ArchiveConfig, stop: &AtomicBool) -> Result<(), SinkError> {
     let probe = Reader::new(&config.kafka, &group, &[])?;
     let mut starts = Vec::new();
     for t in &topics {
-        let partitions: Vec<i32> = (0..Reader::partitions(&config.kafka, t.name())?).collect();
+        let partitions: Vec<i32> = (0..probe.partitions(t.name())?).collect();
         let committed = probe.committed(t.name(), &partitions)?;
         for p in partitions {
             let from = t.start(p).max(committed.get(&p).copied().unwrap_or(0));
@@ -883,10 +875,10 @@ mod tests {
     fn the_archive_is_locked_by_its_archiver() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".lock");
-        let held = Lock::take(&path, false).unwrap();
+        let held = Lock::try_take(&path).unwrap();
         assert!(held.is_some());
-        assert!(Lock::take(&path, false).unwrap().is_none());
+        assert!(Lock::try_take(&path).unwrap().is_none());
         drop(held);
-        assert!(Lock::take(&path, false).unwrap().is_some());
+        assert!(Lock::try_take(&path).unwrap().is_some());
     }
 }

@@ -52,7 +52,7 @@ pub struct Compacted {
 pub fn compact(data_dir: &Path, options: &CompactOptions) -> Result<Vec<Compacted>, SinkError> {
     let archive = root(data_dir);
     std::fs::create_dir_all(&archive).map_err(io("create", &archive))?;
-    let _one_at_a_time = crate::archive::Lock::take(&archive.join(".compact.lock"), false)?
+    let _one_at_a_time = crate::archive::Lock::try_take(&archive.join(".compact.lock"))?
         .ok_or_else(|| SinkError::Busy {
             path: archive.display().to_string(),
         })?;
@@ -176,13 +176,14 @@ fn merge(group: &[&ArchivedFile], dir: &Path, partition: i32) -> Result<u64, Sin
         let file = File::open(&f.path).map_err(io("open", &f.path))?;
         ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_error(&f.path))
     };
-    let first = open(group[0])?;
-    let schema = first.schema().clone();
-    let expected: i64 = group
-        .iter()
-        .map(|f| open(f).map(|b| b.metadata().file_metadata().num_rows()))
-        .sum::<Result<i64, _>>()?;
-    drop(first);
+    // The schema, and the rows the sources hold (from their footers).
+    let (mut schema, mut expected) = (None, 0);
+    for f in group {
+        let b = open(f)?;
+        expected += b.metadata().file_metadata().num_rows();
+        schema.get_or_insert_with(|| b.schema().clone());
+    }
+    let schema = schema.expect("a group has files");
     // One source file open at a time, a batch at a time.
     let batches = group.iter().flat_map(move |f| {
         let reader = open(f).and_then(|b| b.build().map_err(parquet_error(&f.path)));
@@ -193,12 +194,7 @@ fn merge(group: &[&ArchivedFile], dir: &Path, partition: i32) -> Result<u64, Sin
         };
         ok.into_iter()
             .flatten()
-            .map(move |b| {
-                b.map_err(|e| SinkError::Parquet {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                })
-            })
+            .map(move |b| b.map_err(parquet_error(&path)))
             .chain(err)
     });
     let path = dir.join(name.render());

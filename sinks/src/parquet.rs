@@ -186,7 +186,8 @@ pub(crate) fn io(op: &'static str, p: &Path) -> impl FnOnce(std::io::Error) -> S
     move |source| SinkError::Io { op, path, source }
 }
 
-pub(crate) fn parquet_error(p: &Path) -> impl Fn(parquet::errors::ParquetError) -> SinkError {
+/// A Parquet or Arrow error (or any message) about the file at `p`.
+pub(crate) fn parquet_error<E: std::fmt::Display>(p: &Path) -> impl Fn(E) -> SinkError {
     let path = p.display().to_string();
     move |e| SinkError::Parquet {
         path: path.clone(),
@@ -205,7 +206,7 @@ pub fn write_atomically(
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
     let tmp = path.with_extension("parquet.tmp");
     let file = File::create(&tmp).map_err(io("create", &tmp))?;
-    let pq = parquet_error(&tmp);
+    let pq = parquet_error::<parquet::errors::ParquetError>(&tmp);
     let mut writer = ArrowWriter::try_new(file, schema, Some(writer_properties())).map_err(&pq)?;
     for b in batches {
         writer.write(&b?).map_err(&pq)?;
@@ -229,31 +230,22 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), SinkError> {
 pub fn read_offsets(path: &Path) -> Result<Vec<i64>, SinkError> {
     use parquet::arrow::ProjectionMask;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let pq = parquet_error(path);
     let file = File::open(path).map_err(io("open", path))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(&pq)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_error(path))?;
     let index = builder
         .schema()
         .index_of("kafka_offset")
-        .map_err(|e| SinkError::Parquet {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        .map_err(parquet_error(path))?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
     let mut out = Vec::new();
-    for batch in builder.with_projection(mask).build().map_err(&pq)? {
-        let batch = batch.map_err(|e| SinkError::Parquet {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+    let reader = builder.with_projection(mask).build();
+    for batch in reader.map_err(parquet_error(path))? {
+        let batch = batch.map_err(parquet_error(path))?;
         let col = batch
             .column(0)
             .as_any()
             .downcast_ref::<Int64Array>()
-            .ok_or_else(|| SinkError::Parquet {
-                path: path.display().to_string(),
-                message: "kafka_offset is not int64".into(),
-            })?;
+            .ok_or_else(|| parquet_error(path)("kafka_offset is not int64"))?;
         out.extend(col.values().iter().copied());
     }
     Ok(out)

@@ -27,7 +27,7 @@ use ingest::source::{Reader, Start};
 
 use crate::SinkError;
 use crate::archive::{root, topics};
-use crate::parquet::{list_files, read_offsets};
+use crate::parquet::{ArchivedFile, list_files, read_offsets};
 
 /// What `verify` found for one dataset and partition.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -153,16 +153,17 @@ const LISTED: usize = 10;
 pub fn verify(kafka: &KafkaConfig, data_dir: &Path) -> Result<Report, SinkError> {
     let archive = root(data_dir);
     let mut report = Report::default();
+    let mut reader = Reader::new(kafka, "pace-archive-verify", &[])?;
     for mut topic in topics(&kafka.topics, None)? {
         let name = topic.name().to_owned();
-        let datasets = topic.datasets();
-        let partitions: Vec<i32> = (0..Reader::partitions(kafka, &name)?).collect();
-        for p in partitions {
-            let mut reader = Reader::new(
-                kafka,
-                "pace-archive-verify",
-                &[(name.clone(), p, Start::At(0))],
-            )?;
+        let datasets: Vec<(&str, Vec<ArchivedFile>)> = topic
+            .datasets()
+            .into_iter()
+            .map(|d| list_files(&archive.join(d)).map(|files| (d, files)))
+            .collect::<Result<_, _>>()?;
+        for p in 0..reader.partitions(&name)? {
+            // One partition at a time: memory is that partition's offsets.
+            reader.assign(&[(name.clone(), p, Start::At(0))])?;
             let (low, high) = reader.watermarks(&name, p)?;
             let len = usize::try_from(high - low).unwrap_or(0);
             // Rows each record gives, per dataset.
@@ -180,25 +181,21 @@ pub fn verify(kafka: &KafkaConfig, data_dir: &Path) -> Result<Report, SinkError>
                     });
                 }
                 for (_, raw) in batch {
-                    progress = Instant::now();
-                    if raw.offset < low || raw.offset >= high {
+                    if raw.partition != p || raw.offset < low || raw.offset >= high {
                         continue;
                     }
+                    progress = Instant::now();
                     next = raw.offset + 1;
                     for (d, n) in topic.count(&raw).into_iter().enumerate() {
                         expected[d][(raw.offset - low) as usize] = n as u32;
                     }
                 }
             }
-            for (d, dataset) in datasets.iter().enumerate() {
-                report.checked.push(check(
-                    &archive.join(dataset),
-                    &name,
-                    dataset,
-                    p,
-                    (low, high),
-                    &expected[d],
-                )?);
+            for (d, (dataset, files)) in datasets.iter().enumerate() {
+                let files = files.iter().filter(|f| f.name.partition == p);
+                report
+                    .checked
+                    .push(check(files, &name, dataset, p, (low, high), &expected[d])?);
             }
         }
     }
@@ -206,8 +203,8 @@ pub fn verify(kafka: &KafkaConfig, data_dir: &Path) -> Result<Report, SinkError>
 }
 
 /// Compares the files of one dataset and partition with `expected`.
-fn check(
-    dir: &Path,
+fn check<'a>(
+    files: impl Iterator<Item = &'a ArchivedFile>,
     topic: &str,
     dataset: &str,
     partition: i32,
@@ -223,10 +220,7 @@ fn check(
         ..Checked::default()
     };
     let mut actual = vec![0u32; expected.len()];
-    for f in list_files(dir)?
-        .into_iter()
-        .filter(|f| f.name.partition == partition)
-    {
+    for f in files {
         c.files += 1;
         c.through = c.through.max(Some(f.name.last));
         for o in read_offsets(&f.path)? {
@@ -294,7 +288,8 @@ mod tests {
         write(0, 4, &[0, 1, 3, 4]); // 2 is missing
         write(5, 6, &[5, 6, 6]); // 6 twice
         // The topic holds 0..10; each record gives one row; 7..9 not archived yet.
-        let c = check(dir.path(), "t", "gps", 0, (0, 10), &[1; 10]).unwrap();
+        let files = list_files(dir.path()).unwrap();
+        let c = check(files.iter(), "t", "gps", 0, (0, 10), &[1; 10]).unwrap();
         assert_eq!(
             (
                 c.expected,
@@ -313,10 +308,10 @@ mod tests {
         let mut want = [1; 10];
         want[2] = 0;
         want[6] = 2;
-        let c = check(dir.path(), "t", "gps", 0, (0, 10), &want).unwrap();
+        let c = check(files.iter(), "t", "gps", 0, (0, 10), &want).unwrap();
         assert!(c.ok(), "{c:?}");
         // Retention passed offset 3: rows before it are expired, not checked.
-        let c = check(dir.path(), "t", "gps", 0, (3, 10), &[1, 1, 1, 2, 1, 1, 1]).unwrap();
+        let c = check(files.iter(), "t", "gps", 0, (3, 10), &[1, 1, 1, 2, 1, 1, 1]).unwrap();
         assert_eq!((c.expired, c.missing, c.duplicated), (2, 0, 0), "{c:?}");
     }
 }
