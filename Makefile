@@ -52,11 +52,12 @@ lint: ## format check and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-tools: $(VENV)/.installed ## what tests need beyond Rust: Java 17, Maven, GNU bc, Debian's Chromium, Python with DuckDB, pyarrow, polars, jsonschema and Playwright
+tools: $(VENV)/.installed ## what tests need beyond Rust: Java 17, Maven, GNU bc, Debian's Chromium and Prometheus, Python with DuckDB, pyarrow, polars, jsonschema and Playwright
 	@command -v java >/dev/null || { echo "java 17 is needed (apt-get install openjdk-17-jre-headless)"; exit 1; }
 	@command -v mvn >/dev/null || { echo "installing maven"; apt-get install -y -q maven >/dev/null; }
 	@command -v bc >/dev/null || { echo "installing bc"; apt-get install -y -q bc >/dev/null; }
 	@test -x /usr/bin/chromium || { echo "installing chromium"; apt-get update -q >/dev/null; apt-get install -y -q chromium >/dev/null; }
+	@command -v promtool >/dev/null || { echo "installing prometheus (and promtool)"; apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q --no-install-recommends prometheus >/dev/null; }; }
 	$(KAFKA) fetch
 
 $(VENV)/.installed: Makefile

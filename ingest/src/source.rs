@@ -11,8 +11,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{ClientContext, Statistics};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
 
@@ -135,9 +136,44 @@ fn dead_letter(topic: &str, raw: RawRecord, e: &DecodeError) -> DeadLetter {
     }
 }
 
+/// Publishes the consumer lag of the partitions a [`StaticConsumer`] owns
+/// (`pace_ingest_consumer_lag_records`) from librdkafka's statistics, which
+/// it emits every [`STATS_INTERVAL_MS`] while the consumer is polled.
+pub struct LagContext {
+    topic: String,
+}
+
+/// How often a [`StaticConsumer`] refreshes its lag.
+pub const STATS_INTERVAL_MS: &str = "1000";
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        let lag = &observability::metrics().ingest_lag;
+        for p in topic.partitions.values() {
+            if p.partition < 0 || !p.desired || p.hi_offset < 0 {
+                continue;
+            }
+            // Before the first record is read the position is unknown: all
+            // that is retained is still to read.
+            let position = if p.app_offset >= 0 {
+                p.app_offset
+            } else {
+                p.lo_offset.max(0)
+            };
+            lag.with_label_values(&[self.topic.as_str(), &p.partition.to_string()])
+                .set((p.hi_offset - position).max(0));
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
 /// A consumer of the partitions of one topic assigned to one worker.
 pub struct StaticConsumer {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<LagContext>,
     topic: String,
     partitions: Vec<i32>,
     /// Next offset to read, per partition (what a commit would store).
@@ -157,9 +193,12 @@ impl StaticConsumer {
         worker: usize,
         workers: usize,
     ) -> Result<Self, IngestError> {
-        let consumer: BaseConsumer = config
+        let consumer: BaseConsumer<LagContext> = config
             .consumer(group)
-            .create()
+            .set("statistics.interval.ms", STATS_INTERVAL_MS)
+            .create_with_context(LagContext {
+                topic: topic.to_owned(),
+            })
             .map_err(IngestError::kafka("create consumer"))?;
         let count = partition_count(&consumer, topic)?;
         let partitions = assigned_partitions(count, worker, workers);
@@ -377,7 +416,10 @@ impl Reader {
 }
 
 /// Partitions of `topic`, waiting up to 30 s for it to appear.
-fn partition_count(consumer: &BaseConsumer, topic: &str) -> Result<i32, IngestError> {
+fn partition_count<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> Result<i32, IngestError> {
     let deadline = Instant::now() + TOPIC_WAIT;
     loop {
         let md = consumer

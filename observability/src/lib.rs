@@ -6,30 +6,50 @@
 //! `pace_<component>_<noun>_<unit>[_total]`. Labels are bounded sets (topic,
 //! reason kind, view); never a race, room or user id.
 //!
-//! `prometheus/` holds the scrape configuration for a local pace.
+//! Beside the code:
+//! - `prometheus/`: the scrape configuration for a local pace, the alert
+//!   rules (`rules.yml`) and their unit tests (`rules.test.yml`);
+//! - `grafana/`: the dashboard (`dashboards/pace.json`, a panel for every
+//!   metric) and the provisioning that loads it with its data source;
+//! - `compose.yml`: Prometheus on :9090 and Grafana on :3001 against a pace
+//!   on this host.
+//!
+//! The tests here check that the dashboard and the rules name only metrics
+//! that exist, and that the dashboard shows every one of them.
 
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// All metrics of a pace process.
 pub struct Metrics {
     registry: Registry,
+    /// Every metric family's name, also those with no series yet.
+    families: Vec<String>,
     /// Records read from Kafka, by topic.
     pub ingest_records: IntCounterVec,
     /// Payload bytes read from Kafka, by topic.
     pub ingest_bytes: IntCounterVec,
     /// Records refused by decode or validation, by topic and reason kind.
     pub ingest_invalid: IntCounterVec,
+    /// Records not yet read, by topic and partition: the broker's high
+    /// watermark minus the consumer's position (every retained record before
+    /// the first read).
+    pub ingest_lag: IntGaugeVec,
     /// Records written to the dead-letter topic.
     pub dlq_records: IntCounterVec,
     /// View changes produced to a changelog topic, by view.
     pub view_changes: IntCounterVec,
     /// Time from a record's Kafka timestamp to the view change it caused, by view.
     pub view_latency: HistogramVec,
+    /// Time from an input record's Kafka timestamp to a frame carrying the
+    /// view change it caused being written to a client's socket, by view.
+    pub edge_frame_latency: HistogramVec,
+    /// Task results produced, by status (`SUCCESSFUL`, `FAILED`).
+    pub tasks: IntCounterVec,
     /// Rows written to the Parquet archive, by dataset.
     pub archive_rows: IntCounterVec,
     /// Parquet files written, by dataset.
@@ -51,8 +71,11 @@ pub struct Metrics {
     pub edge_refused: IntCounterVec,
     /// GPS points sent through `WS /ws/track`, by outcome (`accepted`, `refused`).
     pub edge_track_points: IntCounterVec,
-    /// Latest frontier of the dataflow, Unix milliseconds, by worker.
-    pub pipeline_frontier: IntGaugeVec,
+    /// Latest frontier of the dataflow, Unix seconds, by worker.
+    pub pipeline_frontier: GaugeVec,
+    /// How far the dataflow's completed time is behind the wall clock while
+    /// data is in flight (0 when idle), seconds, by worker.
+    pub pipeline_frontier_lag: GaugeVec,
     /// Observations the standings job treated specially, by outcome: `late`
     /// (older than the participant's latest), `correction` (a late one that
     /// retracted a split), `rejected` (impossible jump or false read),
@@ -66,11 +89,12 @@ pub struct Metrics {
 impl Metrics {
     fn new() -> Self {
         let registry = Registry::new_custom(None, None).expect("static registry config");
+        let reg = Reg {
+            registry: &registry,
+            families: std::cell::RefCell::new(Vec::new()),
+        };
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            register(
-                &registry,
-                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
-            )
+            reg.add(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
         };
         let ingest_records = counter(
             "pace_ingest_records_total",
@@ -86,6 +110,21 @@ impl Metrics {
             "pace_ingest_invalid_records_total",
             "Records refused by decoding or validation.",
             &["topic", "reason"],
+        );
+        let ingest_lag = reg.add(
+            IntGaugeVec::new(
+                Opts::new(
+                    "pace_ingest_consumer_lag_records",
+                    "Records on the broker not yet read: high watermark minus position.",
+                ),
+                &["topic", "partition"],
+            )
+            .expect("valid metric"),
+        );
+        let tasks = counter(
+            "pace_tasks_total",
+            "Task results produced, by status.",
+            &["status"],
         );
         let dlq_records = counter(
             "pace_dlq_records_total",
@@ -112,8 +151,7 @@ impl Metrics {
             "Bytes of Parquet files written to the archive.",
             &["dataset"],
         );
-        let archive_buffered = register(
-            &registry,
+        let archive_buffered = reg.add(
             IntGaugeVec::new(
                 Opts::new(
                     "pace_archive_buffered_bytes",
@@ -153,8 +191,7 @@ impl Metrics {
             "Chat events the rooms job treated specially, by outcome.",
             &["outcome"],
         );
-        let view_latency = register(
-            &registry,
+        let view_latency = reg.add(
             HistogramVec::new(
                 HistogramOpts::new(
                     "pace_view_latency_seconds",
@@ -165,43 +202,61 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
-        let edge_clients = register(
-            &registry,
-            IntGauge::new("pace_edge_clients", "Open WebSocket connections.").expect("valid"),
+        let edge_frame_latency = reg.add(HistogramVec::new(
+                HistogramOpts::new(
+                    "pace_edge_frame_latency_seconds",
+                    "Time from an input record's Kafka timestamp to a frame with the view change it caused written to a client.",
+                )
+                .buckets(prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
+                &["view"],
+            )
+            .expect("valid metric"),
         );
-        let edge_subscriptions = register(
-            &registry,
+        let pipeline_frontier_lag = reg.add(GaugeVec::new(
+                Opts::new(
+                    "pace_pipeline_frontier_lag_seconds",
+                    "How far the dataflow's completed time is behind the wall clock while data is in flight.",
+                ),
+                &["worker"],
+            )
+            .expect("valid metric"),
+        );
+        let edge_clients = reg
+            .add(IntGauge::new("pace_edge_clients", "Open WebSocket connections.").expect("valid"));
+        let edge_subscriptions = reg.add(
             IntGaugeVec::new(
                 Opts::new("pace_edge_subscriptions", "Live subscriptions at the edge."),
                 &["view"],
             )
             .expect("valid metric"),
         );
-        let pipeline_frontier = register(
-            &registry,
-            IntGaugeVec::new(
+        let pipeline_frontier = reg.add(
+            GaugeVec::new(
                 Opts::new(
-                    "pace_pipeline_frontier_milliseconds",
-                    "Dataflow frontier (Unix milliseconds) seen by each worker.",
+                    "pace_pipeline_frontier_seconds",
+                    "Dataflow frontier (Unix seconds) seen by each worker.",
                 ),
                 &["worker"],
             )
             .expect("valid metric"),
         );
         #[cfg(target_os = "linux")]
-        registry
-            .register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ))
-            .expect("unique metric");
+        reg.collect(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+        let families = reg.families.into_inner();
         Self {
             registry,
+            families,
             ingest_records,
             ingest_bytes,
             ingest_invalid,
+            ingest_lag,
             dlq_records,
             view_changes,
             view_latency,
+            edge_frame_latency,
+            tasks,
             archive_rows,
             archive_files,
             archive_bytes,
@@ -213,9 +268,16 @@ impl Metrics {
             edge_refused,
             edge_track_points,
             pipeline_frontier,
+            pipeline_frontier_lag,
             standings_points,
             rooms_events,
         }
+    }
+
+    /// The name of every metric family, in definition order (also those
+    /// that have no series yet, so render nothing).
+    pub fn families(&self) -> &[String] {
+        &self.families
     }
 
     /// The Prometheus text exposition of every metric.
@@ -228,13 +290,27 @@ impl Metrics {
     }
 }
 
-/// Registers `metric` and hands it back. Definitions are static, so a clash
-/// is a bug the tests catch.
-fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("unique metric");
-    metric
+/// A registry being filled, and the names of the families in it.
+struct Reg<'a> {
+    registry: &'a Registry,
+    families: std::cell::RefCell<Vec<String>>,
+}
+
+impl Reg<'_> {
+    /// Registers `metric`, notes its family names and hands it back.
+    /// Definitions are static, so a clash is a bug the tests catch.
+    fn add<M: prometheus::core::Collector + Clone + 'static>(&self, metric: M) -> M {
+        self.collect(Box::new(metric.clone()));
+        metric
+    }
+
+    /// Registers a collector the registry owns alone.
+    fn collect(&self, collector: Box<dyn prometheus::core::Collector>) {
+        self.families
+            .borrow_mut()
+            .extend(collector.desc().iter().map(|d| d.fq_name.clone()));
+        self.registry.register(collector).expect("unique metric");
+    }
 }
 
 /// The process-wide metrics.
@@ -265,5 +341,96 @@ mod tests {
             )
         );
         assert!(text.contains("# HELP pace_edge_clients"));
+    }
+
+    /// Metric names in `text`: every `pace_…` or `process_…` word.
+    fn names_in(text: &str) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        let bytes = text.as_bytes();
+        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let mut i = 0;
+        while i < bytes.len() {
+            let starts = (i == 0 || !word(bytes[i - 1]))
+                && (bytes[i..].starts_with(b"pace_") || bytes[i..].starts_with(b"process_"));
+            if starts {
+                let end = (i..bytes.len())
+                    .find(|&j| !word(bytes[j]))
+                    .unwrap_or(bytes.len());
+                out.insert(text[i..end].to_owned());
+                i = end;
+            } else {
+                i += 1;
+            }
+        }
+        out
+    }
+
+    /// The family a series name belongs to (a histogram's `_bucket`,
+    /// `_count` and `_sum` are its family's).
+    fn family<'a>(name: &'a str, families: &[String]) -> Option<&'a str> {
+        let base = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|b| families.iter().any(|f| f == b))
+            .unwrap_or(name);
+        families.iter().any(|f| f == base).then_some(base)
+    }
+
+    fn dashboard_exprs() -> String {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/grafana/dashboards/pace.json");
+        let dash: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut exprs = String::new();
+        for panel in dash["panels"].as_array().unwrap() {
+            for t in panel["targets"].as_array().into_iter().flatten() {
+                exprs.push_str(t["expr"].as_str().unwrap());
+                exprs.push('\n');
+            }
+        }
+        exprs
+    }
+
+    #[test]
+    fn dashboard_shows_every_metric_and_only_real_ones() {
+        let families = metrics().families();
+        assert!(families.len() > 25, "{families:?}");
+        assert!(
+            families
+                .iter()
+                .any(|f| f == "process_resident_memory_bytes")
+        );
+        let used = names_in(&dashboard_exprs());
+        let unknown: Vec<_> = used
+            .iter()
+            .filter(|n| family(n, families).is_none())
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "the dashboard names unknown metrics: {unknown:?}"
+        );
+        let shown: std::collections::BTreeSet<&str> =
+            used.iter().filter_map(|n| family(n, families)).collect();
+        let missing: Vec<_> = families
+            .iter()
+            .filter(|f| !shown.contains(f.as_str()))
+            .collect();
+        assert!(missing.is_empty(), "no dashboard panel shows {missing:?}");
+    }
+
+    #[test]
+    fn alert_rules_name_only_real_metrics() {
+        let families = metrics().families();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/prometheus/rules.yml");
+        let rules = std::fs::read_to_string(path).unwrap();
+        let used = names_in(&rules);
+        assert!(used.len() >= 8, "{used:?}");
+        let unknown: Vec<_> = used
+            .iter()
+            .filter(|n| family(n, families).is_none())
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "the rules name unknown metrics: {unknown:?}"
+        );
     }
 }

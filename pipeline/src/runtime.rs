@@ -122,6 +122,31 @@ const MAX_INFLIGHT_EPOCHS: usize = 1024;
 /// How long an idle worker parks before looking at the stop flag again.
 const IDLE_PARK: Duration = Duration::from_millis(200);
 
+/// The view an input topic feeds, for latency metrics and origin headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum View {
+    Standings,
+    Rooms,
+    Results,
+}
+
+impl View {
+    fn name(self) -> &'static str {
+        match self {
+            View::Standings => "standings",
+            View::Rooms => "rooms",
+            View::Results => "results",
+        }
+    }
+}
+
+/// Kafka timestamps of the records one source read in one epoch, run-length
+/// encoded by millisecond, for the view latency histogram.
+type Stamps = Vec<(i64, u32)>;
+
+/// What a worker's sources read per epoch, until the epoch is durable.
+type Reads = Rc<std::cell::RefCell<BTreeMap<Time, Vec<(View, Stamps)>>>>;
+
 /// State shared by all workers of the process.
 struct Shared {
     stop: Arc<AtomicBool>,
@@ -131,6 +156,9 @@ struct Shared {
     error: Mutex<Option<String>>,
     /// Worker threads, to wake when data starts to flow.
     threads: Mutex<Vec<std::thread::Thread>>,
+    /// The oldest Kafka timestamp read per view and epoch, until the epoch
+    /// is durable: the origin a view change of that epoch carries.
+    origins: Mutex<BTreeMap<(View, Time), i64>>,
 }
 
 impl Shared {
@@ -143,6 +171,28 @@ impl Shared {
                 t.unpark();
             }
         }
+    }
+
+    /// Notes that `view` read a record produced at `ms` in epoch `t`.
+    fn note_origin(&self, view: View, t: Time, ms: i64) {
+        let mut origins = self.origins.lock().expect("origins lock");
+        let o = origins.entry((view, t)).or_insert(ms);
+        *o = (*o).min(ms);
+    }
+
+    /// The origin of `view`'s changes in epoch `t`.
+    fn origin(&self, view: View, t: Time) -> Option<i64> {
+        self.origins
+            .lock()
+            .expect("origins lock")
+            .get(&(view, t))
+            .copied()
+    }
+
+    /// Forgets origins of epochs before `frontier`: their changes are sent.
+    fn forget_origins(&self, frontier: Time) {
+        let mut origins = self.origins.lock().expect("origins lock");
+        origins.retain(|(_, t), _| *t >= frontier);
     }
 
     fn busy(&self) -> bool {
@@ -176,6 +226,7 @@ pub fn run(config: PipelineConfig, stop: Arc<AtomicBool>) -> Result<(), Pipeline
         busy_until_ms: AtomicI64::new(0),
         error: Mutex::new(None),
         threads: Mutex::new(Vec::new()),
+        origins: Mutex::new(BTreeMap::new()),
     });
     let workers = config.workers.max(1);
     let shared2 = shared.clone();
@@ -219,18 +270,23 @@ fn run_worker(
     let calc_consumer = consumer(&topics.calc)?;
     let producer = Rc::new(TrackedProducer::new(&config.kafka).map_err(|e| error_chain(&e))?);
     let probe = ProbeHandle::<Time>::new();
+    let reads: Reads = Rc::default();
 
     let sources = worker.dataflow::<Time, _, _>(|scope| {
-        let (gps, gps_act) = kafka_source::<GpsPoint>(scope, gps_consumer, config, shared, &probe);
+        let ctx = SourceContext {
+            config,
+            shared,
+            probe: &probe,
+            reads: &reads,
+        };
+        let (gps, gps_act) = kafka_source::<GpsPoint>(scope, gps_consumer, View::Standings, &ctx);
         let (timing, timing_act) =
-            kafka_source::<TimingCrossing>(scope, timing_consumer, config, shared, &probe);
+            kafka_source::<TimingCrossing>(scope, timing_consumer, View::Standings, &ctx);
         let (races, races_act) =
-            kafka_source::<RaceDefinition>(scope, races_consumer, config, shared, &probe);
-        let (chat, chat_act) =
-            kafka_source::<ChatEvent>(scope, chat_consumer, config, shared, &probe);
+            kafka_source::<RaceDefinition>(scope, races_consumer, View::Standings, &ctx);
+        let (chat, chat_act) = kafka_source::<ChatEvent>(scope, chat_consumer, View::Rooms, &ctx);
         let (chat_ok, chat_err) = chat.ok_err(|r| r);
-        let (calc, calc_act) =
-            kafka_source::<CalcTask>(scope, calc_consumer, config, shared, &probe);
+        let (calc, calc_act) = kafka_source::<CalcTask>(scope, calc_consumer, View::Results, &ctx);
         let (calc_ok, calc_err) = calc.ok_err(|r| r);
         let (gps_ok, gps_err) = gps.ok_err(|r| r);
         let (timing_ok, timing_err) = timing.ok_err(|r| r);
@@ -273,6 +329,7 @@ fn run_worker(
 
         let changelog = {
             let topics = topics.clone();
+            let origins = shared.clone();
             let mut seqs: BTreeMap<String, u64> = BTreeMap::new();
             kafka_sink(
                 rows.inner,
@@ -281,10 +338,13 @@ fn run_worker(
                 |u: &StandingsUpdate| Some(u.1),
                 (&producer, shared, config.tick),
                 move |producer, updates, ticket| {
+                    let origin = origins.origin(View::Standings, ticket as Time);
                     standings_changes(updates, &mut seqs)
                         .iter()
                         .try_for_each(|c| {
-                            sinks::kafka::send_standings_change(producer, &topics, c, ticket)
+                            sinks::kafka::send_standings_change(
+                                producer, &topics, c, origin, ticket,
+                            )
                         })
                 },
             )
@@ -296,6 +356,7 @@ fn run_worker(
         .as_collection();
         let rooms = {
             let topics = topics.clone();
+            let origins = shared.clone();
             kafka_sink(
                 room_membership(events).inner,
                 Exchange::new(|u: &RoomUpdate| hash(&(u.0).0)),
@@ -303,8 +364,9 @@ fn run_worker(
                 |u: &RoomUpdate| Some(u.1),
                 (&producer, shared, config.tick),
                 move |producer, updates, ticket| {
+                    let origin = origins.origin(View::Rooms, ticket as Time);
                     room_changes(updates).iter().try_for_each(|c| {
-                        sinks::kafka::send_room_change(producer, &topics, c, ticket)
+                        sinks::kafka::send_room_change(producer, &topics, c, origin, ticket)
                     })
                 },
             )
@@ -315,6 +377,8 @@ fn run_worker(
         let evaluated = calc_results(submissions).inner;
         let results = {
             let topics = topics.clone();
+            let origins = shared.clone();
+            let tasks = &observability::metrics().tasks;
             kafka_sink(
                 evaluated,
                 Exchange::new(|u: &ResultUpdate| hash(&(u.0).0)),
@@ -324,11 +388,17 @@ fn run_worker(
                 move |producer, updates, ticket| {
                     // A result only appears: the first submission of an id
                     // stays the first.
+                    let origin = origins.origin(View::Results, ticket as Time);
                     updates
                         .iter()
                         .filter(|u| u.2 > 0)
                         .try_for_each(|((_, r), _, _)| {
-                            sinks::kafka::send_task_result(producer, &topics, &r.record, ticket)
+                            tasks
+                                .with_label_values(&[status_name(r.record.status)])
+                                .inc();
+                            sinks::kafka::send_task_result(
+                                producer, &topics, &r.record, origin, ticket,
+                            )
                         })
                 },
             )
@@ -341,9 +411,15 @@ fn run_worker(
         [gps_act, timing_act, races_act, chat_act, calc_act]
     });
 
-    let frontier_gauge = observability::metrics()
-        .pipeline_frontier
+    let m = observability::metrics();
+    let frontier_gauge = m.pipeline_frontier.with_label_values(&[&index.to_string()]);
+    let frontier_lag = m
+        .pipeline_frontier_lag
         .with_label_values(&[&index.to_string()]);
+    let view_latency: Vec<_> = [View::Standings, View::Rooms, View::Results]
+        .iter()
+        .map(|v| m.view_latency.with_label_values(&[v.name()]))
+        .collect();
     let mut stopping = false;
     let mut next_advance = Instant::now();
     while !probe.done() {
@@ -371,15 +447,49 @@ fn run_worker(
             IDLE_PARK
         };
         worker.step_or_park(Some(park));
-        probe.with_frontier(|f| {
-            if let Some(t) = f.first() {
-                frontier_gauge.set(*t as i64);
+        let frontier = probe.with_frontier(|f| f.first().copied());
+        if let Some(t) = frontier {
+            frontier_gauge.set(t as f64 / 1000.0);
+            let behind = if shared.busy() {
+                (now_ms() - t as i64).max(0) as f64 / 1000.0
+            } else {
+                0.0
+            };
+            frontier_lag.set(behind);
+        }
+        // Every record read in an epoch the probe has passed is in the views
+        // (the changes are durable): observe its latency.
+        let done = frontier.unwrap_or(Time::MAX);
+        let mut reads = reads.borrow_mut();
+        if reads.first_key_value().is_some_and(|(t, _)| *t < done) {
+            let now = now_ms();
+            let later = reads.split_off(&done);
+            for (view, stamps) in std::mem::replace(&mut *reads, later)
+                .into_values()
+                .flatten()
+            {
+                let h = &view_latency[view as usize];
+                for (ms, n) in stamps {
+                    let s = (now - ms).max(0) as f64 / 1000.0;
+                    for _ in 0..n {
+                        h.observe(s);
+                    }
+                }
             }
-        });
+            shared.forget_origins(done);
+        }
     }
     producer
         .flush(Duration::from_secs(30))
         .map_err(|e| error_chain(&e))
+}
+
+fn status_name(status: schemas::TaskStatus) -> &'static str {
+    match status {
+        schemas::TaskStatus::Pending => "PENDING",
+        schemas::TaskStatus::Successful => "SUCCESSFUL",
+        schemas::TaskStatus::Failed => "FAILED",
+    }
 }
 
 /// Turns one epoch's consolidated view updates into one change per race.
@@ -537,22 +647,30 @@ fn stamp<'s, D: Clone + 'static>(
     })
 }
 
+/// What every source of a worker shares.
+struct SourceContext<'a> {
+    config: &'a PipelineConfig,
+    shared: &'a Arc<Shared>,
+    probe: &'a ProbeHandle<Time>,
+    reads: &'a Reads,
+}
+
 /// Reads one topic's assigned partitions into the dataflow: each record decoded
-/// and validated, or a dead letter.
+/// and validated, or a dead letter. `view` is the view the topic feeds.
 fn kafka_source<'s, T>(
     scope: Scope<'s, Time>,
     mut consumer: StaticConsumer,
-    config: &PipelineConfig,
-    shared: &Arc<Shared>,
-    probe: &ProbeHandle<Time>,
+    view: View,
+    ctx: &SourceContext<'_>,
 ) -> (Stream<'s, Time, Vec<Decoded<T>>>, Activator)
 where
     T: DeserializeOwned + Validate + Clone + 'static,
 {
     let topic = consumer.topic().to_owned();
-    let tick = config.tick;
-    let shared = shared.clone();
-    let probe = probe.clone();
+    let tick = ctx.config.tick;
+    let shared = ctx.shared.clone();
+    let probe = ctx.probe.clone();
+    let reads = ctx.reads.clone();
     let mut activator_out = None;
     let stream = source(scope, &format!("Kafka({topic})"), |cap, info| {
         let activator = scope.activator_for(info.address.clone());
@@ -598,6 +716,15 @@ where
                 if !batch.is_empty() {
                     records.inc_by(batch.len() as u64);
                     bytes.inc_by(batch.iter().map(|r| r.payload.len() as u64).sum());
+                    let stamps = stamps(&batch);
+                    if let Some(oldest) = stamps.iter().map(|(ms, _)| *ms).min() {
+                        shared.note_origin(view, now, oldest);
+                    }
+                    reads
+                        .borrow_mut()
+                        .entry(now)
+                        .or_default()
+                        .push((view, stamps));
                     let mut session = output.session(&*c);
                     for raw in batch {
                         let decoded = decode::<T>(&topic, raw);
@@ -626,6 +753,18 @@ where
         }
     });
     (stream, activator_out.expect("source constructor ran"))
+}
+
+/// The Kafka timestamps of `batch`, run-length encoded.
+fn stamps(batch: &[ingest::source::RawRecord]) -> Stamps {
+    let mut out: Stamps = Vec::new();
+    for ms in batch.iter().filter_map(|r| r.timestamp_ms) {
+        match out.last_mut() {
+            Some((last, n)) if *last == ms => *n += 1,
+            _ => out.push((ms, 1)),
+        }
+    }
+    out
 }
 
 /// A sink that produces each epoch's records to Kafka once the epoch is

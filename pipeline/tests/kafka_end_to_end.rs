@@ -226,14 +226,7 @@ async fn records_flow_to_views_dead_letters_and_archive() {
     assert_eq!(payload[..], huge[..65536]);
     assert_eq!(headers["pace-truncated-from"], "100000");
 
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&http, &format!("{base}/metrics")).await;
     assert!(metrics.contains(&format!(
         "pace_ingest_invalid_records_total{{reason=\"json\",topic=\"{}\"}} 1",
         kafka.topics.gps

@@ -87,6 +87,10 @@ pub const DLQ_OFFSET_HEADER: &str = "pace-source-offset";
 /// Kafka header naming what refused a record that never reached its topic
 /// (`ws-edge`: refused at the edge; partition and offset are then -1).
 pub const DLQ_SOURCE_HEADER: &str = "pace-refused-by";
+/// Kafka header of a view change: the Kafka timestamp (Unix ms, decimal) of
+/// the oldest input record of the batch that caused it. The edge measures
+/// end-to-end latency (record produced → frame written) from it.
+pub const ORIGIN_HEADER: &str = "pace-origin-ms";
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@ use ingest::producer::{Ticket, TrackedProducer};
 use ingest::source::DeadLetter;
 use schemas::topics::{
     DLQ_MAX_PAYLOAD_BYTES, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER,
-    DLQ_TOPIC_HEADER, DLQ_TRUNCATED_HEADER,
+    DLQ_TOPIC_HEADER, DLQ_TRUNCATED_HEADER, ORIGIN_HEADER,
 };
 use schemas::{RoomChange, StandingsChange, TaskResult, Topics};
 
@@ -53,6 +53,7 @@ pub fn send_standings_change(
     producer: &TrackedProducer,
     topics: &Topics,
     change: &StandingsChange,
+    origin_ms: Option<i64>,
     ticket: Ticket,
 ) -> Result<(), SinkError> {
     send_view_change(
@@ -61,6 +62,7 @@ pub fn send_standings_change(
         "standings",
         &change.race,
         change,
+        origin_ms,
         ticket,
     )
 }
@@ -70,6 +72,7 @@ pub fn send_room_change(
     producer: &TrackedProducer,
     topics: &Topics,
     change: &RoomChange,
+    origin_ms: Option<i64>,
     ticket: Ticket,
 ) -> Result<(), SinkError> {
     send_view_change(
@@ -78,6 +81,7 @@ pub fn send_room_change(
         "rooms",
         &change.room,
         change,
+        origin_ms,
         ticket,
     )
 }
@@ -87,6 +91,7 @@ pub fn send_task_result(
     producer: &TrackedProducer,
     topics: &Topics,
     result: &TaskResult,
+    origin_ms: Option<i64>,
     ticket: Ticket,
 ) -> Result<(), SinkError> {
     send_view_change(
@@ -95,6 +100,7 @@ pub fn send_task_result(
         "results",
         &result.id,
         result,
+        origin_ms,
         ticket,
     )
 }
@@ -105,10 +111,16 @@ fn send_view_change<V: serde::Serialize>(
     view: &str,
     key: &str,
     change: &V,
+    origin_ms: Option<i64>,
     ticket: Ticket,
 ) -> Result<(), SinkError> {
     let payload = serde_json::to_vec(change).expect("view records serialize");
-    producer.send(topic, Some(key.as_bytes()), &payload, &[], ticket)?;
+    let origin = origin_ms.map(|ms| ms.to_string());
+    let headers: Vec<(&str, &[u8])> = origin
+        .iter()
+        .map(|o| (ORIGIN_HEADER, o.as_bytes()))
+        .collect();
+    producer.send(topic, Some(key.as_bytes()), &payload, &headers, ticket)?;
     observability::metrics()
         .view_changes
         .with_label_values(&[view])

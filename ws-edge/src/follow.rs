@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use ingest::KafkaConfig;
 use ingest::source::StaticConsumer;
+use schemas::topics::ORIGIN_HEADER;
 use schemas::{RaceDefinition, RoomChange, StandingsChange, TaskResult};
 
 use crate::views::Views;
@@ -57,14 +58,14 @@ pub fn follow(
                 for raw in standings.poll(1024) {
                     idle = false;
                     match serde_json::from_slice::<StandingsChange>(&raw.payload) {
-                        Ok(change) => views.apply_standings(change),
+                        Ok(change) => views.apply_standings_from(change, origin(&raw)),
                         Err(e) => tracing::error!(offset = raw.offset, error = %e, "bad standings change"),
                     }
                 }
                 for raw in rooms.poll(1024) {
                     idle = false;
                     match serde_json::from_slice::<RoomChange>(&raw.payload) {
-                        Ok(change) => views.rooms.apply(change),
+                        Ok(change) => views.rooms.apply_from(change, origin(&raw)),
                         Err(e) => tracing::error!(offset = raw.offset, error = %e, "bad room change"),
                     }
                 }
@@ -82,4 +83,9 @@ pub fn follow(
         })
         .expect("spawn follower thread");
     Ok(handle)
+}
+
+/// The origin a changelog record carries, if any.
+fn origin(raw: &ingest::source::RawRecord) -> Option<i64> {
+    raw.header(ORIGIN_HEADER).and_then(|v| v.parse().ok())
 }

@@ -127,7 +127,13 @@ pub struct Rooms {
 impl Rooms {
     /// Applies a room change and broadcasts it. Messages already held (a
     /// changelog read twice) are not applied twice.
-    pub fn apply(&self, mut change: RoomChange) {
+    pub fn apply(&self, change: RoomChange) {
+        self.apply_from(change, None);
+    }
+
+    /// [`Rooms::apply`] of a change whose oldest input record was produced
+    /// at `origin_ms`.
+    pub fn apply_from(&self, mut change: RoomChange, origin_ms: Option<i64>) {
         let mut rooms = self.rooms.write().expect("rooms lock");
         let view = rooms
             .entry(change.room.clone())
@@ -168,6 +174,7 @@ impl Rooms {
             version: view.version,
             seq: view.last_seq,
             frame: frame.to_string().into(),
+            origin_ms,
         });
     }
 

@@ -164,6 +164,9 @@ pub(crate) async fn stopped(mut shutdown: watch::Receiver<bool>) {
 /// What goes to the writer.
 enum Out {
     Frame(Frame),
+    /// A frame with a view change whose oldest input record was produced at
+    /// this Unix ms: its end-to-end latency is observed once written.
+    Change(Frame, i64, &'static str),
     Close(u16, &'static str),
 }
 
@@ -245,14 +248,21 @@ async fn write(
     mut outbox: mpsc::Receiver<Out>,
     timeout: Duration,
 ) {
+    let latency = &observability::metrics().edge_frame_latency;
     while let Some(out) = outbox.recv().await {
-        let (msg, last) = match out {
-            Out::Frame(f) => (Message::text(f.to_string()), false),
-            Out::Close(code, reason) => (Message::close_with(code, reason), true),
+        let (msg, last, origin) = match out {
+            Out::Frame(f) => (Message::text(f.to_string()), false, None),
+            Out::Change(f, ms, view) => (Message::text(f.to_string()), false, Some((ms, view))),
+            Out::Close(code, reason) => (Message::close_with(code, reason), true, None),
         };
         match tokio::time::timeout(timeout, sink.send(msg)).await {
             Ok(Ok(())) if last => break,
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => {
+                if let Some((ms, view)) = origin {
+                    let s = (schemas::Timestamp::now().0 - ms).max(0) as f64 / 1000.0;
+                    latency.with_label_values(&[view]).observe(s);
+                }
+            }
             Ok(Err(_)) => break,
             Err(_) => {
                 tracing::info!("client took no frame for {timeout:?}; disconnecting");
@@ -664,12 +674,16 @@ async fn forward(
         ..
     } = s;
     loop {
-        let (frame, kind) = match changes.recv().await {
+        let (out, kind) = match changes.recv().await {
             Ok(c) if c.version <= version => continue,
             Ok(c) => {
                 version = c.version;
                 seq = c.seq;
-                (c.frame, "delta")
+                let out = match c.origin_ms {
+                    Some(ms) => Out::Change(c.frame, ms, view.name()),
+                    None => Out::Frame(c.frame),
+                };
+                (out, "delta")
             }
             Err(RecvError::Lagged(missed)) => {
                 let Some((v, s, f)) = resnapshot(seq) else {
@@ -682,11 +696,11 @@ async fn forward(
                 );
                 m.edge_lag_snapshots.with_label_values(&[view.name()]).inc();
                 (version, seq) = (v, s);
-                (f, "snapshot")
+                (Out::Frame(f), "snapshot")
             }
             Err(RecvError::Closed) => return,
         };
-        if queue.send(Out::Frame(frame)).await.is_err() {
+        if queue.send(out).await.is_err() {
             return;
         }
         m.edge_frames.with_label_values(&[kind]).inc();

@@ -38,6 +38,10 @@ pub struct Change {
     pub seq: u64,
     /// The frame.
     pub frame: Frame,
+    /// When the oldest input record behind the change was produced (Unix
+    /// ms), if the changelog record said: end-to-end latency is measured
+    /// from it when the frame is written.
+    pub origin_ms: Option<i64>,
 }
 
 /// A new subscription: what to send first, where that leaves the
@@ -276,6 +280,12 @@ impl Views {
     /// as a fresh snapshot instead of a delta, and the history of deltas
     /// starts again after it.
     pub fn apply_standings(&self, change: StandingsChange) {
+        self.apply_standings_from(change, None);
+    }
+
+    /// [`Views::apply_standings`] of a change whose oldest input record was
+    /// produced at `origin_ms`.
+    pub fn apply_standings_from(&self, change: StandingsChange, origin_ms: Option<i64>) {
         let mut races = self.races.write().expect("views lock");
         let view = races
             .entry(change.race.clone())
@@ -332,6 +342,7 @@ impl Views {
             version,
             seq,
             frame,
+            origin_ms,
         });
         if view.participants.is_empty() {
             return;
@@ -370,6 +381,7 @@ impl Views {
                 version,
                 seq,
                 frame,
+                origin_ms,
             });
         }
     }

@@ -101,6 +101,11 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
     http.get(url).send().await.ok()?.json().await.ok()
 }
 
+/// GETs `url` as text; fails the test on any failure.
+pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// A WebSocket client connection.
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
