@@ -37,10 +37,11 @@ fuzz: ## fuzz the calc language for FUZZ_SECONDS (nightly Rust; installs cargo-f
 		> $(CURDIR)/target/fuzz.log 2>&1 || { cat $(CURDIR)/target/fuzz.log; exit 1; }
 	@grep -E "^Done|stat::number_of_executed_units" target/fuzz.log
 
-bench: tools ## standings throughput through real Apache Kafka, 1 and 2 workers
+bench: tools ## the standard benchmark suite on a real broker (about 4 min after the build); prints the table, writes target/bench/
 	$(CARGO) build --release --locked --bins
 	$(KAFKA) up
-	trap '$(KAFKA) down' EXIT; benchmarking/run.sh $(BROKERS)
+	trap '$(KAFKA) down' EXIT; ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); \
+	target/release/pace-bench suite --brokers $(BROKERS) --pace target/release/pace --out target/bench $(BENCH_ARGS)
 
 kafka-up: ## start a real Apache Kafka (KRaft, one node) on 127.0.0.1:$(PACE_KAFKA_PORT)
 	$(KAFKA) up

@@ -1,13 +1,22 @@
 //! # pace-benchmarking
 //!
-//! `pace-bench`, the harness that drives pace from outside, as a user would:
-//! it produces input into Kafka and watches the view changelogs, never
-//! touching pace's internals. `run.sh` (called by `make bench`) starts the
-//! pipeline with 1 and 2 workers against a real broker and prints a table.
+//! `pace-bench`, the harness that measures pace from outside, as its users
+//! see it: it starts `pace` processes, produces input into a real Kafka,
+//! reads the view changelogs and opens WebSocket spectators, and never
+//! touches pace's internals. `make bench` runs [`suite`], the standard
+//! suite, and prints its table.
 //!
-//! [`standings`] measures end-to-end standings throughput: a generated race
-//! is produced as fast as possible, and the clock stops when the standings
-//! changelog reflects every participant's last point. The raw consume rate of
-//! the same topic, with no processing, is measured beside it as the ceiling.
+//! - [`workload`]: generated races and the recorded ones, into Kafka.
+//! - [`process`]: a `pace` process under test, its CPU and memory.
+//! - [`throughput`]: the standings job's points/s per worker count, the
+//!   consume ceiling and a naive single-threaded baseline.
+//! - [`latency`]: produce→view and produce→frame percentiles at a fixed
+//!   offered load with many spectators; edge memory per idle connection.
+//! - [`report`]: JSON, Markdown and an SVG plot.
 
-pub mod standings;
+pub mod latency;
+pub mod process;
+pub mod report;
+pub mod suite;
+pub mod throughput;
+pub mod workload;

@@ -38,6 +38,9 @@ pub struct Common {
     pub max_connections: usize,
     /// How often the archiver writes each partition's buffered rows, at least.
     pub archive_roll: Duration,
+    /// The dataflow's epoch: how long records are batched before the views
+    /// they change are written.
+    pub tick: Duration,
 }
 
 impl Common {
@@ -52,6 +55,13 @@ impl Common {
     fn archive(&self, kafka: KafkaConfig) -> sinks::archive::ArchiveConfig {
         let mut config = sinks::archive::ArchiveConfig::new(kafka, self.data_dir.clone());
         config.max_age = self.archive_roll;
+        config
+    }
+
+    /// The pipeline's configuration on `kafka`.
+    pub fn pipeline(&self, kafka: KafkaConfig) -> PipelineConfig {
+        let mut config = PipelineConfig::new(kafka, self.workers, self.data_dir.clone());
+        config.tick = self.tick;
         config
     }
 
@@ -166,10 +176,7 @@ pub fn run_all(
     // The built-in chat runs beside the race (not beside a recorded replay).
     let chat_demo = (replay.is_none() && demo_participants > 0)
         .then(|| ingest::generate::run_chat_demo(kafka.clone(), stop.clone()));
-    let pipeline = start_pipeline(
-        PipelineConfig::new(kafka.clone(), common.workers, common.data_dir.clone()),
-        stop.clone(),
-    );
+    let pipeline = start_pipeline(common.pipeline(kafka.clone()), stop.clone());
     let archive = start_archive(common.archive(kafka.clone()), stop.clone());
     let edge = rt.block_on(ws_edge::serve(
         common.edge(kafka.clone()),
@@ -216,16 +223,14 @@ pub fn run_pipeline(common: Common, archive: bool) -> anyhow::Result<()> {
     rt.block_on(ingest::admin::ensure_topics(&kafka, common.partitions))
         .context("create topics")?;
     let stop = Arc::new(AtomicBool::new(false));
-    let pipeline = start_pipeline(
-        PipelineConfig::new(kafka.clone(), common.workers, common.data_dir.clone()),
-        stop.clone(),
-    );
+    let pipeline = start_pipeline(common.pipeline(kafka.clone()), stop.clone());
     let archive = archive.then(|| start_archive(common.archive(kafka), stop.clone()));
-    rt.block_on(shutdown_signal(stop));
+    let served = rt.block_on(serve_metrics_until_stopped(common.listen, stop));
     let pipeline = pipeline.join().expect("pipeline thread");
     if let Some(a) = archive {
         a.join().expect("archive thread")?;
     }
+    served?;
     pipeline
 }
 
@@ -237,8 +242,20 @@ pub fn run_archive(common: Common) -> anyhow::Result<()> {
         .context("create topics")?;
     let stop = Arc::new(AtomicBool::new(false));
     let archive = start_archive(common.archive(kafka), stop.clone());
-    rt.block_on(shutdown_signal(stop));
-    archive.join().expect("archive thread")
+    let served = rt.block_on(serve_metrics_until_stopped(common.listen, stop));
+    archive.join().expect("archive thread")?;
+    served
+}
+
+/// Serves `/metrics` and `/healthz` on `listen` until a signal sets
+/// `stop`; if it cannot, sets `stop` itself, so the process winds down.
+async fn serve_metrics_until_stopped(
+    listen: SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let served = ws_edge::serve_metrics(listen, announce, shutdown_signal(stop.clone())).await;
+    stop.store(true, Ordering::SeqCst);
+    served.context("metrics endpoint")
 }
 
 /// `pace archive verify`: the archive against the topics; `Ok(false)` if it

@@ -26,7 +26,9 @@ struct CommonArgs {
     /// in-memory broker when this is absent; every other command needs it.
     #[arg(long, env = "PACE_BROKERS")]
     brokers: Option<String>,
-    /// Address the HTTP/WebSocket edge listens on (port 0 picks a free port).
+    /// Address the HTTP/WebSocket edge listens on; `pace pipeline` and
+    /// `pace archive run` serve only /metrics and /healthz there (port 0
+    /// picks a free port).
     #[arg(long, env = "PACE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Dataflow worker threads in this process.
@@ -60,6 +62,11 @@ struct CommonArgs {
     /// least this often (milliseconds): how soon data is queryable.
     #[arg(long, env = "PACE_ARCHIVE_ROLL_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     archive_roll_ms: u64,
+    /// The dataflow's epoch, milliseconds: records read within one epoch
+    /// change the views together. Shorter epochs cut latency, longer ones
+    /// batch more per view change.
+    #[arg(long, env = "PACE_TICK_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    tick_ms: u64,
 }
 
 impl From<CommonArgs> for Common {
@@ -75,6 +82,7 @@ impl From<CommonArgs> for Common {
             allowed_origins: a.allowed_origins,
             max_connections: a.max_connections,
             archive_roll: std::time::Duration::from_millis(a.archive_roll_ms),
+            tick: std::time::Duration::from_millis(a.tick_ms),
         }
     }
 }
@@ -99,6 +107,7 @@ enum Command {
     },
     /// The dataflow pipeline: reads the input topics, writes the view
     /// changelogs and the dead letters; and the archiver (unless --no-archive).
+    /// Serves /metrics on --listen.
     Pipeline {
         #[command(flatten)]
         common: CommonArgs,

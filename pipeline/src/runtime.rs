@@ -536,24 +536,44 @@ fn standings_changes(
             }
         }
     }
-    by_race
-        .into_iter()
-        .map(|(race, c)| {
-            let mut upserts: Vec<StandingRow> = c.upserts.into_values().collect();
-            upserts.sort_by_key(|r| r.rank);
-            let seq = seqs.entry(race.clone()).or_default();
+    let mut out = Vec::new();
+    for (race, c) in by_race {
+        let mut upserts: Vec<StandingRow> = c.upserts.into_values().collect();
+        upserts.sort_by_key(|r| r.rank);
+        let seq = seqs.entry(race.clone()).or_default();
+        // A change of a big race goes out in pieces of at most
+        // MAX_CHANGE_ROWS rows, each with the next sequence number, so that
+        // no record outgrows what the broker takes (1 MB by default).
+        let mut first = StandingsChange {
+            race: race.clone(),
+            seq: 0,
+            upserts: Vec::new(),
+            removes: c.removes.into_iter().collect(),
+            splits: c.splits.into_values().collect(),
+            split_removes: c.split_removes.into_iter().collect(),
+        };
+        let mut chunks = upserts.chunks(MAX_CHANGE_ROWS);
+        first.upserts = chunks.next().map(<[_]>::to_vec).unwrap_or_default();
+        *seq += 1;
+        first.seq = *seq;
+        out.push(first);
+        for chunk in chunks {
             *seq += 1;
-            StandingsChange {
-                race,
+            out.push(StandingsChange {
+                race: race.clone(),
                 seq: *seq,
-                upserts,
-                removes: c.removes.into_iter().collect(),
-                splits: c.splits.into_values().collect(),
-                split_removes: c.split_removes.into_iter().collect(),
-            }
-        })
-        .collect()
+                upserts: chunk.to_vec(),
+                removes: Vec::new(),
+                splits: Vec::new(),
+                split_removes: Vec::new(),
+            });
+        }
+    }
+    out
 }
+
+/// Most standings rows in one changelog record (a row is about 300 bytes).
+const MAX_CHANGE_ROWS: usize = 1000;
 
 /// Turns one epoch's consolidated room updates into one change per room.
 fn room_changes(mut updates: Vec<RoomUpdate>) -> Vec<RoomChange> {

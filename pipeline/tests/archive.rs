@@ -59,7 +59,15 @@ fn start_pipeline(kafka: &KafkaConfig, prefix: &str, data: &Path) -> Killed {
         .open(data.with_extension("log"))
         .unwrap();
     pace_on(
-        &["pipeline", "--workers", "2", "--archive-roll-ms", "1000"],
+        &[
+            "pipeline",
+            "--workers",
+            "2",
+            "--archive-roll-ms",
+            "1000",
+            "--listen",
+            "127.0.0.1:0",
+        ],
         kafka,
         prefix,
         data,

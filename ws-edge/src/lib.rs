@@ -24,7 +24,7 @@ pub mod tasks;
 pub mod track;
 pub mod views;
 
-pub use server::{EdgeConfig, serve, serve_views};
+pub use server::{EdgeConfig, serve, serve_metrics, serve_views};
 pub use socket::EdgeLimits;
 
 /// What went wrong at the edge.

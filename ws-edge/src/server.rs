@@ -126,6 +126,46 @@ fn request_id(given: Option<String>) -> String {
         .unwrap_or_else(new_request_id)
 }
 
+/// `GET /healthz`.
+fn healthz() -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    warp::path!("healthz")
+        .and(warp::get())
+        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response())
+}
+
+/// `GET /metrics`: every metric of this process.
+fn metrics() -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    warp::path!("metrics").and(warp::get()).map(|| {
+        warp::reply::with_header(
+            observability::metrics().render(),
+            "content-type",
+            observability::CONTENT_TYPE,
+        )
+        .into_response()
+    })
+}
+
+/// Serves only `GET /metrics` and `GET /healthz` on `listen`, for processes
+/// without an edge (`pace pipeline`, `pace archive run`), until `shutdown`.
+pub async fn serve_metrics(
+    listen: SocketAddr,
+    bound: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), EdgeError> {
+    let bind = |source| EdgeError::Bind {
+        addr: listen,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(bind)?;
+    bound(listener.local_addr().map_err(bind)?);
+    warp::serve(metrics().or(healthz()))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+    Ok(())
+}
+
 /// The routes of an edge.
 pub(crate) fn routes(
     shared: Arc<Shared>,
@@ -140,17 +180,7 @@ pub(crate) fn routes(
     let page = warp::path::end()
         .and(warp::get())
         .map(|| warp::reply::html(PAGE).into_response());
-    let healthz = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
-    let metrics = warp::path!("metrics").and(warp::get()).map(|| {
-        warp::reply::with_header(
-            observability::metrics().render(),
-            "content-type",
-            observability::CONTENT_TYPE,
-        )
-        .into_response()
-    });
+    let (healthz, metrics) = (healthz(), metrics());
     let races = warp::path!("api" / "races")
         .and(warp::get())
         .and(with_views.clone())

@@ -1,43 +1,126 @@
 //! `pace-bench`: measures pace from outside. See the crate docs.
 
-use std::time::Duration;
+use std::path::PathBuf;
 
-use clap::Parser;
-use ingest::KafkaConfig;
+use clap::{Parser, Subcommand};
+use pace_benchmarking::suite;
 
-/// Measures standings throughput of a running `pace pipeline` through Kafka.
+/// Measures pace through a real Kafka broker, as its users see it.
 #[derive(Parser, Debug)]
 #[command(name = "pace-bench", version, about)]
 struct Cli {
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "PACE_BROKERS")]
-    brokers: String,
-    /// Topic prefix the pipeline under test uses.
-    #[arg(long, env = "PACE_TOPIC_PREFIX", default_value = "")]
-    topic_prefix: String,
-    /// Participants in the generated race.
-    #[arg(long, default_value_t = 2000)]
-    participants: usize,
-    /// Seconds of race (one point per participant per second, a few dropped).
-    #[arg(long, default_value_t = 300)]
-    seconds: usize,
-    /// Give up after this many seconds.
-    #[arg(long, default_value_t = 300)]
-    timeout: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// A comma-separated list of numbers.
+fn list(s: &str) -> Result<Vec<usize>, String> {
+    s.split(',')
+        .map(|v| v.trim().parse().map_err(|e| format!("{v:?}: {e}")))
+        .collect()
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The standard suite: standings throughput per worker count, the
+    /// consume ceiling, a naive baseline, memory per runner, latency at
+    /// fixed loads with spectators, edge memory per idle connection.
+    /// Writes report.json, report.md and latency.svg to --out and prints
+    /// the table.
+    Suite {
+        /// Kafka bootstrap servers.
+        #[arg(long, env = "PACE_BROKERS")]
+        brokers: String,
+        /// The `pace` binary to measure (a release build).
+        #[arg(long, default_value = "target/release/pace")]
+        pace: PathBuf,
+        /// Where the report goes.
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+        /// Runners in the throughput race.
+        #[arg(long, default_value_t = 2000)]
+        runners: usize,
+        /// Seconds of that race (one point per runner per second).
+        #[arg(long, default_value_t = 300)]
+        seconds: usize,
+        /// Worker counts to sweep.
+        #[arg(long, default_value = "1,2")]
+        workers: String,
+        /// Points the naive baseline reads.
+        #[arg(long, default_value_t = 100_000)]
+        naive_points: usize,
+        /// Offered loads of the latency runs, points/s.
+        #[arg(long, default_value = "10000,25000,50000")]
+        loads: String,
+        /// Races each offered load is spread over.
+        #[arg(long, default_value_t = 10)]
+        races: usize,
+        /// Spectators in the latency runs, each following one runner.
+        #[arg(long, default_value_t = 1000)]
+        spectators: usize,
+        /// Workers in the latency runs.
+        #[arg(long, default_value_t = 2)]
+        latency_workers: usize,
+        /// The pipeline's epoch in the latency runs, milliseconds.
+        #[arg(long, default_value_t = 50)]
+        tick_ms: u64,
+        /// Seconds of warm-up before each latency measurement.
+        #[arg(long, default_value_t = 5)]
+        warmup: u64,
+        /// Seconds each latency run measures.
+        #[arg(long, default_value_t = 15)]
+        measure: u64,
+        /// Idle WebSocket connections for the edge memory figure.
+        #[arg(long, default_value_t = 10_000)]
+        idle_connections: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let kafka = KafkaConfig::new(cli.brokers).with_topic_prefix(&cli.topic_prefix);
-    let report = pace_benchmarking::standings::run(
-        &kafka,
-        cli.participants,
-        cli.seconds,
-        Duration::from_secs(cli.timeout),
-    )?;
-    #[allow(clippy::print_stdout)]
-    {
-        println!("{}", report.json());
+    match Cli::parse().command {
+        Command::Suite {
+            brokers,
+            pace,
+            out,
+            runners,
+            seconds,
+            workers,
+            naive_points,
+            loads,
+            races,
+            spectators,
+            latency_workers,
+            tick_ms,
+            warmup,
+            measure,
+            idle_connections,
+        } => {
+            let report = suite::run(&suite::Options {
+                pace,
+                brokers,
+                out: out.clone(),
+                runners,
+                seconds,
+                workers: list(&workers).map_err(|e| anyhow::anyhow!("--workers {e}"))?,
+                naive_points,
+                loads: list(&loads).map_err(|e| anyhow::anyhow!("--loads {e}"))?,
+                latency_races: races,
+                spectators,
+                latency_workers,
+                tick_ms,
+                warmup_s: warmup,
+                measure_s: measure,
+                idle_connections,
+            })?;
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{}", report.markdown());
+                println!(
+                    "written: {0}/report.json, {0}/report.md, {0}/latency.svg",
+                    out.display()
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -1,0 +1,427 @@
+//! Latency at a fixed offered load, seen from outside as a user sees it.
+//!
+//! `pace pipeline` and `pace edge` run as two processes. Generated races are
+//! produced in real time (one point per runner per second, spread evenly
+//! over the second, each point stamped with the wall clock when it is
+//! sent), while `spectators` WebSocket clients each follow one runner.
+//!
+//! - produce→view: the bench reads the standings changelog; a row showing a
+//!   runner's new `last_seen` is that point's view update.
+//! - produce→frame: a spectator's frame showing its runner's new
+//!   `last_seen` is that point's frame.
+//!
+//! Both are recorded in HdrHistograms, after a warm-up. Since pace and the
+//! bench share the machine's clock, `receive time − last_seen` is the
+//! latency, to the millisecond.
+//!
+//! [`idle_connections`] measures the edge's memory per idle WebSocket.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use ingest::KafkaConfig;
+use ingest::producer::TrackedProducer;
+use ingest::source::StaticConsumer;
+use schemas::{StandingsChange, Timestamp};
+use serde::{Deserialize, Serialize};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::process::Pace;
+use crate::workload::{Generated, send_definitions};
+
+/// Latency percentiles, milliseconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Percentiles {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Self {
+        Self {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+/// One fixed-load run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Run {
+    /// Points per second offered (races × runners).
+    pub offered_per_s: f64,
+    /// Points per second actually sent.
+    pub sent_per_s: f64,
+    /// Spectators connected.
+    pub spectators: usize,
+    /// Timely workers.
+    pub workers: usize,
+    /// The pipeline's epoch, milliseconds.
+    pub tick_ms: u64,
+    /// Seconds measured (after the warm-up).
+    pub seconds: f64,
+    /// Point produced → standings changelog record read.
+    pub produce_to_view_ms: Percentiles,
+    /// Point produced → spectator's frame read.
+    pub produce_to_frame_ms: Percentiles,
+    /// Frames the spectators read.
+    pub frames: u64,
+    /// CPU used by the pipeline and the edge, cores (CPU s / wall s).
+    pub pipeline_cores: f64,
+    /// As above, the edge.
+    pub edge_cores: f64,
+    /// Peak resident memory of the pipeline, bytes.
+    pub pipeline_peak_rss: u64,
+    /// Peak resident memory of the edge, bytes.
+    pub edge_peak_rss: u64,
+}
+
+/// How to run one fixed-load measurement.
+pub struct Setup<'a> {
+    /// The `pace` binary.
+    pub pace: &'a Path,
+    /// Where logs go.
+    pub out: &'a Path,
+    /// Brokers.
+    pub brokers: &'a str,
+    /// Races side by side.
+    pub races: usize,
+    /// Runners per race.
+    pub participants: usize,
+    /// WebSocket spectators, each following one runner.
+    pub spectators: usize,
+    /// Timely workers.
+    pub workers: usize,
+    /// The pipeline's epoch, milliseconds (`--tick-ms`).
+    pub tick_ms: u64,
+    /// Seconds of warm-up, then of measurement.
+    pub warmup_s: u64,
+    /// Seconds measured.
+    pub measure_s: u64,
+}
+
+/// Starts `pace pipeline` and `pace edge` on fresh topics; the two
+/// processes and the topics.
+pub fn start_pace(
+    setup: &Setup<'_>,
+    what: &str,
+) -> anyhow::Result<(Pace, Pace, KafkaConfig, tempfile::TempDir)> {
+    let prefix = crate::process::run_prefix(what);
+    let kafka = KafkaConfig::new(setup.brokers).with_topic_prefix(&prefix);
+    let data = tempfile::tempdir()?;
+    let common = |cmd: &str| -> Vec<String> {
+        [
+            cmd,
+            "--brokers",
+            setup.brokers,
+            "--topic-prefix",
+            &prefix,
+            "--workers",
+            &setup.workers.to_string(),
+            "--data-dir",
+            &data.path().display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let mut pipeline_args = common("pipeline");
+    pipeline_args.extend([
+        "--no-archive".into(),
+        format!("--tick-ms={}", setup.tick_ms),
+    ]);
+    let log = crate::process::log_path(setup.out, what);
+    let pipeline = Pace::start(setup.pace, &pipeline_args, &log)?;
+    let edge = Pace::start(setup.pace, &common("edge"), &log)?;
+    Ok((pipeline, edge, kafka, data))
+}
+
+/// A participant frame, as far as the bench reads it.
+#[derive(Deserialize)]
+struct ParticipantFrame {
+    row: Option<Row>,
+}
+
+/// A standings row, as far as the bench reads it.
+#[derive(Deserialize)]
+struct Row {
+    last_seen: Timestamp,
+}
+
+/// Whether samples count yet (after the warm-up).
+struct Window {
+    from_ms: AtomicU64,
+    until_ms: AtomicU64,
+}
+
+impl Window {
+    fn holds(&self, ms: i64) -> bool {
+        let ms = ms as u64;
+        ms >= self.from_ms.load(Ordering::Relaxed) && ms < self.until_ms.load(Ordering::Relaxed)
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds")
+}
+
+/// Records `received − sent` for a point sent at `sent_ms`, if in the window.
+fn sample(h: &mut Histogram<u64>, window: &Window, sent_ms: i64) {
+    if window.holds(sent_ms) {
+        let latency = (Timestamp::now().0 - sent_ms).max(1) as u64;
+        h.saturating_record(latency);
+    }
+}
+
+/// One fixed-load run of `setup`, with `progress` told the points sent.
+pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result<Run> {
+    let (pipeline, edge, kafka, _data) = start_pace(setup, "latency")?;
+    let mut workload = Generated::new(setup.races, setup.participants, Timestamp::now());
+    let defs = workload.definitions();
+    send_definitions(&kafka, &defs)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let http = reqwest::Client::new();
+    let races_url = format!("{}/api/races", edge.base);
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let known: Vec<serde_json::Value> =
+                match http.get(&races_url).send().await.map(|r| r.json()) {
+                    Ok(f) => f.await.unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                };
+            if known.len() >= defs.len() {
+                return Ok(());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the edge did not see the races");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })?;
+
+    let window = Arc::new(Window {
+        from_ms: AtomicU64::new(u64::MAX),
+        until_ms: AtomicU64::new(u64::MAX),
+    });
+    let frames = Arc::new(Mutex::new(histogram()));
+    let frame_count = Arc::new(AtomicU64::new(0));
+    // The spectators: spectator i follows runner i of race i % races.
+    let ws_url = format!("ws{}/ws", &edge.base[4..]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let spectators: Vec<_> = (0..setup.spectators)
+        .map(|i| {
+            let def = &defs[i % defs.len()];
+            let runner = def.participants[(i / defs.len()) % def.participants.len()]
+                .id
+                .clone();
+            let subscribe = serde_json::json!({"type": "subscribe", "view": "participant",
+                "id": def.id, "participant": runner})
+            .to_string();
+            let (url, window, frames, count, stop) = (
+                ws_url.clone(),
+                window.clone(),
+                frames.clone(),
+                frame_count.clone(),
+                stop.clone(),
+            );
+            rt.spawn(async move {
+                let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+                ws.send(Message::text(subscribe)).await?;
+                let mut h = histogram();
+                let mut last = Timestamp(0);
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let msg =
+                        match tokio::time::timeout(Duration::from_millis(200), ws.next()).await {
+                            Err(_) => continue,
+                            Ok(None) => break,
+                            Ok(Some(m)) => m?,
+                        };
+                    let Message::Text(text) = msg else { continue };
+                    n += 1;
+                    if let Ok(ParticipantFrame { row: Some(row) }) = serde_json::from_str(&text)
+                        && row.last_seen > last
+                    {
+                        last = row.last_seen;
+                        sample(&mut h, &window, last.0);
+                    }
+                }
+                count.fetch_add(n, Ordering::Relaxed);
+                frames.lock().expect("frames lock").add(&h)?;
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+
+    // The changelog reader: produce→view.
+    let views = {
+        let (kafka, window, stop) = (kafka.clone(), window.clone(), stop.clone());
+        std::thread::spawn(move || -> anyhow::Result<Histogram<u64>> {
+            let mut changelog =
+                StaticConsumer::new(&kafka, "pace-bench", &kafka.topics.standings, 0, 1)?;
+            let mut h = histogram();
+            let mut last: HashMap<(String, String), Timestamp> = HashMap::new();
+            while !stop.load(Ordering::Relaxed) {
+                let batch = changelog.poll(1024);
+                if batch.is_empty() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                for raw in batch {
+                    let change: StandingsChange = serde_json::from_slice(&raw.payload)?;
+                    for row in change.upserts {
+                        let seen = last
+                            .entry((row.race, row.participant))
+                            .or_insert(Timestamp(0));
+                        if row.last_seen > *seen {
+                            *seen = row.last_seen;
+                            sample(&mut h, &window, row.last_seen.0);
+                        }
+                    }
+                }
+            }
+            Ok(h)
+        })
+    };
+
+    // Let the spectators connect and take their snapshots.
+    std::thread::sleep(Duration::from_secs(2));
+    let (cpu0, edge_cpu0) = (pipeline.cpu_s(), edge.cpu_s());
+    let producer = TrackedProducer::new(&kafka)?;
+    let t0 = Instant::now();
+    let total_s = setup.warmup_s + setup.measure_s;
+    let slices = 20u32;
+    let mut sent = 0usize;
+    let mut sent_measured = 0usize;
+    for second in 0..total_s {
+        if second == setup.warmup_s {
+            let now = Timestamp::now().0 as u64;
+            window.from_ms.store(now, Ordering::Relaxed);
+        }
+        let points = workload.tick();
+        let per_slice = points.len().div_ceil(slices as usize).max(1);
+        for (k, chunk) in points.chunks(per_slice).enumerate() {
+            let due = Duration::from_secs(second) + Duration::from_secs(1) / slices * k as u32;
+            std::thread::sleep(due.saturating_sub(t0.elapsed()));
+            let now = Timestamp::now();
+            for p in chunk {
+                let mut p = p.clone();
+                p.time = now;
+                ingest::jsonl::send_record(&producer, &kafka.topics.gps, &p)?;
+            }
+            sent += chunk.len();
+            if second >= setup.warmup_s {
+                sent_measured += chunk.len();
+            }
+            progress(sent as u64);
+        }
+    }
+    // The last slice's second runs out.
+    std::thread::sleep(Duration::from_secs(total_s).saturating_sub(t0.elapsed()));
+    window
+        .until_ms
+        .store(Timestamp::now().0 as u64, Ordering::Relaxed);
+    let wall = t0.elapsed().as_secs_f64();
+    producer.flush(Duration::from_secs(60))?;
+    // Let what was sent in the window arrive.
+    std::thread::sleep(Duration::from_secs(3));
+    let (cpu1, edge_cpu1) = (pipeline.cpu_s(), edge.cpu_s());
+    stop.store(true, Ordering::Relaxed);
+    for s in spectators {
+        rt.block_on(s)??;
+    }
+    let views = views.join().expect("changelog reader")?;
+    let frames = frames.lock().expect("frames lock").clone();
+    let busy = wall + 3.0;
+    let run = Run {
+        offered_per_s: (setup.races * setup.participants) as f64,
+        sent_per_s: sent_measured as f64 / setup.measure_s as f64,
+        spectators: setup.spectators,
+        workers: setup.workers,
+        tick_ms: setup.tick_ms,
+        seconds: setup.measure_s as f64,
+        produce_to_view_ms: Percentiles::of(&views),
+        produce_to_frame_ms: Percentiles::of(&frames),
+        frames: frame_count.load(Ordering::Relaxed),
+        pipeline_cores: (cpu1 - cpu0) / busy,
+        edge_cores: (edge_cpu1 - edge_cpu0) / busy,
+        pipeline_peak_rss: pipeline.peak_rss(),
+        edge_peak_rss: edge.peak_rss(),
+    };
+    edge.stop()?;
+    pipeline.stop()?;
+    Ok(run)
+}
+
+/// Edge memory per idle WebSocket connection.
+#[derive(Clone, Debug, Serialize)]
+pub struct Idle {
+    /// Connections opened and held.
+    pub connections: usize,
+    /// Edge resident memory before, bytes.
+    pub rss_before: u64,
+    /// Edge resident memory with all of them open, bytes.
+    pub rss_with: u64,
+    /// `(rss_with − rss_before) / connections`.
+    pub bytes_per_connection: f64,
+}
+
+/// Opens `n` WebSocket connections to a fresh `pace edge`, subscribing to
+/// nothing, and measures its memory before and with them.
+pub fn idle_connections(setup: &Setup<'_>, n: usize) -> anyhow::Result<Idle> {
+    let (pipeline, edge, _kafka, _data) = start_pace(setup, "idle")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let url = format!("ws{}/ws", &edge.base[4..]);
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_before = edge.rss();
+    let held = rt.block_on(async {
+        let mut held = Vec::with_capacity(n);
+        // A few hundred handshakes at a time.
+        for chunk in (0..n).collect::<Vec<_>>().chunks(250) {
+            let opened = futures_util::future::join_all(
+                chunk
+                    .iter()
+                    .map(|_| tokio_tungstenite::connect_async(url.clone())),
+            )
+            .await;
+            for c in opened {
+                held.push(c?.0);
+            }
+        }
+        anyhow::Ok(held)
+    })?;
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_with = edge.rss();
+    rt.block_on(async move { drop(held) });
+    let idle = Idle {
+        connections: n,
+        rss_before,
+        rss_with,
+        bytes_per_connection: (rss_with as f64 - rss_before as f64) / n as f64,
+    };
+    edge.stop()?;
+    pipeline.stop()?;
+    Ok(idle)
+}

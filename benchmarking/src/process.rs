@@ -1,0 +1,129 @@
+//! A `pace` process under test: started with chosen flags, measured through
+//! `/proc` (CPU time, resident and peak memory), stopped with SIGTERM.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+/// A running `pace` process; killed if dropped while running.
+pub struct Pace {
+    child: Child,
+    /// Its HTTP base, `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// When it said where it serves.
+    pub ready: Instant,
+}
+
+/// Clock ticks per second of `/proc/PID/stat` times (`USER_HZ`, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+impl Pace {
+    /// Starts `bin` with `args` plus `--listen 127.0.0.1:0 --log warn`, its
+    /// log appended to `log`; returns once it serves.
+    pub fn start(bin: &Path, args: &[String], log: &Path) -> anyhow::Result<Pace> {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("open {}", log.display()))?;
+        let mut child = Command::new(bin)
+            .args(args)
+            .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        let Some(base) = line.trim().strip_prefix("pace: serving ") else {
+            let _ = child.kill();
+            anyhow::bail!(
+                "{} {args:?} did not start (see {})",
+                bin.display(),
+                log.display()
+            );
+        };
+        Ok(Pace {
+            base: base.trim_end_matches('/').to_owned(),
+            child,
+            ready: Instant::now(),
+        })
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Resident memory now, bytes.
+    pub fn rss(&self) -> u64 {
+        self.status_kib("VmRSS:") * 1024
+    }
+
+    /// Peak resident memory so far, bytes.
+    pub fn peak_rss(&self) -> u64 {
+        self.status_kib("VmHWM:") * 1024
+    }
+
+    /// CPU time used so far (user + system), seconds.
+    pub fn cpu_s(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) in parentheses.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime are fields 14 and 15 of stat; 12 and 13 here.
+        (ticks(11) + ticks(12)) / USER_HZ
+    }
+
+    /// Stops it with SIGTERM and waits (at most 60 s) for it to exit.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::ensure!(status.success(), "pace exited with {status}");
+                return Ok(());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "pace did not stop within 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Pace {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A topic prefix of its own for one run.
+pub fn run_prefix(what: &str) -> String {
+    let ms = schemas::Timestamp::now().0;
+    format!("bench-{what}-{}-{ms}.", std::process::id())
+}
+
+/// Where a run's logs go.
+pub fn log_path(out: &Path, what: &str) -> PathBuf {
+    out.join(format!("{what}.log"))
+}

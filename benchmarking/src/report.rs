@@ -1,0 +1,249 @@
+//! The suite's results: JSON (everything), a Markdown table (the headline
+//! figures) and an SVG plot of latency against offered load.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::latency::{Idle, Run};
+use crate::throughput::{Rate, Standings};
+
+/// Everything one `pace-bench suite` measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// When, RFC 3339.
+    pub when: String,
+    /// What the machine is (`nproc`, memory), for reading the figures.
+    pub machine: String,
+    /// Runners in the throughput race.
+    pub runners: usize,
+    /// Points preloaded for the throughput runs.
+    pub points: usize,
+    /// Points per second the producer reached while preloading.
+    pub produce_per_s: f64,
+    /// The standings job, per worker count.
+    pub standings: Vec<Standings>,
+    /// Reading the topic with no processing, with as many consumers as the
+    /// most workers.
+    pub ceiling: Rate,
+    /// Consumers of the ceiling run.
+    pub ceiling_consumers: usize,
+    /// One thread, a HashMap and a re-sort per point.
+    pub naive: Rate,
+    /// The memory run: as many points over ten times the runners.
+    pub memory_run: Standings,
+    /// Standings state per runner: the resident-memory difference of the
+    /// two runs over the difference in runners, bytes.
+    pub state_bytes_per_runner: f64,
+    /// Fixed-load latency runs, by offered load.
+    pub latency: Vec<Run>,
+    /// Edge memory per idle connection.
+    pub idle: Idle,
+    /// Seconds the suite took.
+    pub suite_s: f64,
+}
+
+/// Picks one latency figure of a run.
+type Pick = fn(&Run) -> u64;
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+impl Report {
+    /// The headline figures as Markdown.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let best = self
+            .standings
+            .iter()
+            .map(|r| r.points_per_s)
+            .fold(0.0, f64::max);
+        let _ = writeln!(
+            s,
+            "### Standings throughput: generated race, {} runners, {} points\n",
+            self.runners, self.points
+        );
+        let _ = writeln!(
+            s,
+            "| what | points/s | vs ceiling | vs naive | CPU s | peak RSS |"
+        );
+        let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: |");
+        for r in &self.standings {
+            let _ = writeln!(
+                s,
+                "| standings, {} worker{} | {:.0} | {:.0}% | {:.1}× | {:.1} | {:.0} MiB |",
+                r.workers,
+                if r.workers == 1 { "" } else { "s" },
+                r.points_per_s,
+                100.0 * r.points_per_s / self.ceiling.per_s,
+                r.points_per_s / self.naive.per_s,
+                r.cpu_s,
+                mib(r.peak_rss)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "| consume ceiling ({} consumer{}, no processing) | {:.0} | 100% | | | |",
+            self.ceiling_consumers,
+            if self.ceiling_consumers == 1 { "" } else { "s" },
+            self.ceiling.per_s
+        );
+        let _ = writeln!(
+            s,
+            "| naive (HashMap, re-sort per point) | {:.0} | {:.0}% | 1.0× | | |",
+            self.naive.per_s,
+            100.0 * self.naive.per_s / self.ceiling.per_s
+        );
+        let _ = writeln!(
+            s,
+            "\nBest standings: {:.0}% of the ceiling, {:.1}× the naive baseline.\n",
+            100.0 * best / self.ceiling.per_s,
+            best / self.naive.per_s
+        );
+        let _ = writeln!(
+            s,
+            "### Latency at a fixed offered load ({} spectators, each following a runner)\n",
+            self.latency.first().map_or(0, |r| r.spectators)
+        );
+        let _ = writeln!(
+            s,
+            "| offered points/s | sent points/s | produce→view p50 / p99 | produce→frame p50 / p99 / max | frames | pipeline cores | edge cores |"
+        );
+        let _ = writeln!(s, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        for r in &self.latency {
+            let (v, f) = (&r.produce_to_view_ms, &r.produce_to_frame_ms);
+            let _ = writeln!(
+                s,
+                "| {:.0} | {:.0} | {} / {} ms | {} / {} / {} ms | {} | {:.2} | {:.2} |",
+                r.offered_per_s,
+                r.sent_per_s,
+                v.p50,
+                v.p99,
+                f.p50,
+                f.p99,
+                f.max,
+                r.frames,
+                r.pipeline_cores,
+                r.edge_cores
+            );
+        }
+        let _ = writeln!(s, "\n### Memory\n");
+        let _ = writeln!(
+            s,
+            "- standings state: {:.0} bytes per runner ({} → {} runners: {:.0} → {:.0} MiB resident)",
+            self.state_bytes_per_runner,
+            self.runners,
+            self.memory_run.runners,
+            mib(self.standings.first().map_or(0, |r| r.rss)),
+            mib(self.memory_run.rss)
+        );
+        let _ = writeln!(
+            s,
+            "- edge: {:.0} bytes per idle WebSocket ({} connections: {:.0} → {:.0} MiB resident)",
+            self.idle.bytes_per_connection,
+            self.idle.connections,
+            mib(self.idle.rss_before),
+            mib(self.idle.rss_with)
+        );
+        let _ = writeln!(s, "\n{} · suite took {:.0} s", self.machine, self.suite_s);
+        s
+    }
+
+    /// Latency percentiles against offered load, as an SVG line plot.
+    pub fn svg(&self) -> String {
+        let (w, h, left, right, top, bottom) = (720.0, 420.0, 70.0, 180.0, 30.0, 50.0);
+        let (pw, ph) = (w - left - right, h - top - bottom);
+        let xs: Vec<f64> = self.latency.iter().map(|r| r.offered_per_s).collect();
+        let series: [(&str, &str, Pick); 4] = [
+            ("frame p99", "#d62728", |r| r.produce_to_frame_ms.p99),
+            ("frame p50", "#ff9896", |r| r.produce_to_frame_ms.p50),
+            ("view p99", "#1f77b4", |r| r.produce_to_view_ms.p99),
+            ("view p50", "#aec7e8", |r| r.produce_to_view_ms.p50),
+        ];
+        let x_max = xs.iter().copied().fold(1.0, f64::max) * 1.05;
+        let y_max = self
+            .latency
+            .iter()
+            .flat_map(|r| series.iter().map(move |(_, _, f)| f(r)))
+            .max()
+            .unwrap_or(1)
+            .max(10) as f64
+            * 1.1;
+        let x = |v: f64| left + v / x_max * pw;
+        let y = |v: f64| top + ph - v / y_max * ph;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+        );
+        let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="18" text-anchor="middle" font-size="14">pace: latency against offered load ({} spectators)</text>"#,
+            left + pw / 2.0,
+            self.latency.first().map_or(0, |r| r.spectators)
+        );
+        for i in 0..=5 {
+            let v = y_max * f64::from(i) / 5.0;
+            let _ = writeln!(
+                s,
+                r##"<line x1="{left}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{v:.0}</text>"##,
+                left + pw,
+                left - 6.0,
+                y(v) + 4.0,
+                y = y(v)
+            );
+            let u = x_max * f64::from(i) / 5.0;
+            let _ = writeln!(
+                s,
+                r#"<text x="{}" y="{}" text-anchor="middle">{:.0}k</text>"#,
+                x(u),
+                top + ph + 18.0,
+                u / 1000.0
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle">offered load, points/s</text>"#,
+            left + pw / 2.0,
+            h - 8.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text transform="translate(16 {}) rotate(-90)" text-anchor="middle">latency, ms</text>"#,
+            top + ph / 2.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="black"/>"#
+        );
+        for (i, (name, colour, f)) in series.iter().enumerate() {
+            let points: Vec<String> = self
+                .latency
+                .iter()
+                .map(|r| format!("{:.1},{:.1}", x(r.offered_per_s), y(f(r) as f64)))
+                .collect();
+            let _ = writeln!(
+                s,
+                r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#,
+                points.join(" ")
+            );
+            for p in &points {
+                let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
+                let _ = writeln!(s, r#"<circle cx="{px}" cy="{py}" r="3" fill="{colour}"/>"#);
+            }
+            let ly = top + 20.0 + 20.0 * i as f64;
+            let _ = writeln!(
+                s,
+                r#"<line x1="{}" x2="{}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="2"/><text x="{}" y="{}">{name}</text>"#,
+                left + pw + 15.0,
+                left + pw + 40.0,
+                left + pw + 46.0,
+                ly + 4.0
+            );
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+}

@@ -1,0 +1,227 @@
+//! The standard suite (`make bench`): every headline figure from one run.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use ingest::KafkaConfig;
+use schemas::Timestamp;
+
+use crate::latency::{self, Setup};
+use crate::process::{log_path, run_prefix};
+use crate::report::Report;
+use crate::throughput;
+use crate::workload::{self, Generated};
+
+/// What the suite runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The `pace` binary (a release build).
+    pub pace: PathBuf,
+    /// Brokers.
+    pub brokers: String,
+    /// Where the report and logs go.
+    pub out: PathBuf,
+    /// Runners in the throughput race.
+    pub runners: usize,
+    /// Seconds of race preloaded for the throughput runs.
+    pub seconds: usize,
+    /// Worker counts to sweep.
+    pub workers: Vec<usize>,
+    /// Points the naive baseline reads (it is slow).
+    pub naive_points: usize,
+    /// Offered loads for the latency runs, points/s.
+    pub loads: Vec<usize>,
+    /// Races the offered load is spread over.
+    pub latency_races: usize,
+    /// Spectators in the latency runs.
+    pub spectators: usize,
+    /// Workers in the latency runs.
+    pub latency_workers: usize,
+    /// The pipeline's epoch in the latency runs, milliseconds.
+    pub tick_ms: u64,
+    /// Warm-up and measured seconds of each latency run.
+    pub warmup_s: u64,
+    /// Measured seconds of each latency run.
+    pub measure_s: u64,
+    /// Idle connections for the edge memory figure.
+    pub idle_connections: usize,
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>28} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} {msg}",
+        )
+        .expect("valid template"),
+    );
+    pb.set_prefix(what.to_owned());
+    pb
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    format!("{cores} cores, {} GiB", mem / (1 << 20))
+}
+
+/// Preloads a fresh topic with `runners` × `seconds` and runs the standings
+/// job over it with `workers`.
+fn standings_on(
+    o: &Options,
+    kafka: &KafkaConfig,
+    workers: usize,
+    preloaded: &workload::Preloaded,
+    what: &str,
+) -> anyhow::Result<throughput::Standings> {
+    let pb = bar(preloaded.last.len() as u64, what);
+    pb.set_message("runners complete");
+    let r = throughput::standings(
+        kafka,
+        &o.pace,
+        &log_path(&o.out, "standings"),
+        workers,
+        preloaded,
+        Duration::from_secs(300),
+        &|n| pb.set_position(n),
+    )?;
+    pb.finish_with_message(format!("{:.0} points/s", r.points_per_s));
+    Ok(r)
+}
+
+/// Preloads `races` races of `runners` each, `seconds` long, into fresh topics.
+fn preload(
+    o: &Options,
+    races: usize,
+    runners: usize,
+    seconds: usize,
+    what: &str,
+) -> anyhow::Result<(KafkaConfig, workload::Preloaded, Generated)> {
+    let kafka = KafkaConfig::new(&o.brokers).with_topic_prefix(&run_prefix(what));
+    tokio::runtime::Runtime::new()?.block_on(ingest::admin::ensure_topics(&kafka, 4))?;
+    let mut race = Generated::new(races, runners, Timestamp::now());
+    let pb = bar(
+        (races * runners * seconds) as u64,
+        &format!("preload {what}"),
+    );
+    let pre = workload::preload(&kafka, &mut race, seconds, &|n| pb.set_position(n))?;
+    pb.finish_with_message(format!("{:.0} points/s", pre.points as f64 / pre.produce_s));
+    Ok((kafka, pre, race))
+}
+
+/// Runs the suite, writing `report.json`, `report.md` and `latency.svg`
+/// under `out`.
+pub fn run(o: &Options) -> anyhow::Result<Report> {
+    let t0 = Instant::now();
+    std::fs::create_dir_all(&o.out)?;
+    let (kafka, pre, race) = preload(o, 1, o.runners, o.seconds, "throughput")?;
+    let mut standings = Vec::new();
+    for &w in &o.workers {
+        // Each run on the same records: a fresh consumer group reads from the start.
+        standings.push(standings_on(
+            o,
+            &kafka,
+            w,
+            &pre,
+            &format!("standings, {w} worker(s)"),
+        )?);
+    }
+    let pb = bar(pre.points as u64, "consume ceiling");
+    let consumers = o.workers.iter().copied().max().unwrap_or(1);
+    let ceiling = throughput::ceiling(&kafka, &kafka.topics.gps, pre.points, consumers)?;
+    pb.finish_with_message(format!("{:.0} records/s", ceiling.per_s));
+    let pb = bar(o.naive_points.min(pre.points) as u64, "naive baseline");
+    let (naive, _) =
+        throughput::naive(&kafka, &race.definitions(), o.naive_points.min(pre.points))?;
+    pb.finish_with_message(format!("{:.0} points/s", naive.per_s));
+
+    // The same number of points over ten times the runners (ten such races:
+    // a definition of 20,000 runners would pass the 512 KiB a definition may
+    // take): the difference in resident memory is the per-runner state.
+    let many = o.runners * 10;
+    let (kafka_many, pre_many, _) =
+        preload(o, 10, o.runners, (pre.points / many).max(1), "memory")?;
+    let memory_run = standings_on(o, &kafka_many, 1, &pre_many, "standings, 10× runners")?;
+    let base = standings
+        .iter()
+        .find(|r| r.workers == 1)
+        .unwrap_or(&standings[0]);
+    let state_bytes_per_runner =
+        (memory_run.rss as f64 - base.rss as f64) / (memory_run.runners - base.runners) as f64;
+
+    let mut latency_runs = Vec::new();
+    for &load in &o.loads {
+        let setup = Setup {
+            pace: &o.pace,
+            out: &o.out,
+            brokers: &o.brokers,
+            races: o.latency_races,
+            participants: load / o.latency_races,
+            spectators: o.spectators,
+            workers: o.latency_workers,
+            tick_ms: o.tick_ms,
+            warmup_s: o.warmup_s,
+            measure_s: o.measure_s,
+        };
+        let total = (load as u64) * (o.warmup_s + o.measure_s);
+        let pb = bar(total, &format!("latency at {load} points/s"));
+        let r = latency::run(&setup, &|n| pb.set_position(n))?;
+        pb.finish_with_message(format!(
+            "frame p50 {} ms, p99 {} ms",
+            r.produce_to_frame_ms.p50, r.produce_to_frame_ms.p99
+        ));
+        latency_runs.push(r);
+    }
+    let setup = Setup {
+        pace: &o.pace,
+        out: &o.out,
+        brokers: &o.brokers,
+        races: 1,
+        participants: 1,
+        spectators: 0,
+        workers: 1,
+        tick_ms: o.tick_ms,
+        warmup_s: 0,
+        measure_s: 0,
+    };
+    let pb = bar(o.idle_connections as u64, "idle connections");
+    let idle = latency::idle_connections(&setup, o.idle_connections)?;
+    pb.finish_with_message(format!("{:.0} bytes each", idle.bytes_per_connection));
+
+    let report = Report {
+        when: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        machine: machine(),
+        runners: o.runners,
+        points: pre.points,
+        produce_per_s: pre.points as f64 / pre.produce_s,
+        standings,
+        ceiling,
+        ceiling_consumers: consumers,
+        naive,
+        memory_run,
+        state_bytes_per_runner,
+        latency: latency_runs,
+        idle,
+        suite_s: t0.elapsed().as_secs_f64(),
+    };
+    write(&o.out, &report)?;
+    Ok(report)
+}
+
+fn write(out: &Path, report: &Report) -> anyhow::Result<()> {
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(report)?,
+    )?;
+    std::fs::write(out.join("report.md"), report.markdown())?;
+    std::fs::write(out.join("latency.svg"), report.svg())?;
+    Ok(())
+}
