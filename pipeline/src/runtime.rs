@@ -851,3 +851,59 @@ where
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn standing(i: u32) -> Standing {
+        Standing {
+            rank: i + 1,
+            participant: format!("p{i:05}"),
+            status: schemas::Status::Racing,
+            progress_mm: 1_000_000 - i64::from(i),
+            gap_mm: None,
+            gap_ms: None,
+            laps: None,
+            leg: None,
+            speed_mmps: None,
+            last_lap_ms: None,
+            last_seen_ms: 1_777_622_400_000,
+            eta_ms: None,
+            position_e7: None,
+        }
+    }
+
+    #[test]
+    fn a_big_race_change_goes_out_in_pieces_with_consecutive_seqs() {
+        let runners = 2 * MAX_CHANGE_ROWS as u32 + 5;
+        let updates: Vec<StandingsUpdate> = (0..runners)
+            .map(|i| (("big".to_owned(), ViewRow::Standing(standing(i))), 0, 1))
+            .chain(std::iter::once((
+                ("big".to_owned(), ViewRow::Standing(standing(runners + 1))),
+                0,
+                -1,
+            )))
+            .collect();
+        let mut seqs = BTreeMap::from([("big".to_owned(), 7)]);
+        let changes = standings_changes(updates, &mut seqs);
+        assert_eq!(changes.len(), 3);
+        assert_eq!(
+            changes.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            [8, 9, 10]
+        );
+        assert_eq!(seqs["big"], 10);
+        assert!(changes.iter().all(|c| c.upserts.len() <= MAX_CHANGE_ROWS));
+        // Every row once, in rank order; the removal in the first piece.
+        let ranks: Vec<u32> = changes
+            .iter()
+            .flat_map(|c| c.upserts.iter().map(|r| r.rank))
+            .collect();
+        assert_eq!(ranks, (1..=runners).collect::<Vec<_>>());
+        assert_eq!(changes[0].removes, [format!("p{:05}", runners + 1)]);
+        assert!(changes[1..].iter().all(|c| c.removes.is_empty()));
+        // A change that fits stays one record.
+        let small = vec![(("s".to_owned(), ViewRow::Standing(standing(0))), 0, 1)];
+        assert_eq!(standings_changes(small, &mut seqs).len(), 1);
+    }
+}
