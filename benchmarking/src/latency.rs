@@ -128,21 +128,7 @@ pub fn start_pace(
     let prefix = crate::process::run_prefix(what);
     let kafka = KafkaConfig::new(setup.brokers).with_topic_prefix(&prefix);
     let data = tempfile::tempdir()?;
-    let common = |cmd: &str| -> Vec<String> {
-        [
-            cmd,
-            "--brokers",
-            setup.brokers,
-            "--topic-prefix",
-            &prefix,
-            "--workers",
-            &setup.workers.to_string(),
-            "--data-dir",
-            &data.path().display().to_string(),
-        ]
-        .map(String::from)
-        .to_vec()
-    };
+    let common = |cmd| crate::process::pace_args(cmd, &kafka, setup.workers, data.path());
     let mut pipeline_args = common("pipeline");
     pipeline_args.extend([
         "--no-archive".into(),

@@ -54,13 +54,7 @@ impl Pace {
     }
 
     fn status_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
+        proc_kib(&format!("/proc/{}/status", self.child.id()), field)
     }
 
     /// Resident memory now, bytes.
@@ -115,6 +109,45 @@ impl Drop for Pace {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A `field: N kB` line of a `/proc` file (`VmRSS:` of `/proc/PID/status`,
+/// `MemTotal:` of `/proc/meminfo`), in KiB; 0 if absent.
+pub fn proc_kib(path: &str, field: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The arguments of `pace CMD` on `kafka`'s topics with `workers` workers
+/// and its data under `data`.
+pub fn pace_args(
+    cmd: &str,
+    kafka: &ingest::KafkaConfig,
+    workers: usize,
+    data: &Path,
+) -> Vec<String> {
+    let prefix = kafka
+        .topics
+        .gps
+        .strip_suffix(&schemas::Topics::default().gps)
+        .unwrap_or_default();
+    [
+        cmd,
+        "--brokers",
+        &kafka.brokers,
+        "--topic-prefix",
+        prefix,
+        "--workers",
+        &workers.to_string(),
+        "--data-dir",
+        &data.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// A topic prefix of its own for one run.

@@ -62,14 +62,7 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 
 fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .unwrap_or(0);
+    let mem = crate::process::proc_kib("/proc/meminfo", "MemTotal:");
     format!("{cores} cores, {} GiB", mem / (1 << 20))
 }
 

@@ -62,29 +62,12 @@ pub fn standings(
     timeout: Duration,
     progress: &dyn Fn(u64),
 ) -> anyhow::Result<Standings> {
-    let prefix = kafka
-        .topics
-        .gps
-        .strip_suffix("pace.gps")
-        .unwrap_or_default();
     // Earlier runs on the same input left their changes there: read only
     // what this run writes.
     let mut changelog = from_end(kafka, &kafka.topics.standings)?;
     let data = tempfile::tempdir()?;
-    let args: Vec<String> = [
-        "pipeline",
-        "--no-archive",
-        "--brokers",
-        &kafka.brokers,
-        "--topic-prefix",
-        prefix,
-        "--workers",
-        &workers.to_string(),
-        "--data-dir",
-        &data.path().display().to_string(),
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut args = crate::process::pace_args("pipeline", kafka, workers, data.path());
+    args.push("--no-archive".into());
     let pace = Pace::start(pace_bin, &args, log)?;
     let t0 = pace.ready;
     let mut seen: HashMap<(String, String), Timestamp> = HashMap::new();

@@ -191,26 +191,25 @@ impl Metrics {
             "Chat events the rooms job treated specially, by outcome.",
             &["outcome"],
         );
-        let view_latency = reg.add(
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "pace_view_latency_seconds",
-                    "Time from a record's Kafka timestamp to the view change it caused.",
+        // Latencies by view: 1 ms to about 33 s in powers of two.
+        let latency = |name: &str, help: &str| {
+            reg.add(
+                HistogramVec::new(
+                    HistogramOpts::new(name, help).buckets(
+                        prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets"),
+                    ),
+                    &["view"],
                 )
-                .buckets(prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
-                &["view"],
+                .expect("valid metric"),
             )
-            .expect("valid metric"),
+        };
+        let view_latency = latency(
+            "pace_view_latency_seconds",
+            "Time from a record's Kafka timestamp to the view change it caused.",
         );
-        let edge_frame_latency = reg.add(HistogramVec::new(
-                HistogramOpts::new(
-                    "pace_edge_frame_latency_seconds",
-                    "Time from an input record's Kafka timestamp to a frame with the view change it caused written to a client.",
-                )
-                .buckets(prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
-                &["view"],
-            )
-            .expect("valid metric"),
+        let edge_frame_latency = latency(
+            "pace_edge_frame_latency_seconds",
+            "Time from an input record's Kafka timestamp to a frame with the view change it caused written to a client.",
         );
         let pipeline_frontier_lag = reg.add(GaugeVec::new(
                 Opts::new(

@@ -393,9 +393,7 @@ fn run_worker(
                         .iter()
                         .filter(|u| u.2 > 0)
                         .try_for_each(|((_, r), _, _)| {
-                            tasks
-                                .with_label_values(&[status_name(r.record.status)])
-                                .inc();
+                            tasks.with_label_values(&[r.record.status.as_str()]).inc();
                             sinks::kafka::send_task_result(
                                 producer, &topics, &r.record, origin, ticket,
                             )
@@ -462,7 +460,6 @@ fn run_worker(
         let done = frontier.unwrap_or(Time::MAX);
         let mut reads = reads.borrow_mut();
         if reads.first_key_value().is_some_and(|(t, _)| *t < done) {
-            let now = now_ms();
             let later = reads.split_off(&done);
             for (view, stamps) in std::mem::replace(&mut *reads, later)
                 .into_values()
@@ -470,7 +467,7 @@ fn run_worker(
             {
                 let h = &view_latency[view as usize];
                 for (ms, n) in stamps {
-                    let s = (now - ms).max(0) as f64 / 1000.0;
+                    let s = Timestamp(ms).elapsed_s();
                     for _ in 0..n {
                         h.observe(s);
                     }
@@ -482,14 +479,6 @@ fn run_worker(
     producer
         .flush(Duration::from_secs(30))
         .map_err(|e| error_chain(&e))
-}
-
-fn status_name(status: schemas::TaskStatus) -> &'static str {
-    match status {
-        schemas::TaskStatus::Pending => "PENDING",
-        schemas::TaskStatus::Successful => "SUCCESSFUL",
-        schemas::TaskStatus::Failed => "FAILED",
-    }
 }
 
 /// Turns one epoch's consolidated view updates into one change per race.
@@ -543,30 +532,26 @@ fn standings_changes(
         let seq = seqs.entry(race.clone()).or_default();
         // A change of a big race goes out in pieces of at most
         // MAX_CHANGE_ROWS rows, each with the next sequence number, so that
-        // no record outgrows what the broker takes (1 MB by default).
-        let mut first = StandingsChange {
-            race: race.clone(),
-            seq: 0,
-            upserts: Vec::new(),
-            removes: c.removes.into_iter().collect(),
-            splits: c.splits.into_values().collect(),
-            split_removes: c.split_removes.into_iter().collect(),
-        };
-        let mut chunks = upserts.chunks(MAX_CHANGE_ROWS);
-        first.upserts = chunks.next().map(<[_]>::to_vec).unwrap_or_default();
-        *seq += 1;
-        first.seq = *seq;
-        out.push(first);
-        for chunk in chunks {
+        // no record outgrows what the broker takes (1 MB by default). The
+        // first piece carries the removals and splits.
+        let mut removes: Vec<String> = c.removes.into_iter().collect();
+        let mut splits: Vec<Split> = c.splits.into_values().collect();
+        let mut split_removes: Vec<SplitKey> = c.split_removes.into_iter().collect();
+        loop {
+            let rest = upserts.split_off(upserts.len().min(MAX_CHANGE_ROWS));
             *seq += 1;
             out.push(StandingsChange {
                 race: race.clone(),
                 seq: *seq,
-                upserts: chunk.to_vec(),
-                removes: Vec::new(),
-                splits: Vec::new(),
-                split_removes: Vec::new(),
+                upserts,
+                removes: std::mem::take(&mut removes),
+                splits: std::mem::take(&mut splits),
+                split_removes: std::mem::take(&mut split_removes),
             });
+            if rest.is_empty() {
+                break;
+            }
+            upserts = rest;
         }
     }
     out

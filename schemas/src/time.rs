@@ -30,6 +30,11 @@ impl Timestamp {
         self.0
     }
 
+    /// Seconds from this time to now (0 if it lies ahead): a latency.
+    pub fn elapsed_s(self) -> f64 {
+        (Timestamp::now().0 - self.0).max(0) as f64 / 1000.0
+    }
+
     /// Whether this lies in the range pace accepts ([`MIN_TIME`]..[`MAX_TIME`]).
     pub fn is_sane(self) -> bool {
         (MIN_TIME..MAX_TIME).contains(&self)

@@ -211,6 +211,17 @@ pub enum TaskStatus {
     Failed,
 }
 
+impl TaskStatus {
+    /// Its name on the wire and in the archive (`SUCCESSFUL`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "PENDING",
+            TaskStatus::Successful => "SUCCESSFUL",
+            TaskStatus::Failed => "FAILED",
+        }
+    }
+}
+
 /// The result of a calc task.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TaskResult {

@@ -402,15 +402,10 @@ impl Row for TaskResult {
     }
     fn columns(rows: &[Envelope<Self>]) -> Vec<ArrayRef> {
         let r = || rows.iter().map(|e| &e.record);
-        let status = |t: &TaskResult| match t.status {
-            schemas::TaskStatus::Pending => "PENDING",
-            schemas::TaskStatus::Successful => "SUCCESSFUL",
-            schemas::TaskStatus::Failed => "FAILED",
-        };
         vec![
             ids(r().map(|t| Some(t.id.as_str()))),
             texts(r().map(|t| Some(t.expression.as_str()))),
-            ids(r().map(|t| Some(status(t)))),
+            ids(r().map(|t| Some(t.status.as_str()))),
             texts(r().map(|t| t.result.as_deref())),
             texts(r().map(|t| t.error.as_deref())),
             times(r().map(|t| Some(t.submitted_at.0))),

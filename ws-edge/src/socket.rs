@@ -259,7 +259,7 @@ async fn write(
             Ok(Ok(())) if last => break,
             Ok(Ok(())) => {
                 if let Some((ms, view)) = origin {
-                    let s = (schemas::Timestamp::now().0 - ms).max(0) as f64 / 1000.0;
+                    let s = schemas::Timestamp(ms).elapsed_s();
                     latency.with_label_values(&[view]).observe(s);
                 }
             }
