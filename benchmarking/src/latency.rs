@@ -27,7 +27,7 @@ use hdrhistogram::Histogram;
 use ingest::KafkaConfig;
 use ingest::producer::TrackedProducer;
 use ingest::source::StaticConsumer;
-use schemas::{StandingsChange, Timestamp};
+use schemas::{RaceDefinition, StandingsChange, Timestamp};
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -52,7 +52,8 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(h: &Histogram<u64>) -> Self {
+    /// The percentiles of `h`.
+    pub fn of(h: &Histogram<u64>) -> Self {
         Self {
             count: h.len(),
             p50: h.value_at_quantile(0.5),
@@ -95,7 +96,7 @@ pub struct Run {
     pub edge_peak_rss: u64,
 }
 
-/// How to run one fixed-load measurement.
+/// How to run one fixed-load measurement (or one replay).
 pub struct Setup<'a> {
     /// The `pace` binary.
     pub pace: &'a Path,
@@ -117,6 +118,31 @@ pub struct Setup<'a> {
     pub warmup_s: u64,
     /// Seconds measured.
     pub measure_s: u64,
+}
+
+impl<'a> Setup<'a> {
+    /// A setup of processes alone, for a run whose load is a race day.
+    pub fn processes(
+        pace: &'a Path,
+        out: &'a Path,
+        brokers: &'a str,
+        workers: usize,
+        spectators: usize,
+        tick_ms: u64,
+    ) -> Self {
+        Self {
+            pace,
+            out,
+            brokers,
+            races: 0,
+            participants: 0,
+            spectators,
+            workers,
+            tick_ms,
+            warmup_s: 0,
+            measure_s: 0,
+        }
+    }
 }
 
 /// Starts `pace pipeline` and `pace edge` on fresh topics; the two
@@ -152,13 +178,33 @@ struct Row {
     last_seen: Timestamp,
 }
 
-/// Whether samples count yet (after the warm-up).
-struct Window {
+/// Which sends count (after the warm-up, before the end), Unix ms.
+pub struct Window {
     from_ms: AtomicU64,
     until_ms: AtomicU64,
 }
 
 impl Window {
+    /// A window that holds nothing until [`Window::open`].
+    pub fn closed() -> Self {
+        Self {
+            from_ms: AtomicU64::new(u64::MAX),
+            until_ms: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Sends from now on count.
+    pub fn open(&self) {
+        self.from_ms
+            .store(Timestamp::now().0 as u64, Ordering::Relaxed);
+    }
+
+    /// Sends from now on no longer count.
+    pub fn close(&self) {
+        self.until_ms
+            .store(Timestamp::now().0 as u64, Ordering::Relaxed);
+    }
+
     fn holds(&self, ms: i64) -> bool {
         let ms = ms as u64;
         ms >= self.from_ms.load(Ordering::Relaxed) && ms < self.until_ms.load(Ordering::Relaxed)
@@ -169,24 +215,204 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds")
 }
 
-/// Records `received − sent` for a point sent at `sent_ms`, if in the window.
-fn sample(h: &mut Histogram<u64>, window: &Window, sent_ms: i64) {
-    if window.holds(sent_ms) {
+/// When the bench sent the record that a row showing `key`
+/// (`race/participant`) last seen at `time` reflects, Unix ms; `None` for
+/// a row no record of this run explains.
+pub type SentAt = Arc<dyn Fn(&str, Timestamp) -> Option<i64> + Send + Sync>;
+
+/// Records `received − sent` for a row, if its record was sent in the window.
+fn sample(h: &mut Histogram<u64>, window: &Window, sent_at: &SentAt, key: &str, time: Timestamp) {
+    if let Some(sent_ms) = sent_at(key, time)
+        && window.holds(sent_ms)
+    {
         let latency = (Timestamp::now().0 - sent_ms).max(1) as u64;
         h.saturating_record(latency);
     }
 }
 
-/// One fixed-load run of `setup`, with `progress` told the points sent.
-pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result<Run> {
-    let (pipeline, edge, kafka, _data) = start_pace(setup, "latency")?;
-    let mut workload = Generated::new(setup.races, setup.participants, Timestamp::now());
-    let defs = workload.definitions();
-    send_definitions(&kafka, &defs)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
+/// How far the standings changelog has come.
+#[derive(Clone, Copy, Debug)]
+pub struct ViewProgress {
+    /// Participants whose row shows their final time (see [`Observers::start`]).
+    pub complete: usize,
+    /// When the changelog last showed a new `last_seen`.
+    pub last_change: Option<Instant>,
+}
+
+/// What watches pace while the bench produces: spectators, each following
+/// one participant over a WebSocket (produce→frame), and a reader of the
+/// standings changelog (produce→view).
+pub struct Observers {
+    /// Which sends count.
+    pub window: Arc<Window>,
+    progress: Arc<Mutex<ViewProgress>>,
+    frames: Arc<Mutex<Histogram<u64>>>,
+    frame_count: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    spectators: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    views: std::thread::JoinHandle<anyhow::Result<Histogram<u64>>>,
+}
+
+/// What the observers measured.
+pub struct Observed {
+    /// Point produced → standings changelog record read.
+    pub views: Histogram<u64>,
+    /// Point produced → spectator's frame read.
+    pub frames: Histogram<u64>,
+    /// Frames the spectators read.
+    pub frame_count: u64,
+}
+
+impl Observers {
+    /// Waits for `edge` to know `defs`, then connects `spectators`
+    /// (spectator i follows participant i / races of race i % races) and
+    /// starts reading `kafka`'s standings changelog. `finals` are the
+    /// participants' last times, for [`Observers::progress`].
+    pub fn start(
+        rt: &tokio::runtime::Runtime,
+        edge: &Pace,
+        kafka: &KafkaConfig,
+        defs: &[RaceDefinition],
+        spectators: usize,
+        sent_at: SentAt,
+        finals: HashMap<String, Timestamp>,
+    ) -> anyhow::Result<Self> {
+        wait_for_races(rt, edge, defs.len())?;
+        let window = Arc::new(Window::closed());
+        let frames = Arc::new(Mutex::new(histogram()));
+        let frame_count = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let ws_url = format!("ws{}/ws", &edge.base[4..]);
+        let spectators = (0..spectators)
+            .map(|i| {
+                let def = &defs[i % defs.len()];
+                let runner = def.participants[(i / defs.len()) % def.participants.len()]
+                    .id
+                    .clone();
+                let subscribe = serde_json::json!({"type": "subscribe", "view": "participant",
+                    "id": def.id, "participant": runner})
+                .to_string();
+                let key = format!("{}/{runner}", def.id);
+                let (url, window, frames, count, stop, sent_at) = (
+                    ws_url.clone(),
+                    window.clone(),
+                    frames.clone(),
+                    frame_count.clone(),
+                    stop.clone(),
+                    sent_at.clone(),
+                );
+                rt.spawn(async move {
+                    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+                    ws.send(Message::text(subscribe)).await?;
+                    let mut h = histogram();
+                    let mut last = Timestamp(i64::MIN);
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let msg = match tokio::time::timeout(Duration::from_millis(200), ws.next())
+                            .await
+                        {
+                            Err(_) => continue,
+                            Ok(None) => break,
+                            Ok(Some(m)) => m?,
+                        };
+                        let Message::Text(text) = msg else { continue };
+                        n += 1;
+                        if let Ok(ParticipantFrame { row: Some(row) }) = serde_json::from_str(&text)
+                            && row.last_seen > last
+                        {
+                            last = row.last_seen;
+                            sample(&mut h, &window, &sent_at, &key, last);
+                        }
+                    }
+                    count.fetch_add(n, Ordering::Relaxed);
+                    frames.lock().expect("frames lock").add(&h)?;
+                    anyhow::Ok(())
+                })
+            })
+            .collect();
+        let progress = Arc::new(Mutex::new(ViewProgress {
+            complete: 0,
+            last_change: None,
+        }));
+        let views = {
+            let (kafka, window, stop, progress) = (
+                kafka.clone(),
+                window.clone(),
+                stop.clone(),
+                progress.clone(),
+            );
+            std::thread::spawn(move || -> anyhow::Result<Histogram<u64>> {
+                let mut changelog =
+                    StaticConsumer::new(&kafka, "pace-bench", &kafka.topics.standings, 0, 1)?;
+                let mut h = histogram();
+                let mut last: HashMap<String, Timestamp> = HashMap::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let batch = changelog.poll(1024);
+                    if batch.is_empty() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    for raw in batch {
+                        let change: StandingsChange = serde_json::from_slice(&raw.payload)?;
+                        for row in change.upserts {
+                            let key = format!("{}/{}", row.race, row.participant);
+                            let fin = finals.get(&key).copied();
+                            let seen = last.entry(key.clone()).or_insert(Timestamp(i64::MIN));
+                            if row.last_seen > *seen {
+                                let mut p = progress.lock().expect("progress lock");
+                                p.last_change = Some(Instant::now());
+                                match (Some(*seen) == fin, Some(row.last_seen) == fin) {
+                                    (false, true) => p.complete += 1,
+                                    (true, false) => p.complete -= 1,
+                                    _ => {}
+                                }
+                                *seen = row.last_seen;
+                                sample(&mut h, &window, &sent_at, &key, row.last_seen);
+                            }
+                        }
+                    }
+                }
+                Ok(h)
+            })
+        };
+        // Let the spectators connect and take their snapshots.
+        std::thread::sleep(Duration::from_secs(2));
+        Ok(Self {
+            window,
+            progress,
+            frames,
+            frame_count,
+            stop,
+            spectators,
+            views,
+        })
+    }
+
+    /// How far the changelog has come.
+    pub fn progress(&self) -> ViewProgress {
+        *self.progress.lock().expect("progress lock")
+    }
+
+    /// Stops the spectators and the reader, and returns what they measured.
+    pub fn finish(self, rt: &tokio::runtime::Runtime) -> anyhow::Result<Observed> {
+        self.stop.store(true, Ordering::Relaxed);
+        for s in self.spectators {
+            rt.block_on(s)??;
+        }
+        let views = self
+            .views
+            .join()
+            .map_err(|_| anyhow::anyhow!("the changelog reader panicked"))??;
+        let frames = self.frames.lock().expect("frames lock").clone();
+        Ok(Observed {
+            views,
+            frames,
+            frame_count: self.frame_count.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// Waits up to a minute for `edge` to list `races` races.
+fn wait_for_races(rt: &tokio::runtime::Runtime, edge: &Pace, races: usize) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let races_url = format!("{}/api/races", edge.base);
     rt.block_on(async {
@@ -197,100 +423,42 @@ pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result
                     Ok(f) => f.await.unwrap_or_default(),
                     Err(_) => Vec::new(),
                 };
-            if known.len() >= defs.len() {
+            if known.len() >= races {
                 return Ok(());
             }
             anyhow::ensure!(Instant::now() < deadline, "the edge did not see the races");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    })?;
+    })
+}
 
-    let window = Arc::new(Window {
-        from_ms: AtomicU64::new(u64::MAX),
-        until_ms: AtomicU64::new(u64::MAX),
-    });
-    let frames = Arc::new(Mutex::new(histogram()));
-    let frame_count = Arc::new(AtomicU64::new(0));
-    // The spectators: spectator i follows runner i of race i % races.
-    let ws_url = format!("ws{}/ws", &edge.base[4..]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let spectators: Vec<_> = (0..setup.spectators)
-        .map(|i| {
-            let def = &defs[i % defs.len()];
-            let runner = def.participants[(i / defs.len()) % def.participants.len()]
-                .id
-                .clone();
-            let subscribe = serde_json::json!({"type": "subscribe", "view": "participant",
-                "id": def.id, "participant": runner})
-            .to_string();
-            let (url, window, frames, count, stop) = (
-                ws_url.clone(),
-                window.clone(),
-                frames.clone(),
-                frame_count.clone(),
-                stop.clone(),
-            );
-            rt.spawn(async move {
-                let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
-                ws.send(Message::text(subscribe)).await?;
-                let mut h = histogram();
-                let mut last = Timestamp(0);
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let msg =
-                        match tokio::time::timeout(Duration::from_millis(200), ws.next()).await {
-                            Err(_) => continue,
-                            Ok(None) => break,
-                            Ok(Some(m)) => m?,
-                        };
-                    let Message::Text(text) = msg else { continue };
-                    n += 1;
-                    if let Ok(ParticipantFrame { row: Some(row) }) = serde_json::from_str(&text)
-                        && row.last_seen > last
-                    {
-                        last = row.last_seen;
-                        sample(&mut h, &window, last.0);
-                    }
-                }
-                count.fetch_add(n, Ordering::Relaxed);
-                frames.lock().expect("frames lock").add(&h)?;
-                anyhow::Ok(())
-            })
-        })
-        .collect();
+/// A runtime for the bench's WebSocket clients.
+pub fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?)
+}
 
-    // The changelog reader: produce→view.
-    let views = {
-        let (kafka, window, stop) = (kafka.clone(), window.clone(), stop.clone());
-        std::thread::spawn(move || -> anyhow::Result<Histogram<u64>> {
-            let mut changelog =
-                StaticConsumer::new(&kafka, "pace-bench", &kafka.topics.standings, 0, 1)?;
-            let mut h = histogram();
-            let mut last: HashMap<(String, String), Timestamp> = HashMap::new();
-            while !stop.load(Ordering::Relaxed) {
-                let batch = changelog.poll(1024);
-                if batch.is_empty() {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                for raw in batch {
-                    let change: StandingsChange = serde_json::from_slice(&raw.payload)?;
-                    for row in change.upserts {
-                        let seen = last
-                            .entry((row.race, row.participant))
-                            .or_insert(Timestamp(0));
-                        if row.last_seen > *seen {
-                            *seen = row.last_seen;
-                            sample(&mut h, &window, row.last_seen.0);
-                        }
-                    }
-                }
-            }
-            Ok(h)
-        })
-    };
+/// One fixed-load run of `setup`, with `progress` told the points sent.
+pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result<Run> {
+    let (pipeline, edge, kafka, _data) = start_pace(setup, "latency")?;
+    let mut workload = Generated::new(setup.races, setup.participants, Timestamp::now());
+    let defs = workload.definitions();
+    send_definitions(&kafka, &defs)?;
+    let rt = client_runtime()?;
+    // Each point is stamped with the wall clock when it is sent.
+    let sent_at: SentAt = Arc::new(|_, time| Some(time.0));
+    let observers = Observers::start(
+        &rt,
+        &edge,
+        &kafka,
+        &defs,
+        setup.spectators,
+        sent_at,
+        HashMap::new(),
+    )?;
 
-    // Let the spectators connect and take their snapshots.
-    std::thread::sleep(Duration::from_secs(2));
     let (cpu0, edge_cpu0) = (pipeline.cpu_s(), edge.cpu_s());
     let producer = TrackedProducer::new(&kafka)?;
     let t0 = Instant::now();
@@ -300,8 +468,7 @@ pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result
     let mut sent_measured = 0usize;
     for second in 0..total_s {
         if second == setup.warmup_s {
-            let now = Timestamp::now().0 as u64;
-            window.from_ms.store(now, Ordering::Relaxed);
+            observers.window.open();
         }
         let points = workload.tick();
         let per_slice = points.len().div_ceil(slices as usize).max(1);
@@ -323,20 +490,13 @@ pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result
     }
     // The last slice's second runs out.
     std::thread::sleep(Duration::from_secs(total_s).saturating_sub(t0.elapsed()));
-    window
-        .until_ms
-        .store(Timestamp::now().0 as u64, Ordering::Relaxed);
+    observers.window.close();
     let wall = t0.elapsed().as_secs_f64();
     producer.flush(Duration::from_secs(60))?;
     // Let what was sent in the window arrive.
     std::thread::sleep(Duration::from_secs(3));
     let (cpu1, edge_cpu1) = (pipeline.cpu_s(), edge.cpu_s());
-    stop.store(true, Ordering::Relaxed);
-    for s in spectators {
-        rt.block_on(s)??;
-    }
-    let views = views.join().expect("changelog reader")?;
-    let frames = frames.lock().expect("frames lock").clone();
+    let observed = observers.finish(&rt)?;
     let busy = wall + 3.0;
     let run = Run {
         offered_per_s: (setup.races * setup.participants) as f64,
@@ -345,9 +505,9 @@ pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result
         workers: setup.workers,
         tick_ms: setup.tick_ms,
         seconds: setup.measure_s as f64,
-        produce_to_view_ms: Percentiles::of(&views),
-        produce_to_frame_ms: Percentiles::of(&frames),
-        frames: frame_count.load(Ordering::Relaxed),
+        produce_to_view_ms: Percentiles::of(&observed.views),
+        produce_to_frame_ms: Percentiles::of(&observed.frames),
+        frames: observed.frame_count,
         pipeline_cores: (cpu1 - cpu0) / busy,
         edge_cores: (edge_cpu1 - edge_cpu0) / busy,
         pipeline_peak_rss: pipeline.peak_rss(),
@@ -375,10 +535,7 @@ pub struct Idle {
 /// nothing, and measures its memory before and with them.
 pub fn idle_connections(setup: &Setup<'_>, n: usize) -> anyhow::Result<Idle> {
     let (pipeline, edge, _kafka, _data) = start_pace(setup, "idle")?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
+    let rt = client_runtime()?;
     let url = format!("ws{}/ws", &edge.base[4..]);
     std::thread::sleep(Duration::from_secs(1));
     let rss_before = edge.rss();

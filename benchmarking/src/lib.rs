@@ -16,6 +16,7 @@
 
 pub mod latency;
 pub mod process;
+pub mod replay;
 pub mod report;
 pub mod suite;
 pub mod throughput;

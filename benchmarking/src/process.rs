@@ -37,7 +37,11 @@ impl Pace {
             .spawn()
             .with_context(|| format!("start {}", bin.display()))?;
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        let mut out = std::io::BufReader::new(child.stdout.take().context("stdout")?);
+        out.read_line(&mut line)?;
+        // Keep reading what else it prints, so no write of it fails on a
+        // closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         let Some(base) = line.trim().strip_prefix("pace: serving ") else {
             let _ = child.kill();
             anyhow::bail!(

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::latency::{Idle, Run};
+use crate::replay::Replayed;
 use crate::throughput::{Rate, Standings};
 
 /// Everything one `pace-bench suite` measured.
@@ -39,8 +40,49 @@ pub struct Report {
     pub latency: Vec<Run>,
     /// Edge memory per idle connection.
     pub idle: Idle,
+    /// The recorded race days, replayed as fast as possible.
+    pub replays: Vec<Replayed>,
     /// Seconds the suite took.
     pub suite_s: f64,
+}
+
+/// Replays as a Markdown table.
+pub fn replay_table(runs: &[Replayed]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| race day | speed | workers | records | records/s | complete | produce→view p50 / p99 | produce→frame p50 / p99 (spectators) | pipeline CPU s | pipeline peak RSS |"
+    );
+    let _ = writeln!(
+        s,
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for r in runs {
+        let (v, f) = (&r.produce_to_view_ms, &r.produce_to_frame_ms);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.0} | {} of {} | {} / {} ms | {} / {} ms ({}) | {:.1} | {:.0} MiB |",
+            r.dataset,
+            if r.speed > 0.0 {
+                format!("{}×", r.speed)
+            } else {
+                "max".into()
+            },
+            r.workers,
+            r.records,
+            r.records_per_s,
+            r.participants_complete,
+            r.participants,
+            v.p50,
+            v.p99,
+            f.p50,
+            f.p99,
+            r.spectators,
+            r.pipeline_cpu_s,
+            mib(r.pipeline_peak_rss)
+        );
+    }
+    s
 }
 
 /// Picks one latency figure of a run.
@@ -127,6 +169,10 @@ impl Report {
                 r.pipeline_cores,
                 r.edge_cores
             );
+        }
+        if !self.replays.is_empty() {
+            let _ = writeln!(s, "\n### Recorded races, replayed as fast as possible\n");
+            s.push_str(&replay_table(&self.replays));
         }
         let _ = writeln!(s, "\n### Memory\n");
         let _ = writeln!(

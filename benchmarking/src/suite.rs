@@ -11,7 +11,7 @@ use crate::latency::{self, Setup};
 use crate::process::{log_path, run_prefix};
 use crate::report::Report;
 use crate::throughput;
-use crate::workload::{self, Generated};
+use crate::workload::{self, Generated, Source};
 
 /// What the suite runs.
 #[derive(Clone, Debug)]
@@ -46,6 +46,9 @@ pub struct Options {
     pub measure_s: u64,
     /// Idle connections for the edge memory figure.
     pub idle_connections: usize,
+    /// Recorded race days replayed as fast as possible, with each worker
+    /// count and `spectators` spectators.
+    pub recorded: Vec<Source>,
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
@@ -108,6 +111,28 @@ fn preload(
     let pre = workload::preload(&kafka, &mut race, seconds, &|n| pb.set_position(n))?;
     pb.finish_with_message(format!("{:.0} points/s", pre.points as f64 / pre.produce_s));
     Ok((kafka, pre, race))
+}
+
+/// Replays `source` at `speed` as `setup` says, with a progress bar.
+pub fn replay_on(
+    setup: &Setup<'_>,
+    source: &Source,
+    speed: f64,
+) -> anyhow::Result<crate::replay::Replayed> {
+    let pb = bar(
+        0,
+        &format!("{}, {} worker(s)", source.name(), setup.workers),
+    );
+    pb.set_message("records sent");
+    let r = crate::replay::run(setup, source, speed, &|n| {
+        pb.set_length(n);
+        pb.set_position(n)
+    })?;
+    pb.finish_with_message(format!(
+        "{:.0} records/s, frame p99 {} ms",
+        r.records_per_s, r.produce_to_frame_ms.p99
+    ));
+    Ok(r)
 }
 
 /// Runs the suite, writing `report.json`, `report.md` and `latency.svg`
@@ -173,21 +198,18 @@ pub fn run(o: &Options) -> anyhow::Result<Report> {
         ));
         latency_runs.push(r);
     }
-    let setup = Setup {
-        pace: &o.pace,
-        out: &o.out,
-        brokers: &o.brokers,
-        races: 1,
-        participants: 1,
-        spectators: 0,
-        workers: 1,
-        tick_ms: o.tick_ms,
-        warmup_s: 0,
-        measure_s: 0,
-    };
+    let setup = Setup::processes(&o.pace, &o.out, &o.brokers, 1, 0, o.tick_ms);
     let pb = bar(o.idle_connections as u64, "idle connections");
     let idle = latency::idle_connections(&setup, o.idle_connections)?;
     pb.finish_with_message(format!("{:.0} bytes each", idle.bytes_per_connection));
+
+    let mut replays = Vec::new();
+    for source in &o.recorded {
+        for &w in &o.workers {
+            let setup = Setup::processes(&o.pace, &o.out, &o.brokers, w, o.spectators, o.tick_ms);
+            replays.push(replay_on(&setup, source, 0.0)?);
+        }
+    }
 
     let report = Report {
         when: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -203,6 +225,7 @@ pub fn run(o: &Options) -> anyhow::Result<Report> {
         state_bytes_per_runner,
         latency: latency_runs,
         idle,
+        replays,
         suite_s: t0.elapsed().as_secs_f64(),
     };
     write(&o.out, &report)?;

@@ -169,11 +169,14 @@ pub fn ceiling(
     n: usize,
     consumers: usize,
 ) -> anyhow::Result<Rate> {
+    // The clock starts before the consumers exist: they fetch ahead in the
+    // background from the moment they are assigned, and the pipeline's
+    // clock also runs while its consumers start.
+    let t0 = Instant::now();
     let readers = (0..consumers)
         .map(|i| StaticConsumer::new(kafka, "pace-bench-ceiling", topic, i, consumers))
         .collect::<Result<Vec<_>, _>>()?;
     let read = std::sync::atomic::AtomicUsize::new(0);
-    let t0 = Instant::now();
     std::thread::scope(|s| {
         for mut raw in readers {
             let read = &read;

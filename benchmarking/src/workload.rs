@@ -83,3 +83,136 @@ pub fn preload(
         produce_s: t0.elapsed().as_secs_f64(),
     })
 }
+
+/// A race day to replay: recorded, or generated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// SailGP boat logs and race XML in this directory.
+    SailGp(std::path::PathBuf),
+    /// F1 lap CSVs (Ergast schema) in this directory.
+    F1(std::path::PathBuf),
+    /// `races` generated races of `participants` runners, `seconds` long.
+    Generated {
+        /// Races side by side.
+        races: usize,
+        /// Runners per race.
+        participants: usize,
+        /// Seconds of race (one point per runner per second).
+        seconds: usize,
+    },
+}
+
+impl Source {
+    /// Parses `sailgp:DIR`, `f1:DIR` or `generated:RACESxRUNNERSxSECONDS`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad =
+            || format!("{s:?}: expected sailgp:DIR, f1:DIR or generated:RACESxRUNNERSxSECONDS");
+        match s.split_once(':') {
+            Some(("sailgp", dir)) if !dir.is_empty() => Ok(Source::SailGp(dir.into())),
+            Some(("f1", dir)) if !dir.is_empty() => Ok(Source::F1(dir.into())),
+            Some(("generated", shape)) => {
+                let n: Vec<usize> = shape
+                    .split('x')
+                    .map(|v| v.parse().map_err(|_| bad()))
+                    .collect::<Result<_, _>>()?;
+                match n[..] {
+                    [races, participants, seconds] if races > 0 && participants > 0 => {
+                        Ok(Source::Generated {
+                            races,
+                            participants,
+                            seconds,
+                        })
+                    }
+                    _ => Err(bad()),
+                }
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// A short name for reports.
+    pub fn name(&self) -> String {
+        match self {
+            Source::SailGp(_) => "SailGP".into(),
+            Source::F1(_) => "F1".into(),
+            Source::Generated {
+                races,
+                participants,
+                seconds,
+            } => format!("generated {races}×{participants}×{seconds}s"),
+        }
+    }
+
+    /// Reads (or generates) the race day.
+    pub fn read(&self) -> anyhow::Result<ingest::datasets::Dataset> {
+        use ingest::datasets::{Dataset, f1, sailgp};
+        let chain = |e: ingest::IngestError| anyhow::anyhow!(ingest::error_chain(&e));
+        Ok(match self {
+            Source::SailGp(dir) => sailgp::read(dir).map_err(chain)?.0,
+            Source::F1(dir) => f1::read(dir).map_err(chain)?.0,
+            Source::Generated {
+                races,
+                participants,
+                seconds,
+            } => {
+                let mut g = Generated::new(*races, *participants, Timestamp::now());
+                Dataset {
+                    definitions: g.definitions(),
+                    gps: (0..*seconds).flat_map(|_| g.tick()).collect(),
+                    ..Dataset::default()
+                }
+            }
+        })
+    }
+}
+
+/// Each participant's last time (`race/participant` → time) over the
+/// points and crossings of `dataset`.
+pub fn finals(dataset: &ingest::datasets::Dataset) -> HashMap<String, Timestamp> {
+    use ingest::jsonl::InputRecord;
+    let mut last: HashMap<String, Timestamp> = HashMap::new();
+    let times = (dataset.gps.iter().map(|p| (p.key(), p.time)))
+        .chain(dataset.timing.iter().map(|c| (c.key(), c.time)));
+    for (key, time) in times {
+        let t = last.entry(key).or_insert(time);
+        *t = (*t).max(time);
+    }
+    last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_parse_and_bad_ones_say_what_is_expected() {
+        assert_eq!(Source::parse("f1:/d"), Ok(Source::F1("/d".into())));
+        assert_eq!(Source::parse("sailgp:x"), Ok(Source::SailGp("x".into())));
+        assert_eq!(
+            Source::parse("generated:2x50x30"),
+            Ok(Source::Generated {
+                races: 2,
+                participants: 50,
+                seconds: 30
+            })
+        );
+        for bad in ["f1:", "generated:2x50", "generated:0x5x5", "gpx:a", "x"] {
+            let e = Source::parse(bad).unwrap_err();
+            assert!(e.contains("expected sailgp:DIR"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_generated_day_has_every_second_of_every_runner_and_its_finals() {
+        let source = Source::parse("generated:2x10x30").unwrap();
+        let day = source.read().unwrap();
+        assert_eq!(day.definitions.len(), 2);
+        let finals = finals(&day);
+        assert_eq!(finals.len(), 20);
+        // The generator loses some points, never more than it keeps.
+        assert!(day.gps.len() > 2 * 10 * 30 / 2 && day.gps.len() <= 2 * 10 * 30);
+        for p in &day.gps {
+            assert!(p.time <= finals[&format!("{}/{}", p.race, p.participant)]);
+        }
+    }
+}

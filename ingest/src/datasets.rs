@@ -558,13 +558,15 @@ pub mod sailgp {
 /// Produces `dataset` to its topics: the definitions, then points,
 /// crossings and chat events merged by time (each kind keeps its order),
 /// spaced as their times are divided by `speed` (0 = as fast as possible),
-/// until done or `stop`. Returns how many records were produced, all
-/// acknowledged by the broker.
+/// until done or `stop`. `sent` hears the key and time of each point,
+/// crossing and chat event as it is handed to the producer. Returns how
+/// many records were produced, all acknowledged by the broker.
 pub fn replay(
     config: &KafkaConfig,
     dataset: &Dataset,
     speed: f64,
     stop: &Arc<AtomicBool>,
+    sent: &mut dyn FnMut(&str, Timestamp),
 ) -> Result<usize, IngestError> {
     let producer = TrackedProducer::new(config)?;
     let topics = &config.topics;
@@ -586,7 +588,7 @@ pub fn replay(
     }
     let t0 = timed.first().map(|r| r.0);
     let wall0 = Instant::now();
-    let mut sent = dataset.definitions.len();
+    let mut count = dataset.definitions.len();
     for (time, topic, key, payload) in &timed {
         if let (Some(t0), true) = (t0, speed > 0.0) {
             let due = Duration::from_secs_f64((time.0 - t0.0).max(0) as f64 / 1000.0 / speed);
@@ -599,8 +601,9 @@ pub fn replay(
             break;
         }
         producer.send(topic, Some(key.as_bytes()), payload, &[], 0)?;
-        sent += 1;
+        sent(key, *time);
+        count += 1;
     }
     producer.flush(Duration::from_secs(60))?;
-    Ok(sent)
+    Ok(count)
 }

@@ -166,7 +166,7 @@ pub fn run_all(
         Some((dataset, speed)) => {
             let (kafka, stop) = (kafka.clone(), stop.clone());
             Some(std::thread::spawn(move || {
-                ingest::datasets::replay(&kafka, &dataset, speed, &stop)
+                ingest::datasets::replay(&kafka, &dataset, speed, &stop, &mut |_, _| {})
                     .map(|sent| tracing::info!(sent, "recorded replay done"))
             }))
         }
@@ -216,14 +216,23 @@ pub fn issue_token(secret: &str, user: &str, ttl_s: u64) -> anyhow::Result<Strin
     ))
 }
 
-/// `pace pipeline`: the dataflow workers, and the archiver unless `archive` is false.
-pub fn run_pipeline(common: Common, archive: bool) -> anyhow::Result<()> {
+/// `pace pipeline`: the dataflow (one process of a cluster when `cluster`
+/// says so), and the archiver unless `archive` is false. In a cluster only
+/// process 0 archives, so each record is archived once.
+pub fn run_pipeline(
+    common: Common,
+    archive: bool,
+    cluster: Option<runtime::Cluster>,
+) -> anyhow::Result<()> {
     let kafka = common.required_kafka()?;
     let rt = tokio_runtime()?;
     rt.block_on(ingest::admin::ensure_topics(&kafka, common.partitions))
         .context("create topics")?;
     let stop = Arc::new(AtomicBool::new(false));
-    let pipeline = start_pipeline(common.pipeline(kafka.clone()), stop.clone());
+    let archive = archive && cluster.as_ref().is_none_or(|c| c.process == 0);
+    let mut config = common.pipeline(kafka.clone());
+    config.cluster = cluster;
+    let pipeline = start_pipeline(config, stop.clone());
     let archive = archive.then(|| start_archive(common.archive(kafka), stop.clone()));
     let served = rt.block_on(serve_metrics_until_stopped(common.listen, stop));
     let pipeline = pipeline.join().expect("pipeline thread");
@@ -436,7 +445,7 @@ pub fn run_replay(common: Common, replay: Replay, speed: f64) -> anyhow::Result<
             )? + produce(&kafka, &t.gps, &points, speed, &stop)?
         }
         Replay::Recorded(recorded) => {
-            ingest::datasets::replay(&kafka, &recorded.read()?, speed, &stop)?
+            ingest::datasets::replay(&kafka, &recorded.read()?, speed, &stop, &mut |_, _| {})?
         }
     };
     tracing::info!(sent, "replay done");

@@ -112,8 +112,21 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
         /// Do not run the archiver here (run `pace archive run` elsewhere).
+        /// In a cluster only process 0 archives.
         #[arg(long)]
         no_archive: bool,
+        /// Pipeline processes in the cluster (timely's cluster mode); each
+        /// runs --workers workers, and the input partitions are spread over
+        /// all of them.
+        #[arg(long, env = "PACE_PROCESSES", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        processes: u16,
+        /// This process's index in the cluster, from 0.
+        #[arg(long, env = "PACE_PROCESS", default_value_t = 0)]
+        process: u16,
+        /// The cluster's processes, one `host:port` a line, in process order
+        /// (default: 127.0.0.1:2101, :2102, …). Every process gets the same file.
+        #[arg(long, env = "PACE_HOSTS")]
+        hosts: Option<PathBuf>,
     },
     /// The Parquet archive under --data-dir: run the archiver, verify the
     /// archive against the topics, compact closed days.
@@ -216,7 +229,14 @@ fn main() -> ExitCode {
                 app::run_all(common.into(), demo_participants, replay.map(|r| (r, speed)))
             }
         }
-        Command::Pipeline { common, no_archive } => app::run_pipeline(common.into(), !no_archive),
+        Command::Pipeline {
+            common,
+            no_archive,
+            processes,
+            process,
+            hosts,
+        } => cluster(processes.into(), process.into(), hosts.as_deref())
+            .and_then(|c| app::run_pipeline(common.into(), !no_archive, c)),
         Command::Archive { command } => match command {
             ArchiveCommand::Run { common } => app::run_archive(common.into()),
             ArchiveCommand::Verify { common, json } => {
@@ -279,4 +299,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The cluster `--processes`, `--process` and `--hosts` describe.
+fn cluster(
+    processes: usize,
+    process: usize,
+    hosts: Option<&std::path::Path>,
+) -> anyhow::Result<Option<pace_pipeline::runtime::Cluster>> {
+    let text = hosts
+        .map(|p| {
+            std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("--hosts {}: {e}", p.display()))
+        })
+        .transpose()?;
+    pace_pipeline::runtime::Cluster::new(processes, process, text.as_deref())
+        .map_err(|e| anyhow::anyhow!(e))
 }

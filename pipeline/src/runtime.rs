@@ -12,6 +12,11 @@
 //! arrive, and by a timer only while data is in flight (to advance its epoch
 //! so the data can complete). There is no busy loop.
 //!
+//! In a cluster ([`Cluster`], timely's cluster mode) every process runs this
+//! with its own workers; worker indices, and so the partitions each reads,
+//! are global. Records cross processes in bincode, so what the dataflow
+//! carries must survive it (see `schemas::Packed`).
+//!
 //! Views are rebuilt from the start of retention at every start (no snapshots
 //! yet), so the consumer group's committed offsets record durable progress but
 //! are not where reading resumes.
@@ -29,8 +34,8 @@ use ingest::producer::TrackedProducer;
 use ingest::source::{DeadLetter, Envelope, StaticConsumer, decode};
 use ingest::{KafkaConfig, error_chain};
 use schemas::{
-    CalcTask, ChatEvent, GpsPoint, RaceDefinition, RoomChange, Split, SplitKey, StandingRow,
-    StandingsChange, Timestamp, TimingCrossing, Validate,
+    CalcTask, ChatEvent, GpsPoint, Packed, RaceDefinition, RoomChange, Split, SplitKey,
+    StandingRow, StandingsChange, Timestamp, TimingCrossing, Validate,
 };
 use serde::de::DeserializeOwned;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -82,6 +87,66 @@ pub struct PipelineConfig {
     pub group: String,
     /// Epoch length: the batching interval of the dataflow.
     pub tick: Duration,
+    /// This process's place in a cluster of pipeline processes; `None`
+    /// for a process on its own.
+    pub cluster: Option<Cluster>,
+}
+
+/// Where one process sits in a cluster of pipeline processes (timely's
+/// cluster mode): each runs [`PipelineConfig::workers`] workers, and the
+/// input partitions are spread over all processes × workers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    /// This process's index, from 0.
+    pub process: usize,
+    /// `host:port` of every process, by index; this process listens on its own.
+    pub addresses: Vec<String>,
+}
+
+impl Cluster {
+    /// The cluster of `processes` processes at the addresses of `hosts`
+    /// (one `host:port` a line; blank lines and `#` comments are skipped;
+    /// lines past the first `processes` are ignored), or at
+    /// `127.0.0.1:2101`, `:2102`, … without a file. `None` for one process.
+    pub fn new(
+        processes: usize,
+        process: usize,
+        hosts: Option<&str>,
+    ) -> Result<Option<Self>, String> {
+        if process >= processes.max(1) {
+            return Err(format!(
+                "--process {process} is not below --processes {processes}"
+            ));
+        }
+        if processes <= 1 {
+            return Ok(None);
+        }
+        let addresses: Vec<String> = match hosts {
+            Some(text) => text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .take(processes)
+                .map(str::to_owned)
+                .collect(),
+            None => (0..processes)
+                .map(|i| format!("127.0.0.1:{}", 2101 + i))
+                .collect(),
+        };
+        if addresses.len() < processes {
+            return Err(format!(
+                "the hosts file names {} process(es), --processes is {processes}",
+                addresses.len()
+            ));
+        }
+        for a in &addresses {
+            let port = a.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
+            if !matches!(port, Some(Ok(p)) if p > 0) {
+                return Err(format!("{a:?} in the hosts file is not host:port"));
+            }
+        }
+        Ok(Some(Self { process, addresses }))
+    }
 }
 
 impl PipelineConfig {
@@ -93,6 +158,7 @@ impl PipelineConfig {
             data_dir,
             group: "pace-pipeline".into(),
             tick: Duration::from_millis(50),
+            cluster: None,
         }
     }
 }
@@ -159,6 +225,10 @@ struct Shared {
     /// The oldest Kafka timestamp read per view and epoch, until the epoch
     /// is durable: the origin a view change of that epoch carries.
     origins: Mutex<BTreeMap<(View, Time), i64>>,
+    /// Sources advance their epoch every tick, idle or not: in a cluster a
+    /// process cannot see that another one has data in flight, which its
+    /// idle sources would otherwise hold back.
+    always_tick: bool,
 }
 
 impl Shared {
@@ -196,7 +266,7 @@ impl Shared {
     }
 
     fn busy(&self) -> bool {
-        self.busy_until_ms.load(Ordering::SeqCst) > now_ms()
+        self.always_tick || self.busy_until_ms.load(Ordering::SeqCst) > now_ms()
     }
 
     fn fail(&self, message: String) {
@@ -227,10 +297,25 @@ pub fn run(config: PipelineConfig, stop: Arc<AtomicBool>) -> Result<(), Pipeline
         error: Mutex::new(None),
         threads: Mutex::new(Vec::new()),
         origins: Mutex::new(BTreeMap::new()),
+        always_tick: config.cluster.is_some(),
     });
     let workers = config.workers.max(1);
+    let communication = match &config.cluster {
+        None => timely::CommunicationConfig::Process(workers),
+        Some(c) => timely::CommunicationConfig::Cluster {
+            threads: workers,
+            process: c.process,
+            addresses: c.addresses.clone(),
+            report: false,
+            zerocopy: false,
+        },
+    };
+    let timely_config = timely::Config {
+        communication,
+        worker: timely::WorkerConfig::default(),
+    };
     let shared2 = shared.clone();
-    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+    let guards = timely::execute(timely_config, move |worker| {
         let index = worker.index();
         run_worker(worker, &config, &shared2).map_err(|message| PipelineError::Worker {
             worker: index,
@@ -350,10 +435,11 @@ fn run_worker(
             )
         };
 
-        let events = stamp(
-            chat_ok.map(|e: Envelope<ChatEvent>| (e.record.room.clone(), (e.offset, e.record))),
-        )
-        .as_collection();
+        let events =
+            stamp(chat_ok.map(|e: Envelope<ChatEvent>| {
+                (e.record.room.clone(), (e.offset, Packed(e.record)))
+            }))
+            .as_collection();
         let rooms = {
             let topics = topics.clone();
             let origins = shared.clone();
@@ -578,13 +664,13 @@ fn room_changes(mut updates: Vec<RoomUpdate>) -> Vec<RoomChange> {
             invited: Vec::new(),
         });
         match row {
-            RoomRow::Member(m) if diff > 0 => change.members.push(m),
-            RoomRow::Member(m) => {
+            RoomRow::Member(Packed(m)) if diff > 0 => change.members.push(m),
+            RoomRow::Member(Packed(m)) => {
                 if !change.members.iter().any(|x| x.user == m.user) {
                     change.removes.push(m.user);
                 }
             }
-            RoomRow::Message(m) if diff > 0 => change.messages.push(m),
+            RoomRow::Message(Packed(m)) if diff > 0 => change.messages.push(m),
             RoomRow::Visibility(v) if diff > 0 => change.visibility = Some(v),
             RoomRow::Invited(u) if diff > 0 => change.invited.push(u),
             // Messages, visibility and invitations are never retracted.
@@ -840,6 +926,33 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_comes_from_the_flags_and_bad_ones_say_why() {
+        assert_eq!(Cluster::new(1, 0, None), Ok(None));
+        let hosts = "# pace\n10.0.0.1:2101\n\n10.0.0.2:2101\n10.0.0.3:2101\n";
+        assert_eq!(
+            Cluster::new(2, 1, Some(hosts)),
+            Ok(Some(Cluster {
+                process: 1,
+                addresses: vec!["10.0.0.1:2101".into(), "10.0.0.2:2101".into()],
+            }))
+        );
+        assert_eq!(
+            Cluster::new(2, 0, None).unwrap().unwrap().addresses,
+            ["127.0.0.1:2101", "127.0.0.1:2102"]
+        );
+        for (n, i, hosts, says) in [
+            (2, 2, None, "not below"),
+            (1, 1, None, "not below"),
+            (4, 0, Some(hosts), "names 3"),
+            (2, 0, Some("a:1\nb\n"), "\"b\""),
+            (2, 0, Some("a:1\nb:0\n"), "host:port"),
+        ] {
+            let e = Cluster::new(n, i, hosts).unwrap_err();
+            assert!(e.contains(says), "{n} {i} {hosts:?}: {e}");
+        }
+    }
 
     fn standing(i: u32) -> Standing {
         Standing {

@@ -349,7 +349,7 @@ async fn live_equals_batch_and_the_readme_queries_run() {
     let kafka = stack.kafka.clone();
     tokio::task::spawn_blocking(move || {
         let stop = Arc::new(AtomicBool::new(false));
-        ingest::datasets::replay(&kafka, &dataset, 0.0, &stop).unwrap();
+        ingest::datasets::replay(&kafka, &dataset, 0.0, &stop, &mut |_, _| {}).unwrap();
         let p = TrackedProducer::new(&kafka).unwrap();
         for (id, e) in [
             ("a", "6 * 7"),
@@ -490,7 +490,7 @@ print(json.dumps(rows))
             ..Default::default()
         };
         let stop = Arc::new(AtomicBool::new(false));
-        ingest::datasets::replay(&kafka, &again, 0.0, &stop).unwrap();
+        ingest::datasets::replay(&kafka, &again, 0.0, &stop, &mut |_, _| {}).unwrap();
     })
     .await
     .unwrap();

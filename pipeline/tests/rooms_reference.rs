@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use pace_pipeline::jobs::rooms::{RoomEvent, RoomRow, reference, room_membership};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use schemas::{ChatEvent, ChatKind, Timestamp, Visibility};
+use schemas::{ChatEvent, ChatKind, Packed, Timestamp, Visibility};
 
 type Update = ((String, RoomRow), u64, isize);
 
@@ -110,7 +110,7 @@ fn irc_log_membership_after_every_line_and_gapless_message_numbers() {
             order += 1;
             round.push((
                 "ubuntu".to_string(),
-                (order, pending.next().expect("an event per line")),
+                (order, Packed(pending.next().expect("an event per line"))),
             ));
         }
         rounds.push(round);
@@ -189,7 +189,7 @@ fn random_rounds(seed: u64) -> Vec<Vec<RoomEvent>> {
             offset += rng.random_range(1..4);
             // A room's events stay in order (one partition), across rounds.
             round = (round + usize::from(rng.random_bool(0.1))).min(7);
-            rounds[round].push((room.into(), (offset, event)));
+            rounds[round].push((room.into(), (offset, Packed(event))));
         }
     }
     rounds
@@ -233,7 +233,7 @@ fn a_retried_post_is_one_message() {
             "r".to_string(),
             (
                 offset,
-                ChatEvent {
+                Packed(ChatEvent {
                     room: "r".into(),
                     user: "ann".into(),
                     kind: ChatKind::Message,
@@ -242,7 +242,7 @@ fn a_retried_post_is_one_message() {
                     visibility: None,
                     invitee: None,
                     time: Timestamp(1_780_000_000_000 + offset),
-                },
+                }),
             ),
         )
     };

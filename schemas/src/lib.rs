@@ -33,4 +33,4 @@ pub use views::{
     RaceSummary, RoomChange, RoomMember, RoomMessage, Split, SplitKey, StandingRow,
     StandingsChange, Status, TaskResult, TaskStatus,
 };
-pub use wire::{DecodeError, decode};
+pub use wire::{DecodeError, Packed, decode};

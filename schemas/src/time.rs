@@ -58,8 +58,14 @@ impl fmt::Display for Timestamp {
 }
 
 impl Serialize for Timestamp {
+    /// RFC 3339 text in human-readable formats (JSON); milliseconds in
+    /// binary ones (bincode, between timely processes).
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            s.serialize_i64(self.0)
+        }
     }
 }
 
@@ -84,7 +90,11 @@ impl<'de> Deserialize<'de> for Timestamp {
                     .map_err(|_| E::custom("time out of range"))
             }
         }
-        d.deserialize_any(V)
+        if d.is_human_readable() {
+            d.deserialize_any(V)
+        } else {
+            i64::deserialize(d).map(Timestamp)
+        }
     }
 }
 

@@ -193,3 +193,42 @@ mod tests {
         assert!(decode::<TimingCrossing>(timing.as_bytes()).is_ok());
     }
 }
+
+/// A wire record inside the dataflow. Between timely processes records
+/// travel in bincode, which cannot carry what the JSON wire format relies
+/// on (fields left out when empty, internally tagged enums, times that are
+/// text or numbers); `Packed` carries its record as JSON bytes in formats
+/// that are not human-readable, and as the record itself in those that are.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Packed<T>(pub T);
+
+impl<T> std::ops::Deref for Packed<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::Serialize> serde::Serialize for Packed<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            self.0.serialize(s)
+        } else {
+            let bytes = serde_json::to_vec(&self.0).map_err(serde::ser::Error::custom)?;
+            s.serialize_bytes(&bytes)
+        }
+    }
+}
+
+impl<'de, T: DeserializeOwned> serde::Deserialize<'de> for Packed<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            T::deserialize(d).map(Packed)
+        } else {
+            let bytes = <Vec<u8>>::deserialize(d)?;
+            serde_json::from_slice(&bytes)
+                .map(Packed)
+                .map_err(serde::de::Error::custom)
+        }
+    }
+}

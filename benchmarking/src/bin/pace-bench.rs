@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use pace_benchmarking::latency::Setup;
 use pace_benchmarking::suite;
+use pace_benchmarking::workload::Source;
 
 /// Measures pace through a real Kafka broker, as its users see it.
 #[derive(Parser, Debug)]
@@ -20,6 +22,20 @@ fn list(s: &str) -> Result<Vec<usize>, String> {
         .collect()
 }
 
+/// What is measured, through which broker, and where the report goes.
+#[derive(clap::Args, Debug)]
+struct Target {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "PACE_BROKERS")]
+    brokers: String,
+    /// The `pace` binary to measure (a release build).
+    #[arg(long, default_value = "target/release/pace")]
+    pace: PathBuf,
+    /// Where the report goes.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// The standard suite: standings throughput per worker count, the
@@ -28,15 +44,8 @@ enum Command {
     /// Writes report.json, report.md and latency.svg to --out and prints
     /// the table.
     Suite {
-        /// Kafka bootstrap servers.
-        #[arg(long, env = "PACE_BROKERS")]
-        brokers: String,
-        /// The `pace` binary to measure (a release build).
-        #[arg(long, default_value = "target/release/pace")]
-        pace: PathBuf,
-        /// Where the report goes.
-        #[arg(long, default_value = "target/bench")]
-        out: PathBuf,
+        #[command(flatten)]
+        target: Target,
         /// Runners in the throughput race.
         #[arg(long, default_value_t = 2000)]
         runners: usize,
@@ -73,15 +82,50 @@ enum Command {
         /// Idle WebSocket connections for the edge memory figure.
         #[arg(long, default_value_t = 10_000)]
         idle_connections: usize,
+        /// Recorded race days replayed as fast as possible with each worker
+        /// count, comma-separated (`sailgp:DIR`, `f1:DIR`); empty for none.
+        #[arg(
+            long,
+            default_value = "sailgp:../shared/data/sailgp-auckland-2025,f1:../shared/data/f1-laps-2020"
+        )]
+        recorded: String,
     },
+    /// Replays one race day (recorded, or generated) at a speed, with each
+    /// worker count, while spectators follow its participants; prints a
+    /// table and writes replay.json to --out.
+    Replay {
+        #[command(flatten)]
+        target: Target,
+        /// `sailgp:DIR`, `f1:DIR` or `generated:RACESxRUNNERSxSECONDS`.
+        #[arg(long, value_parser = Source::parse)]
+        race: Source,
+        /// Recorded seconds per wall second; 0 = as fast as the broker takes them.
+        #[arg(long, default_value_t = 0.0)]
+        speed: f64,
+        /// Worker counts to sweep.
+        #[arg(long, default_value = "1,2")]
+        workers: String,
+        /// Spectators, each following one participant.
+        #[arg(long, default_value_t = 1000)]
+        spectators: usize,
+        /// The pipeline's epoch, milliseconds.
+        #[arg(long, default_value_t = 50)]
+        tick_ms: u64,
+    },
+}
+
+/// Comma-separated race days.
+fn sources(s: &str) -> anyhow::Result<Vec<Source>> {
+    s.split(',')
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| Source::parse(v.trim()).map_err(|e| anyhow::anyhow!("--recorded {e}")))
+        .collect()
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Suite {
-            brokers,
-            pace,
-            out,
+            target: Target { brokers, pace, out },
             runners,
             seconds,
             workers,
@@ -94,6 +138,7 @@ fn main() -> anyhow::Result<()> {
             warmup,
             measure,
             idle_connections,
+            recorded,
         } => {
             let report = suite::run(&suite::Options {
                 pace,
@@ -111,6 +156,7 @@ fn main() -> anyhow::Result<()> {
                 warmup_s: warmup,
                 measure_s: measure,
                 idle_connections,
+                recorded: sources(&recorded)?,
             })?;
             #[allow(clippy::print_stdout)]
             {
@@ -119,6 +165,37 @@ fn main() -> anyhow::Result<()> {
                     "written: {0}/report.json, {0}/report.md, {0}/latency.svg",
                     out.display()
                 );
+            }
+        }
+        Command::Replay {
+            target: Target { brokers, pace, out },
+            race,
+            speed,
+            workers,
+            spectators,
+            tick_ms,
+        } => {
+            anyhow::ensure!(
+                speed >= 0.0 && speed.is_finite(),
+                "--speed must be 0 or more"
+            );
+            std::fs::create_dir_all(&out)?;
+            let workers = list(&workers).map_err(|e| anyhow::anyhow!("--workers {e}"))?;
+            let runs = workers
+                .iter()
+                .map(|&w| {
+                    let setup = Setup::processes(&pace, &out, &brokers, w, spectators, tick_ms);
+                    suite::replay_on(&setup, &race, speed)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            std::fs::write(
+                out.join("replay.json"),
+                serde_json::to_string_pretty(&runs)?,
+            )?;
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{}", pace_benchmarking::report::replay_table(&runs));
+                println!("written: {}/replay.json", out.display());
             }
         }
     }

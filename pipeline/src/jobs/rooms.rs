@@ -26,13 +26,13 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
-use schemas::{ChatEvent, ChatKind, RoomMember, RoomMessage, Visibility};
+use schemas::{ChatEvent, ChatKind, Packed, RoomMember, RoomMessage, Visibility};
 
 use super::stash::Stash;
 
 /// A chat event in the dataflow: room, and (order, event). The order is the
 /// event's Kafka offset (one partition holds a room).
-pub type RoomEvent = (String, (i64, ChatEvent));
+pub type RoomEvent = (String, (i64, Packed<ChatEvent>));
 
 /// A row of a room's view.
 #[derive(
@@ -40,9 +40,9 @@ pub type RoomEvent = (String, (i64, ChatEvent));
 )]
 pub enum RoomRow {
     /// A member, online or not.
-    Member(RoomMember),
+    Member(Packed<RoomMember>),
     /// A message of the log.
-    Message(RoomMessage),
+    Message(Packed<RoomMessage>),
     /// Who may read and join (rooms that were created; others are public).
     Visibility(Visibility),
     /// A user invited to the room.
@@ -146,12 +146,12 @@ impl Room {
     /// online), visibility and invitations.
     pub fn rows(&self, room: &str) -> Vec<RoomRow> {
         let members = self.members.iter().map(|(user, joined_at)| {
-            RoomRow::Member(RoomMember {
+            RoomRow::Member(Packed(RoomMember {
                 room: room.to_owned(),
                 user: user.clone(),
                 online: self.connections.contains_key(user),
                 joined_at: *joined_at,
-            })
+            }))
         });
         members
             .chain(self.visibility.map(RoomRow::Visibility))
@@ -201,7 +201,7 @@ where
                                 .entry(room.clone())
                                 .or_insert_with(|| state.rows(&room));
                             if let Some(m) = state.apply(&room, &event) {
-                                session.give(((room, RoomRow::Message(m)), t.clone(), 1));
+                                session.give(((room, RoomRow::Message(Packed(m))), t.clone(), 1));
                             }
                         }
                         for (room, before) in touched {
@@ -223,7 +223,7 @@ where
 /// The views, the plain way: each room's events sorted by order and applied
 /// one by one.
 pub fn reference(events: &[RoomEvent]) -> BTreeMap<String, Vec<RoomRow>> {
-    let mut by_room: BTreeMap<&str, Vec<&(i64, ChatEvent)>> = BTreeMap::new();
+    let mut by_room: BTreeMap<&str, Vec<&(i64, Packed<ChatEvent>)>> = BTreeMap::new();
     for (room, e) in events {
         by_room.entry(room).or_default().push(e);
     }
@@ -235,7 +235,7 @@ pub fn reference(events: &[RoomEvent]) -> BTreeMap<String, Vec<RoomRow>> {
             let mut rows: Vec<RoomRow> = list
                 .into_iter()
                 .filter_map(|(_, e)| state.apply(room, e))
-                .map(RoomRow::Message)
+                .map(|m| RoomRow::Message(Packed(m)))
                 .collect();
             rows.extend(state.rows(room));
             rows.sort();

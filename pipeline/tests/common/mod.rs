@@ -46,13 +46,19 @@ pub fn spawn_pace(args: &[&std::ffi::OsStr]) -> (std::process::Child, String) {
         .args(args)
         .env_remove("PACE_BROKERS")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(if std::env::var_os("PACE_TEST_DEBUG").is_some() {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        })
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    // Keep reading what else it prints (timely's cluster set-up talks on
+    // stdout), so that no write of it fails on a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     let base = line
         .trim()
         .strip_prefix("pace: serving ")
@@ -245,7 +251,17 @@ where
     use timely::dataflow::operators::capture::Extract;
     let (send, recv) = std::sync::mpsc::channel();
     let send = std::sync::Arc::new(std::sync::Mutex::new(send));
-    timely::execute(timely::Config::process(workers), move |worker| {
+    // Several workers exchange data in serialized form, as between the
+    // processes of a cluster, so what cannot cross a process fails here.
+    let config = timely::Config {
+        communication: if workers > 1 {
+            timely::CommunicationConfig::ProcessBinary(workers)
+        } else {
+            timely::CommunicationConfig::Thread
+        },
+        worker: timely::WorkerConfig::default(),
+    };
+    timely::execute(config, move |worker| {
         let send = send.lock().unwrap().clone();
         let mut input = worker.dataflow::<u64, _, _>(|scope| {
             let (handle, collection) = scope.new_collection::<I, isize>();
