@@ -76,6 +76,7 @@ pub fn run(
     let (workers, spectators) = (setup.workers, setup.spectators);
     let mut day = source.read()?;
     let finals = finals(&day);
+    let participants = finals.len();
     let (pipeline, edge, kafka, _data) = start_pace(setup, "replay")?;
     let defs = std::mem::take(&mut day.definitions);
     crate::workload::send_definitions(&kafka, &defs)?;
@@ -88,15 +89,7 @@ pub fn run(
         })
     };
     let rt = client_runtime()?;
-    let observers = Observers::start(
-        &rt,
-        &edge,
-        &kafka,
-        &defs,
-        spectators,
-        sent_at,
-        finals.clone(),
-    )?;
+    let observers = Observers::start(&rt, &edge, &kafka, &defs, spectators, sent_at, finals)?;
     observers.window.open();
     let t0 = Instant::now();
     let mut sent = 0u64;
@@ -122,14 +115,14 @@ pub fn run(
     let last_change = loop {
         let p = observers.progress();
         let quiet = p.last_change.is_none_or(|at| at.elapsed() > QUIET);
-        if p.complete == finals.len() || quiet && t0.elapsed().as_secs_f64() > produce_s + 3.0 {
+        if p.complete == participants || quiet && t0.elapsed().as_secs_f64() > produce_s + 3.0 {
             break p.last_change.unwrap_or(t0);
         }
         anyhow::ensure!(
             Instant::now() < deadline,
             "standings incomplete after 300 s: {} of {} participants",
             p.complete,
-            finals.len()
+            participants
         );
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -146,7 +139,7 @@ pub fn run(
         produce_s,
         seconds,
         records_per_s: records as f64 / seconds,
-        participants: finals.len(),
+        participants,
         participants_complete: complete,
         produce_to_view_ms: Percentiles::of(&observed.views),
         produce_to_frame_ms: Percentiles::of(&observed.frames),

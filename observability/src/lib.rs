@@ -366,6 +366,16 @@ mod tests {
 
     /// The family a series name belongs to (a histogram's `_bucket`,
     /// `_count` and `_sum` are its family's).
+    /// The names in `used` that are no metric family's.
+    fn unknown<'a>(
+        used: &'a std::collections::BTreeSet<String>,
+        families: &[String],
+    ) -> Vec<&'a String> {
+        used.iter()
+            .filter(|n| family(n, families).is_none())
+            .collect()
+    }
+
     fn family<'a>(name: &'a str, families: &[String]) -> Option<&'a str> {
         let base = ["_bucket", "_count", "_sum"]
             .iter()
@@ -399,10 +409,7 @@ mod tests {
                 .any(|f| f == "process_resident_memory_bytes")
         );
         let used = names_in(&dashboard_exprs());
-        let unknown: Vec<_> = used
-            .iter()
-            .filter(|n| family(n, families).is_none())
-            .collect();
+        let unknown = unknown(&used, families);
         assert!(
             unknown.is_empty(),
             "the dashboard names unknown metrics: {unknown:?}"
@@ -423,10 +430,7 @@ mod tests {
         let rules = std::fs::read_to_string(path).unwrap();
         let used = names_in(&rules);
         assert!(used.len() >= 8, "{used:?}");
-        let unknown: Vec<_> = used
-            .iter()
-            .filter(|n| family(n, families).is_none())
-            .collect();
+        let unknown = unknown(&used, families);
         assert!(
             unknown.is_empty(),
             "the rules name unknown metrics: {unknown:?}"

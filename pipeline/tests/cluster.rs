@@ -78,12 +78,16 @@ fn produce(kafka: &KafkaConfig, day: &Dataset, tasks: &[CalcTask]) {
     ingest::jsonl::replay(kafka, &kafka.topics.calc, tasks, 0.0, &stop).unwrap();
 }
 
-/// Processes that are killed when dropped (a failing test leaves none behind).
-struct Processes(Vec<Child>);
+/// Pipeline processes, killed when dropped (a failing test leaves none
+/// behind), and the directory of their hosts file and data.
+struct Processes {
+    children: Vec<Child>,
+    _dir: tempfile::TempDir,
+}
 
 impl Drop for Processes {
     fn drop(&mut self) {
-        for c in &mut self.0 {
+        for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -92,17 +96,17 @@ impl Drop for Processes {
 
 /// Starts `processes` `pace pipeline` processes of `workers` workers each.
 fn start(kafka: &KafkaConfig, prefix: &str, processes: usize, workers: usize) -> Processes {
-    let dir = tempfile::tempdir().unwrap().keep();
-    let hosts = dir.join("hosts");
-    let ports: Vec<u16> = (0..processes)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    // Free ports, all held until every one is chosen, so none comes twice.
+    let listeners: Vec<std::net::TcpListener> = (0..processes)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    drop(listeners);
     std::fs::write(
         &hosts,
         ports
@@ -111,7 +115,7 @@ fn start(kafka: &KafkaConfig, prefix: &str, processes: usize, workers: usize) ->
             .collect::<String>(),
     )
     .unwrap();
-    (0..processes)
+    let children = (0..processes)
         .map(|i| {
             let args: Vec<String> = [
                 "pipeline",
@@ -122,7 +126,7 @@ fn start(kafka: &KafkaConfig, prefix: &str, processes: usize, workers: usize) ->
                 "--workers",
                 &workers.to_string(),
                 "--data-dir",
-                &dir.join(format!("p{i}")).display().to_string(),
+                &dir.path().join(format!("p{i}")).display().to_string(),
                 "--no-archive",
                 "--listen",
                 "127.0.0.1:0",
@@ -140,31 +144,28 @@ fn start(kafka: &KafkaConfig, prefix: &str, processes: usize, workers: usize) ->
             let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
             common::spawn_pace(&args).0
         })
-        .collect::<Vec<_>>()
-        .into()
-}
-
-impl From<Vec<Child>> for Processes {
-    fn from(v: Vec<Child>) -> Self {
-        Processes(v)
+        .collect();
+    Processes {
+        children,
+        _dir: dir,
     }
 }
 
 /// Waits until the pipeline has committed every input record (so every
 /// view change it caused is durable).
 fn wait_committed(kafka: &KafkaConfig, timeout: Duration) {
-    let reader = Reader::new(kafka, "pace-cluster-test", &[]).unwrap();
+    // A reader in the pipeline's group, for its committed offsets.
+    let group = Reader::new(kafka, "pace-pipeline", &[]).unwrap();
     let t = &kafka.topics;
     let deadline = Instant::now() + timeout;
-    let group = Reader::new(kafka, "pace-pipeline", &[]).unwrap();
     for topic in [&t.gps, &t.timing, &t.races, &t.chat, &t.calc] {
-        let partitions: Vec<i32> = (0..reader.partitions(topic).unwrap()).collect();
+        let partitions: Vec<i32> = (0..group.partitions(topic).unwrap()).collect();
         loop {
             let committed = group.committed(topic, &partitions).unwrap();
             let behind: i64 = partitions
                 .iter()
                 .map(|p| {
-                    let (_, high) = reader.watermarks(topic, *p).unwrap();
+                    let (_, high) = group.watermarks(topic, *p).unwrap();
                     high - committed.get(p).copied().unwrap_or(0).max(0)
                 })
                 .sum();
@@ -273,16 +274,16 @@ fn run(day: &Dataset, tasks: &[CalcTask], processes: usize, workers: usize) -> F
         .block_on(ingest::admin::ensure_topics(&kafka, 4))
         .unwrap();
     produce(&kafka, day, tasks);
-    let mut children = start(&kafka, &prefix, processes, workers);
+    let mut pipeline = start(&kafka, &prefix, processes, workers);
     wait_committed(&kafka, Duration::from_secs(300));
     let views = final_views(&kafka, &day.definitions);
-    for c in &mut children.0 {
+    for c in &mut pipeline.children {
         // SIGTERM to every process: a cluster stops together.
         let _ = std::process::Command::new("kill")
             .arg(c.id().to_string())
             .status();
     }
-    for c in &mut children.0 {
+    for c in &mut pipeline.children {
         let status = c.wait().unwrap();
         assert!(status.success(), "pace pipeline exited with {status}");
     }

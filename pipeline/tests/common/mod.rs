@@ -39,7 +39,8 @@ pub fn python() -> String {
 }
 
 /// Starts the `pace` binary with `args`, waits for the line saying where it
-/// serves; the child and that base URL (no trailing slash).
+/// serves; the child and that base URL (no trailing slash). Its log goes to
+/// the test's stderr when `PACE_TEST_DEBUG` is set, else nowhere.
 pub fn spawn_pace(args: &[&std::ffi::OsStr]) -> (std::process::Child, String) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pace"))
