@@ -4,6 +4,7 @@
 #   kafka.sh fetch   resolve the broker's jars from Maven Central (pom.xml beside this file)
 #   kafka.sh up      fetch if needed, format storage, start, wait until it answers
 #   kafka.sh down    stop it (SIGTERM, then SIGKILL after 30 s) and delete its data
+#   kafka.sh stop    stop it the same way and keep its data (`up` brings it back)
 #   kafka.sh status  say whether it runs
 #
 # Environment: PACE_KAFKA_PORT (default 19092; the controller uses port+1),
@@ -98,7 +99,7 @@ LOG
   say "broker did not answer within 120 s:"; tail -n 40 "$log" >&2; down; exit 1
 }
 
-down() {
+stop() {
   if running; then
     local pid; pid=$(cat "$pidf")
     kill "$pid" 2>/dev/null || true
@@ -107,6 +108,10 @@ down() {
     say "stopped broker on 127.0.0.1:$port"
   fi
   rm -f "$pidf"
+}
+
+down() {
+  stop
   rm -rf "$data"
 }
 
@@ -114,6 +119,7 @@ case "${1:-}" in
   fetch) fetch ;;
   up) up ;;
   down) down ;;
+  stop) stop ;;
   status) if running; then echo "running on 127.0.0.1:$port (pid $(cat "$pidf"))"; else echo "not running"; exit 1; fi ;;
-  *) echo "usage: $0 fetch|up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 fetch|up|down|stop|status" >&2; exit 2 ;;
 esac

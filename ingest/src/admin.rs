@@ -5,6 +5,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::{AsyncRuntime, DefaultRuntime};
 
 use crate::{IngestError, KafkaConfig};
 
@@ -12,7 +13,10 @@ use crate::{IngestError, KafkaConfig};
 pub const DEFAULT_PARTITIONS: i32 = 4;
 
 /// Creates every pace topic that does not exist yet, with `partitions` each.
-/// Existing topics are left as they are.
+/// Existing topics are left as they are. Returns once the broker's metadata
+/// shows every topic with a leader for each partition, so a producer started
+/// next never sees a topic that comes and goes (which can reset an idempotent
+/// producer's sequence numbers).
 pub async fn ensure_topics(config: &KafkaConfig, partitions: i32) -> Result<(), IngestError> {
     let admin: AdminClient<DefaultClientContext> = config
         .client()
@@ -39,6 +43,40 @@ pub async fn ensure_topics(config: &KafkaConfig, partitions: i32) -> Result<(), 
                 })
                 .inspect_err(|_| tracing::error!(topic, ?code, "cannot create topic"));
             }
+        }
+    }
+    ready(&admin, &config.topics.all(), Duration::from_secs(30)).await
+}
+
+/// Waits until each of `topics` has a leader for every partition, or `timeout`.
+async fn ready(
+    admin: &AdminClient<DefaultClientContext>,
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<(), IngestError> {
+    let deadline = std::time::Instant::now() + timeout;
+    for topic in topics {
+        loop {
+            let md = admin
+                .inner()
+                .fetch_metadata(Some(topic), Duration::from_secs(5))
+                .map_err(IngestError::kafka("fetch topic metadata"))?;
+            let led = md.topics().iter().any(|t| {
+                t.error().is_none()
+                    && !t.partitions().is_empty()
+                    && t.partitions()
+                        .iter()
+                        .all(|p| p.error().is_none() && p.leader() >= 0)
+            });
+            if led {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(IngestError::NoSuchTopic(format!(
+                    "{topic} (no leader for every partition after {timeout:?})"
+                )));
+            }
+            DefaultRuntime::delay_for(Duration::from_millis(50)).await;
         }
     }
     Ok(())

@@ -300,6 +300,9 @@ pub fn run(config: PipelineConfig, stop: Arc<AtomicBool>) -> Result<(), Pipeline
         always_tick: config.cluster.is_some(),
     });
     let workers = config.workers.max(1);
+    if config.cluster.is_some() {
+        exit_when_a_peer_is_lost();
+    }
     let communication = match &config.cluster {
         None => timely::CommunicationConfig::Process(workers),
         Some(c) => timely::CommunicationConfig::Cluster {
@@ -330,6 +333,37 @@ pub fn run(config: PipelineConfig, stop: Arc<AtomicBool>) -> Result<(), Pipeline
         Some(message) => Err(PipelineError::Worker { worker: 0, message }),
         None => Ok(()),
     }
+}
+
+/// The exit status of a cluster process whose peer was lost: the cluster
+/// has to be restarted as a whole (see [`exit_when_a_peer_is_lost`]).
+pub const EXIT_PEER_LOST: i32 = 75;
+
+/// Makes the process exit with [`EXIT_PEER_LOST`] when timely's network
+/// thread loses the connection to another process of the cluster (it panics
+/// with "timely communication error"). Timely cannot take a process back,
+/// and this process's workers would otherwise wait for the lost one forever;
+/// exiting lets a supervisor restart every process, and each resumes from
+/// what was durable (commits, archive) as after any crash.
+fn exit_when_a_peer_is_lost() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("timely communication error") {
+            tracing::error!(
+                %message,
+                status = EXIT_PEER_LOST,
+                "lost a process of the cluster; exiting so that every process restarts"
+            );
+            std::process::exit(EXIT_PEER_LOST);
+        }
+        default(info);
+    }));
 }
 
 fn run_worker(

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod views;
+
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -312,4 +314,29 @@ pub fn standings_views(
         .standings
         .map(|(r, s)| (r, Ok(s)))
         .concat(views.splits.map(|(r, s)| (r, Err(s))))
+}
+
+/// Waits until the archive holds everything the topics hold (nothing
+/// pending, no gap or duplicate) twice in a row with the same counts.
+pub fn settled(
+    kafka: &ingest::KafkaConfig,
+    data: &std::path::Path,
+    timeout: Duration,
+) -> sinks::verify::Report {
+    let deadline = Instant::now() + timeout;
+    let mut last: Option<Vec<u64>> = None;
+    loop {
+        let report = sinks::verify::verify(kafka, data).unwrap();
+        let counts: Vec<u64> = report.checked.iter().map(|c| c.expected).collect();
+        let done = report.checked.iter().all(|c| c.pending == 0);
+        if done && last.as_ref() == Some(&counts) {
+            return report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the archive did not catch up:\n{report}"
+        );
+        last = done.then_some(counts);
+        std::thread::sleep(Duration::from_secs(2));
+    }
 }

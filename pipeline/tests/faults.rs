@@ -1,0 +1,201 @@
+//! Faults during a replay of the recorded SailGP day, F1 season, IRC channel
+//! and a set of calculation tasks, each compared with an uninterrupted run
+//! of the same input:
+//!
+//! - the real broker (a second one of the test's own, so that no other test
+//!   loses its broker) is stopped for 10 s mid-replay and started again;
+//! - one of two pipeline processes is killed with SIGKILL mid-replay; the
+//!   other one exits by itself (a timely cluster cannot take a process back)
+//!   and both are started again, as a supervisor would.
+//!
+//! In both the final standings, splits, room members, message logs with
+//! their sequence numbers and task results equal the uninterrupted run's,
+//! and the archive holds every input record exactly once.
+
+#![allow(clippy::print_stdout)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::views::{
+    Cluster, Final, final_views, produce, recorded, tasks, topics, uninterrupted, wait_committed,
+};
+use ingest::KafkaConfig;
+use ingest::datasets::Dataset;
+use schemas::CalcTask;
+
+/// A broker of the test's own, started by the project's `kafka.sh` on a free
+/// pair of ports; stopped and its data deleted when dropped.
+struct Broker {
+    port: u16,
+}
+
+impl Broker {
+    fn script() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ingest/kafka/kafka.sh")
+    }
+
+    fn run(&self, what: &str) {
+        let status = Command::new("bash")
+            .arg(Self::script())
+            .arg(what)
+            .env("PACE_KAFKA_PORT", self.port.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kafka.sh {what}: {status}");
+    }
+
+    /// Starts a broker on a port whose next port (the controller's) is free too.
+    fn start() -> Self {
+        let port = loop {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+                break port;
+            }
+        };
+        let broker = Self { port };
+        broker.run("up");
+        broker
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Self::script())
+            .arg("down")
+            .env("PACE_KAFKA_PORT", self.port.to_string())
+            .status();
+    }
+}
+
+/// Produces the whole input in a thread, about one record every 0.2 ms so
+/// that it lasts long enough for a fault to fall in its middle; returns the
+/// thread and the count of day records sent so far.
+fn paced_replay(
+    kafka: &KafkaConfig,
+    day: &Dataset,
+    tasks: &[CalcTask],
+) -> (std::thread::JoinHandle<()>, Arc<AtomicUsize>) {
+    let sent = Arc::new(AtomicUsize::new(0));
+    let (kafka, day, tasks, count) = (kafka.clone(), day.clone(), tasks.to_vec(), sent.clone());
+    let thread = std::thread::spawn(move || {
+        produce(&kafka, &day, &tasks, &mut || {
+            if count.fetch_add(1, Ordering::Relaxed) % 10 == 9 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+    });
+    (thread, sent)
+}
+
+/// Waits until `sent` reaches `n` records.
+fn wait_sent(sent: &AtomicUsize, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sent.load(Ordering::Relaxed) < n {
+        assert!(
+            Instant::now() < deadline,
+            "the replay did not reach {n} records"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn records(day: &Dataset) -> usize {
+    day.definitions.len() + day.gps.len() + day.timing.len() + day.chat.len()
+}
+
+/// The views after a fault equal the uninterrupted ones, part by part (so a
+/// failure names the race or room).
+fn assert_same(reference: &Final, after: &Final) {
+    for (race, v) in &reference.standings {
+        assert_eq!(Some(v), after.standings.get(race), "race {race}");
+    }
+    for (room, v) in &reference.rooms {
+        assert_eq!(Some(v), after.rooms.get(room), "room {room}");
+    }
+    assert_eq!(reference.results, after.results, "task results");
+    assert_eq!(reference, after);
+}
+
+/// The archive of `data` holds every input record exactly once.
+fn assert_archived_once(kafka: &KafkaConfig, data: &std::path::Path) {
+    let report = common::settled(kafka, data, Duration::from_secs(240));
+    assert!(report.ok(), "{report}");
+    println!("{report}");
+}
+
+#[test]
+fn a_ten_second_broker_outage_mid_replay_changes_no_view_and_archives_nothing_twice() {
+    let (day, tasks) = (recorded(), tasks());
+    let reference = uninterrupted(&day, &tasks, 1, 2);
+
+    let broker = Broker::start();
+    let prefix = common::unique_prefix("outage");
+    let kafka = KafkaConfig::new(broker.address()).with_topic_prefix(&prefix);
+    topics(&kafka);
+    let mut pipeline = Cluster::new(&kafka, &prefix, 1, 2, true);
+    pipeline.start_all();
+    let (replay, sent) = paced_replay(&kafka, &day, &tasks);
+    wait_sent(&sent, records(&day) / 3);
+    println!(
+        "stopping the broker at {} of {} records",
+        sent.load(Ordering::Relaxed),
+        records(&day)
+    );
+    let stopping = Instant::now();
+    broker.run("stop");
+    println!("stopped in {:?}", stopping.elapsed());
+    std::thread::sleep(Duration::from_secs(10));
+    let starting = Instant::now();
+    broker.run("up");
+    println!("started again in {:?}", starting.elapsed());
+    replay.join().unwrap();
+    wait_committed(&kafka, Duration::from_secs(300));
+    assert!(
+        pipeline.exited(0, Duration::ZERO).is_none(),
+        "the pipeline exited during the outage"
+    );
+    assert_same(&reference, &final_views(&kafka, &day.definitions, false));
+    assert_archived_once(&kafka, &pipeline.data_dir(0));
+    pipeline.stop();
+}
+
+#[test]
+fn a_pipeline_process_killed_mid_replay_and_restarted_changes_no_view() {
+    let (day, tasks) = (recorded(), tasks());
+    let reference = uninterrupted(&day, &tasks, 1, 2);
+
+    let (prefix, kafka) = common::views::fresh_topics("killed");
+    let mut pipeline = Cluster::new(&kafka, &prefix, 2, 1, true);
+    pipeline.start_all();
+    let (replay, sent) = paced_replay(&kafka, &day, &tasks);
+    wait_sent(&sent, records(&day) / 3);
+    pipeline.kill(1);
+    println!(
+        "process 1 killed at {} of {} records",
+        sent.load(Ordering::Relaxed),
+        records(&day)
+    );
+    // The survivor cannot go on without its peer; it exits, and a supervisor
+    // (here the test) starts both again.
+    let status = pipeline.exited(0, Duration::from_secs(60));
+    let status = status.expect("process 0 exits when its peer dies");
+    assert!(!status.success(), "process 0 exits with an error: {status}");
+    pipeline.start_all();
+    replay.join().unwrap();
+    wait_committed(&kafka, Duration::from_secs(300));
+    assert_same(&reference, &final_views(&kafka, &day.definitions, false));
+    assert_archived_once(&kafka, &pipeline.data_dir(0));
+    pipeline.stop();
+}
