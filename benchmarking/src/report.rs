@@ -92,6 +92,31 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
 
+/// Restarts with no snapshot (`pace-bench restart`) as Markdown.
+pub fn restart_table(runs: &[crate::throughput::Standings]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| workers | points | runners complete | restart (rebuild) s | points/s | CPU s | peak RSS |"
+    );
+    let _ = writeln!(s, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for r in runs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} of {} | {:.1} | {:.0} | {:.1} | {:.0} MiB |",
+            r.workers,
+            r.points,
+            r.runners_complete,
+            r.runners,
+            r.seconds,
+            r.points_per_s,
+            r.cpu_s,
+            mib(r.peak_rss)
+        );
+    }
+    s
+}
+
 impl Report {
     /// The headline figures as Markdown.
     pub fn markdown(&self) -> String {

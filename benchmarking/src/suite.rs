@@ -80,13 +80,15 @@ fn standings_on(
 ) -> anyhow::Result<throughput::Standings> {
     let pb = bar(preloaded.last.len() as u64, what);
     pb.set_message("runners complete");
+    // At least 5 minutes, more for a big preload (20k points/s at worst).
+    let timeout = Duration::from_secs(300.max(preloaded.points as u64 / 20_000));
     let r = throughput::standings(
         kafka,
         &o.pace,
         &log_path(&o.out, "standings"),
         workers,
         preloaded,
-        Duration::from_secs(300),
+        timeout,
         &|n| pb.set_position(n),
     )?;
     pb.finish_with_message(format!("{:.0} points/s", r.points_per_s));
@@ -133,6 +135,48 @@ pub fn replay_on(
         r.records_per_s, r.produce_to_frame_ms.p99
     ));
     Ok(r)
+}
+
+/// `pace-bench restart`: a race of `o.runners` × `o.seconds` is preloaded,
+/// then for each worker count `pace pipeline` starts on it as after a crash
+/// and rebuilds its views; the time from serving until the standings show
+/// every runner's last point is the restart time, with the peak RSS.
+///
+/// Snapshots are not written yet, so every restart rebuilds from the start
+/// of retention: these are the figures without a snapshot.
+pub fn restart(
+    pace: PathBuf,
+    brokers: String,
+    out: PathBuf,
+    runners: usize,
+    seconds: usize,
+    workers: Vec<usize>,
+) -> anyhow::Result<Vec<throughput::Standings>> {
+    // The preload and the standings runs read only these.
+    let o = &Options {
+        pace,
+        brokers,
+        out,
+        runners,
+        seconds,
+        workers,
+        naive_points: 0,
+        loads: Vec::new(),
+        latency_races: 0,
+        spectators: 0,
+        latency_workers: 0,
+        tick_ms: 0,
+        warmup_s: 0,
+        measure_s: 0,
+        idle_connections: 0,
+        recorded: Vec::new(),
+    };
+    std::fs::create_dir_all(&o.out)?;
+    let (kafka, pre, _) = preload(o, 1, o.runners, o.seconds, "restart")?;
+    o.workers
+        .iter()
+        .map(|&w| standings_on(o, &kafka, w, &pre, &format!("restart, {w} worker(s)")))
+        .collect()
 }
 
 /// Runs the suite, writing `report.json`, `report.md` and `latency.svg`

@@ -90,6 +90,24 @@ enum Command {
         )]
         recorded: String,
     },
+    /// Restart time and peak RSS: preloads one generated race of --runners
+    /// × --seconds (one point per runner per second), then starts `pace
+    /// pipeline` on it with each worker count, as after a crash, and times
+    /// until the standings show every runner's last point. Prints a table
+    /// and writes restart.json to --out.
+    Restart {
+        #[command(flatten)]
+        target: Target,
+        /// Runners in the race.
+        #[arg(long, default_value_t = 10_000)]
+        runners: usize,
+        /// Seconds of race.
+        #[arg(long, default_value_t = 3600)]
+        seconds: usize,
+        /// Worker counts to sweep.
+        #[arg(long, default_value = "2")]
+        workers: String,
+    },
     /// Replays one race day (recorded, or generated) at a speed, with each
     /// worker count, while spectators follow its participants; prints a
     /// table and writes replay.json to --out.
@@ -165,6 +183,24 @@ fn main() -> anyhow::Result<()> {
                     "written: {0}/report.json, {0}/report.md, {0}/latency.svg",
                     out.display()
                 );
+            }
+        }
+        Command::Restart {
+            target: Target { brokers, pace, out },
+            runners,
+            seconds,
+            workers,
+        } => {
+            let workers = list(&workers).map_err(|e| anyhow::anyhow!("--workers {e}"))?;
+            let runs = suite::restart(pace, brokers, out.clone(), runners, seconds, workers)?;
+            std::fs::write(
+                out.join("restart.json"),
+                serde_json::to_string_pretty(&runs)?,
+            )?;
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{}", pace_benchmarking::report::restart_table(&runs));
+                println!("written: {}/restart.json", out.display());
             }
         }
         Command::Replay {
