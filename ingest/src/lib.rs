@@ -41,6 +41,22 @@ pub enum IngestError {
     /// A topic pace needs does not exist or has no partitions.
     #[error("topic {0} does not exist")]
     NoSuchTopic(String),
+    /// A partition ends before the offset a snapshot resumes from: the topic
+    /// is not the one the snapshot was taken from (it was recreated, or the
+    /// brokers are others).
+    #[error(
+        "{topic} partition {partition} ends at offset {end}, before {offset} where the snapshot resumes: not the topic it was taken from"
+    )]
+    NotThisTopic {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// Where the snapshot resumes.
+        offset: i64,
+        /// The partition's end (high watermark).
+        end: i64,
+    },
     /// A delivery to Kafka failed for good.
     #[error("delivery to {topic} failed: {reason}")]
     Delivery {

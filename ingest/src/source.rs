@@ -185,13 +185,27 @@ const TOPIC_WAIT: Duration = Duration::from_secs(30);
 
 impl StaticConsumer {
     /// Assigns `worker`'s partitions of `topic`, positioned at the start of
-    /// retention (views are rebuilt from there; there are no snapshots yet).
+    /// retention.
     pub fn new(
         config: &KafkaConfig,
         group: &str,
         topic: &str,
         worker: usize,
         workers: usize,
+    ) -> Result<Self, IngestError> {
+        Self::resuming(config, group, topic, worker, workers, &BTreeMap::new())
+    }
+
+    /// [`StaticConsumer::new`] positioned at `from` (next offset to read, per
+    /// partition: a snapshot's), and at the start of retention for the
+    /// partitions `from` does not name.
+    pub fn resuming(
+        config: &KafkaConfig,
+        group: &str,
+        topic: &str,
+        worker: usize,
+        workers: usize,
+        from: &BTreeMap<i32, i64>,
     ) -> Result<Self, IngestError> {
         let consumer: BaseConsumer<LagContext> = config
             .consumer(group)
@@ -203,8 +217,27 @@ impl StaticConsumer {
         let count = partition_count(&consumer, topic)?;
         let partitions = assigned_partitions(count, worker, workers);
         let mut tpl = TopicPartitionList::new();
+        let mut next = BTreeMap::new();
         for p in &partitions {
-            tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            let offset = match from.get(p) {
+                Some(&o) => {
+                    let (_, end) = consumer
+                        .fetch_watermarks(topic, *p, Duration::from_secs(10))
+                        .map_err(IngestError::kafka("fetch watermarks"))?;
+                    if o > end {
+                        return Err(IngestError::NotThisTopic {
+                            topic: topic.to_owned(),
+                            partition: *p,
+                            offset: o,
+                            end,
+                        });
+                    }
+                    next.insert(*p, o);
+                    Offset::Offset(o)
+                }
+                None => Offset::Beginning,
+            };
+            tpl.add_partition_offset(topic, *p, offset)
                 .map_err(IngestError::kafka("assign"))?;
         }
         consumer
@@ -214,7 +247,7 @@ impl StaticConsumer {
             consumer,
             topic: topic.to_owned(),
             partitions,
-            next: BTreeMap::new(),
+            next,
         })
     }
 

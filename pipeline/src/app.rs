@@ -41,6 +41,8 @@ pub struct Common {
     /// The dataflow's epoch: how long records are batched before the views
     /// they change are written.
     pub tick: Duration,
+    /// How often the pipeline snapshots its state; `None` for never.
+    pub snapshot_every: Option<Duration>,
 }
 
 impl Common {
@@ -62,6 +64,7 @@ impl Common {
     pub fn pipeline(&self, kafka: KafkaConfig) -> PipelineConfig {
         let mut config = PipelineConfig::new(kafka, self.workers, self.data_dir.clone());
         config.tick = self.tick;
+        config.snapshot_every = self.snapshot_every;
         config
     }
 
@@ -176,7 +179,13 @@ pub fn run_all(
     // The built-in chat runs beside the race (not beside a recorded replay).
     let chat_demo = (replay.is_none() && demo_participants > 0)
         .then(|| ingest::generate::run_chat_demo(kafka.clone(), stop.clone()));
-    let pipeline = start_pipeline(common.pipeline(kafka.clone()), stop.clone());
+    let mut config = common.pipeline(kafka.clone());
+    if common.brokers.is_none() {
+        // The embedded broker forgets everything when the process ends, so
+        // a snapshot would name offsets of topics that are gone.
+        config.snapshot_every = None;
+    }
+    let pipeline = start_pipeline(config, stop.clone());
     let archive = start_archive(common.archive(kafka.clone()), stop.clone());
     let edge = rt.block_on(ws_edge::serve(
         common.edge(kafka.clone()),

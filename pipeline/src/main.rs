@@ -67,6 +67,11 @@ struct CommonArgs {
     /// batch more per view change.
     #[arg(long, env = "PACE_TICK_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     tick_ms: u64,
+    /// How often the pipeline writes its jobs' state and input offsets under
+    /// --data-dir/snapshots, milliseconds; a restart resumes from the latest
+    /// instead of rebuilding from the start of retention. 0: never.
+    #[arg(long, env = "PACE_SNAPSHOT_EVERY_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    snapshot_every_ms: u64,
 }
 
 impl From<CommonArgs> for Common {
@@ -83,6 +88,8 @@ impl From<CommonArgs> for Common {
             max_connections: a.max_connections,
             archive_roll: std::time::Duration::from_millis(a.archive_roll_ms),
             tick: std::time::Duration::from_millis(a.tick_ms),
+            snapshot_every: (a.snapshot_every_ms > 0)
+                .then(|| std::time::Duration::from_millis(a.snapshot_every_ms)),
         }
     }
 }

@@ -17,9 +17,13 @@
 //! are global. Records cross processes in bincode, so what the dataflow
 //! carries must survive it (see `schemas::Packed`).
 //!
-//! Views are rebuilt from the start of retention at every start (no snapshots
-//! yet), so the consumer group's committed offsets record durable progress but
-//! are not where reading resumes.
+//! Every [`PipelineConfig::snapshot_every`] the track and room states, the
+//! standings sequence numbers and the offsets they reflect are written under
+//! the data directory ([`crate::snapshot`]); a start resumes from the latest
+//! complete snapshot, or rebuilds from the start of retention without one.
+//! The calculation tasks' job keeps no snapshot: it re-reads its topic at
+//! every start. The consumer group's committed offsets record durable
+//! progress (for lag monitoring) but are not where reading resumes.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -47,8 +51,11 @@ use timely::scheduling::{Activator, SyncActivator};
 
 use crate::jobs::calc_results::calc_results;
 use crate::jobs::hash;
-use crate::jobs::rooms::{RoomRow, room_membership};
-use crate::jobs::standings::{SplitRow, Standing, crossing, definition, fix, race_standings};
+use crate::jobs::rooms::{RoomRow, RoomsState, room_membership_durable};
+use crate::jobs::standings::{
+    SplitRow, Standing, TrackState, crossing, definition, fix, race_standings_durable,
+};
+use crate::snapshot::{self, Snapshots};
 
 /// Dataflow time: the epoch, Unix milliseconds.
 pub type Time = u64;
@@ -90,6 +97,10 @@ pub struct PipelineConfig {
     /// This process's place in a cluster of pipeline processes; `None`
     /// for a process on its own.
     pub cluster: Option<Cluster>,
+    /// How often the jobs' state is written under `data_dir/snapshots`
+    /// (see [`crate::snapshot`]); `None` for never, so that every start
+    /// rebuilds the views from the start of retention.
+    pub snapshot_every: Option<Duration>,
 }
 
 /// Where one process sits in a cluster of pipeline processes (timely's
@@ -159,9 +170,26 @@ impl PipelineConfig {
             group: "pace-pipeline".into(),
             tick: Duration::from_millis(50),
             cluster: None,
+            snapshot_every: Some(DEFAULT_SNAPSHOT_EVERY),
         }
     }
 }
+
+/// How often snapshots are written unless told otherwise.
+pub const DEFAULT_SNAPSHOT_EVERY: Duration = Duration::from_secs(30);
+
+/// The parts each worker writes at a snapshot point: the sources' offsets
+/// (not the calculation tasks': their job has no snapshot and re-reads its
+/// topic), the track and room states, the standings sequence numbers.
+const SNAPSHOT_PARTS: [&str; 7] = [
+    "gps",
+    "timing",
+    "races",
+    "chat",
+    "track",
+    "rooms",
+    "standings-seqs",
+];
 
 /// Why the pipeline stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -378,15 +406,38 @@ fn run_worker(
         .expect("threads lock")
         .push(std::thread::current());
     let topics = &config.kafka.topics;
-    let consumer = |topic: &str| {
-        StaticConsumer::new(&config.kafka, &config.group, topic, index, peers)
+    let snaps = match config.snapshot_every {
+        None => None,
+        Some(every) => {
+            let threads = config.workers.max(1);
+            let first = config.cluster.as_ref().map_or(0, |c| c.process * threads);
+            let mut s = Snapshots::new(
+                &config.data_dir,
+                every.as_millis().max(1) as u64,
+                index,
+                peers,
+                first..first + threads,
+            );
+            let point = snapshot::agree(worker, s.complete());
+            s.restore_from(point);
+            if let Some(point) = point
+                && index == first
+            {
+                tracing::info!(point, "restoring the views from a snapshot");
+            }
+            Some(Rc::new(s))
+        }
+    };
+    let mut restored = Restored::read(snaps.as_deref(), &config.data_dir)?;
+    let consumer = |topic: &str, from: &BTreeMap<i32, i64>| {
+        StaticConsumer::resuming(&config.kafka, &config.group, topic, index, peers, from)
             .map_err(|e| error_chain(&e))
     };
-    let gps_consumer = consumer(&topics.gps)?;
-    let timing_consumer = consumer(&topics.timing)?;
-    let races_consumer = consumer(&topics.races)?;
-    let chat_consumer = consumer(&topics.chat)?;
-    let calc_consumer = consumer(&topics.calc)?;
+    let gps_consumer = consumer(&topics.gps, &restored.offsets[0])?;
+    let timing_consumer = consumer(&topics.timing, &restored.offsets[1])?;
+    let races_consumer = consumer(&topics.races, &restored.offsets[2])?;
+    let chat_consumer = consumer(&topics.chat, &restored.offsets[3])?;
+    let calc_consumer = consumer(&topics.calc, &BTreeMap::new())?;
     let producer = Rc::new(TrackedProducer::new(&config.kafka).map_err(|e| error_chain(&e))?);
     let probe = ProbeHandle::<Time>::new();
     let reads: Reads = Rc::default();
@@ -397,15 +448,31 @@ fn run_worker(
             shared,
             probe: &probe,
             reads: &reads,
+            snaps: &snaps,
         };
-        let (gps, gps_act) = kafka_source::<GpsPoint>(scope, gps_consumer, View::Standings, &ctx);
-        let (timing, timing_act) =
-            kafka_source::<TimingCrossing>(scope, timing_consumer, View::Standings, &ctx);
-        let (races, races_act) =
-            kafka_source::<RaceDefinition>(scope, races_consumer, View::Standings, &ctx);
-        let (chat, chat_act) = kafka_source::<ChatEvent>(scope, chat_consumer, View::Rooms, &ctx);
+        let [gps_part, timing_part, races_part, chat_part] =
+            [0, 1, 2, 3].map(|i| Some(SNAPSHOT_PARTS[i]));
+        let (gps, gps_act) =
+            kafka_source::<GpsPoint>(scope, gps_consumer, View::Standings, gps_part, &ctx);
+        let (timing, timing_act) = kafka_source::<TimingCrossing>(
+            scope,
+            timing_consumer,
+            View::Standings,
+            timing_part,
+            &ctx,
+        );
+        let (races, races_act) = kafka_source::<RaceDefinition>(
+            scope,
+            races_consumer,
+            View::Standings,
+            races_part,
+            &ctx,
+        );
+        let (chat, chat_act) =
+            kafka_source::<ChatEvent>(scope, chat_consumer, View::Rooms, chat_part, &ctx);
         let (chat_ok, chat_err) = chat.ok_err(|r| r);
-        let (calc, calc_act) = kafka_source::<CalcTask>(scope, calc_consumer, View::Results, &ctx);
+        let (calc, calc_act) =
+            kafka_source::<CalcTask>(scope, calc_consumer, View::Results, None, &ctx);
         let (calc_ok, calc_err) = calc.ok_err(|r| r);
         let (gps_ok, gps_err) = gps.ok_err(|r| r);
         let (timing_ok, timing_err) = timing.ok_err(|r| r);
@@ -423,6 +490,7 @@ fn run_worker(
                 "DeadLetters",
                 |_| None,
                 (&producer, shared, config.tick),
+                |_| {},
                 move |producer, letters, ticket| {
                     letters.iter().try_for_each(|l| {
                         sinks::kafka::send_dead_letter(producer, &topics, l, ticket)
@@ -440,7 +508,11 @@ fn run_worker(
         let races =
             stamp(races_ok.map(|e: Envelope<RaceDefinition>| definition(&e.record, e.offset)))
                 .as_collection();
-        let views = race_standings(observations, races);
+        let views = race_standings_durable(
+            observations,
+            races,
+            snaps.clone().map(|s| (s, restored.track.take())),
+        );
         let rows = views
             .standings
             .map(|(race, s)| (race, ViewRow::Standing(s)))
@@ -449,16 +521,26 @@ fn run_worker(
         let changelog = {
             let topics = topics.clone();
             let origins = shared.clone();
-            let mut seqs: BTreeMap<String, u64> = BTreeMap::new();
+            // Each race's change sequence number, continued from a snapshot.
+            let seqs = Rc::new(std::cell::RefCell::new(std::mem::take(&mut restored.seqs)));
+            let (written, snaps) = (seqs.clone(), snaps.clone());
+            let mut last_point = 0;
             kafka_sink(
                 rows.inner,
                 Exchange::new(|u: &StandingsUpdate| hash(&(u.0).0)),
                 "StandingsChangelog",
                 |u: &StandingsUpdate| Some(u.1),
                 (&producer, shared, config.tick),
+                move |upto| {
+                    if let Some(s) = &snaps
+                        && let Some(point) = s.due(&mut last_point, upto)
+                    {
+                        s.write_value(point, SNAPSHOT_PARTS[6], &*written.borrow());
+                    }
+                },
                 move |producer, updates, ticket| {
                     let origin = origins.origin(View::Standings, ticket as Time);
-                    standings_changes(updates, &mut seqs)
+                    standings_changes(updates, &mut seqs.borrow_mut())
                         .iter()
                         .try_for_each(|c| {
                             sinks::kafka::send_standings_change(
@@ -477,12 +559,14 @@ fn run_worker(
         let rooms = {
             let topics = topics.clone();
             let origins = shared.clone();
+            let durable = snaps.clone().map(|s| (s, restored.rooms.take()));
             kafka_sink(
-                room_membership(events).inner,
+                room_membership_durable(events, durable).inner,
                 Exchange::new(|u: &RoomUpdate| hash(&(u.0).0)),
                 "RoomsChangelog",
                 |u: &RoomUpdate| Some(u.1),
                 (&producer, shared, config.tick),
+                |_| {},
                 move |producer, updates, ticket| {
                     let origin = origins.origin(View::Rooms, ticket as Time);
                     room_changes(updates).iter().try_for_each(|c| {
@@ -505,6 +589,7 @@ fn run_worker(
                 "ResultsChangelog",
                 |u: &ResultUpdate| Some(u.1),
                 (&producer, shared, config.tick),
+                |_| {},
                 move |producer, updates, ticket| {
                     // A result only appears: the first submission of an id
                     // stays the first.
@@ -578,6 +663,9 @@ fn run_worker(
         // Every record read in an epoch the probe has passed is in the views
         // (the changes are durable): observe its latency.
         let done = frontier.unwrap_or(Time::MAX);
+        if let Some(s) = &snaps {
+            s.finish(done, &SNAPSHOT_PARTS);
+        }
         let mut reads = reads.borrow_mut();
         if reads.first_key_value().is_some_and(|(t, _)| *t < done) {
             let later = reads.split_off(&done);
@@ -651,34 +739,52 @@ fn standings_changes(
         upserts.sort_by_key(|r| r.rank);
         let seq = seqs.entry(race.clone()).or_default();
         // A change of a big race goes out in pieces of at most
-        // MAX_CHANGE_ROWS rows, each with the next sequence number, so that
-        // no record outgrows what the broker takes (1 MB by default). The
-        // first piece carries the removals and splits.
+        // MAX_CHANGE_ROWS rows, removals and splits together, each with the
+        // next sequence number, so that no record outgrows what the broker
+        // takes (1 MB by default). Applied in order, the pieces make the
+        // whole change.
         let mut removes: Vec<String> = c.removes.into_iter().collect();
         let mut splits: Vec<Split> = c.splits.into_values().collect();
         let mut split_removes: Vec<SplitKey> = c.split_removes.into_iter().collect();
         loop {
-            let rest = upserts.split_off(upserts.len().min(MAX_CHANGE_ROWS));
+            let mut room = MAX_CHANGE_ROWS;
+            let upserts_now = take_front(&mut upserts, &mut room);
+            let removes_now = take_front(&mut removes, &mut room);
+            let splits_now = take_front(&mut splits, &mut room);
+            let split_removes_now = take_front(&mut split_removes, &mut room);
             *seq += 1;
             out.push(StandingsChange {
                 race: race.clone(),
                 seq: *seq,
-                upserts,
-                removes: std::mem::take(&mut removes),
-                splits: std::mem::take(&mut splits),
-                split_removes: std::mem::take(&mut split_removes),
+                upserts: upserts_now,
+                removes: removes_now,
+                splits: splits_now,
+                split_removes: split_removes_now,
             });
-            if rest.is_empty() {
+            if upserts.is_empty()
+                && removes.is_empty()
+                && splits.is_empty()
+                && split_removes.is_empty()
+            {
                 break;
             }
-            upserts = rest;
         }
     }
     out
 }
 
-/// Most standings rows in one changelog record (a row is about 300 bytes).
+/// Most standings rows, removals and splits in one changelog record (a row
+/// is about 300 bytes, a split less).
 const MAX_CHANGE_ROWS: usize = 1000;
+
+/// Takes up to `room` items off the front of `items`, leaving the rest in
+/// order; `room` shrinks by as many.
+fn take_front<T>(items: &mut Vec<T>, room: &mut usize) -> Vec<T> {
+    let n = items.len().min(*room);
+    *room -= n;
+    let rest = items.split_off(n);
+    std::mem::replace(items, rest)
+}
 
 /// Turns one epoch's consolidated room updates into one change per room.
 fn room_changes(mut updates: Vec<RoomUpdate>) -> Vec<RoomChange> {
@@ -778,6 +884,43 @@ struct SourceContext<'a> {
     shared: &'a Arc<Shared>,
     probe: &'a ProbeHandle<Time>,
     reads: &'a Reads,
+    snaps: &'a Option<Rc<Snapshots>>,
+}
+
+/// What a worker restores from a snapshot (nothing without one).
+#[derive(Default)]
+struct Restored {
+    /// Next offset per partition of gps, timing, races and chat.
+    offsets: [BTreeMap<i32, i64>; 4],
+    track: Option<TrackState>,
+    rooms: Option<RoomsState>,
+    seqs: BTreeMap<String, u64>,
+}
+
+impl Restored {
+    /// This worker's parts of the restored snapshot. An unreadable part
+    /// stops the start: the other parts alone would give wrong views.
+    fn read(snaps: Option<&Snapshots>, data_dir: &std::path::Path) -> Result<Self, String> {
+        let Some(s) = snaps.filter(|s| s.restored().is_some()) else {
+            return Ok(Self::default());
+        };
+        let fail = |e: String| {
+            format!(
+                "snapshot unreadable ({e}); remove {} to rebuild the views from the start of retention",
+                data_dir.join("snapshots").display()
+            )
+        };
+        let mut offsets: [BTreeMap<i32, i64>; 4] = Default::default();
+        for (i, o) in offsets.iter_mut().enumerate() {
+            *o = s.read(SNAPSHOT_PARTS[i]).map_err(fail)?.unwrap_or_default();
+        }
+        Ok(Self {
+            offsets,
+            track: s.read(SNAPSHOT_PARTS[4]).map_err(fail)?,
+            rooms: s.read(SNAPSHOT_PARTS[5]).map_err(fail)?,
+            seqs: s.read(SNAPSHOT_PARTS[6]).map_err(fail)?.unwrap_or_default(),
+        })
+    }
 }
 
 /// Reads one topic's assigned partitions into the dataflow: each record decoded
@@ -786,6 +929,7 @@ fn kafka_source<'s, T>(
     scope: Scope<'s, Time>,
     mut consumer: StaticConsumer,
     view: View,
+    part: Option<&'static str>,
     ctx: &SourceContext<'_>,
 ) -> (Stream<'s, Time, Vec<Decoded<T>>>, Activator)
 where
@@ -796,6 +940,8 @@ where
     let shared = ctx.shared.clone();
     let probe = ctx.probe.clone();
     let reads = ctx.reads.clone();
+    let snaps = ctx.snaps.clone().filter(|_| part.is_some());
+    let mut last_point = 0;
     let mut activator_out = None;
     let stream = source(scope, &format!("Kafka({topic})"), |cap, info| {
         let activator = scope.activator_for(info.address.clone());
@@ -833,6 +979,13 @@ where
             let now = epoch(tick);
             if *c.time() < now {
                 c.downgrade(&now);
+            }
+            // Everything read so far is stamped before `now`: at a snapshot
+            // point, that is what the snapshot reflects.
+            if let (Some(s), Some(part)) = (&snaps, part)
+                && let Some(point) = s.due(&mut last_point, now)
+            {
+                s.write_value(point, part, consumer.positions());
             }
             let mut more = false;
             if inflight.len() < MAX_INFLIGHT_EPOCHS {
@@ -902,6 +1055,7 @@ fn kafka_sink<'s, D, P>(
     name: &str,
     time_of: fn(&D) -> Option<Time>,
     (producer, shared, tick): (&Rc<TrackedProducer>, &Arc<Shared>, Duration),
+    mut at_point: impl FnMut(Time) + 'static,
     mut send: impl FnMut(&TrackedProducer, Vec<D>, usize) -> Result<(), sinks::SinkError> + 'static,
 ) -> Stream<'s, Time, Vec<()>>
 where
@@ -934,21 +1088,31 @@ where
                 }
             });
             // Epochs complete in order: an epoch is sent once no more of it
-            // can arrive, and released once it is durable.
+            // can arrive, and released once it is durable. What comes at
+            // time 0 is state a restored operator re-emits: it was written
+            // before the snapshot, so it is not written again.
             while let Some((&t, _)) = held.first_key_value() {
                 if frontier.frontier().less_equal(&t) {
                     break;
                 }
                 let ticket = t as usize;
-                if let Some(items) = pending.remove(&t)
-                    && let Err(e) = send(&producer, items, ticket)
-                {
-                    shared.fail(error_chain(&e));
+                if let Some(items) = pending.remove(&t) {
+                    at_point(t);
+                    if t > 0
+                        && let Err(e) = send(&producer, items, ticket)
+                    {
+                        shared.fail(error_chain(&e));
+                    }
                 }
                 if producer.pending(ticket) != 0 {
                     break;
                 }
                 held.remove(&t);
+            }
+            // Every epoch before this is sent.
+            let sent = frontier.frontier().first().copied();
+            if let Some(upto) = sent.map(|f| pending.keys().next().map_or(f, |&p| p.min(f))) {
+                at_point(upto);
             }
             if !held.is_empty() {
                 activator.activate_after(tick);
@@ -1008,9 +1172,17 @@ mod tests {
 
     #[test]
     fn a_big_race_change_goes_out_in_pieces_with_consecutive_seqs() {
+        // 2,005 rows, a removal and 1,500 splits: 3,506 items, so 4 pieces.
         let runners = 2 * MAX_CHANGE_ROWS as u32 + 5;
+        let split = |i: u32| SplitRow {
+            participant: format!("p{i:05}"),
+            split: 1,
+            time_ms: i64::from(i),
+            position: i + 1,
+        };
         let updates: Vec<StandingsUpdate> = (0..runners)
             .map(|i| (("big".to_owned(), ViewRow::Standing(standing(i))), 0, 1))
+            .chain((0..1500).map(|i| (("big".to_owned(), ViewRow::Split(split(i))), 0, 1)))
             .chain(std::iter::once((
                 ("big".to_owned(), ViewRow::Standing(standing(runners + 1))),
                 0,
@@ -1019,21 +1191,29 @@ mod tests {
             .collect();
         let mut seqs = BTreeMap::from([("big".to_owned(), 7)]);
         let changes = standings_changes(updates, &mut seqs);
-        assert_eq!(changes.len(), 3);
         assert_eq!(
             changes.iter().map(|c| c.seq).collect::<Vec<_>>(),
-            [8, 9, 10]
+            [8, 9, 10, 11]
         );
-        assert_eq!(seqs["big"], 10);
-        assert!(changes.iter().all(|c| c.upserts.len() <= MAX_CHANGE_ROWS));
-        // Every row once, in rank order; the removal in the first piece.
+        assert_eq!(seqs["big"], 11);
+        for c in &changes {
+            let items = c.upserts.len() + c.removes.len() + c.splits.len() + c.split_removes.len();
+            assert!(items <= MAX_CHANGE_ROWS, "{items} items in one record");
+            assert!(serde_json::to_vec(c).unwrap().len() < 1_000_000);
+        }
+        // Every row once, in rank order; the removal and every split once.
         let ranks: Vec<u32> = changes
             .iter()
             .flat_map(|c| c.upserts.iter().map(|r| r.rank))
             .collect();
         assert_eq!(ranks, (1..=runners).collect::<Vec<_>>());
-        assert_eq!(changes[0].removes, [format!("p{:05}", runners + 1)]);
-        assert!(changes[1..].iter().all(|c| c.removes.is_empty()));
+        let removes: Vec<&String> = changes.iter().flat_map(|c| &c.removes).collect();
+        assert_eq!(removes, [&format!("p{:05}", runners + 1)]);
+        let splits: Vec<i64> = changes
+            .iter()
+            .flat_map(|c| c.splits.iter().map(|s| s.time.0))
+            .collect();
+        assert_eq!(splits, (0..1500).collect::<Vec<_>>());
         // A change that fits stays one record.
         let small = vec![(("s".to_owned(), ViewRow::Standing(standing(0))), 0, 1)];
         assert_eq!(standings_changes(small, &mut seqs).len(), 1);

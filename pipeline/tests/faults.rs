@@ -6,7 +6,9 @@
 //!   loses its broker) is stopped for 10 s mid-replay and started again;
 //! - one of two pipeline processes is killed with SIGKILL mid-replay; the
 //!   other one exits by itself (a timely cluster cannot take a process back)
-//!   and both are started again, as a supervisor would.
+//!   and both are started again, as a supervisor would. They write a
+//!   snapshot every 500 ms, so the restart resumes from one: the restarted
+//!   processes read fewer records than the topics hold.
 //!
 //! In both the final standings, splits, room members, message logs with
 //! their sequence numbers and task results equal the uninterrupted run's,
@@ -111,6 +113,23 @@ fn wait_sent(sent: &AtomicUsize, n: usize) {
     }
 }
 
+/// Race and chat records a pipeline process has read since it started,
+/// from its `/metrics`.
+fn records_read(url: &str) -> u64 {
+    let text = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::get(format!("{url}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    text.lines()
+        .filter(|l| l.starts_with("pace_ingest_records_total{") && !l.contains(".pace.calc\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
+        .sum()
+}
+
 fn records(day: &Dataset) -> usize {
     day.definitions.len() + day.gps.len() + day.timing.len() + day.chat.len()
 }
@@ -145,6 +164,7 @@ fn a_ten_second_broker_outage_mid_replay_changes_no_view_and_archives_nothing_tw
     let kafka = KafkaConfig::new(broker.address()).with_topic_prefix(&prefix);
     topics(&kafka);
     let mut pipeline = Cluster::new(&kafka, &prefix, 1, 2, true);
+    pipeline.snapshot_every_ms = 500;
     pipeline.start_all();
     let (replay, sent) = paced_replay(&kafka, &day, &tasks);
     wait_sent(&sent, records(&day) / 3);
@@ -178,6 +198,7 @@ fn a_pipeline_process_killed_mid_replay_and_restarted_changes_no_view() {
 
     let (prefix, kafka) = common::views::fresh_topics("killed");
     let mut pipeline = Cluster::new(&kafka, &prefix, 2, 1, true);
+    pipeline.snapshot_every_ms = 500;
     pipeline.start_all();
     let (replay, sent) = paced_replay(&kafka, &day, &tasks);
     wait_sent(&sent, records(&day) / 3);
@@ -195,6 +216,22 @@ fn a_pipeline_process_killed_mid_replay_and_restarted_changes_no_view() {
     pipeline.start_all();
     replay.join().unwrap();
     wait_committed(&kafka, Duration::from_secs(300));
+    // The restarted processes resumed from a snapshot's offsets: together
+    // they read fewer race and chat records than the topics hold.
+    let read: u64 = pipeline
+        .urls
+        .iter()
+        .flatten()
+        .map(|u| records_read(u))
+        .sum();
+    println!(
+        "after the restart: {read} race and chat records read of {}",
+        records(&day)
+    );
+    assert!(
+        read < records(&day) as u64,
+        "{read} records read after the restart: no snapshot was restored"
+    );
     assert_same(&reference, &final_views(&kafka, &day.definitions, false));
     assert_archived_once(&kafka, &pipeline.data_dir(0));
     pipeline.stop();

@@ -15,9 +15,11 @@
 //! the events and their order: the same after a replay, for any worker count.
 //!
 //! The job holds per room its members and a counter, not the message log:
-//! messages flow out once, to the changelog.
+//! messages flow out once, to the changelog. That state is what a snapshot
+//! keeps, so sequence numbers continue after a restore.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::{AsCollection, VecCollection};
@@ -29,6 +31,7 @@ use timely::progress::Timestamp;
 use schemas::{ChatEvent, ChatKind, Packed, RoomMember, RoomMessage, Visibility};
 
 use super::stash::Stash;
+use crate::snapshot::Snapshots;
 
 /// A chat event in the dataflow: room, and (order, event). The order is the
 /// event's Kafka offset (one partition holds a room).
@@ -54,7 +57,7 @@ pub const RECENT_CLIENT_IDS: usize = 4096;
 
 /// A room's state: members (user → joined at), open connections, last seq,
 /// and the latest client message ids.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Room {
     visibility: Option<Visibility>,
     invited: std::collections::BTreeSet<String>,
@@ -165,7 +168,24 @@ pub fn room_membership<'s, T>(
     events: VecCollection<'s, T, RoomEvent>,
 ) -> VecCollection<'s, T, (String, RoomRow)>
 where
-    T: Timestamp + Lattice + TotalOrder + Ord,
+    T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
+{
+    room_membership_durable(events, None)
+}
+
+/// The rooms' state on one worker, as a snapshot holds it: each room's
+/// state and the order (Kafka offset) of its last event.
+pub type RoomsState = BTreeMap<String, (Room, i64)>;
+
+/// [`room_membership`] that writes its state at snapshot points and starts
+/// from `restored` (see [`crate::snapshot`]). A restored room emits nothing
+/// until its next event: its rows are already in the changelog.
+pub fn room_membership_durable<'s, T>(
+    events: VecCollection<'s, T, RoomEvent>,
+    durable: Option<(Rc<Snapshots>, Option<RoomsState>)>,
+) -> VecCollection<'s, T, (String, RoomRow)>
+where
+    T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
 {
     let out_of_order = observability::metrics()
         .rooms_events
@@ -177,7 +197,18 @@ where
             "RoomMembership",
             move |_initial, _info| {
                 let mut stash: Stash<T, (RoomEvent, isize)> = Stash::default();
-                let mut rooms: BTreeMap<String, (Room, i64)> = BTreeMap::new();
+                let (snaps, restored) = match durable {
+                    Some((s, r)) => (Some(s), r),
+                    None => (None, None),
+                };
+                let mut rooms: RoomsState = restored.unwrap_or_default();
+                let mut last_point = 0;
+                let mut snapshot = move |upto: T, rooms: &RoomsState| {
+                    let Some(snaps) = &snaps else { return };
+                    if let Some(point) = snaps.due(&mut last_point, upto.into()) {
+                        snaps.write_value(point, "rooms", rooms);
+                    }
+                };
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
                         if let Some(cap) = cap.retain_least(output.output_index()) {
@@ -186,6 +217,7 @@ where
                     });
                     while let Some((cap, mut batch)) = stash.next_ready(&[frontier]) {
                         let t = cap.time().clone();
+                        snapshot(t.clone(), &rooms);
                         // Events only arrive; a retraction has nothing to undo.
                         batch.retain(|(_, r)| *r > 0);
                         batch.sort();
@@ -213,6 +245,10 @@ where
                                 session.give(((room.clone(), r.clone()), t.clone(), 1));
                             }
                         }
+                    }
+                    // Every batch before the frontier is applied.
+                    if let Some(upto) = frontier.frontier().first() {
+                        snapshot(upto.clone(), &rooms);
                     }
                 }
             },

@@ -93,6 +93,10 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     /// The processes, `None` where one is not running.
     pub children: Vec<Option<Child>>,
+    /// Where each process serves `/metrics`, once started.
+    pub urls: Vec<Option<String>>,
+    /// `--snapshot-every-ms` of the processes started from now on (0: none).
+    pub snapshot_every_ms: u64,
 }
 
 impl Cluster {
@@ -123,6 +127,8 @@ impl Cluster {
             archive,
             dir,
             children: (0..processes).map(|_| None).collect(),
+            urls: vec![None; processes],
+            snapshot_every_ms: 0,
         }
     }
 
@@ -154,6 +160,8 @@ impl Cluster {
             &i.to_string(),
             "--hosts",
             &self.dir.path().join("hosts").display().to_string(),
+            "--snapshot-every-ms",
+            &self.snapshot_every_ms.to_string(),
         ]
         .map(String::from)
         .to_vec();
@@ -163,7 +171,9 @@ impl Cluster {
             args.push("--no-archive".into());
         }
         let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
-        self.children[i] = Some(super::spawn_pace(&args).0);
+        let (child, url) = super::spawn_pace(&args);
+        self.children[i] = Some(child);
+        self.urls[i] = Some(url);
     }
 
     /// Starts every process that is not running.

@@ -40,6 +40,7 @@ use schemas::{GpsPoint, RaceDefinition, Status, TimingCrossing};
 
 use super::hash;
 use super::stash::Stash;
+use crate::snapshot::Snapshots;
 
 pub use geo::Race;
 pub use track::{Fold, Obs, Progress, fold_all};
@@ -167,9 +168,22 @@ pub fn race_standings<'s, T>(
     definitions: VecCollection<'s, T, Definition>,
 ) -> RaceViews<'s, T>
 where
-    T: Timestamp + Lattice + TotalOrder + Ord,
+    T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
 {
-    let tracked = track(observations, definitions);
+    race_standings_durable(observations, definitions, None)
+}
+
+/// [`race_standings`] whose track stage writes its state at snapshot points
+/// and starts from `restored` (see [`crate::snapshot`]).
+pub fn race_standings_durable<'s, T>(
+    observations: VecCollection<'s, T, Observation>,
+    definitions: VecCollection<'s, T, Definition>,
+    durable: Option<(Rc<Snapshots>, Option<TrackState>)>,
+) -> RaceViews<'s, T>
+where
+    T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
+{
+    let tracked = track(observations, definitions, durable);
     let splits = tracked
         .clone()
         .flat_map(|t| match t {
@@ -217,17 +231,20 @@ where
 }
 
 /// Which of a participant's observations the next fold must start from.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 enum Dirty {
     Clean,
     From((i64, Obs)),
     All,
 }
 
-/// One participant's state in the track operator.
-struct Participant {
+/// One participant's state in the track operator. A snapshot leaves out
+/// the checkpoints: a late point after a restore re-folds from the base.
+#[derive(Serialize, Deserialize)]
+pub struct Participant {
     observations: BTreeSet<(i64, Obs)>,
     /// Fold states after the keyed observation, every CHECKPOINT_EVERY.
+    #[serde(skip)]
     checkpoints: BTreeMap<(i64, Obs), Fold>,
     /// The fold after the last observation.
     last: Option<((i64, Obs), Fold)>,
@@ -329,14 +346,30 @@ impl Participant {
     }
 }
 
+/// The track stage's state on one worker, as a snapshot holds it: the race
+/// definitions (order and JSON) and the participants it owns.
+#[derive(Default, Serialize, Deserialize)]
+pub struct TrackState {
+    races: BTreeMap<String, (i64, String)>,
+    participants: BTreeMap<(String, String), Participant>,
+}
+
+/// [`TrackState`] borrowed from the operator, for writing.
+#[derive(Serialize)]
+struct TrackStateRef<'a> {
+    races: BTreeMap<&'a String, (i64, &'a String)>,
+    participants: &'a BTreeMap<(String, String), Participant>,
+}
+
 /// The track stage: folds each participant's observations, emits their
 /// progress and splits as differential updates.
 fn track<'s, T>(
     observations: VecCollection<'s, T, Observation>,
     definitions: VecCollection<'s, T, Definition>,
+    durable: Option<(Rc<Snapshots>, Option<TrackState>)>,
 ) -> VecCollection<'s, T, Tracked>
 where
-    T: Timestamp + Lattice + TotalOrder + Ord,
+    T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
 {
     let metrics = observability::metrics();
     let outcome = |o: &str| metrics.standings_points.with_label_values(&[o]);
@@ -360,11 +393,51 @@ where
             }),
             Pipeline,
             "Track",
-            move |_initial, _info| {
+            move |initial, _info| {
                 let mut stash: Stash<T, Input> = Stash::default();
-                let mut races: HashMap<String, (i64, Rc<Race>)> = HashMap::new();
+                let mut races: HashMap<String, (i64, String, Rc<Race>)> = HashMap::new();
                 let mut participants: BTreeMap<(String, String), Participant> = BTreeMap::new();
+                let (snaps, restored) = match durable {
+                    Some((s, r)) => (Some(s), r),
+                    None => (None, None),
+                };
+                let mut last_point = 0;
+                // The restored state goes out once, at the initial time.
+                let mut initial = restored.is_some().then_some(initial);
+                if let Some(state) = restored {
+                    for (race, (order, json)) in state.races {
+                        match serde_json::from_str::<RaceDefinition>(&json) {
+                            Ok(def) => {
+                                let compiled = Rc::new(Race::compile(&def));
+                                races.insert(race, (order, json, compiled));
+                            }
+                            Err(e) => tracing::error!(race, error = %e, "unreadable definition in snapshot"),
+                        }
+                    }
+                    participants = state.participants;
+                }
+                let mut snapshot = move |upto: T, races: &HashMap<String, (i64, String, Rc<Race>)>, participants: &BTreeMap<(String, String), Participant>| {
+                    let Some(snaps) = &snaps else { return };
+                    if let Some(point) = snaps.due(&mut last_point, upto.into()) {
+                        let state = TrackStateRef {
+                            races: races.iter().map(|(k, (o, j, _))| (k, (*o, j))).collect(),
+                            participants,
+                        };
+                        snaps.write_value(point, "track", &state);
+                    }
+                };
                 move |(obs_in, obs_frontier), (def_in, def_frontier), output| {
+                    if let Some(cap) = initial.take() {
+                        let mut session = output.session(&cap);
+                        let t = cap.time().clone();
+                        for ((race, id), p) in &participants {
+                            let Some((progress, splits)) = &p.emitted else { continue };
+                            session.give((Tracked::Progress(race.clone(), progress.clone()), t.clone(), 1));
+                            for (i, time) in splits.iter().enumerate() {
+                                session.give((Tracked::Split(race.clone(), i as u32 + 1, id.clone(), *time), t.clone(), 1));
+                            }
+                        }
+                    }
                     obs_in.for_each(|cap, data| {
                         if let Some(cap) = cap.retain_least(output.output_index()) {
                             stash.absorb(&cap, data.drain(..), Input::Observation);
@@ -377,6 +450,7 @@ where
                     });
                     while let Some((cap, batch)) = stash.next_ready(&[obs_frontier, def_frontier]) {
                         let t = cap.time().clone();
+                        snapshot(t.clone(), &races, &participants);
                         let (mut obs, mut defs) = (Vec::new(), Vec::new());
                         for input in batch {
                             match input {
@@ -389,12 +463,13 @@ where
                         let mut defs: Vec<_> = defs.into_iter().filter(|d| d.1 > 0).collect();
                         defs.sort();
                         for ((race, (order, json)), _) in defs {
-                            if races.get(&race).is_some_and(|(o, _)| *o > order) {
+                            if races.get(&race).is_some_and(|(o, _, _)| *o > order) {
                                 continue;
                             }
                             match serde_json::from_str::<RaceDefinition>(&json) {
                                 Ok(def) => {
-                                    races.insert(race.clone(), (order, Rc::new(Race::compile(&def))));
+                                    let compiled = Rc::new(Race::compile(&def));
+                                    races.insert(race.clone(), (order, json, compiled));
                                     redefined.insert(race);
                                 }
                                 Err(e) => tracing::error!(race, error = %e, "unreadable definition"),
@@ -434,7 +509,7 @@ where
                         }
                         let mut session = output.session(&cap);
                         for key in dirty {
-                            let Some((_, race)) = races.get(&key.0) else {
+                            let Some((_, _, race)) = races.get(&key.0) else {
                                 continue; // kept until the race is defined
                             };
                             let p = participants.get_mut(&key).expect("dirty ones exist");
@@ -476,6 +551,14 @@ where
                             }
                             p.emitted = Some((progress, splits));
                         }
+                    }
+                    // Every batch before the frontier is applied.
+                    let frontier = [obs_frontier, def_frontier]
+                        .iter()
+                        .filter_map(|f| f.frontier().first().cloned())
+                        .min();
+                    if let Some(upto) = frontier {
+                        snapshot(upto, &races, &participants);
                     }
                 }
             },

@@ -46,7 +46,7 @@ const START_CLEAR_M: f64 = 50.0;
 const SPEED_WINDOW_MAX: usize = 64;
 
 /// Where a participant is in their race, after some observations.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Fold {
     /// Observations folded so far.
     pub n: u64,
@@ -70,7 +70,7 @@ pub struct Fold {
     kind: KindState,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 enum KindState {
     /// Matched distance along the unrolled course, and when it was matched.
     Course { d: f64, d_time: i64 },

@@ -1,0 +1,363 @@
+//! Snapshots: the jobs' state and the input offsets it reflects, written
+//! periodically under `<data-dir>/snapshots/`, and the latest complete one
+//! loaded at start.
+//!
+//! **Points.** A snapshot point is a multiple of the interval in epoch time
+//! (epochs are Unix milliseconds). Every stateful operator writes its state
+//! *as of a point `S`*: after applying every batch of a time before `S`, and
+//! none at or after it. An operator applies its batches in time order once
+//! no input can still produce them, so it writes its part just before its
+//! first batch at or after `S` (or when its frontier passes `S` with nothing
+//! to apply). A Kafka source writes the offsets it had read when it first
+//! stamps an epoch at or after `S`: exactly the records of epochs before `S`.
+//! No coordination is needed: every operator of every worker finds the same
+//! points from the same rule.
+//!
+//! **Parts and completeness.** Each operator of each worker writes its own
+//! file, `<S>/w<worker>-<part>.bin` (bincode, written to a temporary name and
+//! renamed, so a file that exists is whole). Once the worker's probe has
+//! passed `S` (every output of the epochs before `S` is durable) and all of
+//! its parts for `S` exist, the worker writes `<S>/w<worker>.done` holding
+//! the worker count. A snapshot is complete when every worker's `.done`
+//! exists with the same worker count; only the latest two complete ones
+//! (and any later, unfinished ones) are kept.
+//!
+//! **Restore.** At start every worker lists the complete snapshots it can see
+//! and the workers agree on the latest one all of them have (in a cluster
+//! each process has its own data directory). Each operator then loads its
+//! part: the track and room states, the standings sequence numbers, the
+//! offsets each source resumes from. Snapshots taken with another number of
+//! workers are not used (state is spread by worker); the views are then
+//! rebuilt from the start of retention, as with no snapshot.
+//!
+//! What a restored operator emits at time 0 (the state it loaded, so that
+//! the differential operators after it rebuild theirs) reproduces views that
+//! were already published before the point, so the sinks drop it; the first
+//! changes written after a restart continue the sequence numbers.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Dataflow time, Unix milliseconds.
+pub type Time = u64;
+
+/// Complete snapshots kept.
+const KEEP: usize = 2;
+
+/// One worker's view of the snapshot directory.
+#[derive(Debug)]
+pub struct Snapshots {
+    dir: PathBuf,
+    interval: Time,
+    worker: usize,
+    peers: usize,
+    /// The workers of this process (they share the directory).
+    local: std::ops::Range<usize>,
+    /// The point restored from, if any.
+    restored: Option<Time>,
+    /// Parts written per point, not yet finished.
+    written: RefCell<BTreeMap<Time, BTreeSet<&'static str>>>,
+}
+
+impl Snapshots {
+    /// Snapshots under `data_dir/snapshots`, every `interval_ms`, for
+    /// `worker` of `peers`; `local` are the workers of this process.
+    pub fn new(
+        data_dir: &Path,
+        interval_ms: Time,
+        worker: usize,
+        peers: usize,
+        local: std::ops::Range<usize>,
+    ) -> Self {
+        Self {
+            dir: data_dir.join("snapshots"),
+            interval: interval_ms.max(1),
+            worker,
+            peers,
+            local,
+            restored: None,
+            written: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    fn point_dir(&self, s: Time) -> PathBuf {
+        self.dir.join(format!("{s:016}"))
+    }
+
+    fn part_path(&self, s: Time, part: &str) -> PathBuf {
+        self.point_dir(s)
+            .join(format!("w{}-{part}.bin", self.worker))
+    }
+
+    /// The latest point at or before `upto` that is after `last`, if any;
+    /// `last` becomes it.
+    pub fn due(&self, last: &mut Time, upto: Time) -> Option<Time> {
+        let s = upto - upto % self.interval;
+        (s > *last).then(|| {
+            *last = s;
+            s
+        })
+    }
+
+    /// Writes this worker's `part` for point `s` with `write`, atomically.
+    /// A failure is logged and leaves the point incomplete (the next one
+    /// will do); it never stops the pipeline.
+    pub fn write(
+        &self,
+        s: Time,
+        part: &'static str,
+        write: impl FnOnce(&mut dyn Write) -> bincode::Result<()>,
+    ) {
+        let t0 = Instant::now();
+        let path = self.part_path(s, part);
+        let tmp = path.with_extension("tmp");
+        let result = (|| -> Result<u64, String> {
+            std::fs::create_dir_all(self.point_dir(s)).map_err(|e| e.to_string())?;
+            let file = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+            write(&mut w).map_err(|e| e.to_string())?;
+            let file = w.into_inner().map_err(|e| e.to_string())?;
+            file.sync_all().map_err(|e| e.to_string())?;
+            let bytes = file.metadata().map_err(|e| e.to_string())?.len();
+            std::fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
+            Ok(bytes)
+        })();
+        match result {
+            Ok(bytes) => {
+                tracing::debug!(
+                    point = s,
+                    part,
+                    bytes,
+                    ms = t0.elapsed().as_millis() as u64,
+                    "snapshot part written"
+                );
+                self.written.borrow_mut().entry(s).or_default().insert(part);
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                tracing::warn!(point = s, part, error = %e, "snapshot part not written");
+            }
+        }
+    }
+
+    /// Serializes `value` as this worker's `part` for point `s`.
+    pub fn write_value<V: Serialize + ?Sized>(&self, s: Time, part: &'static str, value: &V) {
+        self.write(s, part, |w| bincode::serialize_into(w, value));
+    }
+
+    /// This worker's `part` of the restored point, if there is one.
+    pub fn read<V: DeserializeOwned>(&self, part: &str) -> Result<Option<V>, String> {
+        let Some(s) = self.restored else {
+            return Ok(None);
+        };
+        let path = self.part_path(s, part);
+        let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        bincode::deserialize_from(std::io::BufReader::with_capacity(1 << 20, file))
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The point restored from, if any.
+    pub fn restored(&self) -> Option<Time> {
+        self.restored
+    }
+
+    /// Marks every point before `done` (the probe's frontier) whose parts
+    /// include all of `parts` as finished for this worker, and removes old
+    /// snapshots; the points finished.
+    pub fn finish(&self, done: Time, parts: &[&'static str]) -> Vec<Time> {
+        let mut finished = Vec::new();
+        let mut written = self.written.borrow_mut();
+        let ready: Vec<Time> = written.range(..=done).map(|(s, _)| *s).collect();
+        for s in ready {
+            let have = written.remove(&s).unwrap_or_default();
+            if parts.iter().all(|p| have.contains(p)) {
+                let path = self.point_dir(s).join(format!("w{}.done", self.worker));
+                match std::fs::write(&path, self.peers.to_string()) {
+                    Ok(()) => finished.push(s),
+                    Err(e) => tracing::warn!(point = s, error = %e, "snapshot not finished"),
+                }
+            }
+        }
+        drop(written);
+        if !finished.is_empty() {
+            self.prune();
+        }
+        finished
+    }
+
+    /// The points this process holds complete (every local worker finished
+    /// them with the current worker count), oldest first.
+    pub fn complete(&self) -> Vec<Time> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut points: Vec<Time> = entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|s| {
+                self.local.clone().all(|w| {
+                    std::fs::read_to_string(self.point_dir(*s).join(format!("w{w}.done")))
+                        .is_ok_and(|n| n.trim() == self.peers.to_string())
+                })
+            })
+            .collect();
+        points.sort_unstable();
+        points
+    }
+
+    /// Removes every point before the oldest of the last [`KEEP`] complete ones.
+    fn prune(&self) {
+        let complete = self.complete();
+        let Some(&oldest_kept) = complete.iter().rev().nth(KEEP - 1) else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let old = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<Time>().ok())
+                .is_some_and(|s| s < oldest_kept);
+            if old {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    /// Restores from `point` (agreed by every worker), or from nothing.
+    pub fn restore_from(&mut self, point: Option<Time>) {
+        self.restored = point;
+    }
+}
+
+/// The latest point in every one of `lists`.
+pub fn latest_common(lists: &[Vec<Time>]) -> Option<Time> {
+    let (first, rest) = lists.split_first()?;
+    first
+        .iter()
+        .rev()
+        .find(|s| rest.iter().all(|l| l.contains(s)))
+        .copied()
+}
+
+/// Every worker's complete points, exchanged: each worker gets all lists.
+pub fn agree(worker: &mut timely::worker::Worker, mine: Vec<Time>) -> Option<Time> {
+    use timely::container::CapacityContainerBuilder;
+    use timely::dataflow::InputHandle;
+    use timely::dataflow::operators::vec::Broadcast;
+    use timely::dataflow::operators::{Inspect, Probe};
+    let peers = worker.peers();
+    let got: Rc<RefCell<Vec<Vec<Time>>>> = Rc::default();
+    let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<Vec<Time>>>>::new();
+    let probe = worker.dataflow::<u64, _, _>(|scope| {
+        let got = got.clone();
+        let (probe, _) = input
+            .to_stream(scope)
+            .broadcast()
+            .inspect(move |list: &Vec<Time>| got.borrow_mut().push(list.clone()))
+            .probe();
+        probe
+    });
+    input.send(mine);
+    input.advance_to(1);
+    drop(input);
+    while probe.less_than(&1) {
+        worker.step();
+    }
+    let lists = got.borrow();
+    debug_assert_eq!(lists.len(), peers);
+    latest_common(&lists)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_fall_on_multiples_of_the_interval_once_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Snapshots::new(dir.path(), 1000, 0, 1, 0..1);
+        let mut last = 0;
+        assert_eq!(s.due(&mut last, 999), None);
+        assert_eq!(s.due(&mut last, 1000), Some(1000));
+        assert_eq!(s.due(&mut last, 1999), None);
+        assert_eq!(
+            s.due(&mut last, 5500),
+            Some(5000),
+            "a jump takes the latest"
+        );
+        assert_eq!(s.due(&mut last, 5999), None);
+    }
+
+    #[test]
+    fn a_point_is_complete_when_every_local_worker_finished_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let w0 = Snapshots::new(dir.path(), 1000, 0, 2, 0..2);
+        let w1 = Snapshots::new(dir.path(), 1000, 1, 2, 0..2);
+        for s in [1000, 2000, 3000, 4000] {
+            w0.write_value(s, "a", &(s, "zero"));
+            w1.write_value(s, "a", &(s, "one"));
+            if s != 4000 {
+                w1.write_value(s, "b", &s);
+            }
+        }
+        // Not durable yet: nothing finishes.
+        assert!(w0.finish(999, &["a"]).is_empty());
+        assert_eq!(w0.finish(4000, &["a"]), vec![1000, 2000, 3000, 4000]);
+        assert_eq!(
+            w0.complete(),
+            Vec::<Time>::new(),
+            "worker 1 has not finished"
+        );
+        assert_eq!(w1.finish(4000, &["a", "b"]), vec![1000, 2000, 3000]);
+        assert_eq!(w1.complete(), vec![2000, 3000], "older ones are pruned");
+        // Another worker count does not see them.
+        let other = Snapshots::new(dir.path(), 1000, 0, 3, 0..3);
+        assert!(other.complete().is_empty());
+        let mut r = Snapshots::new(dir.path(), 1000, 1, 2, 0..2);
+        r.restore_from(Some(3000));
+        assert_eq!(
+            r.read::<(Time, String)>("a").unwrap(),
+            Some((3000, "one".into()))
+        );
+        assert!(r.read::<Time>("missing").is_err());
+        assert!(!dir.path().join("snapshots").read_dir().unwrap().any(|e| {
+            e.unwrap()
+                .path()
+                .read_dir()
+                .unwrap()
+                .any(|f| f.unwrap().path().extension().is_some_and(|x| x == "tmp"))
+        }));
+    }
+
+    #[test]
+    fn workers_agree_on_the_latest_point_they_all_have() {
+        assert_eq!(
+            latest_common(&[vec![1, 2, 3], vec![2, 3], vec![1, 2]]),
+            Some(2)
+        );
+        assert_eq!(latest_common(&[vec![1], vec![]]), None);
+        let got = timely::execute(timely::Config::process(3), |worker| {
+            let mine = match worker.index() {
+                0 => vec![10, 20, 30],
+                1 => vec![20, 30],
+                _ => vec![10, 20],
+            };
+            agree(worker, mine)
+        })
+        .unwrap()
+        .join();
+        for r in got {
+            assert_eq!(r.unwrap(), Some(20));
+        }
+    }
+}
