@@ -92,26 +92,34 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
 
-/// Restarts with no snapshot (`pace-bench restart`) as Markdown.
-pub fn restart_table(runs: &[crate::throughput::Standings]) -> String {
+/// Restarts (`pace-bench restart`) as Markdown.
+pub fn restart_table(runs: &[crate::suite::Restart]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| workers | points | runners complete | restart (rebuild) s | points/s | CPU s | peak RSS |"
+        "| workers | start | snapshots on disk | points | runners complete | restart s | CPU s | peak RSS |"
     );
-    let _ = writeln!(s, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(
+        s,
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     for r in runs {
         let _ = writeln!(
             s,
-            "| {} | {} | {} of {} | {:.1} | {:.0} | {:.1} | {:.0} MiB |",
-            r.workers,
-            r.points,
-            r.runners_complete,
-            r.runners,
-            r.seconds,
-            r.points_per_s,
-            r.cpu_s,
-            mib(r.peak_rss)
+            "| {} | {} | {:.0} MiB | {} | {} of {} | {:.1} | {:.1} | {:.0} MiB |",
+            r.run.workers,
+            if r.from_snapshot {
+                "from the latest snapshot"
+            } else {
+                "no snapshot: from the start of retention"
+            },
+            mib(r.snapshot_bytes),
+            r.run.points,
+            r.run.runners_complete,
+            r.run.runners,
+            r.run.seconds,
+            r.run.cpu_s,
+            mib(r.run.peak_rss)
         );
     }
     s

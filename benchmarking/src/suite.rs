@@ -69,12 +69,25 @@ fn machine() -> String {
     format!("{cores} cores, {} GiB", mem / (1 << 20))
 }
 
-/// Preloads a fresh topic with `runners` × `seconds` and runs the standings
-/// job over it with `workers`.
+/// Runs the standings job over a preloaded topic with `workers`, its data
+/// under a fresh directory.
 fn standings_on(
     o: &Options,
     kafka: &KafkaConfig,
     workers: usize,
+    preloaded: &workload::Preloaded,
+    what: &str,
+) -> anyhow::Result<throughput::Standings> {
+    let data = tempfile::tempdir()?;
+    standings_in(o, kafka, workers, (data.path(), &[]), preloaded, what)
+}
+
+/// [`standings_on`] with its data under `data` and `extra` arguments.
+fn standings_in(
+    o: &Options,
+    kafka: &KafkaConfig,
+    workers: usize,
+    data: (&Path, &[String]),
     preloaded: &workload::Preloaded,
     what: &str,
 ) -> anyhow::Result<throughput::Standings> {
@@ -87,6 +100,7 @@ fn standings_on(
         &o.pace,
         &log_path(&o.out, "standings"),
         workers,
+        data,
         preloaded,
         timeout,
         &|n| pb.set_position(n),
@@ -137,21 +151,32 @@ pub fn replay_on(
     Ok(r)
 }
 
-/// `pace-bench restart`: a race of `o.runners` × `o.seconds` is preloaded,
-/// then for each worker count `pace pipeline` starts on it as after a crash
-/// and rebuilds its views; the time from serving until the standings show
-/// every runner's last point is the restart time, with the peak RSS.
-///
-/// Snapshots are not written yet, so every restart rebuilds from the start
-/// of retention: these are the figures without a snapshot.
+/// One restart measured by `pace-bench restart`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Restart {
+    /// Whether the start found a snapshot to resume from.
+    pub from_snapshot: bool,
+    /// Bytes of the latest snapshot on disk when it started (0 without).
+    pub snapshot_bytes: u64,
+    /// The run: its `seconds` is the restart time.
+    pub run: throughput::Standings,
+}
+
+/// `pace-bench restart`: a race of `runners` × `seconds` is preloaded, then
+/// for each worker count `pace pipeline` starts on it twice, as after a
+/// crash: first with no snapshot (it rebuilds from the start of retention,
+/// writing snapshots every `snapshot_every_ms` as it goes), then again on the
+/// same data directory (it resumes from the latest snapshot). The time from
+/// serving until the standings show every runner's last point is the
+/// restart time, with the peak RSS.
 pub fn restart(
     pace: PathBuf,
     brokers: String,
     out: PathBuf,
-    runners: usize,
-    seconds: usize,
+    (runners, seconds): (usize, usize),
     workers: Vec<usize>,
-) -> anyhow::Result<Vec<throughput::Standings>> {
+    snapshot_every_ms: u64,
+) -> anyhow::Result<Vec<Restart>> {
     // The preload and the standings runs read only these.
     let o = &Options {
         pace,
@@ -173,10 +198,47 @@ pub fn restart(
     };
     std::fs::create_dir_all(&o.out)?;
     let (kafka, pre, _) = preload(o, 1, o.runners, o.seconds, "restart")?;
-    o.workers
-        .iter()
-        .map(|&w| standings_on(o, &kafka, w, &pre, &format!("restart, {w} worker(s)")))
-        .collect()
+    let extra = [
+        "--snapshot-every-ms".to_owned(),
+        snapshot_every_ms.to_string(),
+    ];
+    let mut out = Vec::new();
+    for &w in &o.workers {
+        let data = tempfile::tempdir()?;
+        for from_snapshot in [false, true] {
+            let snapshot_bytes = dir_bytes(&data.path().join("snapshots"));
+            let what = format!(
+                "restart, {w} worker(s), {}",
+                if from_snapshot {
+                    "snapshot"
+                } else {
+                    "no snapshot"
+                }
+            );
+            let run = standings_in(o, &kafka, w, (data.path(), &extra), &pre, &what)?;
+            out.push(Restart {
+                from_snapshot,
+                snapshot_bytes,
+                run,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Bytes of the files under `dir` (the snapshots kept: the latest two).
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Runs the suite, writing `report.json`, `report.md` and `latency.svg`

@@ -52,12 +52,15 @@ pub struct Standings {
 /// How long the changelog may be quiet before a run counts as done.
 const QUIET: Duration = Duration::from_secs(3);
 
-/// Runs `pace pipeline --workers N` over what `preloaded` put into `kafka`.
+/// Runs `pace pipeline --workers N` (with `extra` arguments, its data under
+/// `data`) over what `preloaded` put into `kafka`.
+#[allow(clippy::too_many_arguments)]
 pub fn standings(
     kafka: &KafkaConfig,
     pace_bin: &Path,
     log: &Path,
     workers: usize,
+    (data, extra): (&Path, &[String]),
     preloaded: &Preloaded,
     timeout: Duration,
     progress: &dyn Fn(u64),
@@ -65,9 +68,9 @@ pub fn standings(
     // Earlier runs on the same input left their changes there: read only
     // what this run writes.
     let mut changelog = from_end(kafka, &kafka.topics.standings)?;
-    let data = tempfile::tempdir()?;
-    let mut args = crate::process::pace_args("pipeline", kafka, workers, data.path());
+    let mut args = crate::process::pace_args("pipeline", kafka, workers, data);
     args.push("--no-archive".into());
+    args.extend(extra.iter().cloned());
     let pace = Pace::start(pace_bin, &args, log)?;
     let t0 = pace.ready;
     let mut seen: HashMap<(String, String), Timestamp> = HashMap::new();

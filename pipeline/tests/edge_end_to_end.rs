@@ -22,23 +22,7 @@ const RACE: &str = r#"{"id":"track","name":"Tracked","start":"2026-05-01T08:00:0
 
 /// A `pace edge` process on the stack's topics; the child and its base URL.
 fn pace_edge(kafka: &ingest::KafkaConfig) -> (Child, String) {
-    let prefix = kafka.topics.gps.strip_suffix("pace.gps").unwrap();
-    let args = [
-        "edge",
-        "--brokers",
-        &kafka.brokers,
-        "--topic-prefix",
-        prefix,
-        "--listen",
-        "127.0.0.1:0",
-        "--token-secret",
-        SECRET,
-    ];
-    spawn_pace(&args.map(std::ffi::OsStr::new))
-}
-
-fn ws_url(base: &str, path: &str) -> String {
-    format!("ws{}{path}", &base[4..])
+    common::pace_edge(kafka, Some(SECRET))
 }
 
 fn token(user: &str) -> String {

@@ -13,6 +13,11 @@
 //! In both the final standings, splits, room members, message logs with
 //! their sequence numbers and task results equal the uninterrupted run's,
 //! and the archive holds every input record exactly once.
+//!
+//! A third test follows a live race through a `pace edge` over WebSocket
+//! while the pipeline is killed and restarted: the spectator gets at most
+//! one snapshot after the restart, then deltas whose sequence numbers follow
+//! it, and the sequence goes on from the pipeline's snapshot (not from 1).
 
 #![allow(clippy::print_stdout)]
 
@@ -235,4 +240,126 @@ fn a_pipeline_process_killed_mid_replay_and_restarted_changes_no_view() {
     assert_same(&reference, &final_views(&kafka, &day.definitions, false));
     assert_archived_once(&kafka, &pipeline.data_dir(0));
     pipeline.stop();
+}
+
+#[test]
+fn after_a_restart_a_spectator_gets_one_snapshot_then_deltas_that_continue() {
+    let (prefix, kafka) = common::views::fresh_topics("continuity");
+    let mut pipeline = Cluster::new(&kafka, &prefix, 1, 1, false);
+    pipeline.snapshot_every_ms = 300;
+    pipeline.start_all();
+    let (_edge, base) = common::pace_edge(&kafka, None);
+    let edge = KilledOnDrop(_edge);
+
+    // A generated race of 50 runners, a second of race every 50 ms.
+    let producing = {
+        let kafka = kafka.clone();
+        std::thread::spawn(move || {
+            let p = ingest::producer::TrackedProducer::new(&kafka).unwrap();
+            let mut race =
+                ingest::generate::DemoRace::new("live", 50, 7, schemas::Timestamp::now());
+            ingest::jsonl::send_record(&p, &kafka.topics.races, &race.definition).unwrap();
+            for _ in 0..300 {
+                for point in race.tick() {
+                    ingest::jsonl::send_record(&p, &kafka.topics.gps, &point).unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            p.flush(Duration::from_secs(30)).unwrap();
+        })
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let frames: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let mut ws = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let url = format!("{base}/api/races/live");
+        common::eventually("the race at the edge", Duration::from_secs(30), || async {
+            let race: serde_json::Value = common::get_json(&http, &url).await?;
+            (race["id"] == "live").then_some(())
+        })
+        .await;
+        let url = common::ws_url(&base, "/ws/races/live");
+        tokio_tungstenite::connect_async(url).await.unwrap().0
+    });
+    let collector = {
+        let frames = frames.clone();
+        rt.spawn(async move {
+            use futures_util::StreamExt;
+            while let Some(Ok(msg)) = ws.next().await {
+                if let tokio_tungstenite::tungstenite::Message::Text(text) = msg {
+                    frames
+                        .lock()
+                        .unwrap()
+                        .push(serde_json::from_str(&text).unwrap());
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(5));
+    let at_kill = frames.lock().unwrap().len();
+    pipeline.kill(0);
+    pipeline.start(0);
+    producing.join().unwrap();
+    wait_committed(&kafka, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(2));
+    collector.abort();
+    let frames = frames.lock().unwrap().clone();
+    drop(edge);
+    pipeline.stop();
+
+    let seqs: Vec<(String, u64)> = frames
+        .iter()
+        .filter(|f| f["type"] == "snapshot" || f["type"] == "delta")
+        .map(|f| {
+            (
+                f["type"].as_str().unwrap().to_owned(),
+                f["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    println!("{} frames, {at_kill} before the kill: {seqs:?}", seqs.len());
+    assert_eq!(
+        seqs[0].0, "snapshot",
+        "a subscription starts with a snapshot"
+    );
+    assert!(
+        seqs.len() > at_kill + 10,
+        "frames went on after the restart"
+    );
+    for (i, w) in seqs.windows(2).enumerate() {
+        let ((_, before), (kind, seq)) = (&w[0], &w[1]);
+        if kind == "delta" {
+            assert_eq!(
+                *seq,
+                before + 1,
+                "frame {}: deltas follow each other",
+                i + 1
+            );
+        }
+    }
+    let snapshots: Vec<u64> = seqs[1..]
+        .iter()
+        .filter(|(kind, _)| kind == "snapshot")
+        .map(|(_, seq)| *seq)
+        .collect();
+    assert!(
+        snapshots.len() <= 1,
+        "at most one snapshot after the restart: {snapshots:?}"
+    );
+    // The restarted pipeline continued the race's sequence from its snapshot
+    // (without one it would rebuild the race from seq 1).
+    assert!(
+        snapshots.iter().all(|s| *s > 1),
+        "the sequence went on from a snapshot: {snapshots:?}"
+    );
+}
+
+/// A child process killed when dropped.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -92,7 +92,8 @@ enum Command {
     },
     /// Restart time and peak RSS: preloads one generated race of --runners
     /// × --seconds (one point per runner per second), then starts `pace
-    /// pipeline` on it with each worker count, as after a crash, and times
+    /// pipeline` on it with each worker count twice, as after a crash: with
+    /// no snapshot, then from the snapshots the first run wrote. Times each
     /// until the standings show every runner's last point. Prints a table
     /// and writes restart.json to --out.
     Restart {
@@ -107,6 +108,9 @@ enum Command {
         /// Worker counts to sweep.
         #[arg(long, default_value = "2")]
         workers: String,
+        /// How often the pipeline snapshots its state, milliseconds.
+        #[arg(long, default_value_t = 30_000)]
+        snapshot_every_ms: u64,
     },
     /// Replays one race day (recorded, or generated) at a speed, with each
     /// worker count, while spectators follow its participants; prints a
@@ -190,9 +194,17 @@ fn main() -> anyhow::Result<()> {
             runners,
             seconds,
             workers,
+            snapshot_every_ms,
         } => {
             let workers = list(&workers).map_err(|e| anyhow::anyhow!("--workers {e}"))?;
-            let runs = suite::restart(pace, brokers, out.clone(), runners, seconds, workers)?;
+            let runs = suite::restart(
+                pace,
+                brokers,
+                out.clone(),
+                (runners, seconds),
+                workers,
+                snapshot_every_ms,
+            )?;
             std::fs::write(
                 out.join("restart.json"),
                 serde_json::to_string_pretty(&runs)?,

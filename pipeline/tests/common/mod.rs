@@ -71,6 +71,34 @@ pub fn spawn_pace(args: &[&std::ffi::OsStr]) -> (std::process::Child, String) {
     (child, base)
 }
 
+/// A `pace edge` process on `kafka`'s topics, checking tokens with `secret`
+/// if given; the child and its base URL.
+pub fn pace_edge(
+    kafka: &ingest::KafkaConfig,
+    secret: Option<&str>,
+) -> (std::process::Child, String) {
+    let prefix = kafka.topics.gps.strip_suffix("pace.gps").unwrap();
+    let mut args = vec![
+        "edge",
+        "--brokers",
+        &kafka.brokers,
+        "--topic-prefix",
+        prefix,
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    if let Some(secret) = secret {
+        args.extend(["--token-secret", secret]);
+    }
+    let args: Vec<&std::ffi::OsStr> = args.into_iter().map(std::ffi::OsStr::new).collect();
+    spawn_pace(&args)
+}
+
+/// The WebSocket URL of `path` on the edge at `base` (`http://…`).
+pub fn ws_url(base: &str, path: &str) -> String {
+    format!("ws{}{path}", &base[4..])
+}
+
 /// Runs a Python snippet, returning its stdout; fails the test on error.
 pub fn run_python(code: &str) -> String {
     let out = std::process::Command::new(python())
