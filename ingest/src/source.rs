@@ -292,6 +292,25 @@ impl StaticConsumer {
         &self.next
     }
 
+    /// Whether the group's committed offsets are behind `offsets` (next
+    /// offset to read, per partition), asking the broker for at most
+    /// `timeout`; an answer that does not come counts as behind. An
+    /// asynchronous commit can be lost (a group coordinator that moves during
+    /// a broker outage), so a caller commits again until this says no.
+    pub fn behind(&self, offsets: &BTreeMap<i32, i64>, timeout: Duration) -> bool {
+        let mut tpl = TopicPartitionList::new();
+        for p in offsets.keys() {
+            tpl.add_partition(&self.topic, *p);
+        }
+        let Ok(got) = self.consumer.committed_offsets(tpl, timeout) else {
+            return true;
+        };
+        offsets.iter().any(|(p, o)| {
+            got.find_partition(&self.topic, *p)
+                .is_none_or(|e| !matches!(e.offset(), Offset::Offset(c) if c >= *o))
+        })
+    }
+
     /// Stores `offsets` (next offset to read, per partition) as the group's
     /// committed offsets; `wait` blocks until the broker has them.
     pub fn commit(&self, offsets: &BTreeMap<i32, i64>, wait: bool) -> Result<(), IngestError> {

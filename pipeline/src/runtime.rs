@@ -18,12 +18,12 @@
 //! carries must survive it (see `schemas::Packed`).
 //!
 //! Every [`PipelineConfig::snapshot_every`] the track and room states, the
-//! standings sequence numbers and the offsets they reflect are written under
-//! the data directory ([`crate::snapshot`]); a start resumes from the latest
-//! complete snapshot, or rebuilds from the start of retention without one.
-//! The calculation tasks' job keeps no snapshot: it re-reads its topic at
-//! every start. The consumer group's committed offsets record durable
-//! progress (for lag monitoring) but are not where reading resumes.
+//! standings sequence numbers, the first submission of each task id with a
+//! result and the offsets they reflect are written under the data directory
+//! ([`crate::snapshot`]); a start resumes from the latest complete snapshot,
+//! or rebuilds from the start of retention without one. The consumer
+//! group's committed offsets record durable progress (for lag monitoring)
+//! but are not where reading resumes.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -178,17 +178,19 @@ impl PipelineConfig {
 /// How often snapshots are written unless told otherwise.
 pub const DEFAULT_SNAPSHOT_EVERY: Duration = Duration::from_secs(30);
 
-/// The parts each worker writes at a snapshot point: the sources' offsets
-/// (not the calculation tasks': their job has no snapshot and re-reads its
-/// topic), the track and room states, the standings sequence numbers.
-const SNAPSHOT_PARTS: [&str; 7] = [
+/// The parts each worker writes at a snapshot point: the sources' offsets,
+/// the track and room states, the standings sequence numbers, and the first
+/// submission of each task id that has a result.
+const SNAPSHOT_PARTS: [&str; 9] = [
     "gps",
     "timing",
     "races",
     "chat",
+    "calc",
     "track",
     "rooms",
     "standings-seqs",
+    "results",
 ];
 
 /// Why the pipeline stopped with an error.
@@ -212,6 +214,12 @@ const MAX_BATCH: usize = 4096;
 /// Most epochs a source lets be in flight (read, not yet durable) before it
 /// stops reading: the bound on what the dataflow holds beyond its state.
 const MAX_INFLIGHT_EPOCHS: usize = 1024;
+
+/// How long after its last commit an idle source checks that the group has
+/// its offsets, and commits again if not.
+const COMMIT_RETRY: Duration = Duration::from_secs(1);
+/// How long that check waits for the broker.
+const COMMIT_CHECK: Duration = Duration::from_millis(200);
 
 /// How long an idle worker parks before looking at the stop flag again.
 const IDLE_PARK: Duration = Duration::from_millis(200);
@@ -437,7 +445,7 @@ fn run_worker(
     let timing_consumer = consumer(&topics.timing, &restored.offsets[1])?;
     let races_consumer = consumer(&topics.races, &restored.offsets[2])?;
     let chat_consumer = consumer(&topics.chat, &restored.offsets[3])?;
-    let calc_consumer = consumer(&topics.calc, &BTreeMap::new())?;
+    let calc_consumer = consumer(&topics.calc, &restored.offsets[4])?;
     let producer = Rc::new(TrackedProducer::new(&config.kafka).map_err(|e| error_chain(&e))?);
     let probe = ProbeHandle::<Time>::new();
     let reads: Reads = Rc::default();
@@ -450,8 +458,8 @@ fn run_worker(
             reads: &reads,
             snaps: &snaps,
         };
-        let [gps_part, timing_part, races_part, chat_part] =
-            [0, 1, 2, 3].map(|i| Some(SNAPSHOT_PARTS[i]));
+        let [gps_part, timing_part, races_part, chat_part, calc_part] =
+            [0, 1, 2, 3, 4].map(|i| Some(SNAPSHOT_PARTS[i]));
         let (gps, gps_act) =
             kafka_source::<GpsPoint>(scope, gps_consumer, View::Standings, gps_part, &ctx);
         let (timing, timing_act) = kafka_source::<TimingCrossing>(
@@ -472,7 +480,7 @@ fn run_worker(
             kafka_source::<ChatEvent>(scope, chat_consumer, View::Rooms, chat_part, &ctx);
         let (chat_ok, chat_err) = chat.ok_err(|r| r);
         let (calc, calc_act) =
-            kafka_source::<CalcTask>(scope, calc_consumer, View::Results, None, &ctx);
+            kafka_source::<CalcTask>(scope, calc_consumer, View::Results, calc_part, &ctx);
         let (calc_ok, calc_err) = calc.ok_err(|r| r);
         let (gps_ok, gps_err) = gps.ok_err(|r| r);
         let (timing_ok, timing_err) = timing.ok_err(|r| r);
@@ -535,7 +543,7 @@ fn run_worker(
                     if let Some(s) = &snaps
                         && let Some(point) = s.due(&mut last_point, upto)
                     {
-                        s.write_value(point, SNAPSHOT_PARTS[6], &*written.borrow());
+                        s.write_value(point, SNAPSHOT_PARTS[7], &*written.borrow());
                     }
                 },
                 move |producer, updates, ticket| {
@@ -576,28 +584,61 @@ fn run_worker(
             )
         };
 
-        let submissions =
-            stamp(calc_ok.map(|e: Envelope<CalcTask>| (e.record.id.clone(), e))).as_collection();
+        // The first submissions of the ids a snapshot had results for go
+        // in again at time 0, so the job knows them (their results are not
+        // written again).
+        let resubmitted = {
+            let mut first = Some(restored.first.values().cloned().collect::<Vec<_>>());
+            source(scope, "RestoredTasks", move |cap, _info| {
+                let mut cap = Some(cap);
+                move |output| {
+                    if let (Some(c), Some(tasks)) = (cap.take(), first.take()) {
+                        let mut session = output.session(&c);
+                        for t in tasks {
+                            session.give((t.record.id.clone(), t));
+                        }
+                    }
+                }
+            })
+        };
+        let submissions = stamp(
+            calc_ok
+                .map(|e: Envelope<CalcTask>| (e.record.id.clone(), e))
+                .concat(resubmitted),
+        )
+        .as_collection();
         let evaluated = calc_results(submissions).inner;
         let results = {
             let topics = topics.clone();
             let origins = shared.clone();
             let tasks = &observability::metrics().tasks;
+            // The first submission of each id with a result, for snapshots.
+            let first = Rc::new(std::cell::RefCell::new(std::mem::take(&mut restored.first)));
+            let (written, snaps) = (first.clone(), snaps.clone());
+            let mut last_point = 0;
             kafka_sink(
                 evaluated,
                 Exchange::new(|u: &ResultUpdate| hash(&(u.0).0)),
                 "ResultsChangelog",
                 |u: &ResultUpdate| Some(u.1),
                 (&producer, shared, config.tick),
-                |_| {},
+                move |upto| {
+                    if let Some(s) = &snaps
+                        && let Some(point) = s.due(&mut last_point, upto)
+                    {
+                        s.write_value(point, SNAPSHOT_PARTS[8], &*written.borrow());
+                    }
+                },
                 move |producer, updates, ticket| {
                     // A result only appears: the first submission of an id
                     // stays the first.
                     let origin = origins.origin(View::Results, ticket as Time);
+                    let mut first = first.borrow_mut();
                     updates
                         .iter()
                         .filter(|u| u.2 > 0)
                         .try_for_each(|((_, r), _, _)| {
+                            first.insert(r.record.id.clone(), submission_of(r));
                             tasks.with_label_values(&[r.record.status.as_str()]).inc();
                             sinks::kafka::send_task_result(
                                 producer, &topics, &r.record, origin, ticket,
@@ -887,14 +928,31 @@ struct SourceContext<'a> {
     snaps: &'a Option<Rc<Snapshots>>,
 }
 
+/// The submission a task result came from: what the calculation job needs
+/// to know the id again after a restore.
+fn submission_of(r: &Envelope<schemas::TaskResult>) -> Envelope<CalcTask> {
+    Envelope {
+        partition: r.partition,
+        offset: r.offset,
+        timestamp_ms: r.timestamp_ms,
+        record: CalcTask {
+            id: r.record.id.clone(),
+            expression: r.record.expression.clone(),
+            time: r.record.submitted_at,
+        },
+    }
+}
+
 /// What a worker restores from a snapshot (nothing without one).
 #[derive(Default)]
 struct Restored {
-    /// Next offset per partition of gps, timing, races and chat.
-    offsets: [BTreeMap<i32, i64>; 4],
+    /// Next offset per partition of gps, timing, races, chat and calc.
+    offsets: [BTreeMap<i32, i64>; 5],
     track: Option<TrackState>,
     rooms: Option<RoomsState>,
     seqs: BTreeMap<String, u64>,
+    /// The first submission of each task id with a result, by id.
+    first: BTreeMap<String, Envelope<CalcTask>>,
 }
 
 impl Restored {
@@ -910,15 +968,16 @@ impl Restored {
                 data_dir.join("snapshots").display()
             )
         };
-        let mut offsets: [BTreeMap<i32, i64>; 4] = Default::default();
+        let mut offsets: [BTreeMap<i32, i64>; 5] = Default::default();
         for (i, o) in offsets.iter_mut().enumerate() {
             *o = s.read(SNAPSHOT_PARTS[i]).map_err(fail)?.unwrap_or_default();
         }
         Ok(Self {
             offsets,
-            track: s.read(SNAPSHOT_PARTS[4]).map_err(fail)?,
-            rooms: s.read(SNAPSHOT_PARTS[5]).map_err(fail)?,
-            seqs: s.read(SNAPSHOT_PARTS[6]).map_err(fail)?.unwrap_or_default(),
+            track: s.read(SNAPSHOT_PARTS[5]).map_err(fail)?,
+            rooms: s.read(SNAPSHOT_PARTS[6]).map_err(fail)?,
+            seqs: s.read(SNAPSHOT_PARTS[7]).map_err(fail)?.unwrap_or_default(),
+            first: s.read(SNAPSHOT_PARTS[8]).map_err(fail)?.unwrap_or_default(),
         })
     }
 }
@@ -958,6 +1017,10 @@ where
         );
         let mut cap = Some(cap);
         let mut inflight: VecDeque<(Time, BTreeMap<i32, i64>)> = VecDeque::new();
+        // The latest durable offsets, committed again until the group has them.
+        let mut durable: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut unverified = false;
+        let mut committed_at = Instant::now();
         move |output| {
             // Commit what every sink has made durable; at the very end (the
             // frontier is empty) synchronously, so nothing is left in flight.
@@ -970,6 +1033,9 @@ where
                 if let Err(e) = consumer.commit(&offsets, finished) {
                     tracing::warn!(topic = %topic, error = %error_chain(&e), "offset commit failed");
                 }
+                durable = offsets;
+                unverified = true;
+                committed_at = Instant::now();
             }
             if shared.stop.load(Ordering::SeqCst) {
                 // Read nothing more; let what was read drain through the sinks.
@@ -1023,10 +1089,27 @@ where
                     shared.data_in_flight();
                 }
             }
+            // Once idle, the last commit is checked a second later and sent
+            // again until the group has it: an asynchronous commit can be
+            // lost (a coordinator that moves during a broker outage), and the
+            // group's offsets (and the lag they show) would stay behind.
+            if unverified && inflight.is_empty() && committed_at.elapsed() >= COMMIT_RETRY {
+                if consumer.behind(&durable, COMMIT_CHECK) {
+                    tracing::debug!(topic = %topic, "offsets not committed yet; committing again");
+                    if let Err(e) = consumer.commit(&durable, false) {
+                        tracing::warn!(topic = %topic, error = %error_chain(&e), "offset commit failed");
+                    }
+                    committed_at = Instant::now();
+                } else {
+                    unverified = false;
+                }
+            }
             if more {
                 activator.activate();
             } else if !inflight.is_empty() {
                 activator.activate_after(tick);
+            } else if unverified {
+                activator.activate_after(COMMIT_RETRY);
             }
         }
     });

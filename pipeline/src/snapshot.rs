@@ -26,7 +26,8 @@
 //! and the workers agree on the latest one all of them have (in a cluster
 //! each process has its own data directory). Each operator then loads its
 //! part: the track and room states, the standings sequence numbers, the
-//! offsets each source resumes from. Snapshots taken with another number of
+//! first submission of each task id with a result (fed to the calculation
+//! job again), the offsets each source resumes from. Snapshots taken with another number of
 //! workers are not used (state is spread by worker); the views are then
 //! rebuilt from the start of retention, as with no snapshot.
 //!

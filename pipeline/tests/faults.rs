@@ -17,7 +17,8 @@
 //! A third test follows a live race through a `pace edge` over WebSocket
 //! while the pipeline is killed and restarted: the spectator gets at most
 //! one snapshot after the restart, then deltas whose sequence numbers follow
-//! it, and the sequence goes on from the pipeline's snapshot (not from 1).
+//! it, and the sequence goes on from the pipeline's snapshot (not from 1);
+//! the tasks done before the kill do not have their results written again.
 
 #![allow(clippy::print_stdout)]
 
@@ -259,6 +260,14 @@ fn after_a_restart_a_spectator_gets_one_snapshot_then_deltas_that_continue() {
             let mut race =
                 ingest::generate::DemoRace::new("live", 50, 7, schemas::Timestamp::now());
             ingest::jsonl::send_record(&p, &kafka.topics.races, &race.definition).unwrap();
+            for i in 0..50 {
+                let task = schemas::CalcTask {
+                    id: format!("t{i}"),
+                    expression: format!("{i} * 3"),
+                    time: schemas::Timestamp::now(),
+                };
+                ingest::jsonl::send_record(&p, &kafka.topics.calc, &task).unwrap();
+            }
             for _ in 0..300 {
                 for point in race.tick() {
                     ingest::jsonl::send_record(&p, &kafka.topics.gps, &point).unwrap();
@@ -352,6 +361,10 @@ fn after_a_restart_a_spectator_gets_one_snapshot_then_deltas_that_continue() {
         snapshots.iter().all(|s| *s > 1),
         "the sequence went on from a snapshot: {snapshots:?}"
     );
+    // The tasks, done long before the kill, are in the snapshot: their
+    // results are not written again.
+    let results = common::views::read_all::<schemas::TaskResult>(&kafka, &kafka.topics.results);
+    assert_eq!(results.len(), 50, "each task's result once");
 }
 
 /// A child process killed when dropped.
