@@ -51,6 +51,28 @@ pub struct Options {
     pub recorded: Vec<Source>,
 }
 
+/// What every measurement needs: the `pace` binary, the brokers, and where
+/// reports and logs go.
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    /// The `pace` binary (a release build).
+    pub pace: &'a Path,
+    /// Brokers.
+    pub brokers: &'a str,
+    /// Where the report and logs go.
+    pub out: &'a Path,
+}
+
+impl Options {
+    fn target(&self) -> Target<'_> {
+        Target {
+            pace: &self.pace,
+            brokers: &self.brokers,
+            out: &self.out,
+        }
+    }
+}
+
 fn bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
@@ -72,7 +94,7 @@ fn machine() -> String {
 /// Runs the standings job over a preloaded topic with `workers`, its data
 /// under a fresh directory.
 fn standings_on(
-    o: &Options,
+    o: Target<'_>,
     kafka: &KafkaConfig,
     workers: usize,
     preloaded: &workload::Preloaded,
@@ -84,7 +106,7 @@ fn standings_on(
 
 /// [`standings_on`] with its data under `data` and `extra` arguments.
 fn standings_in(
-    o: &Options,
+    o: Target<'_>,
     kafka: &KafkaConfig,
     workers: usize,
     data: (&Path, &[String]),
@@ -97,8 +119,8 @@ fn standings_in(
     let timeout = Duration::from_secs(300.max(preloaded.points as u64 / 20_000));
     let r = throughput::standings(
         kafka,
-        &o.pace,
-        &log_path(&o.out, "standings"),
+        o.pace,
+        &log_path(o.out, "standings"),
         workers,
         data,
         preloaded,
@@ -111,13 +133,13 @@ fn standings_in(
 
 /// Preloads `races` races of `runners` each, `seconds` long, into fresh topics.
 fn preload(
-    o: &Options,
+    o: Target<'_>,
     races: usize,
     runners: usize,
     seconds: usize,
     what: &str,
 ) -> anyhow::Result<(KafkaConfig, workload::Preloaded, Generated)> {
-    let kafka = KafkaConfig::new(&o.brokers).with_topic_prefix(&run_prefix(what));
+    let kafka = KafkaConfig::new(o.brokers).with_topic_prefix(&run_prefix(what));
     tokio::runtime::Runtime::new()?.block_on(ingest::admin::ensure_topics(&kafka, 4))?;
     let mut race = Generated::new(races, runners, Timestamp::now());
     let pb = bar(
@@ -156,7 +178,8 @@ pub fn replay_on(
 pub struct Restart {
     /// Whether the start found a snapshot to resume from.
     pub from_snapshot: bool,
-    /// Bytes of the latest snapshot on disk when it started (0 without).
+    /// Bytes of the snapshots on disk when it started (the latest two; 0
+    /// without).
     pub snapshot_bytes: u64,
     /// The run: its `seconds` is the restart time.
     pub run: throughput::Standings,
@@ -170,40 +193,19 @@ pub struct Restart {
 /// serving until the standings show every runner's last point is the
 /// restart time, with the peak RSS.
 pub fn restart(
-    pace: PathBuf,
-    brokers: String,
-    out: PathBuf,
+    o: Target<'_>,
     (runners, seconds): (usize, usize),
-    workers: Vec<usize>,
+    workers: &[usize],
     snapshot_every_ms: u64,
 ) -> anyhow::Result<Vec<Restart>> {
-    // The preload and the standings runs read only these.
-    let o = &Options {
-        pace,
-        brokers,
-        out,
-        runners,
-        seconds,
-        workers,
-        naive_points: 0,
-        loads: Vec::new(),
-        latency_races: 0,
-        spectators: 0,
-        latency_workers: 0,
-        tick_ms: 0,
-        warmup_s: 0,
-        measure_s: 0,
-        idle_connections: 0,
-        recorded: Vec::new(),
-    };
-    std::fs::create_dir_all(&o.out)?;
-    let (kafka, pre, _) = preload(o, 1, o.runners, o.seconds, "restart")?;
+    std::fs::create_dir_all(o.out)?;
+    let (kafka, pre, _) = preload(o, 1, runners, seconds, "restart")?;
     let extra = [
         "--snapshot-every-ms".to_owned(),
         snapshot_every_ms.to_string(),
     ];
     let mut out = Vec::new();
-    for &w in &o.workers {
+    for &w in workers {
         let data = tempfile::tempdir()?;
         for from_snapshot in [false, true] {
             let snapshot_bytes = dir_bytes(&data.path().join("snapshots"));
@@ -246,12 +248,12 @@ fn dir_bytes(dir: &Path) -> u64 {
 pub fn run(o: &Options) -> anyhow::Result<Report> {
     let t0 = Instant::now();
     std::fs::create_dir_all(&o.out)?;
-    let (kafka, pre, race) = preload(o, 1, o.runners, o.seconds, "throughput")?;
+    let (kafka, pre, race) = preload(o.target(), 1, o.runners, o.seconds, "throughput")?;
     let mut standings = Vec::new();
     for &w in &o.workers {
         // Each run on the same records: a fresh consumer group reads from the start.
         standings.push(standings_on(
-            o,
+            o.target(),
             &kafka,
             w,
             &pre,
@@ -271,9 +273,20 @@ pub fn run(o: &Options) -> anyhow::Result<Report> {
     // a definition of 20,000 runners would pass the 512 KiB a definition may
     // take): the difference in resident memory is the per-runner state.
     let many = o.runners * 10;
-    let (kafka_many, pre_many, _) =
-        preload(o, 10, o.runners, (pre.points / many).max(1), "memory")?;
-    let memory_run = standings_on(o, &kafka_many, 1, &pre_many, "standings, 10× runners")?;
+    let (kafka_many, pre_many, _) = preload(
+        o.target(),
+        10,
+        o.runners,
+        (pre.points / many).max(1),
+        "memory",
+    )?;
+    let memory_run = standings_on(
+        o.target(),
+        &kafka_many,
+        1,
+        &pre_many,
+        "standings, 10× runners",
+    )?;
     let base = standings
         .iter()
         .find(|r| r.workers == 1)

@@ -181,17 +181,18 @@ pub const DEFAULT_SNAPSHOT_EVERY: Duration = Duration::from_secs(30);
 /// The parts each worker writes at a snapshot point: the sources' offsets,
 /// the track and room states, the standings sequence numbers, and the first
 /// submission of each task id that has a result.
-const SNAPSHOT_PARTS: [&str; 9] = [
-    "gps",
-    "timing",
-    "races",
-    "chat",
-    "calc",
-    "track",
-    "rooms",
-    "standings-seqs",
-    "results",
-];
+mod part {
+    /// The offsets of each source, in the order of [`super::Restored::offsets`].
+    pub const SOURCES: [&str; 5] = ["gps", "timing", "races", "chat", "calc"];
+    pub const TRACK: &str = "track";
+    pub const ROOMS: &str = "rooms";
+    pub const SEQS: &str = "standings-seqs";
+    pub const RESULTS: &str = "results";
+    /// Every part: a snapshot is finished once a worker has written them all.
+    pub const ALL: [&str; 9] = [
+        SOURCES[0], SOURCES[1], SOURCES[2], SOURCES[3], SOURCES[4], TRACK, ROOMS, SEQS, RESULTS,
+    ];
+}
 
 /// Why the pipeline stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -458,8 +459,7 @@ fn run_worker(
             reads: &reads,
             snaps: &snaps,
         };
-        let [gps_part, timing_part, races_part, chat_part, calc_part] =
-            [0, 1, 2, 3, 4].map(|i| Some(SNAPSHOT_PARTS[i]));
+        let [gps_part, timing_part, races_part, chat_part, calc_part] = part::SOURCES;
         let (gps, gps_act) =
             kafka_source::<GpsPoint>(scope, gps_consumer, View::Standings, gps_part, &ctx);
         let (timing, timing_act) = kafka_source::<TimingCrossing>(
@@ -543,7 +543,7 @@ fn run_worker(
                     if let Some(s) = &snaps
                         && let Some(point) = s.due(&mut last_point, upto)
                     {
-                        s.write_value(point, SNAPSHOT_PARTS[7], &*written.borrow());
+                        s.write_value(point, part::SEQS, &*written.borrow());
                     }
                 },
                 move |producer, updates, ticket| {
@@ -626,7 +626,7 @@ fn run_worker(
                     if let Some(s) = &snaps
                         && let Some(point) = s.due(&mut last_point, upto)
                     {
-                        s.write_value(point, SNAPSHOT_PARTS[8], &*written.borrow());
+                        s.write_value(point, part::RESULTS, &*written.borrow());
                     }
                 },
                 move |producer, updates, ticket| {
@@ -705,7 +705,7 @@ fn run_worker(
         // (the changes are durable): observe its latency.
         let done = frontier.unwrap_or(Time::MAX);
         if let Some(s) = &snaps {
-            s.finish(done, &SNAPSHOT_PARTS);
+            s.finish(done, &part::ALL);
         }
         let mut reads = reads.borrow_mut();
         if reads.first_key_value().is_some_and(|(t, _)| *t < done) {
@@ -969,15 +969,15 @@ impl Restored {
             )
         };
         let mut offsets: [BTreeMap<i32, i64>; 5] = Default::default();
-        for (i, o) in offsets.iter_mut().enumerate() {
-            *o = s.read(SNAPSHOT_PARTS[i]).map_err(fail)?.unwrap_or_default();
+        for (o, part) in offsets.iter_mut().zip(part::SOURCES) {
+            *o = s.read(part).map_err(fail)?.unwrap_or_default();
         }
         Ok(Self {
             offsets,
-            track: s.read(SNAPSHOT_PARTS[5]).map_err(fail)?,
-            rooms: s.read(SNAPSHOT_PARTS[6]).map_err(fail)?,
-            seqs: s.read(SNAPSHOT_PARTS[7]).map_err(fail)?.unwrap_or_default(),
-            first: s.read(SNAPSHOT_PARTS[8]).map_err(fail)?.unwrap_or_default(),
+            track: s.read(part::TRACK).map_err(fail)?,
+            rooms: s.read(part::ROOMS).map_err(fail)?,
+            seqs: s.read(part::SEQS).map_err(fail)?.unwrap_or_default(),
+            first: s.read(part::RESULTS).map_err(fail)?.unwrap_or_default(),
         })
     }
 }
@@ -988,7 +988,7 @@ fn kafka_source<'s, T>(
     scope: Scope<'s, Time>,
     mut consumer: StaticConsumer,
     view: View,
-    part: Option<&'static str>,
+    part: &'static str,
     ctx: &SourceContext<'_>,
 ) -> (Stream<'s, Time, Vec<Decoded<T>>>, Activator)
 where
@@ -999,7 +999,7 @@ where
     let shared = ctx.shared.clone();
     let probe = ctx.probe.clone();
     let reads = ctx.reads.clone();
-    let snaps = ctx.snaps.clone().filter(|_| part.is_some());
+    let snaps = ctx.snaps.clone();
     let mut last_point = 0;
     let mut activator_out = None;
     let stream = source(scope, &format!("Kafka({topic})"), |cap, info| {
@@ -1048,7 +1048,7 @@ where
             }
             // Everything read so far is stamped before `now`: at a snapshot
             // point, that is what the snapshot reflects.
-            if let (Some(s), Some(part)) = (&snaps, part)
+            if let Some(s) = &snaps
                 && let Some(point) = s.due(&mut last_point, now)
             {
                 s.write_value(point, part, consumer.positions());

@@ -14,7 +14,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -38,16 +38,6 @@ fn pace_on(args: &[&str], kafka: &KafkaConfig, prefix: &str, data: &Path) -> Com
         .arg("--data-dir")
         .arg(data);
     c
-}
-
-/// A child process killed when dropped, so a failing test leaves none behind.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// `pace pipeline` on `kafka`, archiving every second into `data`; its log
@@ -293,13 +283,18 @@ for ds, key in [("standings", "participant"), ("splits", "participant, split"), 
     assert!(files > 10);
 }
 
-/// [`settled`] for the stack's archive, checked: no gap, no duplicate.
+/// [`settled`] for the stack's archive, checked: no gap, no duplicate. It
+/// first waits until the pipeline has committed every input record, so its
+/// view changes are in the topics the archive must hold.
 async fn settle(stack: &Stack) -> sinks::verify::Report {
     let (kafka, data) = (stack.kafka.clone(), stack.data_dir().to_path_buf());
-    let report =
-        tokio::task::spawn_blocking(move || settled(&kafka, &data, Duration::from_secs(240)))
-            .await
-            .unwrap();
+    let group = stack.group.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        views::wait_committed_by(&kafka, &group, Duration::from_secs(240));
+        settled(&kafka, &data, Duration::from_secs(240))
+    })
+    .await
+    .unwrap();
     assert!(report.ok(), "{report}");
     report
 }

@@ -249,8 +249,8 @@ fn after_a_restart_a_spectator_gets_one_snapshot_then_deltas_that_continue() {
     let mut pipeline = Cluster::new(&kafka, &prefix, 1, 1, false);
     pipeline.snapshot_every_ms = 300;
     pipeline.start_all();
-    let (_edge, base) = common::pace_edge(&kafka, None);
-    let edge = KilledOnDrop(_edge);
+    let (edge, base) = common::pace_edge(&kafka, None);
+    let edge = common::Killed(edge);
 
     // A generated race of 50 runners, a second of race every 50 ms.
     let producing = {
@@ -365,14 +365,4 @@ fn after_a_restart_a_spectator_gets_one_snapshot_then_deltas_that_continue() {
     // results are not written again.
     let results = common::views::read_all::<schemas::TaskResult>(&kafka, &kafka.topics.results);
     assert_eq!(results.len(), 50, "each task's result once");
-}
-
-/// A child process killed when dropped.
-struct KilledOnDrop(std::process::Child);
-
-impl Drop for KilledOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -144,6 +144,22 @@ fn sources(s: &str) -> anyhow::Result<Vec<Source>> {
         .collect()
 }
 
+/// Writes `runs` as JSON to `out/file` and prints `table` and where it went.
+fn written(
+    out: &std::path::Path,
+    file: &str,
+    runs: &impl serde::Serialize,
+    table: &str,
+) -> anyhow::Result<()> {
+    std::fs::write(out.join(file), serde_json::to_string_pretty(runs)?)?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{table}");
+        println!("written: {}/{file}", out.display());
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Suite {
@@ -197,23 +213,14 @@ fn main() -> anyhow::Result<()> {
             snapshot_every_ms,
         } => {
             let workers = list(&workers).map_err(|e| anyhow::anyhow!("--workers {e}"))?;
-            let runs = suite::restart(
-                pace,
-                brokers,
-                out.clone(),
-                (runners, seconds),
-                workers,
-                snapshot_every_ms,
-            )?;
-            std::fs::write(
-                out.join("restart.json"),
-                serde_json::to_string_pretty(&runs)?,
-            )?;
-            #[allow(clippy::print_stdout)]
-            {
-                println!("{}", pace_benchmarking::report::restart_table(&runs));
-                println!("written: {}/restart.json", out.display());
-            }
+            let target = suite::Target {
+                pace: &pace,
+                brokers: &brokers,
+                out: &out,
+            };
+            let runs = suite::restart(target, (runners, seconds), &workers, snapshot_every_ms)?;
+            let table = pace_benchmarking::report::restart_table(&runs);
+            written(&out, "restart.json", &runs, &table)?;
         }
         Command::Replay {
             target: Target { brokers, pace, out },
@@ -236,15 +243,8 @@ fn main() -> anyhow::Result<()> {
                     suite::replay_on(&setup, &race, speed)
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            std::fs::write(
-                out.join("replay.json"),
-                serde_json::to_string_pretty(&runs)?,
-            )?;
-            #[allow(clippy::print_stdout)]
-            {
-                println!("{}", pace_benchmarking::report::replay_table(&runs));
-                println!("written: {}/replay.json", out.display());
-            }
+            let table = pace_benchmarking::report::replay_table(&runs);
+            written(&out, "replay.json", &runs, &table)?;
         }
     }
     Ok(())

@@ -94,6 +94,16 @@ pub fn pace_edge(
     spawn_pace(&args)
 }
 
+/// A child process killed when dropped, so a failing test leaves none behind.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The WebSocket URL of `path` on the edge at `base` (`http://…`).
 pub fn ws_url(base: &str, path: &str) -> String {
     format!("ws{}{path}", &base[4..])
@@ -177,6 +187,8 @@ pub struct Stack {
     pub base: String,
     /// Brokers and the prefixed topics.
     pub kafka: ingest::KafkaConfig,
+    /// The consumer group the pipeline commits as.
+    pub group: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pipeline: std::thread::JoinHandle<Result<(), pace_pipeline::runtime::PipelineError>>,
     archive: std::thread::JoinHandle<Result<(), sinks::SinkError>>,
@@ -195,7 +207,8 @@ impl Stack {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut config =
             pace_pipeline::runtime::PipelineConfig::new(kafka.clone(), 2, dir.path().to_path_buf());
-        config.group = format!("{prefix}pipeline");
+        let group = format!("{prefix}pipeline");
+        config.group = group.clone();
         config.tick = Duration::from_millis(20);
         let pipeline = {
             let stop = stop.clone();
@@ -218,6 +231,7 @@ impl Stack {
         Stack {
             base,
             kafka,
+            group,
             stop,
             pipeline,
             archive,

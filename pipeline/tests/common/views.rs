@@ -234,11 +234,17 @@ impl Drop for Cluster {
     }
 }
 
-/// Waits until the pipeline has committed every input record (so every
-/// view change it caused is durable).
+/// Waits until the pipeline (consumer group `pace-pipeline`, its default)
+/// has committed every input record (so every view change it caused is
+/// durable).
 pub fn wait_committed(kafka: &KafkaConfig, timeout: Duration) {
+    wait_committed_by(kafka, "pace-pipeline", timeout);
+}
+
+/// [`wait_committed`] for a pipeline committing as `group`.
+pub fn wait_committed_by(kafka: &KafkaConfig, group: &str, timeout: Duration) {
     // A reader in the pipeline's group, for its committed offsets.
-    let group = Reader::new(kafka, "pace-pipeline", &[]).unwrap();
+    let group = Reader::new(kafka, group, &[]).unwrap();
     let t = &kafka.topics;
     let deadline = Instant::now() + timeout;
     for topic in [&t.gps, &t.timing, &t.races, &t.chat, &t.calc] {
