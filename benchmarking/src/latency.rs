@@ -162,7 +162,13 @@ pub fn start_pace(
     ]);
     let log = crate::process::log_path(setup.out, what);
     let pipeline = Pace::start(setup.pace, &pipeline_args, &log)?;
-    let edge = Pace::start(setup.pace, &common("edge"), &log)?;
+    let mut edge_args = common("edge");
+    // Every spectator of the bench comes from 127.0.0.1.
+    edge_args.extend([
+        "--max-connections-per-address=0".into(),
+        "--requests-per-address=1000000".into(),
+    ]);
+    let edge = Pace::start(setup.pace, &edge_args, &log)?;
     Ok((pipeline, edge, kafka, data))
 }
 

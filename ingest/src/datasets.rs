@@ -12,6 +12,13 @@
 //!
 //! [`replay`] produces a [`Dataset`] in time order: definitions first, then
 //! GPS points and crossings merged by time.
+//!
+//! A line or row that cannot be read (a message with no text, a number that
+//! is not one, a point out of range) is skipped and kept in
+//! [`Dataset::skipped`] with its file and line number; the rest of the file
+//! is read. Only what makes a whole file unreadable (it cannot be opened, a
+//! CSV has no header, an XML does not parse, an IRC log's name has no
+//! date) fails the read.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -35,6 +42,52 @@ pub struct Dataset {
     pub timing: Vec<TimingCrossing>,
     /// Chat events, in order.
     pub chat: Vec<schemas::ChatEvent>,
+    /// Lines the readers skipped, in the order they met them.
+    pub skipped: Vec<Skipped>,
+}
+
+/// A line a reader skipped: where, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// The file.
+    pub path: String,
+    /// 1-based line number.
+    pub line: usize,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.path, self.line, self.reason)
+    }
+}
+
+impl Skipped {
+    /// The skipped line `e` names, or `e` itself if it is about more than a
+    /// line (the file cannot be read at all).
+    fn from_error(e: IngestError) -> Result<Self, IngestError> {
+        match e {
+            IngestError::BadLine { path, line, reason } if line > 0 => {
+                Ok(Skipped { path, line, reason })
+            }
+            other => Err(other),
+        }
+    }
+}
+
+/// `row`'s value, or the line it came from in `skipped`.
+fn keep<T>(
+    skipped: &mut Vec<Skipped>,
+    row: Result<T, IngestError>,
+) -> Result<Option<T>, IngestError> {
+    match row {
+        Ok(v) => Ok(Some(v)),
+        Err(e) => {
+            skipped.push(Skipped::from_error(e)?);
+            Ok(None)
+        }
+    }
 }
 
 fn parse_time(s: &str) -> Result<Timestamp, String> {
@@ -59,8 +112,9 @@ fn bad(path: &Path, line: usize, reason: impl std::fmt::Display) -> IngestError 
 /// A CSV row: its line number, and column name → value.
 type Row = (usize, BTreeMap<String, String>);
 
-/// Reads a CSV file with a header into rows.
-fn csv_rows(path: &Path) -> Result<Vec<Row>, IngestError> {
+/// Reads a CSV file with a header into rows; a row that does not parse is
+/// skipped into `skipped`.
+fn csv_rows(path: &Path, skipped: &mut Vec<Skipped>) -> Result<Vec<Row>, IngestError> {
     let mut reader = csv::Reader::from_path(path).map_err(|e| bad(path, 0, e))?;
     let header: Vec<String> = reader
         .headers()
@@ -70,7 +124,9 @@ fn csv_rows(path: &Path) -> Result<Vec<Row>, IngestError> {
         .collect();
     let mut out = Vec::new();
     for (i, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| bad(path, i + 2, e))?;
+        let Some(record) = keep(skipped, record.map_err(|e| bad(path, i + 2, e)))? else {
+            continue;
+        };
         let row = header
             .iter()
             .cloned()
@@ -132,52 +188,74 @@ pub mod f1 {
         let races_path = dir.join("races.csv");
         let drivers_path = dir.join("drivers.csv");
         let laps_path = dir.join("lap_times.csv");
+        let mut skipped = Vec::new();
         let mut drivers: BTreeMap<String, (String, String)> = BTreeMap::new();
-        for (line, row) in csv_rows(&drivers_path)? {
-            let id = field(&drivers_path, line, &row, "driverid")?.to_owned();
-            let code = match field(&drivers_path, line, &row, "code")? {
-                "\\N" | "" => format!("D{id}"),
-                c => c.to_owned(),
-            };
-            let name = format!(
-                "{} {}",
-                field(&drivers_path, line, &row, "forename")?,
-                field(&drivers_path, line, &row, "surname")?
-            );
-            drivers.insert(id, (code, name));
+        for (line, row) in csv_rows(&drivers_path, &mut skipped)? {
+            let driver = (|| {
+                let id = field(&drivers_path, line, &row, "driverid")?.to_owned();
+                let code = match field(&drivers_path, line, &row, "code")? {
+                    "\\N" | "" => format!("D{id}"),
+                    c => c.to_owned(),
+                };
+                let name = format!(
+                    "{} {}",
+                    field(&drivers_path, line, &row, "forename")?,
+                    field(&drivers_path, line, &row, "surname")?
+                );
+                Ok((id, (code, name)))
+            })();
+            if let Some((id, driver)) = keep(&mut skipped, driver)? {
+                drivers.insert(id, driver);
+            }
         }
         // raceid -> driverid -> [(lap, ms, position)]
         type Laps = BTreeMap<String, BTreeMap<String, Vec<(u32, i64, u32)>>>;
         let mut laps: Laps = BTreeMap::new();
-        for (line, row) in csv_rows(&laps_path)? {
-            let race = field(&laps_path, line, &row, "raceid")?.to_owned();
-            let driver = field(&laps_path, line, &row, "driverid")?.to_owned();
-            let lap: u32 = number(&laps_path, line, &row, "lap")?;
-            let ms: i64 = number(&laps_path, line, &row, "milliseconds")?;
-            let position: u32 = number(&laps_path, line, &row, "position")?;
-            if !drivers.contains_key(&driver) {
-                return Err(bad(
-                    &laps_path,
-                    line,
-                    format_args!("unknown driver {driver}"),
-                ));
+        for (line, row) in csv_rows(&laps_path, &mut skipped)? {
+            let lap = (|| {
+                let race = field(&laps_path, line, &row, "raceid")?.to_owned();
+                let driver = field(&laps_path, line, &row, "driverid")?.to_owned();
+                let lap: u32 = number(&laps_path, line, &row, "lap")?;
+                let ms: i64 = number(&laps_path, line, &row, "milliseconds")?;
+                let position: u32 = number(&laps_path, line, &row, "position")?;
+                if !drivers.contains_key(&driver) {
+                    return Err(bad(
+                        &laps_path,
+                        line,
+                        format_args!("unknown driver {driver}"),
+                    ));
+                }
+                Ok((race, driver, (lap, ms, position)))
+            })();
+            if let Some((race, driver, lap)) = keep(&mut skipped, lap)? {
+                laps.entry(race)
+                    .or_default()
+                    .entry(driver)
+                    .or_default()
+                    .push(lap);
             }
-            laps.entry(race)
-                .or_default()
-                .entry(driver)
-                .or_default()
-                .push((lap, ms, position));
         }
         let mut out = Dataset::default();
         let mut official = Vec::new();
-        for (line, row) in csv_rows(&races_path)? {
-            let raceid = field(&races_path, line, &row, "raceid")?;
+        for (line, row) in csv_rows(&races_path, &mut skipped)? {
+            let race = (|| {
+                let raceid = field(&races_path, line, &row, "raceid")?;
+                let date = field(&races_path, line, &row, "date")?;
+                let start = parse_time(&format!("{date}T{START_UTC}Z"))
+                    .map_err(|e| bad(&races_path, line, e))?;
+                let name = format!(
+                    "{} {}",
+                    field(&races_path, line, &row, "name")?,
+                    field(&races_path, line, &row, "year")?
+                );
+                Ok((raceid, start, name))
+            })();
+            let Some((raceid, start, name)) = keep(&mut skipped, race)? else {
+                continue;
+            };
             let Some(race_laps) = laps.get(raceid) else {
                 continue;
             };
-            let date = field(&races_path, line, &row, "date")?;
-            let start = parse_time(&format!("{date}T{START_UTC}Z"))
-                .map_err(|e| bad(&races_path, line, e))?;
             let id = format!("f1-{raceid}");
             let mut winner: Option<(u32, i64)> = None;
             let mut participants = Vec::new();
@@ -209,11 +287,7 @@ pub mod f1 {
             let (laps, flag) = winner.unwrap_or((1, start.0 + 1));
             out.definitions.push(RaceDefinition {
                 id,
-                name: format!(
-                    "{} {}",
-                    field(&races_path, line, &row, "name")?,
-                    field(&races_path, line, &row, "year")?
-                ),
+                name,
                 start,
                 kind: RaceKind::TimingLines {
                     lines: vec![TimingLine {
@@ -234,6 +308,7 @@ pub mod f1 {
             });
         }
         out.timing.sort_by_key(|c| c.time);
+        out.skipped = skipped;
         Ok((out, official))
     }
 
@@ -252,7 +327,9 @@ pub mod irc {
     use super::*;
     use schemas::{ChatEvent, ChatKind, Validate};
 
-    /// Reads the log at `path` as the events of `room`, in log order.
+    /// Reads the log at `path` as the events of `room`, in log order, into
+    /// [`Dataset::chat`]; a line that is none of these is skipped into
+    /// [`Dataset::skipped`].
     ///
     /// `[hh:mm] <nick> text` is a message; `=== nick [host] has joined` a
     /// join; `has left` and `has quit` a leave; `=== old is now known as new`
@@ -260,89 +337,162 @@ pub mod irc {
     /// any other `===` line an emote, a message `* nick …`. The date comes
     /// from the file name (`…_2005-07-06_…`); a line carries the time of the
     /// latest `[hh:mm]`, a day later each time the clock goes back.
-    pub fn read(path: &Path, room: &str) -> Result<Vec<ChatEvent>, IngestError> {
+    pub fn read(path: &Path, room: &str) -> Result<Dataset, IngestError> {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let day0 = (0..name.len().saturating_sub(9))
             .filter_map(|i| name.get(i..i + 10))
             .find_map(|d| parse_time(&format!("{d}T00:00:00Z")).ok())
             .ok_or_else(|| bad(path, 0, "the file name holds no date (YYYY-MM-DD)"))?;
         let text = std::fs::read_to_string(path).map_err(io(path))?;
-        let (mut day, mut minute) = (0i64, 0i64);
-        let mut out = Vec::new();
+        let mut clock = (0i64, 0i64);
+        let mut out = Dataset::default();
         for (i, line) in text.lines().enumerate() {
-            let n = i + 1;
             let line = line.trim_end();
             if line.is_empty() {
                 continue;
             }
-            let time = |day: i64, minute: i64| Timestamp(day0.0 + (day * 1440 + minute) * 60_000);
-            let event =
-                |user: &str, kind: ChatKind, text: Option<String>, t: Timestamp| ChatEvent {
-                    room: room.to_owned(),
-                    // The logger pads some nicks with a space; nicks have none.
-                    user: user.trim().to_owned(),
-                    kind,
-                    text,
-                    client_msg_id: None,
-                    visibility: None,
-                    invitee: None,
-                    time: t,
-                };
-            let mut events = Vec::new();
-            if let Some(rest) = line.strip_prefix('[') {
-                let (clock, rest) = rest
-                    .split_once("] ")
-                    .ok_or_else(|| bad(path, n, "expected [hh:mm]"))?;
-                let (h, m) = clock
-                    .split_once(':')
-                    .and_then(|(h, m)| Some((h.parse::<i64>().ok()?, m.parse::<i64>().ok()?)))
-                    .ok_or_else(|| bad(path, n, format_args!("{clock:?} is not hh:mm")))?;
-                if h * 60 + m < minute {
-                    day += 1;
-                }
-                minute = h * 60 + m;
-                let (nick, said) = rest
-                    .strip_prefix('<')
-                    .and_then(|r| r.split_once("> "))
-                    .ok_or_else(|| bad(path, n, "expected <nick> text"))?;
-                events.push(event(
-                    nick.trim(),
-                    ChatKind::Message,
-                    Some(said.to_owned()),
-                    time(day, minute),
-                ));
-            } else if let Some(rest) = line.strip_prefix("=== ") {
-                let t = time(day, minute);
-                if let Some((old, new)) = rest.split_once(" is now known as ") {
-                    events.push(event(old, ChatKind::Leave, None, t));
-                    events.push(event(new.trim(), ChatKind::Join, None, t));
-                } else if rest.starts_with("mode/") {
-                } else if let Some(at) = ["]  has joined #", "]  has left #", "]  has quit"]
-                    .iter()
-                    .find_map(|w| rest.find(w))
-                {
-                    // `nick [user@host]  has …`: the host is the last bracket before.
-                    let host = rest[..at].rfind('[').unwrap_or(at);
-                    let nick = rest[..host].trim();
-                    let kind = if rest[at..].contains("has joined") {
-                        ChatKind::Join
-                    } else {
-                        ChatKind::Leave
-                    };
-                    events.push(event(nick, kind, None, t));
-                } else {
-                    let nick = rest.split(' ').next().unwrap_or_default();
-                    events.push(event(nick, ChatKind::Message, Some(format!("* {rest}")), t));
-                }
-            } else {
-                return Err(bad(path, n, "neither [hh:mm] nor ==="));
-            }
-            for e in events {
-                e.validate().map_err(|err| bad(path, n, err))?;
-                out.push(e);
+            let events = events(path, i + 1, line, room, day0, &mut clock);
+            if let Some(events) = keep(&mut out.skipped, events)? {
+                out.chat.extend(events);
             }
         }
         Ok(out)
+    }
+
+    /// The events of line `n`; `clock` is the (day, minute) of the latest
+    /// `[hh:mm]`, which a line with a good clock moves even if the rest of
+    /// it is bad.
+    fn events(
+        path: &Path,
+        n: usize,
+        line: &str,
+        room: &str,
+        day0: Timestamp,
+        clock: &mut (i64, i64),
+    ) -> Result<Vec<ChatEvent>, IngestError> {
+        let time = |(day, minute): (i64, i64)| Timestamp(day0.0 + (day * 1440 + minute) * 60_000);
+        let event = |user: &str, kind: ChatKind, text: Option<String>, t: Timestamp| ChatEvent {
+            room: room.to_owned(),
+            // The logger pads some nicks with a space; nicks have none.
+            user: user.trim().to_owned(),
+            kind,
+            text,
+            client_msg_id: None,
+            visibility: None,
+            invitee: None,
+            time: t,
+        };
+        let mut events = Vec::new();
+        if let Some(rest) = line.strip_prefix('[') {
+            let (at, rest) = rest
+                .split_once("] ")
+                .or_else(|| rest.strip_suffix(']').map(|at| (at, "")))
+                .ok_or_else(|| bad(path, n, "expected [hh:mm]"))?;
+            let (h, m) = at
+                .split_once(':')
+                .and_then(|(h, m)| Some((h.parse::<i64>().ok()?, m.parse::<i64>().ok()?)))
+                .filter(|(h, m)| (0..24).contains(h) && (0..60).contains(m))
+                .ok_or_else(|| bad(path, n, format_args!("{at:?} is not hh:mm")))?;
+            if h * 60 + m < clock.1 {
+                clock.0 += 1;
+            }
+            clock.1 = h * 60 + m;
+            let (nick, said) = rest
+                .strip_prefix('<')
+                .and_then(|r| r.split_once("> "))
+                .ok_or_else(|| bad(path, n, "expected <nick> text"))?;
+            events.push(event(
+                nick.trim(),
+                ChatKind::Message,
+                Some(said.to_owned()),
+                time(*clock),
+            ));
+        } else if let Some(rest) = line.strip_prefix("=== ") {
+            let t = time(*clock);
+            if let Some((old, new)) = rest.split_once(" is now known as ") {
+                events.push(event(old, ChatKind::Leave, None, t));
+                events.push(event(new.trim(), ChatKind::Join, None, t));
+            } else if rest.starts_with("mode/") {
+            } else if let Some(at) = ["]  has joined #", "]  has left #", "]  has quit"]
+                .iter()
+                .find_map(|w| rest.find(w))
+            {
+                // `nick [user@host]  has …`: the host is the last bracket before.
+                let host = rest[..at].rfind('[').unwrap_or(at);
+                let nick = rest[..host].trim();
+                let kind = if rest[at..].contains("has joined") {
+                    ChatKind::Join
+                } else {
+                    ChatKind::Leave
+                };
+                events.push(event(nick, kind, None, t));
+            } else {
+                let nick = rest.split(' ').next().unwrap_or_default();
+                events.push(event(nick, ChatKind::Message, Some(format!("* {rest}")), t));
+            }
+        } else {
+            return Err(bad(path, n, "neither [hh:mm] nor ==="));
+        }
+        for e in &events {
+            e.validate().map_err(|err| bad(path, n, err))?;
+        }
+        Ok(events)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn bad_lines_are_skipped_counted_and_named() {
+            let dir = tempfile_dir();
+            let path = dir.join("chat_2005-07-06_14.raw.txt");
+            std::fs::write(
+                &path,
+                "[12:14] <ann> hello\n\
+                 [12:15] <bob>\n\
+                 [12:15] <bob> \n\
+                 garbage\n\
+                 [99:99] <ann> late\n\
+                 [12:16 <ann> no bracket\n\
+                 === carl [~c@host]  has joined #ubuntu\n\
+                 [12:17] <ann> bye\n",
+            )
+            .unwrap();
+            let d = read(&path, "irc").unwrap();
+            let said: Vec<_> = d.chat.iter().map(|e| (e.user.as_str(), e.kind)).collect();
+            assert_eq!(
+                said,
+                [
+                    ("ann", ChatKind::Message),
+                    ("carl", ChatKind::Join),
+                    ("ann", ChatKind::Message)
+                ]
+            );
+            let lines: Vec<usize> = d.skipped.iter().map(|s| s.line).collect();
+            assert_eq!(lines, [2, 3, 4, 5, 6]);
+            assert!(
+                d.skipped[0]
+                    .to_string()
+                    .ends_with(":2: expected <nick> text"),
+                "{}",
+                d.skipped[0]
+            );
+            assert!(d.skipped[1].reason.contains("text"), "{}", d.skipped[1]);
+            // The clock of a skipped line still counts: carl joined at 12:15.
+            assert_eq!(d.chat[1].time.0 - d.chat[0].time.0, 60_000);
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+
+        fn tempfile_dir() -> std::path::PathBuf {
+            let dir = std::env::temp_dir().join(format!(
+                "pace-irc-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            dir
+        }
     }
 }
 
@@ -476,28 +626,34 @@ pub mod sailgp {
         let mut boats: BTreeMap<String, (Vec<String>, Timestamp)> = BTreeMap::new();
         for path in &logs {
             let mut previous: Option<(String, u32)> = None;
-            for (line, row) in csv_rows(path)? {
-                let boat = field(path, line, &row, "BOAT")?.to_owned();
-                let race = format!(
-                    "{}",
-                    number::<f64>(path, line, &row, "TRK_RACE_NUM_unk")? as i64
-                );
-                let leg = number::<f64>(path, line, &row, "TRK_LEG_NUM_unk")? as u32;
-                let time = parse_time(&format!(
-                    "{}Z",
-                    field(path, line, &row, "DATETIME")?.replace(' ', "T")
-                ))
-                .map_err(|e| bad(path, line, e))?;
-                let point = GpsPoint {
-                    race: race.clone(),
-                    participant: boat.clone(),
-                    time,
-                    lat: number(path, line, &row, "LATITUDE_GPS_unk")?,
-                    lon: number(path, line, &row, "LONGITUDE_GPS_unk")?,
-                    elevation: None,
-                    accuracy: None,
+            for (line, row) in csv_rows(path, &mut out.skipped)? {
+                let point = (|| {
+                    let leg = number::<f64>(path, line, &row, "TRK_LEG_NUM_unk")? as u32;
+                    let time = parse_time(&format!(
+                        "{}Z",
+                        field(path, line, &row, "DATETIME")?.replace(' ', "T")
+                    ))
+                    .map_err(|e| bad(path, line, e))?;
+                    let point = GpsPoint {
+                        race: format!(
+                            "{}",
+                            number::<f64>(path, line, &row, "TRK_RACE_NUM_unk")? as i64
+                        ),
+                        participant: field(path, line, &row, "BOAT")?.to_owned(),
+                        time,
+                        lat: number(path, line, &row, "LATITUDE_GPS_unk")?,
+                        lon: number(path, line, &row, "LONGITUDE_GPS_unk")?,
+                        elevation: None,
+                        accuracy: None,
+                    };
+                    schemas::Validate::validate(&point).map_err(|e| bad(path, line, e))?;
+                    Ok((point, leg))
+                })();
+                let Some((point, leg)) = keep(&mut out.skipped, point)? else {
+                    continue;
                 };
-                schemas::Validate::validate(&point).map_err(|e| bad(path, line, e))?;
+                let (race, boat, time) =
+                    (point.race.clone(), point.participant.clone(), point.time);
                 out.gps.push(point);
                 let entry = boats.entry(race.clone()).or_insert((Vec::new(), time));
                 if !entry.0.contains(&boat) {

@@ -12,6 +12,7 @@ use schemas::{CalcTask, ChatEvent, GpsPoint, RaceDefinition, Timestamp, TimingCr
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::datasets::Skipped;
 use crate::producer::TrackedProducer;
 use crate::{IngestError, KafkaConfig};
 
@@ -69,27 +70,43 @@ impl InputRecord for CalcTask {
     }
 }
 
-/// Reads `path`, one record per non-blank line; stops at the first bad line.
-pub fn read<T: InputRecord>(path: &Path) -> Result<Vec<T>, IngestError> {
+/// Reads `path`, one record per non-blank line; a line that is not a
+/// valid record is skipped, and named in the second list.
+pub fn read<T: InputRecord>(path: &Path) -> Result<(Vec<T>, Vec<Skipped>), IngestError> {
     let io = |source| IngestError::Io {
         path: path.display().to_string(),
         source,
     };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(io)?;
+        let line = match line {
+            Ok(l) => l,
+            // Not UTF-8: this line only.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                skipped.push(Skipped {
+                    path: path.display().to_string(),
+                    line: i + 1,
+                    reason: "not UTF-8".to_owned(),
+                });
+                continue;
+            }
+            Err(e) => return Err(io(e)),
+        };
         if line.trim().is_empty() {
             continue;
         }
-        let record = schemas::decode::<T>(line.as_bytes()).map_err(|e| IngestError::BadLine {
-            path: path.display().to_string(),
-            line: i + 1,
-            reason: e.to_string(),
-        })?;
-        out.push(record);
+        match schemas::decode::<T>(line.as_bytes()) {
+            Ok(record) => out.push(record),
+            Err(e) => skipped.push(Skipped {
+                path: path.display().to_string(),
+                line: i + 1,
+                reason: e.to_string(),
+            }),
+        }
     }
-    Ok(out)
+    Ok((out, skipped))
 }
 
 /// Sends one input record to `topic`, keyed by [`InputRecord::key`].
@@ -140,7 +157,7 @@ mod tests {
     use std::io::Write;
 
     #[test]
-    fn reads_lines_and_names_the_bad_one() {
+    fn reads_lines_and_names_the_bad_ones() {
         let dir = std::env::temp_dir().join(format!("pace-jsonl-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("gps.jsonl");
@@ -149,19 +166,25 @@ mod tests {
             r#"{"race":"r","participant":"p","time":"2026-01-01T00:00:00Z","lat":1,"lon":2}"#;
         writeln!(f, "{good}\n\n{good}").unwrap();
         drop(f);
-        let ok: Vec<GpsPoint> = read(&path).unwrap();
+        let (ok, skipped): (Vec<GpsPoint>, _) = read(&path).unwrap();
         assert_eq!(ok.len(), 2);
+        assert!(skipped.is_empty());
         assert_eq!(ok[0].key(), "r/p");
-        std::fs::write(
-            &path,
-            format!("{good}\n{}\n", good.replace("\"lat\":1", "\"lat\":95")),
-        )
-        .unwrap();
-        let err = read::<GpsPoint>(&path).unwrap_err().to_string();
+        let mut bytes =
+            format!("{good}\n{}\n{{\n", good.replace("\"lat\":1", "\"lat\":95")).into_bytes();
+        bytes.extend(b"\xff\xfe\n");
+        bytes.extend(good.as_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        let (ok, skipped) = read::<GpsPoint>(&path).unwrap();
+        assert_eq!(ok.len(), 2, "the good lines around the bad ones");
+        let named: Vec<String> = skipped.iter().map(|s| s.to_string()).collect();
+        assert_eq!(named.len(), 3, "{named:?}");
         assert!(
-            err.ends_with(":2: invalid lat: 95 is outside -90..=90"),
-            "{err}"
+            named[0].ends_with(":2: invalid lat: 95 is outside -90..=90"),
+            "{named:?}"
         );
+        assert!(named[1].contains(":3: "), "{named:?}");
+        assert!(named[2].ends_with(":4: not UTF-8"), "{named:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -146,6 +146,12 @@ pub struct LagContext {
 /// How often a [`StaticConsumer`] refreshes its lag.
 pub const STATS_INTERVAL_MS: &str = "1000";
 
+/// Polls in a row that found no record before [`StaticConsumer::poll`]
+/// takes the queue for empty: more than the events other than records
+/// (a statistics event, a commit result, a log line) that can queue up
+/// between two records.
+pub const EMPTY_POLLS: usize = 16;
+
 impl ClientContext for LagContext {
     fn stats(&self, statistics: Statistics) {
         let Some(topic) = statistics.topics.get(&self.topic) else {
@@ -268,19 +274,31 @@ impl StaticConsumer {
         self.consumer.set_nonempty_callback(wake);
     }
 
-    /// Up to `max` records that are ready now, without waiting.
+    /// Up to `max` records that are ready now, without waiting: every
+    /// record queued when it is called, up to `max`.
+    ///
+    /// The queue also carries statistics, logs, commit results and errors,
+    /// and rust-rdkafka answers a zero-timeout poll that served one of
+    /// those with `None`, as it does for an empty queue. Stopping at the
+    /// first `None` would leave the records behind such an event unread, and
+    /// since the wake-up ([`StaticConsumer::on_ready`]) comes only when the
+    /// queue goes from empty to not empty, none would come for them. So a
+    /// `None` or an error is taken for "empty" only after
+    /// [`EMPTY_POLLS`] of them in a row.
     pub fn poll(&mut self, max: usize) -> Vec<RawRecord> {
         let mut out = Vec::new();
-        while out.len() < max {
+        let mut empty = 0;
+        while out.len() < max && empty < EMPTY_POLLS {
             match self.consumer.poll(Duration::ZERO) {
-                None => break,
+                None => empty += 1,
                 Some(Ok(m)) => {
+                    empty = 0;
                     self.next.insert(m.partition(), m.offset() + 1);
                     out.push(RawRecord::read(&m));
                 }
                 Some(Err(e)) => {
+                    empty += 1;
                     tracing::warn!(topic = %self.topic, error = %e, "consumer error");
-                    break;
                 }
             }
         }

@@ -60,14 +60,23 @@ pub struct Metrics {
     pub archive_buffered: IntGaugeVec,
     /// Open WebSocket connections at the edge.
     pub edge_clients: IntGauge,
+    /// Open client connections at the edge, HTTP and WebSocket.
+    pub edge_connections: IntGauge,
+    /// Client input refused for being over its budget, by input (`request`,
+    /// `frame`, `post`, `point`, `refused_point`, `task`).
+    pub edge_rate_limited: IntCounterVec,
     /// WebSocket frames sent by the edge, by type (snapshot, delta, …).
     pub edge_frames: IntCounterVec,
     /// Live subscriptions at the edge, by view (race, participant, room, task).
     pub edge_subscriptions: IntGaugeVec,
     /// Snapshots sent to subscribers that fell behind, by view.
     pub edge_lag_snapshots: IntCounterVec,
-    /// Connections refused or dropped by the edge, by reason (`limit`,
-    /// `origin`, `write_timeout`).
+    /// Connections refused or dropped by the edge, by reason: `limit` (every
+    /// place taken), `address` (its address holds its share), `descriptors`
+    /// (accept failed for want of them), `evicted` (idle, closed to make
+    /// room), `header_timeout`, `request_timeout`, `idle`, `origin`,
+    /// `write_timeout`, `frames` (over its frame budget), `keepalive` (no
+    /// pong), `refusals` (kept sending refused input).
     pub edge_refused: IntCounterVec,
     /// GPS points sent through `WS /ws/track`, by outcome (`accepted`, `refused`).
     pub edge_track_points: IntCounterVec,
@@ -176,6 +185,11 @@ impl Metrics {
             "Connections refused or dropped by the edge.",
             &["reason"],
         );
+        let edge_rate_limited = counter(
+            "pace_edge_rate_limited_total",
+            "Client input refused for being over its budget.",
+            &["input"],
+        );
         let edge_track_points = counter(
             "pace_edge_track_points_total",
             "GPS points sent through WS /ws/track.",
@@ -222,6 +236,13 @@ impl Metrics {
         );
         let edge_clients = reg
             .add(IntGauge::new("pace_edge_clients", "Open WebSocket connections.").expect("valid"));
+        let edge_connections = reg.add(
+            IntGauge::new(
+                "pace_edge_connections",
+                "Open client connections, HTTP and WebSocket.",
+            )
+            .expect("valid"),
+        );
         let edge_subscriptions = reg.add(
             IntGaugeVec::new(
                 Opts::new("pace_edge_subscriptions", "Live subscriptions at the edge."),
@@ -261,6 +282,8 @@ impl Metrics {
             archive_bytes,
             archive_buffered,
             edge_clients,
+            edge_connections,
+            edge_rate_limited,
             edge_frames,
             edge_subscriptions,
             edge_lag_snapshots,

@@ -34,8 +34,12 @@ pub struct Common {
     pub token_secret: Option<String>,
     /// Origins besides its own whose pages may use the edge.
     pub allowed_origins: Vec<String>,
-    /// Most WebSocket connections the edge holds.
+    /// Most client connections the edge holds.
     pub max_connections: usize,
+    /// Most connections from one client address (0: no limit).
+    pub max_connections_per_address: usize,
+    /// Requests per second one client address may make, sustained.
+    pub requests_per_address: f64,
     /// How often the archiver writes each partition's buffered rows, at least.
     pub archive_roll: Duration,
     /// The dataflow's epoch: how long records are batched before the views
@@ -51,6 +55,9 @@ impl Common {
         config.token_secret.clone_from(&self.token_secret);
         config.allowed_origins.clone_from(&self.allowed_origins);
         config.limits.max_connections = self.max_connections;
+        config.limits.max_per_address = self.max_connections_per_address;
+        config.limits.requests =
+            ws_edge::bucket::Rate::new(self.requests_per_address * 2.5, self.requests_per_address);
         config
     }
 
@@ -370,18 +377,18 @@ impl Recorded {
         }
     }
 
-    /// Reads the dataset.
+    /// Reads the dataset; the lines it skipped are logged, each with its
+    /// file and line number, and counted.
     pub fn read(&self) -> anyhow::Result<ingest::datasets::Dataset> {
-        use ingest::datasets::{Dataset, f1, irc, sailgp};
-        match self {
+        use ingest::datasets::{f1, irc, sailgp};
+        let dataset = match self {
             Recorded::SailGp(dir) => sailgp::read(dir).map(|(d, _)| d),
             Recorded::F1(dir) => f1::read(dir).map(|(d, _)| d),
-            Recorded::Irc(file) => irc::read(file, IRC_ROOM).map(|chat| Dataset {
-                chat,
-                ..Dataset::default()
-            }),
+            Recorded::Irc(file) => irc::read(file, IRC_ROOM),
         }
-        .map_err(|e| anyhow::anyhow!(ingest::error_chain(&e)))
+        .map_err(|e| anyhow::anyhow!(ingest::error_chain(&e)))?;
+        report_skipped(&dataset.skipped);
+        Ok(dataset)
     }
 }
 
@@ -400,9 +407,33 @@ pub enum InputTopic {
     Calc,
 }
 
+/// Logs the lines a reader skipped (the first [`SKIPPED_LOGGED`] one by
+/// one) and how many.
+fn report_skipped(skipped: &[ingest::datasets::Skipped]) {
+    for s in skipped.iter().take(SKIPPED_LOGGED) {
+        tracing::warn!(path = %s.path, line = s.line, reason = %s.reason, "skipped a bad line");
+    }
+    if !skipped.is_empty() {
+        tracing::warn!(
+            skipped = skipped.len(),
+            "bad lines skipped; the rest was read"
+        );
+    }
+}
+
+/// Skipped lines logged one by one; the rest are only counted.
+const SKIPPED_LOGGED: usize = 20;
+
+/// `path`'s records, one a line, reporting the lines skipped.
+fn jsonl<T: ingest::jsonl::InputRecord>(path: &std::path::Path) -> anyhow::Result<Vec<T>> {
+    let (records, skipped) = ingest::jsonl::read::<T>(path)?;
+    report_skipped(&skipped);
+    Ok(records)
+}
+
 /// `pace replay`: produce recorded or generated input at `speed` (0 = as fast as possible).
 pub fn run_replay(common: Common, replay: Replay, speed: f64) -> anyhow::Result<usize> {
-    use ingest::jsonl::{read, replay as produce};
+    use ingest::jsonl::replay as produce;
     use schemas::{CalcTask, ChatEvent, GpsPoint, RaceDefinition, TimingCrossing};
     let kafka = common.required_kafka()?;
     tokio_runtime()?
@@ -416,23 +447,25 @@ pub fn run_replay(common: Common, replay: Replay, speed: f64) -> anyhow::Result<
     let t = &kafka.topics;
     let sent = match replay {
         Replay::Jsonl { path, topic } => match topic {
-            InputTopic::Gps => produce(&kafka, &t.gps, &read::<GpsPoint>(&path)?, speed, &stop)?,
+            InputTopic::Gps => produce(&kafka, &t.gps, &jsonl::<GpsPoint>(&path)?, speed, &stop)?,
             InputTopic::Timing => produce(
                 &kafka,
                 &t.timing,
-                &read::<TimingCrossing>(&path)?,
+                &jsonl::<TimingCrossing>(&path)?,
                 speed,
                 &stop,
             )?,
             InputTopic::Races => produce(
                 &kafka,
                 &t.races,
-                &read::<RaceDefinition>(&path)?,
+                &jsonl::<RaceDefinition>(&path)?,
                 speed,
                 &stop,
             )?,
-            InputTopic::Chat => produce(&kafka, &t.chat, &read::<ChatEvent>(&path)?, speed, &stop)?,
-            InputTopic::Calc => produce(&kafka, &t.calc, &read::<CalcTask>(&path)?, speed, &stop)?,
+            InputTopic::Chat => {
+                produce(&kafka, &t.chat, &jsonl::<ChatEvent>(&path)?, speed, &stop)?
+            }
+            InputTopic::Calc => produce(&kafka, &t.calc, &jsonl::<CalcTask>(&path)?, speed, &stop)?,
         },
         Replay::Demo { participants, seed } => {
             let mut race = ingest::generate::DemoRace::new(

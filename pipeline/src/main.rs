@@ -55,9 +55,21 @@ struct CommonArgs {
         value_delimiter = ','
     )]
     allowed_origins: Vec<String>,
-    /// Most WebSocket connections the edge holds; more get HTTP 503.
-    #[arg(long, env = "PACE_MAX_CONNECTIONS", default_value_t = 20_000)]
+    /// Most client connections (HTTP and WebSocket) the edge holds; fewer if
+    /// the descriptor limit (`ulimit -n`) leaves less after a reserve for
+    /// Kafka and files. When all are taken, the longest-idle HTTP connection
+    /// is closed to make room; if none is idle, the newcomer gets 503.
+    #[arg(long, env = "PACE_MAX_CONNECTIONS", default_value_t = ws_edge::EdgeLimits::default().max_connections)]
     max_connections: usize,
+    /// Most connections from one client address (an IPv6 /64 counts as one);
+    /// more get 503. 0: no such limit (an edge behind a proxy that does not
+    /// pass the client's address sees one address).
+    #[arg(long, env = "PACE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = ws_edge::EdgeLimits::default().max_per_address)]
+    max_connections_per_address: usize,
+    /// HTTP requests per second one client address may make, sustained
+    /// (bursts of 2.5 times that); more get 429.
+    #[arg(long, env = "PACE_REQUESTS_PER_ADDRESS", default_value_t = ws_edge::EdgeLimits::default().requests.per_second, value_parser = positive)]
+    requests_per_address: f64,
     /// The archiver writes a topic partition's buffered rows to a file at
     /// least this often (milliseconds): how soon data is queryable.
     #[arg(long, env = "PACE_ARCHIVE_ROLL_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
@@ -86,11 +98,21 @@ impl From<CommonArgs> for Common {
             token_secret: a.token_secret,
             allowed_origins: a.allowed_origins,
             max_connections: a.max_connections,
+            max_connections_per_address: a.max_connections_per_address,
+            requests_per_address: a.requests_per_address,
             archive_roll: std::time::Duration::from_millis(a.archive_roll_ms),
             tick: std::time::Duration::from_millis(a.tick_ms),
             snapshot_every: (a.snapshot_every_ms > 0)
                 .then(|| std::time::Duration::from_millis(a.snapshot_every_ms)),
         }
+    }
+}
+
+/// A finite number above 0.
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number above 0")),
     }
 }
 

@@ -9,8 +9,10 @@
 //! durable; only then does the source commit the offsets the epoch read.
 //!
 //! Workers park while idle: a source is woken by the Kafka client when records
-//! arrive, and by a timer only while data is in flight (to advance its epoch
-//! so the data can complete). There is no busy loop.
+//! arrive, by a timer every tick while data is in flight anywhere (to advance
+//! its epoch so the data can complete), and once a second while idle (a
+//! wake-up the client never sent then costs a second, not the records).
+//! There is no busy loop.
 //!
 //! In a cluster ([`Cluster`], timely's cluster mode) every process runs this
 //! with its own workers; worker indices, and so the partitions each reads,
@@ -224,6 +226,11 @@ const COMMIT_CHECK: Duration = Duration::from_millis(200);
 
 /// How long an idle worker parks before looking at the stop flag again.
 const IDLE_PARK: Duration = Duration::from_millis(200);
+
+/// How often an idle source polls its consumer even without a wake-up: a
+/// wake-up that never comes (the client signals only a queue that was
+/// empty) then delays records by at most this, instead of for good.
+const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// The view an input topic feeds, for latency metrics and origin headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -842,6 +849,8 @@ fn room_changes(mut updates: Vec<RoomUpdate>) -> Vec<RoomChange> {
             removes: Vec::new(),
             messages: Vec::new(),
             visibility: None,
+            created_by: None,
+            create_id: None,
             invited: Vec::new(),
         });
         match row {
@@ -852,10 +861,14 @@ fn room_changes(mut updates: Vec<RoomUpdate>) -> Vec<RoomChange> {
                 }
             }
             RoomRow::Message(Packed(m)) if diff > 0 => change.messages.push(m),
-            RoomRow::Visibility(v) if diff > 0 => change.visibility = Some(v),
+            RoomRow::Created(c) if diff > 0 => {
+                change.visibility = Some(c.visibility);
+                change.created_by = c.by;
+                change.create_id = c.create_id;
+            }
             RoomRow::Invited(u) if diff > 0 => change.invited.push(u),
-            // Messages, visibility and invitations are never retracted.
-            RoomRow::Message(_) | RoomRow::Visibility(_) | RoomRow::Invited(_) => {}
+            // Messages, creation and invitations are never retracted.
+            RoomRow::Message(_) | RoomRow::Created(_) | RoomRow::Invited(_) => {}
         }
     }
     by_room
@@ -1107,9 +1120,14 @@ where
             if more {
                 activator.activate();
             } else if !inflight.is_empty() {
+                // Every worker keeps advancing its epochs until what was
+                // read is durable, however late this worker got to run.
+                shared.data_in_flight();
                 activator.activate_after(tick);
             } else if unverified {
                 activator.activate_after(COMMIT_RETRY);
+            } else {
+                activator.activate_after(IDLE_POLL);
             }
         }
     });

@@ -339,7 +339,8 @@ async fn live_equals_batch_and_the_readme_queries_run() {
         &shared_data().join("chat-irc/ubuntu_irc_2005-07-06_14.raw.txt"),
         "irc",
     )
-    .unwrap();
+    .unwrap()
+    .chat;
     let races: Vec<String> = f1.definitions.iter().map(|d| d.id.clone()).collect();
     let mut dataset = f1;
     dataset.chat = irc;
@@ -481,7 +482,8 @@ print(json.dumps(rows))
             &shared_data().join("chat-irc/ubuntu_irc_2005-07-06_14.raw.txt"),
             "irc",
         )
-        .unwrap();
+        .unwrap()
+        .chat;
         let again = ingest::datasets::Dataset {
             chat: irc,
             ..Default::default()

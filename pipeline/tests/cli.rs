@@ -240,7 +240,7 @@ async fn pace_run_replays_recorded_f1_laps_into_the_splits_view() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pace_run_replays_an_irc_log_into_a_room() {
     let path = common::shared_data().join("chat-irc/ubuntu_irc_2005-07-06_14.raw.txt");
-    let events = ingest::datasets::irc::read(&path, "irc").unwrap();
+    let events = ingest::datasets::irc::read(&path, "irc").unwrap().chat;
     let said: Vec<(String, String)> = events
         .iter()
         .filter(|e| e.kind == schemas::ChatKind::Message)

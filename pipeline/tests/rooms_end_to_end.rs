@@ -243,17 +243,31 @@ async fn rooms_post_resume_and_refuse() {
         (api.status("/api/rooms/secret/members", Some("ann")).await == 200).then_some(())
     })
     .await;
+    // To anyone but its members and invitees it does not exist.
     assert_eq!(
         api.status("/api/rooms/secret/members", Some("carol")).await,
-        403
+        404
     );
     assert_eq!(
         api.status("/api/rooms/secret/messages", None).await,
-        403,
+        404,
         "not to anonymous readers either"
     );
+    let listed = |who: Option<&'static str>| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let mut req = http.get(format!("{base}/api/rooms"));
+            if let Some(who) = who {
+                req = req.bearer_auth(token(who));
+            }
+            let rooms: Vec<Value> = req.send().await.unwrap().json().await.unwrap();
+            rooms.iter().any(|r| r["id"] == "secret")
+        }
+    };
+    assert!(!listed(None).await && !listed(Some("carol")).await);
+    assert!(listed(Some("ann")).await);
     let mut c2 = connect(&base, "secret", &format!("token={}", token("carol"))).await;
-    assert_eq!(next_frame(&mut c2).await["code"], "forbidden");
+    assert_eq!(next_frame(&mut c2).await["code"], "unknown_room");
     assert_eq!(
         api.post(
             "/api/rooms/secret/invites",
@@ -261,8 +275,8 @@ async fn rooms_post_resume_and_refuse() {
             json!({"user": "carol"})
         )
         .await,
-        403,
-        "only members invite"
+        404,
+        "only members invite, and to others it is not there"
     );
     assert_eq!(
         api.post("/api/rooms/secret/invites", "ann", json!({"user": "carol"}))
@@ -278,20 +292,23 @@ async fn rooms_post_resume_and_refuse() {
     send(&mut c3, json!({"type": "join"})).await;
     assert_eq!(reply(&mut c3).await["op"], "join");
 
-    // A flood on a fresh connection (the limit is per connection): every
-    // post is acked or refused as rate_limited.
-    let mut ann = connect(&base, "lobby", &format!("token={}", token("ann"))).await;
-    assert_eq!(next_frame(&mut ann).await["type"], "snapshot");
+    // A flood from dave, who just joined: every post is acked or refused as
+    // rate_limited, and the limit is dave's, not his connection's: a second
+    // connection of his right after is refused too.
+    let mut dave = connect(&base, "lobby", &format!("token={}", token("dave"))).await;
+    assert_eq!(next_frame(&mut dave).await["type"], "snapshot");
+    send(&mut dave, json!({"type": "join"})).await;
+    assert_eq!(reply(&mut dave).await["op"], "join");
     for i in 0..25 {
         send(
-            &mut ann,
+            &mut dave,
             json!({"type": "post", "text": format!("flood {i}")}),
         )
         .await;
     }
     let (mut acked, mut limited) = (0, 0);
     for _ in 0..25 {
-        let f = reply(&mut ann).await;
+        let f = reply(&mut dave).await;
         match f["type"].as_str() {
             Some("ack") => acked += 1,
             Some("error") => {
@@ -304,6 +321,30 @@ async fn rooms_post_resume_and_refuse() {
     assert!(
         acked >= 10 && limited >= 1 && acked + limited == 25,
         "{acked} + {limited}"
+    );
+    let mut dave2 = connect(&base, "lobby", &format!("token={}", token("dave"))).await;
+    assert_eq!(next_frame(&mut dave2).await["type"], "snapshot");
+    let mut refused = 0;
+    for i in 0..5 {
+        send(
+            &mut dave2,
+            json!({"type": "post", "text": format!("again {i}")}),
+        )
+        .await;
+    }
+    for _ in 0..5 {
+        let f = reply(&mut dave2).await;
+        if f["code"] == "rate_limited" {
+            refused += 1;
+        } else {
+            // A refill (5 a second) may let one through.
+            assert_eq!(f["type"], "ack", "{f}");
+            acked += 1;
+        }
+    }
+    assert!(
+        refused >= 3,
+        "a second connection has its own budget: {refused}"
     );
 
     // Nothing refused reached Kafka.
@@ -323,7 +364,10 @@ async fn rooms_post_resume_and_refuse() {
     assert_eq!(
         events
             .iter()
-            .filter(|e| e.text.as_deref().is_some_and(|t| t.starts_with("flood")))
+            .filter(|e| e
+                .text
+                .as_deref()
+                .is_some_and(|t| t.starts_with("flood") || t.starts_with("again")))
             .count(),
         acked
     );

@@ -89,7 +89,7 @@ fn irc_log_membership_after_every_line_and_gapless_message_numbers() {
     let path = common::shared_data().join("chat-irc/ubuntu_irc_2005-07-06_14.raw.txt");
     let text =
         std::fs::read_to_string(&path).expect("../shared/data/chat-irc beside the repository");
-    let events = ingest::datasets::irc::read(&path, "ubuntu").unwrap();
+    let events = ingest::datasets::irc::read(&path, "ubuntu").unwrap().chat;
     let expected = irc_reference(&text);
     assert_eq!(expected.len(), 1500);
     // One round per log line (a nick change is two events of one line).

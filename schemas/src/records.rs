@@ -430,7 +430,7 @@ pub enum Visibility {
 
 impl Validate for ChatEvent {
     fn validate(&self) -> Result<(), ValidationError> {
-        v::id("room", &self.room)?;
+        v::room_id("room", &self.room)?;
         v::id("user", &self.user)?;
         v::time("time", self.time)?;
         if let Some(id) = &self.client_msg_id {

@@ -82,6 +82,41 @@ pub fn id(field: &str, v: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// Longest room id, in bytes.
+pub const MAX_ROOM_ID_BYTES: usize = 64;
+
+/// A room id: 1 to [`MAX_ROOM_ID_BYTES`] of ASCII letters, digits, `.`,
+/// `_`, `~` and `-`, starting with a letter or digit. These are the
+/// characters a URL path segment carries as they are, so every route
+/// (`/api/rooms/{id}/…`, `/ws/rooms/{id}`) reaches every room.
+pub fn room_id(field: &str, v: &str) -> Result<(), ValidationError> {
+    if v.is_empty() {
+        return Err(ValidationError::new(field, "must not be empty"));
+    }
+    if v.len() > MAX_ROOM_ID_BYTES {
+        return Err(ValidationError::new(
+            field,
+            format_args!("{} bytes, at most {MAX_ROOM_ID_BYTES} allowed", v.len()),
+        ));
+    }
+    if !v.as_bytes()[0].is_ascii_alphanumeric() {
+        return Err(ValidationError::new(
+            field,
+            "must start with a letter or a digit",
+        ));
+    }
+    if let Some(c) = v
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '-')))
+    {
+        return Err(ValidationError::new(
+            field,
+            format_args!("{c:?} is not allowed (letters, digits, '.', '_', '~', '-')"),
+        ));
+    }
+    Ok(())
+}
+
 /// Free text of at most `max` bytes with no NUL.
 pub fn text(field: &str, v: &str, max: usize) -> Result<(), ValidationError> {
     if v.len() > max {
@@ -162,6 +197,28 @@ mod tests {
         );
         assert!(id("race", "a\nb").is_err());
         assert!(id("race", " a").is_err());
+    }
+
+    #[test]
+    fn room_ids_are_what_a_path_segment_carries() {
+        for ok in ["lobby", "irc", "Room-1", "a.b_c~d", "7", &"x".repeat(64)] {
+            assert!(room_id("room", ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "50%",
+            ".hidden",
+            "-x",
+            "zero\u{200b}width",
+            "bidi\u{202e}x",
+            "#ubuntu",
+            "café",
+            &"x".repeat(65),
+        ] {
+            assert!(room_id("room", bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

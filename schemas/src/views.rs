@@ -191,9 +191,16 @@ pub struct RoomChange {
     /// New messages, in seq order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<RoomMessage>,
-    /// Who may read and join, once the room is created.
+    /// Who may read and join, once the room exists (created, or spoken in).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visibility: Option<crate::records::Visibility>,
+    /// Who created the room, once it exists (`None` with a `visibility`:
+    /// nobody; it was spoken in before any create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// The `client_msg_id` of the create that made the room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_id: Option<String>,
     /// Users newly invited.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub invited: Vec<String>,

@@ -1,15 +1,30 @@
 //! Identity: users present a signed token (JWT, HS256) naming them. The edge
-//! and `pace token` share a secret; a token says who the user is (`sub`) and
-//! until when (`exp`). jsonwebtoken does the signing and checking: a
-//! hand-rolled HMAC and base64 would be more code to get wrong.
+//! and `pace token` share a secret; a token says who the user is (`sub`),
+//! who issued it (`iss`, [`ISSUER`]), when (`iat`), from when (`nbf`) and
+//! until when (`exp`) it holds. Every one of those is checked: a token from
+//! the future (`iat` or `nbf` more than [`CLOCK_SKEW_S`] ahead), an expired
+//! one, or one from another issuer is refused. jsonwebtoken does the
+//! signing and checking: a hand-rolled HMAC and base64 would be more code to
+//! get wrong.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
 
+/// The issuer of pace's own tokens.
+pub const ISSUER: &str = "pace";
+/// How far ahead of this edge's clock a token's `iat` or `nbf` may be
+/// (clocks of the machine that issued it and this one differ a little).
+pub const CLOCK_SKEW_S: u64 = 5;
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
+    iss: String,
     exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
 }
 
 /// Why a token was refused.
@@ -24,6 +39,10 @@ pub enum AuthError {
     /// The token has expired.
     #[error("the token has expired")]
     Expired,
+    /// The token is not valid yet (`nbf`), or says it was issued later
+    /// than now (`iat`).
+    #[error("the token is not valid yet")]
+    NotYetValid,
     /// The token is not one this edge's secret signed, or is malformed.
     #[error("the token is not valid: {0}")]
     Invalid(String),
@@ -31,9 +50,18 @@ pub enum AuthError {
 
 /// Issues a token for `user`, valid for `ttl_s` seconds from `now_s` (Unix).
 pub fn issue(secret: &str, user: &str, now_s: u64, ttl_s: u64) -> String {
+    issue_claims(secret, user, now_s, now_s, now_s + ttl_s)
+}
+
+/// Issues a token for `user` issued at `iat`, valid from `nbf` until `exp`
+/// (Unix seconds).
+pub fn issue_claims(secret: &str, user: &str, iat: u64, nbf: u64, exp: u64) -> String {
     let claims = Claims {
         sub: user.to_owned(),
-        exp: now_s + ttl_s,
+        iss: ISSUER.to_owned(),
+        exp,
+        iat: Some(iat),
+        nbf: Some(nbf),
     };
     encode(
         &Header::new(Algorithm::HS256),
@@ -49,7 +77,10 @@ pub fn verify(secret: Option<&str>, token: Option<&str>) -> Result<String, AuthE
     let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = 0;
-    validation.set_required_spec_claims(&["exp", "sub"]);
+    // nbf and iat are checked below, with the clock skew allowed.
+    validation.validate_nbf = false;
+    validation.set_issuer(&[ISSUER]);
+    validation.set_required_spec_claims(&["exp", "sub", "iss"]);
     let data = decode::<Claims>(
         token,
         &DecodingKey::from_secret(secret.as_bytes()),
@@ -59,9 +90,13 @@ pub fn verify(secret: Option<&str>, token: Option<&str>) -> Result<String, AuthE
         jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
         _ => AuthError::Invalid(e.to_string()),
     })?;
-    schemas::validate::id("sub", &data.claims.sub)
-        .map_err(|e| AuthError::Invalid(e.to_string()))?;
-    Ok(data.claims.sub)
+    let latest = now_s() + CLOCK_SKEW_S;
+    let claims = data.claims;
+    if claims.nbf.is_some_and(|t| t > latest) || claims.iat.is_some_and(|t| t > latest) {
+        return Err(AuthError::NotYetValid);
+    }
+    schemas::validate::id("sub", &claims.sub).map_err(|e| AuthError::Invalid(e.to_string()))?;
+    Ok(claims.sub)
 }
 
 /// The current Unix time, seconds.
@@ -98,6 +133,41 @@ mod tests {
         );
         assert!(matches!(
             verify(Some("s3cret"), Some(&forged)),
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn tokens_from_the_future_or_another_issuer_are_refused() {
+        let now = now_s();
+        let later = issue_claims("s", "ann", now, now + 3600, now + 7200);
+        assert_eq!(verify(Some("s"), Some(&later)), Err(AuthError::NotYetValid));
+        let from_the_future = issue_claims("s", "ann", now + 3600, now, now + 7200);
+        assert_eq!(
+            verify(Some("s"), Some(&from_the_future)),
+            Err(AuthError::NotYetValid)
+        );
+        let skewed = issue_claims("s", "ann", now + 2, now + 2, now + 60);
+        assert_eq!(verify(Some("s"), Some(&skewed)), Ok("ann".into()));
+        // Signed with the secret, but by someone else, or by nobody.
+        let foreign = encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "ann", "iss": "other", "exp": now + 60}),
+            &EncodingKey::from_secret(b"s"),
+        )
+        .unwrap();
+        assert!(matches!(
+            verify(Some("s"), Some(&foreign)),
+            Err(AuthError::Invalid(_))
+        ));
+        let anonymous = encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "ann", "exp": now + 60}),
+            &EncodingKey::from_secret(b"s"),
+        )
+        .unwrap();
+        assert!(matches!(
+            verify(Some("s"), Some(&anonymous)),
             Err(AuthError::Invalid(_))
         ));
     }

@@ -9,12 +9,20 @@
 //!
 //! Layout: `views.rs` the race cache and frame encoding, `rooms.rs` the
 //! rooms, `tasks.rs` the task results, `follow.rs` the changelog consumer,
-//! `server.rs` the routes, `socket.rs` a spectator's connection, `track.rs`
-//! a device's, `post.rs` input through the edge, `auth.rs` tokens,
-//! `static/index.html` the spectator page. The protocol is `PROTOCOL.md`.
+//! `server.rs` the routes, `listener.rs` the accept loop and HTTP
+//! connections, `upgrade.rs` the WebSocket handshake and transport,
+//! `socket.rs` a spectator's connection, `track.rs` a device's, `post.rs`
+//! input through the edge, `body.rs` request bodies, `auth.rs` tokens,
+//! `limits.rs` every bound the edge keeps, `bucket.rs` the rate limiters
+//! they use, `static/index.html` the spectator page. The protocol is
+//! `PROTOCOL.md`.
 
 pub mod auth;
+mod body;
+pub mod bucket;
 pub mod follow;
+pub mod limits;
+pub mod listener;
 pub mod post;
 pub mod rooms;
 pub mod rooms_http;
@@ -22,10 +30,11 @@ pub mod server;
 pub mod socket;
 pub mod tasks;
 pub mod track;
+pub mod upgrade;
 pub mod views;
 
+pub use limits::EdgeLimits;
 pub use server::{EdgeConfig, serve, serve_metrics, serve_views};
-pub use socket::EdgeLimits;
 
 /// What went wrong at the edge.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@
 //! that fails a check reaches an input topic; a refused GPS point goes to
 //! `pace.dlq` with its reason.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ingest::KafkaConfig;
 use ingest::jsonl::InputRecord;
@@ -17,11 +17,6 @@ use schemas::topics::{
 use schemas::{ChatEvent, ChatKind, GpsPoint, Timestamp, Validate, Visibility};
 
 use crate::auth::{self, AuthError};
-
-/// Posts a connection may make per second, sustained…
-pub const POSTS_PER_SECOND: f64 = 5.0;
-/// …and in a burst.
-pub const POST_BURST: f64 = 10.0;
 
 /// The edge's way into the input topics.
 pub struct EdgeInput {
@@ -193,58 +188,4 @@ pub enum SendError {
     /// The broker did not take it.
     #[error("the broker did not take it: {0}")]
     Unavailable(String),
-}
-
-/// A token bucket: `POST_BURST` posts at once, `POSTS_PER_SECOND` after.
-pub struct RateLimit {
-    tokens: f64,
-    at: Instant,
-    burst: f64,
-    per_second: f64,
-}
-
-impl Default for RateLimit {
-    /// The posts' limit.
-    fn default() -> Self {
-        Self::new(POST_BURST, POSTS_PER_SECOND)
-    }
-}
-
-impl RateLimit {
-    /// `burst` at once, `per_second` sustained.
-    pub fn new(burst: f64, per_second: f64) -> Self {
-        Self {
-            tokens: burst,
-            at: Instant::now(),
-            burst,
-            per_second,
-        }
-    }
-
-    /// Takes one post's worth, if there is one.
-    pub fn take(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.at).as_secs_f64() * self.per_second;
-        self.tokens = (self.tokens + refill).min(self.burst);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_burst_then_the_sustained_rate() {
-        let mut r = RateLimit::default();
-        assert_eq!((0..20).filter(|_| r.take()).count(), 10);
-        std::thread::sleep(Duration::from_millis(450));
-        assert_eq!((0..20).filter(|_| r.take()).count(), 2);
-    }
 }

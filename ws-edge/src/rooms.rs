@@ -47,8 +47,21 @@ pub enum Gone {
     Before(u64),
 }
 
+/// How a room came to be, as its changelog says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Creation {
+    /// Who may read and join.
+    pub visibility: Visibility,
+    /// Who created it (`None`: it was spoken in before any create).
+    pub by: Option<String>,
+    /// The winning create's `client_msg_id`.
+    pub create_id: Option<String>,
+}
+
 struct RoomView {
-    visibility: Option<Visibility>,
+    /// `None` until the room exists (created, or spoken in): a room with
+    /// only joins so far is not shown to anyone.
+    created: Option<Creation>,
     invited: std::collections::BTreeSet<String>,
     members: BTreeMap<String, RoomMember>,
     messages: VecDeque<RoomMessage>,
@@ -60,7 +73,7 @@ struct RoomView {
 impl RoomView {
     fn new() -> Self {
         Self {
-            visibility: None,
+            created: None,
             invited: Default::default(),
             members: BTreeMap::new(),
             messages: VecDeque::new(),
@@ -86,13 +99,18 @@ impl RoomView {
     }
 
     fn visibility(&self) -> Visibility {
-        self.visibility.unwrap_or(Visibility::Public)
+        self.created
+            .as_ref()
+            .map_or(Visibility::Public, |c| c.visibility)
     }
 
-    /// Whether `user` (or an anonymous reader) may read the room.
-    fn readable_by(&self, user: Option<&str>) -> bool {
-        self.visibility() == Visibility::Public
-            || user.is_some_and(|u| self.members.contains_key(u) || self.invited.contains(u))
+    /// Whether the room exists and `user` (or an anonymous reader) may see
+    /// it: public, or a member or invitee of an invite-only one. To anyone
+    /// else an invite-only room does not exist.
+    fn visible_to(&self, user: Option<&str>) -> bool {
+        self.created.is_some()
+            && (self.visibility() == Visibility::Public
+                || user.is_some_and(|u| self.members.contains_key(u) || self.invited.contains(u)))
     }
 
     /// The members and the messages after `since` (the latest
@@ -122,6 +140,8 @@ impl RoomView {
 #[derive(Default)]
 pub struct Rooms {
     rooms: RwLock<BTreeMap<String, RoomView>>,
+    /// Notified after every change.
+    changed: tokio::sync::Notify,
 }
 
 impl Rooms {
@@ -138,8 +158,12 @@ impl Rooms {
         let view = rooms
             .entry(change.room.clone())
             .or_insert_with(RoomView::new);
-        if let Some(v) = change.visibility {
-            view.visibility = Some(v);
+        if let Some(visibility) = change.visibility {
+            view.created = Some(Creation {
+                visibility,
+                by: change.created_by.clone(),
+                create_id: change.create_id.clone(),
+            });
         }
         view.invited.extend(change.invited.iter().cloned());
         for user in &change.removes {
@@ -176,34 +200,55 @@ impl Rooms {
             frame: frame.to_string().into(),
             origin_ms,
         });
+        drop(rooms);
+        self.changed.notify_waiters();
     }
 
-    /// Every room.
-    pub fn list(&self) -> Vec<RoomSummary> {
+    /// How `room` came to be, once it exists; waits up to `within` for it.
+    pub async fn creation(&self, room: &str, within: std::time::Duration) -> Option<Creation> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let changed = self.changed.notified();
+            if let Some(c) = self
+                .rooms
+                .read()
+                .expect("rooms lock")
+                .get(room)
+                .and_then(|v| v.created.clone())
+            {
+                return Some(c);
+            }
+            tokio::time::timeout_at(deadline, changed).await.ok()?;
+        }
+    }
+
+    /// The rooms `user` (`None`: anonymous) may see.
+    pub fn list(&self, user: Option<&str>) -> Vec<RoomSummary> {
         let rooms = self.rooms.read().expect("rooms lock");
         rooms
             .iter()
-            .map(|(id, v)| RoomSummary {
-                id: id.clone(),
-                members: v.members.len(),
-                online: v.members.values().filter(|m| m.online).count(),
-                last_seq: v.last_seq,
-                visibility: v.visibility(),
-            })
+            .filter(|(_, v)| v.visible_to(user))
+            .map(|(id, v)| summary(id, v))
             .collect()
     }
 
-    /// Whether `user` (`None`: anonymous) may read `room`; `None` if there is no such room.
-    pub fn may_read(&self, room: &str, user: Option<&str>) -> Option<bool> {
+    /// One room, if `user` may see it.
+    pub fn summary(&self, room: &str, user: Option<&str>) -> Option<RoomSummary> {
         let rooms = self.rooms.read().expect("rooms lock");
-        Some(rooms.get(room)?.readable_by(user))
+        let v = rooms.get(room).filter(|v| v.visible_to(user))?;
+        Some(summary(room, v))
     }
 
-    /// Whether `user` may join `room` (public, or invited, or a member
-    /// already); a room not seen yet is joinable (public until created).
-    pub fn may_join(&self, room: &str, user: &str) -> bool {
+    /// Whether `room` exists and `user` (`None`: anonymous) may see it.
+    pub fn visible(&self, room: &str, user: Option<&str>) -> bool {
         let rooms = self.rooms.read().expect("rooms lock");
-        rooms.get(room).is_none_or(|v| v.readable_by(Some(user)))
+        rooms.get(room).is_some_and(|v| v.visible_to(user))
+    }
+
+    /// Whether `user` may join `room`: it exists, and is public, or they
+    /// are invited or a member already.
+    pub fn may_join(&self, room: &str, user: &str) -> bool {
+        self.visible(room, Some(user))
     }
 
     /// Whether `user` is a member of `room`.
@@ -214,33 +259,44 @@ impl Rooms {
             .is_some_and(|v| v.members.contains_key(user))
     }
 
-    /// Whether `room` exists here.
+    /// Whether `room` exists here (created, or spoken in), whoever may see it.
     pub fn exists(&self, room: &str) -> bool {
-        self.rooms.read().expect("rooms lock").contains_key(room)
-    }
-
-    /// A room's members, by user id.
-    pub fn members(&self, room: &str) -> Option<Vec<RoomMember>> {
         let rooms = self.rooms.read().expect("rooms lock");
-        Some(rooms.get(room)?.members.values().cloned().collect())
+        rooms.get(room).is_some_and(|v| v.created.is_some())
     }
 
-    /// A room's messages after `since`, at most `limit` (capped at [`MAX_PAGE`]).
+    /// A room's members, by user id, if `user` may see it.
+    pub fn members(&self, room: &str, user: Option<&str>) -> Option<Vec<RoomMember>> {
+        let rooms = self.rooms.read().expect("rooms lock");
+        let v = rooms.get(room).filter(|v| v.visible_to(user))?;
+        Some(v.members.values().cloned().collect())
+    }
+
+    /// A room's messages after `since`, at most `limit` (capped at
+    /// [`MAX_PAGE`]), if `user` may see it.
     pub fn messages(
         &self,
         room: &str,
+        user: Option<&str>,
         since: u64,
         limit: usize,
     ) -> Option<Result<Vec<RoomMessage>, Gone>> {
         let rooms = self.rooms.read().expect("rooms lock");
-        Some(rooms.get(room)?.after(since, limit.min(MAX_PAGE)))
+        let v = rooms.get(room).filter(|v| v.visible_to(user))?;
+        Some(v.after(since, limit.min(MAX_PAGE)))
     }
 
     /// A snapshot (the messages after `since`, if given and still held) and
-    /// the changes after it, taken together so nothing falls between.
-    pub fn subscribe(&self, room: &str, since: Option<u64>) -> Option<Subscribed> {
+    /// the changes after it, taken together so nothing falls between; if
+    /// `user` may see the room.
+    pub fn subscribe(
+        &self,
+        room: &str,
+        user: Option<&str>,
+        since: Option<u64>,
+    ) -> Option<Subscribed> {
         let rooms = self.rooms.read().expect("rooms lock");
-        let v = rooms.get(room)?;
+        let v = rooms.get(room).filter(|v| v.visible_to(user))?;
         Some(Subscribed {
             frames: vec![v.snapshot(room, since)],
             version: v.version,
@@ -255,6 +311,16 @@ impl Rooms {
         let rooms = self.rooms.read().expect("rooms lock");
         let v = rooms.get(room)?;
         Some((v.version, v.last_seq, v.snapshot(room, Some(since))))
+    }
+}
+
+fn summary(id: &str, v: &RoomView) -> RoomSummary {
+    RoomSummary {
+        id: id.to_owned(),
+        members: v.members.len(),
+        online: v.members.values().filter(|m| m.online).count(),
+        last_seq: v.last_seq,
+        visibility: v.visibility(),
     }
 }
 
@@ -280,7 +346,9 @@ mod tests {
             members: vec![],
             removes: vec![],
             messages: seqs.map(message).collect(),
-            visibility: None,
+            visibility: Some(Visibility::Public),
+            created_by: None,
+            create_id: None,
             invited: vec![],
         }
     }
@@ -294,15 +362,66 @@ mod tests {
             r.unwrap().iter().map(|m| m.seq).collect()
         };
         assert_eq!(
-            seqs(rooms.messages("r", 2198, 10).unwrap()),
+            seqs(rooms.messages("r", None, 2198, 10).unwrap()),
             [2199, 2200, 2201]
         );
         assert_eq!(
-            rooms.messages("r", 201, 2).unwrap(),
+            rooms.messages("r", None, 201, 2).unwrap(),
             Ok(vec![message(202), message(203)])
         );
-        assert_eq!(rooms.messages("r", 200, 2).unwrap(), Err(Gone::Before(201)));
-        assert!(rooms.messages("nope", 0, 1).is_none());
-        assert_eq!(rooms.list()[0].last_seq, 2201);
+        assert_eq!(
+            rooms.messages("r", None, 200, 2).unwrap(),
+            Err(Gone::Before(201))
+        );
+        assert!(rooms.messages("nope", None, 0, 1).is_none());
+        assert_eq!(rooms.list(None)[0].last_seq, 2201);
+    }
+
+    #[test]
+    fn an_invite_only_room_exists_only_for_its_members_and_invitees() {
+        let rooms = Rooms::default();
+        let member = |user: &str| RoomMember {
+            room: "s".into(),
+            user: user.into(),
+            online: false,
+            joined_at: Timestamp(1_780_000_000_000),
+        };
+        // Joins alone do not make a room.
+        rooms.apply(RoomChange {
+            room: "s".into(),
+            members: vec![member("eve")],
+            removes: vec![],
+            messages: vec![],
+            visibility: None,
+            created_by: None,
+            create_id: None,
+            invited: vec![],
+        });
+        assert!(!rooms.exists("s") && rooms.list(Some("eve")).is_empty());
+        assert!(!rooms.may_join("s", "eve"));
+        rooms.apply(RoomChange {
+            room: "s".into(),
+            members: vec![member("ann")],
+            removes: vec!["eve".into()],
+            messages: vec![],
+            visibility: Some(Visibility::InviteOnly),
+            created_by: Some("ann".into()),
+            create_id: Some("c1".into()),
+            invited: vec!["bob".into()],
+        });
+        assert!(rooms.exists("s"));
+        for who in [None, Some("eve")] {
+            assert!(rooms.list(who).is_empty(), "{who:?}");
+            assert!(rooms.summary("s", who).is_none());
+            assert!(rooms.members("s", who).is_none());
+            assert!(rooms.messages("s", who, 0, 10).is_none());
+            assert!(rooms.subscribe("s", who, None).is_none());
+        }
+        assert!(!rooms.may_join("s", "eve"));
+        for who in ["ann", "bob"] {
+            assert_eq!(rooms.list(Some(who)).len(), 1, "{who}");
+            assert!(rooms.members("s", Some(who)).is_some());
+            assert!(rooms.may_join("s", who));
+        }
     }
 }

@@ -2,18 +2,22 @@
 //!
 //! | route | answer |
 //! | --- | --- |
-//! | `GET /api/rooms` | `[{id, members, online, last_seq, visibility}]` |
-//! | `POST /api/rooms` `{"id","visibility":"public"\|"invite_only"}` | 201; 409 if it exists; the creator is its first member |
+//! | `GET /api/rooms` | `[{id, members, online, last_seq, visibility}]`: the rooms the caller may see |
+//! | `GET /api/rooms/{id}` | `{id, members, online, last_seq, visibility}` |
+//! | `POST /api/rooms` `{"id","visibility":"public"\|"invite_only"}` | 201 once the rooms job made the room this request's; 409 if it exists or another create won; 202 if the job has not decided within [`CREATE_WAIT`] |
 //! | `GET /api/rooms/{id}/members` | `[{room, user, online, joined_at}]` |
 //! | `POST /api/rooms/{id}/invites` `{"user"}` | 202; members only |
 //! | `GET /api/rooms/{id}/messages?since=SEQ&limit=N` | the messages after `SEQ`, in order (at most 500); 410 once no longer held |
 //!
 //! Who: `Authorization: Bearer <token>`. Anyone may read a public room; an
-//! invite-only room only its members and invitees (403). The WebSocket side
-//! (`WS /ws/rooms/{id}`, joins, leaves and posts) is in `socket.rs` and
-//! `PROTOCOL.md`.
+//! invite-only room exists only for its members and invitees: to anyone
+//! else every route answers 404, as for a room that does not exist. Room
+//! ids are [`schemas::validate::room_id`]s. Creates and invites take from
+//! the caller's post budget. The WebSocket side (`WS /ws/rooms/{id}`,
+//! joins, leaves and posts) is in `socket.rs` and `PROTOCOL.md`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use schemas::{ChatKind, Visibility};
 use serde::Deserialize;
@@ -24,9 +28,16 @@ use crate::auth::AuthError;
 use crate::post::{EdgeInput, SendError};
 use crate::rooms::Gone;
 use crate::server::json_error;
-use crate::views::Views;
+use crate::socket::Shared;
 
-/// `?since=SEQ&limit=N&token=T` of the room routes.
+/// How long a create waits for the rooms job's decision before it answers
+/// 202 (the create is in Kafka and will be decided; `GET /api/rooms/{id}`
+/// tells).
+pub const CREATE_WAIT: Duration = Duration::from_secs(10);
+/// Largest request body, bytes.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// `?since=SEQ&limit=N` of the messages route.
 #[derive(Debug, Deserialize)]
 struct RoomQuery {
     since: Option<u64>,
@@ -34,12 +45,14 @@ struct RoomQuery {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewRoom {
     id: String,
     visibility: Visibility,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewInvite {
     user: String,
 }
@@ -55,6 +68,10 @@ fn send_error(e: &SendError) -> warp::reply::Response {
     }
 }
 
+fn no_room(id: &str) -> warp::reply::Response {
+    json_error(StatusCode::NOT_FOUND, format!("no room {id:?}"))
+}
+
 /// The user a request presents, if any (`Err` for a bad token).
 fn who(chat: &EdgeInput, header: Option<&str>) -> Result<Option<String>, AuthError> {
     match header {
@@ -63,99 +80,120 @@ fn who(chat: &EdgeInput, header: Option<&str>) -> Result<Option<String>, AuthErr
     }
 }
 
-/// The room routes over `views`, posting through `chat`.
-pub fn routes(
-    views: Arc<Views>,
-    chat: Arc<EdgeInput>,
+/// Takes one of `user`'s posts; `false` (answer [`too_many_posts`]) if
+/// there is none.
+fn post_budget(shared: &Shared, user: &str) -> bool {
+    let took = shared.posts.take(&user.to_owned());
+    if !took {
+        observability::metrics()
+            .edge_rate_limited
+            .with_label_values(&["post"])
+            .inc();
+    }
+    took
+}
+
+fn too_many_posts() -> warp::reply::Response {
+    json_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many posts; slow down".to_owned(),
+    )
+}
+
+/// A fresh create id.
+fn create_id() -> String {
+    format!(
+        "create-{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
+}
+
+/// The room routes.
+pub(crate) fn routes(
+    shared: Arc<Shared>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    let ctx = warp::any().map(move || (views.clone(), chat.clone()));
+    let ctx = warp::any().map(move || shared.clone());
     let bearer = warp::header::optional::<String>("authorization");
     let list = warp::path!("api" / "rooms")
         .and(warp::get())
+        .and(bearer)
         .and(ctx.clone())
-        .map(|(views, _): (Arc<Views>, Arc<EdgeInput>)| {
-            warp::reply::json(&views.rooms.list()).into_response()
+        .map(|auth: Option<String>, shared: Arc<Shared>| {
+            match who(&shared.chat, auth.as_deref()) {
+                Ok(user) => {
+                    warp::reply::json(&shared.views.rooms.list(user.as_deref())).into_response()
+                }
+                Err(e) => auth_error(&e),
+            }
         });
-    let create =
-        warp::path!("api" / "rooms")
-            .and(warp::post())
-            .and(bearer)
-            .and(warp::body::content_length_limit(16 * 1024))
-            .and(warp::body::json::<NewRoom>())
-            .and(ctx.clone())
-            .then(
-                |auth: Option<String>,
-                 new: NewRoom,
-                 (views, chat): (Arc<Views>, Arc<EdgeInput>)| async move {
-                    let user = match chat.user(auth.as_deref()) {
-                        Ok(u) => u,
-                        Err(e) => return auth_error(&e),
-                    };
-                    if views.rooms.exists(&new.id) {
-                        return json_error(
-                            StatusCode::CONFLICT,
-                            format!("room {:?} exists", new.id),
-                        );
-                    }
-                    match chat
-                        .send(&EdgeInput::create(&new.id, &user, new.visibility))
-                        .await
-                    {
-                        Ok(()) => warp::reply::with_status(
-                            warp::reply::json(&serde_json::json!({"id": new.id})),
-                            StatusCode::CREATED,
-                        )
-                        .into_response(),
-                        Err(e) => send_error(&e),
-                    }
-                },
-            );
+    let one = warp::path!("api" / "rooms" / String)
+        .and(warp::get())
+        .and(bearer)
+        .and(ctx.clone())
+        .map(|id: String, auth: Option<String>, shared: Arc<Shared>| {
+            let user = match who(&shared.chat, auth.as_deref()) {
+                Ok(u) => u,
+                Err(e) => return auth_error(&e),
+            };
+            match shared.views.rooms.summary(&id, user.as_deref()) {
+                Some(s) => warp::reply::json(&s).into_response(),
+                None => no_room(&id),
+            }
+        });
+    let create = warp::path!("api" / "rooms")
+        .and(warp::post())
+        .and(bearer)
+        .and(crate::body::json::<NewRoom>(MAX_BODY))
+        .and(ctx.clone())
+        .then(
+            |auth: Option<String>, new: NewRoom, shared: Arc<Shared>| async move {
+                create(&shared, auth, new).await
+            },
+        );
     let members = warp::path!("api" / "rooms" / String / "members")
         .and(warp::get())
         .and(bearer)
         .and(ctx.clone())
-        .map(
-            |id: String, auth: Option<String>, (views, chat): (Arc<Views>, Arc<EdgeInput>)| {
-                let user = match who(&chat, auth.as_deref()) {
-                    Ok(u) => u,
-                    Err(e) => return auth_error(&e),
-                };
-                match views.rooms.may_read(&id, user.as_deref()) {
-                    None => json_error(StatusCode::NOT_FOUND, format!("no room {id:?}")),
-                    Some(false) => {
-                        json_error(StatusCode::FORBIDDEN, format!("room {id:?} is invite-only"))
-                    }
-                    Some(true) => warp::reply::json(&views.rooms.members(&id).unwrap_or_default())
-                        .into_response(),
-                }
-            },
-        );
+        .map(|id: String, auth: Option<String>, shared: Arc<Shared>| {
+            let user = match who(&shared.chat, auth.as_deref()) {
+                Ok(u) => u,
+                Err(e) => return auth_error(&e),
+            };
+            match shared.views.rooms.members(&id, user.as_deref()) {
+                Some(m) => warp::reply::json(&m).into_response(),
+                None => no_room(&id),
+            }
+        });
     let invite = warp::path!("api" / "rooms" / String / "invites")
         .and(warp::post())
         .and(bearer)
-        .and(warp::body::content_length_limit(16 * 1024))
-        .and(warp::body::json::<NewInvite>())
+        .and(crate::body::json::<NewInvite>(MAX_BODY))
         .and(ctx.clone())
         .then(
-            |id: String,
-             auth: Option<String>,
-             new: NewInvite,
-             (views, chat): (Arc<Views>, Arc<EdgeInput>)| async move {
-                let user = match chat.user(auth.as_deref()) {
+            |id: String, auth: Option<String>, new: NewInvite, shared: Arc<Shared>| async move {
+                let user = match shared.chat.user(auth.as_deref()) {
                     Ok(u) => u,
                     Err(e) => return auth_error(&e),
                 };
-                if !views.rooms.is_member(&id, &user) {
+                let rooms = &shared.views.rooms;
+                if !rooms.visible(&id, Some(&user)) {
+                    return no_room(&id);
+                }
+                if !rooms.is_member(&id, &user) {
                     return json_error(
                         StatusCode::FORBIDDEN,
                         format!("{user} is not a member of {id:?}"),
                     );
                 }
+                if !post_budget(&shared, &user) {
+                    return too_many_posts();
+                }
                 let event = schemas::ChatEvent {
                     invitee: Some(new.user),
                     ..EdgeInput::event(&id, &user, ChatKind::Invite)
                 };
-                match chat.send(&event).await {
+                match shared.chat.send(&event).await {
                     Ok(()) => warp::reply::with_status(
                         warp::reply::json(&serde_json::json!({})),
                         StatusCode::ACCEPTED,
@@ -171,32 +209,26 @@ pub fn routes(
         .and(bearer)
         .and(ctx.clone())
         .map(
-            |id: String,
-             q: RoomQuery,
-             auth: Option<String>,
-             (views, chat): (Arc<Views>, Arc<EdgeInput>)| {
-                let user = match who(&chat, auth.as_deref()) {
+            |id: String, q: RoomQuery, auth: Option<String>, shared: Arc<Shared>| {
+                let user = match who(&shared.chat, auth.as_deref()) {
                     Ok(u) => u,
                     Err(e) => return auth_error(&e),
                 };
-                if views.rooms.may_read(&id, user.as_deref()) == Some(false) {
-                    return json_error(
-                        StatusCode::FORBIDDEN,
-                        format!("room {id:?} is invite-only"),
-                    );
-                }
                 let limit = q.limit.unwrap_or(crate::rooms::MAX_PAGE);
-                match views.rooms.messages(&id, q.since.unwrap_or(0), limit) {
+                let rooms = &shared.views.rooms;
+                match rooms.messages(&id, user.as_deref(), q.since.unwrap_or(0), limit) {
                     Some(Ok(m)) => warp::reply::json(&m).into_response(),
                     Some(Err(Gone::Before(seq))) => json_error(
                         StatusCode::GONE,
                         format!("messages up to seq {seq} are no longer held here"),
                     ),
-                    None => json_error(StatusCode::NOT_FOUND, format!("no room {id:?}")),
+                    None => no_room(&id),
                 }
             },
         );
-    list.or(create)
+    list.or(one)
+        .unify()
+        .or(create)
         .unify()
         .or(members)
         .unify()
@@ -204,4 +236,49 @@ pub fn routes(
         .unify()
         .or(messages)
         .unify()
+}
+
+/// `POST /api/rooms`: the create goes to Kafka with an id of its own, and
+/// the answer is what the rooms job decided, in Kafka order.
+async fn create(shared: &Shared, auth: Option<String>, new: NewRoom) -> warp::reply::Response {
+    let user = match shared.chat.user(auth.as_deref()) {
+        Ok(u) => u,
+        Err(e) => return auth_error(&e),
+    };
+    if let Err(e) = schemas::validate::room_id("id", &new.id) {
+        return json_error(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    let rooms = &shared.views.rooms;
+    let exists = || json_error(StatusCode::CONFLICT, format!("room {:?} exists", new.id));
+    if rooms.exists(&new.id) {
+        return exists();
+    }
+    if !post_budget(shared, &user) {
+        return too_many_posts();
+    }
+    let id = create_id();
+    let event = schemas::ChatEvent {
+        client_msg_id: Some(id.clone()),
+        ..EdgeInput::create(&new.id, &user, new.visibility)
+    };
+    if let Err(e) = shared.chat.send(&event).await {
+        return send_error(&e);
+    }
+    match rooms.creation(&new.id, CREATE_WAIT).await {
+        Some(c) if c.create_id.as_deref() == Some(id.as_str()) => warp::reply::with_status(
+            warp::reply::json(&serde_json::json!({"id": new.id})),
+            StatusCode::CREATED,
+        )
+        .into_response(),
+        Some(_) => exists(),
+        None => warp::reply::with_status(
+            warp::reply::json(&serde_json::json!({
+                "id": new.id,
+                "status": "pending",
+                "message": "the create is queued and not decided yet; GET /api/rooms/{id} tells",
+            })),
+            StatusCode::ACCEPTED,
+        )
+        .into_response(),
+    }
 }

@@ -26,8 +26,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ingest::KafkaConfig;
 use serde::Deserialize;
@@ -36,8 +35,11 @@ use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
 use crate::EdgeError;
+use crate::limits::EdgeLimits;
+use crate::listener::Table;
 use crate::post::EdgeInput;
-use crate::socket::{EdgeLimits, In, Shared, Slot, Start, ViewKind};
+use crate::socket::{In, Shared, Start, ViewKind};
+use crate::upgrade::{NotWebSocket, Upgrade};
 use crate::views::Views;
 
 /// How the edge runs.
@@ -87,6 +89,12 @@ struct WsQuery {
     since: Option<u64>,
     token: Option<String>,
 }
+
+/// A request over its budget: why (429).
+#[derive(Debug)]
+pub(crate) struct Limited(pub &'static str);
+
+impl warp::reject::Reject for Limited {}
 
 /// A request's origin was refused.
 #[derive(Debug)]
@@ -146,23 +154,29 @@ fn metrics() -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Re
 }
 
 /// Serves only `GET /metrics` and `GET /healthz` on `listen`, for processes
-/// without an edge (`pace pipeline`, `pace archive run`), until `shutdown`.
+/// without an edge (`pace pipeline`, `pace archive run`), until `shutdown`,
+/// within the default [`EdgeLimits`].
 pub async fn serve_metrics(
     listen: SocketAddr,
     bound: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), EdgeError> {
-    let bind = |source| EdgeError::Bind {
+    let limits = EdgeLimits::default();
+    let listener = listen_on(listen, &limits).map_err(|source| EdgeError::Bind {
         addr: listen,
         source,
-    };
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(bind)?;
-    bound(listener.local_addr().map_err(bind)?);
-    warp::serve(metrics().or(healthz()))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    })?;
+    bound(listener.local_addr().map_err(|source| EdgeError::Bind {
+        addr: listen,
+        source,
+    })?);
+    let table = Table::new(
+        limits.connection_budget(crate::listener::descriptor_limit()),
+        limits.max_per_address,
+    );
+    let (stop_clients, _) = tokio::sync::watch::channel(false);
+    let routes = metrics().or(healthz()).unify().recover(recover).unify();
+    crate::listener::serve(listener, routes, &limits, table, stop_clients, shutdown).await;
     Ok(())
 }
 
@@ -172,7 +186,6 @@ pub(crate) fn routes(
     allowed_origins: Arc<Vec<String>>,
 ) -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone {
     let views = shared.views.clone();
-    let chat = shared.chat.clone();
     let with_views = {
         let views = views.clone();
         warp::any().map(move || views.clone())
@@ -214,24 +227,25 @@ pub(crate) fn routes(
             }
             None => json_error(StatusCode::NOT_FOUND, format!("no race {id:?}")),
         });
+    let (rooms_shared, tasks_shared) = (shared.clone(), shared.clone());
     let with_shared = warp::any().map(move || shared.clone());
     let bearer = warp::header::optional::<String>("authorization");
     let ws_query = warp::query::<WsQuery>();
     let multiplexed = warp::path!("ws")
         .and(ws_query)
         .and(bearer)
-        .and(warp::ws())
+        .and(crate::upgrade::websocket())
         .and(with_shared.clone())
         .map(
-            |q: WsQuery, auth: Option<String>, ws, shared: Arc<Shared>| {
+            |q: WsQuery, auth: Option<String>, ws: Upgrade, shared: Arc<Shared>| {
                 upgrade(&shared, ws, q.token.or(auth), None, None)
             },
         );
     let race_ws = warp::path!("ws" / "races" / String)
         .and(ws_query)
-        .and(warp::ws())
+        .and(crate::upgrade::websocket())
         .and(with_shared.clone())
-        .map(|id: String, q: WsQuery, ws, shared: Arc<Shared>| {
+        .map(|id: String, q: WsQuery, ws: Upgrade, shared: Arc<Shared>| {
             let first = In::Subscribe {
                 view: ViewKind::Race,
                 id,
@@ -243,10 +257,10 @@ pub(crate) fn routes(
     let room_ws = warp::path!("ws" / "rooms" / String)
         .and(ws_query)
         .and(bearer)
-        .and(warp::ws())
+        .and(crate::upgrade::websocket())
         .and(with_shared.clone())
         .map(
-            |id: String, q: WsQuery, auth: Option<String>, ws, shared: Arc<Shared>| {
+            |id: String, q: WsQuery, auth: Option<String>, ws: Upgrade, shared: Arc<Shared>| {
                 let first = In::Subscribe {
                     view: ViewKind::Room,
                     id: id.clone(),
@@ -257,9 +271,9 @@ pub(crate) fn routes(
             },
         );
     let task_ws = warp::path!("ws" / "tasks" / String)
-        .and(warp::ws())
+        .and(crate::upgrade::websocket())
         .and(with_shared.clone())
-        .map(|id: String, ws, shared: Arc<Shared>| {
+        .map(|id: String, ws: Upgrade, shared: Arc<Shared>| {
             let first = In::Subscribe {
                 view: ViewKind::Task,
                 id,
@@ -271,21 +285,17 @@ pub(crate) fn routes(
     let track_ws = warp::path!("ws" / "track")
         .and(ws_query)
         .and(bearer)
-        .and(warp::ws())
-        .and(with_shared)
+        .and(crate::upgrade::websocket())
+        .and(with_shared.clone())
         .map(
-            |q: WsQuery, auth: Option<String>, ws: warp::ws::Ws, shared: Arc<Shared>| {
-                let Some(slot) = Slot::take(&shared) else {
-                    return too_many();
-                };
+            |q: WsQuery, auth: Option<String>, ws: Upgrade, shared: Arc<Shared>| {
                 let token = q.token.or(auth);
                 let user = shared.chat.user(token.as_deref()).map(Some);
                 let span = connection_span();
-                ws.max_message_size(shared.limits.max_message)
-                    .on_upgrade(move |socket| {
-                        crate::track::run(socket, shared, slot, user).instrument(span)
-                    })
-                    .into_response()
+                let limits = shared.limits.clone();
+                ws.on_upgrade(&limits, move |socket| {
+                    crate::track::run(socket, shared, user).instrument(span)
+                })
             },
         );
     let api = page
@@ -301,9 +311,9 @@ pub(crate) fn routes(
         .unify()
         .or(splits)
         .unify()
-        .or(crate::rooms_http::routes(views.clone(), chat.clone()))
+        .or(crate::rooms_http::routes(rooms_shared))
         .unify()
-        .or(crate::tasks::routes(views.clone(), chat))
+        .or(crate::tasks::routes(tasks_shared))
         .unify()
         .or(multiplexed)
         .unify()
@@ -334,41 +344,7 @@ pub(crate) fn routes(
             }
         })
         .untuple_one();
-    let guarded = origin
-        .and(api)
-        .recover(|r: warp::Rejection| async move {
-            // Body errors first: a POST route's rejection may come with the
-            // GET routes' "method not allowed" for the same path.
-            let (status, msg) = if let Some(OriginRefused(o)) = r.find() {
-                (
-                    StatusCode::FORBIDDEN,
-                    format!("pages from {o} may not use this edge"),
-                )
-            } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
-                (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "the body is too large".to_owned(),
-                )
-            } else if let Some(e) = r.find::<warp::filters::body::BodyDeserializeError>() {
-                (StatusCode::BAD_REQUEST, e.to_string())
-            } else if r.find::<warp::reject::UnsupportedMediaType>().is_some() {
-                (
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "the body must be JSON".to_owned(),
-                )
-            } else if r.is_not_found() {
-                (StatusCode::NOT_FOUND, "not found".to_owned())
-            } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
-                (
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method not allowed".to_owned(),
-                )
-            } else {
-                (StatusCode::BAD_REQUEST, format!("{r:?}"))
-            };
-            Ok::<_, std::convert::Infallible>(json_error(status, msg))
-        })
-        .unify();
+    let guarded = origin.and(api).recover(recover).unify();
     warp::header::optional::<String>("x-request-id")
         .map(|given: Option<String>| {
             let id = request_id(given);
@@ -390,6 +366,53 @@ pub(crate) fn routes(
         }))
 }
 
+/// The JSON error for a request no route took.
+async fn recover(r: warp::Rejection) -> Result<warp::reply::Response, std::convert::Infallible> {
+    // Body and query errors first: a POST route's rejection may come with
+    // the GET routes' "method not allowed" for the same path.
+    let (status, msg) = if let Some(OriginRefused(o)) = r.find() {
+        (
+            StatusCode::FORBIDDEN,
+            format!("pages from {o} may not use this edge"),
+        )
+    } else if let Some(Limited(why)) = r.find() {
+        (StatusCode::TOO_MANY_REQUESTS, (*why).to_owned())
+    } else if let Some(crate::body::TooLarge(max)) = r.find() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over {max} bytes"),
+        )
+    } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the body is too large".to_owned(),
+        )
+    } else if let Some(crate::body::Malformed(why)) = r.find() {
+        (StatusCode::BAD_REQUEST, why.clone())
+    } else if let Some(e) = r.find::<warp::filters::body::BodyDeserializeError>() {
+        (StatusCode::BAD_REQUEST, e.to_string())
+    } else if let Some(e) = r.find::<warp::reject::InvalidQuery>() {
+        (StatusCode::BAD_REQUEST, format!("bad query: {e}"))
+    } else if r.find::<warp::reject::UnsupportedMediaType>().is_some() {
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be JSON".to_owned(),
+        )
+    } else if let Some(NotWebSocket(why)) = r.find() {
+        (StatusCode::UPGRADE_REQUIRED, (*why).to_owned())
+    } else if r.is_not_found() {
+        (StatusCode::NOT_FOUND, "not found".to_owned())
+    } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed".to_owned(),
+        )
+    } else {
+        (StatusCode::BAD_REQUEST, format!("{r:?}"))
+    };
+    Ok(json_error(status, msg))
+}
+
 static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 
 /// A span for one connection, under the request that opened it.
@@ -398,40 +421,25 @@ fn connection_span() -> tracing::Span {
     tracing::info_span!("ws", conn)
 }
 
-fn too_many() -> warp::reply::Response {
-    observability::metrics()
-        .edge_refused
-        .with_label_values(&["limit"])
-        .inc();
-    json_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "too many connections here; try another edge, or later".to_owned(),
-    )
-}
-
-/// Upgrades to a spectator connection, if there is room for one.
+/// Upgrades to a spectator connection.
 fn upgrade(
     shared: &Arc<Shared>,
-    ws: warp::ws::Ws,
+    ws: Upgrade,
     token: Option<String>,
     first: Option<In>,
     room: Option<String>,
 ) -> warp::reply::Response {
-    let Some(slot) = Slot::take(shared) else {
-        return too_many();
-    };
     let user = match token {
         None => Ok(None),
         Some(t) => shared.chat.user(Some(&t)).map(Some),
     };
     let span = connection_span();
     let shared = shared.clone();
-    ws.max_message_size(shared.limits.max_message)
-        .on_upgrade(move |socket| {
-            let start = Start { user, first, room };
-            crate::socket::run(socket, shared, slot, start).instrument(span)
-        })
-        .into_response()
+    let limits = shared.limits.clone();
+    ws.on_upgrade(&limits, move |socket| {
+        let start = Start { user, first, room };
+        crate::socket::run(socket, shared, start).instrument(span)
+    })
 }
 
 /// Serves the edge until `shutdown` resolves, then tells every client to
@@ -461,7 +469,7 @@ pub async fn serve_views(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), EdgeError> {
     let chat = Arc::new(EdgeInput::new(&config.kafka, config.token_secret.clone())?);
-    let listener = listen(&config).map_err(|source| EdgeError::Bind {
+    let listener = listen_on(config.listen, &config.limits).map_err(|source| EdgeError::Bind {
         addr: config.listen,
         source,
     })?;
@@ -469,55 +477,39 @@ pub async fn serve_views(
         addr: config.listen,
         source,
     })?;
-    tracing::info!(%addr, "edge listening");
+    let descriptors = crate::listener::descriptor_limit();
+    let budget = config.limits.connection_budget(descriptors);
+    tracing::info!(%addr, connections = budget, descriptors = ?descriptors, "edge listening");
     bound(addr);
     let (stop_clients, stopping) = tokio::sync::watch::channel(false);
-    let shared = Arc::new(Shared {
-        views,
-        chat,
-        limits: config.limits.clone(),
-        shutdown: stopping,
-        open: AtomicUsize::new(0),
-    });
-    let drain = {
-        let shared = shared.clone();
-        async move {
-            shutdown.await;
-            let open = shared.open.load(Ordering::Acquire);
-            tracing::info!(open, "edge stopping; asking clients to reconnect");
-            let _ = stop_clients.send(true);
-            let t0 = Instant::now();
-            while shared.open.load(Ordering::Acquire) > 0 && t0.elapsed() < shared.limits.drain {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            tracing::info!(
-                left = shared.open.load(Ordering::Acquire),
-                "clients drained"
-            );
-        }
-    };
+    let table = Table::new(budget, config.limits.max_per_address);
+    let shared = Arc::new(Shared::new(views, chat, config.limits.clone(), stopping));
     let origins = Arc::new(config.allowed_origins.clone());
-    warp::serve(routes(shared, origins))
-        .incoming(listener)
-        .graceful(drain)
-        .run()
-        .await;
+    crate::listener::serve(
+        listener,
+        routes(shared, origins),
+        &config.limits,
+        table,
+        stop_clients,
+        shutdown,
+    )
+    .await;
     Ok(())
 }
 
 /// The listening socket. Accepted connections inherit its send buffer
 /// size, which bounds the kernel memory a slow client can hold.
-fn listen(config: &EdgeConfig) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if config.listen.is_ipv4() {
+fn listen_on(listen: SocketAddr, limits: &EdgeLimits) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if listen.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
-    if let Some(bytes) = config.limits.socket_send_buffer {
+    if let Some(bytes) = limits.socket_send_buffer {
         socket.set_send_buffer_size(u32::try_from(bytes).unwrap_or(u32::MAX))?;
     }
-    socket.bind(config.listen)?;
+    socket.bind(listen)?;
     socket.listen(4096)
 }
 

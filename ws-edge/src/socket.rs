@@ -12,7 +12,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -21,46 +20,17 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tracing::Instrument;
-use warp::ws::{Message, WebSocket};
 
 use crate::auth::AuthError;
-use crate::post::{EdgeInput, RateLimit, SendError};
+use crate::bucket::Keyed;
+use crate::limits::EdgeLimits;
+use crate::listener::AddressKey;
+use crate::post::{EdgeInput, SendError};
+use crate::upgrade::{Inbound, Incoming, Keepalive, WsStream};
 use crate::views::{Frame, Snapshot, Subscribed, Views, error_frame};
-
-/// What bounds the edge's use of memory and sockets.
-#[derive(Clone, Debug)]
-pub struct EdgeLimits {
-    /// Open WebSocket connections at most; more get HTTP 503.
-    pub max_connections: usize,
-    /// Frames queued per connection at most.
-    pub client_queue: usize,
-    /// Subscriptions per connection at most.
-    pub max_subscriptions: usize,
-    /// A client that takes no frame for this long is disconnected.
-    pub write_timeout: Duration,
-    /// The kernel send buffer of each connection, bytes (`None`: the
-    /// system's autotuning, which may grow to megabytes per socket).
-    pub socket_send_buffer: Option<usize>,
-    /// Largest message a client may send, bytes.
-    pub max_message: usize,
-    /// How long a graceful shutdown waits for clients to go.
-    pub drain: Duration,
-}
-
-impl Default for EdgeLimits {
-    fn default() -> Self {
-        Self {
-            max_connections: 20_000,
-            client_queue: 64,
-            max_subscriptions: 64,
-            write_timeout: Duration::from_secs(30),
-            socket_send_buffer: Some(128 * 1024),
-            max_message: 64 * 1024,
-            drain: Duration::from_secs(5),
-        }
-    }
-}
 
 /// What every connection shares.
 pub(crate) struct Shared {
@@ -68,31 +38,34 @@ pub(crate) struct Shared {
     pub chat: Arc<EdgeInput>,
     pub limits: EdgeLimits,
     pub shutdown: watch::Receiver<bool>,
-    pub open: AtomicUsize,
+    /// Posts per token subject, over all connections.
+    pub posts: Keyed<String>,
+    /// GPS points per token subject, over all connections.
+    pub points: Keyed<String>,
+    /// Refused GPS points dead-lettered per token subject.
+    pub refusals: Keyed<String>,
+    /// Tasks per client address.
+    pub tasks: Keyed<AddressKey>,
 }
 
-/// A connection's place under [`EdgeLimits::max_connections`], given back on drop.
-pub(crate) struct Slot(Arc<Shared>);
-
-impl Slot {
-    /// A place, if there is one.
-    pub fn take(shared: &Arc<Shared>) -> Option<Slot> {
-        let max = shared.limits.max_connections;
-        shared
-            .open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()?;
-        observability::metrics().edge_clients.inc();
-        Some(Slot(shared.clone()))
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
-        observability::metrics().edge_clients.dec();
+impl Shared {
+    pub fn new(
+        views: Arc<Views>,
+        chat: Arc<EdgeInput>,
+        limits: EdgeLimits,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let keys = limits.budget_keys;
+        Self {
+            posts: Keyed::new(limits.posts, keys),
+            points: Keyed::new(limits.points, keys),
+            refusals: Keyed::new(limits.refusals, keys),
+            tasks: Keyed::new(limits.tasks, keys),
+            views,
+            chat,
+            limits,
+            shutdown,
+        }
     }
 }
 
@@ -183,12 +156,16 @@ pub(crate) struct Start {
     pub room: Option<String>,
 }
 
-/// Runs one connection until the client goes, the edge shuts down, or the
-/// client stops taking frames.
-pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, _slot: Slot, start: Start) {
-    let (sink, mut stream) = socket.split();
+/// Runs one connection until the client goes, the edge shuts down, the
+/// client stops taking frames or answering pings, or it sends more than its
+/// frame budget.
+pub(crate) async fn run(socket: WsStream, shared: Arc<Shared>, start: Start) {
+    let (sink, stream) = socket.split();
+    let keepalive = Arc::new(Keepalive::default());
+    let mut inbound = Inbound::new(stream, &shared.limits, keepalive.clone());
     let (queue, outbox) = mpsc::channel::<Out>(shared.limits.client_queue);
-    let writer = tokio::spawn(write(sink, outbox, shared.limits.write_timeout).in_current_span());
+    let writer =
+        tokio::spawn(write(sink, outbox, shared.limits.clone(), keepalive).in_current_span());
     tracing::debug!("connected");
     let mut c = Conn {
         shared: shared.clone(),
@@ -198,7 +175,6 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, _slot: Slot, sta
         subs: HashMap::new(),
         online: BTreeSet::new(),
         joined: BTreeSet::new(),
-        limit: RateLimit::default(),
     };
     let mut close = (1000u16, "bye");
     match start.user {
@@ -226,7 +202,7 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, _slot: Slot, sta
                 None => true,
             };
             if first_ok {
-                close = c.serve(&mut stream).await;
+                close = c.serve(&mut inbound).await;
             }
         }
     }
@@ -242,18 +218,56 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, _slot: Slot, sta
     tracing::debug!(code = close.0, "disconnected");
 }
 
-/// Sends frames until the queue closes or the client stops taking them.
+/// A close frame.
+pub(crate) fn close_message(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: code.into(),
+        reason: reason.into(),
+    }))
+}
+
+/// Sends frames until the queue closes, the client stops taking them, or it
+/// stops answering pings.
 async fn write(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut sink: futures_util::stream::SplitSink<WsStream, Message>,
     mut outbox: mpsc::Receiver<Out>,
-    timeout: Duration,
+    limits: EdgeLimits,
+    keepalive: Arc<Keepalive>,
 ) {
     let latency = &observability::metrics().edge_frame_latency;
-    while let Some(out) = outbox.recv().await {
+    let timeout = limits.write_timeout;
+    let mut pings = tokio::time::interval_at(
+        tokio::time::Instant::now() + limits.ping_interval,
+        limits.ping_interval,
+    );
+    loop {
+        let out = tokio::select! {
+            out = outbox.recv() => match out {
+                Some(out) => out,
+                None => break,
+            },
+            _ = pings.tick() => match keepalive.ping() {
+                Some(ping) => {
+                    if !matches!(tokio::time::timeout(timeout, sink.send(ping)).await, Ok(Ok(()))) {
+                        break;
+                    }
+                    continue;
+                }
+                None => {
+                    crate::upgrade::no_pong();
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        sink.send(close_message(1008, "no pong")),
+                    )
+                    .await;
+                    break;
+                }
+            },
+        };
         let (msg, last, origin) = match out {
-            Out::Frame(f) => (Message::text(f.to_string()), false, None),
-            Out::Change(f, ms, view) => (Message::text(f.to_string()), false, Some((ms, view))),
-            Out::Close(code, reason) => (Message::close_with(code, reason), true, None),
+            Out::Frame(f) => (Message::Text(f), false, None),
+            Out::Change(f, ms, view) => (Message::Text(f), false, Some((ms, view))),
+            Out::Close(code, reason) => (close_message(code, reason), true, None),
         };
         match tokio::time::timeout(timeout, sink.send(msg)).await {
             Ok(Ok(())) if last => break,
@@ -294,16 +308,12 @@ struct Conn {
     online: BTreeSet<String>,
     /// Rooms joined on this connection (before the view shows it).
     joined: BTreeSet<String>,
-    limit: RateLimit,
 }
 
 impl Conn {
     /// Reads the client's messages until it goes or the edge stops; returns
     /// the close code to send.
-    async fn serve(
-        &mut self,
-        stream: &mut futures_util::stream::SplitStream<WebSocket>,
-    ) -> (u16, &'static str) {
+    async fn serve(&mut self, inbound: &mut Inbound) -> (u16, &'static str) {
         let stop = stopped(self.shared.shutdown.clone());
         tokio::pin!(stop);
         loop {
@@ -318,25 +328,25 @@ impl Conn {
                     return (1012, "restarting");
                 }
                 () = self.queue.closed() => return (1000, "bye"),
-                msg = stream.next() => msg,
+                msg = inbound.next() => msg,
             };
             let reply = match msg {
-                Some(Ok(m)) if m.is_close() => return (1000, "bye"),
-                Some(Ok(m)) if m.is_text() => {
-                    match serde_json::from_str::<In>(m.to_str().unwrap_or_default()) {
-                        Ok(frame) => self.handle(frame).await,
-                        Err(e) => Reply::Error("bad_frame", e.to_string()),
-                    }
+                Incoming::Text(t) => match serde_json::from_str::<In>(&t) {
+                    Ok(frame) => self.handle(frame).await,
+                    Err(e) => Reply::Error("bad_frame", e.to_string()),
+                },
+                Incoming::Binary(_) => Reply::Error("bad_frame", "frames are JSON text".to_owned()),
+                Incoming::Closed => return (1000, "bye"),
+                Incoming::OverBudget => {
+                    let _ = self.queue.try_send(Out::Frame(
+                        error_frame("rate_limited", "too many frames; closing").into(),
+                    ));
+                    return (1008, "too many frames");
                 }
-                Some(Ok(m)) if m.is_binary() => {
-                    Reply::Error("bad_frame", "frames are JSON text".to_owned())
-                }
-                Some(Ok(_)) => Reply::None, // pings and pongs: the library answers
-                Some(Err(e)) => {
+                Incoming::Failed(e) => {
                     tracing::debug!(error = %e, "read failed");
                     return (1002, "protocol error");
                 }
-                None => return (1000, "bye"),
             };
             let frame = match reply {
                 Reply::None => continue,
@@ -450,10 +460,8 @@ impl Conn {
                 )
             }
             ViewKind::Room => {
-                if views.rooms.may_read(&id, self.user.as_deref()) == Some(false) {
-                    return Reply::Error("forbidden", format!("room {id:?} is invite-only"));
-                }
-                let Some(s) = views.rooms.subscribe(&id, since) else {
+                // An invite-only room the user may not see does not exist.
+                let Some(s) = views.rooms.subscribe(&id, self.user.as_deref(), since) else {
                     return Reply::Error("unknown_room", format!("no room {id:?}"));
                 };
                 if let Some(user) = &self.user
@@ -545,13 +553,13 @@ impl Conn {
             return Reply::Error("unauthorized", AuthError::Missing.to_string());
         };
         let views = &self.shared.views;
+        // A room that does not exist here, or is invite-only and the user
+        // is neither invited nor a member: the same answer for both.
+        if !views.rooms.may_join(&room, &user) {
+            return Reply::Error("unknown_room", format!("no room {room:?}"));
+        }
         let event = match op {
-            "join" => {
-                if !views.rooms.may_join(&room, &user) {
-                    return Reply::Error("not_invited", format!("{room:?} is invite-only"));
-                }
-                EdgeInput::event(&room, &user, ChatKind::Join)
-            }
+            "join" => EdgeInput::event(&room, &user, ChatKind::Join),
             "leave" => EdgeInput::event(&room, &user, ChatKind::Leave),
             _ => {
                 if !(self.joined.contains(&room) || views.rooms.is_member(&room, &user)) {
@@ -560,7 +568,11 @@ impl Conn {
                         format!("{user} is not a member of {room:?}; join first"),
                     );
                 }
-                if !self.limit.take() {
+                if !self.shared.posts.take(&user) {
+                    observability::metrics()
+                        .edge_rate_limited
+                        .with_label_values(&["post"])
+                        .inc();
                     return Reply::Error("rate_limited", "too many posts; slow down".to_owned());
                 }
                 schemas::ChatEvent {

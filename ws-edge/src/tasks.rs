@@ -20,8 +20,10 @@ use tokio::sync::broadcast;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
+use crate::listener::Peer;
 use crate::post::{EdgeInput, SendError};
 use crate::server::json_error;
+use crate::socket::Shared;
 use crate::views::{FRAME_BUFFER, Views};
 
 /// Results held per edge (older ones are in the changelog and the archive).
@@ -31,7 +33,7 @@ pub const PENDING_HELD: usize = 10_000;
 /// Most results one `GET /api/tasks` returns.
 pub const MAX_LIST: usize = 500;
 /// Largest request body, bytes.
-pub const MAX_BODY: u64 = 16 * 1024;
+pub const MAX_BODY: usize = 16 * 1024;
 
 /// The results this edge serves.
 pub struct Tasks {
@@ -161,16 +163,35 @@ fn new_id() -> String {
     format!("t-{:016x}{:016x}", rng.random::<u64>(), rng.random::<u64>())
 }
 
-/// The task routes.
-pub fn routes(
-    views: Arc<Views>,
-    input: Arc<EdgeInput>,
+/// The task routes. Submissions take from the client address's budget
+/// ([`EdgeLimits::tasks`](crate::limits::EdgeLimits::tasks)); past it, 429.
+pub(crate) fn routes(
+    shared: Arc<Shared>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    let ctx = warp::any().map(move || (views.clone(), input.clone()));
+    let budget = shared.clone();
+    let ctx = warp::any().map(move || (shared.views.clone(), shared.chat.clone()));
     let submit = warp::path!("api" / "tasks")
         .and(warp::post())
-        .and(warp::body::content_length_limit(MAX_BODY))
-        .and(warp::body::bytes())
+        .and(warp::ext::optional::<Peer>())
+        .and_then(move |peer: Option<Peer>| {
+            let budget = budget.clone();
+            async move {
+                match peer {
+                    Some(p) if !budget.tasks.take(&p.addr.ip().into()) => {
+                        observability::metrics()
+                            .edge_rate_limited
+                            .with_label_values(&["task"])
+                            .inc();
+                        Err(warp::reject::custom(crate::server::Limited(
+                            "too many tasks from your address; slow down",
+                        )))
+                    }
+                    _ => Ok(()),
+                }
+            }
+        })
+        .untuple_one()
+        .and(crate::body::bytes(MAX_BODY))
         .and(ctx.clone())
         .then(
             |body: bytes::Bytes, (views, input): (Arc<Views>, Arc<EdgeInput>)| async move {

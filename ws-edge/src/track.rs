@@ -5,11 +5,20 @@
 //! `{"type":"point","ref":N,"point":{race, participant, time, lat, lon, …}}`
 //! and gets `{"type":"ack","ref":N,"partition":P,"offset":O}` once the
 //! broker has the point, in the order it sent them (up to [`IN_FLIGHT`]
-//! points may be on their way at once). A point that is malformed, invalid,
-//! for another participant or over the rate limit gets
-//! `{"type":"error","code":…,"ref":N,"message":…}` and, unless it was only
-//! too fast, a record in `pace.dlq` with the reason: nothing is lost
-//! silently. `{"type":"ping"}` gets a pong.
+//! points may be on their way at once). A point that is malformed, invalid
+//! or for another participant gets `{"type":"error","code":…,"ref":N,
+//! "message":…}` and a record in `pace.dlq` with the reason and the bytes
+//! received (the `point` as sent, or the whole frame if it has none): nothing
+//! is lost silently. `{"type":"ping"}` gets a pong.
+//!
+//! Budgets are the token subject's, over all its connections to this edge:
+//! [`EdgeLimits::points`](crate::limits::EdgeLimits::points) accepted
+//! points (past it, `rate_limited`: send it again later) and
+//! [`EdgeLimits::refusals`](crate::limits::EdgeLimits::refusals)
+//! dead-lettered refusals (past it a refused point gets its error frame but
+//! no dead letter, and a connection that has sent
+//! [`REFUSALS_BEFORE_CLOSE`] such points in a row is closed, 1008). Every
+//! frame also counts against the connection's frame budget.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,18 +27,20 @@ use std::sync::Arc;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use schemas::GpsPoint;
-use warp::ws::{Message, WebSocket};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::auth::AuthError;
-use crate::post::{EdgeInput, RateLimit, SendError, Topic};
-use crate::socket::{Shared, Slot};
+use crate::post::{SendError, Topic};
+use crate::socket::{Shared, close_message};
+use crate::upgrade::{Inbound, Incoming, Keepalive, WsStream};
 
 /// Points a device may have on their way to the broker at once.
 pub const IN_FLIGHT: usize = 256;
-/// Points a device may send per second, sustained…
-pub const POINTS_PER_SECOND: f64 = 50.0;
-/// …and in a burst.
-pub const POINT_BURST: f64 = 200.0;
+/// Refused points past the refusal budget, in a row, before the edge closes
+/// the connection.
+pub const REFUSALS_BEFORE_CLOSE: u32 = 100;
 
 type Pending = Pin<Box<dyn Future<Output = String> + Send>>;
 
@@ -38,159 +49,238 @@ fn error(code: &str, reference: Option<u64>, message: &str) -> String {
         .to_string()
 }
 
+/// A device's frame, with the point as the bytes it sent.
+#[derive(Deserialize)]
+struct PointFrame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(rename = "ref", default)]
+    reference: Option<u64>,
+    #[serde(borrow, default)]
+    point: Option<&'a RawValue>,
+    #[serde(default)]
+    nonce: Option<&'a RawValue>,
+}
+
 /// Runs one device's connection.
 pub(crate) async fn run(
-    socket: WebSocket,
+    socket: WsStream,
     shared: Arc<Shared>,
-    _slot: Slot,
     user: Result<Option<String>, AuthError>,
 ) {
-    let (mut tx, mut rx) = socket.split();
+    let (mut tx, rx) = socket.split();
     let user = match user.and_then(|u| u.ok_or(AuthError::Missing)) {
         Ok(u) => u,
         Err(e) => {
             let _ = tx
                 .send(Message::text(error("unauthorized", None, &e.to_string())))
                 .await;
-            let _ = tx.send(Message::close_with(1008u16, "unauthorized")).await;
+            let _ = tx.send(close_message(1008, "unauthorized")).await;
             return;
         }
     };
     tracing::debug!(participant = %user, "device connected");
-    let input = shared.chat.clone();
-    let mut limit = RateLimit::new(POINT_BURST, POINTS_PER_SECOND);
+    let limits = &shared.limits;
+    let keepalive = Arc::new(Keepalive::default());
+    let mut rx = Inbound::new(rx, limits, keepalive.clone());
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     let stop = crate::socket::stopped(shared.shutdown.clone());
     tokio::pin!(stop);
+    let mut pings = tokio::time::interval_at(
+        tokio::time::Instant::now() + limits.ping_interval,
+        limits.ping_interval,
+    );
+    let mut device = Device {
+        shared: shared.clone(),
+        user,
+        refused_in_a_row: 0,
+    };
     let mut reading = true;
+    let mut close = (1000, "bye");
     loop {
         tokio::select! {
             Some(reply) = pending.next(), if !pending.is_empty() => {
-                if tx.send(Message::text(reply)).await.is_err() {
+                if send(&mut tx, limits, Message::text(reply)).await.is_err() {
                     break;
                 }
             }
             msg = rx.next(), if reading && pending.len() < IN_FLIGHT => match msg {
-                Some(Ok(m)) if m.is_text() => {
-                    pending.push_back(point(&input, &user, &mut limit, m.as_bytes()));
+                Incoming::Text(t) => pending.push_back(device.point(t.as_bytes())),
+                Incoming::Binary(b) => pending.push_back(device.point(&b)),
+                Incoming::OverBudget => {
+                    reading = false;
+                    close = (1008, "too many frames");
                 }
-                Some(Ok(m)) if m.is_binary() => {
-                    pending.push_back(point(&input, &user, &mut limit, m.as_bytes()));
+                Incoming::Closed | Incoming::Failed(_) => reading = false,
+            },
+            _ = pings.tick() => match keepalive.ping() {
+                Some(ping) => {
+                    if send(&mut tx, limits, ping).await.is_err() {
+                        break;
+                    }
                 }
-                Some(Ok(m)) if m.is_close() => reading = false,
-                Some(Ok(_)) => {}
-                _ => reading = false,
+                None => {
+                    crate::upgrade::no_pong();
+                    close = (1008, "no pong");
+                    break;
+                }
             },
             () = &mut stop => {
                 // Answer what is on its way, then ask the device to come back.
                 while let Some(reply) = pending.next().await {
-                    let _ = tx.send(Message::text(reply)).await;
+                    let _ = send(&mut tx, limits, Message::text(reply)).await;
                 }
                 let frame = serde_json::json!({"type": "reconnect", "reason": "shutdown", "after_ms": 1000});
-                let _ = tx.send(Message::text(frame.to_string())).await;
-                let _ = tx.send(Message::close_with(1012u16, "restarting")).await;
+                let _ = send(&mut tx, limits, Message::text(frame.to_string())).await;
+                let _ = send(&mut tx, limits, close_message(1012, "restarting")).await;
                 return;
             }
-            else => break,
+        }
+        if device.refused_in_a_row >= REFUSALS_BEFORE_CLOSE {
+            observability::metrics()
+                .edge_refused
+                .with_label_values(&["refusals"])
+                .inc();
+            reading = false;
+            close = (1008, "too many refused points");
         }
         if !reading && pending.is_empty() {
             break;
         }
     }
-    let _ = tx.send(Message::close()).await;
+    let _ = send(&mut tx, limits, close_message(close.0, close.1)).await;
 }
 
-/// One message from a device: what to answer, once it is settled.
-fn point(input: &Arc<EdgeInput>, user: &str, limit: &mut RateLimit, raw: &[u8]) -> Pending {
-    let input = input.clone();
-    let message: serde_json::Value = match serde_json::from_slice(raw) {
-        Ok(v) => v,
-        Err(e) => {
-            let reason = format!("bad frame: {e}");
-            return refuse(input, "bad_frame", None, raw.to_vec(), reason);
-        }
-    };
-    let reference = message.get("ref").and_then(serde_json::Value::as_u64);
-    match message.get("type").and_then(serde_json::Value::as_str) {
-        Some("ping") => {
-            let pong = serde_json::json!({"type": "pong", "nonce": message.get("nonce")});
-            return Box::pin(std::future::ready(pong.to_string()));
-        }
-        Some("point") => {}
-        _ => {
-            let reason = "bad frame: expected {\"type\":\"point\",\"ref\":N,\"point\":{…}}";
-            return refuse(
-                input,
-                "bad_frame",
-                reference,
-                raw.to_vec(),
-                reason.to_owned(),
-            );
+/// Sends one message, within the write timeout.
+async fn send(
+    tx: &mut futures_util::stream::SplitSink<WsStream, Message>,
+    limits: &crate::limits::EdgeLimits,
+    msg: Message,
+) -> Result<(), ()> {
+    match tokio::time::timeout(limits.write_timeout, tx.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(()),
+        Err(_) => {
+            observability::metrics()
+                .edge_refused
+                .with_label_values(&["write_timeout"])
+                .inc();
+            Err(())
         }
     }
-    let body = message
-        .get("point")
-        .map(|p| serde_json::to_vec(p).expect("JSON values serialize"))
-        .unwrap_or_default();
-    let point: GpsPoint = match schemas::decode(&body) {
-        Ok(p) => p,
-        Err(e) => return refuse(input, "invalid", reference, body, e.to_string()),
-    };
-    if point.participant != user {
-        let reason = format!(
-            "the token is {user:?}'s; this point is {:?}'s",
-            point.participant
-        );
-        return refuse(input, "forbidden", reference, body, reason);
-    }
-    if !limit.take() {
-        observability::metrics()
-            .edge_track_points
-            .with_label_values(&["rate_limited"])
-            .inc();
-        let reply = error(
-            "rate_limited",
-            reference,
-            "too many points; send this one again later",
-        );
-        return Box::pin(std::future::ready(reply));
-    }
-    Box::pin(async move {
-        match input.track(&point).await {
-            Ok((partition, offset)) => {
-                observability::metrics()
-                    .edge_track_points
-                    .with_label_values(&["accepted"])
-                    .inc();
-                serde_json::json!({"type": "ack", "ref": reference, "partition": partition, "offset": offset})
-                    .to_string()
+}
+
+/// One device's connection state.
+struct Device {
+    shared: Arc<Shared>,
+    user: String,
+    /// Refused points past the refusal budget since the last good one.
+    refused_in_a_row: u32,
+}
+
+impl Device {
+    /// One message from the device: what to answer, once it is settled.
+    fn point(&mut self, raw: &[u8]) -> Pending {
+        let frame: PointFrame<'_> = match serde_json::from_slice(raw) {
+            Ok(f) => f,
+            Err(e) => {
+                let reason = format!("bad frame: {e}");
+                return self.refuse("bad_frame", None, raw, reason);
             }
-            Err(SendError::Invalid(m)) => error("invalid", reference, &m),
-            Err(SendError::Unavailable(m)) => error("unavailable", reference, &m),
+        };
+        let reference = frame.reference;
+        match (frame.kind.as_ref(), frame.point) {
+            ("ping", _) => {
+                let nonce: Option<serde_json::Value> =
+                    frame.nonce.and_then(|n| serde_json::from_str(n.get()).ok());
+                let pong = serde_json::json!({"type": "pong", "nonce": nonce});
+                Box::pin(std::future::ready(pong.to_string()))
+            }
+            ("point", Some(point)) => self.accept(reference, point.get().as_bytes()),
+            _ => {
+                let reason = "bad frame: expected {\"type\":\"point\",\"ref\":N,\"point\":{…}}";
+                self.refuse("bad_frame", reference, raw, reason.to_owned())
+            }
         }
-    })
-}
+    }
 
-/// Dead-letters `body` with `reason`, then answers with an error frame.
-fn refuse(
-    input: Arc<EdgeInput>,
-    code: &'static str,
-    reference: Option<u64>,
-    body: Vec<u8>,
-    reason: String,
-) -> Pending {
-    observability::metrics()
-        .edge_track_points
-        .with_label_values(&["refused"])
-        .inc();
-    Box::pin(async move {
-        match input.dead_letter(Topic::Gps, &body, &reason).await {
-            Ok(()) => error(code, reference, &reason),
-            Err(e) => error(
+    fn accept(&mut self, reference: Option<u64>, body: &[u8]) -> Pending {
+        let point: GpsPoint = match schemas::decode(body) {
+            Ok(p) => p,
+            Err(e) => return self.refuse("invalid", reference, body, e.to_string()),
+        };
+        if point.participant != self.user {
+            let reason = format!(
+                "the token is {:?}'s; this point is {:?}'s",
+                self.user, point.participant
+            );
+            return self.refuse("forbidden", reference, body, reason);
+        }
+        self.refused_in_a_row = 0;
+        let m = observability::metrics();
+        if !self.shared.points.take(&self.user) {
+            m.edge_track_points
+                .with_label_values(&["rate_limited"])
+                .inc();
+            m.edge_rate_limited.with_label_values(&["point"]).inc();
+            let reply = error(
+                "rate_limited",
+                reference,
+                "too many points; send this one again later",
+            );
+            return Box::pin(std::future::ready(reply));
+        }
+        let input = self.shared.chat.clone();
+        Box::pin(async move {
+            match input.track(&point).await {
+                Ok((partition, offset)) => {
+                    observability::metrics()
+                        .edge_track_points
+                        .with_label_values(&["accepted"])
+                        .inc();
+                    serde_json::json!({"type": "ack", "ref": reference, "partition": partition, "offset": offset})
+                        .to_string()
+                }
+                Err(SendError::Invalid(m)) => error("invalid", reference, &m),
+                Err(SendError::Unavailable(m)) => error("unavailable", reference, &m),
+            }
+        })
+    }
+
+    /// Dead-letters `body` (the bytes received) with `reason`, within the
+    /// subject's refusal budget, then answers with an error frame.
+    fn refuse(
+        &mut self,
+        code: &'static str,
+        reference: Option<u64>,
+        body: &[u8],
+        reason: String,
+    ) -> Pending {
+        let m = observability::metrics();
+        m.edge_track_points.with_label_values(&["refused"]).inc();
+        if !self.shared.refusals.take(&self.user) {
+            self.refused_in_a_row += 1;
+            m.edge_rate_limited
+                .with_label_values(&["refused_point"])
+                .inc();
+            let reply = error(
                 code,
                 reference,
-                &format!("{reason} (and the dead-letter topic did not take it: {e})"),
-            ),
+                &format!("{reason} (not dead-lettered: too many refused points; slow down)"),
+            );
+            return Box::pin(std::future::ready(reply));
         }
-    })
+        let input = self.shared.chat.clone();
+        let body = body.to_vec();
+        Box::pin(async move {
+            match input.dead_letter(Topic::Gps, &body, &reason).await {
+                Ok(()) => error(code, reference, &reason),
+                Err(e) => error(
+                    code,
+                    reference,
+                    &format!("{reason} (and the dead-letter topic did not take it: {e})"),
+                ),
+            }
+        })
+    }
 }

@@ -10,7 +10,7 @@
 //! only while someone follows that participant.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Mutex, RwLock};
 
 use schemas::{RaceDefinition, RaceSummary, Split, SplitKey, StandingRow, StandingsChange};
 use serde::Serialize;
@@ -25,8 +25,9 @@ pub const HISTORY: usize = 1024;
 /// …and at most this many bytes of them.
 pub const HISTORY_BYTES: usize = 8 << 20;
 
-/// An encoded frame, shared by all subscribers.
-pub type Frame = Arc<str>;
+/// An encoded frame, shared by all subscribers: reference-counted bytes,
+/// cloned for each subscriber, never copied.
+pub type Frame = tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// One change of one view, as broadcast to its subscribers.
 #[derive(Clone, Debug)]

@@ -227,6 +227,9 @@ async fn a_thousand_spectators_in_order_and_a_stalled_one_gets_a_snapshot() {
     const CHANGES: u64 = 300;
     let edge = Edge::start(EdgeLimits {
         socket_send_buffer: Some(16 * 1024),
+        // Every spectator here comes from 127.0.0.1.
+        max_per_address: 0,
+        requests: pace_ws_edge::bucket::Rate::new(10_000.0, 10_000.0),
         ..EdgeLimits::default()
     })
     .await;

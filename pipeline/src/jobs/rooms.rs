@@ -3,8 +3,15 @@
 //!
 //! A room's events are keyed by room, so they sit in one Kafka partition and
 //! their offsets order them. The job folds each room's events in that order:
-//! the first create sets the room public or invite-only with its creator as
-//! a member; a member's invite lets the invitee join an invite-only room
+//! the first create of a room with no messages yet wins and sets it public
+//! or invite-only, with its creator as a member (an invite-only room drops
+//! whoever joined before it existed: they were not invited); a later create
+//! changes nothing, and neither does a join before the create. A room that
+//! gets a message before any create (an IRC log replayed) is public from
+//! that message on, created by nobody, so a create after it loses. The
+//! winner is a row of the view (who, and the create's `client_msg_id`), so
+//! an edge tells the creator 201 and everyone else 409.
+//! A member's invite lets the invitee join an invite-only room
 //! (where only members speak); a join makes a member (joining twice is one membership), a leave ends it,
 //! a message makes its author a member if they were not (an IRC user who
 //! speaks without a join line is present from then on) and takes the room's
@@ -46,10 +53,23 @@ pub enum RoomRow {
     Member(Packed<RoomMember>),
     /// A message of the log.
     Message(Packed<RoomMessage>),
-    /// Who may read and join (rooms that were created; others are public).
-    Visibility(Visibility),
+    /// How the room came to be: rooms that were created, or spoken in.
+    Created(Created),
     /// A user invited to the room.
     Invited(String),
+}
+
+/// How a room came to be.
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct Created {
+    /// Who may read and join.
+    pub visibility: Visibility,
+    /// Who created it (`None`: nobody; it was spoken in first).
+    pub by: Option<String>,
+    /// The winning create's `client_msg_id`.
+    pub create_id: Option<String>,
 }
 
 /// Client message ids remembered per room, to recognise a retried post.
@@ -59,7 +79,7 @@ pub const RECENT_CLIENT_IDS: usize = 4096;
 /// and the latest client message ids.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Room {
-    visibility: Option<Visibility>,
+    created: Option<Created>,
     invited: std::collections::BTreeSet<String>,
     members: BTreeMap<String, schemas::Timestamp>,
     connections: BTreeMap<String, u32>,
@@ -69,16 +89,30 @@ pub struct Room {
 }
 
 impl Room {
+    fn visibility(&self) -> Option<Visibility> {
+        self.created.as_ref().map(|c| c.visibility)
+    }
+
     /// Applies the room's next event; the message it adds to the log, if any.
     pub fn apply(&mut self, room: &str, e: &ChatEvent) -> Option<RoomMessage> {
-        let open = self.visibility != Some(Visibility::InviteOnly)
-            || self.invited.contains(&e.user)
-            || self.members.contains_key(&e.user);
+        let invite_only = self.visibility() == Some(Visibility::InviteOnly);
+        let open =
+            !invite_only || self.invited.contains(&e.user) || self.members.contains_key(&e.user);
         match e.kind {
             ChatKind::Create => {
-                // The first create sets the room up; later ones change nothing.
-                if self.visibility.is_none() && self.members.is_empty() && self.seq == 0 {
-                    self.visibility = e.visibility;
+                // The first create of a room nobody has spoken in wins;
+                // later ones change nothing.
+                if let (None, 0, Some(visibility)) = (&self.created, self.seq, e.visibility) {
+                    self.created = Some(Created {
+                        visibility,
+                        by: Some(e.user.clone()),
+                        create_id: e.client_msg_id.clone(),
+                    });
+                    if visibility == Visibility::InviteOnly {
+                        // Joined before it existed: not invited.
+                        let invited = &self.invited;
+                        self.members.retain(|u, _| invited.contains(u));
+                    }
                     self.members.insert(e.user.clone(), e.time);
                 }
                 None
@@ -116,8 +150,16 @@ impl Room {
                 // In an invite-only room only members speak; elsewhere
                 // speaking makes a member, as on IRC.
                 let member = self.members.contains_key(&e.user);
-                if self.visibility == Some(Visibility::InviteOnly) && !member {
+                if invite_only && !member {
                     return None;
+                }
+                if self.created.is_none() {
+                    // Spoken in before anyone created it: public, nobody's.
+                    self.created = Some(Created {
+                        visibility: Visibility::Public,
+                        by: None,
+                        create_id: None,
+                    });
                 }
                 self.members.entry(e.user.clone()).or_insert(e.time);
                 if let Some(id) = &e.client_msg_id {
@@ -146,7 +188,7 @@ impl Room {
     }
 
     /// The room's rows other than messages: members (with whether each is
-    /// online), visibility and invitations.
+    /// online), how it was created and invitations.
     pub fn rows(&self, room: &str) -> Vec<RoomRow> {
         let members = self.members.iter().map(|(user, joined_at)| {
             RoomRow::Member(Packed(RoomMember {
@@ -157,7 +199,7 @@ impl Room {
             }))
         });
         members
-            .chain(self.visibility.map(RoomRow::Visibility))
+            .chain(self.created.clone().map(RoomRow::Created))
             .chain(self.invited.iter().cloned().map(RoomRow::Invited))
             .collect()
     }

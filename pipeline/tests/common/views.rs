@@ -26,7 +26,8 @@ pub fn recorded() -> Dataset {
         &data.join("chat-irc/ubuntu_irc_2005-07-06_14.raw.txt"),
         "irc",
     )
-    .unwrap();
+    .unwrap()
+    .chat;
     let mut day = sail;
     day.definitions.extend(f1.definitions);
     day.timing.extend(f1.timing);
@@ -339,17 +340,21 @@ pub fn final_views(kafka: &KafkaConfig, defs: &[RaceDefinition], once: bool) -> 
     for c in read_all::<RoomChange>(kafka, &kafka.topics.rooms) {
         rooms_view.apply(c);
     }
+    // The recorded rooms are public: what anyone sees is all there is.
     let rooms = rooms_view
-        .list()
+        .list(None)
         .into_iter()
         .map(|r| {
             let room = r.id;
-            let mut members = rooms_view.members(&room).unwrap();
+            let mut members = rooms_view.members(&room, None).unwrap();
             members.sort_by(|a, b| a.user.cmp(&b.user));
             let mut messages = Vec::new();
             let mut since = 0;
             loop {
-                let page = rooms_view.messages(&room, since, 500).unwrap().unwrap();
+                let page = rooms_view
+                    .messages(&room, None, since, 500)
+                    .unwrap()
+                    .unwrap();
                 let Some(last) = page.last() else { break };
                 since = last.seq;
                 messages.extend(page);

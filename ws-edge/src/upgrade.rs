@@ -1,0 +1,239 @@
+//! A WebSocket connection's transport: the handshake (on the edge's own
+//! hyper connection, so the buffers are ours to size), the budget every
+//! client frame counts against, and the pings that find clients which stop
+//! reading.
+//!
+//! - Buffers: [`EdgeLimits::ws_read_buffer`] to read; frames are written
+//!   as they come (no write batching), and at most one frame beyond what the
+//!   kernel took waits in user space, so an idle connection holds a few KiB
+//!   and a client that reads nothing cannot make the edge buffer for it.
+//! - Budget: every frame the client sends, pings, pongs and closes
+//!   included, takes a token of [`EdgeLimits::frames`]; a client over it is
+//!   closed (1008). A ping flood costs the edge that many pongs, not memory.
+//! - Keepalive: the edge pings every [`EdgeLimits::ping_interval`]; a client
+//!   that has not answered the previous ping by the next one (it does not
+//!   read, or is gone) is closed (1008).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::StreamExt;
+use futures_util::stream::SplitStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
+use warp::http::{HeaderMap, HeaderValue, StatusCode};
+use warp::{Filter, Rejection, Reply};
+
+use crate::bucket::Bucket;
+use crate::limits::EdgeLimits;
+use crate::listener::{Peer, Upgraded};
+
+/// The largest frame the edge writes (a big race's snapshot): what the
+/// write buffer may hold while the kernel takes it. The writer sends one
+/// frame at a time, so this is the bound only while one is on its way.
+pub const MAX_FRAME_OUT: usize = 64 << 20;
+
+/// A WebSocket connection, after the handshake.
+pub type WsStream = WebSocketStream<Upgraded>;
+
+/// A request that asks to become a WebSocket, with what the handshake needs.
+pub struct Upgrade {
+    key: String,
+    peer: Peer,
+}
+
+/// A request to a WebSocket route that is not a WebSocket handshake.
+#[derive(Debug)]
+pub(crate) struct NotWebSocket(pub &'static str);
+
+impl warp::reject::Reject for NotWebSocket {}
+
+fn has_token(headers: &HeaderMap, name: &str, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Matches a WebSocket handshake (`GET`, `Connection: upgrade`, `Upgrade:
+/// websocket`, version 13, a key); anything else on the route gets 426.
+pub fn websocket() -> impl Filter<Extract = (Upgrade,), Error = Rejection> + Clone {
+    warp::get()
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<Peer>())
+        .and_then(|headers: HeaderMap, peer: Option<Peer>| async move {
+            let refuse = |why| Err(warp::reject::custom(NotWebSocket(why)));
+            if !has_token(&headers, "connection", "upgrade")
+                || !has_token(&headers, "upgrade", "websocket")
+            {
+                return refuse("this route takes WebSocket connections only");
+            }
+            if headers
+                .get("sec-websocket-version")
+                .is_none_or(|v| v.as_bytes() != b"13")
+            {
+                return refuse("only WebSocket version 13 is spoken here");
+            }
+            let Some(key) = headers
+                .get("sec-websocket-key")
+                .and_then(|k| k.to_str().ok())
+                .filter(|k| !k.is_empty() && k.len() <= 64)
+            else {
+                return refuse("the handshake has no Sec-WebSocket-Key");
+            };
+            let Some(peer) = peer else {
+                return refuse("this connection cannot be upgraded");
+            };
+            Ok(Upgrade {
+                key: key.to_owned(),
+                peer,
+            })
+        })
+}
+
+impl Upgrade {
+    /// Finishes the handshake (101) and runs `connection` on the socket once
+    /// the client has it. The connection keeps its place in the table
+    /// until `connection` ends.
+    pub fn on_upgrade<F, Fut>(self, limits: &EdgeLimits, connection: F) -> warp::reply::Response
+    where
+        F: FnOnce(WsStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let Some(on) = self.peer.upgrade.lock().expect("upgrade lock").take() else {
+            return crate::server::json_error(
+                StatusCode::BAD_REQUEST,
+                "this connection was upgraded already".to_owned(),
+            );
+        };
+        let ticket = self.peer.ticket.clone();
+        ticket.upgraded();
+        let config = WebSocketConfig::default()
+            .read_buffer_size(limits.ws_read_buffer)
+            .write_buffer_size(0)
+            .max_write_buffer_size(MAX_FRAME_OUT)
+            .max_message_size(Some(limits.max_message))
+            .max_frame_size(Some(limits.max_message));
+        tokio::spawn(async move {
+            match on.await {
+                Ok(upgraded) => {
+                    let io = hyper_util::rt::TokioIo::new(upgraded);
+                    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+                    let m = observability::metrics();
+                    m.edge_clients.inc();
+                    connection(ws).await;
+                    m.edge_clients.dec();
+                    // The place is given back only now.
+                    drop(ticket);
+                }
+                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+            }
+        });
+        let accept =
+            tokio_tungstenite::tungstenite::handshake::derive_accept_key(self.key.as_bytes());
+        let mut response = warp::reply().into_response();
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert("connection", HeaderValue::from_static("upgrade"));
+        headers.insert("upgrade", HeaderValue::from_static("websocket"));
+        if let Ok(accept) = HeaderValue::from_str(&accept) {
+            headers.insert("sec-websocket-accept", accept);
+        }
+        response
+    }
+}
+
+/// The keepalive state a connection's reader and writer share.
+#[derive(Default)]
+pub(crate) struct Keepalive {
+    waiting: AtomicBool,
+}
+
+impl Keepalive {
+    /// Called by the writer when it is time to ping: `false` if the previous
+    /// ping is still unanswered (close the connection), else the ping to
+    /// send.
+    pub fn ping(&self) -> Option<Message> {
+        if self.waiting.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(Message::Ping(Bytes::from_static(b"pace")))
+    }
+
+    fn answered(&self) {
+        self.waiting.store(false, Ordering::Release);
+    }
+}
+
+/// What a client sent next, after the budget and the control frames.
+pub(crate) enum Incoming {
+    /// A text frame.
+    Text(Utf8Bytes),
+    /// A binary frame.
+    Binary(Bytes),
+    /// The client closed, or went.
+    Closed,
+    /// The client sent more than its frame budget: close it (1008).
+    OverBudget,
+    /// The stream broke (a protocol error, an oversized message).
+    Failed(tokio_tungstenite::tungstenite::Error),
+}
+
+/// A connection's incoming side.
+pub(crate) struct Inbound {
+    stream: SplitStream<WsStream>,
+    budget: Bucket,
+    keepalive: Arc<Keepalive>,
+}
+
+impl Inbound {
+    /// The incoming side of a connection within `limits`.
+    pub fn new(
+        stream: SplitStream<WsStream>,
+        limits: &EdgeLimits,
+        keepalive: Arc<Keepalive>,
+    ) -> Self {
+        Self {
+            stream,
+            budget: Bucket::new(limits.frames),
+            keepalive,
+        }
+    }
+
+    /// The next data frame. Pings are answered by the library, pongs end a
+    /// keepalive wait; both count against the budget.
+    pub async fn next(&mut self) -> Incoming {
+        loop {
+            let msg = match self.stream.next().await {
+                None => return Incoming::Closed,
+                Some(Err(e)) => return Incoming::Failed(e),
+                Some(Ok(m)) => m,
+            };
+            if !self.budget.take() {
+                let m = observability::metrics();
+                m.edge_rate_limited.with_label_values(&["frame"]).inc();
+                m.edge_refused.with_label_values(&["frames"]).inc();
+                return Incoming::OverBudget;
+            }
+            match msg {
+                Message::Text(t) => return Incoming::Text(t),
+                Message::Binary(b) => return Incoming::Binary(b),
+                Message::Close(_) => return Incoming::Closed,
+                Message::Pong(_) => self.keepalive.answered(),
+                Message::Ping(_) | Message::Frame(_) => {}
+            }
+        }
+    }
+}
+
+/// Counts a connection closed for not answering pings.
+pub(crate) fn no_pong() {
+    tracing::info!("client answered no ping; disconnecting");
+    observability::metrics()
+        .edge_refused
+        .with_label_values(&["keepalive"])
+        .inc();
+}
