@@ -45,8 +45,10 @@ use crate::limits::EdgeLimits;
 
 /// Largest request head (line and headers), bytes; hyper answers 431 past it.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
-/// Refusals written at once; past that, a refused connection is just closed.
-const REFUSING_AT_ONCE: usize = 64;
+/// Refusals waiting at once for their client to read the 503 (each holds a
+/// descriptor); past that, the 503 is written if the socket takes it at once,
+/// and the connection closed.
+const REFUSING_AT_ONCE: usize = 128;
 
 /// A client address as the per-address limits see it: IPv4 as it is, IPv6
 /// by its /64 (one host usually holds a whole /64).
@@ -466,11 +468,16 @@ pub async fn serve<F>(
                     .edge_refused
                     .with_label_values(&[refusal.reason()])
                     .inc();
-                if let Ok(permit) = refusing.clone().try_acquire_owned() {
-                    tokio::spawn(async move {
-                        refuse(stream, refusal).await;
-                        drop(permit);
-                    });
+                match refusing.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        tokio::spawn(async move {
+                            refuse(stream, refusal).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        let _ = stream.try_write(refusal_response(refusal).as_bytes());
+                    }
                 }
                 continue;
             }
@@ -495,14 +502,19 @@ pub async fn serve<F>(
     tracing::info!(left = table.open(), "clients drained");
 }
 
-/// Tells a client it was not let in, then closes.
-async fn refuse(mut stream: TcpStream, refusal: Refusal) {
+/// The 503 a refused connection gets.
+fn refusal_response(refusal: Refusal) -> String {
     let body = serde_json::json!({ "error": refusal.message() }).to_string();
-    let response = format!(
+    format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
          content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
         body.len()
-    );
+    )
+}
+
+/// Tells a client it was not let in, then closes.
+async fn refuse(mut stream: TcpStream, refusal: Refusal) {
+    let response = refusal_response(refusal);
     let write = async {
         stream.write_all(response.as_bytes()).await?;
         stream.shutdown().await?;
@@ -521,7 +533,7 @@ async fn refuse(mut stream: TcpStream, refusal: Refusal) {
         }
         std::io::Result::Ok(())
     };
-    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+    let _ = tokio::time::timeout(Duration::from_millis(500), write).await;
 }
 
 /// One accepted connection.

@@ -214,7 +214,7 @@ pub(crate) async fn run(socket: WsStream, shared: Arc<Shared>, start: Start) {
     )
     .await;
     drop(queue);
-    let _ = writer.await;
+    let _ = tokio::join!(writer, inbound.drain(crate::upgrade::CLOSE_WAIT));
     tracing::debug!(code = close.0, "disconnected");
 }
 

@@ -149,6 +149,7 @@ pub(crate) async fn run(
         }
     }
     let _ = send(&mut tx, limits, close_message(close.0, close.1)).await;
+    rx.drain(crate::upgrade::CLOSE_WAIT).await;
 }
 
 /// Sends one message, within the write timeout.

@@ -229,6 +229,22 @@ impl Inbound {
     }
 }
 
+impl Inbound {
+    /// Reads and drops whatever the client still sends, until it answers
+    /// the close (the stream ends) or `within` has passed: a socket closed
+    /// with unread input is reset, and the client would lose the close
+    /// frame (and its code) on the way.
+    pub async fn drain(&mut self, within: std::time::Duration) {
+        let _ = tokio::time::timeout(within, async {
+            while let Some(Ok(_)) = self.stream.next().await {}
+        })
+        .await;
+    }
+}
+
+/// How long a closing connection waits for the client to answer the close.
+pub(crate) const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Counts a connection closed for not answering pings.
 pub(crate) fn no_pong() {
     tracing::info!("client answered no ping; disconnecting");

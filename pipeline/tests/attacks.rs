@@ -1,0 +1,926 @@
+//! The attack suite: what an outsider with no account (or one token) can do
+//! to a real `pace run` (the binary, on the real broker, with a token
+//! secret), and what must come of it. Each attack once stopped pace, grew it
+//! without bound or showed what it should not; none may come back.
+//!
+//! - Idle and half-sent connections past the descriptor limit: pace stays
+//!   up, `/healthz` answers within a second throughout, the idle ones are
+//!   closed, every record is archived, and pace exits cleanly.
+//! - A ping flood from a client that never reads: it is closed, and pace
+//!   does not grow.
+//! - Device points from one token over 20 connections: at most the token's
+//!   budget is accepted; refused ones are dead-lettered (byte for byte)
+//!   within a budget of their own; connections that keep sending refused
+//!   points are closed.
+//! - Invite-only rooms, racing creates, squatting, tokens not valid yet or
+//!   from another issuer, room ids no route can reach, chunked bodies and
+//!   bad queries.
+//! - WebSockets opened and dropped by the thousand: memory comes back.
+//! - A recorded IRC log with bad lines: they are skipped and named.
+//!
+//! The figures (`--nocapture`) are what the closing notes quote.
+#![allow(clippy::print_stdout)] // the figures are the point
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{Killed, brokers, eventually, unique_prefix};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+const SECRET: &str = "attack suite secret";
+
+/// One attack at a time: they measure the process and hold many sockets.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn token(user: &str) -> String {
+    ws_edge::auth::issue(SECRET, user, ws_edge::auth::now_s(), 3600)
+}
+
+/// A `pace run` on the real broker under a topic prefix of its own, with
+/// at most `nofile` descriptors; its log goes to a file.
+struct Pace {
+    child: Killed,
+    base: String,
+    addr: SocketAddr,
+    kafka: ingest::KafkaConfig,
+    data: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Pace {
+    fn start(name: &str, nofile: u64, extra: &[&str]) -> Pace {
+        use std::io::BufRead;
+        let prefix = unique_prefix(name);
+        let kafka = ingest::KafkaConfig::new(brokers()).with_topic_prefix(&prefix);
+        let data = tempfile::tempdir().unwrap();
+        let log = data.path().join("pace.log");
+        let pace = env!("CARGO_BIN_EXE_pace");
+        let data_dir = data.path().display().to_string();
+        let mut args = vec![
+            "run",
+            "--brokers",
+            &kafka.brokers,
+            "--topic-prefix",
+            &prefix,
+            "--listen",
+            "127.0.0.1:0",
+            "--token-secret",
+            SECRET,
+            "--data-dir",
+            &data_dir,
+            "--archive-roll-ms",
+            "300",
+        ];
+        args.extend_from_slice(extra);
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(pace)
+            .args(&args)
+            .env_remove("PACE_BROKERS")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let base = line
+            .trim()
+            .strip_prefix("pace: serving ")
+            .unwrap_or_else(|| panic!("pace did not start: {line:?}"))
+            .trim_end_matches('/')
+            .to_owned();
+        let addr = base.trim_start_matches("http://").parse().unwrap();
+        Pace {
+            child: Killed(child),
+            base,
+            addr,
+            kafka,
+            data,
+            log,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// The process's resident memory, bytes.
+    fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap();
+        kb * 1024
+    }
+
+    fn ws(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Still running?
+    fn alive(&mut self) -> bool {
+        self.child.0.try_wait().unwrap().is_none()
+    }
+
+    /// SIGTERM, and the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = self.child.0.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "pace did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A TCP connection to `to` from the loopback address `127.0.0.{from}`.
+async fn connect_from(from: u8, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((Ipv4Addr::new(127, 0, 0, from), 0)))?;
+    socket.connect(to).await
+}
+
+/// GET `path` on a fresh connection: the status and how long it took.
+async fn probe(pace_addr: SocketAddr, path: &str) -> (u16, Duration) {
+    let t0 = Instant::now();
+    let status = async {
+        let mut s = connect_from(1, pace_addr).await.ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nhost: pace\r\nconnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let head = String::from_utf8_lossy(&buf);
+        head.split(' ').nth(1)?.parse::<u16>().ok()
+    };
+    let status = tokio::time::timeout(Duration::from_secs(5), status)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    (status, t0.elapsed())
+}
+
+/// What became of an attacker's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Refused with 503 at once.
+    Refused,
+    /// Closed by pace (idle, evicted or timed out).
+    Closed,
+}
+
+/// Opens a connection from `from` that sends `sends` (nothing, or half a
+/// request) and then idles; resolves with its fate and when it ended.
+async fn idler(from: u8, to: SocketAddr, sends: &'static [u8]) -> Option<(Fate, Instant)> {
+    let mut s = connect_from(from, to).await.ok()?;
+    if !sends.is_empty() {
+        s.write_all(sends).await.ok()?;
+    }
+    let mut buf = [0u8; 256];
+    let mut got = Vec::new();
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let fate = if got.starts_with(b"HTTP/1.1 503") {
+        Fate::Refused
+    } else {
+        Fate::Closed
+    };
+    Some((fate, Instant::now()))
+}
+
+/// Produces a generated race of 50 runners, a tick of points every 100 ms
+/// for `ticks` ticks, on a thread; the race id.
+fn race_in_the_background(
+    kafka: &ingest::KafkaConfig,
+    ticks: usize,
+) -> (String, std::thread::JoinHandle<()>) {
+    let id = "attack-race".to_owned();
+    let kafka = kafka.clone();
+    let race_id = id.clone();
+    let producer = std::thread::spawn(move || {
+        let p = ingest::producer::TrackedProducer::new(&kafka).unwrap();
+        let mut race = ingest::generate::DemoRace::new(&race_id, 50, 7, schemas::Timestamp::now());
+        ingest::jsonl::send_record(&p, &kafka.topics.races, &race.definition).unwrap();
+        for _ in 0..ticks {
+            for point in race.tick() {
+                ingest::jsonl::send_record(&p, &kafka.topics.gps, &point).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        p.flush(Duration::from_secs(60)).unwrap();
+    });
+    (id, producer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_past_the_descriptor_limit_neither_stop_pace_nor_lose_a_record() {
+    let _serial = SERIAL.lock().await;
+    // The test holds thousands of sockets itself.
+    ws_edge::listener::descriptor_limit();
+    let mut pace = Pace::start("attack-idle", 4096, &["--demo-participants", "0"]);
+    let addr = pace.addr;
+    assert_eq!(probe(addr, "/healthz").await.0, 200);
+    // A race flows into pace throughout: the archive must keep all of it.
+    let (race, producer) = race_in_the_background(&pace.kafka, 150);
+    let half_sent: &'static [u8] = b"GET /api/races HTTP/1.1\r\nhost: pace\r\nx-slow: ";
+
+    // One address: its share (1,000), then 503s.
+    let t0 = Instant::now();
+    let one: Vec<_> = (0..1500)
+        .map(|i| tokio::spawn(idler(2, addr, if i % 2 == 0 { b"" } else { half_sent })))
+        .collect();
+    eventually(
+        "one address refused past its share",
+        Duration::from_secs(60),
+        || async { (one.iter().filter(|h| h.is_finished()).count() >= 500).then_some(()) },
+    )
+    .await;
+    // 5,000 more from fifty addresses: more than the descriptors allow.
+    let phase_two = Instant::now();
+    let mut many = Vec::new();
+    for i in 0..5000u32 {
+        let from = 10 + (i % 50) as u8;
+        let sends = if i % 3 == 0 { half_sent } else { b"" };
+        many.push(tokio::spawn(idler(from, addr, sends)));
+        if i % 250 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    // /healthz answers within a second throughout, until every idle one is
+    // gone (the header timeout is 10 s).
+    let mut slowest = Duration::ZERO;
+    let mut probes = 0;
+    while many.iter().chain(&one).any(|h| !h.is_finished()) {
+        let (status, took) = probe(addr, "/healthz").await;
+        assert_eq!(status, 200, "/healthz after {:?}", t0.elapsed());
+        assert!(took < Duration::from_secs(1), "/healthz took {took:?}");
+        slowest = slowest.max(took);
+        probes += 1;
+        assert!(pace.alive(), "pace exited under the attack");
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "idle connections still open after {:?}",
+            t0.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all_closed = t0.elapsed();
+    let mut fates = Vec::new();
+    for h in one {
+        fates.extend(h.await.unwrap());
+    }
+    assert_eq!(fates.len(), 1500);
+    // Nothing else closes a connection before the second phase (the table
+    // has room, the header timeout is 10 s): what ended by then was refused.
+    let refused_one = fates.iter().filter(|(_, at)| *at < phase_two).count();
+    let with_503 = fates.iter().filter(|(f, _)| *f == Fate::Refused).count();
+    assert!(
+        refused_one >= 500,
+        "one address got more than its share: {refused_one} of 1500 refused"
+    );
+    assert!(with_503 > 0, "no refusal said 503");
+    fates.clear();
+    for h in many {
+        fates.extend(h.await.unwrap());
+    }
+    let refused = fates.iter().filter(|(f, _)| *f == Fate::Refused).count();
+    println!(
+        "one address, 1500 connections: {refused_one} refused ({with_503} with a 503); 50 addresses, \
+         5000 connections against a 4096-descriptor pace: {refused} refused with a 503, {} closed by pace, \
+         all gone {all_closed:?} after the first; /healthz answered {probes} times, slowest {slowest:?}",
+        fates.len() - refused
+    );
+    assert_eq!(
+        fates.len(),
+        5000,
+        "every attacker connection was accepted or refused"
+    );
+    let metrics = common::get_text(&reqwest::Client::new(), &pace.url("/metrics")).await;
+    for reason in ["address", "evicted", "header_timeout"] {
+        assert!(
+            metrics.contains(&format!(
+                "pace_edge_refused_connections_total{{reason=\"{reason}\"}}"
+            )),
+            "no {reason} refusals counted"
+        );
+    }
+
+    // And it recovers: a WebSocket spectator and the API work as before.
+    let (mut ws, _) = tokio_tungstenite::connect_async(pace.ws(&format!("/ws/races/{race}")))
+        .await
+        .unwrap();
+    assert_eq!(common::next_frame(&mut ws).await["type"], "snapshot");
+    drop(ws);
+    // Nothing was lost: every record the topics hold is archived once.
+    tokio::task::spawn_blocking(move || producer.join().unwrap())
+        .await
+        .unwrap();
+    let (kafka, data) = (pace.kafka.clone(), pace.data.path().to_path_buf());
+    let report = tokio::task::spawn_blocking(move || {
+        common::settled(&kafka, &data, Duration::from_secs(180))
+    })
+    .await
+    .unwrap();
+    assert!(report.ok(), "{report}");
+    let status = pace.stop();
+    assert!(status.success(), "pace exited with {status}");
+}
+
+/// A WebSocket handshake on a raw socket; the socket after the 101.
+async fn raw_websocket(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut s = connect_from(3, addr).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nhost: pace\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+         sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_flood_from_a_client_that_never_reads_is_closed_and_costs_no_memory() {
+    let _serial = SERIAL.lock().await;
+    let pace = Pace::start("attack-ping", 4096, &["--demo-participants", "0"]);
+    let mut s = raw_websocket(pace.addr, "/ws").await;
+    let before = pace.rss();
+    // Masked pings with no payload, 6 bytes each: 5,000,000 of them.
+    let chunk: Vec<u8> = [0x89u8, 0x80, 1, 2, 3, 4].repeat(100_000);
+    let mut sent = 0usize;
+    let t0 = Instant::now();
+    let mut closed = false;
+    while sent < 5_000_000 {
+        match tokio::time::timeout(Duration::from_secs(30), s.write_all(&chunk)).await {
+            Ok(Ok(())) => sent += 100_000,
+            // Reset by pace: closed.
+            Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Err(_) => panic!("pace neither read nor closed for 30 s"),
+        }
+    }
+    let grew = pace.rss().saturating_sub(before);
+    if !closed {
+        // Everything was written into buffers: pace must close it now.
+        let mut buf = vec![0u8; 1 << 16];
+        let gone = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        closed = gone.is_ok();
+    }
+    println!(
+        "ping flood: {sent} pings written in {:?} before pace closed the connection; pace grew {} KB",
+        t0.elapsed(),
+        grew / 1024
+    );
+    assert!(closed, "the flooding client was not closed");
+    assert!(grew < 50 << 20, "pace grew {grew} bytes under a ping flood");
+    let metrics = common::get_text(&reqwest::Client::new(), &pace.url("/metrics")).await;
+    assert!(metrics.contains("pace_edge_rate_limited_total{input=\"frame\"}"));
+}
+
+/// A device's point frame for `participant`, `i` seconds into the race.
+fn point(participant: &str, i: usize) -> String {
+    let t = schemas::Timestamp::now().0 + i as i64;
+    json!({"type": "point", "ref": i, "point": {"race": "attack", "participant": participant,
+        "time": t, "lat": 59.3 + i as f64 * 1e-6, "lon": 18.0}})
+    .to_string()
+}
+
+/// Sends `frames` on a new device connection as `user`, then reads replies
+/// until it has one per frame or the connection closes; the replies and
+/// the close code, if any.
+async fn device(pace: &Pace, user: &str, frames: Vec<String>) -> (Vec<Value>, Option<u16>) {
+    let url = pace.ws(&format!("/ws/track?token={}", token(user)));
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let (mut tx, mut rx) = ws.split();
+    let n = frames.len();
+    let writer = tokio::spawn(async move {
+        for f in frames {
+            if tx.send(Message::text(f)).await.is_err() {
+                break;
+            }
+        }
+        tx
+    });
+    let mut replies = Vec::new();
+    let mut code = None;
+    while replies.len() < n {
+        match tokio::time::timeout(Duration::from_secs(30), rx.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => replies.push(serde_json::from_str(&t).unwrap()),
+            Ok(Some(Ok(Message::Close(c)))) => {
+                code = c.map(|c| u16::from(c.code));
+                break;
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_)) | None) => break,
+            Err(_) => panic!("no reply within 30 s"),
+        }
+    }
+    drop(writer.await);
+    (replies, code)
+}
+
+/// Every record of `topic` as it is in Kafka.
+fn raw_records(kafka: &ingest::KafkaConfig, topic: &str) -> Vec<ingest::source::RawRecord> {
+    let mut c = ingest::source::StaticConsumer::new(kafka, "attack-reader", topic, 0, 1).unwrap();
+    let mut out = Vec::new();
+    let mut idle = 0;
+    while idle < 20 {
+        let batch = c.poll(1024);
+        if batch.is_empty() {
+            idle += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        idle = if batch.is_empty() { idle } else { 0 };
+        out.extend(batch);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_budgets_are_the_tokens_over_all_its_connections() {
+    let _serial = SERIAL.lock().await;
+    let pace = Pace::start("attack-track", 4096, &["--demo-participants", "0"]);
+
+    // A refused point is dead-lettered as the bytes it came as.
+    let odd =
+        r#"{"race":"attack",  "participant":"dev-bytes","time":1,"lat":95.0,"lon":18.0 , "x":"é"}"#;
+    let frame = format!(r#"{{"type":"point","ref":1,"point":{odd}}}"#);
+    let (replies, _) = device(&pace, "dev-bytes", vec![frame]).await;
+    assert_eq!(replies[0]["code"], "invalid", "{}", replies[0]);
+
+    // 5,000 good points from one token over 20 connections at once.
+    let t0 = Instant::now();
+    let sends = (0..20).map(|c| {
+        let frames = (0..250).map(|i| point("dev-1", c * 250 + i)).collect();
+        device(&pace, "dev-1", frames)
+    });
+    let results = futures_util::future::join_all(sends).await;
+    let took = t0.elapsed().as_secs_f64();
+    let replies: Vec<&Value> = results.iter().flat_map(|(r, _)| r).collect();
+    let acked = replies.iter().filter(|r| r["type"] == "ack").count();
+    let limited = replies
+        .iter()
+        .filter(|r| r["code"] == "rate_limited")
+        .count();
+    let budget = 200.0 + 50.0 * took;
+    println!(
+        "one token, 20 connections, 5000 points: {acked} accepted, {limited} rate_limited in {took:.1} s (budget {budget:.0})"
+    );
+    assert_eq!(acked + limited, 5000, "every point answered");
+    assert!(
+        acked as f64 <= budget + 1.0,
+        "{acked} accepted, over the token's {budget:.0}"
+    );
+    assert!(acked >= 200, "the burst is accepted: {acked}");
+
+    // Junk from another token over 20 connections: dead letters within the
+    // refusal budget, the rest refused without one, then the sockets closed.
+    let t0 = Instant::now();
+    let junk = format!(
+        r#"{{"type":"point","ref":0,"point":{{"race":"attack","participant":"dev-2","junk":"{}"}}}}"#,
+        "j".repeat(6000)
+    );
+    let sends = (0..20).map(|_| device(&pace, "dev-2", vec![junk.clone(); 250]));
+    let results = futures_util::future::join_all(sends).await;
+    let took = t0.elapsed().as_secs_f64();
+    let answered: usize = results.iter().map(|(r, _)| r.len()).sum();
+    let closes: Vec<Option<u16>> = results.iter().map(|(_, c)| *c).collect();
+    assert!(
+        closes.iter().all(|c| *c == Some(1008)),
+        "connections that keep sending refused points are closed: {closes:?}"
+    );
+    assert!(answered < 5000, "{answered}");
+    let kafka = pace.kafka.clone();
+    let dead = tokio::task::spawn_blocking(move || raw_records(&kafka, &kafka.topics.dlq))
+        .await
+        .unwrap();
+    let junk_letters = dead
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.payload).contains("dev-2"))
+        .count();
+    let budget = 20.0 + 2.0 * took;
+    println!(
+        "one token, 20 connections, 5000 junk points: {answered} answered, {junk_letters} dead-lettered in {took:.1} s (budget {budget:.0}), every connection closed 1008"
+    );
+    assert!(
+        junk_letters >= 1 && junk_letters as f64 <= budget + 1.0,
+        "{junk_letters}"
+    );
+    assert!(
+        dead.iter().any(|r| r.payload == odd.as_bytes()),
+        "the dead letter is not the bytes received"
+    );
+}
+
+/// `method path` with `user`'s token (or none), and a JSON body: the
+/// status and the body.
+async fn call(
+    http: &reqwest::Client,
+    pace: &Pace,
+    method: reqwest::Method,
+    path: &str,
+    auth: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = http.request(method, pace.url(path));
+    if let Some(t) = auth {
+        r = r.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The first frame on `path` as `token`'s user, and whether the edge then
+/// closed with 1008.
+async fn first_frame(pace: &Pace, path: &str) -> Value {
+    let (mut ws, _) = tokio_tungstenite::connect_async(pace.ws(path))
+        .await
+        .unwrap();
+    common::next_frame(&mut ws).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_an_outsider_may_not_see_or_take() {
+    let _serial = SERIAL.lock().await;
+    let pace = Pace::start("attack-authz", 4096, &["--demo-participants", "0"]);
+    let http = reqwest::Client::new();
+    let get = reqwest::Method::GET;
+    let post = reqwest::Method::POST;
+    let (ann, eve) = (token("ann"), token("eve"));
+
+    // An invite-only room exists for its members only.
+    let (s, _) = call(
+        &http,
+        &pace,
+        post.clone(),
+        "/api/rooms",
+        Some(&ann),
+        Some(json!({"id": "vip", "visibility": "invite_only"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    for who in [None, Some(eve.as_str())] {
+        let (s, rooms) = call(&http, &pace, get.clone(), "/api/rooms", who, None).await;
+        assert_eq!(s, 200);
+        assert!(
+            rooms.as_array().unwrap().iter().all(|r| r["id"] != "vip"),
+            "{rooms}"
+        );
+        for path in [
+            "/api/rooms/vip",
+            "/api/rooms/vip/members",
+            "/api/rooms/vip/messages",
+        ] {
+            let (s, _) = call(&http, &pace, get.clone(), path, who, None).await;
+            assert_eq!(s, 404, "{path} as {who:?}");
+        }
+    }
+    let (_, rooms) = call(&http, &pace, get.clone(), "/api/rooms", Some(&ann), None).await;
+    assert!(
+        rooms
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == "vip" && r["visibility"] == "invite_only")
+    );
+    assert_eq!(
+        first_frame(&pace, &format!("/ws/rooms/vip?token={eve}")).await["code"],
+        "unknown_room"
+    );
+    assert_eq!(
+        first_frame(&pace, "/ws/rooms/vip").await["code"],
+        "unknown_room"
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(pace.ws(&format!("/ws?token={eve}")))
+        .await
+        .unwrap();
+    ws.send(Message::text(r#"{"type":"join","room":"vip"}"#))
+        .await
+        .unwrap();
+    assert_eq!(common::next_frame(&mut ws).await["code"], "unknown_room");
+
+    // Racing creates: one 201, one 409, and the room is the winner's.
+    for round in 0..3 {
+        let id = format!("race-{round}");
+        let bob = token("bob");
+        let (a, b) = tokio::join!(
+            call(
+                &http,
+                &pace,
+                post.clone(),
+                "/api/rooms",
+                Some(&ann),
+                Some(json!({"id": id, "visibility": "invite_only"}))
+            ),
+            call(
+                &http,
+                &pace,
+                post.clone(),
+                "/api/rooms",
+                Some(&bob),
+                Some(json!({"id": id, "visibility": "public"}))
+            ),
+        );
+        let mut statuses = [a.0, b.0];
+        statuses.sort();
+        assert_eq!(statuses, [201, 409], "round {round}");
+        let (winner, visibility) = if a.0 == 201 {
+            (&ann, "invite_only")
+        } else {
+            (&bob, "public")
+        };
+        let (s, room) = call(
+            &http,
+            &pace,
+            get.clone(),
+            &format!("/api/rooms/{id}"),
+            Some(winner),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (s, room["visibility"].as_str()),
+            (200, Some(visibility)),
+            "round {round}"
+        );
+        let (_, members) = call(
+            &http,
+            &pace,
+            get.clone(),
+            &format!("/api/rooms/{id}/members"),
+            Some(winner),
+            None,
+        )
+        .await;
+        assert_eq!(members.as_array().unwrap().len(), 1, "{members}");
+    }
+    // A squatter who joins a name first gains nothing.
+    ws.send(Message::text(r#"{"type":"join","room":"club"}"#))
+        .await
+        .unwrap();
+    assert_eq!(common::next_frame(&mut ws).await["code"], "unknown_room");
+    let (s, _) = call(
+        &http,
+        &pace,
+        post.clone(),
+        "/api/rooms",
+        Some(&ann),
+        Some(json!({"id": "club", "visibility": "invite_only"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (_, members) = call(
+        &http,
+        &pace,
+        get.clone(),
+        "/api/rooms/club/members",
+        Some(&ann),
+        None,
+    )
+    .await;
+    let users: Vec<&str> = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["ann"]);
+
+    // Tokens not valid yet, or from another issuer.
+    let now = ws_edge::auth::now_s();
+    let later = ws_edge::auth::issue_claims(SECRET, "ann", now, now + 3600, now + 7200);
+    let (s, _) = call(&http, &pace, get.clone(), "/api/rooms", Some(&later), None).await;
+    assert_eq!(s, 401);
+    assert_eq!(
+        first_frame(&pace, &format!("/ws?token={later}")).await["code"],
+        "unauthorized"
+    );
+    assert_eq!(
+        first_frame(&pace, &format!("/ws/track?token={later}")).await["code"],
+        "unauthorized"
+    );
+
+    // Room ids: only what a path segment carries as it is.
+    for bad in [
+        "a b",
+        "a/b",
+        "50%",
+        "zero\u{200b}width",
+        "bidi\u{202e}x",
+        ".x",
+        "#chan",
+    ] {
+        let (s, e) = call(
+            &http,
+            &pace,
+            post.clone(),
+            "/api/rooms",
+            Some(&ann),
+            Some(json!({"id": bad, "visibility": "public"})),
+        )
+        .await;
+        assert_eq!(s, 400, "{bad:?}: {e}");
+    }
+    let (s, _) = call(
+        &http,
+        &pace,
+        post.clone(),
+        "/api/rooms",
+        Some(&ann),
+        Some(json!({"id": "Ok.room-1_x~", "visibility": "public"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    for path in [
+        "/api/rooms/Ok.room-1_x~",
+        "/api/rooms/Ok.room-1_x~/members",
+        "/api/rooms/Ok.room-1_x~/messages",
+    ] {
+        assert_eq!(
+            call(&http, &pace, get.clone(), path, None, None).await.0,
+            200,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        first_frame(&pace, "/ws/rooms/Ok.room-1_x~").await["type"],
+        "snapshot"
+    );
+
+    // Bodies without a length, and bad queries.
+    let mut s = TcpStream::connect(pace.addr).await.unwrap();
+    let body = r#"{"expression":"6*7","id":"chunked"}"#;
+    let req = format!(
+        "POST /api/tasks HTTP/1.1\r\nhost: pace\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let (s, e) = call(
+        &http,
+        &pace,
+        get.clone(),
+        "/api/tasks?limit=abc",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, 400, "{e}");
+    let (s, _) = call(&http, &pace, get.clone(), "/ws", None, None).await;
+    assert_eq!(s, 426, "a plain GET of a WebSocket route");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_opened_and_dropped_by_the_thousand_give_their_memory_back() {
+    let _serial = SERIAL.lock().await;
+    ws_edge::listener::descriptor_limit();
+    let pace = Pace::start(
+        "attack-churn",
+        16384,
+        &[
+            "--demo-participants",
+            "0",
+            "--requests-per-address",
+            "100000",
+        ],
+    );
+    let before = pace.rss();
+    let mut held = Vec::new();
+    let mut open_rss = 0;
+    for round in 0..2 {
+        for chunk in 0..20u8 {
+            let opened = futures_util::future::join_all((0..250).map(|_| async {
+                let s = connect_from(20 + chunk, pace.addr).await.unwrap();
+                tokio_tungstenite::client_async(pace.ws("/ws"), s)
+                    .await
+                    .unwrap()
+                    .0
+            }))
+            .await;
+            held.extend(opened);
+        }
+        open_rss = open_rss.max(pace.rss());
+        for ws in held.drain(..) {
+            drop(ws);
+        }
+        eventually("the connections gone", Duration::from_secs(60), || async {
+            let m = common::get_text(&reqwest::Client::new(), &pace.url("/metrics")).await;
+            m.lines()
+                .any(|l| l.starts_with("pace_edge_clients ") && l.ends_with(" 0"))
+                .then_some(())
+        })
+        .await;
+        println!(
+            "round {round}: 5000 WebSockets open: +{} MB",
+            (open_rss - before) >> 20
+        );
+    }
+    let after = pace.rss();
+    let per = (open_rss - before) / 5000;
+    println!(
+        "5000 WebSockets: {} KB each while open; after dropping them twice, pace is {} MB above where it started",
+        per / 1024,
+        after.saturating_sub(before) >> 20
+    );
+    assert!(per < 40 << 10, "an idle WebSocket costs {per} bytes");
+    assert!(
+        after.saturating_sub(before) < 150 << 20,
+        "memory did not come back: +{}",
+        after - before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_irc_log_with_bad_lines_replays_the_good_ones_and_names_the_bad() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ubuntu_irc_2005-07-08_14.raw.txt");
+    std::fs::write(
+        &file,
+        "[12:14] <ann> hello\n\
+         [12:15] <bob>\n\
+         not a log line\n\
+         === carl [~c@host]  has joined #ubuntu\n\
+         [12:16] <carl> hi ann\n\
+         [25:61] <ann> when\n\
+         [12:17] <ann> bye\n",
+    )
+    .unwrap();
+    let replay = format!("irc:{}", file.display());
+    let pace = Pace::start("attack-irc", 4096, &["--replay", &replay, "--speed", "0"]);
+    let http = reqwest::Client::new();
+    let messages: Vec<Value> = eventually("the good lines", Duration::from_secs(60), || async {
+        let m: Vec<Value> =
+            common::get_json(&http, &pace.url("/api/rooms/irc/messages?since=0")).await?;
+        (m.len() == 3).then_some(m)
+    })
+    .await;
+    let texts: Vec<&str> = messages
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["hello", "hi ann", "bye"]);
+    let log = pace.log_text();
+    for line in [2, 3, 6] {
+        assert!(
+            log.contains(&format!("line={line}")) && log.contains("skipped a bad line"),
+            "line {line} not named:\n{log}"
+        );
+    }
+    assert!(log.contains("skipped=3"), "{log}");
+    assert!(log.contains(&file.display().to_string()));
+}
