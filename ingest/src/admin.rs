@@ -9,6 +9,9 @@ use rdkafka::util::{AsyncRuntime, DefaultRuntime};
 
 use crate::{IngestError, KafkaConfig};
 
+/// How long `pace.edges` keeps what edges tell each other, ms.
+pub const EDGES_RETENTION_MS: &str = "3600000";
+
 /// Partitions of each input and changelog topic unless told otherwise.
 pub const DEFAULT_PARTITIONS: i32 = 4;
 
@@ -26,7 +29,15 @@ pub async fn ensure_topics(config: &KafkaConfig, partitions: i32) -> Result<(), 
         .topics
         .all()
         .into_iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .map(|t| {
+            let topic = NewTopic::new(t, partitions, TopicReplication::Fixed(1));
+            if t == config.topics.edges {
+                // Budget usage matters for seconds; an hour is plenty.
+                topic.set("retention.ms", EDGES_RETENTION_MS)
+            } else {
+                topic
+            }
+        })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin

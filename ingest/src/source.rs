@@ -486,6 +486,23 @@ impl Reader {
 }
 
 /// Partitions of `topic`, waiting up to 30 s for it to appear.
+/// The end (high watermark: the next offset to be written) of every
+/// partition of `topic`, to read only what comes after now.
+pub fn ends(config: &KafkaConfig, topic: &str) -> Result<BTreeMap<i32, i64>, IngestError> {
+    let consumer: BaseConsumer = config
+        .consumer("pace-watermarks")
+        .create()
+        .map_err(IngestError::kafka("create consumer"))?;
+    let mut out = BTreeMap::new();
+    for p in 0..partition_count(&consumer, topic)? {
+        let (_, end) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .map_err(IngestError::kafka("fetch watermarks"))?;
+        out.insert(p, end);
+    }
+    Ok(out)
+}
+
 fn partition_count<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,

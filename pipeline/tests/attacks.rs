@@ -437,12 +437,26 @@ fn point(participant: &str, i: usize) -> String {
 /// until it has one per frame or the connection closes; the replies and
 /// the close code, if any.
 async fn device(pace: &Pace, user: &str, frames: Vec<String>) -> (Vec<Value>, Option<u16>) {
-    let url = pace.ws(&format!("/ws/track?token={}", token(user)));
+    device_at(&pace.ws("/ws/track"), user, frames, Duration::ZERO).await
+}
+
+/// [`device`] on the edge whose `/ws/track` is at `url`, a frame every `gap`.
+async fn device_at(
+    url: &str,
+    user: &str,
+    frames: Vec<String>,
+    gap: Duration,
+) -> (Vec<Value>, Option<u16>) {
+    let url = format!("{url}?token={}", token(user));
     let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let (mut tx, mut rx) = ws.split();
     let n = frames.len();
     let writer = tokio::spawn(async move {
-        for f in frames {
+        let t0 = tokio::time::Instant::now();
+        for (i, f) in frames.into_iter().enumerate() {
+            if !gap.is_zero() {
+                tokio::time::sleep_until(t0 + gap * i as u32).await;
+            }
             if tx.send(Message::text(f)).await.is_err() {
                 break;
             }
@@ -557,6 +571,50 @@ async fn device_budgets_are_the_tokens_over_all_its_connections() {
     assert!(
         dead.iter().any(|r| r.payload == odd.as_bytes()),
         "the dead letter is not the bytes received"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokens_point_budget_holds_over_two_edges() {
+    let _serial = SERIAL.lock().await;
+    let kafka =
+        ingest::KafkaConfig::new(brokers()).with_topic_prefix(&unique_prefix("attack-edges"));
+    ingest::admin::ensure_topics(&kafka, 4).await.unwrap();
+    let (a, base_a) = common::pace_edge(&kafka, Some(SECRET));
+    let (b, base_b) = common::pace_edge(&kafka, Some(SECRET));
+    let _edges = (Killed(a), Killed(b));
+    // Ten connections to each edge, 60 points a second each, for 6 s: far
+    // more than one token's 50 a second.
+    const SECONDS: u32 = 6;
+    let t0 = Instant::now();
+    let sends = (0..20).map(|c| {
+        let base = if c % 2 == 0 { &base_a } else { &base_b };
+        let url = common::ws_url(base, "/ws/track");
+        let frames = (0..60 * SECONDS as usize)
+            .map(|i| point("dev-3", c * 1000 + i))
+            .collect();
+        async move { device_at(&url, "dev-3", frames, Duration::from_millis(1000 / 60)).await }
+    });
+    let results = futures_util::future::join_all(sends).await;
+    let took = t0.elapsed().as_secs_f64();
+    let replies: Vec<&Value> = results.iter().flat_map(|(r, _)| r).collect();
+    let acked = replies.iter().filter(|r| r["type"] == "ack").count();
+    // Each edge starts the token with a full burst; after that the edges
+    // share its sustained rate (with some slack for the news on its way).
+    let shared = 2.0 * 200.0 + 50.0 * took * 1.5;
+    let apart = 2.0 * (200.0 + 50.0 * took);
+    println!(
+        "one token over two edges, {} points in {took:.1} s: {acked} accepted (shared budget {shared:.0}; two budgets would be {apart:.0})",
+        replies.len()
+    );
+    assert_eq!(
+        replies.len(),
+        20 * 60 * SECONDS as usize,
+        "every point answered"
+    );
+    assert!(
+        (acked as f64) <= shared,
+        "{acked} accepted over two edges: each kept its own budget"
     );
 }
 

@@ -12,9 +12,11 @@
 //! - [`validate`]: strict validation; every error names the field and the reason;
 //! - [`arrow`]: one Arrow schema per record, used by the Parquet archive;
 //! - [`topics`]: every Kafka topic name, in one place;
+//! - [`edge`]: what edges tell each other (budget usage);
 //! - [`time`]: [`Timestamp`], UTC milliseconds, RFC 3339 on the wire.
 
 pub mod arrow;
+pub mod edge;
 pub mod records;
 pub mod time;
 pub mod topics;
@@ -22,6 +24,7 @@ pub mod validate;
 pub mod views;
 pub mod wire;
 
+pub use edge::EdgeUsage;
 pub use records::{
     CalcTask, ChatEvent, ChatKind, GpsPoint, LatLon, Mark, Participant, RaceDefinition, RaceKind,
     RaceRules, TimingCrossing, TimingLine, Visibility,

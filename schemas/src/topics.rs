@@ -24,6 +24,9 @@ pub struct Topics {
     pub rooms: String,
     /// Changelog of the task results view, keyed by task id.
     pub results: String,
+    /// What edges tell each other ([`crate::EdgeUsage`]: how much of each
+    /// token subject's budgets they gave out), keyed by edge; kept an hour.
+    pub edges: String,
 }
 
 impl Default for Topics {
@@ -46,6 +49,7 @@ impl Topics {
             standings: name("standings"),
             rooms: name("rooms"),
             results: name("results"),
+            edges: name("edges"),
         }
     }
 
@@ -55,7 +59,7 @@ impl Topics {
     }
 
     /// Every topic, inputs first.
-    pub fn all(&self) -> [&str; 9] {
+    pub fn all(&self) -> [&str; 10] {
         [
             &self.gps,
             &self.timing,
@@ -66,6 +70,7 @@ impl Topics {
             &self.standings,
             &self.rooms,
             &self.results,
+            &self.edges,
         ]
     }
 }
@@ -103,6 +108,6 @@ mod tests {
         assert_eq!(t.dlq, "pace.dlq");
         let p = Topics::with_prefix("t1.");
         assert_eq!(p.standings, "t1.pace.standings");
-        assert_eq!(p.all().len(), 9);
+        assert_eq!(p.all().len(), 10);
     }
 }

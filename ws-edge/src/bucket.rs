@@ -7,6 +7,10 @@
 //! nothing a fresh one would not, so it is the first to go when the map is
 //! full, and the oldest goes when none is full. Memory is bounded by
 //! [`Keyed::capacity`] whatever the keys are.
+//!
+//! A keyed budget may be shared with other edges: each notes what it gave
+//! out ([`Keyed::usage`]) and tells the others, who take the same from
+//! their own buckets ([`Keyed::charge`]; see `gossip.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -68,6 +72,14 @@ impl Bucket {
         }
     }
 
+    /// Takes `n` tokens given out elsewhere, going below zero if need be
+    /// (at most a whole burst below, so a subject is never locked out for
+    /// longer than a burst takes to refill).
+    fn charge_at(&mut self, now: Instant, n: f64) {
+        self.refill(now);
+        self.tokens = (self.tokens - n).max(-self.rate.burst);
+    }
+
     /// Whether it has refilled to full by `now`.
     fn full_at(&mut self, now: Instant) -> bool {
         self.refill(now);
@@ -86,6 +98,8 @@ struct Inner<K> {
     buckets: HashMap<K, Bucket>,
     /// Keys in the order their buckets were made (each key once).
     order: VecDeque<K>,
+    /// Tokens given out per key since [`Keyed::usage`] last looked.
+    used: HashMap<K, u32>,
 }
 
 impl<K: Hash + Eq + Clone> Keyed<K> {
@@ -97,6 +111,7 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
             inner: Mutex::new(Inner {
                 buckets: HashMap::new(),
                 order: VecDeque::new(),
+                used: HashMap::new(),
             }),
         }
     }
@@ -120,26 +135,51 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
     pub fn take(&self, key: &K) -> bool {
         let now = Instant::now();
         let mut inner = self.inner.lock().expect("limiter lock");
-        if let Some(b) = inner.buckets.get_mut(key) {
-            return b.take_at(now);
+        let took = inner.bucket(key, now, self).take_at(now);
+        if took && (inner.used.len() < self.capacity || inner.used.contains_key(key)) {
+            *inner.used.entry(key.clone()).or_default() += 1;
         }
-        if inner.buckets.len() >= self.capacity {
-            inner.make_room(now, self.capacity);
-        }
-        let mut b = Bucket::new(self.rate);
-        let took = b.take_at(now);
-        inner.buckets.insert(key.clone(), b);
-        inner.order.push_back(key.clone());
         took
+    }
+
+    /// Takes `n` tokens that another edge gave out for `key`.
+    pub fn charge(&self, key: &K, n: u32) {
+        let now = Instant::now();
+        let mut inner = self.inner.lock().expect("limiter lock");
+        inner.bucket(key, now, self).charge_at(now, f64::from(n));
+    }
+
+    /// The tokens given out here since the last call, for each key that
+    /// took at least `min` (the others are forgotten).
+    pub fn usage(&self, min: u32) -> Vec<(K, u32)> {
+        let mut inner = self.inner.lock().expect("limiter lock");
+        inner.used.drain().filter(|(_, n)| *n >= min).collect()
+    }
+
+    /// The rate each key's bucket has.
+    pub fn rate(&self) -> Rate {
+        self.rate
     }
 }
 
 impl<K: Hash + Eq + Clone> Inner<K> {
+    /// `key`'s bucket, made (full) if it has none.
+    fn bucket(&mut self, key: &K, now: Instant, keyed: &Keyed<K>) -> &mut Bucket {
+        if !self.buckets.contains_key(key) {
+            if self.buckets.len() >= keyed.capacity {
+                self.make_room(now, keyed.capacity);
+            }
+            self.buckets.insert(key.clone(), Bucket::new(keyed.rate));
+            self.order.push_back(key.clone());
+        }
+        self.buckets.get_mut(key).expect("just made")
+    }
+
     /// Drops the buckets that are full again, then the oldest until an
     /// eighth of the room is free, so that a sweep comes at most once every
     /// `capacity / 8` new keys.
     fn make_room(&mut self, now: Instant, capacity: usize) {
-        let Inner { buckets, order } = self;
+        let Inner { buckets, order, .. } = self;
         order.retain(|k| {
             let full = buckets.get_mut(k).is_none_or(|b| b.full_at(now));
             if full {
@@ -179,6 +219,29 @@ mod tests {
             assert!(k.take(&i), "a new key starts full");
             assert!(k.len() <= 100);
         }
+    }
+
+    #[test]
+    fn usage_is_told_and_charged_elsewhere() {
+        let here = Keyed::new(Rate::new(10.0, 0.0), 100);
+        let there = Keyed::new(Rate::new(10.0, 0.0), 100);
+        for _ in 0..6 {
+            assert!(here.take(&"dev"));
+        }
+        assert!(here.take(&"quiet"));
+        let told = here.usage(2);
+        assert_eq!(told, [("dev", 6)], "below the minimum is not told");
+        assert!(here.usage(1).is_empty(), "told once");
+        for (k, n) in told {
+            there.charge(&k, n);
+        }
+        assert_eq!((0..10).filter(|_| there.take(&"dev")).count(), 4);
+        // Charged below zero, a bucket refills from there.
+        let deep = Keyed::new(Rate::new(2.0, 1000.0), 10);
+        deep.charge(&"x", 100);
+        assert!(!deep.take(&"x"));
+        std::thread::sleep(Duration::from_millis(10));
+        assert!(deep.take(&"x"), "at most a burst below zero");
     }
 
     #[test]

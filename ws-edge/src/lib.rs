@@ -9,7 +9,7 @@
 //!
 //! Layout: `views.rs` the race cache and frame encoding, `rooms.rs` the
 //! rooms, `tasks.rs` the task results, `follow.rs` the changelog consumer,
-//! `server.rs` the routes, `listener.rs` the accept loop and HTTP
+//! `gossip.rs` budgets shared with the other edges, `server.rs` the routes, `listener.rs` the accept loop and HTTP
 //! connections, `upgrade.rs` the WebSocket handshake and transport,
 //! `socket.rs` a spectator's connection, `track.rs` a device's, `post.rs`
 //! input through the edge, `body.rs` request bodies, `auth.rs` tokens,
@@ -21,6 +21,7 @@ pub mod auth;
 mod body;
 pub mod bucket;
 pub mod follow;
+pub mod gossip;
 pub mod limits;
 pub mod listener;
 pub mod post;

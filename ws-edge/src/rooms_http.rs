@@ -83,7 +83,7 @@ fn who(chat: &EdgeInput, header: Option<&str>) -> Result<Option<String>, AuthErr
 /// Takes one of `user`'s posts; `false` (answer [`too_many_posts`]) if
 /// there is none.
 fn post_budget(shared: &Shared, user: &str) -> bool {
-    let took = shared.posts.take(&user.to_owned());
+    let took = shared.budgets.posts.take(&user.to_owned());
     if !took {
         observability::metrics()
             .edge_rate_limited

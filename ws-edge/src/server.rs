@@ -35,6 +35,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
 use crate::EdgeError;
+use crate::gossip::Budgets;
 use crate::limits::EdgeLimits;
 use crate::listener::Table;
 use crate::post::EdgeInput;
@@ -454,17 +455,36 @@ pub async fn serve(
     let views = Arc::new(Views::default());
     let stop = Arc::new(AtomicBool::new(false));
     let follower = crate::follow::follow(&config.kafka, views.clone(), stop.clone())?;
-    let served = serve_views(config, views, bound, shutdown).await;
+    let budgets = Arc::new(Budgets::new(&config.limits));
+    let producer = config
+        .kafka
+        .producer()
+        .create()
+        .map_err(ingest::IngestError::kafka("create producer"))?;
+    let gossip = crate::gossip::start(&config.kafka, producer, budgets.clone(), stop.clone());
+    let served = serve_with(config, views, budgets, bound, shutdown).await;
     stop.store(true, Ordering::Relaxed);
-    let _ = tokio::task::spawn_blocking(move || follower.join()).await;
+    let _ = tokio::task::spawn_blocking(move || (follower.join(), gossip.join())).await;
     served
 }
 
 /// Serves `views`, kept up to date by someone else (tests, embedders), as
-/// [`serve`] does. Input still goes to `config.kafka`.
+/// [`serve`] does, with budgets of its own (it tells no other edge). Input
+/// still goes to `config.kafka`.
 pub async fn serve_views(
     config: EdgeConfig,
     views: Arc<Views>,
+    bound: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), EdgeError> {
+    let budgets = Arc::new(Budgets::new(&config.limits));
+    serve_with(config, views, budgets, bound, shutdown).await
+}
+
+async fn serve_with(
+    config: EdgeConfig,
+    views: Arc<Views>,
+    budgets: Arc<Budgets>,
     bound: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), EdgeError> {
@@ -483,7 +503,13 @@ pub async fn serve_views(
     bound(addr);
     let (stop_clients, stopping) = tokio::sync::watch::channel(false);
     let table = Table::new(budget, config.limits.max_per_address);
-    let shared = Arc::new(Shared::new(views, chat, config.limits.clone(), stopping));
+    let shared = Arc::new(Shared::new(
+        views,
+        chat,
+        config.limits.clone(),
+        stopping,
+        budgets,
+    ));
     let origins = Arc::new(config.allowed_origins.clone());
     crate::listener::serve(
         listener,

@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use crate::auth::AuthError;
 use crate::bucket::Keyed;
+use crate::gossip::Budgets;
 use crate::limits::EdgeLimits;
 use crate::listener::AddressKey;
 use crate::post::{EdgeInput, SendError};
@@ -38,12 +39,9 @@ pub(crate) struct Shared {
     pub chat: Arc<EdgeInput>,
     pub limits: EdgeLimits,
     pub shutdown: watch::Receiver<bool>,
-    /// Posts per token subject, over all connections.
-    pub posts: Keyed<String>,
-    /// GPS points per token subject, over all connections.
-    pub points: Keyed<String>,
-    /// Refused GPS points dead-lettered per token subject.
-    pub refusals: Keyed<String>,
+    /// Posts, points and refusals per token subject, over all connections
+    /// (and all edges, when they tell each other).
+    pub budgets: Arc<Budgets>,
     /// Tasks per client address.
     pub tasks: Keyed<AddressKey>,
 }
@@ -54,17 +52,15 @@ impl Shared {
         chat: Arc<EdgeInput>,
         limits: EdgeLimits,
         shutdown: watch::Receiver<bool>,
+        budgets: Arc<Budgets>,
     ) -> Self {
-        let keys = limits.budget_keys;
         Self {
-            posts: Keyed::new(limits.posts, keys),
-            points: Keyed::new(limits.points, keys),
-            refusals: Keyed::new(limits.refusals, keys),
-            tasks: Keyed::new(limits.tasks, keys),
+            tasks: Keyed::new(limits.tasks, limits.budget_keys),
             views,
             chat,
             limits,
             shutdown,
+            budgets,
         }
     }
 }
@@ -568,7 +564,7 @@ impl Conn {
                         format!("{user} is not a member of {room:?}; join first"),
                     );
                 }
-                if !self.shared.posts.take(&user) {
+                if !self.shared.budgets.posts.take(&user) {
                     observability::metrics()
                         .edge_rate_limited
                         .with_label_values(&["post"])

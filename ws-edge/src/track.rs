@@ -219,7 +219,7 @@ impl Device {
         }
         self.refused_in_a_row = 0;
         let m = observability::metrics();
-        if !self.shared.points.take(&self.user) {
+        if !self.shared.budgets.points.take(&self.user) {
             m.edge_track_points
                 .with_label_values(&["rate_limited"])
                 .inc();
@@ -259,7 +259,7 @@ impl Device {
     ) -> Pending {
         let m = observability::metrics();
         m.edge_track_points.with_label_values(&["refused"]).inc();
-        if !self.shared.refusals.take(&self.user) {
+        if !self.shared.budgets.refusals.take(&self.user) {
             self.refused_in_a_row += 1;
             m.edge_rate_limited
                 .with_label_values(&["refused_point"])
