@@ -56,7 +56,6 @@ struct Pace {
 
 impl Pace {
     fn start(name: &str, nofile: u64, extra: &[&str]) -> Pace {
-        use std::io::BufRead;
         let prefix = unique_prefix(name);
         let kafka = ingest::KafkaConfig::new(brokers()).with_topic_prefix(&prefix);
         let data = tempfile::tempdir().unwrap();
@@ -79,26 +78,13 @@ impl Pace {
             "300",
         ];
         args.extend_from_slice(extra);
-        let mut child = std::process::Command::new("sh")
-            .arg("-c")
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
             .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
             .arg(pace)
             .args(&args)
-            .env_remove("PACE_BROKERS")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        out.read_line(&mut line).unwrap();
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        let base = line
-            .trim()
-            .strip_prefix("pace: serving ")
-            .unwrap_or_else(|| panic!("pace did not start: {line:?}"))
-            .trim_end_matches('/')
-            .to_owned();
+            .stderr(std::fs::File::create(&log).unwrap());
+        let (child, base) = common::spawn_serving(cmd);
         let addr = base.trim_start_matches("http://").parse().unwrap();
         Pace {
             child: Killed(child),
@@ -481,23 +467,6 @@ async fn device_at(
     (replies, code)
 }
 
-/// Every record of `topic` as it is in Kafka.
-fn raw_records(kafka: &ingest::KafkaConfig, topic: &str) -> Vec<ingest::source::RawRecord> {
-    let mut c = ingest::source::StaticConsumer::new(kafka, "attack-reader", topic, 0, 1).unwrap();
-    let mut out = Vec::new();
-    let mut idle = 0;
-    while idle < 20 {
-        let batch = c.poll(1024);
-        if batch.is_empty() {
-            idle += 1;
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        idle = if batch.is_empty() { idle } else { 0 };
-        out.extend(batch);
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_budgets_are_the_tokens_over_all_its_connections() {
     let _serial = SERIAL.lock().await;
@@ -553,7 +522,7 @@ async fn device_budgets_are_the_tokens_over_all_its_connections() {
     );
     assert!(answered < 5000, "{answered}");
     let kafka = pace.kafka.clone();
-    let dead = tokio::task::spawn_blocking(move || raw_records(&kafka, &kafka.topics.dlq))
+    let dead = tokio::task::spawn_blocking(move || common::read_raw(&kafka, &kafka.topics.dlq))
         .await
         .unwrap();
     let junk_letters = dead
@@ -640,8 +609,28 @@ async fn call(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-/// The first frame on `path` as `token`'s user, and whether the edge then
-/// closed with 1008.
+/// `POST /api/rooms` of `id` with `visibility` as `token`'s user: the
+/// status and the body.
+async fn create_room(
+    http: &reqwest::Client,
+    pace: &Pace,
+    token: &str,
+    id: &str,
+    visibility: &str,
+) -> (u16, Value) {
+    let body = json!({"id": id, "visibility": visibility});
+    call(
+        http,
+        pace,
+        reqwest::Method::POST,
+        "/api/rooms",
+        Some(token),
+        Some(body),
+    )
+    .await
+}
+
+/// The first frame on `path`.
 async fn first_frame(pace: &Pace, path: &str) -> Value {
     let (mut ws, _) = tokio_tungstenite::connect_async(pace.ws(path))
         .await
@@ -655,19 +644,10 @@ async fn what_an_outsider_may_not_see_or_take() {
     let pace = Pace::start("attack-authz", 4096, &["--demo-participants", "0"]);
     let http = reqwest::Client::new();
     let get = reqwest::Method::GET;
-    let post = reqwest::Method::POST;
     let (ann, eve) = (token("ann"), token("eve"));
 
     // An invite-only room exists for its members only.
-    let (s, _) = call(
-        &http,
-        &pace,
-        post.clone(),
-        "/api/rooms",
-        Some(&ann),
-        Some(json!({"id": "vip", "visibility": "invite_only"})),
-    )
-    .await;
+    let (s, _) = create_room(&http, &pace, &ann, "vip", "invite_only").await;
     assert_eq!(s, 201);
     for who in [None, Some(eve.as_str())] {
         let (s, rooms) = call(&http, &pace, get.clone(), "/api/rooms", who, None).await;
@@ -714,22 +694,8 @@ async fn what_an_outsider_may_not_see_or_take() {
         let id = format!("race-{round}");
         let bob = token("bob");
         let (a, b) = tokio::join!(
-            call(
-                &http,
-                &pace,
-                post.clone(),
-                "/api/rooms",
-                Some(&ann),
-                Some(json!({"id": id, "visibility": "invite_only"}))
-            ),
-            call(
-                &http,
-                &pace,
-                post.clone(),
-                "/api/rooms",
-                Some(&bob),
-                Some(json!({"id": id, "visibility": "public"}))
-            ),
+            create_room(&http, &pace, &ann, &id, "invite_only"),
+            create_room(&http, &pace, &bob, &id, "public"),
         );
         let mut statuses = [a.0, b.0];
         statuses.sort();
@@ -769,15 +735,7 @@ async fn what_an_outsider_may_not_see_or_take() {
         .await
         .unwrap();
     assert_eq!(common::next_frame(&mut ws).await["code"], "unknown_room");
-    let (s, _) = call(
-        &http,
-        &pace,
-        post.clone(),
-        "/api/rooms",
-        Some(&ann),
-        Some(json!({"id": "club", "visibility": "invite_only"})),
-    )
-    .await;
+    let (s, _) = create_room(&http, &pace, &ann, "club", "invite_only").await;
     assert_eq!(s, 201);
     let (_, members) = call(
         &http,
@@ -820,26 +778,10 @@ async fn what_an_outsider_may_not_see_or_take() {
         ".x",
         "#chan",
     ] {
-        let (s, e) = call(
-            &http,
-            &pace,
-            post.clone(),
-            "/api/rooms",
-            Some(&ann),
-            Some(json!({"id": bad, "visibility": "public"})),
-        )
-        .await;
+        let (s, e) = create_room(&http, &pace, &ann, bad, "public").await;
         assert_eq!(s, 400, "{bad:?}: {e}");
     }
-    let (s, _) = call(
-        &http,
-        &pace,
-        post.clone(),
-        "/api/rooms",
-        Some(&ann),
-        Some(json!({"id": "Ok.room-1_x~", "visibility": "public"})),
-    )
-    .await;
+    let (s, _) = create_room(&http, &pace, &ann, "Ok.room-1_x~", "public").await;
     assert_eq!(s, 201);
     for path in [
         "/api/rooms/Ok.room-1_x~",

@@ -80,6 +80,23 @@ fn who(chat: &EdgeInput, header: Option<&str>) -> Result<Option<String>, AuthErr
     }
 }
 
+/// What `read` finds of room `id` for the user `auth` names, as JSON; 404
+/// when it finds nothing (no such room, or one the user may not see).
+fn visible<T: serde::Serialize>(
+    shared: &Shared,
+    auth: Option<String>,
+    id: &str,
+    read: impl FnOnce(&crate::rooms::Rooms, Option<&str>) -> Option<T>,
+) -> warp::reply::Response {
+    match who(&shared.chat, auth.as_deref()) {
+        Ok(user) => match read(&shared.views.rooms, user.as_deref()) {
+            Some(v) => warp::reply::json(&v).into_response(),
+            None => no_room(id),
+        },
+        Err(e) => auth_error(&e),
+    }
+}
+
 /// Takes one of `user`'s posts; `false` (answer [`too_many_posts`]) if
 /// there is none.
 fn post_budget(shared: &Shared, user: &str) -> bool {
@@ -132,14 +149,7 @@ pub(crate) fn routes(
         .and(bearer)
         .and(ctx.clone())
         .map(|id: String, auth: Option<String>, shared: Arc<Shared>| {
-            let user = match who(&shared.chat, auth.as_deref()) {
-                Ok(u) => u,
-                Err(e) => return auth_error(&e),
-            };
-            match shared.views.rooms.summary(&id, user.as_deref()) {
-                Some(s) => warp::reply::json(&s).into_response(),
-                None => no_room(&id),
-            }
+            visible(&shared, auth, &id, |rooms, user| rooms.summary(&id, user))
         });
     let create = warp::path!("api" / "rooms")
         .and(warp::post())
@@ -156,14 +166,7 @@ pub(crate) fn routes(
         .and(bearer)
         .and(ctx.clone())
         .map(|id: String, auth: Option<String>, shared: Arc<Shared>| {
-            let user = match who(&shared.chat, auth.as_deref()) {
-                Ok(u) => u,
-                Err(e) => return auth_error(&e),
-            };
-            match shared.views.rooms.members(&id, user.as_deref()) {
-                Some(m) => warp::reply::json(&m).into_response(),
-                None => no_room(&id),
-            }
+            visible(&shared, auth, &id, |rooms, user| rooms.members(&id, user))
         });
     let invite = warp::path!("api" / "rooms" / String / "invites")
         .and(warp::post())

@@ -8,7 +8,10 @@
 //! behind the view's broadcast ring and is sent one fresh snapshot instead
 //! of the backlog. A client that accepts nothing for
 //! [`EdgeLimits::write_timeout`] is disconnected. Replies go through the same
-//! queue, so a client that does not read also stops being read.
+//! queue, so a client that does not read also stops being read. What the
+//! client sends counts against its connection's frame budget, and it is
+//! pinged; both are in `upgrade.rs`. Posts take from the user's budget,
+//! shared by all their connections (`gossip.rs`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;

@@ -44,16 +44,23 @@ pub fn python() -> String {
 /// serves; the child and that base URL (no trailing slash). Its log goes to
 /// the test's stderr when `PACE_TEST_DEBUG` is set, else nowhere.
 pub fn spawn_pace(args: &[&std::ffi::OsStr]) -> (std::process::Child, String) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pace"))
-        .args(args)
-        .env_remove("PACE_BROKERS")
-        .stdout(std::process::Stdio::piped())
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pace"));
+    cmd.args(args)
         .stderr(if std::env::var_os("PACE_TEST_DEBUG").is_some() {
             std::process::Stdio::inherit()
         } else {
             std::process::Stdio::null()
-        })
+        });
+    spawn_serving(cmd)
+}
+
+/// Starts `cmd` (a pace, however wrapped; its stderr as it sets it) and
+/// waits for the line saying where it serves; the child and that base URL.
+pub fn spawn_serving(mut cmd: std::process::Command) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .env_remove("PACE_BROKERS")
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -257,24 +264,31 @@ impl Stack {
 
     /// Every record of `topic`, from the start, as JSON.
     pub fn read_topic(&self, topic: &str) -> Vec<Value> {
-        let mut c =
-            ingest::source::StaticConsumer::new(&self.kafka, "pace-test-reader", topic, 0, 1)
-                .unwrap();
-        let mut out = Vec::new();
-        let mut idle = 0;
-        while idle < 20 {
-            let batch = c.poll(1024);
-            if batch.is_empty() {
-                idle += 1;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            for r in batch {
-                idle = 0;
-                out.push(serde_json::from_slice(&r.payload).unwrap());
-            }
-        }
-        out
+        read_raw(&self.kafka, topic)
+            .iter()
+            .map(|r| serde_json::from_slice(&r.payload).unwrap())
+            .collect()
     }
+}
+
+/// Every record of `topic`, from the start, as Kafka holds it (until 2 s
+/// pass with nothing new).
+pub fn read_raw(kafka: &ingest::KafkaConfig, topic: &str) -> Vec<ingest::source::RawRecord> {
+    let mut c =
+        ingest::source::StaticConsumer::new(kafka, "pace-test-reader", topic, 0, 1).unwrap();
+    let mut out = Vec::new();
+    let mut idle = 0;
+    while idle < 20 {
+        let batch = c.poll(1024);
+        if batch.is_empty() {
+            idle += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        } else {
+            idle = 0;
+        }
+        out.extend(batch);
+    }
+    out
 }
 
 /// Runs the dataflow `build` makes of one input over `rounds` of input
