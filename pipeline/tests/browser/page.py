@@ -75,6 +75,9 @@ with sync_playwright() as p:
     resumed_with_snapshot = page.evaluate("pace.snapshots") > snapshots
     seq1 = page.evaluate("pace.seq")
     until(page, f"pace.seq > {seq1}", "changes after the resume")
+    # The missed changes came as deltas, not as a fresh snapshot.
+    if page.evaluate("pace.snapshots") != snapshots:
+        sys.exit("page: the resume fell back to a snapshot")
 
     page.screenshot(path=f"{out}/page.png", full_page=True)
     browser.close()
