@@ -18,8 +18,9 @@
 //! renamed, so a file that exists is whole). Once the worker's probe has
 //! passed `S` (every output of the epochs before `S` is durable) and all of
 //! its parts for `S` exist, the worker writes `<S>/w<worker>.done` holding
-//! the worker count. A snapshot is complete when every worker's `.done`
-//! exists with the same worker count; only the latest two complete ones
+//! the worker count and the parts' [`FORMAT`]. A snapshot is complete when
+//! every worker's `.done` exists with this worker count and format (one
+//! written by an older pace, in another format, is not); only the latest two complete ones
 //! (and any later, unfinished ones) are kept.
 //!
 //! **Restore.** At start every worker lists the complete snapshots it can see
@@ -45,6 +46,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+/// The layout of the parts, bumped whenever one of them changes type, so
+/// that a pace never reads a snapshot an older one wrote (it rebuilds from
+/// the start of retention instead). 2: each room records how it was created.
+pub const FORMAT: u32 = 2;
 
 /// Dataflow time, Unix milliseconds.
 pub type Time = u64;
@@ -181,7 +187,7 @@ impl Snapshots {
             let have = written.remove(&s).unwrap_or_default();
             if parts.iter().all(|p| have.contains(p)) {
                 let path = self.point_dir(s).join(format!("w{}.done", self.worker));
-                match std::fs::write(&path, self.peers.to_string()) {
+                match std::fs::write(&path, self.done_mark()) {
                     Ok(()) => finished.push(s),
                     Err(e) => tracing::warn!(point = s, error = %e, "snapshot not finished"),
                 }
@@ -194,8 +200,14 @@ impl Snapshots {
         finished
     }
 
+    /// What a worker's `.done` file holds: the worker count and the
+    /// [`FORMAT`] the parts were written in.
+    fn done_mark(&self) -> String {
+        format!("{} v{FORMAT}", self.peers)
+    }
+
     /// The points this process holds complete (every local worker finished
-    /// them with the current worker count), oldest first.
+    /// them with the current worker count and format), oldest first.
     pub fn complete(&self) -> Vec<Time> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
@@ -205,7 +217,7 @@ impl Snapshots {
             .filter(|s| {
                 self.local.clone().all(|w| {
                     std::fs::read_to_string(self.point_dir(*s).join(format!("w{w}.done")))
-                        .is_ok_and(|n| n.trim() == self.peers.to_string())
+                        .is_ok_and(|n| n.trim() == self.done_mark())
                 })
             })
             .collect();
@@ -324,6 +336,16 @@ mod tests {
         // Another worker count does not see them.
         let other = Snapshots::new(dir.path(), 1000, 0, 3, 0..3);
         assert!(other.complete().is_empty());
+        // Nor does a pace of another format.
+        let point = w1.point_dir(3000);
+        let mark = std::fs::read_to_string(point.join("w0.done")).unwrap();
+        std::fs::write(point.join("w0.done"), "2").unwrap();
+        assert_eq!(
+            w1.complete(),
+            vec![2000],
+            "an older pace's point is not complete"
+        );
+        std::fs::write(point.join("w0.done"), mark).unwrap();
         let mut r = Snapshots::new(dir.path(), 1000, 1, 2, 0..2);
         r.restore_from(Some(3000));
         assert_eq!(
