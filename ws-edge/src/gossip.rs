@@ -27,6 +27,8 @@ use crate::limits::EdgeLimits;
 
 /// How often an edge tells the others what it gave out.
 pub const INTERVAL: Duration = Duration::from_millis(250);
+/// How soon an edge that cannot read `pace.edges` tries again.
+const RETRY: Duration = Duration::from_millis(250);
 /// Usage older than this when it arrives is not charged.
 pub const STALE: Duration = Duration::from_secs(5);
 
@@ -98,9 +100,10 @@ fn charge(budgets: &Budgets, usage: &EdgeUsage) {
 
 /// Starts telling the other edges what this one gives out (a task on the
 /// current runtime) and hearing what they give out (a thread), until
-/// `stop`. Without a `pace.edges` to read (a deployment that predates it,
-/// until `pace pipeline` creates it), budgets are this edge's alone, and
-/// the log says so.
+/// `stop`. While `pace.edges` cannot be read (a deployment that predates
+/// it, until `pace pipeline` creates it; a broker that just started),
+/// budgets are this edge's alone, the log says so, and it tries again
+/// every [`RETRY`].
 pub fn start(
     config: &KafkaConfig,
     producer: FutureProducer,
@@ -130,11 +133,24 @@ pub fn start(
     std::thread::Builder::new()
         .name("pace-edge-gossip".into())
         .spawn(move || {
-            if let Err(e) = hear(&config, &edge, &budgets, &stop) {
-                tracing::warn!(
-                    error = %ingest::error_chain(&e),
-                    "not hearing the other edges; budgets hold per edge"
-                );
+            // Until the topic can be read (it may not exist yet, or have
+            // no leader yet on a broker that just started), budgets are
+            // this edge's alone; the edge tries again soon.
+            let mut warned = false;
+            while !stop.load(Ordering::Relaxed) {
+                match hear(&config, &edge, &budgets, &stop) {
+                    Ok(()) => return,
+                    Err(e) => {
+                        if !warned {
+                            tracing::warn!(
+                                error = %ingest::error_chain(&e),
+                                "not hearing the other edges yet; budgets hold per edge meanwhile"
+                            );
+                            warned = true;
+                        }
+                        std::thread::sleep(RETRY);
+                    }
+                }
             }
         })
         .expect("spawn gossip thread")
