@@ -9,13 +9,15 @@
 //!
 //! Layout: `views.rs` the race cache and frame encoding, `rooms.rs` the
 //! rooms, `tasks.rs` the task results, `follow.rs` the changelog consumer,
-//! `gossip.rs` budgets shared with the other edges, `server.rs` the routes, `listener.rs` the accept loop and HTTP
-//! connections, `upgrade.rs` the WebSocket handshake and transport,
-//! `socket.rs` a spectator's connection, `track.rs` a device's, `post.rs`
-//! input through the edge, `body.rs` request bodies, `auth.rs` tokens,
-//! `limits.rs` every bound the edge keeps, `bucket.rs` the rate limiters
-//! they use, `static/index.html` the spectator page. The protocol is
-//! `PROTOCOL.md`.
+//! `server.rs` the routes, `listener.rs` the accept loop and HTTP
+//! connections, `table.rs` the open connections, `upgrade.rs` the WebSocket
+//! handshake and transport, `shared.rs` what every connection
+//! shares, `socket.rs` a spectator's connection,
+//! `track.rs` a device's, `post.rs` input through the edge, `body.rs`
+//! request bodies, `auth.rs` tokens, `limits.rs` every bound the edge
+//! keeps, `bucket.rs` the rate limiters they use, `gossip.rs` the budgets
+//! shared with the other edges, `static/index.html` the spectator page. The
+//! protocol is `PROTOCOL.md`.
 
 pub mod auth;
 mod body;
@@ -28,7 +30,9 @@ pub mod post;
 pub mod rooms;
 pub mod rooms_http;
 pub mod server;
+mod shared;
 pub mod socket;
+pub mod table;
 pub mod tasks;
 pub mod track;
 pub mod upgrade;

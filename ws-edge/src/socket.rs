@@ -21,52 +21,18 @@ use futures_util::{SinkExt, StreamExt};
 use schemas::ChatKind;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tracing::Instrument;
 
 use crate::auth::AuthError;
-use crate::bucket::Keyed;
-use crate::gossip::Budgets;
 use crate::limits::EdgeLimits;
-use crate::listener::AddressKey;
 use crate::post::{EdgeInput, SendError};
+pub(crate) use crate::shared::{Shared, stopped};
 use crate::upgrade::{Inbound, Incoming, Keepalive, WsStream};
 use crate::views::{Frame, Snapshot, Subscribed, Views, error_frame};
-
-/// What every connection shares.
-pub(crate) struct Shared {
-    pub views: Arc<Views>,
-    pub chat: Arc<EdgeInput>,
-    pub limits: EdgeLimits,
-    pub shutdown: watch::Receiver<bool>,
-    /// Posts, points and refusals per token subject, over all connections
-    /// (and all edges, when they tell each other).
-    pub budgets: Arc<Budgets>,
-    /// Tasks per client address.
-    pub tasks: Keyed<AddressKey>,
-}
-
-impl Shared {
-    pub fn new(
-        views: Arc<Views>,
-        chat: Arc<EdgeInput>,
-        limits: EdgeLimits,
-        shutdown: watch::Receiver<bool>,
-        budgets: Arc<Budgets>,
-    ) -> Self {
-        Self {
-            tasks: Keyed::new(limits.tasks, limits.budget_keys),
-            views,
-            chat,
-            limits,
-            shutdown,
-            budgets,
-        }
-    }
-}
 
 /// Which view a subscription is to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
@@ -126,11 +92,6 @@ pub(crate) enum In {
         #[serde(default)]
         client_msg_id: Option<String>,
     },
-}
-
-/// Resolves once the edge is shutting down.
-pub(crate) async fn stopped(mut shutdown: watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// What goes to the writer.

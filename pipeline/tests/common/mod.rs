@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod outsider;
 pub mod views;
 
 use std::time::{Duration, Instant};

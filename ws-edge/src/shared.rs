@@ -1,0 +1,51 @@
+//! What every connection of an edge shares: the views, the way into Kafka,
+//! the limits, the shutdown signal and the budgets kept per user and per
+//! address.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::bucket::Keyed;
+use crate::gossip::Budgets;
+use crate::limits::EdgeLimits;
+use crate::listener::AddressKey;
+use crate::post::EdgeInput;
+use crate::views::Views;
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    pub views: Arc<Views>,
+    pub chat: Arc<EdgeInput>,
+    pub limits: EdgeLimits,
+    pub shutdown: watch::Receiver<bool>,
+    /// Posts, points and refusals per token subject, over all connections
+    /// (and all edges, when they tell each other).
+    pub budgets: Arc<Budgets>,
+    /// Tasks per client address.
+    pub tasks: Keyed<AddressKey>,
+}
+
+impl Shared {
+    pub fn new(
+        views: Arc<Views>,
+        chat: Arc<EdgeInput>,
+        limits: EdgeLimits,
+        shutdown: watch::Receiver<bool>,
+        budgets: Arc<Budgets>,
+    ) -> Self {
+        Self {
+            tasks: Keyed::new(limits.tasks, limits.budget_keys),
+            views,
+            chat,
+            limits,
+            shutdown,
+            budgets,
+        }
+    }
+}
+
+/// Resolves once the edge is shutting down.
+pub(crate) async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
