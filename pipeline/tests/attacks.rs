@@ -369,6 +369,42 @@ async fn what_an_outsider_may_not_see_or_take() {
         .unwrap();
     assert_eq!(common::next_frame(&mut ws).await["code"], "unknown_room");
 
+    // Who leaves an invite-only room no longer sees it, also on a
+    // subscription that was open.
+    let (mut own, _) =
+        tokio_tungstenite::connect_async(pace.ws(&format!("/ws/rooms/vip?token={ann}")))
+            .await
+            .unwrap();
+    assert_eq!(common::next_frame(&mut own).await["type"], "snapshot");
+    own.send(Message::text(r#"{"type":"leave"}"#))
+        .await
+        .unwrap();
+    let mut codes = Vec::new();
+    while !codes.iter().any(|c| c == "unknown_room") {
+        let f = common::next_frame(&mut own).await;
+        assert!(
+            f["type"] != "snapshot",
+            "a fresh snapshot after leaving: {f}"
+        );
+        codes.push(
+            f["code"]
+                .as_str()
+                .unwrap_or(f["type"].as_str().unwrap())
+                .to_owned(),
+        );
+    }
+    assert_eq!(codes.first().map(String::as_str), Some("ack"), "{codes:?}");
+    let (s, _) = call(
+        &http,
+        &pace,
+        get.clone(),
+        "/api/rooms/vip",
+        Some(&ann),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404, "the room is gone for who left it");
+
     // Racing creates: one 201, one 409, and the room is the winner's.
     for round in 0..3 {
         let id = format!("race-{round}");

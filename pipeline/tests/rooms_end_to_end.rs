@@ -318,8 +318,10 @@ async fn rooms_post_resume_and_refuse() {
             other => panic!("{other:?}"),
         }
     }
+    // dave's budget is 10 room events at once: going online and joining
+    // took two of them.
     assert!(
-        acked >= 10 && limited >= 1 && acked + limited == 25,
+        acked >= 8 && limited >= 1 && acked + limited == 25,
         "{acked} + {limited}"
     );
     let mut dave2 = connect(&base, "lobby", &format!("token={}", token("dave"))).await;

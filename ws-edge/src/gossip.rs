@@ -27,6 +27,8 @@ use crate::limits::EdgeLimits;
 
 /// How often an edge tells the others what it gave out.
 pub const INTERVAL: Duration = Duration::from_millis(250);
+/// Subjects told per budget in one record at most (the busiest).
+pub const MOST_TOLD: usize = 10_000;
 /// How soon an edge that cannot read `pace.edges` tries again.
 const RETRY: Duration = Duration::from_millis(250);
 /// Usage older than this when it arrives is not charged.
@@ -74,10 +76,13 @@ fn worth_telling(rate: Rate) -> u32 {
 fn usage(edge: &str, budgets: &Budgets) -> EdgeUsage {
     let mut used = BTreeMap::new();
     for (name, keyed) in budgets.named() {
-        let taken: BTreeMap<String, u32> = keyed
-            .usage(worth_telling(keyed.rate()))
-            .into_iter()
-            .collect();
+        let mut taken = keyed.usage(worth_telling(keyed.rate()));
+        if taken.len() > MOST_TOLD {
+            // The busiest first: a record stays well under Kafka's 1 MB.
+            taken.sort_unstable_by_key(|t| std::cmp::Reverse(t.1));
+            taken.truncate(MOST_TOLD);
+        }
+        let taken: BTreeMap<String, u32> = taken.into_iter().collect();
         if !taken.is_empty() {
             used.insert(name.to_owned(), taken);
         }

@@ -13,7 +13,7 @@
 //! | [`requests`](EdgeLimits::requests) | client address | 500 at once, 200/s | 429 |
 //! | [`frames`](EdgeLimits::frames) | WebSocket connection, any frame (pings, pongs and closes too) | 500 at once, 100/s | close 1008 |
 //! | [`ping_interval`](EdgeLimits::ping_interval) | WebSocket connection | 20 s | a client that has not answered the previous ping is closed (1008) |
-//! | [`posts`](EdgeLimits::posts) | token subject | 10 at once, 5/s | `rate_limited` |
+//! | [`posts`](EdgeLimits::posts) | token subject: posts, joins, leaves, creates, invites, going online in a room | 10 at once, 5/s | `rate_limited` |
 //! | [`points`](EdgeLimits::points) | token subject | 200 at once, 50/s | `rate_limited` |
 //! | [`refusals`](EdgeLimits::refusals) | token subject | 20 at once, 2/s dead-lettered | `rate_limited`, not dead-lettered; then close 1008 |
 //! | [`tasks`](EdgeLimits::tasks) | client address | 100 at once, 20/s | 429 |
@@ -50,7 +50,8 @@ pub struct EdgeLimits {
     /// How often the edge pings a WebSocket client; one that has not
     /// answered the previous ping by the next is closed.
     pub ping_interval: Duration,
-    /// Room posts per token subject, over all its connections.
+    /// Room events per token subject (posts, joins, leaves, creates,
+    /// invites, going online), over all its connections.
     pub posts: Rate,
     /// GPS points per token subject, over all its connections.
     pub points: Rate,

@@ -41,7 +41,7 @@ use warp::{Filter, Reply};
 
 use crate::bucket::Keyed;
 use crate::limits::EdgeLimits;
-pub use crate::table::{AddressKey, Refusal, Table, Ticket};
+pub use crate::table::{AddressKey, Busy, Refusal, Table, Ticket};
 
 /// Largest request head (line and headers), bytes; hyper answers 431 past it.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -71,9 +71,13 @@ struct Watched {
 
 impl Watched {
     fn moved(&self) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(ms, Ordering::Relaxed);
+        self.last.store(millis_since(self.epoch), Ordering::Relaxed);
     }
+}
+
+/// Milliseconds since `epoch`.
+fn millis_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 impl AsyncRead for Watched {
@@ -126,6 +130,33 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// A response body that keeps its connection busy (so not closed to make
+/// room) until hyper has written it all and dropped it.
+struct Guarded<B> {
+    body: B,
+    _busy: Busy,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for Guarded<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -312,7 +343,8 @@ impl Connection {
             requests,
             epoch,
         } = self;
-        let last = Arc::new(AtomicU64::new(0));
+        // Moved at the accept: a connection is not idle before it had a chance.
+        let last = Arc::new(AtomicU64::new(millis_since(epoch)));
         let io = TokioIo::new(Watched {
             stream,
             last: last.clone(),
@@ -331,8 +363,22 @@ impl Connection {
                 upgrade: Arc::new(Mutex::new(upgrade)),
             });
             async move {
-                let _busy = busy;
-                if !allowed {
+                let response = if allowed {
+                    match tokio::time::timeout(request_timeout, service.call(req)).await {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(never)) => match never {},
+                        Err(_) => {
+                            observability::metrics()
+                                .edge_refused
+                                .with_label_values(&["request_timeout"])
+                                .inc();
+                            crate::server::json_error(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                format!("the request took longer than {request_timeout:?}"),
+                            )
+                        }
+                    }
+                } else {
                     observability::metrics()
                         .edge_rate_limited
                         .with_label_values(&["request"])
@@ -343,21 +389,12 @@ impl Connection {
                     );
                     r.headers_mut()
                         .insert("retry-after", warp::http::HeaderValue::from_static("1"));
-                    return Ok::<_, std::convert::Infallible>(r);
-                }
-                match tokio::time::timeout(request_timeout, service.call(req)).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        observability::metrics()
-                            .edge_refused
-                            .with_label_values(&["request_timeout"])
-                            .inc();
-                        Ok(crate::server::json_error(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            format!("the request took longer than {request_timeout:?}"),
-                        ))
-                    }
-                }
+                    r
+                };
+                // Busy until the body is written, not only until it is made.
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| Guarded { body, _busy: busy }),
+                )
             }
         });
         let mut builder = http1::Builder::new();
@@ -368,8 +405,8 @@ impl Connection {
             .keep_alive(true);
         let conn = builder.serve_connection(io, handler).with_upgrades();
         tokio::pin!(conn);
-        let mut check =
-            tokio::time::interval((limits.idle_timeout / 4).max(Duration::from_millis(10)));
+        let period = (limits.idle_timeout / 4).max(Duration::from_millis(10));
+        let mut check = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut stopping_now = *stopping.borrow();
         if stopping_now {
             conn.as_mut().graceful_shutdown();
@@ -397,8 +434,7 @@ impl Connection {
                     }
                 }
                 _ = check.tick() => {
-                    let idle_ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-                        .saturating_sub(last.load(Ordering::Relaxed));
+                    let idle_ms = millis_since(epoch).saturating_sub(last.load(Ordering::Relaxed));
                     if Duration::from_millis(idle_ms) >= limits.idle_timeout && !ticket.is_upgraded() {
                         m.edge_refused.with_label_values(&["idle"]).inc();
                         break;

@@ -11,7 +11,8 @@
 //!
 //! Who: `Authorization: Bearer <token>`. Anyone may read a public room; an
 //! invite-only room exists only for its members and invitees: to anyone
-//! else every route answers 404, as for a room that does not exist. Room
+//! else every route answers 404, as for a room that does not exist (but a
+//! create of its name gets 409: room ids are one namespace). Room
 //! ids are [`schemas::validate::room_id`]s. Creates and invites take from
 //! the caller's post budget. The WebSocket side (`WS /ws/rooms/{id}`,
 //! joins, leaves and posts) is in `socket.rs` and `PROTOCOL.md`.

@@ -166,15 +166,20 @@ pub(crate) async fn run(socket: WsStream, shared: Arc<Shared>, start: Start) {
             }
         }
     }
-    c.end().await;
-    drop(c);
+    // The close goes out first; the user going offline (one event per
+    // room, each acked by the broker) does not hold it back.
+    c.unsubscribe_all();
     let _ = tokio::time::timeout(
         shared.limits.drain,
         queue.send(Out::Close(close.0, close.1)),
     )
     .await;
     drop(queue);
-    let _ = tokio::join!(writer, inbound.drain(crate::upgrade::CLOSE_WAIT));
+    let _ = tokio::join!(
+        writer,
+        inbound.drain(crate::upgrade::CLOSE_WAIT),
+        c.offline_everywhere()
+    );
     tracing::debug!(code = close.0, "disconnected");
 }
 
@@ -405,7 +410,8 @@ impl Conn {
                 };
                 let s = self.send_first(s).await;
                 tokio::spawn(
-                    forward(s, view, queue, move |_| views.race_snapshot(&id)).in_current_span(),
+                    forward(s, view, queue, move |_| views.race_snapshot(&id), || true)
+                        .in_current_span(),
                 )
             }
             ViewKind::Participant => {
@@ -415,8 +421,14 @@ impl Conn {
                 };
                 let s = self.send_first(s).await;
                 tokio::spawn(
-                    forward(s, view, queue, move |_| views.participant_snapshot(&id, &p))
-                        .in_current_span(),
+                    forward(
+                        s,
+                        view,
+                        queue,
+                        move |_| views.participant_snapshot(&id, &p),
+                        || true,
+                    )
+                    .in_current_span(),
                 )
             }
             ViewKind::Room => {
@@ -424,7 +436,12 @@ impl Conn {
                 let Some(s) = views.rooms.subscribe(&id, self.user.as_deref(), since) else {
                     return Reply::Error("unknown_room", format!("no room {id:?}"));
                 };
+                // Going online writes an event, which takes from the user's
+                // budget; with none left the user still reads the room, but
+                // this connection does not count them online.
                 if let Some(user) = &self.user
+                    && !self.online.contains(&id)
+                    && self.room_budget(user)
                     && self.online.insert(id.clone())
                 {
                     let _ = self
@@ -434,10 +451,17 @@ impl Conn {
                         .await;
                 }
                 let s = self.send_first(s).await;
-                let room = id.clone();
+                let (room, gate, user) = (id.clone(), views.clone(), self.user.clone());
+                let visible = move || gate.rooms.visible(&id, user.as_deref());
                 tokio::spawn(
-                    forward(s, view, queue, move |seq| views.rooms.snapshot(&room, seq))
-                        .in_current_span(),
+                    forward(
+                        s,
+                        view,
+                        queue,
+                        move |seq| views.rooms.snapshot(&room, seq),
+                        visible,
+                    )
+                    .in_current_span(),
                 )
             }
             ViewKind::Task => {
@@ -486,11 +510,28 @@ impl Conn {
         }
     }
 
-    /// Ends every subscription; the user goes offline where it was online.
-    async fn end(&mut self) {
+    /// Takes one of `user`'s room events (posts, joins, leaves, going
+    /// online); `false` if their budget is spent.
+    fn room_budget(&self, user: &str) -> bool {
+        let took = self.shared.budgets.posts.take(&user.to_owned());
+        if !took {
+            observability::metrics()
+                .edge_rate_limited
+                .with_label_values(&["post"])
+                .inc();
+        }
+        took
+    }
+
+    /// Ends every subscription.
+    fn unsubscribe_all(&mut self) {
         for (_, task) in self.subs.drain() {
             task.abort();
         }
+    }
+
+    /// The user goes offline in every room this connection had them online in.
+    async fn offline_everywhere(&mut self) {
         let online: Vec<String> = self.online.iter().cloned().collect();
         for room in online {
             self.offline(&room).await;
@@ -518,29 +559,24 @@ impl Conn {
         if !views.rooms.may_join(&room, &user) {
             return Reply::Error("unknown_room", format!("no room {room:?}"));
         }
+        if op == "post" && !(self.joined.contains(&room) || views.rooms.is_member(&room, &user)) {
+            return Reply::Error(
+                "not_member",
+                format!("{user} is not a member of {room:?}; join first"),
+            );
+        }
+        // Every event that reaches Kafka takes from the user's budget.
+        if !self.room_budget(&user) {
+            return too_many_room_events();
+        }
         let event = match op {
             "join" => EdgeInput::event(&room, &user, ChatKind::Join),
             "leave" => EdgeInput::event(&room, &user, ChatKind::Leave),
-            _ => {
-                if !(self.joined.contains(&room) || views.rooms.is_member(&room, &user)) {
-                    return Reply::Error(
-                        "not_member",
-                        format!("{user} is not a member of {room:?}; join first"),
-                    );
-                }
-                if !self.shared.budgets.posts.take(&user) {
-                    observability::metrics()
-                        .edge_rate_limited
-                        .with_label_values(&["post"])
-                        .inc();
-                    return Reply::Error("rate_limited", "too many posts; slow down".to_owned());
-                }
-                schemas::ChatEvent {
-                    text,
-                    client_msg_id: client_msg_id.clone(),
-                    ..EdgeInput::event(&room, &user, ChatKind::Message)
-                }
-            }
+            _ => schemas::ChatEvent {
+                text,
+                client_msg_id: client_msg_id.clone(),
+                ..EdgeInput::event(&room, &user, ChatKind::Message)
+            },
         };
         match self.shared.chat.send(&event).await {
             Ok(()) => {
@@ -564,6 +600,13 @@ impl Conn {
             Err(SendError::Unavailable(m)) => Reply::Error("unavailable", m),
         }
     }
+}
+
+fn too_many_room_events() -> Reply {
+    Reply::Error(
+        "rate_limited",
+        "too many posts, joins or room connections; slow down".to_owned(),
+    )
 }
 
 /// A task's frame: its result (or pending entry, or nothing yet known).
@@ -636,6 +679,7 @@ async fn forward(
     view: ViewKind,
     queue: mpsc::Sender<Out>,
     resnapshot: impl Fn(u64) -> Option<Snapshot> + Send + 'static,
+    allowed: impl Fn() -> bool + Send + 'static,
 ) {
     let _live = Live::new(view.name());
     let m = observability::metrics();
@@ -646,7 +690,14 @@ async fn forward(
         ..
     } = s;
     loop {
-        let (out, kind) = match changes.recv().await {
+        let next = changes.recv().await;
+        if !allowed() {
+            // No longer the user's to see (they left an invite-only room).
+            let frame = error_frame("unknown_room", "no longer visible to you");
+            let _ = queue.send(Out::Frame(frame.into())).await;
+            return;
+        }
+        let (out, kind) = match next {
             Ok(c) if c.version <= version => continue,
             Ok(c) => {
                 version = c.version;

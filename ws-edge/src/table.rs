@@ -224,14 +224,23 @@ impl Ticket {
     }
 
     /// Marks the connection a WebSocket: never closed to make room.
-    pub fn upgraded(&self) {
+    /// `false` if the table has already told it to go (to make room): the
+    /// upgrade must then be refused, or the table would hold one more than
+    /// its budget for as long as the WebSocket lives.
+    pub fn upgraded(&self) -> bool {
+        let mut ok = false;
         self.0.table.with_entry(self.0.id, |s, id| {
             let e = s.conns.get_mut(&id).expect("checked");
+            if e.evicted {
+                return;
+            }
             e.upgraded = true;
+            ok = true;
             if let Some(k) = e.idle_key.take() {
                 s.idle.remove(&k);
             }
         });
+        ok
     }
 
     pub(crate) fn is_upgraded(&self) -> bool {
@@ -291,9 +300,10 @@ mod tests {
         let c = t.admit(key("10.0.0.2")).unwrap();
         // a is busy, b is a WebSocket: c is the only idle one, and goes.
         let busy = a.busy();
-        b.upgraded();
+        assert!(b.upgraded());
         let d = t.admit(key("10.0.0.3")).unwrap();
         assert!(c.0.evict.notified().now_or_never_ready());
+        assert!(!c.upgraded(), "told to go: it may not become a WebSocket");
         // Every place is busy now, or a WebSocket, or already told to go.
         let busy_d = d.busy();
         assert_eq!(t.admit(key("10.0.0.4")).err(), Some(Refusal::Full));

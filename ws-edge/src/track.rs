@@ -126,13 +126,18 @@ pub(crate) async fn run(
                 }
             },
             () = &mut stop => {
-                // Answer what is on its way, then ask the device to come back.
-                while let Some(reply) = pending.next().await {
-                    let _ = send(&mut tx, limits, Message::text(reply)).await;
-                }
+                // Answer what is on its way (within half the drain), then
+                // ask the device to come back.
+                let _ = tokio::time::timeout(limits.drain / 2, async {
+                    while let Some(reply) = pending.next().await {
+                        let _ = send(&mut tx, limits, Message::text(reply)).await;
+                    }
+                })
+                .await;
                 let frame = serde_json::json!({"type": "reconnect", "reason": "shutdown", "after_ms": 1000});
                 let _ = send(&mut tx, limits, Message::text(frame.to_string())).await;
                 let _ = send(&mut tx, limits, close_message(1012, "restarting")).await;
+                rx.drain(crate::upgrade::CLOSE_WAIT.min(limits.drain / 2)).await;
                 return;
             }
         }

@@ -110,7 +110,12 @@ impl Upgrade {
             );
         };
         let ticket = self.peer.ticket.clone();
-        ticket.upgraded();
+        if !ticket.upgraded() {
+            return crate::server::json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many connections here; try another edge, or later".to_owned(),
+            );
+        }
         let config = WebSocketConfig::default()
             .read_buffer_size(limits.ws_read_buffer)
             .write_buffer_size(0)

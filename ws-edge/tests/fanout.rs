@@ -600,3 +600,46 @@ async fn errors_limits_origins_and_a_graceful_shutdown() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn an_edge_up_longer_than_its_idle_timeout_still_serves_new_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _serial = SERIAL.lock().await;
+    let edge = Edge::start(EdgeLimits {
+        idle_timeout: Duration::from_millis(300),
+        header_timeout: Duration::from_secs(60),
+        ..EdgeLimits::default()
+    })
+    .await;
+    // The edge has now been up for longer than the idle timeout.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // A client that takes a moment to send its request is served.
+    let mut s = TcpStream::connect(edge.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: edge\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    let (mut ws, _) = tokio_tungstenite::connect_async(edge.url("/ws/races/r"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut ws).await["type"], "snapshot");
+    // One that sends nothing is closed once it has been silent that long.
+    let mut silent = TcpStream::connect(edge.addr).await.unwrap();
+    let t0 = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf))
+        .await
+        .expect("a silent connection is closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t0.elapsed()
+    );
+    drop(ws);
+    edge.stop().await;
+}
