@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use pace_pipeline::app::{self, Common, InputTopic, Recorded, Replay};
+use pace_pipeline::runtime::PipelineConfig;
 
 /// pace: a real-time event platform. Kafka in, incremental dataflow views out,
 /// served live over WebSocket and archived to Parquet.
@@ -72,19 +73,24 @@ struct CommonArgs {
     requests_per_address: f64,
     /// The archiver writes a topic partition's buffered rows to a file at
     /// least this often (milliseconds): how soon data is queryable.
-    #[arg(long, env = "PACE_ARCHIVE_ROLL_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    #[arg(long, env = "PACE_ARCHIVE_ROLL_MS", default_value_t = ARCHIVE_ROLL_MS, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     archive_roll_ms: u64,
     /// The dataflow's epoch, milliseconds: records read within one epoch
     /// change the views together. Shorter epochs cut latency, longer ones
     /// batch more per view change.
-    #[arg(long, env = "PACE_TICK_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    #[arg(long, env = "PACE_TICK_MS", default_value_t = TICK_MS, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     tick_ms: u64,
     /// How often the pipeline writes its jobs' state and input offsets under
     /// --data-dir/snapshots, milliseconds; a restart resumes from the latest
     /// instead of rebuilding from the start of retention. 0: never.
-    #[arg(long, env = "PACE_SNAPSHOT_EVERY_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    #[arg(long, env = "PACE_SNAPSHOT_EVERY_MS", default_value_t = SNAPSHOT_EVERY_MS, value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
     snapshot_every_ms: u64,
 }
+
+/// The defaults of the flags in milliseconds, from where each is defined.
+const ARCHIVE_ROLL_MS: u64 = sinks::archive::ArchiveConfig::DEFAULT_MAX_AGE.as_millis() as u64;
+const TICK_MS: u64 = PipelineConfig::DEFAULT_TICK.as_millis() as u64;
+const SNAPSHOT_EVERY_MS: u64 = PipelineConfig::DEFAULT_SNAPSHOT_EVERY.as_millis() as u64;
 
 impl From<CommonArgs> for Common {
     fn from(a: CommonArgs) -> Self {

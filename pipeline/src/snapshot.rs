@@ -26,9 +26,10 @@
 //! **Restore.** At start every worker lists the complete snapshots it can see
 //! and the workers agree on the latest one all of them have (in a cluster
 //! each process has its own data directory). Each operator then loads its
-//! part: the track and room states, the standings sequence numbers, the
-//! first submission of each task id with a result (fed to the calculation
-//! job again), the offsets each source resumes from. Snapshots taken with another number of
+//! part through its [`Checkpoint`], a typed handle named by its job: a
+//! job's state (part `<job>`), what its changelog encoder keeps (part
+//! `<job>-changelog`, e.g. the standings sequence numbers), the offsets each
+//! source resumes from (part `offsets-<topic>`). Snapshots taken with another number of
 //! workers are not used (state is spread by worker); the views are then
 //! rebuilt from the start of retention, as with no snapshot.
 //!
@@ -50,7 +51,8 @@ use serde::de::DeserializeOwned;
 /// The layout of the parts, bumped whenever one of them changes type, so
 /// that a pace never reads a snapshot an older one wrote (it rebuilds from
 /// the start of retention instead). 2: each room records how it was created.
-pub const FORMAT: u32 = 2;
+/// 3: parts are named by job and topic; the results job keeps task ids.
+pub const FORMAT: u32 = 3;
 
 /// Dataflow time, Unix milliseconds.
 pub type Time = u64;
@@ -70,7 +72,20 @@ pub struct Snapshots {
     /// The point restored from, if any.
     restored: Option<Time>,
     /// Parts written per point, not yet finished.
-    written: RefCell<BTreeMap<Time, BTreeSet<&'static str>>>,
+    written: RefCell<BTreeMap<Time, BTreeSet<String>>>,
+    /// Every part this worker writes (one per [`Checkpoint`]): a point is
+    /// finished once all of them are written.
+    parts: RefCell<BTreeSet<String>>,
+}
+
+/// Why a snapshot part could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct SnapshotError {
+    /// The part's file.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub reason: String,
 }
 
 impl Snapshots {
@@ -91,7 +106,25 @@ impl Snapshots {
             local,
             restored: None,
             written: RefCell::new(BTreeMap::new()),
+            parts: RefCell::new(BTreeSet::new()),
         }
+    }
+
+    /// The handle through which one operator writes `part` at every point
+    /// and gets what the restored point holds of it. Every part a worker
+    /// takes a checkpoint for must be written before a point is finished.
+    pub fn checkpoint<S: DeserializeOwned>(
+        self: &Rc<Self>,
+        part: String,
+    ) -> Result<Checkpoint<S>, SnapshotError> {
+        let restored = self.read(&part)?;
+        self.parts.borrow_mut().insert(part.clone());
+        Ok(Checkpoint {
+            snaps: Some(self.clone()),
+            part,
+            last: 0,
+            restored,
+        })
     }
 
     fn point_dir(&self, s: Time) -> PathBuf {
@@ -119,7 +152,7 @@ impl Snapshots {
     pub fn write(
         &self,
         s: Time,
-        part: &'static str,
+        part: &str,
         write: impl FnOnce(&mut dyn Write) -> bincode::Result<()>,
     ) {
         let t0 = Instant::now();
@@ -145,7 +178,11 @@ impl Snapshots {
                     ms = t0.elapsed().as_millis() as u64,
                     "snapshot part written"
                 );
-                self.written.borrow_mut().entry(s).or_default().insert(part);
+                self.written
+                    .borrow_mut()
+                    .entry(s)
+                    .or_default()
+                    .insert(part.to_owned());
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -155,20 +192,24 @@ impl Snapshots {
     }
 
     /// Serializes `value` as this worker's `part` for point `s`.
-    pub fn write_value<V: Serialize + ?Sized>(&self, s: Time, part: &'static str, value: &V) {
+    pub fn write_value<V: Serialize + ?Sized>(&self, s: Time, part: &str, value: &V) {
         self.write(s, part, |w| bincode::serialize_into(w, value));
     }
 
     /// This worker's `part` of the restored point, if there is one.
-    pub fn read<V: DeserializeOwned>(&self, part: &str) -> Result<Option<V>, String> {
+    pub fn read<V: DeserializeOwned>(&self, part: &str) -> Result<Option<V>, SnapshotError> {
         let Some(s) = self.restored else {
             return Ok(None);
         };
         let path = self.part_path(s, part);
-        let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let fail = |reason: String| SnapshotError {
+            path: path.clone(),
+            reason,
+        };
+        let file = std::fs::File::open(&path).map_err(|e| fail(e.to_string()))?;
         bincode::deserialize_from(std::io::BufReader::with_capacity(1 << 20, file))
             .map(Some)
-            .map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(|e| fail(e.to_string()))
     }
 
     /// The point restored from, if any.
@@ -176,16 +217,17 @@ impl Snapshots {
         self.restored
     }
 
-    /// Marks every point before `done` (the probe's frontier) whose parts
-    /// include all of `parts` as finished for this worker, and removes old
-    /// snapshots; the points finished.
-    pub fn finish(&self, done: Time, parts: &[&'static str]) -> Vec<Time> {
+    /// Marks every point before `done` (the probe's frontier) for which
+    /// every checkpoint's part is written as finished for this worker, and
+    /// removes old snapshots; the points finished.
+    pub fn finish(&self, done: Time) -> Vec<Time> {
         let mut finished = Vec::new();
         let mut written = self.written.borrow_mut();
+        let parts = self.parts.borrow();
         let ready: Vec<Time> = written.range(..=done).map(|(s, _)| *s).collect();
         for s in ready {
             let have = written.remove(&s).unwrap_or_default();
-            if parts.iter().all(|p| have.contains(p)) {
+            if parts.is_subset(&have) {
                 let path = self.point_dir(s).join(format!("w{}.done", self.worker));
                 match std::fs::write(&path, self.done_mark()) {
                     Ok(()) => finished.push(s),
@@ -193,7 +235,7 @@ impl Snapshots {
                 }
             }
         }
-        drop(written);
+        drop((written, parts));
         if !finished.is_empty() {
             self.prune();
         }
@@ -249,6 +291,45 @@ impl Snapshots {
     /// Restores from `point` (agreed by every worker), or from nothing.
     pub fn restore_from(&mut self, point: Option<Time>) {
         self.restored = point;
+    }
+}
+
+/// One operator's typed handle on the snapshots: what the restored point
+/// holds of its part, and where it writes its state at every point. A job
+/// sees snapshots only through this; [`Checkpoint::none`] (for tests, or
+/// with snapshots off) restores nothing and writes nothing.
+pub struct Checkpoint<S> {
+    snaps: Option<Rc<Snapshots>>,
+    part: String,
+    last: Time,
+    restored: Option<S>,
+}
+
+impl<S> Checkpoint<S> {
+    /// A checkpoint that restores nothing and writes nothing.
+    pub fn none() -> Self {
+        Self {
+            snaps: None,
+            part: String::new(),
+            last: 0,
+            restored: None,
+        }
+    }
+
+    /// The state of the restored point (once; `None` without one).
+    pub fn take_restored(&mut self) -> Option<S> {
+        self.restored.take()
+    }
+
+    /// Writes `state()` if a point at or before `upto` is due: the operator
+    /// calls this before it applies a batch of time `upto` (or once its
+    /// frontier reaches `upto`), so what it writes is its state as of the
+    /// point (see the module docs).
+    pub fn at<V: Serialize>(&mut self, upto: Time, state: impl FnOnce() -> V) {
+        let Some(snaps) = &self.snaps else { return };
+        if let Some(point) = snaps.due(&mut self.last, upto) {
+            snaps.write_value(point, &self.part, &state());
+        }
     }
 }
 
@@ -323,15 +404,17 @@ mod tests {
                 w1.write_value(s, "b", &s);
             }
         }
+        w0.parts.borrow_mut().insert("a".into());
+        w1.parts.borrow_mut().extend(["a".into(), "b".into()]);
         // Not durable yet: nothing finishes.
-        assert!(w0.finish(999, &["a"]).is_empty());
-        assert_eq!(w0.finish(4000, &["a"]), vec![1000, 2000, 3000, 4000]);
+        assert!(w0.finish(999).is_empty());
+        assert_eq!(w0.finish(4000), vec![1000, 2000, 3000, 4000]);
         assert_eq!(
             w0.complete(),
             Vec::<Time>::new(),
             "worker 1 has not finished"
         );
-        assert_eq!(w1.finish(4000, &["a", "b"]), vec![1000, 2000, 3000]);
+        assert_eq!(w1.finish(4000), vec![1000, 2000, 3000]);
         assert_eq!(w1.complete(), vec![2000, 3000], "older ones are pruned");
         // Another worker count does not see them.
         let other = Snapshots::new(dir.path(), 1000, 0, 3, 0..3);

@@ -3,75 +3,59 @@
 //! Production uses the default names (`pace.gps`, …). Tests give each run a
 //! prefix so that runs sharing one broker never see each other's records.
 
-/// The names of all pace topics, optionally behind a common prefix.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Topics {
+/// Declares [`Topics`]: one field per topic, named `pace.<field>` behind the
+/// prefix. A new topic is one line here.
+macro_rules! topics {
+    ($($(#[$doc:meta])* $field:ident,)*) => {
+        /// The names of all pace topics, optionally behind a common prefix.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub struct Topics {
+            $($(#[$doc])* pub $field: String,)*
+        }
+
+        impl Topics {
+            /// Topic names with `prefix` in front of each default name (`""` gives the defaults).
+            pub fn with_prefix(prefix: &str) -> Self {
+                Self {
+                    $($field: format!("{prefix}pace.{}", stringify!($field)),)*
+                }
+            }
+
+            /// Every topic, inputs first.
+            pub fn all(&self) -> Vec<&str> {
+                vec![$(self.$field.as_str(),)*]
+            }
+        }
+    };
+}
+
+topics! {
     /// GPS points from participants ([`crate::GpsPoint`]), keyed by race.
-    pub gps: String,
+    gps,
     /// Timing-mat crossings ([`crate::TimingCrossing`]), keyed by race.
-    pub timing: String,
+    timing,
     /// Race definitions ([`crate::RaceDefinition`]), keyed by race id; the last one wins.
-    pub races: String,
+    races,
     /// Chat events ([`crate::ChatEvent`]), keyed by room.
-    pub chat: String,
+    chat,
     /// Calculation tasks ([`crate::CalcTask`]), keyed by task id.
-    pub calc: String,
+    calc,
     /// Dead letters: records that failed to decode or validate, with the reason in headers.
-    pub dlq: String,
+    dlq,
     /// Changelog of the standings view ([`crate::StandingsChange`]), keyed by race.
-    pub standings: String,
+    standings,
     /// Changelog of the rooms view, keyed by room.
-    pub rooms: String,
+    rooms,
     /// Changelog of the task results view, keyed by task id.
-    pub results: String,
+    results,
     /// What edges tell each other ([`crate::EdgeUsage`]: how much of each
     /// token subject's budgets they gave out), keyed by edge; kept an hour.
-    pub edges: String,
+    edges,
 }
 
 impl Default for Topics {
     fn default() -> Self {
         Self::with_prefix("")
-    }
-}
-
-impl Topics {
-    /// Topic names with `prefix` in front of each default name (`""` gives the defaults).
-    pub fn with_prefix(prefix: &str) -> Self {
-        let name = |n: &str| format!("{prefix}pace.{n}");
-        Self {
-            gps: name("gps"),
-            timing: name("timing"),
-            races: name("races"),
-            chat: name("chat"),
-            calc: name("calc"),
-            dlq: name("dlq"),
-            standings: name("standings"),
-            rooms: name("rooms"),
-            results: name("results"),
-            edges: name("edges"),
-        }
-    }
-
-    /// The input topics, which devices and apps produce to.
-    pub fn inputs(&self) -> [&str; 5] {
-        [&self.gps, &self.timing, &self.races, &self.chat, &self.calc]
-    }
-
-    /// Every topic, inputs first.
-    pub fn all(&self) -> [&str; 10] {
-        [
-            &self.gps,
-            &self.timing,
-            &self.races,
-            &self.chat,
-            &self.calc,
-            &self.dlq,
-            &self.standings,
-            &self.rooms,
-            &self.results,
-            &self.edges,
-        ]
     }
 }
 

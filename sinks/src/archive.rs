@@ -63,13 +63,16 @@ pub struct ArchiveConfig {
 }
 
 impl ArchiveConfig {
+    /// How old a buffer gets before it is written, unless told otherwise.
+    pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(30);
+
     /// Defaults: files every 30 s (data is queryable within a minute), or
     /// 1,000,000 rows, or 32 MiB of payload; 128 MiB of payload buffered in all.
     pub fn new(kafka: KafkaConfig, data_dir: PathBuf) -> Self {
         Self {
             kafka,
             data_dir,
-            max_age: Duration::from_secs(30),
+            max_age: Self::DEFAULT_MAX_AGE,
             max_rows: 1_000_000,
             max_bytes: 32 << 20,
             memory: 128 << 20,

@@ -2,11 +2,11 @@
 
 use ingest::producer::{Ticket, TrackedProducer};
 use ingest::source::DeadLetter;
+use schemas::Topics;
 use schemas::topics::{
     DLQ_MAX_PAYLOAD_BYTES, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER,
     DLQ_TOPIC_HEADER, DLQ_TRUNCATED_HEADER, ORIGIN_HEADER,
 };
-use schemas::{RoomChange, StandingsChange, TaskResult, Topics};
 
 use crate::SinkError;
 
@@ -48,64 +48,9 @@ pub fn send_dead_letter(
     Ok(())
 }
 
-/// Sends one standings change to the standings changelog, keyed by race.
-pub fn send_standings_change(
-    producer: &TrackedProducer,
-    topics: &Topics,
-    change: &StandingsChange,
-    origin_ms: Option<i64>,
-    ticket: Ticket,
-) -> Result<(), SinkError> {
-    send_view_change(
-        producer,
-        &topics.standings,
-        "standings",
-        &change.race,
-        change,
-        origin_ms,
-        ticket,
-    )
-}
-
-/// Sends one room change to the rooms changelog, keyed by room.
-pub fn send_room_change(
-    producer: &TrackedProducer,
-    topics: &Topics,
-    change: &RoomChange,
-    origin_ms: Option<i64>,
-    ticket: Ticket,
-) -> Result<(), SinkError> {
-    send_view_change(
-        producer,
-        &topics.rooms,
-        "rooms",
-        &change.room,
-        change,
-        origin_ms,
-        ticket,
-    )
-}
-
-/// Sends one task result to the results changelog, keyed by task id.
-pub fn send_task_result(
-    producer: &TrackedProducer,
-    topics: &Topics,
-    result: &TaskResult,
-    origin_ms: Option<i64>,
-    ticket: Ticket,
-) -> Result<(), SinkError> {
-    send_view_change(
-        producer,
-        &topics.results,
-        "results",
-        &result.id,
-        result,
-        origin_ms,
-        ticket,
-    )
-}
-
-fn send_view_change<V: serde::Serialize>(
+/// Sends one change of `view` (a job's name, the metric label) to its
+/// changelog `topic` under `key`, with the origin header when known.
+pub fn send_view_change<V: serde::Serialize>(
     producer: &TrackedProducer,
     topic: &str,
     view: &str,

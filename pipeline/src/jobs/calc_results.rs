@@ -2,18 +2,36 @@
 //!
 //! Tasks are exchanged by id, so evaluation spreads over every worker; the
 //! first submission of an id (its submissions share a partition, so offsets
-//! order them) is the task, and a later one changes nothing.
+//! order them) is the task, and a later one changes nothing. The job keeps
+//! the ids it has a result for (what a snapshot holds), not the tasks.
+
+use std::collections::BTreeSet;
+
+use differential_dataflow::lattice::Lattice;
+use differential_dataflow::{AsCollection, VecCollection};
+use ingest::source::Envelope;
+use schemas::{CalcTask, TaskResult, Topics};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::order::TotalOrder;
+use timely::progress::Timestamp;
+
+use super::stash::Stash;
+use crate::job::Job;
+use crate::runtime::{Inputs, Time};
+use crate::snapshot::Checkpoint;
 
 /// A submitted task in the dataflow: task id, and the task where Kafka holds it.
-pub type Submission = (String, Envelope<schemas::CalcTask>);
+pub type Submission = (String, Envelope<CalcTask>);
 
-use ingest::source::Envelope;
+/// The ids a worker has a result for, as a snapshot holds them.
+pub type ResultsState = BTreeSet<String>;
 
 /// The result of the first submission of a task id (by offset: an id's
 /// submissions share a partition). Completion is the submission's time:
 /// evaluation is a pure function of it, so the view does not depend on when
 /// a worker got to it.
-pub fn result_of(task: &schemas::CalcTask) -> schemas::TaskResult {
+pub fn result_of(task: &CalcTask) -> TaskResult {
     let (status, result, error) = match super::calc::evaluate(&task.expression) {
         Ok(v) => (
             schemas::TaskStatus::Successful,
@@ -22,7 +40,7 @@ pub fn result_of(task: &schemas::CalcTask) -> schemas::TaskResult {
         ),
         Err(e) => (schemas::TaskStatus::Failed, None, Some(e.to_string())),
     };
-    schemas::TaskResult {
+    TaskResult {
         id: task.id.clone(),
         expression: task.expression.clone(),
         status,
@@ -37,23 +55,104 @@ pub fn result_of(task: &schemas::CalcTask) -> schemas::TaskResult {
 /// hashes to, with its task's place in Kafka. Submitting an id again
 /// changes nothing.
 pub fn calc_results<'s, T>(
-    tasks: differential_dataflow::VecCollection<'s, T, Submission>,
-) -> differential_dataflow::VecCollection<'s, T, (String, Envelope<schemas::TaskResult>)>
+    tasks: VecCollection<'s, T, Submission>,
+) -> VecCollection<'s, T, (String, Envelope<TaskResult>)>
 where
-    T: timely::progress::Timestamp + differential_dataflow::lattice::Lattice + Ord,
+    T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
 {
-    tasks.reduce_named("CalcResults", |_id, submissions, out| {
-        // Sorted by (partition, offset): the first submission counts.
-        if let Some((first, _)) = submissions.first() {
-            out.push((
-                Envelope {
-                    partition: first.partition,
-                    offset: first.offset,
-                    timestamp_ms: first.timestamp_ms,
-                    record: result_of(&first.record),
-                },
-                1,
-            ));
-        }
-    })
+    calc_results_durable(tasks, Checkpoint::none())
+}
+
+/// [`calc_results`] that writes the ids it has results for at snapshot
+/// points through `checkpoint` and starts from what it restored: a restored
+/// id's result is in the changelog already, and a resubmission of it gives
+/// nothing.
+pub fn calc_results_durable<'s, T>(
+    tasks: VecCollection<'s, T, Submission>,
+    mut checkpoint: Checkpoint<ResultsState>,
+) -> VecCollection<'s, T, (String, Envelope<TaskResult>)>
+where
+    T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
+{
+    tasks
+        .inner
+        .unary_frontier(
+            Exchange::new(|u: &(Submission, T, isize)| super::hash(&(u.0).0)),
+            "CalcResults",
+            move |_initial, _info| {
+                let mut stash: Stash<T, (Submission, isize)> = Stash::default();
+                let mut done: ResultsState = checkpoint.take_restored().unwrap_or_default();
+                move |(input, frontier), output| {
+                    input.for_each(|cap, data| {
+                        if let Some(cap) = cap.retain_least(output.output_index()) {
+                            stash.absorb(&cap, data.drain(..), |s, r| (s, r));
+                        }
+                    });
+                    while let Some((cap, mut batch)) = stash.next_ready(&[frontier]) {
+                        let t = cap.time().clone();
+                        checkpoint.at(t.clone().into(), || &done);
+                        // Submissions only arrive; sorted by id, then by
+                        // (partition, offset): the first of an id counts.
+                        batch.retain(|(_, r)| *r > 0);
+                        batch.sort();
+                        let mut session = output.session(&cap);
+                        for ((id, task), _) in batch {
+                            if done.contains(&id) {
+                                continue;
+                            }
+                            let result = Envelope {
+                                partition: task.partition,
+                                offset: task.offset,
+                                timestamp_ms: task.timestamp_ms,
+                                record: result_of(&task.record),
+                            };
+                            done.insert(id.clone());
+                            session.give(((id, result), t.clone(), 1));
+                        }
+                    }
+                    if let Some(upto) = frontier.frontier().first() {
+                        checkpoint.at(upto.clone().into(), || &done);
+                    }
+                }
+            },
+        )
+        .as_collection()
+}
+
+/// Task results, from `pace.calc` to `pace.results`.
+pub struct Results;
+
+impl Job for Results {
+    const NAME: &'static str = "results";
+    type Row = Envelope<TaskResult>;
+    type Change = TaskResult;
+    type Encoder = ();
+
+    fn changelog(topics: &Topics) -> &str {
+        &topics.results
+    }
+
+    fn dataflow<'s>(
+        inputs: &mut Inputs<'s>,
+    ) -> VecCollection<'s, Time, (String, Envelope<TaskResult>)> {
+        let topic = inputs.topics().calc.clone();
+        let tasks = inputs.read(&topic, |e: Envelope<CalcTask>| (e.record.id.clone(), e));
+        calc_results_durable(tasks, inputs.checkpoint("ids"))
+    }
+
+    /// A result only appears: each new one is a record, keyed by task id.
+    fn encode(
+        updates: Vec<((String, Envelope<TaskResult>), isize)>,
+        _: &mut (),
+    ) -> Vec<(String, TaskResult)> {
+        let tasks = &observability::metrics().tasks;
+        updates
+            .into_iter()
+            .filter(|(_, diff)| *diff > 0)
+            .map(|((id, r), _)| {
+                tasks.with_label_values(&[r.record.status.as_str()]).inc();
+                (id, r.record)
+            })
+            .collect()
+    }
 }

@@ -21,6 +21,7 @@
 //! compare the two on shuffled, duplicated, delayed input.
 
 pub mod geo;
+mod job;
 pub mod track;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -40,9 +41,10 @@ use schemas::{GpsPoint, RaceDefinition, Status, TimingCrossing};
 
 use super::hash;
 use super::stash::Stash;
-use crate::snapshot::Snapshots;
+use crate::snapshot::Checkpoint;
 
 pub use geo::Race;
+pub use job::{Standings, ViewRow};
 pub use track::{Fold, Obs, Progress, fold_all};
 
 /// An observation of a participant: race, participant, time (ms), what.
@@ -170,20 +172,21 @@ pub fn race_standings<'s, T>(
 where
     T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
 {
-    race_standings_durable(observations, definitions, None)
+    race_standings_durable(observations, definitions, Checkpoint::none())
 }
 
 /// [`race_standings`] whose track stage writes its state at snapshot points
-/// and starts from `restored` (see [`crate::snapshot`]).
+/// through `checkpoint` and starts from what it restored (see
+/// [`crate::snapshot`]).
 pub fn race_standings_durable<'s, T>(
     observations: VecCollection<'s, T, Observation>,
     definitions: VecCollection<'s, T, Definition>,
-    durable: Option<(Rc<Snapshots>, Option<TrackState>)>,
+    checkpoint: Checkpoint<TrackState>,
 ) -> RaceViews<'s, T>
 where
     T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
 {
-    let tracked = track(observations, definitions, durable);
+    let tracked = track(observations, definitions, checkpoint);
     let splits = tracked
         .clone()
         .flat_map(|t| match t {
@@ -366,7 +369,7 @@ struct TrackStateRef<'a> {
 fn track<'s, T>(
     observations: VecCollection<'s, T, Observation>,
     definitions: VecCollection<'s, T, Definition>,
-    durable: Option<(Rc<Snapshots>, Option<TrackState>)>,
+    mut checkpoint: Checkpoint<TrackState>,
 ) -> VecCollection<'s, T, Tracked>
 where
     T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
@@ -397,11 +400,7 @@ where
                 let mut stash: Stash<T, Input> = Stash::default();
                 let mut races: HashMap<String, (i64, String, Rc<Race>)> = HashMap::new();
                 let mut participants: BTreeMap<(String, String), Participant> = BTreeMap::new();
-                let (snaps, restored) = match durable {
-                    Some((s, r)) => (Some(s), r),
-                    None => (None, None),
-                };
-                let mut last_point = 0;
+                let restored = checkpoint.take_restored();
                 // The restored state goes out once, at the initial time.
                 let mut initial = restored.is_some().then_some(initial);
                 if let Some(state) = restored {
@@ -417,14 +416,10 @@ where
                     participants = state.participants;
                 }
                 let mut snapshot = move |upto: T, races: &HashMap<String, (i64, String, Rc<Race>)>, participants: &BTreeMap<(String, String), Participant>| {
-                    let Some(snaps) = &snaps else { return };
-                    if let Some(point) = snaps.due(&mut last_point, upto.into()) {
-                        let state = TrackStateRef {
-                            races: races.iter().map(|(k, (o, j, _))| (k, (*o, j))).collect(),
-                            participants,
-                        };
-                        snaps.write_value(point, "track", &state);
-                    }
+                    checkpoint.at(upto.into(), || TrackStateRef {
+                        races: races.iter().map(|(k, (o, j, _))| (k, (*o, j))).collect(),
+                        participants,
+                    });
                 };
                 move |(obs_in, obs_frontier), (def_in, def_frontier), output| {
                     if let Some(cap) = initial.take() {

@@ -26,7 +26,6 @@
 //! keeps, so sequence numbers continue after a restore.
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
 
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::{AsCollection, VecCollection};
@@ -38,7 +37,10 @@ use timely::progress::Timestamp;
 use schemas::{ChatEvent, ChatKind, Packed, RoomMember, RoomMessage, Visibility};
 
 use super::stash::Stash;
-use crate::snapshot::Snapshots;
+
+mod job;
+use crate::snapshot::Checkpoint;
+pub use job::Rooms;
 
 /// A chat event in the dataflow: room, and (order, event). The order is the
 /// event's Kafka offset (one partition holds a room).
@@ -212,19 +214,19 @@ pub fn room_membership<'s, T>(
 where
     T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
 {
-    room_membership_durable(events, None)
+    room_membership_durable(events, Checkpoint::none())
 }
 
 /// The rooms' state on one worker, as a snapshot holds it: each room's
 /// state and the order (Kafka offset) of its last event.
 pub type RoomsState = BTreeMap<String, (Room, i64)>;
 
-/// [`room_membership`] that writes its state at snapshot points and starts
-/// from `restored` (see [`crate::snapshot`]). A restored room emits nothing
+/// [`room_membership`] that writes its state at snapshot points through
+/// `checkpoint` and starts from what it restored (see [`crate::snapshot`]). A restored room emits nothing
 /// until its next event: its rows are already in the changelog.
 pub fn room_membership_durable<'s, T>(
     events: VecCollection<'s, T, RoomEvent>,
-    durable: Option<(Rc<Snapshots>, Option<RoomsState>)>,
+    mut checkpoint: Checkpoint<RoomsState>,
 ) -> VecCollection<'s, T, (String, RoomRow)>
 where
     T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
@@ -239,18 +241,9 @@ where
             "RoomMembership",
             move |_initial, _info| {
                 let mut stash: Stash<T, (RoomEvent, isize)> = Stash::default();
-                let (snaps, restored) = match durable {
-                    Some((s, r)) => (Some(s), r),
-                    None => (None, None),
-                };
-                let mut rooms: RoomsState = restored.unwrap_or_default();
-                let mut last_point = 0;
-                let mut snapshot = move |upto: T, rooms: &RoomsState| {
-                    let Some(snaps) = &snaps else { return };
-                    if let Some(point) = snaps.due(&mut last_point, upto.into()) {
-                        snaps.write_value(point, "rooms", rooms);
-                    }
-                };
+                let mut rooms: RoomsState = checkpoint.take_restored().unwrap_or_default();
+                let mut snapshot =
+                    move |upto: T, rooms: &RoomsState| checkpoint.at(upto.into(), || rooms);
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
                         if let Some(cap) = cap.retain_least(output.output_index()) {

@@ -1,0 +1,47 @@
+//! What a job is: the one seam between a dataflow job and the runtime.
+//!
+//! A job declares its name, its view's row and change types, what its
+//! changelog encoder keeps, and its changelog topic, and builds its dataflow
+//! from the [`Inputs`] the runtime gives it. The runtime wires the rest from
+//! the registry ([`crate::jobs::JOBS`]): one Kafka source per input topic
+//! (shared by the jobs reading it), decoding and dead letters, the
+//! changelog sink, snapshots of the job's state, the encoder's state and
+//! the sources' offsets, and the view metrics, all labelled by the job's
+//! name. Adding a job is a module with a `Job` impl and one line in the
+//! registry.
+
+use std::hash::Hash;
+
+use differential_dataflow::{ExchangeData, VecCollection};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::runtime::{Inputs, Time};
+
+/// A dataflow job and the view it keeps.
+pub trait Job: 'static {
+    /// The job's name: the `view` label of its metrics and changelog
+    /// records, and the name of its snapshot parts.
+    const NAME: &'static str;
+    /// A row of the view, under its key (the race, room or task id).
+    type Row: ExchangeData + Hash;
+    /// One changelog record.
+    type Change: Serialize;
+    /// What [`Job::encode`] keeps from one epoch to the next (sequence
+    /// numbers, say); written at every snapshot point and restored.
+    type Encoder: Default + Serialize + DeserializeOwned + 'static;
+
+    /// The topic the view's changes go to.
+    fn changelog(topics: &schemas::Topics) -> &str;
+
+    /// The job's dataflow: its view as `(key, row)` updates, from the
+    /// topics and checkpoints it takes from `inputs`.
+    fn dataflow<'s>(inputs: &mut Inputs<'s>) -> VecCollection<'s, Time, (String, Self::Row)>;
+
+    /// One epoch's consolidated updates of the view, as changelog records
+    /// under their keys.
+    fn encode(
+        updates: Vec<((String, Self::Row), isize)>,
+        encoder: &mut Self::Encoder,
+    ) -> Vec<(String, Self::Change)>;
+}

@@ -1,0 +1,269 @@
+//! The standings job as the runtime runs it: GPS points, timing crossings
+//! and race definitions in; per race and epoch a [`StandingsChange`] out to
+//! `pace.standings`, with the race's next sequence number (in pieces of at
+//! most [`MAX_CHANGE_ROWS`] rows, so no record outgrows the broker's limit).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use differential_dataflow::VecCollection;
+use ingest::source::Envelope;
+use schemas::{
+    GpsPoint, RaceDefinition, Split, SplitKey, StandingRow, StandingsChange, Timestamp,
+    TimingCrossing, Topics,
+};
+
+use super::{SplitRow, Standing, crossing, definition, fix, race_standings_durable};
+use crate::job::Job;
+use crate::runtime::{Inputs, Time};
+
+/// Standings and splits of every defined race.
+pub struct Standings;
+
+/// A row of a race's view: a standing or a split.
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub enum ViewRow {
+    /// A participant's standing.
+    Standing(Standing),
+    /// A participant's passage of a split.
+    Split(SplitRow),
+}
+
+impl Job for Standings {
+    const NAME: &'static str = "standings";
+    type Row = ViewRow;
+    type Change = StandingsChange;
+    /// Each race's last sequence number.
+    type Encoder = BTreeMap<String, u64>;
+
+    fn changelog(topics: &Topics) -> &str {
+        &topics.standings
+    }
+
+    fn dataflow<'s>(inputs: &mut Inputs<'s>) -> VecCollection<'s, Time, (String, ViewRow)> {
+        let topics = inputs.topics().clone();
+        let observations = inputs
+            .read(&topics.gps, |e: Envelope<GpsPoint>| fix(e.record))
+            .concat(inputs.read(&topics.timing, |e: Envelope<TimingCrossing>| {
+                crossing(e.record)
+            }));
+        let races = inputs.read(&topics.races, |e: Envelope<RaceDefinition>| {
+            definition(&e.record, e.offset)
+        });
+        let views = race_standings_durable(observations, races, inputs.checkpoint("track"));
+        views
+            .standings
+            .map(|(race, s)| (race, ViewRow::Standing(s)))
+            .concat(views.splits.map(|(race, s)| (race, ViewRow::Split(s))))
+    }
+
+    fn encode(
+        updates: Vec<((String, ViewRow), isize)>,
+        seqs: &mut BTreeMap<String, u64>,
+    ) -> Vec<(String, StandingsChange)> {
+        standings_changes(updates, seqs)
+            .into_iter()
+            .map(|c| (c.race.clone(), c))
+            .collect()
+    }
+}
+
+/// Turns one epoch's consolidated view updates into one change per race.
+fn standings_changes(
+    mut flat: Vec<((String, ViewRow), isize)>,
+    seqs: &mut BTreeMap<String, u64>,
+) -> Vec<StandingsChange> {
+    #[derive(Default)]
+    struct Change {
+        upserts: BTreeMap<String, StandingRow>,
+        removes: BTreeSet<String>,
+        splits: BTreeMap<SplitKey, Split>,
+        split_removes: BTreeSet<SplitKey>,
+    }
+    let mut by_race: BTreeMap<String, Change> = BTreeMap::new();
+    // Insertions first: a retraction of a row that is also inserted is an update.
+    flat.sort_by_key(|(_, diff)| std::cmp::Reverse(*diff > 0));
+    for ((race, row), diff) in flat {
+        let change = by_race.entry(race.clone()).or_default();
+        match row {
+            ViewRow::Standing(s) if diff > 0 => {
+                change
+                    .upserts
+                    .insert(s.participant.clone(), standing_row(&race, &s));
+            }
+            ViewRow::Standing(s) => {
+                if !change.upserts.contains_key(&s.participant) {
+                    change.removes.insert(s.participant);
+                }
+            }
+            ViewRow::Split(s) => {
+                let key = SplitKey {
+                    participant: s.participant.clone(),
+                    split: s.split,
+                };
+                if diff > 0 {
+                    change.splits.insert(key, split_row(&race, &s));
+                } else if !change.splits.contains_key(&key) {
+                    change.split_removes.insert(key);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (race, c) in by_race {
+        let mut upserts: Vec<StandingRow> = c.upserts.into_values().collect();
+        upserts.sort_by_key(|r| r.rank);
+        let seq = seqs.entry(race.clone()).or_default();
+        // A change of a big race goes out in pieces of at most
+        // MAX_CHANGE_ROWS rows, removals and splits together, each with the
+        // next sequence number, so that no record outgrows what the broker
+        // takes (1 MB by default). Applied in order, the pieces make the
+        // whole change.
+        let mut removes: Vec<String> = c.removes.into_iter().collect();
+        let mut splits: Vec<Split> = c.splits.into_values().collect();
+        let mut split_removes: Vec<SplitKey> = c.split_removes.into_iter().collect();
+        loop {
+            let mut room = MAX_CHANGE_ROWS;
+            let upserts_now = take_front(&mut upserts, &mut room);
+            let removes_now = take_front(&mut removes, &mut room);
+            let splits_now = take_front(&mut splits, &mut room);
+            let split_removes_now = take_front(&mut split_removes, &mut room);
+            *seq += 1;
+            out.push(StandingsChange {
+                race: race.clone(),
+                seq: *seq,
+                upserts: upserts_now,
+                removes: removes_now,
+                splits: splits_now,
+                split_removes: split_removes_now,
+            });
+            if upserts.is_empty()
+                && removes.is_empty()
+                && splits.is_empty()
+                && split_removes.is_empty()
+            {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Most standings rows, removals and splits in one changelog record (a row
+/// is about 300 bytes, a split less).
+const MAX_CHANGE_ROWS: usize = 1000;
+
+/// Takes up to `room` items off the front of `items`, leaving the rest in
+/// order; `room` shrinks by as many.
+fn take_front<T>(items: &mut Vec<T>, room: &mut usize) -> Vec<T> {
+    let n = items.len().min(*room);
+    *room -= n;
+    let rest = items.split_off(n);
+    std::mem::replace(items, rest)
+}
+
+fn standing_row(race: &str, s: &Standing) -> StandingRow {
+    let seconds = |ms: i64| ms as f64 / 1000.0;
+    StandingRow {
+        race: race.to_owned(),
+        rank: s.rank,
+        participant: s.participant.clone(),
+        name: s.participant.clone(),
+        distance_m: s.progress_mm as f64 / 1000.0,
+        laps: s.laps,
+        leg: s.leg,
+        gap_m: s.gap_mm.map(|g| g as f64 / 1000.0),
+        gap_s: s.gap_ms.map(seconds),
+        speed_mps: s.speed_mmps.map(|v| v as f64 / 1000.0),
+        last_lap_s: s.last_lap_ms.map(seconds),
+        last_seen: Timestamp(s.last_seen_ms),
+        status: s.status,
+        eta: s.eta_ms.map(Timestamp),
+        position: s.position_e7.map(|(lat, lon)| schemas::LatLon {
+            lat: lat as f64 / 1e7,
+            lon: lon as f64 / 1e7,
+        }),
+    }
+}
+
+fn split_row(race: &str, s: &SplitRow) -> Split {
+    Split {
+        race: race.to_owned(),
+        participant: s.participant.clone(),
+        split: s.split,
+        time: Timestamp(s.time_ms),
+        position: s.position,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn standing(i: u32) -> Standing {
+        Standing {
+            rank: i + 1,
+            participant: format!("p{i:05}"),
+            status: schemas::Status::Racing,
+            progress_mm: 1_000_000 - i64::from(i),
+            gap_mm: None,
+            gap_ms: None,
+            laps: None,
+            leg: None,
+            speed_mmps: None,
+            last_lap_ms: None,
+            last_seen_ms: 1_777_622_400_000,
+            eta_ms: None,
+            position_e7: None,
+        }
+    }
+
+    #[test]
+    fn a_big_race_change_goes_out_in_pieces_with_consecutive_seqs() {
+        // 2,005 rows, a removal and 1,500 splits: 3,506 items, so 4 pieces.
+        let runners = 2 * MAX_CHANGE_ROWS as u32 + 5;
+        let split = |i: u32| SplitRow {
+            participant: format!("p{i:05}"),
+            split: 1,
+            time_ms: i64::from(i),
+            position: i + 1,
+        };
+        let updates: Vec<((String, ViewRow), isize)> = (0..runners)
+            .map(|i| (("big".to_owned(), ViewRow::Standing(standing(i))), 1))
+            .chain((0..1500).map(|i| (("big".to_owned(), ViewRow::Split(split(i))), 1)))
+            .chain(std::iter::once((
+                ("big".to_owned(), ViewRow::Standing(standing(runners + 1))),
+                -1,
+            )))
+            .collect();
+        let mut seqs = BTreeMap::from([("big".to_owned(), 7)]);
+        let changes = standings_changes(updates, &mut seqs);
+        assert_eq!(
+            changes.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            [8, 9, 10, 11]
+        );
+        assert_eq!(seqs["big"], 11);
+        for c in &changes {
+            let items = c.upserts.len() + c.removes.len() + c.splits.len() + c.split_removes.len();
+            assert!(items <= MAX_CHANGE_ROWS, "{items} items in one record");
+            assert!(serde_json::to_vec(c).unwrap().len() < 1_000_000);
+        }
+        // Every row once, in rank order; the removal and every split once.
+        let ranks: Vec<u32> = changes
+            .iter()
+            .flat_map(|c| c.upserts.iter().map(|r| r.rank))
+            .collect();
+        assert_eq!(ranks, (1..=runners).collect::<Vec<_>>());
+        let removes: Vec<&String> = changes.iter().flat_map(|c| &c.removes).collect();
+        assert_eq!(removes, [&format!("p{:05}", runners + 1)]);
+        let splits: Vec<i64> = changes
+            .iter()
+            .flat_map(|c| c.splits.iter().map(|s| s.time.0))
+            .collect();
+        assert_eq!(splits, (0..1500).collect::<Vec<_>>());
+        // A change that fits stays one record.
+        let small = vec![(("s".to_owned(), ViewRow::Standing(standing(0))), 1)];
+        assert_eq!(standings_changes(small, &mut seqs).len(), 1);
+    }
+}

@@ -1,0 +1,102 @@
+//! What every worker of a process shares: the stop flag, the first error,
+//! whether data is in flight, and the origin timestamps of the epochs not
+//! yet durable.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::error::WorkerError;
+use super::{Time, now_ms};
+
+/// State shared by all workers of the process.
+pub(super) struct Shared {
+    pub(super) stop: Arc<AtomicBool>,
+    /// Until when (Unix ms) data is in flight somewhere: idle sources keep
+    /// advancing their epoch until then so that data can complete.
+    busy_until_ms: AtomicI64,
+    error: Mutex<Option<WorkerError>>,
+    /// Worker threads, to wake when data starts to flow.
+    threads: Mutex<Vec<std::thread::Thread>>,
+    /// The oldest Kafka timestamp read per view (job name) and epoch, until
+    /// the epoch is durable: the origin a view change of that epoch carries.
+    origins: Mutex<BTreeMap<(&'static str, Time), i64>>,
+    /// Sources advance their epoch every tick, idle or not: in a cluster a
+    /// process cannot see that another one has data in flight, which its
+    /// idle sources would otherwise hold back.
+    always_tick: bool,
+}
+
+impl Shared {
+    pub(super) fn new(stop: Arc<AtomicBool>, always_tick: bool) -> Self {
+        Self {
+            stop,
+            busy_until_ms: AtomicI64::new(0),
+            error: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
+            origins: Mutex::new(BTreeMap::new()),
+            always_tick,
+        }
+    }
+
+    /// Registers the calling worker thread, to be woken when data flows.
+    pub(super) fn join(&self) {
+        self.threads
+            .lock()
+            .expect("threads lock")
+            .push(std::thread::current());
+    }
+
+    /// Notes that data entered the dataflow; wakes every worker if it was idle,
+    /// so that their sources advance too.
+    pub(super) fn data_in_flight(&self) {
+        let now = now_ms();
+        if self.busy_until_ms.fetch_max(now + 1000, Ordering::SeqCst) < now {
+            for t in self.threads.lock().expect("threads lock").iter() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// Notes that `view` read a record produced at `ms` in epoch `t`.
+    pub(super) fn note_origin(&self, view: &'static str, t: Time, ms: i64) {
+        let mut origins = self.origins.lock().expect("origins lock");
+        let o = origins.entry((view, t)).or_insert(ms);
+        *o = (*o).min(ms);
+    }
+
+    /// The origin of `view`'s changes in epoch `t`.
+    pub(super) fn origin(&self, view: &'static str, t: Time) -> Option<i64> {
+        self.origins
+            .lock()
+            .expect("origins lock")
+            .get(&(view, t))
+            .copied()
+    }
+
+    /// Forgets origins of epochs before `frontier`: their changes are sent.
+    pub(super) fn forget_origins(&self, frontier: Time) {
+        let mut origins = self.origins.lock().expect("origins lock");
+        origins.retain(|(_, t), _| *t >= frontier);
+    }
+
+    pub(super) fn busy(&self) -> bool {
+        self.always_tick || self.busy_until_ms.load(Ordering::SeqCst) > now_ms()
+    }
+
+    pub(super) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Stops every worker; the first failure is what [`super::run`] returns.
+    pub(super) fn fail(&self, error: WorkerError) {
+        tracing::error!(error = %error, "pipeline stopping");
+        self.error.lock().expect("error lock").get_or_insert(error);
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// The first failure, if any.
+    pub(super) fn take_error(&self) -> Option<WorkerError> {
+        self.error.lock().expect("error lock").take()
+    }
+}
