@@ -690,6 +690,33 @@ fn archive_id(root: &Path) -> Result<String, SinkError> {
     Ok(id)
 }
 
+/// How long the archiver asks for its group's committed offsets at start
+/// before it gives up: a broker that has just started (or restarted) answers
+/// `NotCoordinator` or "coordinator load in progress" until the group
+/// coordinator has loaded, which takes seconds on a busy machine.
+const COMMITTED_PATIENCE: Duration = Duration::from_secs(60);
+
+/// The group's committed offsets of `partitions` of `topic`, asked again
+/// while the broker cannot answer yet (see [`COMMITTED_PATIENCE`]).
+fn committed_once_ready(
+    probe: &Reader,
+    topic: &str,
+    partitions: &[i32],
+    stop: &AtomicBool,
+) -> Result<BTreeMap<i32, i64>, SinkError> {
+    let deadline = Instant::now() + COMMITTED_PATIENCE;
+    loop {
+        match probe.committed(topic, partitions) {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() < deadline && !stop.load(Ordering::SeqCst) => {
+                tracing::info!(topic, error = %e, "committed offsets not available yet; asking again");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Archives until `stop` is set, then writes what it holds and returns.
 pub fn run(config: &ArchiveConfig, stop: &AtomicBool) -> Result<(), SinkError> {
     let root = root(&config.data_dir);
@@ -706,7 +733,7 @@ pub fn run(config: &ArchiveConfig, stop: &AtomicBool) -> Result<(), SinkError> {
     let mut starts = Vec::new();
     for t in &topics {
         let partitions: Vec<i32> = (0..probe.partitions(t.name())?).collect();
-        let committed = probe.committed(t.name(), &partitions)?;
+        let committed = committed_once_ready(&probe, t.name(), &partitions, stop)?;
         for p in partitions {
             let from = t.start(p).max(committed.get(&p).copied().unwrap_or(0));
             starts.push((t.name().to_owned(), p, Start::At(from)));
