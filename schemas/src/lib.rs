@@ -12,6 +12,7 @@
 //! - [`validate`]: strict validation; every error names the field and the reason;
 //! - [`arrow`]: one Arrow schema per record, used by the Parquet archive;
 //! - [`topics`]: every Kafka topic name, in one place;
+//! - [`tournament`]: the tournament draw's events and view;
 //! - [`edge`]: what edges tell each other (budget usage);
 //! - [`time`]: [`Timestamp`], UTC milliseconds, RFC 3339 on the wire.
 
@@ -20,6 +21,7 @@ pub mod edge;
 pub mod records;
 pub mod time;
 pub mod topics;
+pub mod tournament;
 pub mod validate;
 pub mod views;
 pub mod wire;

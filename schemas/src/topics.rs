@@ -40,6 +40,8 @@ topics! {
     chat,
     /// Calculation tasks ([`crate::CalcTask`]), keyed by task id.
     calc,
+    /// Tournament events ([`crate::tournament::TournamentEvent`]), keyed by tournament.
+    tournament,
     /// Dead letters: records that failed to decode or validate, with the reason in headers.
     dlq,
     /// Changelog of the standings view ([`crate::StandingsChange`]), keyed by race.
@@ -48,6 +50,9 @@ topics! {
     rooms,
     /// Changelog of the task results view, keyed by task id.
     results,
+    /// Changelog of the tournaments view
+    /// ([`crate::tournament::TournamentChange`]), keyed by tournament.
+    tournaments,
     /// What edges tell each other ([`crate::EdgeUsage`]: how much of each
     /// token subject's budgets they gave out), keyed by edge; kept an hour.
     edges,
@@ -92,6 +97,6 @@ mod tests {
         assert_eq!(t.dlq, "pace.dlq");
         let p = Topics::with_prefix("t1.");
         assert_eq!(p.standings, "t1.pace.standings");
-        assert_eq!(p.all().len(), 10);
+        assert_eq!(p.all().len(), 12);
     }
 }

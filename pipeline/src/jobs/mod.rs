@@ -9,6 +9,7 @@ pub mod calc_results;
 pub mod rooms;
 pub mod standings;
 pub mod stash;
+pub mod tournaments;
 
 use crate::runtime::{Inputs, wire};
 
@@ -21,6 +22,7 @@ pub const JOBS: &[Wire] = &[
     wire::<standings::Standings>,
     wire::<rooms::Rooms>,
     wire::<calc_results::Results>,
+    wire::<tournaments::Tournaments>,
 ];
 
 /// A stable hash, for routing records to workers.
