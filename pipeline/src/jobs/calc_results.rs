@@ -7,16 +7,14 @@
 
 use std::collections::BTreeSet;
 
+use differential_dataflow::VecCollection;
 use differential_dataflow::lattice::Lattice;
-use differential_dataflow::{AsCollection, VecCollection};
 use ingest::source::Envelope;
 use schemas::{CalcTask, TaskResult, Topics};
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::operator::Operator;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
-use super::stash::Stash;
+use super::fold::fold_in_order;
 use crate::job::Job;
 use crate::runtime::{Inputs, Time};
 use crate::snapshot::Checkpoint;
@@ -69,54 +67,30 @@ where
 /// nothing.
 pub fn calc_results_durable<'s, T>(
     tasks: VecCollection<'s, T, Submission>,
-    mut checkpoint: Checkpoint<ResultsState>,
+    checkpoint: Checkpoint<ResultsState>,
 ) -> VecCollection<'s, T, (String, Envelope<TaskResult>)>
 where
     T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
 {
-    tasks
-        .inner
-        .unary_frontier(
-            Exchange::new(|u: &(Submission, T, isize)| super::hash(&(u.0).0)),
-            "CalcResults",
-            move |_initial, _info| {
-                let mut stash: Stash<T, (Submission, isize)> = Stash::default();
-                let mut done: ResultsState = checkpoint.take_restored().unwrap_or_default();
-                move |(input, frontier), output| {
-                    input.for_each(|cap, data| {
-                        if let Some(cap) = cap.retain_least(output.output_index()) {
-                            stash.absorb(&cap, data.drain(..), |s, r| (s, r));
-                        }
-                    });
-                    while let Some((cap, mut batch)) = stash.next_ready(&[frontier]) {
-                        let t = cap.time().clone();
-                        checkpoint.at(t.clone().into(), || &done);
-                        // Submissions only arrive; sorted by id, then by
-                        // (partition, offset): the first of an id counts.
-                        batch.retain(|(_, r)| *r > 0);
-                        batch.sort();
-                        let mut session = output.session(&cap);
-                        for ((id, task), _) in batch {
-                            if done.contains(&id) {
-                                continue;
-                            }
-                            let result = Envelope {
-                                partition: task.partition,
-                                offset: task.offset,
-                                timestamp_ms: task.timestamp_ms,
-                                record: result_of(&task.record),
-                            };
-                            done.insert(id.clone());
-                            session.give(((id, result), t.clone(), 1));
-                        }
-                    }
-                    if let Some(upto) = frontier.frontier().first() {
-                        checkpoint.at(upto.clone().into(), || &done);
-                    }
+    fold_in_order(
+        tasks,
+        "CalcResults",
+        checkpoint,
+        |done: &mut ResultsState, batch, out| {
+            // Sorted by id, then by (partition, offset): the first of an id counts.
+            for (id, task) in batch {
+                if done.insert(id.clone()) {
+                    let result = Envelope {
+                        partition: task.partition,
+                        offset: task.offset,
+                        timestamp_ms: task.timestamp_ms,
+                        record: result_of(&task.record),
+                    };
+                    out.push(((id, result), 1));
                 }
-            },
-        )
-        .as_collection()
+            }
+        },
+    )
 }
 
 /// Task results, from `pace.calc` to `pace.results`.

@@ -6,6 +6,7 @@
 
 pub mod calc;
 pub mod calc_results;
+pub mod fold;
 pub mod rooms;
 pub mod standings;
 pub mod stash;

@@ -27,16 +27,14 @@
 
 use std::collections::BTreeMap;
 
+use differential_dataflow::VecCollection;
 use differential_dataflow::lattice::Lattice;
-use differential_dataflow::{AsCollection, VecCollection};
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::operator::Operator;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use schemas::{ChatEvent, ChatKind, Packed, RoomMember, RoomMessage, Visibility};
 
-use super::stash::Stash;
+use super::fold::{changed_rows, fold_in_order, in_order_by_key};
 
 mod job;
 use crate::snapshot::Checkpoint;
@@ -226,7 +224,7 @@ pub type RoomsState = BTreeMap<String, (Room, i64)>;
 /// until its next event: its rows are already in the changelog.
 pub fn room_membership_durable<'s, T>(
     events: VecCollection<'s, T, RoomEvent>,
-    mut checkpoint: Checkpoint<RoomsState>,
+    checkpoint: Checkpoint<RoomsState>,
 ) -> VecCollection<'s, T, (String, RoomRow)>
 where
     T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
@@ -234,74 +232,38 @@ where
     let out_of_order = observability::metrics()
         .rooms_events
         .with_label_values(&["out_of_order"]);
-    events
-        .inner
-        .unary_frontier(
-            Exchange::new(|u: &(RoomEvent, T, isize)| super::hash(&(u.0).0)),
-            "RoomMembership",
-            move |_initial, _info| {
-                let mut stash: Stash<T, (RoomEvent, isize)> = Stash::default();
-                let mut rooms: RoomsState = checkpoint.take_restored().unwrap_or_default();
-                let mut snapshot =
-                    move |upto: T, rooms: &RoomsState| checkpoint.at(upto.into(), || rooms);
-                move |(input, frontier), output| {
-                    input.for_each(|cap, data| {
-                        if let Some(cap) = cap.retain_least(output.output_index()) {
-                            stash.absorb(&cap, data.drain(..), |e, r| (e, r));
-                        }
-                    });
-                    while let Some((cap, mut batch)) = stash.next_ready(&[frontier]) {
-                        let t = cap.time().clone();
-                        snapshot(t.clone(), &rooms);
-                        // Events only arrive; a retraction has nothing to undo.
-                        batch.retain(|(_, r)| *r > 0);
-                        batch.sort();
-                        let mut session = output.session(&cap);
-                        let mut touched: BTreeMap<String, Vec<RoomRow>> = BTreeMap::new();
-                        for ((room, (order, event)), _) in batch {
-                            let (state, last) = rooms.entry(room.clone()).or_default();
-                            if order < *last {
-                                out_of_order.inc();
-                            }
-                            *last = order;
-                            touched
-                                .entry(room.clone())
-                                .or_insert_with(|| state.rows(&room));
-                            if let Some(m) = state.apply(&room, &event) {
-                                session.give(((room, RoomRow::Message(Packed(m))), t.clone(), 1));
-                            }
-                        }
-                        for (room, before) in touched {
-                            let after = rooms[&room].0.rows(&room);
-                            for r in before.iter().filter(|r| !after.contains(r)) {
-                                session.give(((room.clone(), r.clone()), t.clone(), -1));
-                            }
-                            for r in after.iter().filter(|r| !before.contains(r)) {
-                                session.give(((room.clone(), r.clone()), t.clone(), 1));
-                            }
-                        }
-                    }
-                    // Every batch before the frontier is applied.
-                    if let Some(upto) = frontier.frontier().first() {
-                        snapshot(upto.clone(), &rooms);
-                    }
+    fold_in_order(
+        events,
+        "RoomMembership",
+        checkpoint,
+        move |rooms: &mut RoomsState, batch, out| {
+            let mut touched: BTreeMap<String, Vec<RoomRow>> = BTreeMap::new();
+            for (room, (order, event)) in batch {
+                let (state, last) = rooms.entry(room.clone()).or_default();
+                if order < *last {
+                    out_of_order.inc();
                 }
-            },
-        )
-        .as_collection()
+                *last = order;
+                touched
+                    .entry(room.clone())
+                    .or_insert_with(|| state.rows(&room));
+                if let Some(m) = state.apply(&room, &event) {
+                    out.push(((room, RoomRow::Message(Packed(m))), 1));
+                }
+            }
+            for (room, before) in touched {
+                changed_rows(&room, &before, &rooms[&room].0.rows(&room), out);
+            }
+        },
+    )
 }
 
 /// The views, the plain way: each room's events sorted by order and applied
 /// one by one.
 pub fn reference(events: &[RoomEvent]) -> BTreeMap<String, Vec<RoomRow>> {
-    let mut by_room: BTreeMap<&str, Vec<&(i64, Packed<ChatEvent>)>> = BTreeMap::new();
-    for (room, e) in events {
-        by_room.entry(room).or_default().push(e);
-    }
-    by_room
+    in_order_by_key(events)
         .into_iter()
-        .map(|(room, mut list)| {
-            list.sort();
+        .map(|(room, list)| {
             let mut state = Room::default();
             let mut rows: Vec<RoomRow> = list
                 .into_iter()

@@ -25,21 +25,19 @@ mod job;
 
 use std::collections::{BTreeMap, VecDeque};
 
+use differential_dataflow::VecCollection;
 use differential_dataflow::lattice::Lattice;
-use differential_dataflow::{AsCollection, VecCollection};
 use schemas::Packed;
 use schemas::tournament::{
     Assignment, Draw, FNV_OFFSET, Outcome, Refusal, TournamentAction, TournamentEvent,
     TournamentInfo, TournamentPlayer, TournamentState, deal, draw_seed, fnv1a,
 };
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::operator::Operator;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 pub use job::Tournaments;
 
-use super::stash::Stash;
+use super::fold::{changed_rows, fold_in_order, in_order_by_key};
 use crate::snapshot::Checkpoint;
 
 /// A tournament event in the dataflow: tournament, and (order, event); the
@@ -253,71 +251,37 @@ where
 /// emits nothing until its next event (its rows are in the changelog).
 pub fn tournaments_durable<'s, T>(
     events: VecCollection<'s, T, TournamentInput>,
-    mut checkpoint: Checkpoint<TournamentsState>,
+    checkpoint: Checkpoint<TournamentsState>,
 ) -> VecCollection<'s, T, (String, TournamentRow)>
 where
     T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
 {
-    events
-        .inner
-        .unary_frontier(
-            Exchange::new(|u: &(TournamentInput, T, isize)| super::hash(&(u.0).0)),
-            "Tournaments",
-            move |_initial, _info| {
-                let mut stash: Stash<T, (TournamentInput, isize)> = Stash::default();
-                let mut all: TournamentsState = checkpoint.take_restored().unwrap_or_default();
-                move |(input, frontier), output| {
-                    input.for_each(|cap, data| {
-                        if let Some(cap) = cap.retain_least(output.output_index()) {
-                            stash.absorb(&cap, data.drain(..), |e, r| (e, r));
-                        }
-                    });
-                    while let Some((cap, mut batch)) = stash.next_ready(&[frontier]) {
-                        let t = cap.time().clone();
-                        checkpoint.at(t.clone().into(), || &all);
-                        // Events only arrive; in Kafka order per tournament.
-                        batch.retain(|(_, r)| *r > 0);
-                        batch.sort();
-                        let mut session = output.session(&cap);
-                        let mut touched: BTreeMap<String, Vec<TournamentRow>> = BTreeMap::new();
-                        for ((id, (order, event)), _) in batch {
-                            let (state, last) = all.entry(id.clone()).or_default();
-                            *last = order;
-                            touched.entry(id.clone()).or_insert_with(|| state.rows());
-                            let outcome = state.apply(&id, &event);
-                            let row = TournamentRow::Outcome(Packed(outcome));
-                            session.give(((id, row), t.clone(), 1));
-                        }
-                        for (id, before) in touched {
-                            let after = all[&id].0.rows();
-                            for r in before.iter().filter(|r| !after.contains(r)) {
-                                session.give(((id.clone(), r.clone()), t.clone(), -1));
-                            }
-                            for r in after.iter().filter(|r| !before.contains(r)) {
-                                session.give(((id.clone(), r.clone()), t.clone(), 1));
-                            }
-                        }
-                    }
-                    if let Some(upto) = frontier.frontier().first() {
-                        checkpoint.at(upto.clone().into(), || &all);
-                    }
-                }
-            },
-        )
-        .as_collection()
+    fold_in_order(
+        events,
+        "Tournaments",
+        checkpoint,
+        |all: &mut TournamentsState, batch, out| {
+            let mut touched: BTreeMap<String, Vec<TournamentRow>> = BTreeMap::new();
+            for (id, (order, event)) in batch {
+                let (state, last) = all.entry(id.clone()).or_default();
+                *last = order;
+                touched.entry(id.clone()).or_insert_with(|| state.rows());
+                let outcome = state.apply(&id, &event);
+                out.push(((id, TournamentRow::Outcome(Packed(outcome))), 1));
+            }
+            for (id, before) in touched {
+                changed_rows(&id, &before, &all[&id].0.rows(), out);
+            }
+        },
+    )
 }
 
 /// The views, the plain way: each tournament's events sorted by order and
 /// applied one by one; its rows and every outcome.
 pub fn reference(events: &[TournamentInput]) -> BTreeMap<String, Vec<TournamentRow>> {
-    let mut by_id: BTreeMap<&str, Vec<&(i64, Packed<TournamentEvent>)>> = BTreeMap::new();
-    for (id, e) in events {
-        by_id.entry(id).or_default().push(e);
-    }
-    by_id
+    in_order_by_key(events)
         .into_iter()
-        .map(|(id, mut list)| {
-            list.sort();
+        .map(|(id, list)| {
             let mut state = Tournament::default();
             let mut rows: Vec<TournamentRow> = list
                 .into_iter()
