@@ -1,5 +1,6 @@
 //! Follows the changelog topics into the edge's [`Views`]: every partition
-//! of `pace.races`, `pace.standings`, `pace.rooms` and `pace.results` from the beginning, so a new edge
+//! of `pace.races`, `pace.standings`, `pace.rooms`, `pace.results` and
+//! `pace.tournaments` from the beginning, so a new edge
 //! rebuilds the whole view. It uses no consumer group offsets: an edge holds
 //! nothing that needs them.
 
@@ -9,11 +10,30 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ingest::KafkaConfig;
-use ingest::source::StaticConsumer;
+use ingest::source::{RawRecord, StaticConsumer};
 use schemas::topics::ORIGIN_HEADER;
+use schemas::tournament::TournamentChange;
 use schemas::{RaceDefinition, RoomChange, StandingsChange, TaskResult};
+use serde::de::DeserializeOwned;
 
 use crate::views::Views;
+
+/// One changelog and what to do with each of its records.
+type Apply = Box<dyn Fn(&Views, RawRecord) + Send>;
+
+/// Decodes a changelog record as `T` and applies it with its origin; a
+/// record that does not decode is logged and skipped.
+fn changes<T: DeserializeOwned>(
+    what: &'static str,
+    apply: impl Fn(&Views, T, Option<i64>) + Send + 'static,
+) -> Apply {
+    Box::new(
+        move |views, raw| match serde_json::from_slice::<T>(&raw.payload) {
+            Ok(change) => apply(views, change, origin(&raw)),
+            Err(e) => tracing::error!(offset = raw.offset, error = %e, "bad {what}"),
+        },
+    )
+}
 
 /// Starts a thread that applies the changelogs to `views` until `stop`.
 pub fn follow(
@@ -22,58 +42,65 @@ pub fn follow(
     stop: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>, ingest::IngestError> {
     let group = format!("pace-edge-{}", std::process::id());
-    let mut races = StaticConsumer::new(config, &group, &config.topics.races, 0, 1)?;
-    let mut standings = StaticConsumer::new(config, &group, &config.topics.standings, 0, 1)?;
-    let mut rooms = StaticConsumer::new(config, &group, &config.topics.rooms, 0, 1)?;
-    let mut results = StaticConsumer::new(config, &group, &config.topics.results, 0, 1)?;
+    let t = &config.topics;
+    let logs: Vec<(&str, Apply)> = vec![
+        (
+            &t.races,
+            Box::new(|views: &Views, raw: RawRecord| {
+                match schemas::decode::<RaceDefinition>(&raw.payload) {
+                    Ok(def) => views.races.apply_race(def),
+                    // The pipeline dead-letters these; the edge just skips them.
+                    Err(e) => {
+                        tracing::debug!(offset = raw.offset, error = %e, "skipping bad race definition");
+                    }
+                }
+            }),
+        ),
+        (
+            &t.standings,
+            changes("standings change", |v: &Views, c: StandingsChange, o| {
+                v.races.apply_standings_from(c, o);
+            }),
+        ),
+        (
+            &t.rooms,
+            changes("room change", |v: &Views, c: RoomChange, o| {
+                v.rooms.apply_from(c, o);
+            }),
+        ),
+        (
+            &t.results,
+            changes("task result", |v: &Views, r: TaskResult, _| {
+                v.tasks.apply(r)
+            }),
+        ),
+        (
+            &t.tournaments,
+            changes("tournament change", |v: &Views, c: TournamentChange, o| {
+                v.tournaments.apply(c, o);
+            }),
+        ),
+    ];
+    let mut consumers = Vec::with_capacity(logs.len());
+    for (topic, apply) in logs {
+        consumers.push((StaticConsumer::new(config, &group, topic, 0, 1)?, apply));
+    }
     let handle = std::thread::Builder::new()
         .name("pace-edge-follow".into())
         .spawn(move || {
             // Sleep until the client says records arrived (or a while passed,
             // to notice `stop`).
             let me = std::thread::current();
-            races.on_ready({
+            for (consumer, _) in &mut consumers {
                 let me = me.clone();
-                move || me.unpark()
-            });
-            standings.on_ready({
-                let me = me.clone();
-                move || me.unpark()
-            });
-            rooms.on_ready({
-                let me = me.clone();
-                move || me.unpark()
-            });
-            results.on_ready(move || me.unpark());
+                consumer.on_ready(move || me.unpark());
+            }
             while !stop.load(Ordering::Relaxed) {
                 let mut idle = true;
-                for raw in races.poll(1024) {
-                    idle = false;
-                    match schemas::decode::<RaceDefinition>(&raw.payload) {
-                        Ok(def) => views.apply_race(def),
-                        // The pipeline dead-letters these; the edge just skips them.
-                        Err(e) => tracing::debug!(offset = raw.offset, error = %e, "skipping bad race definition"),
-                    }
-                }
-                for raw in standings.poll(1024) {
-                    idle = false;
-                    match serde_json::from_slice::<StandingsChange>(&raw.payload) {
-                        Ok(change) => views.apply_standings_from(change, origin(&raw)),
-                        Err(e) => tracing::error!(offset = raw.offset, error = %e, "bad standings change"),
-                    }
-                }
-                for raw in rooms.poll(1024) {
-                    idle = false;
-                    match serde_json::from_slice::<RoomChange>(&raw.payload) {
-                        Ok(change) => views.rooms.apply_from(change, origin(&raw)),
-                        Err(e) => tracing::error!(offset = raw.offset, error = %e, "bad room change"),
-                    }
-                }
-                for raw in results.poll(1024) {
-                    idle = false;
-                    match serde_json::from_slice::<TaskResult>(&raw.payload) {
-                        Ok(r) => views.tasks.apply(r),
-                        Err(e) => tracing::error!(offset = raw.offset, error = %e, "bad task result"),
+                for (consumer, apply) in &mut consumers {
+                    for raw in consumer.poll(1024) {
+                        idle = false;
+                        apply(&views, raw);
                     }
                 }
                 if idle {
@@ -86,6 +113,6 @@ pub fn follow(
 }
 
 /// The origin a changelog record carries, if any.
-fn origin(raw: &ingest::source::RawRecord) -> Option<i64> {
+fn origin(raw: &RawRecord) -> Option<i64> {
     raw.header(ORIGIN_HEADER).and_then(|v| v.parse().ok())
 }

@@ -7,8 +7,13 @@
 //! number. Any number of edges can run side by side; each holds only what it
 //! can rebuild from Kafka.
 //!
-//! Layout: `views.rs` the race cache and frame encoding, `rooms.rs` the
-//! rooms, `tasks.rs` the task results, `follow.rs` the changelog consumer,
+//! Layout: `protocol.rs` every frame, typed; `view.rs` the one abstraction
+//! every live view is served through; one module per live view, each
+//! owning its cache, frames and routes: `race.rs` the races, `rooms.rs`
+//! (routes in `rooms_http.rs`) the rooms, `tasks.rs` the task results,
+//! `tournaments.rs` the tournament draws; `views.rs` which view serves
+//! which subscription; `http.rs` what the HTTP routes share;
+//! `follow.rs` the changelog consumer,
 //! `server.rs` the routes, `listener.rs` the accept loop and HTTP
 //! connections, `table.rs` the open connections, `upgrade.rs` the WebSocket
 //! handshake and transport, `shared.rs` what every connection
@@ -24,9 +29,12 @@ mod body;
 pub mod bucket;
 pub mod follow;
 pub mod gossip;
+mod http;
 pub mod limits;
 pub mod listener;
 pub mod post;
+pub mod protocol;
+pub mod race;
 pub mod rooms;
 pub mod rooms_http;
 pub mod server;
@@ -34,8 +42,10 @@ mod shared;
 pub mod socket;
 pub mod table;
 pub mod tasks;
+pub mod tournaments;
 pub mod track;
 pub mod upgrade;
+pub mod view;
 pub mod views;
 
 pub use limits::EdgeLimits;

@@ -372,7 +372,7 @@ impl Connection {
                                 .edge_refused
                                 .with_label_values(&["request_timeout"])
                                 .inc();
-                            crate::server::json_error(
+                            crate::http::json_error(
                                 StatusCode::SERVICE_UNAVAILABLE,
                                 format!("the request took longer than {request_timeout:?}"),
                             )
@@ -383,7 +383,7 @@ impl Connection {
                         .edge_rate_limited
                         .with_label_values(&["request"])
                         .inc();
-                    let mut r = crate::server::json_error(
+                    let mut r = crate::http::json_error(
                         StatusCode::TOO_MANY_REQUESTS,
                         "too many requests from your address; slow down".to_owned(),
                     );

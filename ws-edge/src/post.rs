@@ -1,6 +1,6 @@
 //! Input through the edge: who a request is (tokens), and producing chat
-//! events to `pace.chat`, calc tasks to `pace.calc` and GPS points to
-//! `pace.gps`, acknowledged by the broker before the client is told. Nothing
+//! events to `pace.chat`, calc tasks to `pace.calc`, tournament events to
+//! `pace.tournament` and GPS points to `pace.gps`, acknowledged by the broker before the client is told. Nothing
 //! that fails a check reaches an input topic; a refused GPS point goes to
 //! `pace.dlq` with its reason.
 
@@ -25,6 +25,7 @@ pub struct EdgeInput {
     topic: String,
     calc_topic: String,
     gps_topic: String,
+    tournament_topic: String,
     dlq_topic: String,
 }
 
@@ -41,6 +42,7 @@ impl EdgeInput {
             topic: config.topics.chat.clone(),
             calc_topic: config.topics.calc.clone(),
             gps_topic: config.topics.gps.clone(),
+            tournament_topic: config.topics.tournament.clone(),
             dlq_topic: config.topics.dlq.clone(),
         })
     }
@@ -85,6 +87,17 @@ impl EdgeInput {
     /// broker has it. A refused task is not sent.
     pub async fn submit(&self, task: &schemas::CalcTask) -> Result<(), SendError> {
         self.produce(&self.calc_topic, &task.id, task)
+            .await
+            .map(|_| ())
+    }
+
+    /// Validates a tournament event and produces it, keyed by tournament;
+    /// returns once the broker has it. A refused event is not sent.
+    pub async fn tournament(
+        &self,
+        event: &schemas::tournament::TournamentEvent,
+    ) -> Result<(), SendError> {
+        self.produce(&self.tournament_topic, &event.tournament, event)
             .await
             .map(|_| ())
     }

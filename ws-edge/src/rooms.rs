@@ -16,7 +16,8 @@ use schemas::{RoomChange, RoomMember, RoomMessage, Visibility};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::views::{Change, FRAME_BUFFER, Frame, Snapshot, Subscribed};
+use crate::protocol::{ErrorCode, Frame, Refused, ServerFrame, ViewDelta, ViewSnapshot};
+use crate::view::{Change, FRAME_BUFFER, First, Key, LiveView, Snapshot, Subscribed};
 
 /// Messages held per room; older ones are in the archive and the changelog.
 pub const MESSAGES_HELD: usize = 2000;
@@ -116,23 +117,20 @@ impl RoomView {
     /// The members and the messages after `since` (the latest
     /// [`SNAPSHOT_MESSAGES`] without one, or if those are gone).
     fn snapshot(&self, room: &str, since: Option<u64>) -> Frame {
-        let messages = match since.map(|s| self.after(s, MESSAGES_HELD)) {
-            Some(Ok(m)) => m,
-            _ => {
-                let skip = self.messages.len().saturating_sub(SNAPSHOT_MESSAGES);
-                self.messages.iter().skip(skip).cloned().collect()
-            }
+        let oldest = self.messages.front().map_or(self.last_seq + 1, |m| m.seq);
+        let skip = match since {
+            // Everything after `since` is held.
+            Some(s) if s + 1 >= oldest => self.messages.partition_point(|m| m.seq <= s),
+            _ => self.messages.len().saturating_sub(SNAPSHOT_MESSAGES),
         };
-        let frame = serde_json::json!({
-            "type": "snapshot",
-            "view": "room",
-            "id": room,
-            "seq": self.last_seq,
-            "visibility": self.visibility(),
-            "members": self.members.values().collect::<Vec<_>>(),
-            "messages": messages,
-        });
-        frame.to_string().into()
+        ServerFrame::Snapshot(ViewSnapshot::Room {
+            id: room,
+            seq: self.last_seq,
+            visibility: self.visibility(),
+            members: self.members.values().collect(),
+            messages: self.messages.iter().skip(skip).collect(),
+        })
+        .encode()
     }
 }
 
@@ -184,20 +182,19 @@ impl Rooms {
             }
         }
         view.version += 1;
-        let frame = serde_json::json!({
-            "type": "delta",
-            "view": "room",
-            "id": change.room,
-            "seq": view.last_seq,
-            "members": change.members,
-            "removes": change.removes,
-            "messages": change.messages,
-        });
+        let frame = ServerFrame::Delta(ViewDelta::Room {
+            id: &change.room,
+            seq: view.last_seq,
+            members: &change.members,
+            removes: &change.removes,
+            messages: &change.messages,
+        })
+        .encode();
         // No subscribers is not an error.
         let _ = view.tx.send(Change {
             version: view.version,
             seq: view.last_seq,
-            frame: frame.to_string().into(),
+            frame,
             origin_ms,
         });
         drop(rooms);
@@ -298,10 +295,10 @@ impl Rooms {
         let rooms = self.rooms.read().expect("rooms lock");
         let v = rooms.get(room).filter(|v| v.visible_to(user))?;
         Some(Subscribed {
-            frames: vec![v.snapshot(room, since)],
+            first: First::Snapshot(v.snapshot(room, since)),
             version: v.version,
             seq: v.last_seq,
-            changes: v.tx.subscribe(),
+            changes: Some(v.tx.subscribe()),
         })
     }
 
@@ -312,6 +309,40 @@ impl Rooms {
         let v = rooms.get(room)?;
         Some((v.version, v.last_seq, v.snapshot(room, Some(since))))
     }
+}
+
+impl LiveView for Rooms {
+    /// To anyone who may not see it, an invite-only room does not exist.
+    fn subscribe(
+        &self,
+        key: &Key,
+        user: Option<&str>,
+        since: Option<u64>,
+    ) -> Result<Subscribed, Refused> {
+        Rooms::subscribe(self, &key.id, user, since).ok_or_else(|| unknown(&key.id))
+    }
+
+    fn resnapshot(&self, key: &Key, seq: u64) -> Option<Snapshot> {
+        self.snapshot(&key.id, seq)
+    }
+
+    /// A subscription ends once the room is no longer the user's to see
+    /// (they left an invite-only room).
+    fn check(&self, key: &Key, user: Option<&str>) -> Result<(), Refused> {
+        if self.visible(&key.id, user) {
+            Ok(())
+        } else {
+            Err(Refused(
+                ErrorCode::UnknownRoom,
+                "no longer visible to you".to_owned(),
+            ))
+        }
+    }
+}
+
+/// The refusal for a room that does not exist (or is not the user's to see).
+pub(crate) fn unknown(room: &str) -> Refused {
+    Refused(ErrorCode::UnknownRoom, format!("no room {room:?}"))
 }
 
 fn summary(id: &str, v: &RoomView) -> RoomSummary {

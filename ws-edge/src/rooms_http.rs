@@ -25,11 +25,9 @@ use serde::Deserialize;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
-use crate::auth::AuthError;
-use crate::post::{EdgeInput, SendError};
-use crate::rooms::Gone;
-use crate::server::json_error;
-use crate::socket::Shared;
+use crate::http::{Callers, json_error, json_with, send_error};
+use crate::post::EdgeInput;
+use crate::rooms::{Gone, Rooms};
 
 /// How long a create waits for the rooms job's decision before it answers
 /// 202 (the create is in Kafka and will be decided; `GET /api/rooms/{id}`
@@ -58,64 +56,34 @@ struct NewInvite {
     user: String,
 }
 
-fn auth_error(e: &AuthError) -> warp::reply::Response {
-    json_error(StatusCode::UNAUTHORIZED, e.to_string())
-}
-
-fn send_error(e: &SendError) -> warp::reply::Response {
-    match e {
-        SendError::Invalid(m) => json_error(StatusCode::BAD_REQUEST, m.clone()),
-        SendError::Unavailable(m) => json_error(StatusCode::SERVICE_UNAVAILABLE, m.clone()),
-    }
-}
-
 fn no_room(id: &str) -> warp::reply::Response {
     json_error(StatusCode::NOT_FOUND, format!("no room {id:?}"))
 }
 
-/// The user a request presents, if any (`Err` for a bad token).
-fn who(chat: &EdgeInput, header: Option<&str>) -> Result<Option<String>, AuthError> {
-    match header {
-        None => Ok(None),
-        Some(h) => chat.user(Some(h)).map(Some),
-    }
+/// The rooms and who asks.
+#[derive(Clone)]
+struct Ctx {
+    rooms: Arc<Rooms>,
+    callers: Callers,
 }
 
-/// What `read` finds of room `id` for the user `auth` names, as JSON; 404
-/// when it finds nothing (no such room, or one the user may not see).
-fn visible<T: serde::Serialize>(
-    shared: &Shared,
-    auth: Option<String>,
-    id: &str,
-    read: impl FnOnce(&crate::rooms::Rooms, Option<&str>) -> Option<T>,
-) -> warp::reply::Response {
-    match who(&shared.chat, auth.as_deref()) {
-        Ok(user) => match read(&shared.views.rooms, user.as_deref()) {
-            Some(v) => warp::reply::json(&v).into_response(),
-            None => no_room(id),
-        },
-        Err(e) => auth_error(&e),
+impl Ctx {
+    /// What `read` finds of room `id` for the user `auth` names, as JSON;
+    /// 404 when it finds nothing (no such room, or one the user may not see).
+    fn visible<T: serde::Serialize>(
+        &self,
+        auth: Option<String>,
+        id: &str,
+        read: impl FnOnce(&Rooms, Option<&str>) -> Option<T>,
+    ) -> warp::reply::Response {
+        match self.callers.who(auth.as_deref()) {
+            Ok(user) => match read(&self.rooms, user.as_deref()) {
+                Some(v) => warp::reply::json(&v).into_response(),
+                None => no_room(id),
+            },
+            Err(e) => e.reply(),
+        }
     }
-}
-
-/// Takes one of `user`'s posts; `false` (answer [`too_many_posts`]) if
-/// there is none.
-fn post_budget(shared: &Shared, user: &str) -> bool {
-    let took = shared.budgets.posts.take(&user.to_owned());
-    if !took {
-        observability::metrics()
-            .edge_rate_limited
-            .with_label_values(&["post"])
-            .inc();
-    }
-    took
-}
-
-fn too_many_posts() -> warp::reply::Response {
-    json_error(
-        StatusCode::TOO_MANY_REQUESTS,
-        "too many posts; slow down".to_owned(),
-    )
 }
 
 /// A fresh create id.
@@ -129,45 +97,43 @@ fn create_id() -> String {
 
 /// The room routes.
 pub(crate) fn routes(
-    shared: Arc<Shared>,
+    rooms: Arc<Rooms>,
+    callers: Callers,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    let ctx = warp::any().map(move || shared.clone());
+    let ctx = Ctx { rooms, callers };
+    let ctx = warp::any().map(move || ctx.clone());
     let bearer = warp::header::optional::<String>("authorization");
     let list = warp::path!("api" / "rooms")
         .and(warp::get())
         .and(bearer)
         .and(ctx.clone())
-        .map(|auth: Option<String>, shared: Arc<Shared>| {
-            match who(&shared.chat, auth.as_deref()) {
-                Ok(user) => {
-                    warp::reply::json(&shared.views.rooms.list(user.as_deref())).into_response()
-                }
-                Err(e) => auth_error(&e),
-            }
-        });
+        .map(
+            |auth: Option<String>, ctx: Ctx| match ctx.callers.who(auth.as_deref()) {
+                Ok(user) => warp::reply::json(&ctx.rooms.list(user.as_deref())).into_response(),
+                Err(e) => e.reply(),
+            },
+        );
     let one = warp::path!("api" / "rooms" / String)
         .and(warp::get())
         .and(bearer)
         .and(ctx.clone())
-        .map(|id: String, auth: Option<String>, shared: Arc<Shared>| {
-            visible(&shared, auth, &id, |rooms, user| rooms.summary(&id, user))
+        .map(|id: String, auth: Option<String>, ctx: Ctx| {
+            ctx.visible(auth, &id, |rooms, user| rooms.summary(&id, user))
         });
     let create = warp::path!("api" / "rooms")
         .and(warp::post())
         .and(bearer)
         .and(crate::body::json::<NewRoom>(MAX_BODY))
         .and(ctx.clone())
-        .then(
-            |auth: Option<String>, new: NewRoom, shared: Arc<Shared>| async move {
-                create(&shared, auth, new).await
-            },
-        );
+        .then(|auth: Option<String>, new: NewRoom, ctx: Ctx| async move {
+            create(&ctx, auth, new).await
+        });
     let members = warp::path!("api" / "rooms" / String / "members")
         .and(warp::get())
         .and(bearer)
         .and(ctx.clone())
-        .map(|id: String, auth: Option<String>, shared: Arc<Shared>| {
-            visible(&shared, auth, &id, |rooms, user| rooms.members(&id, user))
+        .map(|id: String, auth: Option<String>, ctx: Ctx| {
+            ctx.visible(auth, &id, |rooms, user| rooms.members(&id, user))
         });
     let invite = warp::path!("api" / "rooms" / String / "invites")
         .and(warp::post())
@@ -175,12 +141,12 @@ pub(crate) fn routes(
         .and(crate::body::json::<NewInvite>(MAX_BODY))
         .and(ctx.clone())
         .then(
-            |id: String, auth: Option<String>, new: NewInvite, shared: Arc<Shared>| async move {
-                let user = match shared.chat.user(auth.as_deref()) {
+            |id: String, auth: Option<String>, new: NewInvite, ctx: Ctx| async move {
+                let user = match ctx.callers.user(auth.as_deref()) {
                     Ok(u) => u,
-                    Err(e) => return auth_error(&e),
+                    Err(e) => return e.reply(),
                 };
-                let rooms = &shared.views.rooms;
+                let rooms = &ctx.rooms;
                 if !rooms.visible(&id, Some(&user)) {
                     return no_room(&id);
                 }
@@ -190,19 +156,15 @@ pub(crate) fn routes(
                         format!("{user} is not a member of {id:?}"),
                     );
                 }
-                if !post_budget(&shared, &user) {
-                    return too_many_posts();
+                if let Err(e) = ctx.callers.spend(&user) {
+                    return e.reply();
                 }
                 let event = schemas::ChatEvent {
                     invitee: Some(new.user),
                     ..EdgeInput::event(&id, &user, ChatKind::Invite)
                 };
-                match shared.chat.send(&event).await {
-                    Ok(()) => warp::reply::with_status(
-                        warp::reply::json(&serde_json::json!({})),
-                        StatusCode::ACCEPTED,
-                    )
-                    .into_response(),
+                match ctx.callers.input.send(&event).await {
+                    Ok(()) => json_with(StatusCode::ACCEPTED, &serde_json::json!({})),
                     Err(e) => send_error(&e),
                 }
             },
@@ -212,24 +174,24 @@ pub(crate) fn routes(
         .and(warp::query::<RoomQuery>())
         .and(bearer)
         .and(ctx.clone())
-        .map(
-            |id: String, q: RoomQuery, auth: Option<String>, shared: Arc<Shared>| {
-                let user = match who(&shared.chat, auth.as_deref()) {
-                    Ok(u) => u,
-                    Err(e) => return auth_error(&e),
-                };
-                let limit = q.limit.unwrap_or(crate::rooms::MAX_PAGE);
-                let rooms = &shared.views.rooms;
-                match rooms.messages(&id, user.as_deref(), q.since.unwrap_or(0), limit) {
-                    Some(Ok(m)) => warp::reply::json(&m).into_response(),
-                    Some(Err(Gone::Before(seq))) => json_error(
-                        StatusCode::GONE,
-                        format!("messages up to seq {seq} are no longer held here"),
-                    ),
-                    None => no_room(&id),
-                }
-            },
-        );
+        .map(|id: String, q: RoomQuery, auth: Option<String>, ctx: Ctx| {
+            let user = match ctx.callers.who(auth.as_deref()) {
+                Ok(u) => u,
+                Err(e) => return e.reply(),
+            };
+            let limit = q.limit.unwrap_or(crate::rooms::MAX_PAGE);
+            match ctx
+                .rooms
+                .messages(&id, user.as_deref(), q.since.unwrap_or(0), limit)
+            {
+                Some(Ok(m)) => warp::reply::json(&m).into_response(),
+                Some(Err(Gone::Before(seq))) => json_error(
+                    StatusCode::GONE,
+                    format!("messages up to seq {seq} are no longer held here"),
+                ),
+                None => no_room(&id),
+            }
+        });
     list.or(one)
         .unify()
         .or(create)
@@ -244,45 +206,42 @@ pub(crate) fn routes(
 
 /// `POST /api/rooms`: the create goes to Kafka with an id of its own, and
 /// the answer is what the rooms job decided, in Kafka order.
-async fn create(shared: &Shared, auth: Option<String>, new: NewRoom) -> warp::reply::Response {
-    let user = match shared.chat.user(auth.as_deref()) {
+async fn create(ctx: &Ctx, auth: Option<String>, new: NewRoom) -> warp::reply::Response {
+    let user = match ctx.callers.user(auth.as_deref()) {
         Ok(u) => u,
-        Err(e) => return auth_error(&e),
+        Err(e) => return e.reply(),
     };
     if let Err(e) = schemas::validate::room_id("id", &new.id) {
         return json_error(StatusCode::BAD_REQUEST, e.to_string());
     }
-    let rooms = &shared.views.rooms;
+    let rooms = &ctx.rooms;
     let exists = || json_error(StatusCode::CONFLICT, format!("room {:?} exists", new.id));
     if rooms.exists(&new.id) {
         return exists();
     }
-    if !post_budget(shared, &user) {
-        return too_many_posts();
+    if let Err(e) = ctx.callers.spend(&user) {
+        return e.reply();
     }
     let id = create_id();
     let event = schemas::ChatEvent {
         client_msg_id: Some(id.clone()),
         ..EdgeInput::create(&new.id, &user, new.visibility)
     };
-    if let Err(e) = shared.chat.send(&event).await {
+    if let Err(e) = ctx.callers.input.send(&event).await {
         return send_error(&e);
     }
     match rooms.creation(&new.id, CREATE_WAIT).await {
-        Some(c) if c.create_id.as_deref() == Some(id.as_str()) => warp::reply::with_status(
-            warp::reply::json(&serde_json::json!({"id": new.id})),
-            StatusCode::CREATED,
-        )
-        .into_response(),
+        Some(c) if c.create_id.as_deref() == Some(id.as_str()) => {
+            json_with(StatusCode::CREATED, &serde_json::json!({"id": new.id}))
+        }
         Some(_) => exists(),
-        None => warp::reply::with_status(
-            warp::reply::json(&serde_json::json!({
+        None => json_with(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({
                 "id": new.id,
                 "status": "pending",
                 "message": "the create is queued and not decided yet; GET /api/rooms/{id} tells",
-            })),
-            StatusCode::ACCEPTED,
-        )
-        .into_response(),
+            }),
+        ),
     }
 }

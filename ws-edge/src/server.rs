@@ -5,13 +5,11 @@
 //! | `GET /` | the spectator page |
 //! | `GET /healthz` | `{"status":"ok"}` |
 //! | `GET /metrics` | Prometheus text |
-//! | `GET /api/races` | `[{id, name, kind, participants, start}]` |
-//! | `GET /api/races/{id}` | the race definition |
-//! | `GET /api/races/{id}/standings` | rows in rank order; `X-Pace-Seq` header |
-//! | `GET /api/races/{id}/splits` | `[{participant, split, time, position}]` by split, then position; `X-Pace-Seq` header |
+//! | `/api/races…` | see `race.rs` |
 //! | `/api/rooms…` | see `rooms_http.rs` |
 //! | `/api/tasks…`, `WS /ws/tasks/{id}` | see `tasks.rs` |
-//! | `WS /ws?token=T` | subscriptions to races, participants, rooms and tasks, room actions (`PROTOCOL.md`) |
+//! | `/api/tournaments…` | see `tournaments.rs` |
+//! | `WS /ws?token=T` | subscriptions to races, participants, rooms, tasks and tournaments, room actions (`PROTOCOL.md`) |
 //! | `WS /ws/races/{id}?since=SEQ` | `/ws` subscribed to the race |
 //! | `WS /ws/rooms/{id}?since=SEQ&token=T` | `/ws` subscribed to the room; room actions default to it |
 //! | `WS /ws/track?token=T` | GPS points from a participant's device (`track.rs`) |
@@ -36,10 +34,12 @@ use warp::{Filter, Reply};
 
 use crate::EdgeError;
 use crate::gossip::Budgets;
+use crate::http::{Limited, json_error};
 use crate::limits::EdgeLimits;
 use crate::listener::Table;
 use crate::post::EdgeInput;
-use crate::socket::{In, Shared, Start, ViewKind};
+use crate::protocol::{ClientFrame, ViewKind};
+use crate::socket::{Shared, Start};
 use crate::upgrade::{NotWebSocket, Upgrade};
 use crate::views::Views;
 
@@ -76,26 +76,12 @@ impl EdgeConfig {
 
 const PAGE: &str = include_str!("../static/index.html");
 
-pub(crate) fn json_error(status: StatusCode, message: String) -> warp::reply::Response {
-    warp::reply::with_status(
-        warp::reply::json(&serde_json::json!({ "error": message })),
-        status,
-    )
-    .into_response()
-}
-
 /// `?since=SEQ&token=T` of the WebSocket routes.
 #[derive(Debug, Default, Deserialize)]
 struct WsQuery {
     since: Option<u64>,
     token: Option<String>,
 }
-
-/// A request over its budget: why (429).
-#[derive(Debug)]
-pub(crate) struct Limited(pub &'static str);
-
-impl warp::reject::Reject for Limited {}
 
 /// A request's origin was refused.
 #[derive(Debug)]
@@ -186,49 +172,19 @@ pub(crate) fn routes(
     shared: Arc<Shared>,
     allowed_origins: Arc<Vec<String>>,
 ) -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone {
-    let views = shared.views.clone();
-    let with_views = {
-        let views = views.clone();
-        warp::any().map(move || views.clone())
-    };
     let page = warp::path::end()
         .and(warp::get())
         .map(|| warp::reply::html(PAGE).into_response());
     let (healthz, metrics) = (healthz(), metrics());
-    let races = warp::path!("api" / "races")
-        .and(warp::get())
-        .and(with_views.clone())
-        .map(|views: Arc<Views>| warp::reply::json(&views.races()).into_response());
-    let race = warp::path!("api" / "races" / String)
-        .and(warp::get())
-        .and(with_views.clone())
-        .map(
-            |id: String, views: Arc<Views>| match views.definition(&id) {
-                Some(d) => warp::reply::json(&d).into_response(),
-                None => json_error(StatusCode::NOT_FOUND, format!("no race {id:?}")),
-            },
-        );
-    let standings = warp::path!("api" / "races" / String / "standings")
-        .and(warp::get())
-        .and(with_views.clone())
-        .map(|id: String, views: Arc<Views>| match views.standings(&id) {
-            Some((seq, rows)) => {
-                warp::reply::with_header(warp::reply::json(&rows), "x-pace-seq", seq.to_string())
-                    .into_response()
-            }
-            None => json_error(StatusCode::NOT_FOUND, format!("no race {id:?}")),
-        });
-    let splits = warp::path!("api" / "races" / String / "splits")
-        .and(warp::get())
-        .and(with_views.clone())
-        .map(|id: String, views: Arc<Views>| match views.splits(&id) {
-            Some((seq, splits)) => {
-                warp::reply::with_header(warp::reply::json(&splits), "x-pace-seq", seq.to_string())
-                    .into_response()
-            }
-            None => json_error(StatusCode::NOT_FOUND, format!("no race {id:?}")),
-        });
-    let (rooms_shared, tasks_shared) = (shared.clone(), shared.clone());
+    let views = &shared.views;
+    let races = crate::race::routes(views.races.clone());
+    let rooms = crate::rooms_http::routes(views.rooms.clone(), shared.callers());
+    let tasks = crate::tasks::routes(crate::tasks::TaskRoutes {
+        tasks: views.tasks.clone(),
+        input: shared.chat.clone(),
+        budget: shared.tasks.clone(),
+    });
+    let tournaments = crate::tournaments::routes(views.tournaments.clone(), shared.callers());
     let with_shared = warp::any().map(move || shared.clone());
     let bearer = warp::header::optional::<String>("authorization");
     let ws_query = warp::query::<WsQuery>();
@@ -247,7 +203,7 @@ pub(crate) fn routes(
         .and(crate::upgrade::websocket())
         .and(with_shared.clone())
         .map(|id: String, q: WsQuery, ws: Upgrade, shared: Arc<Shared>| {
-            let first = In::Subscribe {
+            let first = ClientFrame::Subscribe {
                 view: ViewKind::Race,
                 id,
                 participant: None,
@@ -262,7 +218,7 @@ pub(crate) fn routes(
         .and(with_shared.clone())
         .map(
             |id: String, q: WsQuery, auth: Option<String>, ws: Upgrade, shared: Arc<Shared>| {
-                let first = In::Subscribe {
+                let first = ClientFrame::Subscribe {
                     view: ViewKind::Room,
                     id: id.clone(),
                     participant: None,
@@ -275,7 +231,7 @@ pub(crate) fn routes(
         .and(crate::upgrade::websocket())
         .and(with_shared.clone())
         .map(|id: String, ws: Upgrade, shared: Arc<Shared>| {
-            let first = In::Subscribe {
+            let first = ClientFrame::Subscribe {
                 view: ViewKind::Task,
                 id,
                 participant: None,
@@ -306,15 +262,11 @@ pub(crate) fn routes(
         .unify()
         .or(races)
         .unify()
-        .or(race)
+        .or(rooms)
         .unify()
-        .or(standings)
+        .or(tasks)
         .unify()
-        .or(splits)
-        .unify()
-        .or(crate::rooms_http::routes(rooms_shared))
-        .unify()
-        .or(crate::tasks::routes(tasks_shared))
+        .or(tournaments)
         .unify()
         .or(multiplexed)
         .unify()
@@ -427,7 +379,7 @@ fn upgrade(
     shared: &Arc<Shared>,
     ws: Upgrade,
     token: Option<String>,
-    first: Option<In>,
+    first: Option<ClientFrame>,
     room: Option<String>,
 ) -> warp::reply::Response {
     let user = match token {

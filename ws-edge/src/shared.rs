@@ -23,7 +23,7 @@ pub(crate) struct Shared {
     /// (and all edges, when they tell each other).
     pub budgets: Arc<Budgets>,
     /// Tasks per client address.
-    pub tasks: Keyed<AddressKey>,
+    pub tasks: Arc<Keyed<AddressKey>>,
 }
 
 impl Shared {
@@ -35,12 +35,20 @@ impl Shared {
         budgets: Arc<Budgets>,
     ) -> Self {
         Self {
-            tasks: Keyed::new(limits.tasks, limits.budget_keys),
+            tasks: Arc::new(Keyed::new(limits.tasks, limits.budget_keys)),
             views,
             chat,
             limits,
             shutdown,
             budgets,
+        }
+    }
+
+    /// Who a request is and what it may write, for the HTTP routes.
+    pub fn callers(&self) -> crate::http::Callers {
+        crate::http::Callers {
+            input: self.chat.clone(),
+            budgets: self.budgets.clone(),
         }
     }
 }

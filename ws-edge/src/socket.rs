@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use schemas::ChatKind;
-use serde::Deserialize;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -30,69 +30,12 @@ use tracing::Instrument;
 use crate::auth::AuthError;
 use crate::limits::EdgeLimits;
 use crate::post::{EdgeInput, SendError};
+use crate::protocol::{
+    ClientFrame, ErrorCode, Frame, Refused, RoomOp, ServerFrame, ViewKind, error_frame,
+};
 pub(crate) use crate::shared::{Shared, stopped};
 use crate::upgrade::{Inbound, Incoming, Keepalive, WsStream};
-use crate::views::{Frame, Snapshot, Subscribed, Views, error_frame};
-
-/// Which view a subscription is to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum ViewKind {
-    Race,
-    Participant,
-    Room,
-    Task,
-}
-
-impl ViewKind {
-    fn name(self) -> &'static str {
-        match self {
-            ViewKind::Race => "race",
-            ViewKind::Participant => "participant",
-            ViewKind::Room => "room",
-            ViewKind::Task => "task",
-        }
-    }
-}
-
-/// What a client sends.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub(crate) enum In {
-    Subscribe {
-        view: ViewKind,
-        id: String,
-        #[serde(default)]
-        participant: Option<String>,
-        #[serde(default)]
-        since: Option<u64>,
-    },
-    Unsubscribe {
-        view: ViewKind,
-        id: String,
-        #[serde(default)]
-        participant: Option<String>,
-    },
-    Ping {
-        #[serde(default)]
-        nonce: Option<u64>,
-    },
-    Join {
-        #[serde(default)]
-        room: Option<String>,
-    },
-    Leave {
-        #[serde(default)]
-        room: Option<String>,
-    },
-    Post {
-        #[serde(default)]
-        room: Option<String>,
-        text: String,
-        #[serde(default)]
-        client_msg_id: Option<String>,
-    },
-}
+use crate::view::{Key, LiveView};
 
 /// What goes to the writer.
 enum Out {
@@ -103,15 +46,13 @@ enum Out {
     Close(u16, &'static str),
 }
 
-type Key = (ViewKind, String, Option<String>);
-
 /// How a connection starts.
 pub(crate) struct Start {
     /// The user its token names (`Err`: a bad token).
     pub user: Result<Option<String>, AuthError>,
     /// A subscription made by the URL (`/ws/races/{id}`, `/ws/rooms/{id}`);
     /// if it fails the connection closes.
-    pub first: Option<In>,
+    pub first: Option<ClientFrame>,
     /// The room room actions without a `room` go to.
     pub room: Option<String>,
 }
@@ -140,9 +81,10 @@ pub(crate) async fn run(socket: WsStream, shared: Arc<Shared>, start: Start) {
     match start.user {
         Err(e) => {
             let _ = queue
-                .send(Out::Frame(
-                    error_frame("unauthorized", &e.to_string()).into(),
-                ))
+                .send(Out::Frame(error_frame(
+                    ErrorCode::Unauthorized,
+                    &e.to_string(),
+                )))
                 .await;
             close = (1008, "unauthorized");
         }
@@ -150,11 +92,9 @@ pub(crate) async fn run(socket: WsStream, shared: Arc<Shared>, start: Start) {
             c.user = user;
             let first_ok = match start.first {
                 Some(first) => match c.handle(first).await {
-                    Reply::Error(code, message) => {
-                        let _ = queue
-                            .send(Out::Frame(error_frame(code, &message).into()))
-                            .await;
-                        close = (1008, code);
+                    Reply::Error(Refused(code, message)) => {
+                        let _ = queue.send(Out::Frame(error_frame(code, &message))).await;
+                        close = (1008, code.name());
                         false
                     }
                     _ => true,
@@ -259,8 +199,8 @@ async fn write(
 enum Reply {
     /// Nothing more to say (a subscription answers with its first frames).
     None,
-    Frame(String),
-    Error(&'static str, String),
+    Frame(Frame),
+    Error(Refused),
 }
 
 struct Conn {
@@ -284,10 +224,10 @@ impl Conn {
         loop {
             let msg = tokio::select! {
                 () = &mut stop => {
-                    let frame = serde_json::json!({"type": "reconnect", "reason": "shutdown", "after_ms": 1000});
+                    let frame = ServerFrame::Reconnect { reason: "shutdown", after_ms: 1000 }.encode();
                     let _ = tokio::time::timeout(
                         self.shared.limits.drain,
-                        self.queue.send(Out::Frame(frame.to_string().into())),
+                        self.queue.send(Out::Frame(frame)),
                     )
                     .await;
                     return (1012, "restarting");
@@ -296,16 +236,17 @@ impl Conn {
                 msg = inbound.next() => msg,
             };
             let reply = match msg {
-                Incoming::Text(t) => match serde_json::from_str::<In>(&t) {
+                Incoming::Text(t) => match serde_json::from_str::<ClientFrame>(&t) {
                     Ok(frame) => self.handle(frame).await,
-                    Err(e) => Reply::Error("bad_frame", e.to_string()),
+                    Err(e) => bad_frame(e.to_string()),
                 },
-                Incoming::Binary(_) => Reply::Error("bad_frame", "frames are JSON text".to_owned()),
+                Incoming::Binary(_) => bad_frame("frames are JSON text".to_owned()),
                 Incoming::Closed => return (1000, "bye"),
                 Incoming::OverBudget => {
-                    let _ = self.queue.try_send(Out::Frame(
-                        error_frame("rate_limited", "too many frames; closing").into(),
-                    ));
+                    let _ = self.queue.try_send(Out::Frame(error_frame(
+                        ErrorCode::RateLimited,
+                        "too many frames; closing",
+                    )));
                     return (1008, "too many frames");
                 }
                 Incoming::Failed(e) => {
@@ -316,185 +257,143 @@ impl Conn {
             let frame = match reply {
                 Reply::None => continue,
                 Reply::Frame(f) => f,
-                Reply::Error(code, message) => error_frame(code, &message),
+                Reply::Error(Refused(code, message)) => error_frame(code, &message),
             };
-            if self.queue.send(Out::Frame(frame.into())).await.is_err() {
+            if self.queue.send(Out::Frame(frame)).await.is_err() {
                 return (1000, "bye");
             }
         }
     }
 
-    async fn handle(&mut self, frame: In) -> Reply {
+    async fn handle(&mut self, frame: ClientFrame) -> Reply {
         match frame {
-            In::Ping { nonce } => {
-                Reply::Frame(serde_json::json!({"type": "pong", "nonce": nonce}).to_string())
-            }
-            In::Subscribe {
+            ClientFrame::Ping { nonce } => Reply::Frame(ServerFrame::Pong { nonce }.encode()),
+            ClientFrame::Subscribe {
                 view,
                 id,
                 participant,
                 since,
-            } => self.subscribe(view, id, participant, since).await,
-            In::Unsubscribe {
+            } => {
+                let key = Key {
+                    view,
+                    id,
+                    participant,
+                };
+                self.subscribe(key, since).await
+            }
+            ClientFrame::Unsubscribe {
                 view,
                 id,
                 participant,
             } => {
-                let key = (view, id, participant);
+                let key = Key {
+                    view,
+                    id,
+                    participant,
+                };
                 match self.subs.remove(&key) {
                     Some(task) => {
                         task.abort();
                         if view == ViewKind::Room {
-                            self.offline(&key.1).await;
+                            self.offline(&key.id).await;
                         }
                         Reply::Frame(
-                            serde_json::json!({"type": "unsubscribed", "view": view.name(), "id": key.1, "participant": key.2})
-                                .to_string(),
+                            ServerFrame::Unsubscribed {
+                                view,
+                                id: &key.id,
+                                participant: key.participant.as_deref(),
+                            }
+                            .encode(),
                         )
                     }
-                    None => Reply::Error(
-                        "not_subscribed",
-                        format!("no subscription to {} {:?}", view.name(), key.1),
-                    ),
+                    None => Reply::Error(Refused(
+                        ErrorCode::NotSubscribed,
+                        format!("no subscription to {} {:?}", view.name(), key.id),
+                    )),
                 }
             }
-            In::Join { room } => self.room_action("join", room, None, None).await,
-            In::Leave { room } => self.room_action("leave", room, None, None).await,
-            In::Post {
+            ClientFrame::Join { room } => self.room_action(RoomOp::Join, room, None, None).await,
+            ClientFrame::Leave { room } => self.room_action(RoomOp::Leave, room, None, None).await,
+            ClientFrame::Post {
                 room,
                 text,
                 client_msg_id,
             } => {
-                self.room_action("post", room, Some(text), client_msg_id)
+                self.room_action(RoomOp::Post, room, Some(text), client_msg_id)
                     .await
             }
         }
     }
 
-    async fn subscribe(
-        &mut self,
-        view: ViewKind,
-        id: String,
-        participant: Option<String>,
-        since: Option<u64>,
-    ) -> Reply {
-        if (view == ViewKind::Participant) != participant.is_some() {
-            return Reply::Error(
-                "bad_frame",
+    async fn subscribe(&mut self, key: Key, since: Option<u64>) -> Reply {
+        if (key.view == ViewKind::Participant) != key.participant.is_some() {
+            return bad_frame(
                 "`participant` is given with view \"participant\", and only then".to_owned(),
             );
         }
-        let key = (view, id.clone(), participant.clone());
         if self.subs.get(&key).is_some_and(|t| !t.is_finished()) {
-            return Reply::Error(
-                "already_subscribed",
-                format!("already subscribed to {} {id:?}", view.name()),
-            );
+            return Reply::Error(Refused(
+                ErrorCode::AlreadySubscribed,
+                format!("already subscribed to {} {:?}", key.view.name(), key.id),
+            ));
         }
         self.subs.retain(|_, t| !t.is_finished());
         if self.subs.len() >= self.shared.limits.max_subscriptions {
-            return Reply::Error(
-                "too_many_subscriptions",
+            return Reply::Error(Refused(
+                ErrorCode::TooManySubscriptions,
                 format!(
                     "at most {} subscriptions per connection",
                     self.shared.limits.max_subscriptions
                 ),
-            );
+            ));
         }
-        let views = self.shared.views.clone();
-        let queue = self.queue.clone();
-        let task = match view {
-            ViewKind::Race => {
-                let Some(s) = views.subscribe_race(&id, since) else {
-                    return Reply::Error("unknown_race", format!("no race {id:?}"));
-                };
-                let s = self.send_first(s).await;
-                tokio::spawn(
-                    forward(s, view, queue, move |_| views.race_snapshot(&id), || true)
-                        .in_current_span(),
-                )
-            }
-            ViewKind::Participant => {
-                let p = participant.unwrap_or_default();
-                let Some(s) = views.subscribe_participant(&id, &p) else {
-                    return Reply::Error("unknown_race", format!("no race {id:?}"));
-                };
-                let s = self.send_first(s).await;
-                tokio::spawn(
-                    forward(
-                        s,
-                        view,
-                        queue,
-                        move |_| views.participant_snapshot(&id, &p),
-                        || true,
-                    )
-                    .in_current_span(),
-                )
-            }
-            ViewKind::Room => {
-                // An invite-only room the user may not see does not exist.
-                let Some(s) = views.rooms.subscribe(&id, self.user.as_deref(), since) else {
-                    return Reply::Error("unknown_room", format!("no room {id:?}"));
-                };
-                // Going online writes an event, which takes from the user's
-                // budget; with none left the user still reads the room, but
-                // this connection does not count them online.
-                if let Some(user) = &self.user
-                    && !self.online.contains(&id)
-                    && self.room_budget(user)
-                    && self.online.insert(id.clone())
-                {
-                    let _ = self
-                        .shared
-                        .chat
-                        .send(&EdgeInput::event(&id, user, ChatKind::Connect))
-                        .await;
-                }
-                let s = self.send_first(s).await;
-                let (room, gate, user) = (id.clone(), views.clone(), self.user.clone());
-                let visible = move || gate.rooms.visible(&id, user.as_deref());
-                tokio::spawn(
-                    forward(
-                        s,
-                        view,
-                        queue,
-                        move |seq| views.rooms.snapshot(&room, seq),
-                        visible,
-                    )
-                    .in_current_span(),
-                )
-            }
-            ViewKind::Task => {
-                let (ready, results) = views.tasks.watch(&id);
-                let first = ready.clone().or_else(|| views.tasks.get(&id));
-                let frame = task_frame("snapshot", &id, first.as_ref());
-                let _ = self.queue.send(Out::Frame(frame)).await;
-                if ready.is_some() {
-                    return Reply::None; // a task has no other change
-                }
-                tokio::spawn(forward_task(views, id.clone(), results, queue).in_current_span())
-            }
+        let live = self.shared.views.live(key.view);
+        let s = match live.subscribe(&key, self.user.as_deref(), since) {
+            Ok(s) => s,
+            Err(refused) => return Reply::Error(refused),
         };
+        if key.view == ViewKind::Room {
+            self.online(&key.id).await;
+        }
+        let (frames, kind) = s.first.into_frames();
+        let m = observability::metrics();
+        for f in frames {
+            if self.queue.send(Out::Frame(f)).await.is_err() {
+                return Reply::None;
+            }
+            m.edge_frames.with_label_values(&[kind]).inc();
+        }
+        let Some(changes) = s.changes else {
+            return Reply::None; // the view will not change again
+        };
+        let sub = Sub {
+            live,
+            key: key.clone(),
+            user: self.user.clone(),
+            version: s.version,
+            seq: s.seq,
+        };
+        let task = tokio::spawn(forward(sub, changes, self.queue.clone()).in_current_span());
         self.subs.insert(key, task);
         Reply::None
     }
 
-    /// Queues a new subscription's first frames, before anything else the
-    /// client asks for is answered; the forwarder sends the rest.
-    async fn send_first(&self, mut s: Subscribed) -> Subscribed {
-        let m = observability::metrics();
-        for f in std::mem::take(&mut s.frames) {
-            let kind = if f.starts_with(r#"{"type":"snapshot""#) {
-                "snapshot"
-            } else {
-                "delta"
-            };
-            if self.queue.send(Out::Frame(f)).await.is_err() {
-                break;
-            }
-            m.edge_frames.with_label_values(&[kind]).inc();
+    /// The user counts as online in `room` on this connection. Going online
+    /// writes an event, which takes from the user's budget; with none left
+    /// the user still reads the room, but this connection does not count
+    /// them online.
+    async fn online(&mut self, room: &str) {
+        if let Some(user) = &self.user
+            && !self.online.contains(room)
+            && self.room_budget(user)
+            && self.online.insert(room.to_owned())
+        {
+            let _ = self
+                .shared
+                .chat
+                .send(&EdgeInput::event(room, user, ChatKind::Connect))
+                .await;
         }
-        s
     }
 
     /// The user leaves `room`'s online count, if this connection was in it.
@@ -542,37 +441,42 @@ impl Conn {
     /// event never reaches Kafka.
     async fn room_action(
         &mut self,
-        op: &'static str,
+        op: RoomOp,
         room: Option<String>,
         text: Option<String>,
         client_msg_id: Option<String>,
     ) -> Reply {
         let Some(room) = room.or_else(|| self.room.clone()) else {
-            return Reply::Error("bad_frame", format!("{op} needs a `room`"));
+            return bad_frame(format!("{} needs a `room`", op.name()));
         };
         let Some(user) = self.user.clone() else {
-            return Reply::Error("unauthorized", AuthError::Missing.to_string());
+            return Reply::Error(Refused(
+                ErrorCode::Unauthorized,
+                AuthError::Missing.to_string(),
+            ));
         };
         let views = &self.shared.views;
         // A room that does not exist here, or is invite-only and the user
         // is neither invited nor a member: the same answer for both.
         if !views.rooms.may_join(&room, &user) {
-            return Reply::Error("unknown_room", format!("no room {room:?}"));
+            return Reply::Error(crate::rooms::unknown(&room));
         }
-        if op == "post" && !(self.joined.contains(&room) || views.rooms.is_member(&room, &user)) {
-            return Reply::Error(
-                "not_member",
+        if op == RoomOp::Post
+            && !(self.joined.contains(&room) || views.rooms.is_member(&room, &user))
+        {
+            return Reply::Error(Refused(
+                ErrorCode::NotMember,
                 format!("{user} is not a member of {room:?}; join first"),
-            );
+            ));
         }
         // Every event that reaches Kafka takes from the user's budget.
         if !self.room_budget(&user) {
             return too_many_room_events();
         }
         let event = match op {
-            "join" => EdgeInput::event(&room, &user, ChatKind::Join),
-            "leave" => EdgeInput::event(&room, &user, ChatKind::Leave),
-            _ => schemas::ChatEvent {
+            RoomOp::Join => EdgeInput::event(&room, &user, ChatKind::Join),
+            RoomOp::Leave => EdgeInput::event(&room, &user, ChatKind::Leave),
+            RoomOp::Post => schemas::ChatEvent {
                 text,
                 client_msg_id: client_msg_id.clone(),
                 ..EdgeInput::event(&room, &user, ChatKind::Message)
@@ -583,69 +487,38 @@ impl Conn {
                 // The join is in the room's partition before any later post,
                 // so the job has it first: this connection may post now.
                 match op {
-                    "join" => {
+                    RoomOp::Join => {
                         self.joined.insert(room.clone());
                     }
-                    "leave" => {
+                    RoomOp::Leave => {
                         self.joined.remove(&room);
                     }
-                    _ => {}
+                    RoomOp::Post => {}
                 }
                 Reply::Frame(
-                    serde_json::json!({"type": "ack", "op": op, "room": room, "client_msg_id": client_msg_id})
-                        .to_string(),
+                    ServerFrame::Ack {
+                        op,
+                        room: &room,
+                        client_msg_id: client_msg_id.as_deref(),
+                    }
+                    .encode(),
                 )
             }
-            Err(SendError::Invalid(m)) => Reply::Error("invalid", m),
-            Err(SendError::Unavailable(m)) => Reply::Error("unavailable", m),
+            Err(SendError::Invalid(m)) => Reply::Error(Refused(ErrorCode::Invalid, m)),
+            Err(SendError::Unavailable(m)) => Reply::Error(Refused(ErrorCode::Unavailable, m)),
         }
     }
 }
 
 fn too_many_room_events() -> Reply {
-    Reply::Error(
-        "rate_limited",
+    Reply::Error(Refused(
+        ErrorCode::RateLimited,
         "too many posts, joins or room connections; slow down".to_owned(),
-    )
+    ))
 }
 
-/// A task's frame: its result (or pending entry, or nothing yet known).
-fn task_frame(kind: &str, id: &str, result: Option<&schemas::TaskResult>) -> Frame {
-    let done = result.is_some_and(|r| r.status != schemas::TaskStatus::Pending);
-    serde_json::json!({"type": kind, "view": "task", "id": id, "seq": u64::from(done), "result": result})
-        .to_string()
-        .into()
-}
-
-/// Feeds one task subscription, after its snapshot: the result once it
-/// arrives (seq 1). A task has no other change.
-async fn forward_task(
-    views: Arc<Views>,
-    id: String,
-    mut results: tokio::sync::broadcast::Receiver<Arc<schemas::TaskResult>>,
-    queue: mpsc::Sender<Out>,
-) {
-    let _live = Live::new("task");
-    let result = loop {
-        match results.recv().await {
-            Ok(r) if r.id == id => break (*r).clone(),
-            Ok(_) => {}
-            // Missed some: look again.
-            Err(RecvError::Lagged(_)) => {
-                if let Some(r) = views
-                    .tasks
-                    .get(&id)
-                    .filter(|r| r.status != schemas::TaskStatus::Pending)
-                {
-                    break r;
-                }
-            }
-            Err(RecvError::Closed) => return,
-        }
-    };
-    let _ = queue
-        .send(Out::Frame(task_frame("delta", &id, Some(&result))))
-        .await;
+fn bad_frame(message: String) -> Reply {
+    Reply::Error(Refused(ErrorCode::BadFrame, message))
 }
 
 /// Counts a live subscription while it lives.
@@ -670,55 +543,53 @@ impl Drop for Live {
     }
 }
 
-/// Feeds one subscription into the connection's queue: its first frames,
-/// then every change in order. Behind by more than the view's ring, it sends
-/// `resnapshot(last seq sent)` instead of the backlog, and skips the changes
-/// that snapshot already holds.
+/// One subscription as its forwarder follows it.
+struct Sub {
+    live: Arc<dyn LiveView>,
+    key: Key,
+    user: Option<String>,
+    /// The view's version and seq the subscriber has.
+    version: u64,
+    seq: u64,
+}
+
+/// Feeds one subscription into the connection's queue: every change after
+/// its first frames, in order. Behind by more than the view's ring, it
+/// sends a fresh snapshot ([`LiveView::resnapshot`]) instead of the
+/// backlog, and skips the changes that snapshot already holds. It ends when
+/// the view says the user may no longer see it.
 async fn forward(
-    s: Subscribed,
-    view: ViewKind,
+    mut sub: Sub,
+    mut changes: broadcast::Receiver<crate::view::Change>,
     queue: mpsc::Sender<Out>,
-    resnapshot: impl Fn(u64) -> Option<Snapshot> + Send + 'static,
-    allowed: impl Fn() -> bool + Send + 'static,
 ) {
-    let _live = Live::new(view.name());
+    let view = sub.key.view.name();
+    let _live = Live::new(view);
     let m = observability::metrics();
-    let Subscribed {
-        mut version,
-        mut seq,
-        mut changes,
-        ..
-    } = s;
     loop {
         let next = changes.recv().await;
-        if !allowed() {
-            // No longer the user's to see (they left an invite-only room).
-            let frame = error_frame("unknown_room", "no longer visible to you");
-            let _ = queue.send(Out::Frame(frame.into())).await;
+        if let Err(Refused(code, message)) = sub.live.check(&sub.key, sub.user.as_deref()) {
+            let _ = queue.send(Out::Frame(error_frame(code, &message))).await;
             return;
         }
         let (out, kind) = match next {
-            Ok(c) if c.version <= version => continue,
+            Ok(c) if c.version <= sub.version => continue,
             Ok(c) => {
-                version = c.version;
-                seq = c.seq;
+                sub.version = c.version;
+                sub.seq = c.seq;
                 let out = match c.origin_ms {
-                    Some(ms) => Out::Change(c.frame, ms, view.name()),
+                    Some(ms) => Out::Change(c.frame, ms, view),
                     None => Out::Frame(c.frame),
                 };
                 (out, "delta")
             }
             Err(RecvError::Lagged(missed)) => {
-                let Some((v, s, f)) = resnapshot(seq) else {
+                let Some((v, s, f)) = sub.live.resnapshot(&sub.key, sub.seq) else {
                     return;
                 };
-                tracing::info!(
-                    view = view.name(),
-                    missed,
-                    "subscriber behind; sending a snapshot"
-                );
-                m.edge_lag_snapshots.with_label_values(&[view.name()]).inc();
-                (version, seq) = (v, s);
+                tracing::info!(view, missed, "subscriber behind; sending a snapshot");
+                m.edge_lag_snapshots.with_label_values(&[view]).inc();
+                (sub.version, sub.seq) = (v, s);
                 (Out::Frame(f), "snapshot")
             }
             Err(RecvError::Closed) => return,

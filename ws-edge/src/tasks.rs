@@ -11,7 +11,7 @@
 //! A malformed body, a missing field, a wrong type, an unknown field or a
 //! body over 16 KiB gets a 4xx with a JSON error, and nothing is enqueued.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use schemas::{CalcTask, TaskResult, TaskStatus, Timestamp};
@@ -20,11 +20,12 @@ use tokio::sync::broadcast;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
-use crate::listener::Peer;
-use crate::post::{EdgeInput, SendError};
-use crate::server::json_error;
-use crate::socket::Shared;
-use crate::views::{FRAME_BUFFER, Views};
+use crate::bucket::Keyed;
+use crate::http::{Limited, json_error, json_with, send_error};
+use crate::listener::{AddressKey, Peer};
+use crate::post::EdgeInput;
+use crate::protocol::{Frame, Refused, ServerFrame, ViewDelta, ViewSnapshot};
+use crate::view::{Change, First, Key, LiveView, Snapshot, Subscribed};
 
 /// Results held per edge (older ones are in the changelog and the archive).
 pub const RESULTS_HELD: usize = 10_000;
@@ -36,9 +37,9 @@ pub const MAX_LIST: usize = 500;
 pub const MAX_BODY: usize = 16 * 1024;
 
 /// The results this edge serves.
+#[derive(Default)]
 pub struct Tasks {
     inner: RwLock<Inner>,
-    tx: broadcast::Sender<Arc<TaskResult>>,
 }
 
 #[derive(Default)]
@@ -47,33 +48,51 @@ struct Inner {
     order: VecDeque<String>,
     pending: BTreeMap<String, TaskResult>,
     pending_order: VecDeque<String>,
+    /// A channel per task someone waits for: its result goes only to them.
+    waiting: HashMap<String, broadcast::Sender<Change>>,
 }
 
-impl Default for Tasks {
-    fn default() -> Self {
-        Self {
-            inner: RwLock::default(),
-            tx: broadcast::channel(FRAME_BUFFER).0,
-        }
-    }
+/// A task's snapshot frame: its result, pending entry, or nothing yet.
+fn snapshot_frame(id: &str, result: Option<&TaskResult>) -> Frame {
+    let done = result.is_some_and(|r| r.status != TaskStatus::Pending);
+    ServerFrame::Snapshot(ViewSnapshot::Task {
+        id,
+        seq: u64::from(done),
+        result,
+    })
+    .encode()
 }
 
 impl Tasks {
-    /// Records a result from the changelog (a result read twice is kept once).
+    /// Records a result from the changelog (a result read twice is kept
+    /// once) and sends it to whoever waits for that task.
     pub fn apply(&self, result: TaskResult) {
         let mut inner = self.inner.write().expect("tasks lock");
         inner.pending.remove(&result.id);
         if inner.results.contains_key(&result.id) {
             return;
         }
+        if let Some(tx) = inner.waiting.remove(&result.id) {
+            let frame = ServerFrame::Delta(ViewDelta::Task {
+                id: &result.id,
+                seq: 1,
+                result: &result,
+            })
+            .encode();
+            let _ = tx.send(Change {
+                version: 1,
+                seq: 1,
+                frame,
+                origin_ms: None,
+            });
+        }
         inner.order.push_back(result.id.clone());
-        inner.results.insert(result.id.clone(), result.clone());
+        inner.results.insert(result.id.clone(), result);
         if inner.order.len() > RESULTS_HELD
             && let Some(old) = inner.order.pop_front()
         {
             inner.results.remove(&old);
         }
-        let _ = self.tx.send(Arc::new(result));
     }
 
     /// Notes a task submitted through this edge, until its result arrives.
@@ -132,15 +151,63 @@ impl Tasks {
             .cloned()
             .collect()
     }
+}
 
-    /// The result if ready, and a subscription to results after it.
-    pub(crate) fn watch(
+impl LiveView for Tasks {
+    /// A snapshot (the result, the pending entry, or `null`); unless the
+    /// result is in, the result follows once it is.
+    fn subscribe(
         &self,
-        id: &str,
-    ) -> (Option<TaskResult>, broadcast::Receiver<Arc<TaskResult>>) {
-        let inner = self.inner.read().expect("tasks lock");
-        (inner.results.get(id).cloned(), self.tx.subscribe())
+        key: &Key,
+        _user: Option<&str>,
+        _since: Option<u64>,
+    ) -> Result<Subscribed, Refused> {
+        let mut inner = self.inner.write().expect("tasks lock");
+        if let Some(r) = inner.results.get(&key.id) {
+            return Ok(Subscribed {
+                first: First::Snapshot(snapshot_frame(&key.id, Some(r))),
+                version: 1,
+                seq: 1,
+                changes: None, // a task has no other change
+            });
+        }
+        let first = First::Snapshot(snapshot_frame(&key.id, inner.pending.get(&key.id)));
+        // Channels nobody waits on any more go before the map grows past
+        // what it may hold.
+        if inner.waiting.len() >= PENDING_HELD {
+            inner.waiting.retain(|_, tx| tx.receiver_count() > 0);
+        }
+        let changes = inner
+            .waiting
+            .entry(key.id.clone())
+            .or_insert_with(|| broadcast::channel(1).0)
+            .subscribe();
+        Ok(Subscribed {
+            first,
+            version: 0,
+            seq: 0,
+            changes: Some(changes),
+        })
     }
+
+    /// A task changes once, so a subscriber can only miss that change: the
+    /// result is its snapshot.
+    fn resnapshot(&self, key: &Key, _seq: u64) -> Option<Snapshot> {
+        let inner = self.inner.read().expect("tasks lock");
+        let r = inner.results.get(&key.id)?;
+        Some((1, 1, snapshot_frame(&key.id, Some(r))))
+    }
+}
+
+/// What the task routes use.
+#[derive(Clone)]
+pub(crate) struct TaskRoutes {
+    /// The results.
+    pub tasks: Arc<Tasks>,
+    /// The way into `pace.calc`.
+    pub input: Arc<EdgeInput>,
+    /// Submissions per client address.
+    pub budget: Arc<Keyed<AddressKey>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,10 +233,10 @@ fn new_id() -> String {
 /// The task routes. Submissions take from the client address's budget
 /// ([`EdgeLimits::tasks`](crate::limits::EdgeLimits::tasks)); past it, 429.
 pub(crate) fn routes(
-    shared: Arc<Shared>,
+    r: TaskRoutes,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    let budget = shared.clone();
-    let ctx = warp::any().map(move || (shared.views.clone(), shared.chat.clone()));
+    let budget = r.budget.clone();
+    let ctx = warp::any().map(move || (r.tasks.clone(), r.input.clone()));
     let submit = warp::path!("api" / "tasks")
         .and(warp::post())
         .and(warp::ext::optional::<Peer>())
@@ -177,12 +244,12 @@ pub(crate) fn routes(
             let budget = budget.clone();
             async move {
                 match peer {
-                    Some(p) if !budget.tasks.take(&p.addr.ip().into()) => {
+                    Some(p) if !budget.take(&p.addr.ip().into()) => {
                         observability::metrics()
                             .edge_rate_limited
                             .with_label_values(&["task"])
                             .inc();
-                        Err(warp::reject::custom(crate::server::Limited(
+                        Err(warp::reject::custom(Limited(
                             "too many tasks from your address; slow down",
                         )))
                     }
@@ -194,7 +261,7 @@ pub(crate) fn routes(
         .and(crate::body::bytes(MAX_BODY))
         .and(ctx.clone())
         .then(
-            |body: bytes::Bytes, (views, input): (Arc<Views>, Arc<EdgeInput>)| async move {
+            |body: bytes::Bytes, (tasks, input): (Arc<Tasks>, Arc<EdgeInput>)| async move {
                 let new: NewTask = match serde_json::from_slice(&body) {
                     Ok(t) => t,
                     Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("bad task: {e}")),
@@ -204,19 +271,16 @@ pub(crate) fn routes(
                     expression: new.expression,
                     time: Timestamp::now(),
                 };
-                if let Some(known) = views.tasks.get(&task.id) {
+                if let Some(known) = tasks.get(&task.id) {
                     // The same id again: the same task.
                     return accepted(&known.id);
                 }
                 match input.submit(&task).await {
                     Ok(()) => {
-                        views.tasks.submitted(&task);
+                        tasks.submitted(&task);
                         accepted(&task.id)
                     }
-                    Err(SendError::Invalid(m)) => json_error(StatusCode::BAD_REQUEST, m),
-                    Err(SendError::Unavailable(m)) => {
-                        json_error(StatusCode::SERVICE_UNAVAILABLE, m)
-                    }
+                    Err(e) => send_error(&e),
                 }
             },
         );
@@ -224,7 +288,7 @@ pub(crate) fn routes(
         .and(warp::get())
         .and(ctx.clone())
         .map(
-            |id: String, (views, _): (Arc<Views>, Arc<EdgeInput>)| match views.tasks.get(&id) {
+            |id: String, (tasks, _): (Arc<Tasks>, Arc<EdgeInput>)| match tasks.get(&id) {
                 Some(r) => warp::reply::json(&r).into_response(),
                 None => json_error(StatusCode::NOT_FOUND, format!("no task {id:?}")),
             },
@@ -233,18 +297,14 @@ pub(crate) fn routes(
         .and(warp::get())
         .and(warp::query::<ListQuery>())
         .and(ctx.clone())
-        .map(|q: ListQuery, (views, _): (Arc<Views>, Arc<EdgeInput>)| {
-            warp::reply::json(&views.tasks.list(q.status, q.limit.unwrap_or(100))).into_response()
+        .map(|q: ListQuery, (tasks, _): (Arc<Tasks>, Arc<EdgeInput>)| {
+            warp::reply::json(&tasks.list(q.status, q.limit.unwrap_or(100))).into_response()
         });
     submit.or(one).unify().or(list).unify()
 }
 
 fn accepted(id: &str) -> warp::reply::Response {
-    warp::reply::with_status(
-        warp::reply::json(&serde_json::json!({ "id": id })),
-        StatusCode::ACCEPTED,
-    )
-    .into_response()
+    json_with(StatusCode::ACCEPTED, &serde_json::json!({ "id": id }))
 }
 
 #[cfg(test)]

@@ -104,14 +104,14 @@ impl Upgrade {
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let Some(on) = self.peer.upgrade.lock().expect("upgrade lock").take() else {
-            return crate::server::json_error(
+            return crate::http::json_error(
                 StatusCode::BAD_REQUEST,
                 "this connection was upgraded already".to_owned(),
             );
         };
         let ticket = self.peer.ticket.clone();
         if !ticket.upgraded() {
-            return crate::server::json_error(
+            return crate::http::json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many connections here; try another edge, or later".to_owned(),
             );

@@ -37,7 +37,7 @@ struct Edge {
 impl Edge {
     async fn start(limits: EdgeLimits) -> Edge {
         let views = Arc::new(Views::default());
-        views.apply_race(definition());
+        views.races.apply_race(definition());
         let mut config = EdgeConfig::new(
             "127.0.0.1:0".parse().unwrap(),
             ingest::KafkaConfig::new("127.0.0.1:9"),
@@ -188,7 +188,7 @@ impl Replica {
     }
 
     fn equals(&self, views: &Views) -> bool {
-        let (seq, rows) = views.standings("r").unwrap();
+        let (seq, rows) = views.races.standings("r").unwrap();
         let live: std::collections::BTreeMap<String, Value> = rows
             .into_iter()
             .map(|r| (r.participant.clone(), serde_json::to_value(r).unwrap()))
@@ -262,7 +262,7 @@ async fn a_thousand_spectators_in_order_and_a_stalled_one_gets_a_snapshot() {
     // Changes at a steady 100 a second, whatever the stalled one does.
     let t0 = Instant::now();
     for seq in 1..=CHANGES {
-        edge.views.apply_standings(change(seq, 2, 100));
+        edge.views.races.apply_standings(change(seq, 2, 100));
         tokio::time::sleep_until((t0 + Duration::from_millis(10 * seq)).into()).await;
     }
     let mut fast = Vec::new();
@@ -296,7 +296,7 @@ async fn a_thousand_spectators_in_order_and_a_stalled_one_gets_a_snapshot() {
     let lagged_before = lag_snapshots();
     let flood = 20_000u64;
     for seq in CHANGES + 1..=CHANGES + flood {
-        edge.views.apply_standings(change(seq, 8, 250));
+        edge.views.races.apply_standings(change(seq, 8, 250));
         if seq % 1000 == 0 {
             tokio::task::yield_now().await;
             if std::env::var("PACE_TEST_RSS").is_ok() {
@@ -344,7 +344,7 @@ async fn since_gives_exactly_the_missed_changes() {
     let _serial = SERIAL.lock().await;
     let edge = Edge::start(EdgeLimits::default()).await;
     for seq in 1..=10 {
-        edge.views.apply_standings(change(seq, 2, 5));
+        edge.views.races.apply_standings(change(seq, 2, 5));
     }
     let (mut ws, _) = tokio_tungstenite::connect_async(edge.url("/ws/races/r"))
         .await
@@ -355,7 +355,7 @@ async fn since_gives_exactly_the_missed_changes() {
     ws.close(None).await.unwrap();
     // Missed while away.
     for seq in 11..=15 {
-        edge.views.apply_standings(change(seq, 2, 5));
+        edge.views.races.apply_standings(change(seq, 2, 5));
     }
     let (mut ws, _) = tokio_tungstenite::connect_async(edge.url("/ws/races/r?since=10"))
         .await
@@ -408,7 +408,7 @@ async fn since_gives_exactly_the_missed_changes() {
     );
     // A resume from before what is held: a snapshot.
     for seq in 16..=1200 {
-        edge.views.apply_standings(change(seq, 1, 5));
+        edge.views.races.apply_standings(change(seq, 1, 5));
     }
     let (mut ws, _) = tokio_tungstenite::connect_async(edge.url("/ws/races/r?since=15"))
         .await
@@ -494,7 +494,7 @@ async fn errors_limits_origins_and_a_graceful_shutdown() {
     .await
     .unwrap();
     assert_eq!(next(&mut ws).await["type"], "unsubscribed");
-    edge.views.apply_standings(change(1, 1, 5));
+    edge.views.races.apply_standings(change(1, 1, 5));
     assert!(
         quiet(&mut ws, Duration::from_millis(200)).await.is_empty(),
         "unsubscribed"

@@ -318,7 +318,7 @@ pub struct Final {
 /// task id with two results fails the test: a pipeline that ran without a
 /// restart writes each result once.
 pub fn final_views(kafka: &KafkaConfig, defs: &[RaceDefinition], once: bool) -> Final {
-    let views = ws_edge::views::Views::default();
+    let views = ws_edge::race::Races::default();
     for d in defs {
         views.apply_race(d.clone());
     }

@@ -1,0 +1,436 @@
+//! The spectator protocol, typed: every frame a client may send
+//! ([`ClientFrame`]) and every frame the edge sends ([`ServerFrame`]), for
+//! every live view. A frame is decoded once by serde into a
+//! [`ClientFrame`] and encoded once from a [`ServerFrame`]; nothing looks
+//! at a frame's text after that. `PROTOCOL.md` and `protocol.schema.json`
+//! describe the same frames.
+
+use schemas::tournament::{Draw, Outcome, TournamentInfo, TournamentPlayer};
+use schemas::{RoomMember, RoomMessage, Split, SplitKey, StandingRow, TaskResult, Visibility};
+use serde::{Deserialize, Serialize};
+
+/// An encoded frame, shared by all subscribers: reference-counted bytes,
+/// cloned for each subscriber, never copied.
+pub type Frame = tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// A live view a client subscribes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViewKind {
+    /// A race's standings and splits.
+    Race,
+    /// One participant of a race.
+    Participant,
+    /// A room's members and messages.
+    Room,
+    /// A calculation task's result.
+    Task,
+    /// A tournament's players, choices and draw.
+    Tournament,
+}
+
+impl ViewKind {
+    /// Its name in frames and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Race => "race",
+            Self::Participant => "participant",
+            Self::Room => "room",
+            Self::Task => "task",
+            Self::Tournament => "tournament",
+        }
+    }
+}
+
+/// What a client sends.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// Subscribe to a view: a snapshot (or what was missed since `since`),
+    /// then its deltas.
+    Subscribe {
+        /// Which view.
+        view: ViewKind,
+        /// Its id.
+        id: String,
+        /// The participant, with view `participant` (and only then).
+        #[serde(default)]
+        participant: Option<String>,
+        /// The last seq the client holds.
+        #[serde(default)]
+        since: Option<u64>,
+    },
+    /// End a subscription.
+    Unsubscribe {
+        /// Which view.
+        view: ViewKind,
+        /// Its id.
+        id: String,
+        /// The participant, with view `participant`.
+        #[serde(default)]
+        participant: Option<String>,
+    },
+    /// Ask for a `pong`.
+    Ping {
+        /// Echoed back.
+        #[serde(default)]
+        nonce: Option<u64>,
+    },
+    /// Join a room (the connection's room if none is named).
+    Join {
+        /// The room.
+        #[serde(default)]
+        room: Option<String>,
+    },
+    /// Leave a room.
+    Leave {
+        /// The room.
+        #[serde(default)]
+        room: Option<String>,
+    },
+    /// Post to a room.
+    Post {
+        /// The room.
+        #[serde(default)]
+        room: Option<String>,
+        /// The message.
+        text: String,
+        /// Echoed in the ack and the message.
+        #[serde(default)]
+        client_msg_id: Option<String>,
+    },
+}
+
+/// A room action acknowledged by an `ack` frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomOp {
+    /// `join`.
+    Join,
+    /// `leave`.
+    Leave,
+    /// `post`.
+    Post,
+}
+
+impl RoomOp {
+    /// Its name in frames and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Join => "join",
+            Self::Leave => "leave",
+            Self::Post => "post",
+        }
+    }
+}
+
+/// The code of an `error` frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not a frame of the protocol.
+    BadFrame,
+    /// No such race.
+    UnknownRace,
+    /// No such room, or not one the user may see.
+    UnknownRoom,
+    /// No such tournament.
+    UnknownTournament,
+    /// Subscribed to that view already.
+    AlreadySubscribed,
+    /// No subscription to that view.
+    NotSubscribed,
+    /// The connection's subscription budget is spent.
+    TooManySubscriptions,
+    /// A missing or bad token.
+    Unauthorized,
+    /// Posting to a room the user has not joined.
+    NotMember,
+    /// The event breaks a rule.
+    Invalid,
+    /// Too many frames or events.
+    RateLimited,
+    /// The broker did not take it.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// Its name on the wire (also the close reason when it ends a connection).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::BadFrame => "bad_frame",
+            Self::UnknownRace => "unknown_race",
+            Self::UnknownRoom => "unknown_room",
+            Self::UnknownTournament => "unknown_tournament",
+            Self::AlreadySubscribed => "already_subscribed",
+            Self::NotSubscribed => "not_subscribed",
+            Self::TooManySubscriptions => "too_many_subscriptions",
+            Self::Unauthorized => "unauthorized",
+            Self::NotMember => "not_member",
+            Self::Invalid => "invalid",
+            Self::RateLimited => "rate_limited",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// A refusal: the code and what a person reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused(pub ErrorCode, pub String);
+
+/// What the edge sends.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    /// A view as a whole.
+    Snapshot(ViewSnapshot<'a>),
+    /// One change of a view.
+    Delta(ViewDelta<'a>),
+    /// A resumed race subscription: the deltas after `since` follow.
+    Resumed {
+        /// The view (`race`).
+        view: ViewKind,
+        /// Its id.
+        id: &'a str,
+        /// What the client had.
+        since: u64,
+        /// Where the deltas that follow bring it.
+        seq: u64,
+    },
+    /// A subscription ended at the client's request.
+    Unsubscribed {
+        /// The view.
+        view: ViewKind,
+        /// Its id.
+        id: &'a str,
+        /// The participant, with view `participant`.
+        participant: Option<&'a str>,
+    },
+    /// A room action the broker has.
+    Ack {
+        /// Which.
+        op: RoomOp,
+        /// In which room.
+        room: &'a str,
+        /// The client's id for it.
+        client_msg_id: Option<&'a str>,
+    },
+    /// The answer to a `ping`.
+    Pong {
+        /// The ping's nonce.
+        nonce: Option<u64>,
+    },
+    /// Something the client asked for was refused.
+    Error {
+        /// What kind of refusal.
+        code: ErrorCode,
+        /// What a person reads.
+        message: &'a str,
+    },
+    /// The edge is going: connect again after `after_ms`.
+    Reconnect {
+        /// Why (`shutdown`).
+        reason: &'a str,
+        /// How long to wait, ms.
+        after_ms: u64,
+    },
+}
+
+/// A view as a whole, by view.
+#[derive(Debug, Serialize)]
+#[serde(tag = "view", rename_all = "snake_case")]
+pub enum ViewSnapshot<'a> {
+    /// A race's standings, by rank, and splits, by split then position.
+    Race {
+        /// Race id.
+        id: &'a str,
+        /// The race view's seq.
+        seq: u64,
+        /// Every row.
+        rows: Vec<StandingRow>,
+        /// Every split.
+        splits: Vec<&'a Split>,
+    },
+    /// One participant's row and splits.
+    Participant(ParticipantFrame<'a>),
+    /// A room's members and its messages after the client's `since` (or the
+    /// latest few).
+    Room {
+        /// Room id.
+        id: &'a str,
+        /// The room's latest message seq.
+        seq: u64,
+        /// Who may read and join.
+        visibility: Visibility,
+        /// Every member.
+        members: Vec<&'a RoomMember>,
+        /// Messages, in order.
+        messages: Vec<&'a RoomMessage>,
+    },
+    /// A task's result, pending entry or nothing yet (`seq` 1 once done).
+    Task {
+        /// Task id.
+        id: &'a str,
+        /// 0 until the result, then 1.
+        seq: u64,
+        /// What is known.
+        result: Option<&'a TaskResult>,
+    },
+    /// A tournament: its info, players and draw.
+    Tournament {
+        /// Tournament id.
+        id: &'a str,
+        /// The tournament view's seq.
+        seq: u64,
+        /// The tournament (`None` until created).
+        tournament: Option<&'a TournamentInfo>,
+        /// Every player, in the order they joined.
+        players: Vec<&'a TournamentPlayer>,
+        /// The draw, once made.
+        draw: Option<&'a Draw>,
+    },
+}
+
+/// One change of a view, by view.
+#[derive(Debug, Serialize)]
+#[serde(tag = "view", rename_all = "snake_case")]
+pub enum ViewDelta<'a> {
+    /// Rows upserted and removed, splits set and removed.
+    Race {
+        /// Race id.
+        id: &'a str,
+        /// The race view's seq after the change.
+        seq: u64,
+        /// Rows that changed.
+        upserts: Vec<StandingRow>,
+        /// Participants whose rows went.
+        removes: &'a [String],
+        /// Splits set.
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        splits: &'a [Split],
+        /// Splits removed.
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        split_removes: &'a [SplitKey],
+    },
+    /// A change that touched one followed participant.
+    Participant(ParticipantFrame<'a>),
+    /// Members set and removed, messages added.
+    Room {
+        /// Room id.
+        id: &'a str,
+        /// The room's latest message seq after the change.
+        seq: u64,
+        /// Members that changed.
+        members: &'a [RoomMember],
+        /// Users no longer members.
+        removes: &'a [String],
+        /// New messages, in order.
+        messages: &'a [RoomMessage],
+    },
+    /// The task's result.
+    Task {
+        /// Task id.
+        id: &'a str,
+        /// 1.
+        seq: u64,
+        /// The result.
+        result: &'a TaskResult,
+    },
+    /// What changed in a tournament, and the outcome of each event.
+    Tournament {
+        /// Tournament id.
+        id: &'a str,
+        /// The tournament view's seq after the change.
+        seq: u64,
+        /// The tournament, when it changed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tournament: Option<&'a TournamentInfo>,
+        /// Players that joined or chose.
+        players: &'a [TournamentPlayer],
+        /// The draw, when made.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        draw: Option<&'a Draw>,
+        /// What became of each event, accepted or refused.
+        outcomes: &'a [Outcome],
+    },
+}
+
+/// One participant's frame: their row (absent once removed) and splits.
+#[derive(Debug, Serialize)]
+pub struct ParticipantFrame<'a> {
+    /// Race id.
+    pub id: &'a str,
+    /// The participant.
+    pub participant: &'a str,
+    /// The race view's seq.
+    pub seq: u64,
+    /// Their row, if they have one.
+    pub row: Option<StandingRow>,
+    /// Their splits (all of them in a snapshot, the changed ones in a delta).
+    pub splits: Vec<&'a Split>,
+    /// Their splits removed.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub split_removes: Vec<&'a SplitKey>,
+}
+
+impl ServerFrame<'_> {
+    /// The frame as text, once.
+    pub fn encode(&self) -> Frame {
+        serde_json::to_string(self)
+            .expect("frames serialize")
+            .into()
+    }
+}
+
+/// An `error` frame.
+pub fn error_frame(code: ErrorCode, message: &str) -> Frame {
+    ServerFrame::Error { code, message }.encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_their_type_then_their_view() {
+        let f = ServerFrame::Snapshot(ViewSnapshot::Task {
+            id: "t",
+            seq: 0,
+            result: None,
+        })
+        .encode();
+        assert_eq!(
+            f.as_str(),
+            r#"{"type":"snapshot","view":"task","id":"t","seq":0,"result":null}"#
+        );
+        let e = error_frame(ErrorCode::UnknownTournament, "no");
+        assert_eq!(
+            e.as_str(),
+            r#"{"type":"error","code":"unknown_tournament","message":"no"}"#
+        );
+        for code in [ErrorCode::BadFrame, ErrorCode::TooManySubscriptions] {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::Value::from(code.name())
+            );
+        }
+    }
+
+    #[test]
+    fn client_frames_are_typed_or_refused() {
+        let f: ClientFrame =
+            serde_json::from_str(r#"{"type":"subscribe","view":"tournament","id":"cup"}"#).unwrap();
+        assert!(matches!(
+            f,
+            ClientFrame::Subscribe {
+                view: ViewKind::Tournament,
+                ..
+            }
+        ));
+        assert!(
+            serde_json::from_str::<ClientFrame>(r#"{"type":"subscribe","view":"x","id":"a"}"#)
+                .is_err()
+        );
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"ping","extra":1}"#).is_err());
+    }
+}

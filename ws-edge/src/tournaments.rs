@@ -1,0 +1,617 @@
+//! The tournament view (LCT draw), rebuilt from `pace.tournaments`, and its
+//! routes. Players and organisers act over HTTP; the edge writes their
+//! event to `pace.tournament` and answers with what the tournaments job
+//! decided (the event's outcome, in Kafka order). Everyone on a
+//! tournament's page follows it over WebSocket (`view: "tournament"`):
+//! a snapshot, then a delta per change, with the outcomes of the events.
+//!
+//! | route | answer |
+//! | --- | --- |
+//! | `GET /api/tournaments` | `[{id, name, organiser, player_limit, players, state, version, seq}]` |
+//! | `GET /api/tournaments/{id}` | `{view, id, seq, tournament, players, draw}` (the snapshot frame's body) |
+//! | `GET /api/tournaments/{id}/qr.svg` | the join link (`/?tournament={id}` on this host) as a QR code |
+//! | `POST /api/tournaments` `{"id","name","player_limit"}` | 201 once the job made it this request's; 409 `exists` |
+//! | `POST /api/tournaments/{id}/join` `{"display_name"}` | 200; 409 `full`, `already_joined`, `drawn` |
+//! | `POST /api/tournaments/{id}/choose` `{"team"}` | 200; 409 `team_taken`, `drawn`; 403 `not_a_player` |
+//! | `POST /api/tournaments/{id}/rename` `{"name","version"}` | 200; 409 `stale_version`; 403 `not_organiser` |
+//! | `POST /api/tournaments/{id}/close` `{}` | 200 (the draw is made); 403 `not_organiser` |
+//!
+//! Every action needs a token and takes from the user's event budget (429
+//! past it). A body may carry `client_msg_id`: a retry with the same one is
+//! not applied twice and gets the first outcome. A refusal is
+//! `{"error", "code"}`; an action not decided within [`DECIDE_WAIT`] gets
+//! 202 (it is in Kafka and will be; the WebSocket view shows it). An action
+//! on a tournament this edge does not know is 404 and is not sent.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use schemas::Timestamp;
+use schemas::tournament::{
+    Draw, Outcome, Refusal, TournamentAction, TournamentChange, TournamentEvent, TournamentInfo,
+    TournamentPlayer, TournamentState,
+};
+use serde::Serialize;
+use tokio::sync::broadcast;
+use warp::http::StatusCode;
+use warp::{Filter, Reply};
+
+use crate::http::{Callers, HttpError, json_error, json_with, send_error};
+use crate::protocol::{ErrorCode, Frame, Refused, ServerFrame, ViewDelta, ViewSnapshot};
+use crate::view::{Change, FRAME_BUFFER, First, Key, LiveView, Snapshot, Subscribed};
+
+/// Outcomes held per tournament, for the requests waiting on them.
+pub const OUTCOMES_HELD: usize = 256;
+/// How long an action waits for the job's decision before it answers 202.
+pub const DECIDE_WAIT: Duration = Duration::from_secs(10);
+/// Largest request body, bytes.
+pub const MAX_BODY: usize = 4 * 1024;
+
+/// What `GET /api/tournaments` lists for a tournament.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TournamentSummary {
+    /// Tournament id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Who created it.
+    pub organiser: String,
+    /// How many players it takes.
+    pub player_limit: u32,
+    /// How many have joined.
+    pub players: usize,
+    /// Open or drawn.
+    pub state: TournamentState,
+    /// What a rename is based on.
+    pub version: u64,
+    /// The view's seq.
+    pub seq: u64,
+}
+
+#[derive(Default)]
+struct TournamentView {
+    info: Option<TournamentInfo>,
+    /// By user.
+    players: BTreeMap<String, TournamentPlayer>,
+    draw: Option<Draw>,
+    seq: u64,
+    version: u64,
+    /// The latest outcomes, oldest first.
+    outcomes: VecDeque<Outcome>,
+    /// The snapshot of `version`, once someone asked for it.
+    snapshot: Mutex<Option<(u64, Frame)>>,
+    tx: Option<broadcast::Sender<Change>>,
+}
+
+impl TournamentView {
+    fn players(&self) -> Vec<&TournamentPlayer> {
+        let mut players: Vec<&TournamentPlayer> = self.players.values().collect();
+        players.sort_by_key(|p| p.place);
+        players
+    }
+
+    fn body<'a>(&'a self, id: &'a str) -> ViewSnapshot<'a> {
+        ViewSnapshot::Tournament {
+            id,
+            seq: self.seq,
+            tournament: self.info.as_ref(),
+            players: self.players(),
+            draw: self.draw.as_ref(),
+        }
+    }
+
+    fn snapshot_frame(&self, id: &str) -> Frame {
+        let mut cached = self.snapshot.lock().expect("snapshot lock");
+        if let Some((v, f)) = cached.as_ref()
+            && *v == self.version
+        {
+            return f.clone();
+        }
+        let frame = ServerFrame::Snapshot(self.body(id)).encode();
+        *cached = Some((self.version, frame.clone()));
+        frame
+    }
+
+    fn tx(&mut self) -> &broadcast::Sender<Change> {
+        self.tx
+            .get_or_insert_with(|| broadcast::channel(FRAME_BUFFER).0)
+    }
+}
+
+/// The tournaments this edge serves.
+#[derive(Default)]
+pub struct Tournaments {
+    map: RwLock<BTreeMap<String, TournamentView>>,
+    /// Notified after every change.
+    changed: tokio::sync::Notify,
+}
+
+impl Tournaments {
+    /// Applies a change from the changelog and broadcasts it. A change that
+    /// does not follow the held seq (a rebuilt view starts again at 1) is
+    /// sent as a fresh snapshot.
+    pub fn apply(&self, change: TournamentChange, origin_ms: Option<i64>) {
+        let mut map = self.map.write().expect("tournaments lock");
+        let view = map.entry(change.tournament.clone()).or_default();
+        if change.seq <= view.seq && change.seq != 1 {
+            return; // read twice
+        }
+        let contiguous = change.seq == view.seq + 1;
+        if change.seq == 1 {
+            view.info = None;
+            view.players.clear();
+            view.draw = None;
+        }
+        if let Some(info) = &change.info {
+            view.info = Some(info.clone());
+        }
+        for p in &change.players {
+            view.players.insert(p.user.clone(), p.clone());
+        }
+        if let Some(d) = &change.draw {
+            view.draw = Some(d.clone());
+        }
+        for o in &change.outcomes {
+            view.outcomes.push_back(o.clone());
+            if view.outcomes.len() > OUTCOMES_HELD {
+                view.outcomes.pop_front();
+            }
+        }
+        view.seq = change.seq;
+        view.version += 1;
+        if view.tx.as_ref().is_some_and(|tx| tx.receiver_count() > 0) {
+            let frame = if contiguous {
+                ServerFrame::Delta(ViewDelta::Tournament {
+                    id: &change.tournament,
+                    seq: change.seq,
+                    tournament: change.info.as_ref(),
+                    players: &change.players,
+                    draw: change.draw.as_ref(),
+                    outcomes: &change.outcomes,
+                })
+                .encode()
+            } else {
+                view.snapshot_frame(&change.tournament)
+            };
+            let c = Change {
+                version: view.version,
+                seq: view.seq,
+                frame,
+                origin_ms,
+            };
+            let _ = view.tx().send(c);
+        }
+        drop(map);
+        self.changed.notify_waiters();
+    }
+
+    /// Whether the tournament exists here.
+    pub fn exists(&self, id: &str) -> bool {
+        let map = self.map.read().expect("tournaments lock");
+        map.get(id).is_some_and(|v| v.info.is_some())
+    }
+
+    /// Every tournament, by id.
+    pub fn list(&self) -> Vec<TournamentSummary> {
+        let map = self.map.read().expect("tournaments lock");
+        map.iter()
+            .filter_map(|(id, v)| {
+                let info = v.info.as_ref()?;
+                Some(TournamentSummary {
+                    id: id.clone(),
+                    name: info.name.clone(),
+                    organiser: info.organiser.clone(),
+                    player_limit: info.player_limit,
+                    players: v.players.len(),
+                    state: info.state,
+                    version: info.version,
+                    seq: v.seq,
+                })
+            })
+            .collect()
+    }
+
+    /// A tournament as JSON (the snapshot frame's body).
+    pub fn get(&self, id: &str) -> Option<serde_json::Value> {
+        let map = self.map.read().expect("tournaments lock");
+        let v = map.get(id).filter(|v| v.info.is_some())?;
+        Some(serde_json::to_value(v.body(id)).expect("tournaments serialize"))
+    }
+
+    /// The outcome of `user`'s request `client_msg_id` to `id`, once the
+    /// job decided it; waits up to `within`.
+    pub async fn outcome(
+        &self,
+        id: &str,
+        user: &str,
+        client_msg_id: &str,
+        within: Duration,
+    ) -> Option<Outcome> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let changed = self.changed.notified();
+            let found = self
+                .map
+                .read()
+                .expect("tournaments lock")
+                .get(id)
+                .and_then(|v| {
+                    v.outcomes
+                        .iter()
+                        .rev()
+                        .find(|o| {
+                            o.user == user && o.client_msg_id.as_deref() == Some(client_msg_id)
+                        })
+                        .cloned()
+                });
+            if found.is_some() {
+                return found;
+            }
+            tokio::time::timeout_at(deadline, changed).await.ok()?;
+        }
+    }
+}
+
+fn unknown(id: &str) -> Refused {
+    Refused(
+        ErrorCode::UnknownTournament,
+        format!("no tournament {id:?}"),
+    )
+}
+
+impl LiveView for Tournaments {
+    fn subscribe(
+        &self,
+        key: &Key,
+        _user: Option<&str>,
+        _since: Option<u64>,
+    ) -> Result<Subscribed, Refused> {
+        let mut map = self.map.write().expect("tournaments lock");
+        let v = map
+            .get_mut(&key.id)
+            .filter(|v| v.info.is_some())
+            .ok_or_else(|| unknown(&key.id))?;
+        let changes = v.tx().subscribe();
+        Ok(Subscribed {
+            first: First::Snapshot(v.snapshot_frame(&key.id)),
+            version: v.version,
+            seq: v.seq,
+            changes: Some(changes),
+        })
+    }
+
+    fn resnapshot(&self, key: &Key, _seq: u64) -> Option<Snapshot> {
+        let map = self.map.read().expect("tournaments lock");
+        let v = map.get(&key.id)?;
+        Some((v.version, v.seq, v.snapshot_frame(&key.id)))
+    }
+}
+
+/// The HTTP status a refusal is answered with.
+fn status(r: Refusal) -> StatusCode {
+    match r {
+        Refusal::UnknownTournament => StatusCode::NOT_FOUND,
+        Refusal::NotAPlayer | Refusal::NotOrganiser => StatusCode::FORBIDDEN,
+        Refusal::Exists
+        | Refusal::Full
+        | Refusal::AlreadyJoined
+        | Refusal::TeamTaken
+        | Refusal::StaleVersion
+        | Refusal::Drawn => StatusCode::CONFLICT,
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    tournaments: Arc<Tournaments>,
+    callers: Callers,
+}
+
+/// A request id of the edge's own, for a body without `client_msg_id`.
+fn request_id() -> String {
+    format!(
+        "req-{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
+}
+
+/// Reads an action from `body` (a JSON object: the action's fields and an
+/// optional `client_msg_id`) for the action named `kind`.
+fn action(kind: &str, body: &[u8]) -> Result<(TournamentAction, Option<String>), HttpError> {
+    let bad = |m: String| HttpError(StatusCode::BAD_REQUEST, m);
+    let mut fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(|e| bad(format!("bad body: {e}")))?;
+    let client_msg_id = match fields.remove("client_msg_id") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(_) => return Err(bad("client_msg_id must be a string".to_owned())),
+    };
+    if fields.contains_key("kind") {
+        return Err(bad("unknown field `kind`".to_owned()));
+    }
+    fields.insert("kind".to_owned(), kind.into());
+    let action =
+        serde_json::from_value(fields.into()).map_err(|e| bad(format!("bad {kind}: {e}")))?;
+    Ok((action, client_msg_id))
+}
+
+impl Ctx {
+    /// Sends `user`'s `action` on `id` and answers with its outcome.
+    async fn act(
+        &self,
+        auth: Option<String>,
+        id: String,
+        action: TournamentAction,
+        client_msg_id: Option<String>,
+    ) -> warp::reply::Response {
+        let user = match self.callers.user(auth.as_deref()) {
+            Ok(u) => u,
+            Err(e) => return e.reply(),
+        };
+        let create = matches!(action, TournamentAction::Create { .. });
+        if create && self.tournaments.exists(&id) {
+            return refused(Refusal::Exists);
+        }
+        if !create && !self.tournaments.exists(&id) {
+            return refused(Refusal::UnknownTournament);
+        }
+        if let Err(e) = self.callers.spend(&user) {
+            return e.reply();
+        }
+        let client_msg_id = client_msg_id.unwrap_or_else(request_id);
+        let event = TournamentEvent {
+            tournament: id.clone(),
+            user: user.clone(),
+            action,
+            client_msg_id: Some(client_msg_id.clone()),
+            time: Timestamp::now(),
+        };
+        if let Err(e) = self.callers.input.tournament(&event).await {
+            return send_error(&e);
+        }
+        let decided = self
+            .tournaments
+            .outcome(&id, &user, &client_msg_id, DECIDE_WAIT)
+            .await;
+        match decided {
+            Some(Outcome {
+                refused: Some(r), ..
+            }) => refused(r),
+            Some(o) => json_with(
+                if create {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                },
+                &serde_json::json!({"id": id, "outcome": o}),
+            ),
+            None => json_with(
+                StatusCode::ACCEPTED,
+                &serde_json::json!({
+                    "id": id,
+                    "client_msg_id": client_msg_id,
+                    "status": "pending",
+                    "message": "queued and not decided yet; the tournament's view shows the outcome",
+                }),
+            ),
+        }
+    }
+}
+
+fn refused(r: Refusal) -> warp::reply::Response {
+    json_with(
+        status(r),
+        &serde_json::json!({"error": r.message(), "code": r}),
+    )
+}
+
+/// The join link of `id` on `host`, as a QR code (SVG).
+fn qr(host: &str, scheme: &str, id: &str) -> warp::reply::Response {
+    let link = format!("{scheme}://{host}/?tournament={id}");
+    match qrcode::QrCode::new(link.as_bytes()) {
+        Ok(code) => {
+            let svg = code
+                .render::<qrcode::render::svg::Color<'_>>()
+                .min_dimensions(200, 200)
+                .quiet_zone(true)
+                .build();
+            warp::reply::with_header(svg, "content-type", "image/svg+xml").into_response()
+        }
+        Err(e) => json_error(StatusCode::BAD_REQUEST, format!("no QR code: {e}")),
+    }
+}
+
+/// The tournament routes.
+pub(crate) fn routes(
+    tournaments: Arc<Tournaments>,
+    callers: Callers,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    let ctx = Ctx {
+        tournaments,
+        callers,
+    };
+    let ctx = warp::any().map(move || ctx.clone());
+    let bearer = warp::header::optional::<String>("authorization");
+    let list = warp::path!("api" / "tournaments")
+        .and(warp::get())
+        .and(ctx.clone())
+        .map(|ctx: Ctx| warp::reply::json(&ctx.tournaments.list()).into_response());
+    let one = warp::path!("api" / "tournaments" / String)
+        .and(warp::get())
+        .and(ctx.clone())
+        .map(|id: String, ctx: Ctx| match ctx.tournaments.get(&id) {
+            Some(v) => warp::reply::json(&v).into_response(),
+            None => refused(Refusal::UnknownTournament),
+        });
+    let code = warp::path!("api" / "tournaments" / String / "qr.svg")
+        .and(warp::get())
+        .and(warp::host::optional())
+        .and(warp::header::optional::<String>("x-forwarded-proto"))
+        .and(ctx.clone())
+        .map(
+            |id: String, host: Option<warp::host::Authority>, proto: Option<String>, ctx: Ctx| {
+                if !ctx.tournaments.exists(&id) {
+                    return refused(Refusal::UnknownTournament);
+                }
+                let scheme = match proto.as_deref() {
+                    Some("https") => "https",
+                    _ => "http",
+                };
+                let host = host.map_or_else(|| "localhost".to_owned(), |h| h.to_string());
+                qr(&host, scheme, &id)
+            },
+        );
+    let create = warp::path!("api" / "tournaments")
+        .and(warp::post())
+        .and(bearer)
+        .and(crate::body::bytes(MAX_BODY))
+        .and(ctx.clone())
+        .then(
+            |auth: Option<String>, body: bytes::Bytes, ctx: Ctx| async move {
+                // The id is the body's; the rest is the create.
+                let mut fields: serde_json::Map<String, serde_json::Value> =
+                    match serde_json::from_slice(&body) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            return json_error(StatusCode::BAD_REQUEST, format!("bad body: {e}"));
+                        }
+                    };
+                let Some(serde_json::Value::String(id)) = fields.remove("id") else {
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        "a tournament needs a string `id`".to_owned(),
+                    );
+                };
+                let body = serde_json::to_vec(&fields).expect("a map serializes");
+                match action("create", &body) {
+                    Ok((a, client_msg_id)) => ctx.act(auth, id, a, client_msg_id).await,
+                    Err(e) => e.reply(),
+                }
+            },
+        );
+    let act = warp::path!("api" / "tournaments" / String / String)
+        .and(warp::post())
+        .and(bearer)
+        .and(crate::body::bytes(MAX_BODY))
+        .and(ctx)
+        .then(
+            |id: String, kind: String, auth: Option<String>, body: bytes::Bytes, ctx: Ctx| async move {
+                if !matches!(kind.as_str(), "join" | "choose" | "rename" | "close") {
+                    return json_error(StatusCode::NOT_FOUND, "not found".to_owned());
+                }
+                match action(&kind, &body) {
+                    Ok((a, client_msg_id)) => ctx.act(auth, id, a, client_msg_id).await,
+                    Err(e) => e.reply(),
+                }
+            },
+        );
+    list.or(one)
+        .unify()
+        .or(code)
+        .unify()
+        .or(create)
+        .unify()
+        .or(act)
+        .unify()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(version: u64) -> TournamentInfo {
+        TournamentInfo {
+            id: "cup".into(),
+            name: "Cup".into(),
+            organiser: "ann".into(),
+            player_limit: 2,
+            version,
+            state: TournamentState::Open,
+            created_at: Timestamp(1_780_000_000_000),
+        }
+    }
+
+    fn change(seq: u64, info: Option<TournamentInfo>, outcomes: Vec<Outcome>) -> TournamentChange {
+        TournamentChange {
+            tournament: "cup".into(),
+            seq,
+            info,
+            players: vec![],
+            draw: None,
+            outcomes,
+        }
+    }
+
+    fn outcome(id: &str, refused: Option<Refusal>) -> Outcome {
+        Outcome {
+            user: "ann".into(),
+            client_msg_id: Some(id.into()),
+            kind: "rename".into(),
+            refused,
+        }
+    }
+
+    #[tokio::test]
+    async fn follows_the_changelog_and_answers_requests_by_their_outcome() {
+        let t = Tournaments::default();
+        assert!(!t.exists("cup"));
+        t.apply(change(1, Some(info(1)), vec![]), None);
+        let key = Key {
+            view: crate::protocol::ViewKind::Tournament,
+            id: "cup".into(),
+            participant: None,
+        };
+        let mut s = t.subscribe(&key, None, None).unwrap();
+        let First::Snapshot(f) = &s.first else {
+            panic!("a snapshot first")
+        };
+        assert!(f.starts_with(r#"{"type":"snapshot","view":"tournament","id":"cup","seq":1"#));
+        t.apply(change(2, Some(info(2)), vec![outcome("r1", None)]), None);
+        t.apply(change(2, None, vec![]), None); // read twice: ignored
+        let d = s.changes.as_mut().unwrap().try_recv().unwrap();
+        assert!(
+            d.frame
+                .starts_with(r#"{"type":"delta","view":"tournament","id":"cup","seq":2"#)
+        );
+        assert!(s.changes.as_mut().unwrap().try_recv().is_err());
+        let o = t
+            .outcome("cup", "ann", "r1", Duration::from_millis(10))
+            .await
+            .unwrap();
+        assert_eq!(o.refused, None);
+        assert!(
+            t.outcome("cup", "ann", "r2", Duration::from_millis(10))
+                .await
+                .is_none()
+        );
+        assert_eq!(t.list()[0].version, 2);
+        // A rebuilt view (seq 1 again) goes to subscribers as a snapshot.
+        t.apply(change(1, Some(info(1)), vec![]), None);
+        let again = s.changes.as_mut().unwrap().try_recv().unwrap();
+        assert!(again.frame.starts_with(r#"{"type":"snapshot""#));
+    }
+
+    #[test]
+    fn a_body_is_read_as_the_named_action() {
+        let (a, id) = action("choose", br#"{"team":"Ajax","client_msg_id":"c1"}"#).unwrap();
+        assert_eq!(
+            a,
+            TournamentAction::Choose {
+                team: "Ajax".into()
+            }
+        );
+        assert_eq!(id.as_deref(), Some("c1"));
+        assert!(action("choose", br#"{"team":"Ajax","kind":"close"}"#).is_err());
+        assert!(action("choose", br#"{"team":"Ajax","x":1}"#).is_err());
+        assert!(
+            action("rename", br#"{"name":"New"}"#).is_err(),
+            "needs the version"
+        );
+        assert!(matches!(
+            action("close", b"{}").unwrap().0,
+            TournamentAction::Close {}
+        ));
+    }
+}
