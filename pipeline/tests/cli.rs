@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{eventually, get_json, next_frame};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Starts `pace run` with `args`; the child and the base URL it serves.
 fn start_pace_run(args: &[&str], dir: &std::path::Path) -> (std::process::Child, String) {
@@ -378,3 +378,66 @@ async fn the_page_in_chromium() {
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
     println!("screenshot: {}", shot.display());
 }
+
+/// The tournament draw on the page of `pace run` in headless Chromium, with
+/// two browser contexts: one creates a tournament and shows its QR code,
+/// the other joins from the link; a taken team is refused; both pages show
+/// the same draw live (`tests/browser/tournament.py`).
+#[tokio::test]
+async fn two_people_draw_a_tournament_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "tournament-secret";
+    let (child, base) = start_pace_run(
+        &["--demo-participants", "20", "--token-secret", secret],
+        dir.path(),
+    );
+    let token = |user| ws_edge::auth::issue(secret, user, ws_edge::auth::now_s(), 3600);
+    let (ann, bob) = (token("ann"), token("bob"));
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("tournament");
+    std::fs::create_dir_all(&out).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/tournament.py");
+    let run = tokio::task::spawn_blocking({
+        let (out, base) = (out.clone(), base.clone());
+        move || {
+            Command::new(common::python())
+                .arg(script)
+                .arg(base)
+                .arg(&out)
+                .arg(ann)
+                .arg(bob)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    // The draw the pages showed is the edge's.
+    let view: Value = reqwest::get(format!("{base}/api/tournaments/friday"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stop(child).await;
+    assert!(
+        run.status.success(),
+        "the tournament page test failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let saw: Value = serde_json::from_slice(&run.stdout).unwrap();
+    println!("tournament page: {saw}");
+    assert_eq!(saw["seed"], view["draw"]["seed"], "{view}");
+    let dealt: Vec<Value> = view["draw"]["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| json!([a["user"], a["team"]]))
+        .collect();
+    assert_eq!(saw["draw"], json!(dealt));
+    for who in ["ann", "bob"] {
+        let shot = out.join(format!("tournament-{who}.png"));
+        assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
+    }
+}
+

@@ -56,35 +56,6 @@ async fn snapshot_text(base: &str) -> String {
     }
 }
 
-/// Validates `frames` (as JSON lines in a file) against a `$defs` entry of the protocol schema.
-fn validate(frames: &[Value], def: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("frames.jsonl");
-    let lines: Vec<String> = frames.iter().map(Value::to_string).collect();
-    std::fs::write(&path, lines.join("\n")).unwrap();
-    let schema = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../ws-edge/protocol.schema.json"
-    );
-    let out = run_python(&format!(
-        r##"
-import json, jsonschema
-schema = json.load(open({schema:?}))
-schema.pop("oneOf")  # the root is client | server; check one definition
-validator = jsonschema.Draft202012Validator({{**schema, "$ref": "#/$defs/{def}"}})
-n = 0
-for line in open({path:?}):
-    frame = json.loads(line)
-    errors = sorted(validator.iter_errors(frame), key=str)
-    assert not errors, f"{{frame}}: {{errors[0].message}}"
-    n += 1
-print(n)
-"##,
-        path = path.display().to_string()
-    ));
-    assert_eq!(out.trim(), frames.len().to_string());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_through_two_edges_and_identical_views() {
     let stack = Stack::start("edges", SECRET).await;
@@ -160,7 +131,7 @@ async fn devices_through_two_edges_and_identical_views() {
     let f = next_frame(&mut anonymous).await;
     assert_eq!(f["code"], "unauthorized");
     device_frames.push(f);
-    validate(&device_frames, "device_server");
+    validate_frames(&device_frames, "device_server");
 
     // The points are in pace.gps (120), the refused ones in pace.dlq (3).
     let gps = stack.read_topic(&stack.kafka.topics.gps);
@@ -259,7 +230,7 @@ async fn devices_through_two_edges_and_identical_views() {
     }
     let mut spectator = frames(&mut ws, 6).await;
     spectator.push(serde_json::from_str(&snapshots[0]).unwrap());
-    validate(&spectator, "server");
+    validate_frames(&spectator, "server");
 
     for child in [&mut edge1, &mut edge2] {
         Command::new("kill")

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod outsider;
+pub mod tournaments;
 pub mod views;
 
 use std::time::{Duration, Instant};
@@ -396,4 +397,33 @@ pub fn settled(
         last = done.then_some(counts);
         std::thread::sleep(Duration::from_secs(2));
     }
+}
+
+/// Validates `frames` (as JSON lines in a file) against a `$defs` entry of the protocol schema.
+pub fn validate_frames(frames: &[Value], def: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("frames.jsonl");
+    let lines: Vec<String> = frames.iter().map(Value::to_string).collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../ws-edge/protocol.schema.json"
+    );
+    let out = run_python(&format!(
+        r##"
+import json, jsonschema
+schema = json.load(open({schema:?}))
+schema.pop("oneOf")  # the root is client | server; check one definition
+validator = jsonschema.Draft202012Validator({{**schema, "$ref": "#/$defs/{def}"}})
+n = 0
+for line in open({path:?}):
+    frame = json.loads(line)
+    errors = sorted(validator.iter_errors(frame), key=str)
+    assert not errors, f"{{frame}}: {{errors[0].message}}"
+    n += 1
+print(n)
+"##,
+        path = path.display().to_string()
+    ));
+    assert_eq!(out.trim(), frames.len().to_string());
 }

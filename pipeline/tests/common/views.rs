@@ -248,7 +248,7 @@ pub fn wait_committed_by(kafka: &KafkaConfig, group: &str, timeout: Duration) {
     let group = Reader::new(kafka, group, &[]).unwrap();
     let t = &kafka.topics;
     let deadline = Instant::now() + timeout;
-    for topic in [&t.gps, &t.timing, &t.races, &t.chat, &t.calc] {
+    for topic in [&t.gps, &t.timing, &t.races, &t.chat, &t.calc, &t.tournament] {
         let partitions: Vec<i32> = (0..group.partitions(topic).unwrap()).collect();
         loop {
             // The group coordinator may still be moving in (a fresh or
