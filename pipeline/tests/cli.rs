@@ -440,4 +440,3 @@ async fn two_people_draw_a_tournament_in_chromium() {
         assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
     }
 }
-

@@ -122,18 +122,7 @@ fn wait_sent(sent: &AtomicUsize, n: usize) {
 /// Race and chat records a pipeline process has read since it started,
 /// from its `/metrics`.
 fn records_read(url: &str) -> u64 {
-    let text = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        reqwest::get(format!("{url}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
-    text.lines()
-        .filter(|l| l.starts_with("pace_ingest_records_total{") && !l.contains(".pace.calc\""))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
-        .sum()
+    common::views::records_read(url, |topic| !topic.ends_with(".pace.calc"))
 }
 
 fn records(day: &Dataset) -> usize {

@@ -11,6 +11,7 @@
 //!   events and restarted from its snapshot, and a replay of the same
 //!   events with 4 workers on fresh topics: the same tournaments, players
 //!   and draws as the sequential reference.
+#![allow(clippy::print_stdout)] // the figures are the point
 
 mod common;
 
@@ -18,7 +19,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::tournaments::random_events;
-use common::views::{Cluster, fresh_topics, read_all, wait_committed};
+use common::views::{Cluster, fresh_topics, read_all, records_read, wait_committed};
 use common::*;
 use futures_util::SinkExt;
 use pace_pipeline::jobs::tournaments::{TournamentInput, TournamentRow, reference};
@@ -402,22 +403,6 @@ fn produce(kafka: &ingest::KafkaConfig, events: &[TournamentInput], pace: Durati
     p.flush(Duration::from_secs(30)).unwrap();
 }
 
-/// Tournament records a pipeline process read, from its `/metrics`.
-fn tournament_records_read(url: &str) -> u64 {
-    let text = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        reqwest::get(format!("{url}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
-    text.lines()
-        .filter(|l| l.starts_with("pace_ingest_records_total{") && l.contains(".pace.tournament\""))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
-        .sum()
-}
-
 /// Whether process data directory `data` holds a snapshot both of its 2
 /// workers finished.
 fn has_complete_snapshot(data: &std::path::Path) -> bool {
@@ -453,7 +438,9 @@ fn a_restart_from_a_snapshot_and_a_replay_give_the_reference_draws() {
     produce(&kafka, &events[half..], Duration::ZERO);
     cluster.start(0);
     wait_committed(&kafka, Duration::from_secs(120));
-    let read = tournament_records_read(cluster.urls[0].as_ref().unwrap());
+    let read = records_read(cluster.urls[0].as_ref().unwrap(), |t| {
+        t == kafka.topics.tournament
+    });
     println!(
         "after the restart: {read} of {} tournament records read",
         events.len()

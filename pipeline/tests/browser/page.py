@@ -12,22 +12,15 @@ import time
 
 from playwright.sync_api import sync_playwright
 
+from chromium import launch, until as wait_until
+
 url, out = sys.argv[1], sys.argv[2]
-# Debian's Chromium; the flags keep it off this machine's closed network.
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-WAIT = 60_000
-
-
 def until(page, condition, what):
-    try:
-        page.wait_for_function(condition, timeout=WAIT)
-    except Exception as e:  # a clear message, not a 60 s mystery
-        sys.exit(f"page: timed out waiting for {what} ({condition}): {e}")
+    wait_until(page, condition, what, "page")
 
 
 with sync_playwright() as p:
-    browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+    browser = launch(p)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))

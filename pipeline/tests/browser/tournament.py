@@ -14,27 +14,21 @@ import sys
 
 from playwright.sync_api import sync_playwright
 
+from chromium import launch, until as wait_until
+
 base, out, ann, bob = sys.argv[1:5]
-# Debian's Chromium; the flags keep it off this machine's closed network.
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-WAIT = 60_000
-
-
 def until(page, condition, what):
-    try:
-        page.wait_for_function(condition, timeout=WAIT)
-    except Exception as e:  # a clear message, not a 60 s mystery
-        sys.exit(f"tournament: timed out waiting for {what} ({condition}): {e}")
+    wait_until(page, condition, what, "tournament")
 
 
 def draw(page):
-    return page.eval_on_selector_all(
-        "#t-draw li", "lis => lis.map(l => [l.dataset.user, l.dataset.team])"), page.eval_on_selector("#t-draw", "d => d.dataset.seed")
+    """The draw a page shows: (user, team) by line, and its seed."""
+    lines = page.eval_on_selector_all("#t-draw li", "lis => lis.map(l => [l.dataset.user, l.dataset.team])")
+    return lines, page.eval_on_selector("#t-draw", "d => d.dataset.seed")
 
 
 with sync_playwright() as p:
-    browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+    browser = launch(p)
     errors = []
 
     def person(url):

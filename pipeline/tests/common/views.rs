@@ -395,3 +395,26 @@ pub fn uninterrupted(day: &Dataset, tasks: &[CalcTask], processes: usize, worker
     cluster.stop();
     views
 }
+
+/// The records of the topics `which` takes that a pipeline process has read
+/// since it started, from `pace_ingest_records_total` on its `/metrics`.
+pub fn records_read(url: &str, which: impl Fn(&str) -> bool) -> u64 {
+    let text = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::get(format!("{url}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    text.lines()
+        .filter_map(|l| l.strip_prefix("pace_ingest_records_total{"))
+        .filter(|l| {
+            l.split("topic=\"")
+                .nth(1)
+                .and_then(|t| t.split('"').next())
+                .is_some_and(&which)
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
+        .sum()
+}

@@ -1,0 +1,21 @@
+"""What the page tests share: Debian's Chromium, launched off this
+machine's closed network, and waiting for a condition with a clear message."""
+import sys
+
+# The flags keep Chromium off the network it cannot reach here.
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WAIT = 60_000
+
+
+def launch(playwright):
+    """Headless Debian Chromium."""
+    return playwright.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+
+
+def until(page, condition, what, test="page"):
+    """Waits up to a minute for `condition` (JavaScript) on `page`."""
+    try:
+        page.wait_for_function(condition, timeout=WAIT)
+    except Exception as e:  # a clear message, not a 60 s mystery
+        sys.exit(f"{test}: timed out waiting for {what} ({condition}): {e}")
