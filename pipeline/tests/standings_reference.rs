@@ -94,9 +94,9 @@ fn walk(
             x += 5_000.0; // an impossible jump
         }
         let ll = at(x, y);
-        out.push((
-            race.into(),
-            p.into(),
+        out.push(obs(
+            race,
+            p,
             t,
             Obs::Fix {
                 lat_e7: (ll.lat * 1e7).round() as i64,
@@ -105,6 +105,21 @@ fn walk(
         ));
     }
     out
+}
+
+/// An observation of `participant` in `race` at `time_ms`.
+fn obs(
+    race: impl Into<String>,
+    participant: impl Into<String>,
+    time_ms: i64,
+    what: Obs,
+) -> Observation {
+    Observation {
+        race: race.into(),
+        participant: participant.into(),
+        time_ms,
+        what,
+    }
 }
 
 fn random_input(seed: u64) -> TestInput {
@@ -201,8 +216,8 @@ fn random_input(seed: u64) -> TestInput {
         observations.extend(walk(&mut rng, "marks", &id, &path, speed * 2.0));
         // Timing: the start crossing, then lines alternately, some false reads.
         let mut t = T0 + rng.random_range(0..2_000);
-        observations.push((
-            "laps".into(),
+        observations.push(obs(
+            "laps",
             id.clone(),
             t,
             Obs::Cross {
@@ -212,15 +227,10 @@ fn random_input(seed: u64) -> TestInput {
         for k in 0..9 {
             t += rng.random_range(35_000..60_000);
             let line = if k % 2 == 0 { "half" } else { "finish" };
-            observations.push((
-                "laps".into(),
-                id.clone(),
-                t,
-                Obs::Cross { line: line.into() },
-            ));
+            observations.push(obs("laps", id.clone(), t, Obs::Cross { line: line.into() }));
             if rng.random_range(0..4) == 0 {
-                observations.push((
-                    "laps".into(),
+                observations.push(obs(
+                    "laps",
                     id.clone(),
                     t + 2_000,
                     Obs::Cross { line: line.into() },
@@ -229,9 +239,9 @@ fn random_input(seed: u64) -> TestInput {
         }
     }
     // Undefined race: held, never shown.
-    observations.push((
-        "ghost".into(),
-        "x".into(),
+    observations.push(obs(
+        "ghost",
+        "x",
         T0,
         Obs::Cross {
             line: "finish".into(),
@@ -243,14 +253,17 @@ fn random_input(seed: u64) -> TestInput {
         match rng.random_range(0..10) {
             0 => delivered.push((rng.random_range(0..ROUNDS), o.clone())),
             1 => {
-                if let Obs::Fix { lat_e7, lon_e7 } = o.3 {
+                if let Obs::Fix { lat_e7, lon_e7 } = o.what {
                     let twin = Obs::Fix {
                         lat_e7: lat_e7 + 3,
                         lon_e7,
                     };
                     delivered.push((
                         rng.random_range(0..ROUNDS),
-                        (o.0.clone(), o.1.clone(), o.2, twin),
+                        Observation {
+                            what: twin,
+                            ..o.clone()
+                        },
                     ));
                 }
             }
@@ -399,9 +412,9 @@ fn points_outcome(outcome: &str) -> u64 {
 }
 
 fn cross(p: &str, seconds: i64) -> Observation {
-    (
-        "laps".into(),
-        p.into(),
+    obs(
+        "laps",
+        p,
         T0 + seconds * 1000,
         Obs::Cross {
             line: "line".into(),
@@ -493,9 +506,9 @@ fn an_impossible_jump_is_rejected_and_counted() {
     );
     let point = |s: i64, x: f64| {
         let ll = at(x, 0.0);
-        (
-            "straight".to_string(),
-            "p".to_string(),
+        obs(
+            "straight",
+            "p",
             T0 + s * 1000,
             Obs::Fix {
                 lat_e7: (ll.lat * 1e7).round() as i64,

@@ -27,6 +27,7 @@ pub mod track;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::{AsCollection, VecCollection};
@@ -47,41 +48,119 @@ pub use geo::Race;
 pub use job::{Standings, ViewRow};
 pub use track::{Fold, Obs, Progress, fold_all};
 
-/// An observation of a participant: race, participant, time (ms), what.
-pub type Observation = (String, String, i64, Obs);
+/// An observation of a participant: a GPS fix or a timing crossing.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Observation {
+    /// Race id.
+    pub race: String,
+    /// Participant id.
+    pub participant: String,
+    /// When, Unix ms.
+    pub time_ms: i64,
+    /// What was seen.
+    pub what: Obs,
+}
 
-/// A race definition in the dataflow: race id, and (order, definition JSON).
+/// A race definition in the dataflow, decoded once where it is read and
+/// shared from then on (workers of a process get the same `Arc`; another
+/// process decodes the JSON it is sent once). Compared, ordered and hashed
+/// by its JSON, which is how it travels and how a snapshot keeps it.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    json: Arc<str>,
+    def: Arc<RaceDefinition>,
+}
+
+impl Spec {
+    /// The definition, with its JSON.
+    pub fn new(def: RaceDefinition) -> Self {
+        let json = serde_json::to_string(&def).expect("definitions serialise");
+        Self {
+            json: json.into(),
+            def: Arc::new(def),
+        }
+    }
+
+    /// The definition.
+    pub fn get(&self) -> &RaceDefinition {
+        &self.def
+    }
+}
+
+impl PartialEq for Spec {
+    fn eq(&self, other: &Self) -> bool {
+        self.json == other.json
+    }
+}
+
+impl Eq for Spec {}
+
+impl PartialOrd for Spec {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Spec {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.json.cmp(&other.json)
+    }
+}
+
+impl std::hash::Hash for Spec {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.json.hash(state);
+    }
+}
+
+impl Serialize for Spec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.json)
+    }
+}
+
+impl<'de> Deserialize<'de> for Spec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let json = String::deserialize(d)?;
+        let def = serde_json::from_str(&json).map_err(serde::de::Error::custom)?;
+        Ok(Self {
+            json: json.into(),
+            def: Arc::new(def),
+        })
+    }
+}
+
+/// A race definition in the dataflow: race id, and (order, definition).
 /// Of a race's definitions the one with the greatest order (its Kafka offset)
 /// holds.
-pub type Definition = (String, (i64, String));
+pub type Definition = (String, (i64, Spec));
 
 /// A GPS point as the job sees it.
 pub fn fix(p: GpsPoint) -> Observation {
-    (
-        p.race,
-        p.participant,
-        p.time.0,
-        Obs::Fix {
+    Observation {
+        race: p.race,
+        participant: p.participant,
+        time_ms: p.time.0,
+        what: Obs::Fix {
             lat_e7: to_e7(p.lat),
             lon_e7: to_e7(p.lon),
         },
-    )
+    }
 }
 
 /// A timing crossing as the job sees it.
 pub fn crossing(c: TimingCrossing) -> Observation {
-    (c.race, c.participant, c.time.0, Obs::Cross { line: c.line })
+    Observation {
+        race: c.race,
+        participant: c.participant,
+        time_ms: c.time.0,
+        what: Obs::Cross { line: c.line },
+    }
 }
 
 /// A race definition as the job sees it, ordered by `order`.
 pub fn definition(d: &RaceDefinition, order: i64) -> Definition {
-    (
-        d.id.clone(),
-        (
-            order,
-            serde_json::to_string(d).expect("definitions serialise"),
-        ),
-    )
+    (d.id.clone(), (order, Spec::new(d.clone())))
 }
 
 /// Converts degrees to the dataflow's fixed point (1e-7 degrees, about 1 cm).
@@ -353,14 +432,14 @@ impl Participant {
 /// definitions (order and JSON) and the participants it owns.
 #[derive(Default, Serialize, Deserialize)]
 pub struct TrackState {
-    races: BTreeMap<String, (i64, String)>,
+    races: BTreeMap<String, (i64, Spec)>,
     participants: BTreeMap<(String, String), Participant>,
 }
 
 /// [`TrackState`] borrowed from the operator, for writing.
 #[derive(Serialize)]
 struct TrackStateRef<'a> {
-    races: BTreeMap<&'a String, (i64, &'a String)>,
+    races: BTreeMap<&'a String, (i64, &'a Spec)>,
     participants: &'a BTreeMap<(String, String), Participant>,
 }
 
@@ -392,30 +471,25 @@ where
         .binary_frontier(
             definitions.inner.broadcast(),
             Exchange::new(|u: &(Observation, T, isize)| {
-                hash(&((u.0).0.as_str(), (u.0).1.as_str()))
+                hash(&(u.0.race.as_str(), u.0.participant.as_str()))
             }),
             Pipeline,
             "Track",
             move |initial, _info| {
                 let mut stash: Stash<T, Input> = Stash::default();
-                let mut races: HashMap<String, (i64, String, Rc<Race>)> = HashMap::new();
+                let mut races: HashMap<String, (i64, Spec, Rc<Race>)> = HashMap::new();
                 let mut participants: BTreeMap<(String, String), Participant> = BTreeMap::new();
                 let restored = checkpoint.take_restored();
                 // The restored state goes out once, at the initial time.
                 let mut initial = restored.is_some().then_some(initial);
                 if let Some(state) = restored {
-                    for (race, (order, json)) in state.races {
-                        match serde_json::from_str::<RaceDefinition>(&json) {
-                            Ok(def) => {
-                                let compiled = Rc::new(Race::compile(&def));
-                                races.insert(race, (order, json, compiled));
-                            }
-                            Err(e) => tracing::error!(race, error = %e, "unreadable definition in snapshot"),
-                        }
+                    for (race, (order, spec)) in state.races {
+                        let compiled = Rc::new(Race::compile(spec.get()));
+                        races.insert(race, (order, spec, compiled));
                     }
                     participants = state.participants;
                 }
-                let mut snapshot = move |upto: T, races: &HashMap<String, (i64, String, Rc<Race>)>, participants: &BTreeMap<(String, String), Participant>| {
+                let mut snapshot = move |upto: T, races: &HashMap<String, (i64, Spec, Rc<Race>)>, participants: &BTreeMap<(String, String), Participant>| {
                     checkpoint.at(upto.into(), || TrackStateRef {
                         races: races.iter().map(|(k, (o, j, _))| (k, (*o, j))).collect(),
                         participants,
@@ -457,24 +531,19 @@ where
                         let mut redefined = BTreeSet::new();
                         let mut defs: Vec<_> = defs.into_iter().filter(|d| d.1 > 0).collect();
                         defs.sort();
-                        for ((race, (order, json)), _) in defs {
+                        for ((race, (order, spec)), _) in defs {
                             if races.get(&race).is_some_and(|(o, _, _)| *o > order) {
                                 continue;
                             }
-                            match serde_json::from_str::<RaceDefinition>(&json) {
-                                Ok(def) => {
-                                    let compiled = Rc::new(Race::compile(&def));
-                                    races.insert(race.clone(), (order, json, compiled));
-                                    redefined.insert(race);
-                                }
-                                Err(e) => tracing::error!(race, error = %e, "unreadable definition"),
-                            }
+                            let compiled = Rc::new(Race::compile(spec.get()));
+                            races.insert(race.clone(), (order, spec, compiled));
+                            redefined.insert(race);
                         }
                         let mut dirty = BTreeSet::new();
-                        for ((race, id, time, what), diff) in obs {
-                            let key = (race, id);
+                        for (o, diff) in obs {
+                            let key = (o.race, o.participant);
                             let p = participants.entry(key.clone()).or_insert_with(Participant::new);
-                            let item = (time, what);
+                            let item = (o.time_ms, o.what);
                             if p.base.as_ref().is_some_and(|b| item <= b.0) {
                                 too_late.inc();
                                 continue;
@@ -615,27 +684,24 @@ pub fn reference(
     BTreeMap<String, Vec<Standing>>,
     BTreeMap<String, Vec<SplitRow>>,
 ) {
-    let mut defs: BTreeMap<&str, &(i64, String)> = BTreeMap::new();
+    let mut defs: BTreeMap<&str, &(i64, Spec)> = BTreeMap::new();
     for (race, d) in definitions {
         if defs.get(race.as_str()).is_none_or(|old| old.0 <= d.0) {
             defs.insert(race, d);
         }
     }
     let mut by_participant: BTreeMap<(&str, &str), BTreeSet<(i64, Obs)>> = BTreeMap::new();
-    for (race, p, t, o) in observations {
+    for o in observations {
         by_participant
-            .entry((race, p))
+            .entry((&o.race, &o.participant))
             .or_default()
-            .insert((*t, o.clone()));
+            .insert((o.time_ms, o.what.clone()));
     }
     let mut progress: BTreeMap<String, Vec<Progress>> = BTreeMap::new();
     let mut passes: BTreeMap<(String, u32), Vec<(i64, String)>> = BTreeMap::new();
     let compiled: BTreeMap<&str, Race> = defs
         .iter()
-        .map(|(race, (_, json))| {
-            let def: RaceDefinition = serde_json::from_str(json).expect("valid definition");
-            (*race, Race::compile(&def))
-        })
+        .map(|(race, (_, spec))| (*race, Race::compile(spec.get())))
         .collect();
     for ((race, p), obs) in by_participant {
         let Some(compiled) = compiled.get(race) else {
