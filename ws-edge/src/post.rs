@@ -1,7 +1,8 @@
 //! Input through the edge: who a request is (tokens), and producing chat
-//! events to `pace.chat`, calc tasks to `pace.calc`, tournament events to
-//! `pace.tournament` and GPS points to `pace.gps`, acknowledged by the broker before the client is told. Nothing
-//! that fails a check reaches an input topic; a refused GPS point goes to
+//! events to `pace.chat`, calc tasks to `pace.calc`, GPS points to
+//! `pace.gps` and any other input record through [`EdgeInput::produce`],
+//! acknowledged by the broker before the client is told. Nothing that
+//! fails a check reaches an input topic; a refused GPS point goes to
 //! `pace.dlq` with its reason.
 
 use std::time::Duration;
@@ -25,7 +26,7 @@ pub struct EdgeInput {
     topic: String,
     calc_topic: String,
     gps_topic: String,
-    tournament_topic: String,
+    topics: schemas::Topics,
     dlq_topic: String,
 }
 
@@ -42,7 +43,7 @@ impl EdgeInput {
             topic: config.topics.chat.clone(),
             calc_topic: config.topics.calc.clone(),
             gps_topic: config.topics.gps.clone(),
-            tournament_topic: config.topics.tournament.clone(),
+            topics: config.topics.clone(),
             dlq_topic: config.topics.dlq.clone(),
         })
     }
@@ -87,17 +88,6 @@ impl EdgeInput {
     /// broker has it. A refused task is not sent.
     pub async fn submit(&self, task: &schemas::CalcTask) -> Result<(), SendError> {
         self.produce(&self.calc_topic, &task.id, task)
-            .await
-            .map(|_| ())
-    }
-
-    /// Validates a tournament event and produces it, keyed by tournament;
-    /// returns once the broker has it. A refused event is not sent.
-    pub async fn tournament(
-        &self,
-        event: &schemas::tournament::TournamentEvent,
-    ) -> Result<(), SendError> {
-        self.produce(&self.tournament_topic, &event.tournament, event)
             .await
             .map(|_| ())
     }
@@ -166,7 +156,15 @@ impl EdgeInput {
         Ok(())
     }
 
-    async fn produce<R: Validate + serde::Serialize>(
+    /// The topics this edge writes to.
+    pub fn topics(&self) -> &schemas::Topics {
+        &self.topics
+    }
+
+    /// Validates `record` and produces it to `topic` under `key`; returns
+    /// the partition and offset once the broker has it. A refused record
+    /// is not sent.
+    pub async fn produce<R: Validate + serde::Serialize>(
         &self,
         topic: &str,
         key: &str,

@@ -368,7 +368,9 @@ impl Ctx {
             client_msg_id: Some(client_msg_id.clone()),
             time: Timestamp::now(),
         };
-        if let Err(e) = self.callers.input.tournament(&event).await {
+        let input = &self.callers.input;
+        let topic = &input.topics().tournament;
+        if let Err(e) = input.produce(topic, &id, &event).await {
             return send_error(&e);
         }
         let decided = self
