@@ -3,7 +3,7 @@
 //! A job declares its name, its view's row and change types, what its
 //! changelog encoder keeps, and its changelog topic, and builds its dataflow
 //! from the [`Inputs`] the runtime gives it. The runtime wires the rest from
-//! the registry ([`crate::jobs::JOBS`]): one Kafka source per input topic
+//! the registry (`jobs/mod.rs`): one Kafka source per input topic
 //! (shared by the jobs reading it), decoding and dead letters, the
 //! changelog sink, snapshots of the job's state, the encoder's state and
 //! the sources' offsets, and the view metrics, all labelled by the job's

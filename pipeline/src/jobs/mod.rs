@@ -12,10 +12,12 @@ pub mod standings;
 pub mod stash;
 pub mod tournaments;
 
-use crate::runtime::{Inputs, wire};
+use std::path::PathBuf;
 
-/// Wires one job into a worker's dataflow.
-pub type Wire = fn(&mut Inputs<'_>);
+use ingest::KafkaConfig;
+
+pub use crate::runtime::Wire;
+use crate::runtime::{PipelineConfig, wire};
 
 /// Every job the pipeline runs, in the order each worker builds them. A new
 /// job is one line here.
@@ -26,8 +28,12 @@ pub const JOBS: &[Wire] = &[
     wire::<tournaments::Tournaments>,
 ];
 
-/// A stable hash, for routing records to workers.
-pub fn hash<H: std::hash::Hash>(h: &H) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault};
-    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(h)
+pub use crate::runtime::hash;
+
+impl PipelineConfig {
+    /// Defaults for `kafka`, running every job of [`JOBS`]. (Written here,
+    /// beside the registry, so that the runtime depends on no job.)
+    pub fn new(kafka: KafkaConfig, workers: usize, data_dir: PathBuf) -> Self {
+        Self::with_jobs(kafka, workers, data_dir, JOBS)
+    }
 }

@@ -206,8 +206,11 @@ impl<'s> Inputs<'s> {
     }
 }
 
+/// Wires one job into a worker's dataflow (an entry of the registry).
+pub type Wire = fn(&mut Inputs<'_>);
+
 /// Wires job `J` into the dataflow `inputs` builds: its dataflow, its
-/// changelog sink and its checkpoints (what [`crate::jobs::JOBS`] lists).
+/// changelog sink and its checkpoints (what the registry lists).
 pub fn wire<J: Job>(inputs: &mut Inputs<'_>) {
     inputs.job = J::NAME;
     let rows = J::dataflow(inputs);

@@ -1,5 +1,7 @@
 //! The worker runtime: timely workers reading Kafka, running the jobs of the
-//! registry ([`crate::jobs::JOBS`]) and writing their changelogs.
+//! registry its [`PipelineConfig`] carries and writing their changelogs.
+//! The runtime knows no job: the registry (`jobs/mod.rs`) gives it the
+//! list, through [`PipelineConfig::new`], which is written beside it.
 //!
 //! Time is the epoch, Unix milliseconds rounded down to [`PipelineConfig::tick`].
 //! Each source stamps what it reads with the current epoch. A sink keeps a
@@ -49,7 +51,7 @@ use schemas::Timestamp;
 
 pub use cluster::{Cluster, ClusterError, EXIT_PEER_LOST};
 pub use error::{PipelineError, WorkerError};
-pub use inputs::{Inputs, wire};
+pub use inputs::{Inputs, Wire, wire};
 
 /// Dataflow time: the epoch, Unix milliseconds.
 pub type Time = u64;
@@ -70,6 +72,8 @@ pub struct PipelineConfig {
     /// This process's place in a cluster of pipeline processes; `None`
     /// for a process on its own.
     pub cluster: Option<Cluster>,
+    /// The jobs, in the order each worker builds them.
+    pub jobs: &'static [Wire],
     /// How often the jobs' state is written under `data_dir/snapshots`
     /// (see [`crate::snapshot`]); `None` for never, so that every start
     /// rebuilds the views from the start of retention.
@@ -84,8 +88,13 @@ impl PipelineConfig {
     /// The consumer group unless told otherwise.
     pub const DEFAULT_GROUP: &str = "pace-pipeline";
 
-    /// Defaults for `kafka`.
-    pub fn new(kafka: KafkaConfig, workers: usize, data_dir: PathBuf) -> Self {
+    /// Defaults for `kafka`, running `jobs`.
+    pub fn with_jobs(
+        kafka: KafkaConfig,
+        workers: usize,
+        data_dir: PathBuf,
+        jobs: &'static [Wire],
+    ) -> Self {
         Self {
             kafka,
             workers,
@@ -93,9 +102,16 @@ impl PipelineConfig {
             group: Self::DEFAULT_GROUP.into(),
             tick: Self::DEFAULT_TICK,
             cluster: None,
+            jobs,
             snapshot_every: Some(Self::DEFAULT_SNAPSHOT_EVERY),
         }
     }
+}
+
+/// A stable hash, for routing records to workers.
+pub fn hash<H: std::hash::Hash>(h: &H) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(h)
 }
 
 fn now_ms() -> i64 {

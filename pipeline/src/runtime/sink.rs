@@ -20,11 +20,10 @@ use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeli
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::Operator;
 
-use super::Time;
 use super::error::WorkerError;
 use super::shared::Shared;
+use super::{Time, hash};
 use crate::job::Job;
-use crate::jobs::hash;
 use crate::snapshot::Checkpoint;
 
 /// What every sink of a worker shares.

@@ -48,7 +48,7 @@ pub(super) fn run_worker(
             topics: config.kafka.topics.clone(),
         };
         let mut inputs = Inputs::new(scope, config, snaps.clone(), sources, sinks);
-        for wire in crate::jobs::JOBS {
+        for wire in config.jobs {
             wire(&mut inputs);
         }
         inputs.finish(&probe)
