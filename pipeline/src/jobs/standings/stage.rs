@@ -1,0 +1,406 @@
+//! The track stage of `race_standings`: a timely operator, exchanged by
+//! participant, that keeps each participant's observations sorted by time,
+//! folds them from the checkpoint before the earliest change, and emits
+//! their progress and split times as differential updates; its state is
+//! what a snapshot keeps ([`TrackState`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+use std::rc::Rc;
+
+use differential_dataflow::lattice::Lattice;
+use differential_dataflow::{AsCollection, VecCollection};
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::order::TotalOrder;
+use timely::progress::Timestamp;
+
+use super::{
+    CHECKPOINT_EVERY, Definition, Fold, MAX_OBSERVATIONS, Obs, Observation, Progress, Race, Spec,
+    Tracked,
+};
+use crate::jobs::hash;
+use crate::jobs::stash::Stash;
+use crate::snapshot::Checkpoint;
+
+/// Which of a participant's observations the next fold must start from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum Dirty {
+    Clean,
+    From((i64, Obs)),
+    All,
+}
+
+/// One participant's state in the track operator. A snapshot leaves out
+/// the checkpoints: a late point after a restore re-folds from the base.
+#[derive(Serialize, Deserialize)]
+pub struct Participant {
+    observations: BTreeSet<(i64, Obs)>,
+    /// Fold states after the keyed observation, every CHECKPOINT_EVERY.
+    #[serde(skip)]
+    checkpoints: BTreeMap<(i64, Obs), Fold>,
+    /// The fold after the last observation.
+    last: Option<((i64, Obs), Fold)>,
+    /// The state the kept observations start from, once old ones are forgotten.
+    base: Option<((i64, Obs), Fold)>,
+    splits: Vec<i64>,
+    emitted: Option<(Progress, Vec<i64>)>,
+    dirty: Dirty,
+}
+
+impl Participant {
+    fn new() -> Self {
+        Self {
+            observations: BTreeSet::new(),
+            checkpoints: BTreeMap::new(),
+            last: None,
+            base: None,
+            splits: Vec::new(),
+            emitted: None,
+            dirty: Dirty::Clean,
+        }
+    }
+
+    fn touch(&mut self, key: &(i64, Obs)) {
+        self.dirty = match std::mem::replace(&mut self.dirty, Dirty::Clean) {
+            Dirty::All => Dirty::All,
+            Dirty::From(k) if k <= *key => Dirty::From(k),
+            _ => Dirty::From(key.clone()),
+        };
+    }
+
+    /// Re-folds what changed; returns the participant's new progress and splits.
+    fn refold(&mut self, race: &Race, id: &str) -> (Progress, Vec<i64>) {
+        let initial = |base: &Option<((i64, Obs), Fold)>| match base {
+            Some((k, f)) => (f.clone(), Some(k.clone())),
+            None => (Fold::new(race), None),
+        };
+        let (mut fold, after) = match std::mem::replace(&mut self.dirty, Dirty::Clean) {
+            Dirty::Clean => match &self.last {
+                Some((k, f)) => (f.clone(), Some(k.clone())),
+                None => initial(&self.base),
+            },
+            Dirty::All => {
+                self.checkpoints.clear();
+                initial(&self.base)
+            }
+            Dirty::From(from) => match &self.last {
+                Some((k, f)) if *k < from => (f.clone(), Some(k.clone())),
+                _ => {
+                    self.checkpoints.split_off(&from);
+                    match self.checkpoints.last_key_value() {
+                        Some((k, f)) => (f.clone(), Some(k.clone())),
+                        None => initial(&self.base),
+                    }
+                }
+            },
+        };
+        self.splits.truncate(fold.splits);
+        let range = match &after {
+            Some(k) => (Bound::Excluded(k.clone()), Bound::Unbounded),
+            None => (Bound::Unbounded, Bound::Unbounded),
+        };
+        let mut last_key = after;
+        for key in self.observations.range(range) {
+            fold.step(race, key.0, &key.1, &mut self.splits);
+            if fold.n % CHECKPOINT_EVERY == 0 {
+                self.checkpoints.insert(key.clone(), fold.clone());
+            }
+            last_key = Some(key.clone());
+        }
+        self.splits.truncate(fold.splits);
+        let summary = fold.summary(race, id, &self.splits);
+        self.last = last_key.map(|k| (k, fold));
+        (summary, self.splits.clone())
+    }
+
+    /// Forgets the oldest observations beyond [`MAX_OBSERVATIONS`], keeping
+    /// the fold state they lead to.
+    fn compact(&mut self) {
+        if self.observations.len() <= MAX_OBSERVATIONS {
+            return;
+        }
+        let excess = self.observations.len() - MAX_OBSERVATIONS * 3 / 4;
+        let base_n = self.base.as_ref().map_or(0, |b| b.1.n);
+        let Some(key) = self
+            .checkpoints
+            .iter()
+            .find(|(_, f)| f.n >= base_n + excess as u64)
+            .map(|(k, _)| k.clone())
+        else {
+            return;
+        };
+        let fold = self.checkpoints.remove(&key).expect("found above");
+        let mut kept = self.observations.split_off(&key);
+        kept.remove(&key);
+        self.observations = kept;
+        self.checkpoints = self.checkpoints.split_off(&key);
+        self.base = Some((key, fold));
+    }
+}
+
+/// The track stage's state on one worker, as a snapshot holds it: the race
+/// definitions (order and JSON) and the participants it owns.
+#[derive(Default, Serialize, Deserialize)]
+pub struct TrackState {
+    races: BTreeMap<String, (i64, Spec)>,
+    participants: BTreeMap<(String, String), Participant>,
+}
+
+/// [`TrackState`] borrowed from the operator, for writing.
+#[derive(Serialize)]
+struct TrackStateRef<'a> {
+    races: BTreeMap<&'a String, (i64, &'a Spec)>,
+    participants: &'a BTreeMap<(String, String), Participant>,
+}
+
+/// The track stage: folds each participant's observations, emits their
+/// progress and splits as differential updates.
+pub(super) fn track<'s, T>(
+    observations: VecCollection<'s, T, Observation>,
+    definitions: VecCollection<'s, T, Definition>,
+    mut checkpoint: Checkpoint<TrackState>,
+) -> VecCollection<'s, T, Tracked>
+where
+    T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
+{
+    let metrics = observability::metrics();
+    let outcome = |o: &str| metrics.standings_points.with_label_values(&[o]);
+    let (late, corrections, rejected, too_late) = (
+        outcome("late"),
+        outcome("correction"),
+        outcome("rejected"),
+        outcome("too_late"),
+    );
+    /// What the track operator reads.
+    enum Input {
+        Observation(Observation, isize),
+        Definition(Definition, isize),
+    }
+    observations
+        .inner
+        .binary_frontier(
+            definitions.inner.broadcast(),
+            Exchange::new(|u: &(Observation, T, isize)| {
+                hash(&(u.0.race.as_str(), u.0.participant.as_str()))
+            }),
+            Pipeline,
+            "Track",
+            move |initial, _info| {
+                let mut stash: Stash<T, Input> = Stash::default();
+                let mut races: HashMap<String, (i64, Spec, Rc<Race>)> = HashMap::new();
+                let mut participants: BTreeMap<(String, String), Participant> = BTreeMap::new();
+                let restored = checkpoint.take_restored();
+                // The restored state goes out once, at the initial time.
+                let mut initial = restored.is_some().then_some(initial);
+                if let Some(state) = restored {
+                    for (race, (order, spec)) in state.races {
+                        let compiled = Rc::new(Race::compile(spec.get()));
+                        races.insert(race, (order, spec, compiled));
+                    }
+                    participants = state.participants;
+                }
+                let mut snapshot = move |upto: T, races: &HashMap<String, (i64, Spec, Rc<Race>)>, participants: &BTreeMap<(String, String), Participant>| {
+                    checkpoint.at(upto.into(), || TrackStateRef {
+                        races: races.iter().map(|(k, (o, j, _))| (k, (*o, j))).collect(),
+                        participants,
+                    });
+                };
+                move |(obs_in, obs_frontier), (def_in, def_frontier), output| {
+                    if let Some(cap) = initial.take() {
+                        let mut session = output.session(&cap);
+                        let t = cap.time().clone();
+                        for ((race, id), p) in &participants {
+                            let Some((progress, splits)) = &p.emitted else { continue };
+                            session.give((Tracked::Progress(race.clone(), progress.clone()), t.clone(), 1));
+                            for (i, time) in splits.iter().enumerate() {
+                                session.give((Tracked::Split(race.clone(), i as u32 + 1, id.clone(), *time), t.clone(), 1));
+                            }
+                        }
+                    }
+                    obs_in.for_each(|cap, data| {
+                        if let Some(cap) = cap.retain_least(output.output_index()) {
+                            stash.absorb(&cap, data.drain(..), Input::Observation);
+                        }
+                    });
+                    def_in.for_each(|cap, data| {
+                        if let Some(cap) = cap.retain_least(output.output_index()) {
+                            stash.absorb(&cap, data.drain(..), Input::Definition);
+                        }
+                    });
+                    while let Some((cap, batch)) = stash.next_ready(&[obs_frontier, def_frontier]) {
+                        let t = cap.time().clone();
+                        snapshot(t.clone(), &races, &participants);
+                        let (mut obs, mut defs) = (Vec::new(), Vec::new());
+                        for input in batch {
+                            match input {
+                                Input::Observation(o, r) => obs.push((o, r)),
+                                Input::Definition(d, r) => defs.push((d, r)),
+                            }
+                        }
+                        // Definitions: the greatest order holds.
+                        let mut redefined = BTreeSet::new();
+                        let mut defs: Vec<_> = defs.into_iter().filter(|d| d.1 > 0).collect();
+                        defs.sort();
+                        for ((race, (order, spec)), _) in defs {
+                            if races.get(&race).is_some_and(|(o, _, _)| *o > order) {
+                                continue;
+                            }
+                            let compiled = Rc::new(Race::compile(spec.get()));
+                            races.insert(race.clone(), (order, spec, compiled));
+                            redefined.insert(race);
+                        }
+                        let mut dirty = BTreeSet::new();
+                        for (o, diff) in obs {
+                            let key = (o.race, o.participant);
+                            let p = participants.entry(key.clone()).or_insert_with(Participant::new);
+                            let item = (o.time_ms, o.what);
+                            if p.base.as_ref().is_some_and(|b| item <= b.0) {
+                                too_late.inc();
+                                continue;
+                            }
+                            if p.last.as_ref().is_some_and(|l| item < l.0) {
+                                late.inc();
+                            }
+                            let changed = if diff > 0 {
+                                p.observations.insert(item.clone())
+                            } else {
+                                p.observations.remove(&item)
+                            };
+                            if changed {
+                                p.touch(&item);
+                                dirty.insert(key);
+                            }
+                        }
+                        for race in &redefined {
+                            let from = (race.clone(), String::new());
+                            for (key, p) in participants.range_mut(from..) {
+                                if key.0 != *race {
+                                    break;
+                                }
+                                p.dirty = Dirty::All;
+                                dirty.insert(key.clone());
+                            }
+                        }
+                        let mut session = output.session(&cap);
+                        for key in dirty {
+                            let Some((_, _, race)) = races.get(&key.0) else {
+                                continue; // kept until the race is defined
+                            };
+                            let p = participants.get_mut(&key).expect("dirty ones exist");
+                            let was_late = matches!(&p.dirty, Dirty::From(k) if p.last.as_ref().is_some_and(|l| *k < l.0));
+                            let before = p.emitted.as_ref().map_or(0, |e| e.0.rejected);
+                            let (progress, splits) = p.refold(race, &key.1);
+                            if progress.rejected > before {
+                                rejected.inc_by(u64::from(progress.rejected - before));
+                            }
+                            p.compact();
+                            let old = p.emitted.take();
+                            let (old_progress, old_splits) = match &old {
+                                Some((p, s)) => (Some(p), s.as_slice()),
+                                None => (None, &[][..]),
+                            };
+                            let mut retracted = false;
+                            if old_progress != Some(&progress) {
+                                if let Some(o) = old_progress {
+                                    session.give((Tracked::Progress(key.0.clone(), o.clone()), t.clone(), -1));
+                                }
+                                session.give((Tracked::Progress(key.0.clone(), progress.clone()), t.clone(), 1));
+                            }
+                            for i in 0..old_splits.len().max(splits.len()) {
+                                let (o, n) = (old_splits.get(i), splits.get(i));
+                                if o == n {
+                                    continue;
+                                }
+                                let split = i as u32 + 1;
+                                if let Some(o) = o {
+                                    retracted = true;
+                                    session.give((Tracked::Split(key.0.clone(), split, key.1.clone(), *o), t.clone(), -1));
+                                }
+                                if let Some(n) = n {
+                                    session.give((Tracked::Split(key.0.clone(), split, key.1.clone(), *n), t.clone(), 1));
+                                }
+                            }
+                            if was_late && retracted {
+                                corrections.inc();
+                            }
+                            p.emitted = Some((progress, splits));
+                        }
+                    }
+                    // Every batch before the frontier is applied.
+                    let frontier = [obs_frontier, def_frontier]
+                        .iter()
+                        .filter_map(|f| f.frontier().first().cloned())
+                        .min();
+                    if let Some(upto) = frontier {
+                        snapshot(upto, &races, &participants);
+                    }
+                }
+            },
+        )
+        .as_collection()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::{RaceDefinition, RaceKind, RaceRules, Status, Timestamp, TimingLine};
+
+    use crate::jobs::standings::fold_all;
+
+    #[test]
+    fn compaction_keeps_the_fold() {
+        let race = Race::compile(&RaceDefinition {
+            id: "r".into(),
+            name: "r".into(),
+            start: Timestamp(1_780_000_000_000),
+            kind: RaceKind::TimingLines {
+                lines: vec![TimingLine {
+                    id: "l".into(),
+                    name: String::new(),
+                    ends: None,
+                }],
+            },
+            laps: 100_000,
+            cutoff: None,
+            participants: vec![],
+            // Two reads in three are false: laps stay below the race's 100,000.
+            rules: RaceRules {
+                min_lap_s: Some(2.5),
+                ..Default::default()
+            },
+        });
+        let cross = |i: i64| {
+            (
+                1_780_000_000_000 + i * 1000,
+                Obs::Cross { line: "l".into() },
+            )
+        };
+        let total = MAX_OBSERVATIONS as i64 + 1_000;
+        let mut p = Participant::new();
+        for chunk in (0..total).collect::<Vec<_>>().chunks(10_000) {
+            for &i in chunk {
+                let item = cross(i);
+                p.observations.insert(item.clone());
+                p.touch(&item);
+            }
+            p.refold(&race, "p");
+            p.compact();
+        }
+        assert!(p.base.is_some(), "compacted");
+        assert!(p.observations.len() <= MAX_OBSERVATIONS);
+        // One more in-order crossing: the same as folding everything plainly.
+        let item = cross(total);
+        p.observations.insert(item.clone());
+        p.touch(&item);
+        let (progress, splits) = p.refold(&race, "p");
+        let all: Vec<_> = (0..=total).map(cross).collect();
+        let (want, want_splits) = fold_all(&race, "p", &all);
+        assert_eq!(progress, want);
+        assert_eq!(splits, want_splits);
+        assert_eq!(progress.laps, Some(total as u32 / 3));
+        assert_eq!(progress.status, Status::Racing);
+    }
+}
