@@ -131,8 +131,8 @@ fn killed_at_random_moments_the_archive_holds_every_record_exactly_once() {
     let data = dir.path().join("data");
 
     // The replay: a generated race of 100 runners at 25x (2,500 points a
-    // second), the built-in chat, a calculation task every tick, and a bad
-    // record now and then, for about 25 s.
+    // second), the built-in chat, a calculation task every tick, seeded
+    // tournament events, and a bad record now and then, for about 25 s.
     let stop = Arc::new(AtomicBool::new(false));
     let producer_kafka = kafka.clone();
     let replay = std::thread::spawn(move || {
@@ -141,6 +141,7 @@ fn killed_at_random_moments_the_archive_holds_every_record_exactly_once() {
         let now = schemas::Timestamp::now();
         let mut race = ingest::generate::DemoRace::new("kill", 100, 7, now);
         let mut chat = ingest::generate::DemoChat::new(7);
+        let tournament = common::tournaments::random_events(5, 1000);
         ingest::jsonl::send_record(&p, &t.races, &race.definition).unwrap();
         let mut sent: BTreeMap<&str, (u64, u64)> = BTreeMap::new(); // topic -> (valid, bad)
         sent.entry("races").or_default().0 += 1;
@@ -164,6 +165,11 @@ fn killed_at_random_moments_the_archive_holds_every_record_exactly_once() {
             };
             ingest::jsonl::send_record(&p, &t.calc, &task).unwrap();
             sent.entry("tasks").or_default().0 += 1;
+            let (id, (_, event)) = &tournament[tick as usize];
+            let payload = serde_json::to_vec(&event.0).unwrap();
+            p.send(&t.tournament, Some(id.as_bytes()), &payload, &[], 0)
+                .unwrap();
+            sent.entry("tournament_events").or_default().0 += 1;
             if tick % 40 == 0 {
                 p.send(&t.gps, Some(b"kill"), b"{not json", &[], 0).unwrap();
                 p.send(&t.chat, Some(b"lobby"), br#"{"room":"lobby"}"#, &[], 0)
@@ -201,6 +207,7 @@ fn killed_at_random_moments_the_archive_holds_every_record_exactly_once() {
         ("chat", &kafka.topics.chat),
         ("tasks", &kafka.topics.calc),
         ("races", &kafka.topics.races),
+        ("tournament_events", &kafka.topics.tournament),
     ] {
         let (valid, bad) = sent[ds];
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -256,14 +263,14 @@ import duckdb
 con = duckdb.connect()
 def q(sql):
     return con.execute(sql).fetchone()
-for ds in ["gps", "chat", "tasks", "races"]:
+for ds in ["gps", "chat", "tasks", "races", "tournament_events"]:
     n, distinct = q(f"select count(*), count(distinct (kafka_partition, kafka_offset)) from read_parquet('{a}/{{ds}}/*/*.parquet', hive_partitioning = true)")
     print(ds, n, distinct)
 # Dead letters: every bad record, each dead letter once.
 n, distinct, sources = q("select count(*), count(distinct (kafka_partition, kafka_offset)), count(distinct (source_topic, source_partition, source_offset)) from read_parquet('{a}/dead_letters/*/*.parquet')")
 print("dead_letters", n, distinct, sources)
 # View changes: a key at most once per changelog record.
-for ds, key in [("standings", "participant"), ("splits", "participant, split"), ("room_members", "user"), ("room_messages", "room, seq"), ("results", "id")]:
+for ds, key in [("standings", "participant"), ("splits", "participant, split"), ("room_members", "user"), ("room_messages", "room, seq"), ("results", "id"), ("tournament_changes", "tournament")]:
     dup = q(f"select count(*) from (select kafka_partition, kafka_offset, {{key}}, count(*) c from read_parquet('{a}/{{ds}}/*/*.parquet') group by all having c > 1)")[0]
     rows = q(f"select count(*) from read_parquet('{a}/{{ds}}/*/*.parquet')")[0]
     print(ds, rows, dup)
@@ -296,6 +303,7 @@ for ds, key in [("standings", "participant"), ("splits", "participant, split"), 
         "room_members",
         "room_messages",
         "results",
+        "tournament_changes",
     ] {
         assert!(lines[ds][0] > 0, "{ds} has rows");
         assert_eq!(lines[ds][1], 0, "{ds}: no key twice in one change");

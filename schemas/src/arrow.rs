@@ -204,6 +204,32 @@ pub fn task_result() -> SchemaRef {
     ])
 }
 
+/// [`crate::tournament::TournamentEvent`]: the action's fields as its JSON.
+pub fn tournament_event() -> SchemaRef {
+    schema([
+        id("tournament"),
+        id("user"),
+        id("kind"),
+        Field::new("action", DataType::Utf8, false),
+        Field::new("client_msg_id", DataType::Utf8, true),
+        time("time", false),
+    ])
+}
+
+/// [`crate::tournament::TournamentChange`]s, a row per change: what it
+/// carries as JSON (`tournament` the info when it changed, `players` those
+/// who joined or chose, `draw` once made, `outcomes` of its events).
+pub fn tournament_change() -> SchemaRef {
+    schema([
+        id("tournament"),
+        Field::new("seq", DataType::UInt64, false),
+        Field::new("info", DataType::Utf8, true),
+        Field::new("players", DataType::Utf8, false),
+        Field::new("draw", DataType::Utf8, true),
+        Field::new("outcomes", DataType::Utf8, false),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +239,8 @@ mod tests {
         for s in [
             gps_point(),
             timing_crossing(),
+            tournament_event(),
+            tournament_change(),
             race_definition(),
             chat_event(),
             calc_task(),

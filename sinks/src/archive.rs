@@ -33,6 +33,7 @@ use schemas::topics::{
     DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER, DLQ_SOURCE_HEADER,
     DLQ_TOPIC_HEADER, DLQ_TRUNCATED_HEADER,
 };
+use schemas::tournament::{TournamentChange, TournamentEvent};
 use schemas::{
     CalcTask, ChatEvent, GpsPoint, RaceDefinition, RoomChange, RoomMessage, StandingsChange,
     TaskResult, TimingCrossing, Topics,
@@ -294,6 +295,16 @@ input!(TimingCrossing, |c| c.time.0);
 input!(RaceDefinition, |d| d.start.0);
 input!(ChatEvent, |c| c.time.0);
 input!(CalcTask, |t| t.time.0);
+input!(TournamentEvent, |e| e.time.0);
+
+impl Single for TournamentChange {
+    fn decode(raw: &RawRecord) -> Option<Self> {
+        serde_json::from_slice(&raw.payload).ok()
+    }
+    fn time_ms(&self) -> Option<i64> {
+        None
+    }
+}
 
 impl Single for TaskResult {
     fn decode(raw: &RawRecord) -> Option<Self> {
@@ -645,6 +656,8 @@ pub(crate) fn topics(t: &Topics, archive: Option<&Path>) -> Result<Vec<Box<dyn T
         topic::<Standings>(&t.standings, archive)?,
         topic::<Rooms>(&t.rooms, archive)?,
         topic::<One<TaskResult>>(&t.results, archive)?,
+        topic::<One<TournamentEvent>>(&t.tournament, archive)?,
+        topic::<One<TournamentChange>>(&t.tournaments, archive)?,
     ])
 }
 

@@ -27,6 +27,7 @@ use ingest::source::Envelope;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use schemas::tournament::{TournamentChange, TournamentEvent};
 use schemas::{
     CalcTask, ChatEvent, GpsPoint, RaceDefinition, RoomMember, RoomMessage, Split, SplitKey,
     StandingRow, TaskResult, TimingCrossing,
@@ -430,6 +431,52 @@ impl Row for RoomMessage {
             times(r().map(|m| Some(m.time.0))),
         ]
     }
+}
+
+impl Row for TournamentEvent {
+    const DATASET: &'static str = "tournament_events";
+    fn schema() -> SchemaRef {
+        schemas::arrow::tournament_event()
+    }
+    fn columns(rows: &[Envelope<Self>]) -> Vec<ArrayRef> {
+        let r = || rows.iter().map(|e| &e.record);
+        let actions: Vec<String> = r().map(|e| json(&e.action)).collect();
+        vec![
+            ids(r().map(|e| Some(e.tournament.as_str()))),
+            ids(r().map(|e| Some(e.user.as_str()))),
+            ids(r().map(|e| Some(e.action.kind()))),
+            texts(actions.iter().map(|a| Some(a.as_str()))),
+            texts(r().map(|e| e.client_msg_id.as_deref())),
+            times(r().map(|e| Some(e.time.0))),
+        ]
+    }
+}
+
+impl Row for TournamentChange {
+    const DATASET: &'static str = "tournament_changes";
+    fn schema() -> SchemaRef {
+        schemas::arrow::tournament_change()
+    }
+    fn columns(rows: &[Envelope<Self>]) -> Vec<ArrayRef> {
+        let r = || rows.iter().map(|e| &e.record);
+        let info: Vec<Option<String>> = r().map(|c| c.info.as_ref().map(json)).collect();
+        let players: Vec<String> = r().map(|c| json(&c.players)).collect();
+        let draw: Vec<Option<String>> = r().map(|c| c.draw.as_ref().map(json)).collect();
+        let outcomes: Vec<String> = r().map(|c| json(&c.outcomes)).collect();
+        vec![
+            ids(r().map(|c| Some(c.tournament.as_str()))),
+            Arc::new(UInt64Array::from_iter_values(r().map(|c| c.seq))),
+            texts(info.iter().map(|v| v.as_deref())),
+            texts(players.iter().map(|v| Some(v.as_str()))),
+            texts(draw.iter().map(|v| v.as_deref())),
+            texts(outcomes.iter().map(|v| Some(v.as_str()))),
+        ]
+    }
+}
+
+/// `v` as JSON text.
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("records serialize")
 }
 
 /// Whether a changelog row is new or changed (`upsert`) or gone (`remove`).

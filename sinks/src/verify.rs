@@ -91,7 +91,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<14} {:>4} {:>21} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8}  verdict",
+            "{:<18} {:>4} {:>21} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8}  verdict",
             "dataset",
             "part",
             "offsets",
@@ -120,7 +120,7 @@ impl fmt::Display for Report {
             };
             writeln!(
                 f,
-                "{:<14} {:>4} {:>21} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8}  {verdict}",
+                "{:<18} {:>4} {:>21} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8}  {verdict}",
                 c.dataset,
                 c.partition,
                 format!("{}..{}", c.low, c.high),
