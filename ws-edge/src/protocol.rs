@@ -373,6 +373,101 @@ pub struct ParticipantFrame<'a> {
     pub split_removes: Vec<&'a SplitKey>,
 }
 
+/// What a participant's device sends on `WS /ws/track`. The point stays
+/// the bytes the device sent (a refused one is dead-lettered as received),
+/// so this is a struct whose `type` serde types, not a tagged enum.
+#[derive(Debug, Deserialize)]
+pub struct DeviceFrame<'a> {
+    /// What the frame is.
+    #[serde(rename = "type")]
+    pub kind: DeviceKind,
+    /// The device's number for the point, echoed in the answer.
+    #[serde(rename = "ref", default)]
+    pub reference: Option<u64>,
+    /// The point, as sent.
+    #[serde(borrow, default)]
+    pub point: Option<&'a serde_json::value::RawValue>,
+    /// A ping's nonce, echoed in the pong as sent.
+    #[serde(borrow, default)]
+    pub nonce: Option<&'a serde_json::value::RawValue>,
+}
+
+/// The `type` of a [`DeviceFrame`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    /// A GPS point.
+    Point,
+    /// Asks for a pong.
+    Ping,
+    /// Anything else (refused as `bad_frame`, with its `ref`).
+    #[serde(other)]
+    Unknown,
+}
+
+/// What the edge answers a device.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DeviceServerFrame<'a> {
+    /// The broker has the point.
+    Ack {
+        /// The point's `ref`.
+        #[serde(rename = "ref")]
+        reference: Option<u64>,
+        /// Where it is in `pace.gps`.
+        partition: i32,
+        /// Its offset there.
+        offset: i64,
+    },
+    /// The point (or frame) was refused.
+    Error {
+        /// Why.
+        code: DeviceError,
+        /// The point's `ref`, if the frame had one.
+        #[serde(rename = "ref")]
+        reference: Option<u64>,
+        /// What a person reads.
+        message: &'a str,
+    },
+    /// The answer to a ping.
+    Pong {
+        /// The ping's nonce, as sent.
+        nonce: Option<&'a serde_json::value::RawValue>,
+    },
+    /// The edge is going: connect again after `after_ms`.
+    Reconnect {
+        /// Why (`shutdown`).
+        reason: &'a str,
+        /// How long to wait, ms.
+        after_ms: u64,
+    },
+}
+
+/// The code of a device's `error` frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceError {
+    /// Not a frame of the protocol.
+    BadFrame,
+    /// The point breaks a rule.
+    Invalid,
+    /// The point is another participant's.
+    Forbidden,
+    /// Over the participant's point budget.
+    RateLimited,
+    /// The broker did not take it.
+    Unavailable,
+    /// A missing or bad token.
+    Unauthorized,
+}
+
+impl DeviceServerFrame<'_> {
+    /// The frame as text.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("frames serialize")
+    }
+}
+
 impl ServerFrame<'_> {
     /// The frame as text, once.
     pub fn encode(&self) -> Frame {

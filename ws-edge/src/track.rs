@@ -27,12 +27,11 @@ use std::sync::Arc;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use schemas::GpsPoint;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::auth::AuthError;
 use crate::post::{SendError, Topic};
+use crate::protocol::{DeviceError, DeviceFrame, DeviceKind, DeviceServerFrame};
 use crate::socket::{Shared, close_message};
 use crate::upgrade::{Inbound, Incoming, Keepalive, WsStream};
 
@@ -44,22 +43,13 @@ pub const REFUSALS_BEFORE_CLOSE: u32 = 100;
 
 type Pending = Pin<Box<dyn Future<Output = String> + Send>>;
 
-fn error(code: &str, reference: Option<u64>, message: &str) -> String {
-    serde_json::json!({"type": "error", "code": code, "ref": reference, "message": message})
-        .to_string()
-}
-
-/// A device's frame, with the point as the bytes it sent.
-#[derive(Deserialize)]
-struct PointFrame<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: std::borrow::Cow<'a, str>,
-    #[serde(rename = "ref", default)]
-    reference: Option<u64>,
-    #[serde(borrow, default)]
-    point: Option<&'a RawValue>,
-    #[serde(default)]
-    nonce: Option<&'a RawValue>,
+fn error(code: DeviceError, reference: Option<u64>, message: &str) -> String {
+    DeviceServerFrame::Error {
+        code,
+        reference,
+        message,
+    }
+    .encode()
 }
 
 /// Runs one device's connection.
@@ -73,7 +63,11 @@ pub(crate) async fn run(
         Ok(u) => u,
         Err(e) => {
             let _ = tx
-                .send(Message::text(error("unauthorized", None, &e.to_string())))
+                .send(Message::text(error(
+                    DeviceError::Unauthorized,
+                    None,
+                    &e.to_string(),
+                )))
                 .await;
             let _ = tx.send(close_message(1008, "unauthorized")).await;
             return;
@@ -134,8 +128,8 @@ pub(crate) async fn run(
                     }
                 })
                 .await;
-                let frame = serde_json::json!({"type": "reconnect", "reason": "shutdown", "after_ms": 1000});
-                let _ = send(&mut tx, limits, Message::text(frame.to_string())).await;
+                let frame = DeviceServerFrame::Reconnect { reason: "shutdown", after_ms: 1000 }.encode();
+                let _ = send(&mut tx, limits, Message::text(frame)).await;
                 let _ = send(&mut tx, limits, close_message(1012, "restarting")).await;
                 rx.drain(crate::upgrade::CLOSE_WAIT.min(limits.drain / 2)).await;
                 return;
@@ -187,25 +181,23 @@ struct Device {
 impl Device {
     /// One message from the device: what to answer, once it is settled.
     fn point(&mut self, raw: &[u8]) -> Pending {
-        let frame: PointFrame<'_> = match serde_json::from_slice(raw) {
+        let frame: DeviceFrame<'_> = match serde_json::from_slice(raw) {
             Ok(f) => f,
             Err(e) => {
                 let reason = format!("bad frame: {e}");
-                return self.refuse("bad_frame", None, raw, reason);
+                return self.refuse(DeviceError::BadFrame, None, raw, reason);
             }
         };
         let reference = frame.reference;
-        match (frame.kind.as_ref(), frame.point) {
-            ("ping", _) => {
-                let nonce: Option<serde_json::Value> =
-                    frame.nonce.and_then(|n| serde_json::from_str(n.get()).ok());
-                let pong = serde_json::json!({"type": "pong", "nonce": nonce});
-                Box::pin(std::future::ready(pong.to_string()))
+        match (frame.kind, frame.point) {
+            (DeviceKind::Ping, _) => {
+                let pong = DeviceServerFrame::Pong { nonce: frame.nonce }.encode();
+                Box::pin(std::future::ready(pong))
             }
-            ("point", Some(point)) => self.accept(reference, point.get().as_bytes()),
-            _ => {
+            (DeviceKind::Point, Some(point)) => self.accept(reference, point.get().as_bytes()),
+            (DeviceKind::Point | DeviceKind::Unknown, _) => {
                 let reason = "bad frame: expected {\"type\":\"point\",\"ref\":N,\"point\":{…}}";
-                self.refuse("bad_frame", reference, raw, reason.to_owned())
+                self.refuse(DeviceError::BadFrame, reference, raw, reason.to_owned())
             }
         }
     }
@@ -213,14 +205,14 @@ impl Device {
     fn accept(&mut self, reference: Option<u64>, body: &[u8]) -> Pending {
         let point: GpsPoint = match schemas::decode(body) {
             Ok(p) => p,
-            Err(e) => return self.refuse("invalid", reference, body, e.to_string()),
+            Err(e) => return self.refuse(DeviceError::Invalid, reference, body, e.to_string()),
         };
         if point.participant != self.user {
             let reason = format!(
                 "the token is {:?}'s; this point is {:?}'s",
                 self.user, point.participant
             );
-            return self.refuse("forbidden", reference, body, reason);
+            return self.refuse(DeviceError::Forbidden, reference, body, reason);
         }
         self.refused_in_a_row = 0;
         let m = observability::metrics();
@@ -230,7 +222,7 @@ impl Device {
                 .inc();
             m.edge_rate_limited.with_label_values(&["point"]).inc();
             let reply = error(
-                "rate_limited",
+                DeviceError::RateLimited,
                 reference,
                 "too many points; send this one again later",
             );
@@ -244,11 +236,15 @@ impl Device {
                         .edge_track_points
                         .with_label_values(&["accepted"])
                         .inc();
-                    serde_json::json!({"type": "ack", "ref": reference, "partition": partition, "offset": offset})
-                        .to_string()
+                    DeviceServerFrame::Ack {
+                        reference,
+                        partition,
+                        offset,
+                    }
+                    .encode()
                 }
-                Err(SendError::Invalid(m)) => error("invalid", reference, &m),
-                Err(SendError::Unavailable(m)) => error("unavailable", reference, &m),
+                Err(SendError::Invalid(m)) => error(DeviceError::Invalid, reference, &m),
+                Err(SendError::Unavailable(m)) => error(DeviceError::Unavailable, reference, &m),
             }
         })
     }
@@ -257,7 +253,7 @@ impl Device {
     /// subject's refusal budget, then answers with an error frame.
     fn refuse(
         &mut self,
-        code: &'static str,
+        code: DeviceError,
         reference: Option<u64>,
         body: &[u8],
         reason: String,
