@@ -128,15 +128,16 @@ pub struct Tournaments {
 }
 
 impl Tournaments {
-    /// Applies a change from the changelog and broadcasts it. A change that
-    /// does not follow the held seq (a rebuilt view starts again at 1) is
-    /// sent as a fresh snapshot.
+    /// Applies a change from the changelog and broadcasts it. Every change
+    /// is applied, in changelog order: its parts only ever replace what
+    /// they name, so a change written again (a pipeline restarted from a
+    /// snapshot writes the changes since it again, batched by other epochs,
+    /// so under seqs it used before) brings the view to the pipeline's
+    /// state. A change that does not follow the held seq (that, or a view
+    /// rebuilt from 1) goes to subscribers as a fresh snapshot.
     pub fn apply(&self, change: TournamentChange, origin_ms: Option<i64>) {
         let mut map = self.map.write().expect("tournaments lock");
         let view = map.entry(change.tournament.clone()).or_default();
-        if change.seq <= view.seq && change.seq != 1 {
-            return; // read twice
-        }
         let contiguous = change.seq == view.seq + 1;
         if change.seq == 1 {
             view.info = None;
@@ -571,13 +572,29 @@ mod tests {
         };
         assert!(f.starts_with(r#"{"type":"snapshot","view":"tournament","id":"cup","seq":1"#));
         t.apply(change(2, Some(info(2)), vec![outcome("r1", None)]), None);
-        t.apply(change(2, None, vec![]), None); // read twice: ignored
         let d = s.changes.as_mut().unwrap().try_recv().unwrap();
         assert!(
             d.frame
                 .starts_with(r#"{"type":"delta","view":"tournament","id":"cup","seq":2"#)
         );
         assert!(s.changes.as_mut().unwrap().try_recv().is_err());
+        // Written again after a pipeline restart, under a seq used before,
+        // with more in it: applied, and sent as a snapshot.
+        let mut again = change(2, None, vec![]);
+        again.players.push(TournamentPlayer {
+            user: "bob".into(),
+            display_name: "Bob".into(),
+            team: Some("Ajax".into()),
+            place: 1,
+        });
+        t.apply(again, None);
+        let f = s.changes.as_mut().unwrap().try_recv().unwrap();
+        assert!(
+            f.frame
+                .starts_with(r#"{"type":"snapshot","view":"tournament","id":"cup","seq":2"#)
+        );
+        assert!(f.frame.contains("Ajax"), "{}", f.frame);
+        assert_eq!(t.list()[0].players, 1);
         let o = t
             .outcome("cup", "ann", "r1", Duration::from_millis(10))
             .await
