@@ -88,7 +88,7 @@ impl Callers {
             .inc();
         Err(HttpError(
             StatusCode::TOO_MANY_REQUESTS,
-            "too many posts; slow down".to_owned(),
+            "too many posts, creates, invites or tournament actions; slow down".to_owned(),
         ))
     }
 }

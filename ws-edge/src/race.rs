@@ -29,6 +29,8 @@ use crate::view::{Change, FRAME_BUFFER, First, Key, LiveView, Snapshot, Subscrib
 
 /// Changes buffered per followed participant.
 pub const PARTICIPANT_BUFFER: usize = 32;
+/// Followed-participant channels a race holds before unfollowed ones go.
+const PARTICIPANTS_PRUNE: usize = 1024;
 /// Delta frames held per race for clients that resume with `since`…
 pub const HISTORY: usize = 1024;
 /// …and at most this many bytes of them.
@@ -60,6 +62,9 @@ struct RaceView {
     snapshot: Mutex<Option<(u64, Frame)>>,
     tx: broadcast::Sender<Change>,
     participants: HashMap<String, broadcast::Sender<Change>>,
+    /// The size of `participants` at which unfollowed channels are dropped
+    /// on a subscribe (twice what was left the last time).
+    prune_at: usize,
 }
 
 impl RaceView {
@@ -76,6 +81,7 @@ impl RaceView {
             snapshot: Mutex::new(None),
             tx: broadcast::channel(FRAME_BUFFER).0,
             participants: HashMap::new(),
+            prune_at: PARTICIPANTS_PRUNE,
         }
     }
 
@@ -382,6 +388,12 @@ impl Races {
         let mut races = self.races.write().expect("views lock");
         let v = races.get_mut(race).filter(|v| v.definition.is_some())?;
         let frame = v.participant_snapshot(race, participant);
+        // Names come from clients: channels nobody follows go as the map
+        // grows, also on a race that no longer changes.
+        if v.participants.len() >= v.prune_at {
+            v.participants.retain(|_, tx| tx.receiver_count() > 0);
+            v.prune_at = (2 * v.participants.len()).max(PARTICIPANTS_PRUNE);
+        }
         let changes = v
             .participants
             .entry(participant.to_owned())
@@ -666,6 +678,17 @@ mod tests {
             v.races.read().unwrap()["r"].participants.is_empty(),
             "unfollowed channels go"
         );
+    }
+
+    #[test]
+    fn channels_of_unfollowed_participants_do_not_pile_up() {
+        let v = Races::default();
+        v.apply_race(def());
+        for i in 0..5_000 {
+            drop(v.subscribe_participant("r", &format!("p{i}")).unwrap());
+        }
+        let held = v.races.read().unwrap()["r"].participants.len();
+        assert!(held <= PARTICIPANTS_PRUNE, "{held} channels held");
     }
 
     #[test]

@@ -50,6 +50,10 @@ struct Inner {
     pending_order: VecDeque<String>,
     /// A channel per task someone waits for: its result goes only to them.
     waiting: HashMap<String, broadcast::Sender<Change>>,
+    /// The size of `waiting` at which channels nobody waits on any more
+    /// are dropped (twice what was left the last time, so each subscribe
+    /// costs O(1) amortised).
+    prune_at: usize,
 }
 
 /// A task's snapshot frame: its result, pending entry, or nothing yet.
@@ -172,10 +176,10 @@ impl LiveView for Tasks {
             });
         }
         let first = First::Snapshot(snapshot_frame(&key.id, inner.pending.get(&key.id)));
-        // Channels nobody waits on any more go before the map grows past
-        // what it may hold.
-        if inner.waiting.len() >= PENDING_HELD {
+        // Channels nobody waits on any more go as the map grows.
+        if inner.waiting.len() >= inner.prune_at.max(PENDING_HELD) {
             inner.waiting.retain(|_, tx| tx.receiver_count() > 0);
+            inner.prune_at = 2 * inner.waiting.len();
         }
         let changes = inner
             .waiting
@@ -321,6 +325,38 @@ mod tests {
             submitted_at: Timestamp(1_780_000_000_000),
             completed_at: Some(Timestamp(1_780_000_000_000)),
         }
+    }
+
+    #[test]
+    fn a_result_goes_to_its_waiters_and_unwatched_channels_do_not_pile_up() {
+        let tasks = Tasks::default();
+        let key = |id: &str| Key {
+            view: crate::protocol::ViewKind::Task,
+            id: id.into(),
+            participant: None,
+        };
+        let mut s = tasks.subscribe(&key("a"), None, None).unwrap();
+        tasks.apply(result("b"));
+        assert!(
+            s.changes.as_mut().unwrap().try_recv().is_err(),
+            "b is not a's"
+        );
+        tasks.apply(result("a"));
+        let c = s.changes.as_mut().unwrap().try_recv().unwrap();
+        assert!(
+            c.frame
+                .starts_with(r#"{"type":"delta","view":"task","id":"a","seq":1"#)
+        );
+        let done = tasks.subscribe(&key("a"), None, None).unwrap();
+        assert!(
+            done.changes.is_none(),
+            "a finished task does not change again"
+        );
+        for i in 0..3 * PENDING_HELD {
+            drop(tasks.subscribe(&key(&format!("t{i}")), None, None).unwrap());
+        }
+        let held = tasks.inner.read().unwrap().waiting.len();
+        assert!(held <= PENDING_HELD, "{held} channels held");
     }
 
     #[test]

@@ -420,7 +420,20 @@ fn qr(host: &str, scheme: &str, id: &str) -> warp::reply::Response {
                 .min_dimensions(200, 200)
                 .quiet_zone(true)
                 .build();
-            warp::reply::with_header(svg, "content-type", "image/svg+xml").into_response()
+            // The link is this request's host: no shared cache may keep it
+            // for another.
+            let mut r =
+                warp::reply::with_header(svg, "content-type", "image/svg+xml").into_response();
+            let h = r.headers_mut();
+            h.insert(
+                "cache-control",
+                warp::http::HeaderValue::from_static("private, no-store"),
+            );
+            h.insert(
+                "vary",
+                warp::http::HeaderValue::from_static("host, x-forwarded-proto"),
+            );
+            r
         }
         Err(e) => json_error(StatusCode::BAD_REQUEST, format!("no QR code: {e}")),
     }
