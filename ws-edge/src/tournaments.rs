@@ -82,6 +82,9 @@ struct TournamentView {
     /// The snapshot of `version`, once someone asked for it.
     snapshot: Mutex<Option<(u64, Frame)>>,
     tx: Option<broadcast::Sender<Change>>,
+    /// Notified after each change of this tournament (for the requests
+    /// waiting on an outcome).
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl TournamentView {
@@ -123,8 +126,9 @@ impl TournamentView {
 #[derive(Default)]
 pub struct Tournaments {
     map: RwLock<BTreeMap<String, TournamentView>>,
-    /// Notified after every change.
-    changed: tokio::sync::Notify,
+    /// Notified when a tournament is first seen (a create's outcome is the
+    /// first change of its tournament).
+    appeared: tokio::sync::Notify,
 }
 
 impl Tournaments {
@@ -137,6 +141,7 @@ impl Tournaments {
     /// rebuilt from 1) goes to subscribers as a fresh snapshot.
     pub fn apply(&self, change: TournamentChange, origin_ms: Option<i64>) {
         let mut map = self.map.write().expect("tournaments lock");
+        let new = !map.contains_key(&change.tournament);
         let view = map.entry(change.tournament.clone()).or_default();
         let contiguous = change.seq == view.seq + 1;
         if change.seq == 1 {
@@ -183,8 +188,12 @@ impl Tournaments {
             };
             let _ = view.tx().send(c);
         }
+        let changed = view.changed.clone();
         drop(map);
-        self.changed.notify_waiters();
+        changed.notify_waiters();
+        if new {
+            self.appeared.notify_waiters();
+        }
     }
 
     /// Whether the tournament exists here.
@@ -221,7 +230,8 @@ impl Tournaments {
     }
 
     /// The outcome of `user`'s request `client_msg_id` to `id`, once the
-    /// job decided it; waits up to `within`.
+    /// job decided it; waits up to `within`, woken only by changes of that
+    /// tournament (or by its first one).
     pub async fn outcome(
         &self,
         id: &str,
@@ -231,27 +241,52 @@ impl Tournaments {
     ) -> Option<Outcome> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let changed = self.changed.notified();
-            let found = self
-                .map
-                .read()
-                .expect("tournaments lock")
-                .get(id)
-                .and_then(|v| {
-                    v.outcomes
-                        .iter()
-                        .rev()
-                        .find(|o| {
-                            o.user == user && o.client_msg_id.as_deref() == Some(client_msg_id)
-                        })
-                        .cloned()
-                });
-            if found.is_some() {
-                return found;
+            // Each wait is registered before the look it follows, so no
+            // change falls between (a `Notified` created before
+            // `notify_waiters` completes, polled or not).
+            let appeared = self.appeared.notified();
+            let notify = match self.look(id, user, client_msg_id) {
+                Look::Decided(o) => return Some(o),
+                Look::Unknown => {
+                    tokio::time::timeout_at(deadline, appeared).await.ok()?;
+                    continue;
+                }
+                Look::Waiting(notify) => notify,
+            };
+            let changed = notify.notified();
+            if let Look::Decided(o) = self.look(id, user, client_msg_id) {
+                return Some(o);
             }
             tokio::time::timeout_at(deadline, changed).await.ok()?;
         }
     }
+
+    /// What is known of `user`'s request `client_msg_id` to `id`.
+    fn look(&self, id: &str, user: &str, client_msg_id: &str) -> Look {
+        let map = self.map.read().expect("tournaments lock");
+        let Some(v) = map.get(id) else {
+            return Look::Unknown;
+        };
+        let found = v
+            .outcomes
+            .iter()
+            .rev()
+            .find(|o| o.user == user && o.client_msg_id.as_deref() == Some(client_msg_id));
+        match found {
+            Some(o) => Look::Decided(o.clone()),
+            None => Look::Waiting(v.changed.clone()),
+        }
+    }
+}
+
+/// What [`Tournaments::look`] finds.
+enum Look {
+    /// The job's decision.
+    Decided(Outcome),
+    /// Not yet; this tournament's changes are notified here.
+    Waiting(Arc<tokio::sync::Notify>),
+    /// No such tournament here yet.
+    Unknown,
 }
 
 fn unknown(id: &str) -> Refused {
