@@ -65,6 +65,26 @@ impl Percentiles {
     }
 }
 
+/// A latency figure of [`Percentiles`].
+pub type Figure = fn(&Percentiles) -> u64;
+
+impl Percentiles {
+    /// The `figures` as `a / b ms`, or `none measured` when not one
+    /// sample came: a run that collapsed says so, it never shows 0 ms.
+    pub fn ms(&self, figures: &[Figure]) -> String {
+        if self.count == 0 {
+            return "none measured".to_owned();
+        }
+        let v: Vec<String> = figures.iter().map(|f| f(self).to_string()).collect();
+        format!("{} ms", v.join(" / "))
+    }
+}
+
+/// Median and 99th percentile.
+pub const P50_P99: &[Figure] = &[|p| p.p50, |p| p.p99];
+/// Median, 99th percentile and largest.
+pub const P50_P99_MAX: &[Figure] = &[|p| p.p50, |p| p.p99, |p| p.max];
+
 /// One fixed-load run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Run {
@@ -573,4 +593,20 @@ pub fn idle_connections(setup: &Setup<'_>, n: usize) -> anyhow::Result<Idle> {
     edge.stop()?;
     pipeline.stop()?;
     Ok(idle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_that_measured_nothing_says_so_and_never_shows_0_ms() {
+        let empty = Percentiles::of(&Histogram::<u64>::new(3).unwrap());
+        assert_eq!(empty.ms(P50_P99_MAX), "none measured");
+        let mut h = Histogram::<u64>::new(3).unwrap();
+        for v in 1..=100 {
+            h.record(v).unwrap();
+        }
+        assert_eq!(Percentiles::of(&h).ms(P50_P99), "50 / 99 ms");
+    }
 }

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::latency::{Idle, Run};
+use crate::latency::{Idle, P50_P99, P50_P99_MAX, Run};
 use crate::replay::Replayed;
 use crate::throughput::{Rate, Standings};
 
@@ -61,7 +61,7 @@ pub fn replay_table(runs: &[Replayed]) -> String {
         let (v, f) = (&r.produce_to_view_ms, &r.produce_to_frame_ms);
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:.0} | {} of {} | {} / {} ms | {} / {} ms ({}) | {:.1} | {:.0} MiB |",
+            "| {} | {} | {} | {} | {:.0} | {} of {} | {} | {} ({}) | {:.1} | {:.0} MiB |",
             r.dataset,
             if r.speed > 0.0 {
                 format!("{}×", r.speed)
@@ -73,10 +73,8 @@ pub fn replay_table(runs: &[Replayed]) -> String {
             r.records_per_s,
             r.participants_complete,
             r.participants,
-            v.p50,
-            v.p99,
-            f.p50,
-            f.p99,
+            v.ms(P50_P99),
+            f.ms(P50_P99),
             r.spectators,
             r.pipeline_cpu_s,
             mib(r.pipeline_peak_rss)
@@ -85,8 +83,8 @@ pub fn replay_table(runs: &[Replayed]) -> String {
     s
 }
 
-/// Picks one latency figure of a run.
-type Pick = fn(&Run) -> u64;
+/// Picks one latency figure of a run (`None`: the run measured nothing).
+type Pick = fn(&Run) -> Option<u64>;
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1 << 20) as f64
@@ -190,14 +188,11 @@ impl Report {
             let (v, f) = (&r.produce_to_view_ms, &r.produce_to_frame_ms);
             let _ = writeln!(
                 s,
-                "| {:.0} | {:.0} | {} / {} ms | {} / {} / {} ms | {} | {:.2} | {:.2} |",
+                "| {:.0} | {:.0} | {} | {} | {} | {:.2} | {:.2} |",
                 r.offered_per_s,
                 r.sent_per_s,
-                v.p50,
-                v.p99,
-                f.p50,
-                f.p99,
-                f.max,
+                v.ms(P50_P99),
+                f.ms(P50_P99_MAX),
                 r.frames,
                 r.pipeline_cores,
                 r.edge_cores
@@ -234,17 +229,34 @@ impl Report {
         let (w, h, left, right, top, bottom) = (720.0, 420.0, 70.0, 180.0, 30.0, 50.0);
         let (pw, ph) = (w - left - right, h - top - bottom);
         let xs: Vec<f64> = self.latency.iter().map(|r| r.offered_per_s).collect();
+        // A run that measured nothing has no point on the plot (not 0 ms).
         let series: [(&str, &str, Pick); 4] = [
-            ("frame p99", "#d62728", |r| r.produce_to_frame_ms.p99),
-            ("frame p50", "#ff9896", |r| r.produce_to_frame_ms.p50),
-            ("view p99", "#1f77b4", |r| r.produce_to_view_ms.p99),
-            ("view p50", "#aec7e8", |r| r.produce_to_view_ms.p50),
+            ("frame p99", "#d62728", |r| {
+                Some(&r.produce_to_frame_ms)
+                    .filter(|p| p.count > 0)
+                    .map(|p| p.p99)
+            }),
+            ("frame p50", "#ff9896", |r| {
+                Some(&r.produce_to_frame_ms)
+                    .filter(|p| p.count > 0)
+                    .map(|p| p.p50)
+            }),
+            ("view p99", "#1f77b4", |r| {
+                Some(&r.produce_to_view_ms)
+                    .filter(|p| p.count > 0)
+                    .map(|p| p.p99)
+            }),
+            ("view p50", "#aec7e8", |r| {
+                Some(&r.produce_to_view_ms)
+                    .filter(|p| p.count > 0)
+                    .map(|p| p.p50)
+            }),
         ];
         let x_max = xs.iter().copied().fold(1.0, f64::max) * 1.05;
         let y_max = self
             .latency
             .iter()
-            .flat_map(|r| series.iter().map(move |(_, _, f)| f(r)))
+            .flat_map(|r| series.iter().filter_map(move |(_, _, f)| f(r)))
             .max()
             .unwrap_or(1)
             .max(10) as f64
@@ -301,7 +313,7 @@ impl Report {
             let points: Vec<String> = self
                 .latency
                 .iter()
-                .map(|r| format!("{:.1},{:.1}", x(r.offered_per_s), y(f(r) as f64)))
+                .filter_map(|r| Some(format!("{:.1},{:.1}", x(r.offered_per_s), y(f(r)? as f64))))
                 .collect();
             let _ = writeln!(
                 s,
