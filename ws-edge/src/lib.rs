@@ -8,21 +8,20 @@
 //! can rebuild from Kafka.
 //!
 //! Layout: `protocol.rs` every frame, typed; `view.rs` the one abstraction
-//! every live view is served through; one module per live view, each
-//! owning its cache, frames and routes: `race.rs` the races, `rooms.rs`
-//! (routes in `rooms_http.rs`) the rooms, `tasks.rs` the task results,
-//! `tournaments.rs` the tournament draws; `views.rs` which view serves
-//! which subscription; `http.rs` what the HTTP routes share;
-//! `follow.rs` the changelog consumer,
-//! `server.rs` the routes, `listener.rs` the accept loop and HTTP
-//! connections, `table.rs` the open connections, `upgrade.rs` the WebSocket
-//! handshake and transport, `shared.rs` what every connection
-//! shares, `socket.rs` a spectator's connection,
-//! `track.rs` a device's, `post.rs` input through the edge, `body.rs`
-//! request bodies, `auth.rs` tokens, `limits.rs` every bound the edge
-//! keeps, `bucket.rs` the rate limiters they use, `gossip.rs` the budgets
-//! shared with the other edges, `static/index.html` the spectator page. The
-//! protocol is `PROTOCOL.md`.
+//! every live view is served through; one module per live view, each owning
+//! its cache, frames and routes: `race.rs` the races (routes in
+//! `race_http.rs`), `rooms.rs` (routes in `rooms_http.rs`) the rooms,
+//! `tasks.rs` the task results, `tournaments.rs` the tournament draws;
+//! `views.rs` which view serves which subscription; `http.rs` what the HTTP
+//! routes share; `follow.rs` the changelog consumer, `server.rs` the
+//! routes, `listener.rs` the accept loop and HTTP connections, `table.rs`
+//! the open connections, `upgrade.rs` the WebSocket handshake and
+//! transport, `shared.rs` what every connection shares, `socket.rs` a
+//! spectator's connection, `track.rs` a device's, `post.rs` input through
+//! the edge, `body.rs` request bodies, `auth.rs` tokens, `limits.rs` every
+//! bound the edge keeps, `bucket.rs` the rate limiters they use,
+//! `gossip.rs` the budgets shared with the other edges, `static/index.html`
+//! the spectator page. The protocol is `PROTOCOL.md`.
 
 pub mod auth;
 mod body;
@@ -35,6 +34,7 @@ pub mod listener;
 pub mod post;
 pub mod protocol;
 pub mod race;
+mod race_http;
 pub mod rooms;
 pub mod rooms_http;
 pub mod server;

@@ -5,7 +5,7 @@
 //! | `GET /` | the spectator page |
 //! | `GET /healthz` | `{"status":"ok"}` |
 //! | `GET /metrics` | Prometheus text |
-//! | `/api/races…` | see `race.rs` |
+//! | `/api/races…` | see `race_http.rs` |
 //! | `/api/rooms…` | see `rooms_http.rs` |
 //! | `/api/tasks…`, `WS /ws/tasks/{id}` | see `tasks.rs` |
 //! | `/api/tournaments…` | see `tournaments.rs` |
@@ -177,7 +177,7 @@ pub(crate) fn routes(
         .map(|| warp::reply::html(PAGE).into_response());
     let (healthz, metrics) = (healthz(), metrics());
     let views = &shared.views;
-    let races = crate::race::routes(views.races.clone());
+    let races = crate::race_http::routes(views.races.clone());
     let rooms = crate::rooms_http::routes(views.rooms.clone(), shared.callers());
     let tasks = crate::tasks::routes(crate::tasks::TaskRoutes {
         tasks: views.tasks.clone(),

@@ -353,12 +353,19 @@ fn request_id() -> String {
     )
 }
 
-/// Reads an action from `body` (a JSON object: the action's fields and an
+/// A request body that must be a JSON object.
+fn object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, HttpError> {
+    serde_json::from_slice(body)
+        .map_err(|e| HttpError(StatusCode::BAD_REQUEST, format!("bad body: {e}")))
+}
+
+/// Reads an action from `fields` (a body's: the action's fields and an
 /// optional `client_msg_id`) for the action named `kind`.
-fn action(kind: &str, body: &[u8]) -> Result<(TournamentAction, Option<String>), HttpError> {
+fn action(
+    kind: &str,
+    mut fields: serde_json::Map<String, serde_json::Value>,
+) -> Result<(TournamentAction, Option<String>), HttpError> {
     let bad = |m: String| HttpError(StatusCode::BAD_REQUEST, m);
-    let mut fields: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(body).map_err(|e| bad(format!("bad body: {e}")))?;
     let client_msg_id = match fields.remove("client_msg_id") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) => Some(s),
@@ -522,21 +529,17 @@ pub(crate) fn routes(
         .then(
             |auth: Option<String>, body: bytes::Bytes, ctx: Ctx| async move {
                 // The id is the body's; the rest is the create.
-                let mut fields: serde_json::Map<String, serde_json::Value> =
-                    match serde_json::from_slice(&body) {
-                        Ok(f) => f,
-                        Err(e) => {
-                            return json_error(StatusCode::BAD_REQUEST, format!("bad body: {e}"));
-                        }
-                    };
+                let mut fields = match object(&body) {
+                    Ok(f) => f,
+                    Err(e) => return e.reply(),
+                };
                 let Some(serde_json::Value::String(id)) = fields.remove("id") else {
                     return json_error(
                         StatusCode::BAD_REQUEST,
                         "a tournament needs a string `id`".to_owned(),
                     );
                 };
-                let body = serde_json::to_vec(&fields).expect("a map serializes");
-                match action("create", &body) {
+                match action("create", fields) {
                     Ok((a, client_msg_id)) => ctx.act(auth, id, a, client_msg_id).await,
                     Err(e) => e.reply(),
                 }
@@ -552,7 +555,7 @@ pub(crate) fn routes(
                 if !matches!(kind.as_str(), "join" | "choose" | "rename" | "close") {
                     return json_error(StatusCode::NOT_FOUND, "not found".to_owned());
                 }
-                match action(&kind, &body) {
+                match object(&body).and_then(|fields| action(&kind, fields)) {
                     Ok((a, client_msg_id)) => ctx.act(auth, id, a, client_msg_id).await,
                     Err(e) => e.reply(),
                 }
@@ -662,7 +665,11 @@ mod tests {
 
     #[test]
     fn a_body_is_read_as_the_named_action() {
-        let (a, id) = action("choose", br#"{"team":"Ajax","client_msg_id":"c1"}"#).unwrap();
+        let (a, id) = action(
+            "choose",
+            object(br#"{"team":"Ajax","client_msg_id":"c1"}"#).unwrap(),
+        )
+        .unwrap();
         assert_eq!(
             a,
             TournamentAction::Choose {
@@ -670,14 +677,21 @@ mod tests {
             }
         );
         assert_eq!(id.as_deref(), Some("c1"));
-        assert!(action("choose", br#"{"team":"Ajax","kind":"close"}"#).is_err());
-        assert!(action("choose", br#"{"team":"Ajax","x":1}"#).is_err());
         assert!(
-            action("rename", br#"{"name":"New"}"#).is_err(),
+            action(
+                "choose",
+                object(br#"{"team":"Ajax","kind":"close"}"#).unwrap()
+            )
+            .is_err()
+        );
+        assert!(action("choose", object(br#"{"team":"Ajax","x":1}"#).unwrap()).is_err());
+        assert!(object(b"[1]").is_err(), "a body is an object");
+        assert!(
+            action("rename", object(br#"{"name":"New"}"#).unwrap()).is_err(),
             "needs the version"
         );
         assert!(matches!(
-            action("close", b"{}").unwrap().0,
+            action("close", object(b"{}").unwrap()).unwrap().0,
             TournamentAction::Close {}
         ));
     }

@@ -12,7 +12,7 @@ use schemas::{
     TimingCrossing, Topics,
 };
 
-use super::{SplitRow, Standing, crossing, definition, fix, race_standings_durable};
+use super::{Spec, SplitRow, Standing, crossing, fix, race_standings_durable};
 use crate::job::Job;
 use crate::runtime::{Inputs, Time};
 
@@ -49,7 +49,7 @@ impl Job for Standings {
                 crossing(e.record)
             }));
         let races = inputs.read(&topics.races, |e: Envelope<RaceDefinition>| {
-            definition(&e.record, e.offset)
+            (e.record.id.clone(), (e.offset, Spec::new(e.record)))
         });
         let views = race_standings_durable(observations, races, inputs.checkpoint("track"));
         views
