@@ -270,7 +270,7 @@ for ds in ["gps", "chat", "tasks", "races", "tournament_events"]:
 n, distinct, sources = q("select count(*), count(distinct (kafka_partition, kafka_offset)), count(distinct (source_topic, source_partition, source_offset)) from read_parquet('{a}/dead_letters/*/*.parquet')")
 print("dead_letters", n, distinct, sources)
 # View changes: a key at most once per changelog record.
-for ds, key in [("standings", "participant"), ("splits", "participant, split"), ("room_members", "user"), ("room_messages", "room, seq"), ("results", "id"), ("tournament_changes", "tournament")]:
+for ds, key in [("standings", "participant"), ("splits", "participant, split"), ("leaders", "race"), ("room_members", "user"), ("room_messages", "room, seq"), ("results", "id"), ("tournament_changes", "tournament")]:
     dup = q(f"select count(*) from (select kafka_partition, kafka_offset, {{key}}, count(*) c from read_parquet('{a}/{{ds}}/*/*.parquet') group by all having c > 1)")[0]
     rows = q(f"select count(*) from read_parquet('{a}/{{ds}}/*/*.parquet')")[0]
     print(ds, rows, dup)
@@ -300,6 +300,7 @@ for ds, key in [("standings", "participant"), ("splits", "participant, split"), 
     for ds in [
         "standings",
         "splits",
+        "leaders",
         "room_members",
         "room_messages",
         "results",
@@ -404,10 +405,17 @@ async fn live_equals_batch_and_the_readme_queries_run() {
         r#"
 import duckdb, json
 rows = duckdb.sql("""
-select race, participant, rank, distance_m, laps, status, epoch_ms(last_seen) as last_seen
-from read_parquet('{a}/standings/*/*.parquet')
-qualify row_number() over (partition by race, participant order by kafka_offset desc) = 1
-    and change = 'upsert'
+with rows as (
+  select race, participant, rank, distance_m, laps, status, epoch_ms(last_seen) as last_seen
+  from read_parquet('{a}/standings/*/*.parquet')
+  qualify row_number() over (partition by race, participant order by kafka_offset desc) = 1
+      and change = 'upsert'
+), leaders as (
+  select race, distance_m as lead_m from read_parquet('{a}/leaders/*/*.parquet')
+  qualify row_number() over (partition by race order by kafka_offset desc) = 1
+)
+select rows.*, round(lead_m - distance_m, 3) as gap_m
+from rows left join leaders using (race)
 order by race, rank
 """).fetchall()
 print(json.dumps(rows))
@@ -436,7 +444,8 @@ print(json.dumps(rows))
                     s["status"],
                     chrono::DateTime::parse_from_rfc3339(s["last_seen"].as_str().unwrap())
                         .unwrap()
-                        .timestamp_millis()
+                        .timestamp_millis(),
+                    s["gap_m"]
                 ])
             })
             .collect();

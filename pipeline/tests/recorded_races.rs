@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use ingest::datasets::{Dataset, f1, sailgp};
 use pace_pipeline::jobs::standings::{
-    Definition, Observation, SplitRow, Standing, crossing, definition, fix,
+    Definition, Observation, SplitRow, Standing, ViewRow, crossing, definition, fix,
 };
 
 type Views = (
@@ -52,8 +52,9 @@ fn run(dataset: &Dataset, workers: usize) -> Views {
     for ((race, row), _, diff) in updates {
         assert_eq!(diff, 1, "final views hold each row once");
         match row {
-            Ok(s) => standings.entry(race).or_default().push(s),
-            Err(s) => splits.entry(race).or_default().push(s),
+            ViewRow::Standing(s) => standings.entry(race).or_default().push(s),
+            ViewRow::Split(s) => splits.entry(race).or_default().push(s),
+            ViewRow::Leader(_) => {}
         }
     }
     for rows in standings.values_mut() {

@@ -7,10 +7,10 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use pace_pipeline::jobs::standings::{
-    Definition, Obs, Observation, SplitRow, Standing, definition, reference,
+    Definition, Obs, Observation, SplitRow, Standing, ViewRow, definition, reference,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -294,20 +294,6 @@ fn random_input(seed: u64) -> TestInput {
     }
 }
 
-fn rows(
-    standings: BTreeMap<String, Vec<Standing>>,
-    splits: BTreeMap<String, Vec<SplitRow>>,
-) -> BTreeSet<Row> {
-    let mut out = BTreeSet::new();
-    for (race, list) in standings {
-        out.extend(list.into_iter().map(|s| (race.clone(), Ok(s))));
-    }
-    for (race, list) in splits {
-        out.extend(list.into_iter().map(|s| (race.clone(), Err(s))));
-    }
-    out
-}
-
 /// The reference at each round over what has arrived, as differences.
 fn sequential(input: &TestInput) -> Vec<Update> {
     let mut out = Vec::new();
@@ -325,8 +311,7 @@ fn sequential(input: &TestInput) -> Vec<Update> {
             .filter(|d| d.0 <= round)
             .map(|d| d.1.clone())
             .collect();
-        let (standings, splits) = reference(&obs, &defs);
-        let now = rows(standings, splits);
+        let now = reference(&obs, &defs).rows();
         out.extend(previous.difference(&now).map(|r| (r.clone(), round, -1)));
         out.extend(now.difference(&previous).map(|r| (r.clone(), round, 1)));
         previous = now;
@@ -365,23 +350,25 @@ fn views_equal_sequential_reference_one_and_four_workers() {
         // The input exercises what it should: every race ranks and splits,
         // someone finishes each, and late points retract rows.
         for race in ["loop", "oab", "marks", "laps"] {
-            assert_eq!(finals.0[race].len(), 6, "{race}");
+            assert_eq!(finals.standings[race].len(), 6, "{race}");
             assert!(
-                finals.1.get(race).map_or(0, Vec::len) >= 6,
+                finals.splits.get(race).map_or(0, Vec::len) >= 6,
                 "{race} has splits: {:?}",
-                finals.0[race]
+                finals.standings[race]
             );
             assert!(
-                finals.0[race]
+                finals.standings[race]
                     .iter()
                     .any(|s| s.status == schemas::Status::Finished),
                 "{race}: {:?}",
-                finals.0[race]
+                finals.standings[race]
             );
         }
-        assert!(!finals.0.contains_key("ghost"));
+        assert!(!finals.standings.contains_key("ghost"));
         assert!(
-            expected.iter().any(|u| u.2 < 0 && (u.0).1.is_err()),
+            expected
+                .iter()
+                .any(|u| u.2 < 0 && matches!((u.0).1, ViewRow::Split(_))),
             "split retractions"
         );
         for workers in [1, 4] {
@@ -457,7 +444,7 @@ fn a_late_point_corrects_splits_with_a_counted_retraction() {
         position,
     };
     let at = |round: u64, row: SplitRow, diff: isize| {
-        updates.contains(&(("laps".to_string(), Err(row)), round, diff))
+        updates.contains(&(("laps".to_string(), ViewRow::Split(row)), round, diff))
     };
     assert!(at(0, split("a", 60, 1), 1) && at(0, split("b", 62, 2), 1));
     assert!(
@@ -528,7 +515,7 @@ fn an_impossible_jump_is_rejected_and_counted() {
     let distance = |u: &[Update]| -> Vec<i64> {
         u.iter()
             .filter_map(|((_, row), _, diff)| match row {
-                Ok(s) if *diff > 0 => Some(s.progress_mm),
+                ViewRow::Standing(s) if *diff > 0 => Some(s.progress_mm),
                 _ => None,
             })
             .collect()
@@ -560,8 +547,8 @@ fn the_built_in_race_is_judged_like_a_real_one() {
         vec![definition(&demo.definition, 0)],
         vec![observations.clone()],
     );
-    let (standings, splits) = reference(&observations, &[definition(&demo.definition, 0)]);
-    let rows = &standings["demo"];
+    let views = reference(&observations, &[definition(&demo.definition, 0)]);
+    let rows = &views.standings["demo"];
     let finished: Vec<&Standing> = rows
         .iter()
         .filter(|s| s.status == schemas::Status::Finished)
@@ -590,20 +577,88 @@ fn the_built_in_race_is_judged_like_a_real_one() {
             .all(|w| w[0].rank < w[1].rank && w[0].gap_ms <= w[1].gap_ms)
     );
     assert_eq!(
-        splits["demo"].len(),
+        views.splits["demo"].len(),
         rows.iter().map(|s| s.laps.unwrap() as usize).sum::<usize>()
     );
     // Multipath outliers were rejected, not run.
     assert!(points_outcome("rejected") > rejected);
     // And the dataflow agrees.
-    let mut expected: Vec<Update> = rows
-        .iter()
-        .map(|s| (("demo".to_string(), Ok(s.clone())), 0, 1))
-        .collect();
-    expected.extend(
-        splits["demo"]
-            .iter()
-            .map(|s| (("demo".to_string(), Err(s.clone())), 0, 1)),
-    );
+    let expected: Vec<Update> = views.rows().into_iter().map(|r| (r, 0, 1)).collect();
     assert_eq!(updates, normalise(expected));
+}
+
+/// An epoch emits the rows that changed, not the race: a leader's step is
+/// its own row and one leader record; a move past three others is four rows.
+#[test]
+fn an_epoch_emits_only_the_rows_that_changed() {
+    let def = race(
+        "field",
+        RaceKind::Course {
+            polyline: vec![at(0.0, 0.0), at(3000.0, 0.0)],
+            is_loop: false,
+        },
+        1,
+        RaceRules {
+            max_speed_mps: Some(50.0),
+            ..Default::default()
+        },
+    );
+    let point = |p: usize, s: i64, x: f64| {
+        let ll = at(x, 0.0);
+        obs(
+            "field",
+            format!("p{p:03}"),
+            T0 + s * 1000,
+            Obs::Fix {
+                lat_e7: (ll.lat * 1e7).round() as i64,
+                lon_e7: (ll.lon * 1e7).round() as i64,
+            },
+        )
+    };
+    // 300 runners 2 m apart; then the leader runs on; then the 201st passes three.
+    let field = |i: usize| point(i, 100, 1000.0 - 2.0 * i as f64);
+    let updates = rounds(
+        vec![definition(&def, 0)],
+        vec![
+            (0..300).map(field).collect(),
+            vec![point(0, 110, 1100.0)],
+            vec![point(200, 120, 607.0)],
+        ],
+    );
+    let inserted = |round: u64| {
+        let mut rows = BTreeSet::new();
+        let mut leaders = 0;
+        for ((_, row), r, diff) in &updates {
+            match row {
+                ViewRow::Standing(s) if *r == round && *diff > 0 => {
+                    rows.insert(s.participant.clone());
+                }
+                ViewRow::Leader(_) if *r == round && *diff > 0 => leaders += 1,
+                _ => {}
+            }
+        }
+        (rows, leaders)
+    };
+    assert_eq!(inserted(0).0.len(), 300);
+    assert_eq!(inserted(1), (BTreeSet::from(["p000".to_owned()]), 1));
+    let passed = ["p197", "p198", "p199", "p200"].map(String::from);
+    assert_eq!(inserted(2), (BTreeSet::from(passed), 0));
+    // And the rows are the reference's.
+    let everything: Vec<Observation> = (0..300)
+        .map(field)
+        .chain([point(0, 110, 1100.0), point(200, 120, 607.0)])
+        .collect();
+    let views = reference(&everything, &[definition(&def, 0)]);
+    let rows = &views.standings["field"];
+    assert_eq!(rows[0].participant, "p000");
+    assert_eq!(
+        rows[197..201]
+            .iter()
+            .map(|s| s.participant.as_str())
+            .collect::<Vec<_>>(),
+        ["p200", "p197", "p198", "p199"]
+    );
+    let got: Vec<Update> = updates.iter().map(|(d, _, r)| (d.clone(), 0, *r)).collect();
+    let want: Vec<Update> = views.rows().into_iter().map(|r| (r, 0, 1)).collect();
+    assert_eq!(normalise(got), normalise(want));
 }

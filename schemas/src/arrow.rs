@@ -125,7 +125,6 @@ pub fn standing_change() -> SchemaRef {
         f64("distance_m"),
         Field::new("laps", DataType::UInt32, true),
         Field::new("leg", DataType::UInt32, true),
-        f64("gap_m"),
         f64("gap_s"),
         f64("speed_mps"),
         f64("last_lap_s"),
@@ -134,6 +133,19 @@ pub fn standing_change() -> SchemaRef {
         time("eta", true),
         f64("lat"),
         f64("lon"),
+    ])
+}
+
+/// The leaders of [`crate::StandingsChange`]s, a row per change that moved
+/// its race's leader: who leads from `seq` on, and how far (a participant's
+/// distance behind the leader at a seq is the latest leader's `distance_m`
+/// minus theirs).
+pub fn leader_change() -> SchemaRef {
+    schema([
+        id("race"),
+        Field::new("seq", DataType::UInt64, false),
+        id("participant"),
+        f64("distance_m"),
     ])
 }
 

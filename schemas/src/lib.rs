@@ -35,7 +35,7 @@ pub use time::Timestamp;
 pub use topics::Topics;
 pub use validate::{Validate, ValidationError};
 pub use views::{
-    RaceSummary, RoomChange, RoomMember, RoomMessage, Split, SplitKey, StandingRow,
+    Leader, RaceSummary, RoomChange, RoomMember, RoomMessage, Split, SplitKey, StandingRow,
     StandingsChange, Status, TaskResult, TaskStatus,
 };
 pub use wire::{DecodeError, Packed, decode};

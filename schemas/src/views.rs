@@ -52,10 +52,10 @@ pub struct StandingRow {
     /// Current leg, for mark races.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leg: Option<u32>,
-    /// Distance behind the leader, metres (0 for the leader), where distance is known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gap_m: Option<f64>,
-    /// Time behind the leader, seconds, where it can be known.
+    /// Time behind the first participant through this one's latest split,
+    /// seconds (0 for whoever passed it first), where there is one. Another
+    /// participant's move does not change it; the gap in distance does, so
+    /// it is not in the row: it is the [`Leader`]'s `distance_m` minus this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gap_s: Option<f64>,
     /// Current speed, metres per second, where known (GPS).
@@ -76,12 +76,27 @@ pub struct StandingRow {
     pub position: Option<LatLon>,
 }
 
+/// Who leads a race, and how far: the one record that changes when the
+/// leader moves (each row's distance gap is `distance_m` minus the row's).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Leader {
+    /// Participant id.
+    pub participant: String,
+    /// The leader's distance along the course, metres, where the race knows distance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance_m: Option<f64>,
+}
+
 /// A change of one race's view, as written to `pace.standings` (keyed by race).
 ///
 /// `seq` numbers the changes of a race from 1 with no gap; a consumer that holds
 /// the view at `seq - 1` gets it at `seq` by replacing the `upserts` rows (by
 /// participant), dropping the `removes`, replacing the `splits` (by
-/// participant and split) and dropping the `split_removes`.
+/// participant and split), dropping the `split_removes` and, if there is
+/// one, replacing the `leader`.
+///
+/// Only what changed is in a change: the rows of participants that moved or
+/// were passed, never the whole race because its leader moved.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StandingsChange {
     /// Race id.
@@ -98,6 +113,9 @@ pub struct StandingsChange {
     /// Splits no longer in the view (a late point moved them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub split_removes: Vec<SplitKey>,
+    /// The leader, when it changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<Leader>,
 }
 
 /// Which split of which participant.

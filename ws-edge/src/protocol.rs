@@ -6,7 +6,9 @@
 //! describe the same frames.
 
 use schemas::tournament::{Draw, Outcome, TournamentInfo, TournamentPlayer};
-use schemas::{RoomMember, RoomMessage, Split, SplitKey, StandingRow, TaskResult, Visibility};
+use schemas::{
+    Leader, RoomMember, RoomMessage, Split, SplitKey, StandingRow, TaskResult, Visibility,
+};
 use serde::{Deserialize, Serialize};
 
 /// An encoded frame, shared by all subscribers: reference-counted bytes,
@@ -250,6 +252,9 @@ pub enum ViewSnapshot<'a> {
         rows: Vec<StandingRow>,
         /// Every split.
         splits: Vec<&'a Split>,
+        /// Who leads: a row's distance gap is the leader's `distance_m` minus the row's.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        leader: Option<&'a Leader>,
     },
     /// One participant's row and splits.
     Participant(ParticipantFrame<'a>),
@@ -311,6 +316,9 @@ pub enum ViewDelta<'a> {
         /// Splits removed.
         #[serde(skip_serializing_if = "<[_]>::is_empty")]
         split_removes: &'a [SplitKey],
+        /// The leader, when it changed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        leader: Option<&'a Leader>,
     },
     /// A change that touched one followed participant.
     Participant(ParticipantFrame<'a>),
@@ -371,6 +379,10 @@ pub struct ParticipantFrame<'a> {
     /// Their splits removed.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub split_removes: Vec<&'a SplitKey>,
+    /// The race's leader as of this frame (their distance gap is its
+    /// `distance_m` minus theirs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<&'a Leader>,
 }
 
 /// What a participant's device sends on `WS /ws/track`. The point stays

@@ -9,7 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, RwLock};
 
-use schemas::{RaceDefinition, RaceSummary, Split, SplitKey, StandingRow, StandingsChange};
+use schemas::{Leader, RaceDefinition, RaceSummary, Split, SplitKey, StandingRow, StandingsChange};
+use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::protocol::{
@@ -45,6 +46,7 @@ struct RaceView {
     seq: u64,
     rows: BTreeMap<String, StandingRow>,
     splits: BTreeMap<SplitKey, Split>,
+    leader: Option<Leader>,
     /// Delta frames after a snapshot point, by seq, contiguous up to `seq`.
     history: VecDeque<(u64, Frame)>,
     history_bytes: usize,
@@ -66,6 +68,7 @@ impl RaceView {
             seq: 0,
             rows: BTreeMap::new(),
             splits: BTreeMap::new(),
+            leader: None,
             history: VecDeque::new(),
             history_bytes: 0,
             snapshot: Mutex::new(None),
@@ -108,6 +111,7 @@ impl RaceView {
             seq: self.seq,
             rows: self.ranked(),
             splits: self.ordered_splits(),
+            leader: self.leader.as_ref(),
         })
         .encode();
         *cached = Some((self.version, frame.clone()));
@@ -144,6 +148,7 @@ impl RaceView {
             row: self.rows.get(participant).map(|r| self.named(r.clone())),
             splits,
             split_removes,
+            leader: self.leader.as_ref(),
         }
     }
 
@@ -178,6 +183,19 @@ impl RaceView {
         self.history.clear();
         self.history_bytes = 0;
     }
+}
+
+/// A standings row as `GET /api/races/{id}/standings` serves it: the row
+/// and its distance behind the leader (the changelog and the frames carry
+/// the leader instead, so that a leader's step is not a change of every row).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RankedRow {
+    /// The row.
+    #[serde(flatten)]
+    pub row: StandingRow,
+    /// Metres behind the leader (0 for the leader), where the race knows distance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gap_m: Option<f64>,
 }
 
 /// The races this edge serves.
@@ -220,6 +238,7 @@ impl Races {
         if change.seq == 1 {
             view.rows.clear();
             view.splits.clear();
+            view.leader = None;
         }
         if !contiguous {
             tracing::warn!(race = %change.race, held = view.seq, got = change.seq, "standings sequence jumped; resending snapshot");
@@ -240,6 +259,9 @@ impl Races {
             };
             view.splits.insert(key, s.clone());
         }
+        if let Some(l) = &change.leader {
+            view.leader = Some(l.clone());
+        }
         view.seq = change.seq;
         view.version += 1;
         let (version, seq) = (view.version, view.seq);
@@ -255,6 +277,7 @@ impl Races {
                 removes: &change.removes,
                 splits: &change.splits,
                 split_removes: &change.split_removes,
+                leader: change.leader.as_ref(),
             })
             .encode();
             view.remember(seq, frame.clone());
@@ -340,11 +363,21 @@ impl Races {
             .clone()
     }
 
-    /// The standings of a defined race, in rank order, with their sequence number.
-    pub fn standings(&self, race: &str) -> Option<(u64, Vec<StandingRow>)> {
+    /// The standings of a defined race, in rank order, each with its
+    /// distance behind the leader, with their sequence number.
+    pub fn standings(&self, race: &str) -> Option<(u64, Vec<RankedRow>)> {
         let races = self.races.read().expect("views lock");
         let v = races.get(race).filter(|v| v.definition.is_some())?;
-        Some((v.seq, v.ranked()))
+        let lead = v.leader.as_ref().and_then(|l| l.distance_m);
+        let rows = v
+            .ranked()
+            .into_iter()
+            .map(|row| RankedRow {
+                gap_m: lead.map(|d| ((d - row.distance_m) * 1000.0).round() / 1000.0),
+                row,
+            })
+            .collect();
+        Some((v.seq, rows))
     }
 
     /// The splits of a defined race (by split, then position), with the view's sequence number.
@@ -471,7 +504,6 @@ mod tests {
             distance_m: d,
             laps: None,
             leg: None,
-            gap_m: Some(0.0),
             gap_s: None,
             speed_mps: None,
             last_lap_s: None,
@@ -490,6 +522,7 @@ mod tests {
             removes: removes.into_iter().map(String::from).collect(),
             splits: vec![],
             split_removes: vec![],
+            leader: None,
         }
     }
 
@@ -549,13 +582,55 @@ mod tests {
         assert_eq!(seq, 2);
         assert_eq!(
             rows.iter()
-                .map(|r| r.participant.as_str())
+                .map(|r| r.row.participant.as_str())
                 .collect::<Vec<_>>(),
             ["b", "a"]
         );
         v.apply_standings(change(3, vec![], vec!["a"]));
         assert_eq!(v.standings("r").unwrap().1.len(), 1);
         assert_eq!(v.races()[0].participants, 1);
+    }
+
+    #[test]
+    fn the_leader_gives_the_distance_gaps_and_travels_in_the_frames() {
+        let v = Races::default();
+        v.apply_race(def());
+        let mut s = v.subscribe_race("r", None).unwrap();
+        let mut c = change(1, vec![row("a", 1, 10.0), row("b", 2, 7.5)], vec![]);
+        c.leader = Some(Leader {
+            participant: "a".into(),
+            distance_m: Some(10.0),
+        });
+        v.apply_standings(c);
+        // The leader steps on: one record, no row of b's.
+        let mut c = change(2, vec![row("a", 1, 12.25)], vec![]);
+        c.leader = Some(Leader {
+            participant: "a".into(),
+            distance_m: Some(12.25),
+        });
+        v.apply_standings(c);
+        let gaps: Vec<(String, Option<f64>)> = v
+            .standings("r")
+            .unwrap()
+            .1
+            .into_iter()
+            .map(|r| (r.row.participant, r.gap_m))
+            .collect();
+        assert_eq!(
+            gaps,
+            [("a".to_owned(), Some(0.0)), ("b".to_owned(), Some(4.75))]
+        );
+        let frame = |f: &Frame| serde_json::from_str::<serde_json::Value>(f).unwrap();
+        let changes = s.changes.as_mut().unwrap();
+        let d1 = frame(&changes.try_recv().unwrap().frame);
+        let d2 = frame(&changes.try_recv().unwrap().frame);
+        assert_eq!(d1["leader"]["distance_m"], 10.0);
+        assert_eq!(d2["leader"]["distance_m"], 12.25);
+        assert_eq!(d2["upserts"].as_array().unwrap().len(), 1);
+        let snap = frame(&v.race_snapshot("r").unwrap().2);
+        assert_eq!(snap["leader"]["participant"], "a");
+        let p = frame(&first(&v.subscribe_participant("r", "b").unwrap())[0]);
+        assert_eq!(p["leader"]["distance_m"], 12.25);
     }
 
     #[test]

@@ -105,7 +105,6 @@ fn change(seq: u64, rows: usize, pad: usize) -> StandingsChange {
                 distance_m: seq as f64 * 10.0 + i as f64,
                 laps: None,
                 leg: None,
-                gap_m: Some(0.0),
                 gap_s: None,
                 speed_mps: Some(4.5),
                 last_lap_s: None,
@@ -123,6 +122,7 @@ fn change(seq: u64, rows: usize, pad: usize) -> StandingsChange {
         removes: vec![],
         splits: vec![],
         split_removes: vec![],
+        leader: None,
     }
 }
 
@@ -191,7 +191,12 @@ impl Replica {
         let (seq, rows) = views.races.standings("r").unwrap();
         let live: std::collections::BTreeMap<String, Value> = rows
             .into_iter()
-            .map(|r| (r.participant.clone(), serde_json::to_value(r).unwrap()))
+            .map(|r| {
+                (
+                    r.row.participant.clone(),
+                    serde_json::to_value(r.row).unwrap(),
+                )
+            })
             .collect();
         seq == self.seq && live == self.rows
     }

@@ -347,14 +347,11 @@ where
     updates
 }
 
-/// A standings or split row of a race, as the standings tests compare them.
-pub type RaceRow = (
-    String,
-    Result<pace_pipeline::jobs::standings::Standing, pace_pipeline::jobs::standings::SplitRow>,
-);
+/// A row of a race's view, as the standings tests compare them.
+pub type RaceRow = (String, pace_pipeline::jobs::standings::ViewRow);
 
 /// `race_standings` over one input of observations (`Ok`) and definitions
-/// (`Err`), its two views as one collection.
+/// (`Err`).
 pub fn standings_views(
     input: differential_dataflow::VecCollection<
         '_,
@@ -367,11 +364,7 @@ pub fn standings_views(
 ) -> differential_dataflow::VecCollection<'_, u64, RaceRow> {
     let observations = input.clone().flat_map(|x| x.ok());
     let definitions = input.flat_map(|x| x.err());
-    let views = pace_pipeline::jobs::standings::race_standings(observations, definitions);
-    views
-        .standings
-        .map(|(r, s)| (r, Ok(s)))
-        .concat(views.splits.map(|(r, s)| (r, Err(s))))
+    pace_pipeline::jobs::standings::race_standings(observations, definitions)
 }
 
 /// Waits until the archive holds everything the topics hold (nothing

@@ -17,7 +17,7 @@ use schemas::{
 use super::table::{AnyTable, Origin, Table};
 use super::topic::{Topic, open_topic};
 use crate::SinkError;
-use crate::parquet::{DeadLetterRow, MemberChange, Row, SplitChange, StandingChange};
+use crate::parquet::{DeadLetterRow, LeaderChange, MemberChange, Row, SplitChange, StandingChange};
 
 /// How the records of one topic become rows.
 pub(super) trait Kind: Send + Sized + 'static {
@@ -123,10 +123,11 @@ impl<R: Single> Kind for One<R> {
     }
 }
 
-/// `pace.standings`: standings rows and splits.
+/// `pace.standings`: standings rows, splits and leaders.
 pub(super) struct Standings {
     rows: Table<StandingChange>,
     splits: Table<SplitChange>,
+    leaders: Table<LeaderChange>,
 }
 
 impl Kind for Standings {
@@ -135,6 +136,7 @@ impl Kind for Standings {
         Ok(Self {
             rows: Table::open(archive)?,
             splits: Table::open(archive)?,
+            leaders: Table::open(archive)?,
         })
     }
     fn decode(raw: &RawRecord) -> Option<StandingsChange> {
@@ -181,13 +183,20 @@ impl Kind for Standings {
                 split: None,
             })));
         }
+        if let Some(leader) = c.leader {
+            n += usize::from(self.leaders.push(o.wrap(LeaderChange {
+                race: race.clone(),
+                seq,
+                leader,
+            })));
+        }
         n
     }
     fn tables(&mut self) -> Vec<&mut dyn AnyTable> {
-        vec![&mut self.rows, &mut self.splits]
+        vec![&mut self.rows, &mut self.splits, &mut self.leaders]
     }
     fn tables_ref(&self) -> Vec<&dyn AnyTable> {
-        vec![&self.rows, &self.splits]
+        vec![&self.rows, &self.splits, &self.leaders]
     }
 }
 

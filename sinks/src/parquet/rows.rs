@@ -16,8 +16,8 @@ use arrow_schema::SchemaRef;
 use ingest::source::Envelope;
 use schemas::tournament::{TournamentChange, TournamentEvent};
 use schemas::{
-    CalcTask, ChatEvent, GpsPoint, RaceDefinition, RoomMember, RoomMessage, Split, SplitKey,
-    StandingRow, TaskResult, TimingCrossing,
+    CalcTask, ChatEvent, GpsPoint, Leader, RaceDefinition, RoomMember, RoomMessage, Split,
+    SplitKey, StandingRow, TaskResult, TimingCrossing,
 };
 
 use super::Row;
@@ -305,7 +305,6 @@ impl Row for StandingChange {
             f64s(row().map(|s| s.map(|s| s.distance_m))),
             u32s(row().map(|s| s.and_then(|s| s.laps))),
             u32s(row().map(|s| s.and_then(|s| s.leg))),
-            f64s(row().map(|s| s.and_then(|s| s.gap_m))),
             f64s(row().map(|s| s.and_then(|s| s.gap_s))),
             f64s(row().map(|s| s.and_then(|s| s.speed_mps))),
             f64s(row().map(|s| s.and_then(|s| s.last_lap_s))),
@@ -314,6 +313,33 @@ impl Row for StandingChange {
             times(row().map(|s| s.and_then(|s| s.eta.map(|t| t.0)))),
             f64s(row().map(|s| s.and_then(|s| s.position.map(|p| p.lat)))),
             f64s(row().map(|s| s.and_then(|s| s.position.map(|p| p.lon)))),
+        ]
+    }
+}
+
+/// The leader of a standings change that moved it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeaderChange {
+    /// Race id.
+    pub race: String,
+    /// The change's sequence number.
+    pub seq: u64,
+    /// Who leads from this change on.
+    pub leader: Leader,
+}
+
+impl Row for LeaderChange {
+    const DATASET: &'static str = "leaders";
+    fn schema() -> SchemaRef {
+        schemas::arrow::leader_change()
+    }
+    fn columns(rows: &[Envelope<Self>]) -> Vec<ArrayRef> {
+        let r = || rows.iter().map(|e| &e.record);
+        vec![
+            ids(r().map(|c| Some(c.race.as_str()))),
+            Arc::new(UInt64Array::from_iter_values(r().map(|c| c.seq))),
+            ids(r().map(|c| Some(c.leader.participant.as_str()))),
+            f64s(r().map(|c| c.leader.distance_m)),
         ]
     }
 }

@@ -1,7 +1,8 @@
 //! The standings job as the runtime runs it: GPS points, timing crossings
 //! and race definitions in; per race and epoch a [`StandingsChange`] out to
 //! `pace.standings`, with the race's next sequence number (in pieces of at
-//! most [`MAX_CHANGE_ROWS`] rows, so no record outgrows the broker's limit).
+//! most [`MAX_CHANGE_ROWS`] rows, so no record outgrows the broker's limit):
+//! the rows that changed and, when it moved, the leader.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,23 +13,12 @@ use schemas::{
     TimingCrossing, Topics,
 };
 
-use super::{Spec, SplitRow, Standing, crossing, fix, race_standings_durable};
+use super::{Leader, Spec, SplitRow, Standing, ViewRow, crossing, fix, race_standings_durable};
 use crate::job::Job;
 use crate::runtime::{Inputs, Time};
 
 /// Standings and splits of every defined race.
 pub struct Standings;
-
-/// A row of a race's view: a standing or a split.
-#[derive(
-    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub enum ViewRow {
-    /// A participant's standing.
-    Standing(Standing),
-    /// A participant's passage of a split.
-    Split(SplitRow),
-}
 
 impl Job for Standings {
     const NAME: &'static str = "standings";
@@ -51,11 +41,7 @@ impl Job for Standings {
         let races = inputs.read(&topics.races, |e: Envelope<RaceDefinition>| {
             (e.record.id.clone(), (e.offset, Spec::new(e.record)))
         });
-        let views = race_standings_durable(observations, races, inputs.checkpoint("track"));
-        views
-            .standings
-            .map(|(race, s)| (race, ViewRow::Standing(s)))
-            .concat(views.splits.map(|(race, s)| (race, ViewRow::Split(s))))
+        race_standings_durable(observations, races, inputs.checkpoint("track"))
     }
 
     fn encode(
@@ -80,6 +66,7 @@ fn standings_changes(
         removes: BTreeSet<String>,
         splits: BTreeMap<SplitKey, Split>,
         split_removes: BTreeSet<SplitKey>,
+        leader: Option<schemas::Leader>,
     }
     let mut by_race: BTreeMap<String, Change> = BTreeMap::new();
     // Insertions first: a retraction of a row that is also inserted is an update.
@@ -108,6 +95,9 @@ fn standings_changes(
                     change.split_removes.insert(key);
                 }
             }
+            // A leader that is only retracted went with the race's last row.
+            ViewRow::Leader(l) if diff > 0 => change.leader = Some(leader(&l)),
+            ViewRow::Leader(_) => {}
         }
     }
     let mut out = Vec::new();
@@ -123,6 +113,7 @@ fn standings_changes(
         let mut removes: Vec<String> = c.removes.into_iter().collect();
         let mut splits: Vec<Split> = c.splits.into_values().collect();
         let mut split_removes: Vec<SplitKey> = c.split_removes.into_iter().collect();
+        let mut leader = c.leader;
         loop {
             let mut room = MAX_CHANGE_ROWS;
             let upserts_now = take_front(&mut upserts, &mut room);
@@ -137,6 +128,7 @@ fn standings_changes(
                 removes: removes_now,
                 splits: splits_now,
                 split_removes: split_removes_now,
+                leader: leader.take(),
             });
             if upserts.is_empty()
                 && removes.is_empty()
@@ -173,7 +165,6 @@ fn standing_row(race: &str, s: &Standing) -> StandingRow {
         distance_m: s.progress_mm as f64 / 1000.0,
         laps: s.laps,
         leg: s.leg,
-        gap_m: s.gap_mm.map(|g| g as f64 / 1000.0),
         gap_s: s.gap_ms.map(seconds),
         speed_mps: s.speed_mmps.map(|v| v as f64 / 1000.0),
         last_lap_s: s.last_lap_ms.map(seconds),
@@ -184,6 +175,13 @@ fn standing_row(race: &str, s: &Standing) -> StandingRow {
             lat: lat as f64 / 1e7,
             lon: lon as f64 / 1e7,
         }),
+    }
+}
+
+fn leader(l: &Leader) -> schemas::Leader {
+    schemas::Leader {
+        participant: l.participant.clone(),
+        distance_m: l.progress_mm.map(|mm| mm as f64 / 1000.0),
     }
 }
 
@@ -207,7 +205,6 @@ mod tests {
             participant: format!("p{i:05}"),
             status: schemas::Status::Racing,
             progress_mm: 1_000_000 - i64::from(i),
-            gap_mm: None,
             gap_ms: None,
             laps: None,
             leg: None,

@@ -11,26 +11,43 @@
 //!    costs one step, a late point re-folds from the checkpoint before it and
 //!    retracts what it changes. Definitions are broadcast to every worker; a
 //!    new definition re-folds its race.
-//! 2. **Splits** (a differential reduce per race and split): the position at
-//!    a split is the rank, by time, among the participants that passed it.
-//! 3. **Rank** (a reduce per race): order by progress, then by when it was
-//!    reached; retired (unseen for the race's `retire_after_s` while others
-//!    are seen) and not-started participants go last.
+//! 2. **Rank** (a timely operator, exchanged by race): each race's
+//!    participants in an ordered index by [`RankKey`], each split's passes in
+//!    one by time; a changed participant moves past the ones it passes, and
+//!    an epoch emits only the rows whose rank or content changed, plus the
+//!    race's [`Leader`] when it moved.
+//!
+//! **The order** ([`RankKey`]): racing and finished participants first,
+//! then retired ones (unseen for the race's `retire_after_s` while others
+//! are seen), then those not started; within a class, further progress
+//! first, then more splits, then whoever got there first; a tie after all
+//! that goes to the smaller participant id. At a split, the earlier pass
+//! first, a tie to the smaller participant id.
+//!
+//! **Rows that stay put.** A row holds the participant's own progress, its
+//! rank and its gap in time at its latest split (which another's move does
+//! not change); the distance to the leader is the [`Leader`] record's
+//! progress minus the row's, computed where it is shown, so a leader's step
+//! is one record, not a row per participant.
 //!
 //! [`reference`] computes the same views the plain sequential way; tests
 //! compare the two on shuffled, duplicated, delayed input.
 //!
 //! Files: `input.rs` what the job reads, `stage.rs` the track operator,
 //! `track.rs` one participant's fold, `geo.rs` the course geometry,
-//! `job.rs` the job as the runtime runs it; this file the splits and rank
-//! stages and the reference.
+//! `rank.rs` the rank operator, `ladder.rs` its ordered index, `job.rs` the
+//! job as the runtime runs it; this file the rows, the order and the
+//! reference.
 
 pub mod geo;
 mod input;
 mod job;
+pub mod ladder;
+mod rank;
 mod stage;
 pub mod track;
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 use differential_dataflow::VecCollection;
@@ -45,7 +62,7 @@ use crate::snapshot::Checkpoint;
 
 pub use geo::Race;
 pub use input::{Definition, Observation, Spec, crossing, definition, fix, to_e7};
-pub use job::{Standings, ViewRow};
+pub use job::Standings;
 use stage::track;
 pub use stage::{Participant, TrackState};
 pub use track::{Fold, Obs, Progress, fold_all};
@@ -61,8 +78,6 @@ pub struct Standing {
     pub status: Status,
     /// Distance along the course, mm (0 in timing-line races).
     pub progress_mm: i64,
-    /// Distance behind the leader, mm, where progress is a distance.
-    pub gap_mm: Option<i64>,
     /// Time behind the first participant through this one's latest split, ms.
     pub gap_ms: Option<i64>,
     /// Laps completed (lap races).
@@ -94,12 +109,35 @@ pub struct SplitRow {
     pub position: u32,
 }
 
-/// The views `race_standings` maintains, keyed by race id.
-pub struct RaceViews<'s, T: Timestamp + Lattice> {
-    /// Standings rows.
-    pub standings: VecCollection<'s, T, (String, Standing)>,
-    /// Split rows.
-    pub splits: VecCollection<'s, T, (String, SplitRow)>,
+/// The leader of a race: who, and how far (where progress is a distance).
+/// Another's gap in distance is this progress minus theirs.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Leader {
+    /// Participant id.
+    pub participant: String,
+    /// The leader's distance along the course, mm (course and mark races).
+    pub progress_mm: Option<i64>,
+}
+
+impl Leader {
+    fn of(p: &Progress) -> Leader {
+        Leader {
+            participant: p.participant.clone(),
+            progress_mm: p.has_distance.then_some(p.progress_mm),
+        }
+    }
+}
+
+/// A row of a race's view, keyed by race id: a standing, a split, or the
+/// race's leader.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ViewRow {
+    /// A participant's standing.
+    Standing(Standing),
+    /// A participant's passage of a split.
+    Split(SplitRow),
+    /// Who leads, and how far.
+    Leader(Leader),
 }
 
 /// What the track stage emits.
@@ -110,12 +148,12 @@ enum Tracked {
     Split(String, u32, String, i64),
 }
 
-/// What the rank stage reads per race.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-enum RankInput {
-    /// Split index and the time of the first participant through it.
-    Lead(u32, i64),
-    Progress(Progress),
+impl Tracked {
+    fn race(&self) -> &str {
+        match self {
+            Tracked::Progress(race, _) | Tracked::Split(race, ..) => race,
+        }
+    }
 }
 
 /// Observations between fold checkpoints.
@@ -125,11 +163,11 @@ pub const CHECKPOINT_EVERY: u64 = 64;
 /// counted as too late and ignored).
 pub const MAX_OBSERVATIONS: usize = 200_000;
 
-/// The standings and splits of every defined race.
+/// The standings, splits and leader of every defined race.
 pub fn race_standings<'s, T>(
     observations: VecCollection<'s, T, Observation>,
     definitions: VecCollection<'s, T, Definition>,
-) -> RaceViews<'s, T>
+) -> VecCollection<'s, T, (String, ViewRow)>
 where
     T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
 {
@@ -143,111 +181,129 @@ pub fn race_standings_durable<'s, T>(
     observations: VecCollection<'s, T, Observation>,
     definitions: VecCollection<'s, T, Definition>,
     checkpoint: Checkpoint<TrackState>,
-) -> RaceViews<'s, T>
+) -> VecCollection<'s, T, (String, ViewRow)>
 where
     T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
 {
-    let tracked = track(observations, definitions, checkpoint);
-    let splits = tracked
-        .clone()
-        .flat_map(|t| match t {
-            Tracked::Split(race, split, p, time) => Some(((race, split), (time, p))),
-            Tracked::Progress(..) => None,
-        })
-        .reduce_named("SplitPositions", |(_race, split), passes, out| {
-            for (i, ((time, p), _)) in passes.iter().enumerate() {
-                out.push((
-                    SplitRow {
-                        participant: p.clone(),
-                        split: *split,
-                        time_ms: *time,
-                        position: i as u32 + 1,
-                    },
-                    1,
-                ));
-            }
-        })
-        .map(|((race, _), row)| (race, row));
-    let leads = splits
-        .clone()
-        .filter(|(_, row)| row.position == 1)
-        .map(|(race, row)| (race, RankInput::Lead(row.split, row.time_ms)));
-    let standings = tracked
-        .flat_map(|t| match t {
-            Tracked::Progress(race, p) => Some((race, RankInput::Progress(p))),
-            Tracked::Split(..) => None,
-        })
-        .concat(leads)
-        .reduce_named("Rank", |_race, inputs, out| {
-            let mut leads = BTreeMap::new();
-            let mut progress = Vec::new();
-            for (input, _) in inputs {
-                match input {
-                    RankInput::Lead(split, time) => {
-                        leads.insert(*split, *time);
-                    }
-                    RankInput::Progress(p) => progress.push(p.clone()),
-                }
-            }
-            out.extend(rank(progress, &leads).into_iter().map(|s| (s, 1)));
-        });
-    RaceViews { standings, splits }
+    rank::rank(track(observations, definitions, checkpoint))
 }
 
-/// Ranks a race's participants; `leads` holds, per split, the time of the
-/// first participant through it.
-pub fn rank(mut progress: Vec<Progress>, leads: &BTreeMap<u32, i64>) -> Vec<Standing> {
-    let clock = progress.iter().map(|p| p.last_seen_ms).max().unwrap_or(0);
-    let status = |p: &Progress| match p.status {
-        Status::Racing if clock - p.last_seen_ms > p.retire_after_ms => Status::Retired,
-        s => s,
-    };
-    let class = |s: Status| match s {
+/// The ranking key of a participant with `status` (see the module's docs
+/// for the order): smaller is ahead.
+pub type RankKey = (u8, Reverse<i64>, Reverse<u32>, i64, String);
+
+/// Where `p` stands in the order, with `status`.
+fn rank_key(p: &Progress, status: Status) -> RankKey {
+    let class = match status {
         Status::Racing | Status::Finished => 0,
         Status::Retired => 1,
         Status::NotStarted => 2,
     };
-    progress.sort_by(|a, b| {
-        class(status(a))
-            .cmp(&class(status(b)))
-            .then(b.progress_mm.cmp(&a.progress_mm))
-            .then(b.splits.cmp(&a.splits))
-            .then(a.reached_ms.cmp(&b.reached_ms))
-            .then(a.participant.cmp(&b.participant))
-    });
-    let lead_mm = progress.first().map_or(0, |p| p.progress_mm);
-    progress
+    (
+        class,
+        Reverse(p.progress_mm),
+        Reverse(p.splits),
+        p.reached_ms,
+        p.participant.clone(),
+    )
+}
+
+/// `p`'s status when the race clock (its latest observation) is `clock`:
+/// racing but unseen for longer than the race's `retire_after` is retired.
+fn status_at(p: &Progress, clock: i64) -> Status {
+    match p.status {
+        Status::Racing if clock > p.last_seen_ms.saturating_add(p.retire_after_ms) => {
+            Status::Retired
+        }
+        s => s,
+    }
+}
+
+/// `p`'s row at `rank`; `lead` gives the time of the first participant
+/// through a split.
+fn standing(
+    p: &Progress,
+    rank: u32,
+    status: Status,
+    lead: impl Fn(u32) -> Option<i64>,
+) -> Standing {
+    Standing {
+        rank,
+        status,
+        gap_ms: p
+            .last_split
+            .and_then(|(split, t)| lead(split).map(|lead| t - lead)),
+        progress_mm: p.progress_mm,
+        laps: p.laps,
+        leg: p.leg,
+        speed_mmps: p.speed_mmps,
+        last_lap_ms: p.last_lap_ms,
+        last_seen_ms: p.last_seen_ms,
+        eta_ms: p.eta_ms,
+        position_e7: p.position_e7,
+        participant: p.participant.clone(),
+    }
+}
+
+/// Ranks a race's participants the plain way, by sorting; `leads` holds,
+/// per split, the time of the first participant through it.
+pub fn rank(
+    progress: Vec<Progress>,
+    leads: &BTreeMap<u32, i64>,
+) -> (Vec<Standing>, Option<Leader>) {
+    let clock = progress.iter().map(|p| p.last_seen_ms).max().unwrap_or(0);
+    let mut keyed: Vec<(RankKey, Progress)> = progress
         .into_iter()
+        .map(|p| (rank_key(&p, status_at(&p, clock)), p))
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let leader = keyed.first().map(|(_, p)| Leader::of(p));
+    let rows = keyed
+        .iter()
         .enumerate()
-        .map(|(i, p)| Standing {
-            rank: i as u32 + 1,
-            status: status(&p),
-            gap_mm: p.has_distance.then_some(lead_mm - p.progress_mm),
-            gap_ms: p
-                .last_split
-                .and_then(|(split, t)| leads.get(&split).map(|lead| t - lead)),
-            progress_mm: p.progress_mm,
-            laps: p.laps,
-            leg: p.leg,
-            speed_mmps: p.speed_mmps,
-            last_lap_ms: p.last_lap_ms,
-            last_seen_ms: p.last_seen_ms,
-            eta_ms: p.eta_ms,
-            position_e7: p.position_e7,
-            participant: p.participant,
+        .map(|(i, (_, p))| {
+            standing(p, i as u32 + 1, status_at(p, clock), |s| {
+                leads.get(&s).copied()
+            })
         })
-        .collect()
+        .collect();
+    (rows, leader)
+}
+
+/// What [`reference`] computes, by race id.
+#[derive(Debug, Default)]
+pub struct ReferenceViews {
+    /// Each race's standings, in rank order.
+    pub standings: BTreeMap<String, Vec<Standing>>,
+    /// Each race's splits, by split then position.
+    pub splits: BTreeMap<String, Vec<SplitRow>>,
+    /// Each race's leader.
+    pub leaders: BTreeMap<String, Leader>,
+}
+
+impl ReferenceViews {
+    /// Every row, as the job's collection holds them.
+    pub fn rows(self) -> BTreeSet<(String, ViewRow)> {
+        let mut out = BTreeSet::new();
+        for (race, list) in self.standings {
+            out.extend(
+                list.into_iter()
+                    .map(|s| (race.clone(), ViewRow::Standing(s))),
+            );
+        }
+        for (race, list) in self.splits {
+            out.extend(list.into_iter().map(|s| (race.clone(), ViewRow::Split(s))));
+        }
+        for (race, l) in self.leaders {
+            out.insert((race, ViewRow::Leader(l)));
+        }
+        out
+    }
 }
 
 /// The views, computed the plain sequential way: per participant, sort the
 /// observations and fold them; per split, sort the passes; per race, rank.
-pub fn reference(
-    observations: &[Observation],
-    definitions: &[Definition],
-) -> (
-    BTreeMap<String, Vec<Standing>>,
-    BTreeMap<String, Vec<SplitRow>>,
-) {
+pub fn reference(observations: &[Observation], definitions: &[Definition]) -> ReferenceViews {
     let mut defs: BTreeMap<&str, &(i64, Spec)> = BTreeMap::new();
     for (race, d) in definitions {
         if defs.get(race.as_str()).is_none_or(|old| old.0 <= d.0) {
@@ -298,12 +354,14 @@ pub fn reference(
             });
         }
     }
-    let standings = progress
-        .into_iter()
-        .map(|(race, list)| {
-            let ranked = rank(list, leads.get(&race).unwrap_or(&BTreeMap::new()));
-            (race, ranked)
-        })
-        .collect();
-    (standings, splits)
+    let mut views = ReferenceViews {
+        splits,
+        ..Default::default()
+    };
+    for (race, list) in progress {
+        let (rows, leader) = rank(list, leads.get(&race).unwrap_or(&BTreeMap::new()));
+        views.standings.insert(race.clone(), rows);
+        views.leaders.extend(leader.map(|l| (race, l)));
+    }
+    views
 }

@@ -1,0 +1,293 @@
+//! The rank stage of `race_standings`: a timely operator, exchanged by race,
+//! that keeps each race's participants in a [`Ladder`] by the ranking key
+//! and each split's passes in a ladder by time, and emits, once the
+//! frontier has passed an epoch, only the rows that changed: the
+//! participants whose progress changed, the ones they passed, the ones the
+//! race clock retired or brought back, and the race's [`Leader`] when it
+//! moved. A point costs O(log n + places moved), not a sort of the race.
+//!
+//! Its state is derived from the track stage's output, which a restore
+//! re-emits whole at the initial time, so it needs no snapshot of its own.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use differential_dataflow::lattice::Lattice;
+use differential_dataflow::{AsCollection, VecCollection};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::order::TotalOrder;
+use timely::progress::Timestamp;
+
+use super::ladder::Ladder;
+use super::{Leader, Progress, RankKey, SplitRow, Tracked, ViewRow, rank_key, standing, status_at};
+use crate::jobs::hash;
+use crate::jobs::stash::Stash;
+
+/// The rank stage: the view rows of every race, as differential updates.
+pub(super) fn rank<'s, T>(
+    tracked: VecCollection<'s, T, Tracked>,
+) -> VecCollection<'s, T, (String, ViewRow)>
+where
+    T: Timestamp + Lattice + TotalOrder + Ord,
+{
+    tracked
+        .inner
+        .unary_frontier(
+            Exchange::new(|u: &(Tracked, T, isize)| hash(&u.0.race())),
+            "Rank",
+            |_cap, _info| {
+                let mut stash: Stash<T, (Tracked, isize)> = Stash::default();
+                let mut races: HashMap<String, RaceRank> = HashMap::new();
+                move |(input, frontier), output| {
+                    input.for_each(|cap, data| {
+                        if let Some(cap) = cap.retain_least(output.output_index()) {
+                            stash.absorb(&cap, data.drain(..), |x, r| (x, r));
+                        }
+                    });
+                    while let Some((cap, batch)) = stash.next_ready(&[frontier]) {
+                        let t = cap.time().clone();
+                        let mut by_race: BTreeMap<String, Vec<(Tracked, isize)>> = BTreeMap::new();
+                        for (x, r) in batch {
+                            by_race.entry(x.race().to_owned()).or_default().push((x, r));
+                        }
+                        let mut session = output.session(&cap);
+                        for (race, updates) in by_race {
+                            let state = races.entry(race.clone()).or_default();
+                            state.apply(updates, |row, diff| {
+                                session.give(((race.clone(), row), t.clone(), diff));
+                            });
+                            if state.is_empty() {
+                                races.remove(&race);
+                            }
+                        }
+                    }
+                }
+            },
+        )
+        .as_collection()
+}
+
+/// One split's passes, in order of time (then participant).
+#[derive(Default)]
+struct SplitRank {
+    times: HashMap<String, i64>,
+    ladder: Ladder<(i64, String)>,
+    emitted: HashMap<String, SplitRow>,
+}
+
+/// One race in the rank stage.
+#[derive(Default)]
+struct RaceRank {
+    /// Each participant's progress, as the ladder holds it.
+    progress: HashMap<String, Progress>,
+    /// Each participant's key in the ladder.
+    keys: HashMap<String, RankKey>,
+    ladder: Ladder<RankKey>,
+    /// Racing participants by when the race clock retires them.
+    deadlines: BTreeSet<(i64, String)>,
+    /// How many participants were last seen at each time: the race clock is the greatest.
+    seen: BTreeMap<i64, usize>,
+    clock: i64,
+    splits: BTreeMap<u32, SplitRank>,
+    emitted: HashMap<String, super::Standing>,
+    leader: Option<Leader>,
+}
+
+impl RaceRank {
+    fn is_empty(&self) -> bool {
+        self.progress.is_empty() && self.splits.is_empty() && self.leader.is_none()
+    }
+
+    /// Applies one epoch's updates of this race; `give` gets every changed
+    /// row (its old version retracted, its new one inserted).
+    fn apply(&mut self, mut updates: Vec<(Tracked, isize)>, mut give: impl FnMut(ViewRow, isize)) {
+        // Retractions first: a participant's old progress, then its new one.
+        updates.sort_by_key(|(_, diff)| *diff > 0);
+        let mut progress: BTreeMap<String, Option<Progress>> = BTreeMap::new();
+        let mut passes: BTreeMap<u32, BTreeMap<String, Option<i64>>> = BTreeMap::new();
+        for (t, diff) in updates {
+            match t {
+                Tracked::Progress(_, p) => {
+                    let id = p.participant.clone();
+                    let now = progress
+                        .entry(id.clone())
+                        .or_insert_with(|| self.progress.get(&id).cloned());
+                    if diff > 0 {
+                        *now = Some(p);
+                    } else if now.as_ref() == Some(&p) {
+                        *now = None;
+                    }
+                }
+                Tracked::Split(_, split, id, time) => {
+                    let old = self
+                        .splits
+                        .get(&split)
+                        .and_then(|s| s.times.get(&id))
+                        .copied();
+                    let now = passes.entry(split).or_default().entry(id).or_insert(old);
+                    if diff > 0 {
+                        *now = Some(time);
+                    } else if *now == Some(time) {
+                        *now = None;
+                    }
+                }
+            }
+        }
+
+        // Participants whose row may change.
+        let mut dirty: BTreeSet<String> = BTreeSet::new();
+        for (id, new) in progress {
+            if let Some(old) = self.progress.remove(&id) {
+                self.forget(&old);
+            }
+            if let Some(new) = new {
+                self.remember(&new);
+                self.progress.insert(id.clone(), new);
+            }
+            dirty.insert(id);
+        }
+        // The race clock moved: the racing ones whose deadline it crossed flip.
+        let clock = self.seen.keys().next_back().copied().unwrap_or(0);
+        if clock != self.clock {
+            let (lo, hi) = (clock.min(self.clock), clock.max(self.clock));
+            for (_, id) in self
+                .deadlines
+                .range((lo, String::new())..(hi, String::new()))
+            {
+                dirty.insert(id.clone());
+            }
+            self.clock = clock;
+        }
+
+        // Splits first: a lead that moved changes the gaps of those through it.
+        for (split, moved) in passes {
+            let s = self.splits.entry(split).or_default();
+            let lead = s.ladder.first().map(|k| k.0);
+            let mut moves = Vec::with_capacity(moved.len());
+            for (id, new) in moved {
+                let old = match new {
+                    Some(t) => s.times.insert(id.clone(), t),
+                    None => s.times.remove(&id),
+                };
+                moves.push((old.map(|t| (t, id.clone())), new.map(|t| (t, id))));
+            }
+            let mut touched = BTreeSet::new();
+            s.ladder.apply(moves, |k| {
+                touched.insert(k.1.clone());
+            });
+            for id in touched {
+                let row = s.times.get(&id).map(|&time_ms| SplitRow {
+                    participant: id.clone(),
+                    split,
+                    time_ms,
+                    position: s
+                        .ladder
+                        .rank(&(time_ms, id.clone()))
+                        .expect("in the ladder"),
+                });
+                let old = match &row {
+                    Some(r) => s.emitted.insert(id, r.clone()),
+                    None => s.emitted.remove(&id),
+                };
+                emit(old, row, ViewRow::Split, &mut give);
+            }
+            if s.ladder.first().map(|k| k.0) != lead {
+                dirty.extend(s.ladder.keys().map(|k| k.1.clone()));
+            }
+            if s.ladder.is_empty() {
+                self.splits.remove(&split);
+            }
+        }
+
+        // The standings: move the dirty ones, then emit every row whose rank or content changed.
+        let mut moves = Vec::new();
+        for id in &dirty {
+            let new = self
+                .progress
+                .get(id)
+                .map(|p| rank_key(p, status_at(p, self.clock)));
+            let old = match &new {
+                Some(k) => self.keys.insert(id.clone(), k.clone()),
+                None => self.keys.remove(id),
+            };
+            if old != new {
+                moves.push((old, new));
+            }
+        }
+        self.ladder.apply(moves, |k| {
+            if !dirty.contains(&k.4) {
+                dirty.insert(k.4.clone());
+            }
+        });
+        let splits = &self.splits;
+        let lead = |split: u32| {
+            splits
+                .get(&split)
+                .and_then(|s| s.ladder.first())
+                .map(|k| k.0)
+        };
+        for id in dirty {
+            let row = self.progress.get(&id).map(|p| {
+                let rank = self.ladder.rank(&self.keys[&id]).expect("in the ladder");
+                standing(p, rank, status_at(p, self.clock), lead)
+            });
+            let old = match &row {
+                Some(r) => self.emitted.insert(id, r.clone()),
+                None => self.emitted.remove(&id),
+            };
+            emit(old, row, ViewRow::Standing, &mut give);
+        }
+        let leader = self
+            .ladder
+            .first()
+            .map(|k| Leader::of(&self.progress[&k.4]));
+        if leader != self.leader {
+            let old = std::mem::replace(&mut self.leader, leader.clone());
+            emit(old, leader, ViewRow::Leader, &mut give);
+        }
+    }
+
+    /// Adds a participant's progress to the clock and the deadlines.
+    fn remember(&mut self, p: &Progress) {
+        *self.seen.entry(p.last_seen_ms).or_default() += 1;
+        if let Some(d) = deadline(p) {
+            self.deadlines.insert((d, p.participant.clone()));
+        }
+    }
+
+    /// Takes a participant's progress out of the clock and the deadlines.
+    fn forget(&mut self, p: &Progress) {
+        if let Some(n) = self.seen.get_mut(&p.last_seen_ms) {
+            *n -= 1;
+            if *n == 0 {
+                self.seen.remove(&p.last_seen_ms);
+            }
+        }
+        if let Some(d) = deadline(p) {
+            self.deadlines.remove(&(d, p.participant.clone()));
+        }
+    }
+}
+
+/// Gives the change from `old` to `new`, if they differ.
+fn emit<R: PartialEq>(
+    old: Option<R>,
+    new: Option<R>,
+    wrap: fn(R) -> ViewRow,
+    give: &mut impl FnMut(ViewRow, isize),
+) {
+    if old == new {
+        return;
+    }
+    if let Some(o) = old {
+        give(wrap(o), -1);
+    }
+    if let Some(n) = new {
+        give(wrap(n), 1);
+    }
+}
+
+/// When the race clock retires a racing participant: past this time.
+fn deadline(p: &Progress) -> Option<i64> {
+    (p.status == schemas::Status::Racing).then(|| p.last_seen_ms.saturating_add(p.retire_after_ms))
+}
