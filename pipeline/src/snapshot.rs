@@ -52,7 +52,8 @@ use serde::de::DeserializeOwned;
 /// that a pace never reads a snapshot an older one wrote (it rebuilds from
 /// the start of retention instead). 2: each room records how it was created.
 /// 3: parts are named by job and topic; the results job keeps task ids.
-pub const FORMAT: u32 = 3;
+/// 4: a standings participant keeps its latest times and held points.
+pub const FORMAT: u32 = 4;
 
 /// Dataflow time, Unix milliseconds.
 pub type Time = u64;

@@ -43,10 +43,15 @@ fn run(dataset: &Dataset, workers: usize) -> Views {
             .chunks(chunk)
             .map(|part| part.iter().cloned().map(Ok).collect()),
     );
-    let mut updates: Vec<_> = common::run_rounds(rounds, workers, common::standings_views)
-        .into_iter()
-        .map(|(d, _, r)| (d, 0u64, r))
-        .collect();
+    let mut updates: Vec<_> = common::run_rounds_by(
+        rounds,
+        workers,
+        common::standings_reader,
+        common::standings_views,
+    )
+    .into_iter()
+    .map(|(d, _, r)| (d, 0u64, r))
+    .collect();
     differential_dataflow::consolidation::consolidate_updates(&mut updates);
     let (mut standings, mut splits): Views = Default::default();
     for ((race, row), _, diff) in updates {

@@ -309,6 +309,14 @@ pub struct RaceRules {
     /// is retired. Default 600.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retire_after_s: Option<f64>,
+    /// How late a point may arrive, seconds: a GPS fix (or a crossing) more
+    /// than this older than the participant's latest fix (or crossing) read
+    /// before it is too late: it goes to the dead letters with reason
+    /// `too_late` and is not judged. What lies before the horizon is kept
+    /// only as a folded state, which bounds what a participant holds.
+    /// Default 120.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_lateness_s: Option<f64>,
 }
 
 impl RaceRules {
@@ -328,6 +336,10 @@ impl RaceRules {
     pub fn retire_after_ms(&self) -> i64 {
         (self.retire_after_s.unwrap_or(600.0) * 1000.0).round() as i64
     }
+    /// [`Self::allowed_lateness_s`] or its default, ms.
+    pub fn allowed_lateness_ms(&self) -> i64 {
+        (self.allowed_lateness_s.unwrap_or(120.0) * 1000.0).round() as i64
+    }
 }
 
 impl Validate for RaceRules {
@@ -343,6 +355,9 @@ impl Validate for RaceRules {
         }
         if let Some(v) = self.retire_after_s {
             v::finite_in("retire_after_s", v, 1.0, 7.0 * 86_400.0)?;
+        }
+        if let Some(v) = self.allowed_lateness_s {
+            v::finite_in("allowed_lateness_s", v, 0.0, 7.0 * 86_400.0)?;
         }
         Ok(())
     }

@@ -131,6 +131,12 @@ impl<'s> Inputs<'s> {
         stamp(ok.map(f)).as_collection()
     }
 
+    /// Sends `letters`, refused inside the job's dataflow, to the dead
+    /// letters with those of the sources.
+    pub fn dead_letters(&mut self, letters: Stream<'s, Time, Vec<DeadLetter>>) {
+        self.dead_letters.push(letters);
+    }
+
     /// The checkpoint of the job's state `stage` (its snapshot part is
     /// `<job>-<stage>`): what the restored snapshot holds of it, and where
     /// the job writes it at every point.

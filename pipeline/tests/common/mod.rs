@@ -307,6 +307,24 @@ where
     I: differential_dataflow::ExchangeData + std::hash::Hash + Sync,
     O: differential_dataflow::ExchangeData + std::hash::Hash,
 {
+    run_rounds_by(rounds, workers, |i, _| i as u64, build)
+}
+
+/// [`run_rounds`], where the `i`th input of a round is read by worker
+/// `reader(i, &input) % workers`: what a Kafka partition is to the runtime
+/// (the inputs one reader gives keep their order).
+pub fn run_rounds_by<I, O>(
+    rounds: Vec<Vec<I>>,
+    workers: usize,
+    reader: fn(usize, &I) -> u64,
+    build: for<'a> fn(
+        differential_dataflow::VecCollection<'a, u64, I>,
+    ) -> differential_dataflow::VecCollection<'a, u64, O>,
+) -> Vec<(O, u64, isize)>
+where
+    I: differential_dataflow::ExchangeData + std::hash::Hash + Sync,
+    O: differential_dataflow::ExchangeData + std::hash::Hash,
+{
     use differential_dataflow::input::Input;
     use timely::dataflow::operators::Capture;
     use timely::dataflow::operators::capture::Extract;
@@ -332,7 +350,7 @@ where
         let (index, peers) = (worker.index(), worker.peers());
         for (round, list) in rounds.iter().enumerate() {
             for (i, x) in list.iter().enumerate() {
-                if i % peers == index {
+                if reader(i, x) % peers as u64 == index as u64 {
                     input.insert(x.clone());
                 }
             }
@@ -349,6 +367,27 @@ where
 
 /// A row of a race's view, as the standings tests compare them.
 pub type RaceRow = (String, pace_pipeline::jobs::standings::ViewRow);
+
+/// The reader of a standings input: a participant's observations all by
+/// one worker, in order, as Kafka keys them (`race/participant`) into one
+/// partition; definitions by index.
+pub fn standings_reader(
+    i: usize,
+    x: &Result<
+        pace_pipeline::jobs::standings::Observation,
+        pace_pipeline::jobs::standings::Definition,
+    >,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    match x {
+        Ok(o) => {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&o.race, &o.participant).hash(&mut h);
+            h.finish()
+        }
+        Err(_) => i as u64,
+    }
+}
 
 /// `race_standings` over one input of observations (`Ok`) and definitions
 /// (`Err`).

@@ -102,6 +102,8 @@ pub struct Race {
     pub min_lap_ms: i64,
     /// A participant unseen this long while others are seen is retired, ms.
     pub retire_after_ms: i64,
+    /// How late a point may arrive behind the participant's latest one, ms.
+    pub allowed_lateness_ms: i64,
     /// How far short of a finish line a participant may stop and count as finished, metres.
     pub line_tolerance_m: f64,
     /// The plane.
@@ -364,6 +366,7 @@ impl Race {
             max_speed_mps: def.rules.max_speed_mps(),
             min_lap_ms: def.rules.min_lap_ms(),
             retire_after_ms: def.rules.retire_after_ms(),
+            allowed_lateness_ms: def.rules.allowed_lateness_ms(),
             line_tolerance_m: def.rules.line_tolerance_m(),
             projection,
             geometry,

@@ -20,6 +20,19 @@ pub struct Observation {
     pub time_ms: i64,
     /// What was seen.
     pub what: Obs,
+    /// Where it was read: Kafka partition and offset (none when it was not
+    /// read from Kafka), for the dead letter of a point that came too late.
+    pub origin: Option<(i32, i64)>,
+}
+
+impl Observation {
+    /// This observation, read at `offset` of `partition`.
+    pub fn read_at(self, partition: i32, offset: i64) -> Self {
+        Self {
+            origin: Some((partition, offset)),
+            ..self
+        }
+    }
 }
 
 /// A race definition in the dataflow, decoded once where it is read and
@@ -106,6 +119,7 @@ pub fn fix(p: GpsPoint) -> Observation {
             lat_e7: to_e7(p.lat),
             lon_e7: to_e7(p.lon),
         },
+        origin: None,
     }
 }
 
@@ -116,6 +130,7 @@ pub fn crossing(c: TimingCrossing) -> Observation {
         participant: c.participant,
         time_ms: c.time.0,
         what: Obs::Cross { line: c.line },
+        origin: None,
     }
 }
 

@@ -7,13 +7,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use differential_dataflow::VecCollection;
-use ingest::source::Envelope;
+use ingest::source::{DeadLetter, Envelope};
 use schemas::{
     GpsPoint, RaceDefinition, Split, SplitKey, StandingRow, StandingsChange, Timestamp,
     TimingCrossing, Topics,
 };
+use timely::dataflow::operators::vec::Map;
 
-use super::{Leader, Spec, SplitRow, Standing, ViewRow, crossing, fix, race_standings_durable};
+use super::{
+    Leader, Obs, Spec, SplitRow, Standing, TooLate, ViewRow, crossing, fix, race_standings_durable,
+};
 use crate::job::Job;
 use crate::runtime::{Inputs, Time};
 
@@ -34,14 +37,19 @@ impl Job for Standings {
     fn dataflow<'s>(inputs: &mut Inputs<'s>) -> VecCollection<'s, Time, (String, ViewRow)> {
         let topics = inputs.topics().clone();
         let observations = inputs
-            .read(&topics.gps, |e: Envelope<GpsPoint>| fix(e.record))
+            .read(&topics.gps, |e: Envelope<GpsPoint>| {
+                fix(e.record).read_at(e.partition, e.offset)
+            })
             .concat(inputs.read(&topics.timing, |e: Envelope<TimingCrossing>| {
-                crossing(e.record)
+                crossing(e.record).read_at(e.partition, e.offset)
             }));
         let races = inputs.read(&topics.races, |e: Envelope<RaceDefinition>| {
             (e.record.id.clone(), (e.offset, Spec::new(e.record)))
         });
-        race_standings_durable(observations, races, inputs.checkpoint("track"))
+        let (views, refused) =
+            race_standings_durable(observations, races, inputs.checkpoint("track"));
+        inputs.dead_letters(refused.map(move |(r, _)| dead_letter(&topics, &r)));
+        views
     }
 
     fn encode(
@@ -52,6 +60,46 @@ impl Job for Standings {
             .into_iter()
             .map(|c| (c.race.clone(), c))
             .collect()
+    }
+}
+
+/// The dead letter of a point that came too late: its topic, partition and
+/// offset, and the point as its topic's record (re-encoded: the job keeps
+/// what it judges, not the bytes; the archive's input datasets hold those).
+fn dead_letter(topics: &Topics, r: &TooLate) -> DeadLetter {
+    let o = &r.observation;
+    let (topic, payload) = match &o.what {
+        Obs::Fix { lat_e7, lon_e7 } => (
+            &topics.gps,
+            serde_json::to_vec(&GpsPoint {
+                race: o.race.clone(),
+                participant: o.participant.clone(),
+                time: Timestamp(o.time_ms),
+                lat: *lat_e7 as f64 / 1e7,
+                lon: *lon_e7 as f64 / 1e7,
+                elevation: None,
+                accuracy: None,
+            }),
+        ),
+        Obs::Cross { line } => (
+            &topics.timing,
+            serde_json::to_vec(&TimingCrossing {
+                race: o.race.clone(),
+                participant: o.participant.clone(),
+                line: line.clone(),
+                time: Timestamp(o.time_ms),
+            }),
+        ),
+    };
+    let (partition, offset) = o.origin.unwrap_or((-1, -1));
+    DeadLetter {
+        topic: topic.clone(),
+        partition,
+        offset,
+        key: Some(format!("{}/{}", o.race, o.participant).into_bytes()),
+        payload: payload.expect("records serialise"),
+        reason: r.reason(),
+        kind: "too_late",
     }
 }
 

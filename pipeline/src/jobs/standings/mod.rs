@@ -30,8 +30,18 @@
 //! progress minus the row's, computed where it is shown, so a leader's step
 //! is one record, not a row per participant.
 //!
-//! [`reference`] computes the same views the plain sequential way; tests
-//! compare the two on shuffled, duplicated, delayed input.
+//! **The lateness horizon.** A point more than its race's
+//! `allowed_lateness_s` (default 120) behind the participant's latest
+//! observation of its kind, in the order they were read, is [`TooLate`]:
+//! a dead letter, not judged. What lies before the horizon is kept only as
+//! a folded state, so a participant holds about the horizon's worth of
+//! points (see `stage.rs`). A new definition re-folds its race from that
+//! state: a change of course applies to the horizon, not to the points
+//! already folded.
+//!
+//! [`reference`] computes the same views the plain sequential way, and
+//! [`admit`] the horizon; tests compare the two on shuffled, duplicated,
+//! delayed input.
 //!
 //! Files: `input.rs` what the job reads, `stage.rs` the track operator,
 //! `track.rs` one participant's fold, `geo.rs` the course geometry,
@@ -50,9 +60,11 @@ pub mod track;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
-use differential_dataflow::VecCollection;
 use differential_dataflow::lattice::Lattice;
+use differential_dataflow::{AsCollection, VecCollection};
 use serde::{Deserialize, Serialize};
+use timely::dataflow::Stream;
+use timely::dataflow::operators::OkErr;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
@@ -146,21 +158,73 @@ enum Tracked {
     Progress(String, Progress),
     /// Race, split, participant, time.
     Split(String, u32, String, i64),
+    /// A point refused as too late (split off before the rank stage).
+    TooLate(TooLate),
 }
 
 impl Tracked {
     fn race(&self) -> &str {
         match self {
             Tracked::Progress(race, _) | Tracked::Split(race, ..) => race,
+            Tracked::TooLate(r) => &r.observation.race,
         }
+    }
+}
+
+/// A point that arrived more than its race's `allowed_lateness_s` behind
+/// the participant's latest observation of its kind (or behind what was
+/// already folded): not judged, counted, and sent to the dead letters.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TooLate {
+    /// The point.
+    pub observation: Observation,
+    /// How far behind the latest of its kind it arrived, ms.
+    pub behind_ms: i64,
+    /// What its race allows, ms.
+    pub allowed_ms: i64,
+}
+
+impl TooLate {
+    fn of(
+        (race, participant): &(String, String),
+        (time_ms, what): (i64, Obs),
+        behind_ms: i64,
+        allowed_ms: i64,
+        origin: Option<(i32, i64)>,
+    ) -> Self {
+        TooLate {
+            observation: Observation {
+                race: race.clone(),
+                participant: participant.clone(),
+                time_ms,
+                what,
+                origin,
+            },
+            behind_ms,
+            allowed_ms,
+        }
+    }
+
+    /// Why, for a dead letter: `too_late: …`.
+    pub fn reason(&self) -> String {
+        let kind = match self.observation.what {
+            Obs::Fix { .. } => "GPS fix",
+            Obs::Cross { .. } => "crossing",
+        };
+        format!(
+            "too_late: {:.3} s behind the participant's latest {kind} read before it; race {} allows {:.3} s",
+            self.behind_ms as f64 / 1000.0,
+            self.observation.race,
+            self.allowed_ms as f64 / 1000.0,
+        )
     }
 }
 
 /// Observations between fold checkpoints.
 pub const CHECKPOINT_EVERY: u64 = 64;
-/// Most observations held per participant: beyond it the oldest are folded
-/// into a base state and forgotten (a point older than the base is then
-/// counted as too late and ignored).
+/// Most observations held per participant, whatever the horizon: beyond it
+/// the oldest are folded into the base state and forgotten as well (a point
+/// behind the base is then too late).
 pub const MAX_OBSERVATIONS: usize = 200_000;
 
 /// The standings, splits and leader of every defined race.
@@ -171,21 +235,31 @@ pub fn race_standings<'s, T>(
 where
     T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
 {
-    race_standings_durable(observations, definitions, Checkpoint::none())
+    race_standings_durable(observations, definitions, Checkpoint::none()).0
 }
+
+/// The points refused as too late, each with its epoch.
+pub type Refused<'s, T> = Stream<'s, T, Vec<(TooLate, T)>>;
 
 /// [`race_standings`] whose track stage writes its state at snapshot points
 /// through `checkpoint` and starts from what it restored (see
-/// [`crate::snapshot`]).
+/// [`crate::snapshot`]); beside the views, the points refused as too late.
 pub fn race_standings_durable<'s, T>(
     observations: VecCollection<'s, T, Observation>,
     definitions: VecCollection<'s, T, Definition>,
     checkpoint: Checkpoint<TrackState>,
-) -> VecCollection<'s, T, (String, ViewRow)>
+) -> (VecCollection<'s, T, (String, ViewRow)>, Refused<'s, T>)
 where
     T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
 {
-    rank::rank(track(observations, definitions, checkpoint))
+    let (tracked, refused) =
+        track(observations, definitions, checkpoint)
+            .inner
+            .ok_err(|(x, t, diff)| match x {
+                Tracked::TooLate(r) => Err((r, t)),
+                x => Ok((x, t, diff)),
+            });
+    (rank::rank(tracked.as_collection()), refused)
 }
 
 /// The ranking key of a participant with `status` (see the module's docs
@@ -299,6 +373,42 @@ impl ReferenceViews {
         }
         out
     }
+}
+
+/// The lateness horizon, the plain sequential way: `observations` in the
+/// order they arrive, split into those judged and those too late (more
+/// than their race's `allowed_lateness_s` behind the latest of their kind
+/// for their participant before them). Points of races not defined are
+/// kept (held, never shown).
+pub fn admit(
+    observations: &[Observation],
+    definitions: &[Definition],
+) -> (Vec<Observation>, Vec<TooLate>) {
+    let mut allowed: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    for (race, (order, spec)) in definitions {
+        let ms = spec.get().rules.allowed_lateness_ms();
+        if allowed.get(race.as_str()).is_none_or(|old| old.0 <= *order) {
+            allowed.insert(race, (*order, ms));
+        }
+    }
+    let mut latest: BTreeMap<(&str, &str, usize), i64> = BTreeMap::new();
+    let (mut admitted, mut refused) = (Vec::new(), Vec::new());
+    for o in observations {
+        let last = latest
+            .entry((&o.race, &o.participant, o.what.source()))
+            .or_insert(o.time_ms);
+        let behind_ms = (*last - o.time_ms).max(0);
+        *last = (*last).max(o.time_ms);
+        match allowed.get(o.race.as_str()) {
+            Some(&(_, allowed_ms)) if behind_ms > allowed_ms => refused.push(TooLate {
+                observation: o.clone(),
+                behind_ms,
+                allowed_ms,
+            }),
+            _ => admitted.push(o.clone()),
+        }
+    }
+    (admitted, refused)
 }
 
 /// The views, computed the plain sequential way: per participant, sort the

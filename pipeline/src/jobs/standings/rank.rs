@@ -131,6 +131,8 @@ impl RaceRank {
                         *now = None;
                     }
                 }
+                // Split off before this stage.
+                Tracked::TooLate(_) => {}
             }
         }
 

@@ -3,6 +3,20 @@
 //! folds them from the checkpoint before the earliest change, and emits
 //! their progress and split times as differential updates; its state is
 //! what a snapshot keeps ([`TrackState`]).
+//!
+//! **The lateness horizon.** Each participant remembers the latest time it
+//! has read of each kind of observation (fixes from `pace.gps`, crossings
+//! from `pace.timing`), in arrival order: the order of the participant's
+//! partition of that topic, so the same input gives the same judgement at
+//! any worker count and any timing. A point more than the race's
+//! `allowed_lateness_s` behind the latest of its kind read before it is
+//! [`TooLate`]: counted, sent to the dead letters, not folded. Everything
+//! older than the horizon (the least of those latest times, minus the
+//! allowance) is folded into a base state at a checkpoint and forgotten, so
+//! a participant holds about the horizon's worth of observations. The one
+//! judgement that depends on timing: a participant's *first* observation of
+//! a second kind, arriving behind the base the other kind moved; it is too
+//! late as well.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
@@ -19,7 +33,7 @@ use timely::progress::Timestamp;
 
 use super::{
     CHECKPOINT_EVERY, Definition, Fold, MAX_OBSERVATIONS, Obs, Observation, Progress, Race, Spec,
-    Tracked,
+    TooLate, Tracked,
 };
 use crate::jobs::hash;
 use crate::jobs::stash::Stash;
@@ -48,6 +62,19 @@ pub struct Participant {
     splits: Vec<i64>,
     emitted: Option<(Progress, Vec<i64>)>,
     dirty: Dirty,
+    /// The latest time read of each kind of observation ([`Obs::source`]).
+    latest: [Option<i64>; 2],
+    /// Read before the race was defined, in arrival order: each with how
+    /// far behind the latest of its kind it arrived (ms) and its origin.
+    held: Vec<Held>,
+}
+
+/// An observation read before its race was defined: judged once it is.
+#[derive(Serialize, Deserialize)]
+struct Held {
+    item: (i64, Obs),
+    behind_ms: i64,
+    origin: Option<(i32, i64)>,
 }
 
 impl Participant {
@@ -60,7 +87,38 @@ impl Participant {
             splits: Vec::new(),
             emitted: None,
             dirty: Dirty::Clean,
+            latest: [None; 2],
+            held: Vec::new(),
         }
+    }
+
+    /// Reads one observation: how far behind the latest of its kind it is,
+    /// ms (0 when it is the latest).
+    fn arrive(&mut self, item: &(i64, Obs)) -> i64 {
+        let latest = &mut self.latest[item.1.source()];
+        let behind = latest.map_or(0, |l| (l - item.0).max(0));
+        *latest = Some(latest.map_or(item.0, |l| l.max(item.0)));
+        behind
+    }
+
+    /// Whether an observation that arrived `behind_ms` behind is outside
+    /// the horizon of a race allowing `allowed_ms`, or behind the base.
+    fn too_late(&self, item: &(i64, Obs), behind_ms: i64, allowed_ms: i64) -> bool {
+        behind_ms > allowed_ms || self.base.as_ref().is_some_and(|b| *item <= b.0)
+    }
+
+    /// Adds (`diff > 0`) or removes an observation that was judged in
+    /// time; whether the set changed.
+    fn apply(&mut self, item: (i64, Obs), diff: isize) -> bool {
+        let changed = if diff > 0 {
+            self.observations.insert(item.clone())
+        } else {
+            self.observations.remove(&item)
+        };
+        if changed {
+            self.touch(&item);
+        }
+        changed
     }
 
     fn touch(&mut self, key: &(i64, Obs)) {
@@ -116,20 +174,33 @@ impl Participant {
         (summary, self.splits.clone())
     }
 
-    /// Forgets the oldest observations beyond [`MAX_OBSERVATIONS`], keeping
-    /// the fold state they lead to.
-    fn compact(&mut self) {
-        if self.observations.len() <= MAX_OBSERVATIONS {
-            return;
-        }
-        let excess = self.observations.len() - MAX_OBSERVATIONS * 3 / 4;
-        let base_n = self.base.as_ref().map_or(0, |b| b.1.n);
-        let Some(key) = self
-            .checkpoints
+    /// Forgets the observations before the horizon of a race allowing
+    /// `allowed_ms` (and the oldest beyond [`MAX_OBSERVATIONS`], whatever
+    /// their time), keeping the fold state they lead to as the base: the
+    /// state at the latest checkpoint before the horizon.
+    fn compact(&mut self, allowed_ms: i64) {
+        let horizon = self
+            .latest
             .iter()
-            .find(|(_, f)| f.n >= base_n + excess as u64)
-            .map(|(k, _)| k.clone())
-        else {
+            .flatten()
+            .min()
+            .map_or(i64::MIN, |l| l.saturating_sub(allowed_ms));
+        let mut key = self
+            .checkpoints
+            .range(..(horizon, Obs::LEAST))
+            .next_back()
+            .map(|(k, _)| k.clone());
+        if self.observations.len() > MAX_OBSERVATIONS {
+            let excess = self.observations.len() - MAX_OBSERVATIONS * 3 / 4;
+            let base_n = self.base.as_ref().map_or(0, |b| b.1.n);
+            let by_count = self
+                .checkpoints
+                .iter()
+                .find(|(_, f)| f.n >= base_n + excess as u64)
+                .map(|(k, _)| k.clone());
+            key = key.max(by_count);
+        }
+        let Some(key) = key else {
             return;
         };
         let fold = self.checkpoints.remove(&key).expect("found above");
@@ -253,38 +324,56 @@ where
                             redefined.insert(race);
                         }
                         let mut dirty = BTreeSet::new();
+                        let mut refused = Vec::new();
                         for (o, diff) in obs {
-                            let key = (o.race, o.participant);
+                            let Observation { race, participant, time_ms, what, origin } = o;
+                            let item = (time_ms, what);
+                            let key = (race, participant);
                             let p = participants.entry(key.clone()).or_insert_with(Participant::new);
-                            let item = (o.time_ms, o.what);
-                            if p.base.as_ref().is_some_and(|b| item <= b.0) {
-                                too_late.inc();
+                            let behind_ms = if diff > 0 { p.arrive(&item) } else { 0 };
+                            let Some((_, _, compiled)) = races.get(&key.0) else {
+                                // Judged once the race is defined.
+                                if diff > 0 {
+                                    p.held.push(Held { item, behind_ms, origin });
+                                } else if let Some(i) = p.held.iter().position(|h| h.item == item) {
+                                    p.held.remove(i);
+                                }
+                                continue;
+                            };
+                            if diff > 0 && p.too_late(&item, behind_ms, compiled.allowed_lateness_ms) {
+                                refused.push(TooLate::of(&key, item, behind_ms, compiled.allowed_lateness_ms, origin));
                                 continue;
                             }
                             if p.last.as_ref().is_some_and(|l| item < l.0) {
                                 late.inc();
                             }
-                            let changed = if diff > 0 {
-                                p.observations.insert(item.clone())
-                            } else {
-                                p.observations.remove(&item)
-                            };
-                            if changed {
-                                p.touch(&item);
+                            if p.apply(item, diff) {
                                 dirty.insert(key);
                             }
                         }
                         for race in &redefined {
+                            let allowed_ms = races[race].2.allowed_lateness_ms;
                             let from = (race.clone(), String::new());
                             for (key, p) in participants.range_mut(from..) {
                                 if key.0 != *race {
                                     break;
+                                }
+                                for h in std::mem::take(&mut p.held) {
+                                    if p.too_late(&h.item, h.behind_ms, allowed_ms) {
+                                        refused.push(TooLate::of(key, h.item, h.behind_ms, allowed_ms, h.origin));
+                                    } else {
+                                        p.apply(h.item, 1);
+                                    }
                                 }
                                 p.dirty = Dirty::All;
                                 dirty.insert(key.clone());
                             }
                         }
                         let mut session = output.session(&cap);
+                        too_late.inc_by(refused.len() as u64);
+                        for r in refused {
+                            session.give((Tracked::TooLate(r), t.clone(), 1));
+                        }
                         for key in dirty {
                             let Some((_, _, race)) = races.get(&key.0) else {
                                 continue; // kept until the race is defined
@@ -296,7 +385,7 @@ where
                             if progress.rejected > before {
                                 rejected.inc_by(u64::from(progress.rejected - before));
                             }
-                            p.compact();
+                            p.compact(race.allowed_lateness_ms);
                             let old = p.emitted.take();
                             let (old_progress, old_splits) = match &old {
                                 Some((p, s)) => (Some(p), s.as_slice()),
@@ -387,7 +476,7 @@ mod tests {
                 p.touch(&item);
             }
             p.refold(&race, "p");
-            p.compact();
+            p.compact(race.allowed_lateness_ms);
         }
         assert!(p.base.is_some(), "compacted");
         assert!(p.observations.len() <= MAX_OBSERVATIONS);
@@ -402,5 +491,86 @@ mod tests {
         assert_eq!(splits, want_splits);
         assert_eq!(progress.laps, Some(total as u32 / 3));
         assert_eq!(progress.status, Status::Racing);
+    }
+
+    /// A participant read at 1 Hz for ~3 hours holds about the horizon's
+    /// worth of fixes, folds to what folding everything gives, and refuses
+    /// a point behind its base.
+    #[test]
+    fn the_horizon_bounds_what_a_participant_holds() {
+        let start = 1_780_000_000_000;
+        let race = Race::compile(&RaceDefinition {
+            id: "r".into(),
+            name: "r".into(),
+            start: Timestamp(start),
+            kind: RaceKind::Course {
+                polyline: vec![
+                    schemas::LatLon {
+                        lat: 59.0,
+                        lon: 18.0,
+                    },
+                    schemas::LatLon {
+                        lat: 59.5,
+                        lon: 18.0,
+                    },
+                ],
+                is_loop: false,
+            },
+            laps: 1,
+            cutoff: None,
+            participants: vec![],
+            rules: RaceRules::default(),
+        });
+        assert_eq!(race.allowed_lateness_ms, 120_000, "the default");
+        let fix = |i: i64| {
+            let lat_e7 = 590_000_000 + i * 30; // about 3.3 m/s north
+            (
+                start + i * 1000,
+                Obs::Fix {
+                    lat_e7,
+                    lon_e7: 180_000_000,
+                },
+            )
+        };
+        let mut p = Participant::new();
+        let mut all = Vec::new();
+        for chunk in (0..10_000).collect::<Vec<i64>>().chunks(50) {
+            for &i in chunk {
+                let item = fix(i);
+                let behind = p.arrive(&item);
+                assert!(!p.too_late(&item, behind, race.allowed_lateness_ms));
+                p.apply(item.clone(), 1);
+                all.push(item);
+            }
+            p.refold(&race, "p");
+            p.compact(race.allowed_lateness_ms);
+            let most = 120 + 50 + CHECKPOINT_EVERY as usize;
+            assert!(
+                p.observations.len() <= most,
+                "{} held",
+                p.observations.len()
+            );
+        }
+        // A point 100 s late (inside the horizon) still re-folds exactly.
+        let late = (
+            start + 9_900 * 1000 + 500,
+            Obs::Fix {
+                lat_e7: 590_297_015,
+                lon_e7: 180_000_000,
+            },
+        );
+        let behind = p.arrive(&late);
+        assert!(!p.too_late(&late, behind, race.allowed_lateness_ms));
+        p.apply(late.clone(), 1);
+        all.push(late);
+        all.sort();
+        assert_eq!(p.refold(&race, "p"), fold_all(&race, "p", &all));
+        // One 200 s late is beyond it; so is one behind the base.
+        let old = fix(9_799);
+        let behind = p.arrive(&old);
+        assert_eq!(behind, 200_000);
+        assert!(p.too_late(&old, behind, race.allowed_lateness_ms));
+        let base = p.base.as_ref().expect("compacted").0.clone();
+        assert!(p.too_late(&base, 0, race.allowed_lateness_ms));
     }
 }

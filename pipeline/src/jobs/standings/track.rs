@@ -35,6 +35,24 @@ pub enum Obs {
     },
 }
 
+impl Obs {
+    /// Which kind of observation this is, as an index: 0 a GPS fix, 1 a
+    /// crossing. Each kind comes from its own topic, so each has its own
+    /// arrival order (a participant's records share one partition of it).
+    pub fn source(&self) -> usize {
+        match self {
+            Obs::Fix { .. } => 0,
+            Obs::Cross { .. } => 1,
+        }
+    }
+
+    /// The least observation, for ranges by time.
+    pub const LEAST: Obs = Obs::Fix {
+        lat_e7: i64::MIN,
+        lon_e7: i64::MIN,
+    };
+}
+
 /// Speed is measured over about this much recent track, ms.
 const SPEED_WINDOW_MS: i64 = 10_000;
 /// After this many rejected fixes in a row that agree with each other, the
