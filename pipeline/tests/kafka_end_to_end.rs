@@ -1,5 +1,6 @@
 //! Records flow from a real Apache Kafka broker through the pipeline to the
 //! standings view (HTTP and WebSocket), bad records to the dead-letter topic,
+//! points beyond their race's lateness horizon to the dead-letter topic too,
 //! GPS points to a Parquet archive DuckDB reads, and offsets are committed.
 
 mod common;
@@ -160,6 +161,14 @@ async fn records_flow_to_views_dead_letters_and_archive() {
     let late = [point("a", 20, 59.004), point("a", 15, 59.0025)];
     send_points(&producer, &kafka, &late);
     points.extend(late);
+    // `c` moves on to 300 s; its point at 100 s is then 200 s behind, beyond
+    // the default 120 s horizon: refused, dead-lettered, not judged (but
+    // still a valid GPS record, so archived).
+    let onward = point("c", 300, 59.0008);
+    send_points(&producer, &kafka, std::slice::from_ref(&onward));
+    points.push(onward);
+    let too_late = point("c", 100, 59.0006);
+    send_points(&producer, &kafka, std::slice::from_ref(&too_late));
 
     let delta = next_frame(&mut ws).await;
     assert_eq!(delta["type"], "delta", "{delta}");
@@ -190,7 +199,7 @@ async fn records_flow_to_views_dead_letters_and_archive() {
     dlq.assign(&tpl).unwrap();
     let mut letters = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while letters.len() < 3 && std::time::Instant::now() < deadline {
+    while letters.len() < 4 && std::time::Instant::now() < deadline {
         if let Some(m) = dlq.poll(Duration::from_millis(200)) {
             let m = m.unwrap();
             let headers: std::collections::BTreeMap<String, String> = m
@@ -207,7 +216,7 @@ async fn records_flow_to_views_dead_letters_and_archive() {
             letters.push((m.payload().unwrap().to_vec(), headers));
         }
     }
-    assert_eq!(letters.len(), 3, "three dead letters");
+    assert_eq!(letters.len(), 4, "four dead letters");
     let letter = |start: &str| {
         letters
             .iter()
@@ -225,12 +234,25 @@ async fn records_flow_to_views_dead_letters_and_archive() {
     assert_eq!(payload.len(), 65536, "cut to fit the broker");
     assert_eq!(payload[..], huge[..65536]);
     assert_eq!(headers["pace-truncated-from"], "100000");
+    let (payload, headers) = letter("too_late: 200.000 s behind the participant's latest GPS fix");
+    assert!(
+        headers["pace-dlq-reason"].ends_with("race e2e allows 120.000 s"),
+        "{headers:?}"
+    );
+    let refused: GpsPoint = serde_json::from_slice(payload).unwrap();
+    assert_eq!(refused, too_late);
+    assert_eq!(headers["pace-source-topic"], kafka.topics.gps);
+    assert!(headers["pace-source-offset"].parse::<i64>().unwrap() >= 0);
 
     let metrics = get_text(&http, &format!("{base}/metrics")).await;
     assert!(metrics.contains(&format!(
         "pace_ingest_invalid_records_total{{reason=\"json\",topic=\"{}\"}} 1",
         kafka.topics.gps
     )));
+    assert!(
+        metrics.contains("pace_standings_points_total{outcome=\"too_late\"} 1"),
+        "{metrics}"
+    );
 
     // Stop: the pipeline drains and commits its offsets; the archiver, once
     // verify finds every GPS record archived, writes what it holds.
@@ -265,7 +287,7 @@ async fn records_flow_to_views_dead_letters_and_archive() {
     edge_stop_tx.send(()).unwrap();
     edge.await.unwrap().unwrap();
 
-    let total_gps = points.len() as i64 + 3;
+    let total_gps = points.len() as i64 + 4;
     let reader: BaseConsumer = kafka.consumer(&group).create().unwrap();
     let mut want_tpl = TopicPartitionList::new();
     for p in 0..4 {
@@ -301,7 +323,7 @@ print(rows[0], rows[1], rows[2], rows[3])
         out.trim(),
         format!(
             "{n} {n} 2026-05-01 TIMESTAMP WITH TIME ZONE",
-            n = points.len()
+            n = points.len() + 1
         )
     );
 }
