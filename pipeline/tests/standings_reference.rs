@@ -43,6 +43,22 @@ fn at(x: f64, y: f64) -> LatLon {
     origin().offset_m(x, y)
 }
 
+/// The corners of the 400 m square loop, metres from the origin.
+const SQUARE: [(f64, f64); 4] = [(0.0, 0.0), (100.0, 0.0), (100.0, 100.0), (0.0, 100.0)];
+
+/// Race `loop`: the square raced for 3 laps.
+fn loop_race(rules: RaceRules) -> RaceDefinition {
+    race(
+        "loop",
+        RaceKind::Course {
+            polyline: SQUARE.iter().map(|p| at(p.0, p.1)).collect(),
+            is_loop: true,
+        },
+        3,
+        rules,
+    )
+}
+
 fn race(id: &str, kind: RaceKind, laps: u32, rules: RaceRules) -> RaceDefinition {
     RaceDefinition {
         id: id.into(),
@@ -137,17 +153,7 @@ fn random_input(seed: u64) -> TestInput {
         allowed_lateness_s: Some(86_400.0),
         ..Default::default()
     };
-    // A 400 m loop raced for 3 laps.
-    let square = [(0.0, 0.0), (100.0, 0.0), (100.0, 100.0), (0.0, 100.0)];
-    let loop_def = race(
-        "loop",
-        RaceKind::Course {
-            polyline: square.iter().map(|p| at(p.0, p.1)).collect(),
-            is_loop: true,
-        },
-        3,
-        rules(15.0, 0.0),
-    );
+    let loop_def = loop_race(rules(15.0, 0.0));
     // Out 500 m and back along the other side of the road.
     let oab = [(0.0, 0.0), (500.0, 0.0), (500.0, 12.0), (0.0, 12.0)];
     let oab_def = race(
@@ -203,7 +209,7 @@ fn random_input(seed: u64) -> TestInput {
         let speed = rng.random_range(3.0..9.0);
         let mut laps: Vec<(f64, f64)> = vec![(-10.0, -10.0)];
         for _ in 0..3 {
-            laps.extend(square.iter().copied());
+            laps.extend(SQUARE.iter().copied());
         }
         laps.push((0.0, 0.0));
         laps.push((40.0, 0.0));
@@ -688,16 +694,7 @@ fn late_input(seed: u64) -> (Vec<Vec<Observation>>, Vec<(u64, Definition)>) {
         allowed_lateness_s: Some(20.0),
         ..Default::default()
     };
-    let square = [(0.0, 0.0), (100.0, 0.0), (100.0, 100.0), (0.0, 100.0)];
-    let loop_def = race(
-        "loop",
-        RaceKind::Course {
-            polyline: square.iter().map(|p| at(p.0, p.1)).collect(),
-            is_loop: true,
-        },
-        3,
-        rules.clone(),
-    );
+    let loop_def = loop_race(rules.clone());
     let timing_def = race(
         "laps",
         RaceKind::TimingLines {
@@ -716,7 +713,7 @@ fn late_input(seed: u64) -> (Vec<Vec<Observation>>, Vec<(u64, Definition)>) {
         let speed = rng.random_range(3.0..8.0);
         let mut laps: Vec<(f64, f64)> = vec![(-10.0, -10.0)];
         for _ in 0..3 {
-            laps.extend(square.iter().copied());
+            laps.extend(SQUARE.iter().copied());
         }
         laps.push((0.0, 0.0));
         sequences.push(walk(&mut rng, "loop", &id, &laps, speed));
