@@ -48,28 +48,43 @@ impl Broker {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ingest/kafka/kafka.sh")
     }
 
-    fn run(&self, what: &str) {
-        let status = Command::new("bash")
+    fn try_run(&self, what: &str) -> std::process::ExitStatus {
+        Command::new("bash")
             .arg(Self::script())
             .arg(what)
             .env("PACE_KAFKA_PORT", self.port.to_string())
             .status()
-            .unwrap();
+            .unwrap()
+    }
+
+    fn run(&self, what: &str) {
+        let status = self.try_run(what);
         assert!(status.success(), "kafka.sh {what}: {status}");
     }
 
-    /// Starts a broker on a port whose next port (the controller's) is free too.
+    /// Starts a broker on a port whose next port (the controller's) is free
+    /// too. The ports are free when chosen but may be taken before the
+    /// broker binds them (another test's client, say): then it tries a new
+    /// pair, up to five times.
     fn start() -> Self {
-        let port = loop {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let port = l.local_addr().unwrap().port();
-            if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-                break port;
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            let port = loop {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let port = l.local_addr().unwrap().port();
+                if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+                    break port;
+                }
+            };
+            let broker = Self { port };
+            let status = broker.try_run("up");
+            if status.success() {
+                return broker;
             }
-        };
-        let broker = Self { port };
-        broker.run("up");
-        broker
+            failures.push(format!("port {port}: {status}"));
+            // Dropping it stops what may be left and deletes its data.
+        }
+        panic!("kafka.sh up failed five times: {failures:?}");
     }
 
     fn address(&self) -> String {
