@@ -48,13 +48,16 @@ impl Broker {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ingest/kafka/kafka.sh")
     }
 
-    fn try_run(&self, what: &str) -> std::process::ExitStatus {
+    fn kafka_sh(&self, what: &str) -> std::io::Result<std::process::ExitStatus> {
         Command::new("bash")
             .arg(Self::script())
             .arg(what)
             .env("PACE_KAFKA_PORT", self.port.to_string())
             .status()
-            .unwrap()
+    }
+
+    fn try_run(&self, what: &str) -> std::process::ExitStatus {
+        self.kafka_sh(what).unwrap()
     }
 
     fn run(&self, what: &str) {
@@ -94,11 +97,7 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(Self::script())
-            .arg("down")
-            .env("PACE_KAFKA_PORT", self.port.to_string())
-            .status();
+        let _ = self.kafka_sh("down");
     }
 }
 
