@@ -114,6 +114,12 @@ pub struct Run {
     pub pipeline_peak_rss: u64,
     /// Peak resident memory of the edge, bytes.
     pub edge_peak_rss: u64,
+    /// Pipeline CPU over the run per point sent (warm-up included), µs.
+    pub pipeline_us_per_point: f64,
+    /// What the standings changelog carried over the run.
+    pub changelog: Changelog,
+    /// Points sent over the run, warm-up included.
+    pub sent: u64,
 }
 
 /// How to run one fixed-load measurement (or one replay).
@@ -276,7 +282,31 @@ pub struct Observers {
     frame_count: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     spectators: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    views: std::thread::JoinHandle<anyhow::Result<Histogram<u64>>>,
+    views: std::thread::JoinHandle<anyhow::Result<(Histogram<u64>, Changelog)>>,
+}
+
+/// What the standings changelog carried while the bench read it.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Changelog {
+    /// Records read.
+    pub records: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+    /// Rows in them: standings upserts and removals, split upserts and
+    /// removals, leader records.
+    pub rows: u64,
+}
+
+impl Changelog {
+    /// Per point or crossing sent, `(bytes, rows)`; `None` when nothing was sent.
+    pub fn per(&self, sent: u64) -> Option<(f64, f64)> {
+        (sent > 0).then(|| {
+            (
+                self.bytes as f64 / sent as f64,
+                self.rows as f64 / sent as f64,
+            )
+        })
+    }
 }
 
 /// What the observers measured.
@@ -287,6 +317,8 @@ pub struct Observed {
     pub frames: Histogram<u64>,
     /// Frames the spectators read.
     pub frame_count: u64,
+    /// What the standings changelog carried, from the start to the end.
+    pub changelog: Changelog,
 }
 
 impl Observers {
@@ -367,10 +399,11 @@ impl Observers {
                 stop.clone(),
                 progress.clone(),
             );
-            std::thread::spawn(move || -> anyhow::Result<Histogram<u64>> {
+            std::thread::spawn(move || -> anyhow::Result<(Histogram<u64>, Changelog)> {
                 let mut changelog =
                     StaticConsumer::new(&kafka, "pace-bench", &kafka.topics.standings, 0, 1)?;
                 let mut h = histogram();
+                let mut carried = Changelog::default();
                 let mut last: HashMap<String, Timestamp> = HashMap::new();
                 while !stop.load(Ordering::Relaxed) {
                     let batch = changelog.poll(1024);
@@ -379,6 +412,14 @@ impl Observers {
                     }
                     for raw in batch {
                         let change: StandingsChange = serde_json::from_slice(&raw.payload)?;
+                        carried.records += 1;
+                        carried.bytes += raw.payload.len() as u64;
+                        carried.rows += (change.upserts.len()
+                            + change.removes.len()
+                            + change.splits.len()
+                            + change.split_removes.len()
+                            + usize::from(change.leader.is_some()))
+                            as u64;
                         for row in change.upserts {
                             let key = format!("{}/{}", row.race, row.participant);
                             let fin = finals.get(&key).copied();
@@ -397,7 +438,7 @@ impl Observers {
                         }
                     }
                 }
-                Ok(h)
+                Ok((h, carried))
             })
         };
         // Let the spectators connect and take their snapshots.
@@ -424,7 +465,7 @@ impl Observers {
         for s in self.spectators {
             rt.block_on(s)??;
         }
-        let views = self
+        let (views, changelog) = self
             .views
             .join()
             .map_err(|_| anyhow::anyhow!("the changelog reader panicked"))??;
@@ -433,6 +474,7 @@ impl Observers {
             views,
             frames,
             frame_count: self.frame_count.load(Ordering::Relaxed),
+            changelog,
         })
     }
 }
@@ -538,6 +580,9 @@ pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result
         edge_cores: (edge_cpu1 - edge_cpu0) / busy,
         pipeline_peak_rss: pipeline.peak_rss(),
         edge_peak_rss: edge.peak_rss(),
+        pipeline_us_per_point: (cpu1 - cpu0) * 1e6 / sent.max(1) as f64,
+        changelog: observed.changelog,
+        sent: sent as u64,
     };
     edge.stop()?;
     pipeline.stop()?;

@@ -58,6 +58,8 @@ pub struct Replayed {
     pub pipeline_peak_rss: u64,
     /// Peak resident memory of the edge, bytes.
     pub edge_peak_rss: u64,
+    /// What the standings changelog carried.
+    pub changelog: crate::latency::Changelog,
 }
 
 /// How long the changelog may be quiet, after the last send, before a
@@ -148,6 +150,7 @@ pub fn run(
         edge_cpu_s: edge.cpu_s(),
         pipeline_peak_rss: pipeline.peak_rss(),
         edge_peak_rss: edge.peak_rss(),
+        changelog: observed.changelog,
     };
     edge.stop()?;
     pipeline.stop()?;

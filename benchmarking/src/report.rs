@@ -51,17 +51,17 @@ pub fn replay_table(runs: &[Replayed]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| race day | speed | workers | records | records/s | complete | produce→view p50 / p99 | produce→frame p50 / p99 (spectators) | pipeline CPU s | pipeline peak RSS |"
+        "| race day | speed | workers | records | records/s | complete | produce→view p50 / p99 | produce→frame p50 / p99 (spectators) | pipeline CPU s | pipeline µs / record | changelog bytes / record | rows / record | pipeline peak RSS |"
     );
     let _ = writeln!(
         s,
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for r in runs {
         let (v, f) = (&r.produce_to_view_ms, &r.produce_to_frame_ms);
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:.0} | {} of {} | {} | {} ({}) | {:.1} | {:.0} MiB |",
+            "| {} | {} | {} | {} | {:.0} | {} of {} | {} | {} ({}) | {:.1} | {:.1} | {} | {:.0} MiB |",
             r.dataset,
             if r.speed > 0.0 {
                 format!("{}×", r.speed)
@@ -77,10 +77,20 @@ pub fn replay_table(runs: &[Replayed]) -> String {
             f.ms(P50_P99),
             r.spectators,
             r.pipeline_cpu_s,
+            r.pipeline_cpu_s * 1e6 / r.records.max(1) as f64,
+            per_point(&r.changelog, r.records as u64),
             mib(r.pipeline_peak_rss)
         );
     }
     s
+}
+
+/// Changelog bytes and rows per point, as two table cells.
+fn per_point(c: &crate::latency::Changelog, sent: u64) -> String {
+    match c.per(sent) {
+        Some((bytes, rows)) => format!("{bytes:.0} | {rows:.2}"),
+        None => "none sent | none sent".into(),
+    }
 }
 
 /// Picks one latency figure of a run (`None`: the run measured nothing).
@@ -181,21 +191,26 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "| offered points/s | sent points/s | produce→view p50 / p99 | produce→frame p50 / p99 / max | frames | pipeline cores | edge cores |"
+            "| offered points/s | sent points/s | produce→view p50 / p99 | produce→frame p50 / p99 / max | frames | pipeline cores | edge cores | pipeline µs / point | changelog bytes / point | rows / point |"
         );
-        let _ = writeln!(s, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        let _ = writeln!(
+            s,
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
         for r in &self.latency {
             let (v, f) = (&r.produce_to_view_ms, &r.produce_to_frame_ms);
             let _ = writeln!(
                 s,
-                "| {:.0} | {:.0} | {} | {} | {} | {:.2} | {:.2} |",
+                "| {:.0} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {} |",
                 r.offered_per_s,
                 r.sent_per_s,
                 v.ms(P50_P99),
                 f.ms(P50_P99_MAX),
                 r.frames,
                 r.pipeline_cores,
-                r.edge_cores
+                r.edge_cores,
+                r.pipeline_us_per_point,
+                per_point(&r.changelog, r.sent)
             );
         }
         if !self.replays.is_empty() {
