@@ -114,8 +114,8 @@ pub struct Run {
     pub pipeline_peak_rss: u64,
     /// Peak resident memory of the edge, bytes.
     pub edge_peak_rss: u64,
-    /// Pipeline CPU over the run per point sent (warm-up included), µs.
-    pub pipeline_us_per_point: f64,
+    /// Pipeline CPU over the run (warm-up included), seconds.
+    pub pipeline_cpu_s: f64,
     /// What the standings changelog carried over the run.
     pub changelog: Changelog,
     /// Points sent over the run, warm-up included.
@@ -298,12 +298,16 @@ pub struct Changelog {
 }
 
 impl Changelog {
-    /// Per point or crossing sent, `(bytes, rows)`; `None` when nothing was sent.
-    pub fn per(&self, sent: u64) -> Option<(f64, f64)> {
+    /// The cost of a point: `(pipeline µs, changelog bytes, changelog rows)`
+    /// per point sent, given the pipeline's CPU seconds over the same run;
+    /// `None` when nothing was sent.
+    pub fn per_point(&self, pipeline_cpu_s: f64, sent: u64) -> Option<(f64, f64, f64)> {
+        let n = sent as f64;
         (sent > 0).then(|| {
             (
-                self.bytes as f64 / sent as f64,
-                self.rows as f64 / sent as f64,
+                pipeline_cpu_s * 1e6 / n,
+                self.bytes as f64 / n,
+                self.rows as f64 / n,
             )
         })
     }
@@ -580,7 +584,7 @@ pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result
         edge_cores: (edge_cpu1 - edge_cpu0) / busy,
         pipeline_peak_rss: pipeline.peak_rss(),
         edge_peak_rss: edge.peak_rss(),
-        pipeline_us_per_point: (cpu1 - cpu0) * 1e6 / sent.max(1) as f64,
+        pipeline_cpu_s: cpu1 - cpu0,
         changelog: observed.changelog,
         sent: sent as u64,
     };
@@ -653,5 +657,16 @@ mod tests {
             h.record(v).unwrap();
         }
         assert_eq!(Percentiles::of(&h).ms(P50_P99), "50 / 99 ms");
+    }
+
+    #[test]
+    fn the_cost_of_a_point_is_none_when_nothing_was_sent() {
+        let c = Changelog {
+            records: 4,
+            bytes: 1_000,
+            rows: 30,
+        };
+        assert_eq!(c.per_point(2.0, 0), None);
+        assert_eq!(c.per_point(2.0, 10), Some((200_000.0, 100.0, 3.0)));
     }
 }

@@ -61,7 +61,7 @@ pub fn replay_table(runs: &[Replayed]) -> String {
         let (v, f) = (&r.produce_to_view_ms, &r.produce_to_frame_ms);
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:.0} | {} of {} | {} | {} ({}) | {:.1} | {:.1} | {} | {:.0} MiB |",
+            "| {} | {} | {} | {} | {:.0} | {} of {} | {} | {} ({}) | {:.1} | {} | {:.0} MiB |",
             r.dataset,
             if r.speed > 0.0 {
                 format!("{}×", r.speed)
@@ -77,19 +77,19 @@ pub fn replay_table(runs: &[Replayed]) -> String {
             f.ms(P50_P99),
             r.spectators,
             r.pipeline_cpu_s,
-            r.pipeline_cpu_s * 1e6 / r.records.max(1) as f64,
-            per_point(&r.changelog, r.records as u64),
+            per_point(&r.changelog, r.pipeline_cpu_s, r.records as u64),
             mib(r.pipeline_peak_rss)
         );
     }
     s
 }
 
-/// Changelog bytes and rows per point, as two table cells.
-fn per_point(c: &crate::latency::Changelog, sent: u64) -> String {
-    match c.per(sent) {
-        Some((bytes, rows)) => format!("{bytes:.0} | {rows:.2}"),
-        None => "none sent | none sent".into(),
+/// Pipeline µs, changelog bytes and rows per point, as three table cells;
+/// a run that sent nothing says so in each.
+fn per_point(c: &crate::latency::Changelog, pipeline_cpu_s: f64, sent: u64) -> String {
+    match c.per_point(pipeline_cpu_s, sent) {
+        Some((us, bytes, rows)) => format!("{us:.1} | {bytes:.0} | {rows:.2}"),
+        None => "none sent | none sent | none sent".into(),
     }
 }
 
@@ -201,7 +201,7 @@ impl Report {
             let (v, f) = (&r.produce_to_view_ms, &r.produce_to_frame_ms);
             let _ = writeln!(
                 s,
-                "| {:.0} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {} |",
+                "| {:.0} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {} |",
                 r.offered_per_s,
                 r.sent_per_s,
                 v.ms(P50_P99),
@@ -209,8 +209,7 @@ impl Report {
                 r.frames,
                 r.pipeline_cores,
                 r.edge_cores,
-                r.pipeline_us_per_point,
-                per_point(&r.changelog, r.sent)
+                per_point(&r.changelog, r.pipeline_cpu_s, r.sent)
             );
         }
         if !self.replays.is_empty() {
