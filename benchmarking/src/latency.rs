@@ -292,8 +292,8 @@ pub struct Changelog {
     pub records: u64,
     /// Their payload bytes.
     pub bytes: u64,
-    /// Rows in them: standings upserts and removals, split upserts and
-    /// removals, leader records.
+    /// Rows in them: ranks, standings upserts and removals, split upserts
+    /// and removals, leader records.
     pub rows: u64,
 }
 
@@ -418,7 +418,8 @@ impl Observers {
                         let change: StandingsChange = serde_json::from_slice(&raw.payload)?;
                         carried.records += 1;
                         carried.bytes += raw.payload.len() as u64;
-                        carried.rows += (change.upserts.len()
+                        carried.rows += (change.ranks.len()
+                            + change.upserts.len()
                             + change.removes.len()
                             + change.splits.len()
                             + change.split_removes.len()

@@ -270,7 +270,7 @@ for ds in ["gps", "chat", "tasks", "races", "tournament_events"]:
 n, distinct, sources = q("select count(*), count(distinct (kafka_partition, kafka_offset)), count(distinct (source_topic, source_partition, source_offset)) from read_parquet('{a}/dead_letters/*/*.parquet')")
 print("dead_letters", n, distinct, sources)
 # View changes: a key at most once per changelog record.
-for ds, key in [("standings", "participant"), ("splits", "participant, split"), ("leaders", "race"), ("room_members", "user"), ("room_messages", "room, seq"), ("results", "id"), ("tournament_changes", "tournament")]:
+for ds, key in [("standings", "participant"), ("ranks", "participant"), ("splits", "participant, split"), ("leaders", "race"), ("room_members", "user"), ("room_messages", "room, seq"), ("results", "id"), ("tournament_changes", "tournament")]:
     dup = q(f"select count(*) from (select kafka_partition, kafka_offset, {{key}}, count(*) c from read_parquet('{a}/{{ds}}/*/*.parquet') group by all having c > 1)")[0]
     rows = q(f"select count(*) from read_parquet('{a}/{{ds}}/*/*.parquet')")[0]
     print(ds, rows, dup)
@@ -299,6 +299,7 @@ for ds, key in [("standings", "participant"), ("splits", "participant, split"), 
     assert_eq!(dl[2], bad, "every bad record is dead-lettered");
     for ds in [
         "standings",
+        "ranks",
         "splits",
         "leaders",
         "room_members",
@@ -406,16 +407,20 @@ async fn live_equals_batch_and_the_readme_queries_run() {
 import duckdb, json
 rows = duckdb.sql("""
 with rows as (
-  select race, participant, rank, distance_m, laps, status, epoch_ms(last_seen) as last_seen
+  select race, participant, distance_m, laps, status, epoch_ms(last_seen) as last_seen
   from read_parquet('{a}/standings/*/*.parquet')
   qualify row_number() over (partition by race, participant order by kafka_offset desc) = 1
       and change = 'upsert'
+), ranks as (
+  select race, participant, rank from read_parquet('{a}/ranks/*/*.parquet')
+  qualify row_number() over (partition by race, participant order by kafka_offset desc) = 1
 ), leaders as (
   select race, distance_m as lead_m from read_parquet('{a}/leaders/*/*.parquet')
   qualify row_number() over (partition by race order by kafka_offset desc) = 1
 )
-select rows.*, round(lead_m - distance_m, 3) as gap_m
-from rows left join leaders using (race)
+select race, participant, rank, distance_m, laps, status, last_seen,
+       round(lead_m - distance_m, 3) as gap_m
+from rows join ranks using (race, participant) left join leaders using (race)
 order by race, rank
 """).fetchall()
 print(json.dumps(rows))

@@ -134,7 +134,10 @@ async fn records_flow_to_views_dead_letters_and_archive() {
         .collect();
     assert_eq!(got, want);
     assert_eq!(rows[0].participant, "b");
-    assert_eq!(rows.iter().map(|r| r.rank).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        rows.iter().map(|r| r.rank).collect::<Vec<_>>(),
+        [Some(1), Some(2), Some(3)]
+    );
 
     // A spectator: a snapshot first.
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws{}/ws/races/e2e", &base[4..]))

@@ -54,17 +54,24 @@ fn run(dataset: &Dataset, workers: usize) -> Views {
     .collect();
     differential_dataflow::consolidation::consolidate_updates(&mut updates);
     let (mut standings, mut splits): Views = Default::default();
+    let mut ranks: BTreeMap<(String, String), u32> = BTreeMap::new();
     for ((race, row), _, diff) in updates {
         assert_eq!(diff, 1, "final views hold each row once");
         match row {
             ViewRow::Standing(s) => standings.entry(race).or_default().push(s),
+            ViewRow::Rank(p) => assert!(ranks.insert((race, p.participant), p.rank).is_none()),
             ViewRow::Split(s) => splits.entry(race).or_default().push(s),
             ViewRow::Leader(_) => {}
         }
     }
-    for rows in standings.values_mut() {
-        rows.sort_by_key(|s| s.rank);
+    // Every row has one rank; a race's ranks are 1..=n.
+    for (race, rows) in standings.iter_mut() {
+        let rank = |s: &Standing| ranks[&(race.clone(), s.participant.clone())];
+        rows.sort_by_key(rank);
+        let got: Vec<u32> = rows.iter().map(rank).collect();
+        assert_eq!(got, (1..=rows.len() as u32).collect::<Vec<_>>(), "{race}");
     }
+    assert_eq!(ranks.len(), standings.values().map(Vec::len).sum::<usize>());
     (standings, splits)
 }
 
@@ -122,7 +129,8 @@ fn sailgp_finishing_orders_and_leg_times_agree_with_the_official_ones() {
             "SailGP {race}: {:?}",
             standings[race]
                 .iter()
-                .map(|s| (s.rank, s.participant.as_str(), s.status.name(), s.leg))
+                .enumerate()
+                .map(|(i, s)| (i + 1, s.participant.as_str(), s.status.name(), s.leg))
                 .collect::<Vec<_>>()
         );
     }

@@ -120,7 +120,6 @@ pub fn standing_change() -> SchemaRef {
         Field::new("seq", DataType::UInt64, false),
         id("change"),
         id("participant"),
-        Field::new("rank", DataType::UInt32, true),
         Field::new("name", DataType::Utf8, true),
         f64("distance_m"),
         Field::new("laps", DataType::UInt32, true),
@@ -146,6 +145,18 @@ pub fn leader_change() -> SchemaRef {
         Field::new("seq", DataType::UInt64, false),
         id("participant"),
         f64("distance_m"),
+    ])
+}
+
+/// The ranks of [`crate::StandingsChange`]s, a row per
+/// [`crate::RankChange`]: the participant's rank from `seq` on (until a
+/// later rank, or the participant's removal in the standings dataset).
+pub fn rank_change() -> SchemaRef {
+    schema([
+        id("race"),
+        Field::new("seq", DataType::UInt64, false),
+        id("participant"),
+        Field::new("rank", DataType::UInt32, false),
     ])
 }
 
@@ -257,6 +268,7 @@ mod tests {
             chat_event(),
             calc_task(),
             standing_change(),
+            rank_change(),
             split_change(),
             member_change(),
             dead_letter(),

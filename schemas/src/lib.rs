@@ -35,7 +35,7 @@ pub use time::Timestamp;
 pub use topics::Topics;
 pub use validate::{Validate, ValidationError};
 pub use views::{
-    Leader, RaceSummary, RoomChange, RoomMember, RoomMessage, Split, SplitKey, StandingRow,
-    StandingsChange, Status, TaskResult, TaskStatus,
+    Leader, RaceSummary, RankChange, RoomChange, RoomMember, RoomMessage, Split, SplitKey,
+    StandingRow, StandingsChange, Status, TaskResult, TaskStatus,
 };
 pub use wire::{DecodeError, Packed, decode};

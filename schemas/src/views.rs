@@ -37,8 +37,11 @@ impl Status {
 pub struct StandingRow {
     /// Race id.
     pub race: String,
-    /// 1 for the leader.
-    pub rank: u32,
+    /// 1 for the leader. Absent in the changelog, where ranks travel apart
+    /// ([`StandingsChange::ranks`]) so that a pass is not a change of every
+    /// row it passes; the edge puts it back in every row it serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<u32>,
     /// Participant id.
     pub participant: String,
     /// Display name (the id when the race lists none).
@@ -87,22 +90,38 @@ pub struct Leader {
     pub distance_m: Option<f64>,
 }
 
+/// A participant's place in a race's order, when it changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RankChange {
+    /// Participant id.
+    pub participant: String,
+    /// 1 for the leader.
+    pub rank: u32,
+}
+
 /// A change of one race's view, as written to `pace.standings` (keyed by race).
 ///
 /// `seq` numbers the changes of a race from 1 with no gap; a consumer that holds
-/// the view at `seq - 1` gets it at `seq` by replacing the `upserts` rows (by
-/// participant), dropping the `removes`, replacing the `splits` (by
-/// participant and split), dropping the `split_removes` and, if there is
-/// one, replacing the `leader`.
+/// the view at `seq - 1` gets it at `seq` by setting the `ranks` (by
+/// participant; a rank may come before its participant's first row),
+/// replacing the `upserts` rows (by participant; an upsert keeps the
+/// participant's rank unless the row carries one), dropping the `removes`
+/// (row and rank), replacing the `splits` (by participant and split),
+/// dropping the `split_removes` and, if there is one, replacing the
+/// `leader`.
 ///
-/// Only what changed is in a change: the rows of participants that moved or
-/// were passed, never the whole race because its leader moved.
+/// Only what changed is in a change: the rows of participants whose own
+/// progress changed, and the new rank of each participant that moved or was
+/// passed; never the whole race because its leader moved.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StandingsChange {
     /// Race id.
     pub race: String,
     /// The view's sequence number after this change.
     pub seq: u64,
+    /// Ranks that are new or changed, in rank order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ranks: Vec<RankChange>,
     /// Rows that are new or changed.
     pub upserts: Vec<StandingRow>,
     /// Participants no longer in the standings.

@@ -45,7 +45,10 @@ struct RaceView {
     names: HashMap<String, String>,
     version: u64,
     seq: u64,
+    /// Each participant's row, as the changelog last gave it.
     rows: BTreeMap<String, StandingRow>,
+    /// Each participant's rank (the changelog sends ranks apart from rows).
+    ranks: HashMap<String, u32>,
     splits: BTreeMap<SplitKey, Split>,
     leader: Option<Leader>,
     /// Delta frames after a snapshot point, by seq, contiguous up to `seq`.
@@ -68,6 +71,7 @@ impl RaceView {
             version: 0,
             seq: 0,
             rows: BTreeMap::new(),
+            ranks: HashMap::new(),
             splits: BTreeMap::new(),
             leader: None,
             history: VecDeque::new(),
@@ -79,17 +83,20 @@ impl RaceView {
         }
     }
 
-    fn named(&self, mut row: StandingRow) -> StandingRow {
+    /// A row as clients see it: with its display name and its rank.
+    fn shown(&self, row: &StandingRow) -> StandingRow {
+        let mut row = row.clone();
         if let Some(n) = self.names.get(&row.participant) {
             row.name.clone_from(n);
         }
+        row.rank = self.ranks.get(&row.participant).copied().or(row.rank);
         row
     }
 
+    /// Every row, in rank order (a row whose rank has not come yet last).
     fn ranked(&self) -> Vec<StandingRow> {
-        let mut rows: Vec<StandingRow> =
-            self.rows.values().map(|r| self.named(r.clone())).collect();
-        rows.sort_by_key(|r| r.rank);
+        let mut rows: Vec<StandingRow> = self.rows.values().map(|r| self.shown(r)).collect();
+        rows.sort_by_key(|r| (r.rank.unwrap_or(u32::MAX), r.participant.clone()));
         rows
     }
 
@@ -146,7 +153,7 @@ impl RaceView {
             id: race,
             participant,
             seq: self.seq,
-            row: self.rows.get(participant).map(|r| self.named(r.clone())),
+            row: self.rows.get(participant).map(|r| self.shown(r)),
             splits,
             split_removes,
             leader: self.leader.as_ref(),
@@ -184,6 +191,25 @@ impl RaceView {
         self.history.clear();
         self.history_bytes = 0;
     }
+}
+
+/// The rows a change moved or changed, as clients see them, in rank order:
+/// a client holds whole rows, so a participant that was passed gets its
+/// row again with the new rank.
+fn moved(view: &RaceView, change: &StandingsChange) -> Vec<StandingRow> {
+    let ids: BTreeSet<&str> = change
+        .upserts
+        .iter()
+        .map(|r| r.participant.as_str())
+        .chain(change.ranks.iter().map(|r| r.participant.as_str()))
+        .collect();
+    let mut rows: Vec<StandingRow> = ids
+        .into_iter()
+        .filter_map(|p| view.rows.get(p))
+        .map(|r| view.shown(r))
+        .collect();
+    rows.sort_by_key(|r| (r.rank.unwrap_or(u32::MAX), r.participant.clone()));
+    rows
 }
 
 /// A standings row as `GET /api/races/{id}/standings` serves it: the row
@@ -238,17 +264,25 @@ impl Races {
         let contiguous = change.seq == view.seq + 1;
         if change.seq == 1 {
             view.rows.clear();
+            view.ranks.clear();
             view.splits.clear();
             view.leader = None;
         }
         if !contiguous {
             tracing::warn!(race = %change.race, held = view.seq, got = change.seq, "standings sequence jumped; resending snapshot");
         }
-        for p in &change.removes {
-            view.rows.remove(p);
+        for r in &change.ranks {
+            view.ranks.insert(r.participant.clone(), r.rank);
         }
         for r in &change.upserts {
+            if let Some(rank) = r.rank {
+                view.ranks.insert(r.participant.clone(), rank);
+            }
             view.rows.insert(r.participant.clone(), r.clone());
+        }
+        for p in &change.removes {
+            view.rows.remove(p);
+            view.ranks.remove(p);
         }
         for k in &change.split_removes {
             view.splits.remove(k);
@@ -270,11 +304,7 @@ impl Races {
             let frame = ServerFrame::Delta(ViewDelta::Race {
                 id: &change.race,
                 seq,
-                upserts: change
-                    .upserts
-                    .iter()
-                    .map(|r| view.named(r.clone()))
-                    .collect(),
+                upserts: moved(view, &change),
                 removes: &change.removes,
                 splits: &change.splits,
                 split_removes: &change.split_removes,
@@ -303,6 +333,7 @@ impl Races {
                 .upserts
                 .iter()
                 .map(|r| r.participant.as_str())
+                .chain(change.ranks.iter().map(|r| r.participant.as_str()))
                 .chain(change.removes.iter().map(String::as_str))
                 .chain(change.splits.iter().map(|s| s.participant.as_str()))
                 .chain(change.split_removes.iter().map(|k| k.participant.as_str()))

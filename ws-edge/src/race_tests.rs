@@ -29,7 +29,7 @@ fn def() -> RaceDefinition {
 fn row(p: &str, rank: u32, d: f64) -> StandingRow {
     StandingRow {
         race: "r".into(),
-        rank,
+        rank: Some(rank),
         participant: p.into(),
         name: p.into(),
         distance_m: d,
@@ -49,6 +49,7 @@ fn change(seq: u64, upserts: Vec<StandingRow>, removes: Vec<&str>) -> StandingsC
     StandingsChange {
         race: "r".into(),
         seq,
+        ranks: vec![],
         upserts,
         removes: removes.into_iter().map(String::from).collect(),
         splits: vec![],
@@ -120,6 +121,102 @@ fn snapshot_then_deltas_in_sequence() {
     v.apply_standings(change(3, vec![], vec!["a"]));
     assert_eq!(v.standings("r").unwrap().1.len(), 1);
     assert_eq!(v.races()[0].participants, 1);
+}
+
+/// A changelog row without its rank, as the pipeline writes it.
+fn bare(p: &str, d: f64) -> StandingRow {
+    StandingRow {
+        rank: None,
+        ..row(p, 0, d)
+    }
+}
+
+fn ranks(list: &[(&str, u32)]) -> Vec<schemas::RankChange> {
+    list.iter()
+        .map(|(p, r)| schemas::RankChange {
+            participant: (*p).into(),
+            rank: *r,
+        })
+        .collect()
+}
+
+fn frame_rows(frame: &Frame) -> Vec<(String, u64, f64)> {
+    let v: serde_json::Value = serde_json::from_str(frame).unwrap();
+    let rows = v.get("upserts").or_else(|| v.get("rows")).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["participant"].as_str().unwrap().to_owned(),
+                r["rank"].as_u64().expect("every served row has its rank"),
+                r["distance_m"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn ranks_travel_apart_and_clients_get_whole_rows() {
+    let v = Races::default();
+    v.apply_race(def());
+    let mut s = v.subscribe_race("r", None).unwrap();
+    // A big change in two pieces: the ranks first, then the rows.
+    let mut c = change(1, vec![], vec![]);
+    c.ranks = ranks(&[("a", 1), ("b", 2), ("c", 3)]);
+    v.apply_standings(c);
+    v.apply_standings(change(
+        2,
+        vec![bare("a", 9.0), bare("b", 8.0), bare("c", 7.0)],
+        vec![],
+    ));
+    let rx = s.changes.as_mut().unwrap();
+    assert!(
+        frame_rows(&rx.try_recv().unwrap().frame).is_empty(),
+        "no row yet"
+    );
+    assert_eq!(
+        frame_rows(&rx.try_recv().unwrap().frame),
+        [
+            ("a".into(), 1, 9.0),
+            ("b".into(), 2, 8.0),
+            ("c".into(), 3, 7.0)
+        ]
+    );
+    // c passes b: c's row and two ranks in the changelog; clients get both
+    // rows whole, b's unchanged but for its rank.
+    let mut c = change(3, vec![bare("c", 8.5)], vec![]);
+    c.ranks = ranks(&[("c", 2), ("b", 3)]);
+    v.apply_standings(c);
+    assert_eq!(
+        frame_rows(&rx.try_recv().unwrap().frame),
+        [("c".into(), 2, 8.5), ("b".into(), 3, 8.0)]
+    );
+    // An upsert keeps the rank it had.
+    v.apply_standings(change(4, vec![bare("a", 9.5)], vec![]));
+    assert_eq!(
+        frame_rows(&rx.try_recv().unwrap().frame),
+        [("a".into(), 1, 9.5)]
+    );
+    let (_, rows) = v.standings("r").unwrap();
+    let order: Vec<(&str, Option<u32>)> = rows
+        .iter()
+        .map(|r| (r.row.participant.as_str(), r.row.rank))
+        .collect();
+    assert_eq!(order, [("a", Some(1)), ("c", Some(2)), ("b", Some(3))]);
+    let snapshot = v.race_snapshot("r").unwrap().2;
+    assert_eq!(
+        frame_rows(&snapshot),
+        [
+            ("a".into(), 1, 9.5),
+            ("c".into(), 2, 8.5),
+            ("b".into(), 3, 8.0)
+        ]
+    );
+    // A removal takes the rank with the row: a rank is never left behind.
+    v.apply_standings(change(5, vec![], vec!["b"]));
+    assert_eq!(v.standings("r").unwrap().1.len(), 2);
+    assert!(!v.races.read().unwrap()["r"].ranks.contains_key("b"));
 }
 
 #[test]

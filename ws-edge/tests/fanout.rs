@@ -99,7 +99,7 @@ fn change(seq: u64, rows: usize, pad: usize) -> StandingsChange {
             let p = (seq as usize + i) % 20;
             StandingRow {
                 race: "r".into(),
-                rank: p as u32 + 1,
+                rank: Some(p as u32 + 1),
                 participant: format!("p{p}"),
                 name: "x".repeat(pad),
                 distance_m: seq as f64 * 10.0 + i as f64,
@@ -118,6 +118,7 @@ fn change(seq: u64, rows: usize, pad: usize) -> StandingsChange {
     StandingsChange {
         race: "r".into(),
         seq,
+        ranks: vec![],
         upserts,
         removes: vec![],
         splits: vec![],

@@ -17,7 +17,9 @@ use schemas::{
 use super::table::{AnyTable, Origin, Table};
 use super::topic::{Topic, open_topic};
 use crate::SinkError;
-use crate::parquet::{DeadLetterRow, LeaderChange, MemberChange, Row, SplitChange, StandingChange};
+use crate::parquet::{
+    DeadLetterRow, LeaderChange, MemberChange, RankRow, Row, SplitChange, StandingChange,
+};
 
 /// How the records of one topic become rows.
 pub(super) trait Kind: Send + Sized + 'static {
@@ -123,9 +125,10 @@ impl<R: Single> Kind for One<R> {
     }
 }
 
-/// `pace.standings`: standings rows, splits and leaders.
+/// `pace.standings`: standings rows, ranks, splits and leaders.
 pub(super) struct Standings {
     rows: Table<StandingChange>,
+    ranks: Table<RankRow>,
     splits: Table<SplitChange>,
     leaders: Table<LeaderChange>,
 }
@@ -135,6 +138,7 @@ impl Kind for Standings {
     fn open(archive: Option<&Path>) -> Result<Self, SinkError> {
         Ok(Self {
             rows: Table::open(archive)?,
+            ranks: Table::open(archive)?,
             splits: Table::open(archive)?,
             leaders: Table::open(archive)?,
         })
@@ -148,6 +152,13 @@ impl Kind for Standings {
     fn push(&mut self, o: Origin, c: StandingsChange) -> usize {
         let (race, seq) = (&c.race, c.seq);
         let mut n = 0;
+        for rank in c.ranks {
+            n += usize::from(self.ranks.push(o.wrap(RankRow {
+                race: race.clone(),
+                seq,
+                rank,
+            })));
+        }
         for row in c.upserts {
             n += usize::from(self.rows.push(o.wrap(StandingChange {
                 race: race.clone(),
@@ -193,10 +204,15 @@ impl Kind for Standings {
         n
     }
     fn tables(&mut self) -> Vec<&mut dyn AnyTable> {
-        vec![&mut self.rows, &mut self.splits, &mut self.leaders]
+        vec![
+            &mut self.rows,
+            &mut self.ranks,
+            &mut self.splits,
+            &mut self.leaders,
+        ]
     }
     fn tables_ref(&self) -> Vec<&dyn AnyTable> {
-        vec![&self.rows, &self.splits, &self.leaders]
+        vec![&self.rows, &self.ranks, &self.splits, &self.leaders]
     }
 }
 

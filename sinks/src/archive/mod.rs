@@ -363,28 +363,31 @@ mod tests {
     fn a_changelog_record_gives_rows_in_two_datasets_each_resuming_on_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        // With `splits`, a change also passes a split and moves the leader.
+        // With `splits`, a change also ranks, passes a split and moves the leader.
         let change = |seq: u64, splits: bool| {
+            let ranks = r#""ranks":[{"participant":"a","rank":1}],"#;
             let split = r#"{"race":"r","participant":"a","split":1,"time":5,"position":1}"#;
             let leader = r#","leader":{"participant":"a","distance_m":1.0}"#;
             format!(
-                r#"{{"race":"r","seq":{seq},"upserts":[{{"race":"r","rank":1,"participant":"a","name":"A","distance_m":1.0,"last_seen":5,"status":"racing"}}],"removes":["b"],"splits":[{}]{}}}"#,
+                r#"{{"race":"r","seq":{seq},{}"upserts":[{{"race":"r","participant":"a","name":"A","distance_m":1.0,"last_seen":5,"status":"racing"}}],"removes":["b"],"splits":[{}]{}}}"#,
+                if splits { ranks } else { "" },
                 if splits { split } else { "" },
                 if splits { leader } else { "" }
             )
         };
         let mut t = open_topic::<Standings>("pace.standings", Some(root)).unwrap();
-        assert_eq!(t.count(&raw(0, 0, change(1, true))), vec![2, 1, 1]);
+        assert_eq!(t.count(&raw(0, 0, change(1, true))), vec![2, 1, 1, 1]);
         t.push(&raw(0, 0, change(1, true))).unwrap();
         t.push(&raw(0, 1, change(2, false))).unwrap();
         t.roll(0).unwrap();
         t.push(&raw(0, 2, change(3, false))).unwrap();
         t.roll(0).unwrap();
-        // Standings cover 0..=2, splits and leaders only 0..=1 (none since):
+        // Standings cover 0..=2, ranks, splits and leaders only 0..=1 (none since):
         // a restart reads from 2 again, and only they would take offset 2.
         let t = open_topic::<Standings>("pace.standings", Some(root)).unwrap();
         assert_eq!(t.start(0), 2);
         assert_eq!(files(root, "standings").len(), 2);
+        assert_eq!(files(root, "ranks")[0].1.last, 1);
         assert_eq!(files(root, "splits")[0].1.last, 1);
         assert_eq!(files(root, "leaders")[0].1.last, 1);
     }

@@ -26,7 +26,9 @@ use crate::SinkError;
 mod rows;
 
 use rows::times;
-pub use rows::{Change, DeadLetterRow, LeaderChange, MemberChange, SplitChange, StandingChange};
+pub use rows::{
+    Change, DeadLetterRow, LeaderChange, MemberChange, RankRow, SplitChange, StandingChange,
+};
 
 /// Most rows in one Parquet row group: large enough for scans, small enough
 /// that a reader holds one comfortably.

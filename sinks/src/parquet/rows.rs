@@ -16,8 +16,8 @@ use arrow_schema::SchemaRef;
 use ingest::source::Envelope;
 use schemas::tournament::{TournamentChange, TournamentEvent};
 use schemas::{
-    CalcTask, ChatEvent, GpsPoint, Leader, RaceDefinition, RoomMember, RoomMessage, Split,
-    SplitKey, StandingRow, TaskResult, TimingCrossing,
+    CalcTask, ChatEvent, GpsPoint, Leader, RaceDefinition, RankChange, RoomMember, RoomMessage,
+    Split, SplitKey, StandingRow, TaskResult, TimingCrossing,
 };
 
 use super::Row;
@@ -300,7 +300,6 @@ impl Row for StandingChange {
             Arc::new(UInt64Array::from_iter_values(r().map(|c| c.seq))),
             ids(r().map(|c| Some(change(c).name()))),
             ids(r().map(|c| Some(c.participant.as_str()))),
-            u32s(row().map(|s| s.map(|s| s.rank))),
             texts(row().map(|s| s.map(|s| s.name.as_str()))),
             f64s(row().map(|s| s.map(|s| s.distance_m))),
             u32s(row().map(|s| s.and_then(|s| s.laps))),
@@ -313,6 +312,33 @@ impl Row for StandingChange {
             times(row().map(|s| s.and_then(|s| s.eta.map(|t| t.0)))),
             f64s(row().map(|s| s.and_then(|s| s.position.map(|p| p.lat)))),
             f64s(row().map(|s| s.and_then(|s| s.position.map(|p| p.lon)))),
+        ]
+    }
+}
+
+/// A participant's rank in a standings change that moved it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RankRow {
+    /// Race id.
+    pub race: String,
+    /// The change's sequence number.
+    pub seq: u64,
+    /// Who, and where from this change on.
+    pub rank: RankChange,
+}
+
+impl Row for RankRow {
+    const DATASET: &'static str = "ranks";
+    fn schema() -> SchemaRef {
+        schemas::arrow::rank_change()
+    }
+    fn columns(rows: &[Envelope<Self>]) -> Vec<ArrayRef> {
+        let r = || rows.iter().map(|e| &e.record);
+        vec![
+            ids(r().map(|c| Some(c.race.as_str()))),
+            Arc::new(UInt64Array::from_iter_values(r().map(|c| c.seq))),
+            ids(r().map(|c| Some(c.rank.participant.as_str()))),
+            Arc::new(UInt32Array::from_iter_values(r().map(|c| c.rank.rank))),
         ]
     }
 }

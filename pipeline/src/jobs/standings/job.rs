@@ -2,14 +2,14 @@
 //! and race definitions in; per race and epoch a [`StandingsChange`] out to
 //! `pace.standings`, with the race's next sequence number (in pieces of at
 //! most [`MAX_CHANGE_ROWS`] rows, so no record outgrows the broker's limit):
-//! the rows that changed and, when it moved, the leader.
+//! the ranks and rows that changed and, when it moved, the leader.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use differential_dataflow::VecCollection;
 use ingest::source::{DeadLetter, Envelope};
 use schemas::{
-    GpsPoint, RaceDefinition, Split, SplitKey, StandingRow, StandingsChange, Timestamp,
+    GpsPoint, RaceDefinition, RankChange, Split, SplitKey, StandingRow, StandingsChange, Timestamp,
     TimingCrossing, Topics,
 };
 use timely::dataflow::operators::vec::Map;
@@ -110,6 +110,7 @@ fn standings_changes(
 ) -> Vec<StandingsChange> {
     #[derive(Default)]
     struct Change {
+        ranks: BTreeMap<String, u32>,
         upserts: BTreeMap<String, StandingRow>,
         removes: BTreeSet<String>,
         splits: BTreeMap<SplitKey, Split>,
@@ -132,6 +133,11 @@ fn standings_changes(
                     change.removes.insert(s.participant);
                 }
             }
+            // A rank only retracted went with its participant's row.
+            ViewRow::Rank(p) if diff > 0 => {
+                change.ranks.insert(p.participant, p.rank);
+            }
+            ViewRow::Rank(_) => {}
             ViewRow::Split(s) => {
                 let key = SplitKey {
                     participant: s.participant.clone(),
@@ -150,20 +156,27 @@ fn standings_changes(
     }
     let mut out = Vec::new();
     for (race, c) in by_race {
+        let mut ranks: Vec<RankChange> = c
+            .ranks
+            .into_iter()
+            .map(|(participant, rank)| RankChange { participant, rank })
+            .collect();
+        ranks.sort_by_key(|r| r.rank);
         let mut upserts: Vec<StandingRow> = c.upserts.into_values().collect();
-        upserts.sort_by_key(|r| r.rank);
         let seq = seqs.entry(race.clone()).or_default();
         // A change of a big race goes out in pieces of at most
-        // MAX_CHANGE_ROWS rows, removals and splits together, each with the
-        // next sequence number, so that no record outgrows what the broker
-        // takes (1 MB by default). Applied in order, the pieces make the
-        // whole change.
+        // MAX_CHANGE_ROWS ranks, rows, removals and splits together, each
+        // with the next sequence number, so that no record outgrows what the
+        // broker takes (1 MB by default). Applied in order, the pieces make
+        // the whole change; ranks go first, so that no row is ever held
+        // without its rank.
         let mut removes: Vec<String> = c.removes.into_iter().collect();
         let mut splits: Vec<Split> = c.splits.into_values().collect();
         let mut split_removes: Vec<SplitKey> = c.split_removes.into_iter().collect();
         let mut leader = c.leader;
         loop {
             let mut room = MAX_CHANGE_ROWS;
+            let ranks_now = take_front(&mut ranks, &mut room);
             let upserts_now = take_front(&mut upserts, &mut room);
             let removes_now = take_front(&mut removes, &mut room);
             let splits_now = take_front(&mut splits, &mut room);
@@ -172,13 +185,15 @@ fn standings_changes(
             out.push(StandingsChange {
                 race: race.clone(),
                 seq: *seq,
+                ranks: ranks_now,
                 upserts: upserts_now,
                 removes: removes_now,
                 splits: splits_now,
                 split_removes: split_removes_now,
                 leader: leader.take(),
             });
-            if upserts.is_empty()
+            if ranks.is_empty()
+                && upserts.is_empty()
                 && removes.is_empty()
                 && splits.is_empty()
                 && split_removes.is_empty()
@@ -190,8 +205,8 @@ fn standings_changes(
     out
 }
 
-/// Most standings rows, removals and splits in one changelog record (a row
-/// is about 300 bytes, a split less).
+/// Most ranks, standings rows, removals and splits in one changelog record
+/// (a row is about 300 bytes, a split or a rank less).
 const MAX_CHANGE_ROWS: usize = 1000;
 
 /// Takes up to `room` items off the front of `items`, leaving the rest in
@@ -207,7 +222,7 @@ fn standing_row(race: &str, s: &Standing) -> StandingRow {
     let seconds = |ms: i64| ms as f64 / 1000.0;
     StandingRow {
         race: race.to_owned(),
-        rank: s.rank,
+        rank: None,
         participant: s.participant.clone(),
         name: s.participant.clone(),
         distance_m: s.progress_mm as f64 / 1000.0,
@@ -246,10 +261,10 @@ fn split_row(race: &str, s: &SplitRow) -> Split {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::standings::Place;
 
     fn standing(i: u32) -> Standing {
         Standing {
-            rank: i + 1,
             participant: format!("p{i:05}"),
             status: schemas::Status::Racing,
             progress_mm: 1_000_000 - i64::from(i),
@@ -264,23 +279,36 @@ mod tests {
         }
     }
 
+    fn place(i: u32) -> ViewRow {
+        ViewRow::Rank(Place {
+            participant: format!("p{i:05}"),
+            rank: i + 1,
+        })
+    }
+
     #[test]
     fn a_big_race_change_goes_out_in_pieces_with_consecutive_seqs() {
-        // 2,005 rows, a removal and 1,500 splits: 3,506 items, so 4 pieces.
-        let runners = 2 * MAX_CHANGE_ROWS as u32 + 5;
+        // 1,005 rows and 1,005 ranks, a removal and 1,500 splits: 3,511
+        // items, so 4 pieces.
+        let runners = MAX_CHANGE_ROWS as u32 + 5;
         let split = |i: u32| SplitRow {
             participant: format!("p{i:05}"),
             split: 1,
             time_ms: i64::from(i),
             position: i + 1,
         };
+        let big = |row| (("big".to_owned(), row), 1);
         let updates: Vec<((String, ViewRow), isize)> = (0..runners)
-            .map(|i| (("big".to_owned(), ViewRow::Standing(standing(i))), 1))
-            .chain((0..1500).map(|i| (("big".to_owned(), ViewRow::Split(split(i))), 1)))
-            .chain(std::iter::once((
-                ("big".to_owned(), ViewRow::Standing(standing(runners + 1))),
-                -1,
-            )))
+            .rev()
+            .flat_map(|i| [big(ViewRow::Standing(standing(i))), big(place(i))])
+            .chain((0..1500).map(|i| big(ViewRow::Split(split(i)))))
+            .chain([
+                (
+                    ("big".to_owned(), ViewRow::Standing(standing(runners + 1))),
+                    -1,
+                ),
+                (("big".to_owned(), place(runners + 1)), -1),
+            ])
             .collect();
         let mut seqs = BTreeMap::from([("big".to_owned(), 7)]);
         let changes = standings_changes(updates, &mut seqs);
@@ -290,16 +318,35 @@ mod tests {
         );
         assert_eq!(seqs["big"], 11);
         for c in &changes {
-            let items = c.upserts.len() + c.removes.len() + c.splits.len() + c.split_removes.len();
+            let items = c.ranks.len()
+                + c.upserts.len()
+                + c.removes.len()
+                + c.splits.len()
+                + c.split_removes.len();
             assert!(items <= MAX_CHANGE_ROWS, "{items} items in one record");
             assert!(serde_json::to_vec(c).unwrap().len() < 1_000_000);
+            assert!(c.upserts.iter().all(|r| r.rank.is_none()));
         }
-        // Every row once, in rank order; the removal and every split once.
-        let ranks: Vec<u32> = changes
+        // Every rank once, in rank order, each before its participant's row.
+        let ranks: Vec<(u64, u32)> = changes
             .iter()
-            .flat_map(|c| c.upserts.iter().map(|r| r.rank))
+            .flat_map(|c| c.ranks.iter().map(|r| (c.seq, r.rank)))
             .collect();
-        assert_eq!(ranks, (1..=runners).collect::<Vec<_>>());
+        assert_eq!(
+            ranks.iter().map(|r| r.1).collect::<Vec<_>>(),
+            (1..=runners).collect::<Vec<_>>()
+        );
+        let mut rows: Vec<(u64, u32)> = changes
+            .iter()
+            .flat_map(|c| {
+                c.upserts
+                    .iter()
+                    .map(|r| (c.seq, r.participant[1..].parse::<u32>().unwrap() + 1))
+            })
+            .collect();
+        rows.sort_by_key(|r| r.1);
+        assert_eq!(rows.len(), runners as usize);
+        assert!(ranks.iter().zip(&rows).all(|(r, row)| r.0 <= row.0));
         let removes: Vec<&String> = changes.iter().flat_map(|c| &c.removes).collect();
         assert_eq!(removes, [&format!("p{:05}", runners + 1)]);
         let splits: Vec<i64> = changes
@@ -310,5 +357,59 @@ mod tests {
         // A change that fits stays one record.
         let small = vec![(("s".to_owned(), ViewRow::Standing(standing(0))), 1)];
         assert_eq!(standings_changes(small, &mut seqs).len(), 1);
+    }
+
+    #[test]
+    fn a_pass_costs_two_ranks_and_one_row() {
+        // p1 passes p0: p1's row changes, both ranks change, p0's row does not.
+        let ahead = Standing {
+            progress_mm: 2_000_000,
+            ..standing(1)
+        };
+        let updates = vec![
+            (("r".to_owned(), ViewRow::Standing(standing(1))), -1),
+            (("r".to_owned(), ViewRow::Standing(ahead)), 1),
+            (("r".to_owned(), place(0)), -1),
+            (("r".to_owned(), place(1)), -1),
+            (
+                (
+                    "r".to_owned(),
+                    ViewRow::Rank(Place {
+                        participant: "p00000".into(),
+                        rank: 2,
+                    }),
+                ),
+                1,
+            ),
+            (
+                (
+                    "r".to_owned(),
+                    ViewRow::Rank(Place {
+                        participant: "p00001".into(),
+                        rank: 1,
+                    }),
+                ),
+                1,
+            ),
+        ];
+        let changes = standings_changes(updates, &mut BTreeMap::new());
+        assert_eq!(changes.len(), 1);
+        let c = &changes[0];
+        assert_eq!(
+            c.ranks,
+            [
+                RankChange {
+                    participant: "p00001".into(),
+                    rank: 1
+                },
+                RankChange {
+                    participant: "p00000".into(),
+                    rank: 2
+                },
+            ]
+        );
+        assert_eq!(c.upserts.len(), 1);
+        assert_eq!(c.upserts[0].distance_m, 2000.0);
+        assert!(c.removes.is_empty());
     }
 }

@@ -14,8 +14,8 @@
 //! 2. **Rank** (a timely operator, exchanged by race): each race's
 //!    participants in an ordered index by [`RankKey`], each split's passes in
 //!    one by time; a changed participant moves past the ones it passes, and
-//!    an epoch emits only the rows whose rank or content changed, plus the
-//!    race's [`Leader`] when it moved.
+//!    an epoch emits only the standings whose content changed, the places
+//!    that changed, and the race's [`Leader`] when it moved.
 //!
 //! **The order** ([`RankKey`]): racing and finished participants first,
 //! then retired ones (unseen for the race's `retire_after_s` while others
@@ -24,11 +24,13 @@
 //! that goes to the smaller participant id. At a split, the earlier pass
 //! first, a tie to the smaller participant id.
 //!
-//! **Rows that stay put.** A row holds the participant's own progress, its
-//! rank and its gap in time at its latest split (which another's move does
-//! not change); the distance to the leader is the [`Leader`] record's
-//! progress minus the row's, computed where it is shown, so a leader's step
-//! is one record, not a row per participant.
+//! **Rows that stay put.** A [`Standing`] holds the participant's own
+//! progress and its gap in time at its latest split, which another's move
+//! does not change; its rank is a [`Place`] of its own, so a pass changes
+//! one standing and the places of those passed, each a few bytes. The
+//! distance to the leader is the [`Leader`] record's progress minus the
+//! row's, computed where it is shown, so a leader's step is one record, not
+//! a row per participant.
 //!
 //! **The lateness horizon.** A point more than its race's
 //! `allowed_lateness_s` (default 120) behind the participant's latest
@@ -82,8 +84,6 @@ pub use track::{Fold, Obs, Progress, fold_all};
 /// One row of a race's standings, as the job computes it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Standing {
-    /// 1 for the leader.
-    pub rank: u32,
     /// Participant id.
     pub participant: String,
     /// Not started, racing, finished or retired.
@@ -140,12 +140,24 @@ impl Leader {
     }
 }
 
-/// A row of a race's view, keyed by race id: a standing, a split, or the
-/// race's leader.
+/// A participant's place in its race's order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Place {
+    /// Participant id.
+    pub participant: String,
+    /// 1 for the leader.
+    pub rank: u32,
+}
+
+/// A row of a race's view, keyed by race id: a standing, a place, a split,
+/// or the race's leader.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ViewRow {
-    /// A participant's standing.
+    /// A participant's standing: its own progress, which another's move
+    /// does not change.
     Standing(Standing),
+    /// A participant's rank, which another's move does.
+    Rank(Place),
     /// A participant's passage of a split.
     Split(SplitRow),
     /// Who leads, and how far.
@@ -293,16 +305,9 @@ fn status_at(p: &Progress, clock: i64) -> Status {
     }
 }
 
-/// `p`'s row at `rank`; `lead` gives the time of the first participant
-/// through a split.
-fn standing(
-    p: &Progress,
-    rank: u32,
-    status: Status,
-    lead: impl Fn(u32) -> Option<i64>,
-) -> Standing {
+/// `p`'s row; `lead` gives the time of the first participant through a split.
+fn standing(p: &Progress, status: Status, lead: impl Fn(u32) -> Option<i64>) -> Standing {
     Standing {
-        rank,
         status,
         gap_ms: p
             .last_split
@@ -319,8 +324,9 @@ fn standing(
     }
 }
 
-/// Ranks a race's participants the plain way, by sorting; `leads` holds,
-/// per split, the time of the first participant through it.
+/// Ranks a race's participants the plain way, by sorting: the rows in rank
+/// order (the first is rank 1); `leads` holds, per split, the time of the
+/// first participant through it.
 pub fn rank(
     progress: Vec<Progress>,
     leads: &BTreeMap<u32, i64>,
@@ -334,12 +340,7 @@ pub fn rank(
     let leader = keyed.first().map(|(_, p)| Leader::of(p));
     let rows = keyed
         .iter()
-        .enumerate()
-        .map(|(i, (_, p))| {
-            standing(p, i as u32 + 1, status_at(p, clock), |s| {
-                leads.get(&s).copied()
-            })
-        })
+        .map(|(_, p)| standing(p, status_at(p, clock), |s| leads.get(&s).copied()))
         .collect();
     (rows, leader)
 }
@@ -347,7 +348,7 @@ pub fn rank(
 /// What [`reference`] computes, by race id.
 #[derive(Debug, Default)]
 pub struct ReferenceViews {
-    /// Each race's standings, in rank order.
+    /// Each race's standings, in rank order (the first is rank 1).
     pub standings: BTreeMap<String, Vec<Standing>>,
     /// Each race's splits, by split then position.
     pub splits: BTreeMap<String, Vec<SplitRow>>,
@@ -360,10 +361,14 @@ impl ReferenceViews {
     pub fn rows(self) -> BTreeSet<(String, ViewRow)> {
         let mut out = BTreeSet::new();
         for (race, list) in self.standings {
-            out.extend(
-                list.into_iter()
-                    .map(|s| (race.clone(), ViewRow::Standing(s))),
-            );
+            for (i, s) in list.into_iter().enumerate() {
+                let place = Place {
+                    participant: s.participant.clone(),
+                    rank: i as u32 + 1,
+                };
+                out.insert((race.clone(), ViewRow::Rank(place)));
+                out.insert((race.clone(), ViewRow::Standing(s)));
+            }
         }
         for (race, list) in self.splits {
             out.extend(list.into_iter().map(|s| (race.clone(), ViewRow::Split(s))));

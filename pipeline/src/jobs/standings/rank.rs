@@ -1,10 +1,12 @@
 //! The rank stage of `race_standings`: a timely operator, exchanged by race,
 //! that keeps each race's participants in a [`Ladder`] by the ranking key
 //! and each split's passes in a ladder by time, and emits, once the
-//! frontier has passed an epoch, only the rows that changed: the
-//! participants whose progress changed, the ones they passed, the ones the
-//! race clock retired or brought back, and the race's [`Leader`] when it
-//! moved. A point costs O(log n + places moved), not a sort of the race.
+//! frontier has passed an epoch, only the rows that changed: the standings
+//! of the participants whose progress changed and of the ones the race
+//! clock retired or brought back, the places of those and of the ones they
+//! passed, and the race's [`Leader`] when it moved. A point costs
+//! O(log n + places moved), not a sort of the race, and a place passed is a
+//! [`Place`] of a few bytes, not the passed participant's whole row.
 //!
 //! Its state is derived from the track stage's output, which a restore
 //! re-emits whole at the initial time, so it needs no snapshot of its own.
@@ -19,7 +21,9 @@ use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use super::ladder::Ladder;
-use super::{Leader, Progress, RankKey, SplitRow, Tracked, ViewRow, rank_key, standing, status_at};
+use super::{
+    Leader, Place, Progress, RankKey, SplitRow, Tracked, ViewRow, rank_key, standing, status_at,
+};
 use crate::jobs::hash;
 use crate::jobs::stash::Stash;
 
@@ -90,6 +94,8 @@ struct RaceRank {
     clock: i64,
     splits: BTreeMap<u32, SplitRank>,
     emitted: HashMap<String, super::Standing>,
+    /// Each participant's rank, as emitted.
+    places: HashMap<String, u32>,
     leader: Option<Leader>,
 }
 
@@ -201,7 +207,8 @@ impl RaceRank {
             }
         }
 
-        // The standings: move the dirty ones, then emit every row whose rank or content changed.
+        // The standings: move the dirty ones; emit the rows whose content
+        // changed, then the places that changed, theirs and those they passed.
         let mut moves = Vec::new();
         for id in &dirty {
             let new = self
@@ -216,9 +223,10 @@ impl RaceRank {
                 moves.push((old, new));
             }
         }
+        let mut passed: BTreeSet<String> = BTreeSet::new();
         self.ladder.apply(moves, |k| {
             if !dirty.contains(&k.4) {
-                dirty.insert(k.4.clone());
+                passed.insert(k.4.clone());
             }
         });
         let splits = &self.splits;
@@ -228,16 +236,33 @@ impl RaceRank {
                 .and_then(|s| s.ladder.first())
                 .map(|k| k.0)
         };
-        for id in dirty {
-            let row = self.progress.get(&id).map(|p| {
-                let rank = self.ladder.rank(&self.keys[&id]).expect("in the ladder");
-                standing(p, rank, status_at(p, self.clock), lead)
-            });
+        for id in &dirty {
+            let row = self
+                .progress
+                .get(id)
+                .map(|p| standing(p, status_at(p, self.clock), lead));
             let old = match &row {
-                Some(r) => self.emitted.insert(id, r.clone()),
-                None => self.emitted.remove(&id),
+                Some(r) => self.emitted.insert(id.clone(), r.clone()),
+                None => self.emitted.remove(id),
             };
             emit(old, row, ViewRow::Standing, &mut give);
+        }
+        for id in dirty.into_iter().chain(passed) {
+            let rank = self
+                .keys
+                .get(&id)
+                .map(|k| self.ladder.rank(k).expect("in the ladder"));
+            let old = match rank {
+                Some(r) => self.places.insert(id.clone(), r),
+                None => self.places.remove(&id),
+            };
+            if old != rank {
+                let place = |rank| Place {
+                    participant: id.clone(),
+                    rank,
+                };
+                emit(old.map(place), rank.map(place), ViewRow::Rank, &mut give);
+            }
         }
         let leader = self
             .ladder
