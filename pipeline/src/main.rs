@@ -9,6 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use pace_pipeline::app::{self, Common, InputTopic, Recorded, Replay};
 use pace_pipeline::runtime::PipelineConfig;
 
+/// mimalloc, not glibc's malloc: the dataflow allocates and frees many small
+/// rows per point (see the workspace Cargo.toml for the figure).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// pace: a real-time event platform. Kafka in, incremental dataflow views out,
 /// served live over WebSocket and archived to Parquet.
 #[derive(Parser, Debug)]
