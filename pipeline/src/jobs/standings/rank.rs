@@ -109,19 +109,23 @@ impl RaceRank {
     fn apply(&mut self, mut updates: Vec<(Tracked, isize)>, mut give: impl FnMut(ViewRow, isize)) {
         // Retractions first: a participant's old progress, then its new one.
         updates.sort_by_key(|(_, diff)| *diff > 0);
+        // Each participant's progress after the epoch: `None` for gone,
+        // absent for unchanged (a retraction is of the held progress).
         let mut progress: BTreeMap<String, Option<Progress>> = BTreeMap::new();
         let mut passes: BTreeMap<u32, BTreeMap<String, Option<i64>>> = BTreeMap::new();
         for (t, diff) in updates {
             match t {
+                Tracked::Progress(_, p) if diff > 0 => {
+                    progress.insert(p.participant.clone(), Some(p));
+                }
                 Tracked::Progress(_, p) => {
-                    let id = p.participant.clone();
-                    let now = progress
-                        .entry(id.clone())
-                        .or_insert_with(|| self.progress.get(&id).cloned());
-                    if diff > 0 {
-                        *now = Some(p);
-                    } else if now.as_ref() == Some(&p) {
-                        *now = None;
+                    let now = progress.get(&p.participant);
+                    let held = match now {
+                        Some(now) => now.as_ref() == Some(&p),
+                        None => self.progress.get(&p.participant) == Some(&p),
+                    };
+                    if held {
+                        progress.insert(p.participant, None);
                     }
                 }
                 Tracked::Split(_, split, id, time) => {

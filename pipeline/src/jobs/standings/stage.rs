@@ -135,17 +135,18 @@ impl Participant {
             Some((k, f)) => (f.clone(), Some(k.clone())),
             None => (Fold::new(race), None),
         };
+        // The last fold is taken, not cloned: it is replaced below.
         let (mut fold, after) = match std::mem::replace(&mut self.dirty, Dirty::Clean) {
-            Dirty::Clean => match &self.last {
-                Some((k, f)) => (f.clone(), Some(k.clone())),
+            Dirty::Clean => match self.last.take() {
+                Some((k, f)) => (f, Some(k)),
                 None => initial(&self.base),
             },
             Dirty::All => {
                 self.checkpoints.clear();
                 initial(&self.base)
             }
-            Dirty::From(from) => match &self.last {
-                Some((k, f)) if *k < from => (f.clone(), Some(k.clone())),
+            Dirty::From(from) => match self.last.take() {
+                Some((k, f)) if k < from => (f, Some(k)),
                 _ => {
                     self.checkpoints.split_off(&from);
                     match self.checkpoints.last_key_value() {
