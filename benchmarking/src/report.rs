@@ -133,6 +133,45 @@ pub fn restart_table(runs: &[crate::suite::Restart]) -> String {
     s
 }
 
+/// The produce→frame p99 a load must stay under to count as kept up with.
+pub const UNDER_MS: u64 = 100;
+
+/// The highest offered load whose produce→frame p99 stayed under `ms`; a
+/// run that measured no frame does not count.
+pub fn highest_load_under(runs: &[Run], ms: u64) -> Option<f64> {
+    runs.iter()
+        .filter(|r| r.produce_to_frame_ms.count > 0 && r.produce_to_frame_ms.p99 < ms)
+        .map(|r| r.offered_per_s)
+        .reduce(f64::max)
+}
+
+/// The sentence the report gives [`highest_load_under`].
+fn highest_load_line(runs: &[Run], ms: u64) -> String {
+    let offered: Vec<String> = runs
+        .iter()
+        .map(|r| format!("{:.0}", r.offered_per_s))
+        .collect();
+    let top = runs.iter().map(|r| r.offered_per_s).reduce(f64::max);
+    match highest_load_under(runs, ms) {
+        Some(load) if Some(load) == top => format!(
+            "Highest offered load with produce→frame p99 under {ms} ms: {load:.0} points/s, the highest run (of {}); higher `--loads` would find the limit.",
+            offered.join(", ")
+        ),
+        Some(load) => format!(
+            "Highest offered load with produce→frame p99 under {ms} ms: {load:.0} points/s (of {}).",
+            offered.join(", ")
+        ),
+        None => format!(
+            "Highest offered load with produce→frame p99 under {ms} ms: none (of {}): every run was slower or measured nothing.",
+            if offered.is_empty() {
+                "no runs".to_owned()
+            } else {
+                offered.join(", ")
+            }
+        ),
+    }
+}
+
 impl Report {
     /// The headline figures as Markdown.
     pub fn markdown(&self) -> String {
@@ -212,6 +251,7 @@ impl Report {
                 per_point(&r.changelog, r.pipeline_cpu_s, r.sent)
             );
         }
+        let _ = writeln!(s, "\n{}", highest_load_line(&self.latency, UNDER_MS));
         if !self.replays.is_empty() {
             let _ = writeln!(s, "\n### Recorded races, replayed as fast as possible\n");
             s.push_str(&replay_table(&self.replays));
@@ -350,5 +390,59 @@ impl Report {
         }
         s.push_str("</svg>\n");
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::latency::Percentiles;
+
+    fn run(offered: f64, count: u64, p99: u64) -> Run {
+        let frame = Percentiles {
+            count,
+            p50: p99 / 2,
+            p90: p99,
+            p99,
+            p999: p99,
+            max: p99,
+        };
+        Run {
+            offered_per_s: offered,
+            sent_per_s: offered,
+            spectators: 1000,
+            workers: 2,
+            tick_ms: 50,
+            seconds: 10.0,
+            produce_to_view_ms: frame.clone(),
+            produce_to_frame_ms: frame,
+            frames: count,
+            pipeline_cores: 0.5,
+            edge_cores: 0.2,
+            pipeline_peak_rss: 0,
+            edge_peak_rss: 0,
+            pipeline_cpu_s: 5.0,
+            changelog: Default::default(),
+            sent: 100,
+        }
+    }
+
+    #[test]
+    fn the_highest_load_under_the_bound_skips_slow_and_unmeasured_runs() {
+        let runs = [
+            run(10_000.0, 5, 80),
+            run(25_000.0, 5, 99),
+            run(50_000.0, 5, 176),
+        ];
+        assert_eq!(highest_load_under(&runs, 100), Some(25_000.0));
+        assert!(
+            highest_load_line(&runs, 100).contains(": 25000 points/s (of 10000, 25000, 50000)")
+        );
+        // A collapsed run that measured nothing is not under the bound.
+        let runs = [run(10_000.0, 5, 150), run(50_000.0, 0, 0)];
+        assert_eq!(highest_load_under(&runs, 100), None);
+        assert!(highest_load_line(&runs, 100).contains("none (of 10000, 50000)"));
+        let runs = [run(10_000.0, 5, 20), run(50_000.0, 5, 40)];
+        assert!(highest_load_line(&runs, 100).contains("the highest run"));
     }
 }
