@@ -96,7 +96,7 @@ impl RaceView {
     /// Every row, in rank order (a row whose rank has not come yet last).
     fn ranked(&self) -> Vec<StandingRow> {
         let mut rows: Vec<StandingRow> = self.rows.values().map(|r| self.shown(r)).collect();
-        rows.sort_by_key(|r| (r.rank.unwrap_or(u32::MAX), r.participant.clone()));
+        in_rank_order(&mut rows);
         rows
     }
 
@@ -208,8 +208,18 @@ fn moved(view: &RaceView, change: &StandingsChange) -> Vec<StandingRow> {
         .filter_map(|p| view.rows.get(p))
         .map(|r| view.shown(r))
         .collect();
-    rows.sort_by_key(|r| (r.rank.unwrap_or(u32::MAX), r.participant.clone()));
+    in_rank_order(&mut rows);
     rows
+}
+
+/// Sorts rows by rank; a row whose rank has not come yet goes last.
+fn in_rank_order(rows: &mut [StandingRow]) {
+    rows.sort_by(|a, b| {
+        let key = |r: &StandingRow| r.rank.unwrap_or(u32::MAX);
+        key(a)
+            .cmp(&key(b))
+            .then_with(|| a.participant.cmp(&b.participant))
+    });
 }
 
 /// A standings row as `GET /api/races/{id}/standings` serves it: the row
