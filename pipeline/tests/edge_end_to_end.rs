@@ -213,22 +213,39 @@ async fn devices_through_two_edges_and_identical_views() {
     assert_eq!(snapshots[1], snapshots[2]);
     println!("identical snapshots, {} bytes each", snapshots[0].len());
 
-    // A spectator on one edge, following a participant and pinging; the
-    // frames match the schema.
+    // A spectator on one edge, following a participant, pinging, then
+    // watching a window of the race and moving it; what it sends and what
+    // it gets match the schema.
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&base2, "/ws"))
         .await
         .unwrap();
-    for f in [
+    let sent = [
         json!({"type": "subscribe", "view": "race", "id": "track"}),
         json!({"type": "subscribe", "view": "participant", "id": "track", "participant": "ann"}),
         json!({"type": "subscribe", "view": "task", "id": "nothing"}),
         json!({"type": "ping", "nonce": 1}),
         json!({"type": "unsubscribe", "view": "race", "id": "track"}),
         json!({"type": "subscribe", "view": "room", "id": "nowhere"}),
-    ] {
+        json!({"type": "subscribe", "view": "race", "id": "track", "window": {"top": 2}}),
+        json!({"type": "subscribe", "view": "race", "id": "track", "window": {"around": "bo", "k": 1}}),
+    ];
+    for f in &sent {
         ws.send(Message::text(f.to_string())).await.unwrap();
     }
-    let mut spectator = frames(&mut ws, 6).await;
+    validate_frames(&sent, "client");
+    let mut spectator = frames(&mut ws, 8).await;
+    let windows: Vec<(&Value, usize)> = spectator[6..]
+        .iter()
+        .map(|f| (&f["window"], f["rows"].as_array().unwrap().len()))
+        .collect();
+    assert_eq!(
+        windows,
+        [
+            (&json!({"from": 1, "to": 2, "total": 3}), 2),
+            (&json!({"from": 2, "to": 3, "total": 3}), 2)
+        ],
+        "the top 2, then bo (third) ± 1"
+    );
     spectator.push(serde_json::from_str(&snapshots[0]).unwrap());
     validate_frames(&spectator, "server");
 

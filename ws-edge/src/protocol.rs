@@ -11,6 +11,8 @@ use schemas::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::window::{Span, WindowSpec};
+
 /// An encoded frame, shared by all subscribers: reference-counted bytes,
 /// cloned for each subscriber, never copied.
 pub type Frame = tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -61,6 +63,10 @@ pub enum ClientFrame {
         /// The last seq the client holds.
         #[serde(default)]
         since: Option<u64>,
+        /// With view `race`: only this window of the ranking (a subscribe
+        /// with a window to a race already followed moves the window).
+        #[serde(default)]
+        window: Option<WindowSpec>,
     },
     /// End a subscription.
     Unsubscribe {
@@ -248,7 +254,10 @@ pub enum ViewSnapshot<'a> {
         id: &'a str,
         /// The race view's seq.
         seq: u64,
-        /// Every row.
+        /// The window's span, for a window subscription.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        window: Option<Span>,
+        /// Every row (of the window).
         rows: Vec<StandingRow>,
         /// Every split.
         splits: Vec<&'a Split>,
@@ -306,16 +315,19 @@ pub enum ViewDelta<'a> {
         id: &'a str,
         /// The race view's seq after the change.
         seq: u64,
-        /// Rows that changed.
+        /// The window's span after the change, for a window subscription.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        window: Option<Span>,
+        /// Rows that changed (or entered the window).
         upserts: Vec<StandingRow>,
-        /// Participants whose rows went.
+        /// Participants whose rows went (or left the window).
         removes: &'a [String],
         /// Splits set.
-        #[serde(skip_serializing_if = "<[_]>::is_empty")]
-        splits: &'a [Split],
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        splits: Vec<&'a Split>,
         /// Splits removed.
-        #[serde(skip_serializing_if = "<[_]>::is_empty")]
-        split_removes: &'a [SplitKey],
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        split_removes: Vec<&'a SplitKey>,
         /// The leader, when it changed.
         #[serde(skip_serializing_if = "Option::is_none")]
         leader: Option<&'a Leader>,

@@ -4,10 +4,11 @@
 //! bounded broadcast ring of [`Change`]s. A frame is encoded once and shared
 //! by every subscriber; so is a snapshot, until the view changes again. A
 //! participant's own view gets frames of its own, encoded only while
-//! someone follows that participant. The race routes are in `race_http.rs`,
-//! the tests in `race_tests.rs`.
+//! someone follows that participant; a window of the ranking (`window.rs`)
+//! gets frames of its own, only when a change touches a rank inside it.
+//! The race routes are in `race_http.rs`, the tests in `race_tests.rs`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, RwLock};
 
 use schemas::{Leader, RaceDefinition, RaceSummary, Split, SplitKey, StandingRow, StandingsChange};
@@ -18,6 +19,7 @@ use crate::protocol::{
     ErrorCode, Frame, ParticipantFrame, Refused, ServerFrame, ViewDelta, ViewKind, ViewSnapshot,
 };
 use crate::view::{Change, FRAME_BUFFER, First, Key, LiveView, Snapshot, Subscribed};
+use crate::window::{Order, Span, Window, Windows};
 
 /// Changes buffered per followed participant.
 pub const PARTICIPANT_BUFFER: usize = 32;
@@ -47,8 +49,8 @@ struct RaceView {
     seq: u64,
     /// Each participant's row, as the changelog last gave it.
     rows: BTreeMap<String, StandingRow>,
-    /// Each participant's rank (the changelog sends ranks apart from rows).
-    ranks: HashMap<String, u32>,
+    /// The ranking both ways (the changelog sends ranks apart from rows).
+    order: Order,
     splits: BTreeMap<SplitKey, Split>,
     leader: Option<Leader>,
     /// Delta frames after a snapshot point, by seq, contiguous up to `seq`.
@@ -61,6 +63,8 @@ struct RaceView {
     /// The size of `participants` at which unfollowed channels are dropped
     /// on a subscribe (twice what was left the last time).
     prune_at: usize,
+    /// The windows someone watches.
+    windows: Windows,
 }
 
 impl RaceView {
@@ -71,7 +75,7 @@ impl RaceView {
             version: 0,
             seq: 0,
             rows: BTreeMap::new(),
-            ranks: HashMap::new(),
+            order: Order::default(),
             splits: BTreeMap::new(),
             leader: None,
             history: VecDeque::new(),
@@ -80,6 +84,7 @@ impl RaceView {
             tx: broadcast::channel(FRAME_BUFFER).0,
             participants: HashMap::new(),
             prune_at: PARTICIPANTS_PRUNE,
+            windows: Windows::default(),
         }
     }
 
@@ -89,15 +94,48 @@ impl RaceView {
         if let Some(n) = self.names.get(&row.participant) {
             row.name.clone_from(n);
         }
-        row.rank = self.ranks.get(&row.participant).copied().or(row.rank);
+        row.rank = self.order.rank(&row.participant).or(row.rank);
         row
     }
 
-    /// Every row, in rank order (a row whose rank has not come yet last).
+    /// Every row, in rank order (rows whose rank has not come yet last).
     fn ranked(&self) -> Vec<StandingRow> {
-        let mut rows: Vec<StandingRow> = self.rows.values().map(|r| self.shown(r)).collect();
-        in_rank_order(&mut rows);
-        rows
+        let ranked = self.order.ranked().filter_map(|p| self.rows.get(p));
+        let unranked = (self.rows.values()).filter(|r| self.order.rank(&r.participant).is_none());
+        ranked.chain(unranked).map(|r| self.shown(r)).collect()
+    }
+
+    /// The splits of `participants`, by split then position.
+    fn splits_of<'a>(&'a self, participants: &[String]) -> Vec<&'a Split> {
+        let mut splits: Vec<&Split> = participants
+            .iter()
+            .flat_map(|p| {
+                let key = |split| SplitKey {
+                    participant: p.clone(),
+                    split,
+                };
+                self.splits.range(key(0)..=key(u32::MAX)).map(|(_, s)| s)
+            })
+            .collect();
+        splits.sort_by_key(|s| (s.split, s.position));
+        splits
+    }
+
+    /// A window's snapshot: the rows inside it and their splits.
+    fn window_snapshot(&self, race: &str, span: Span, members: &[String]) -> Frame {
+        ServerFrame::Snapshot(ViewSnapshot::Race {
+            id: race,
+            seq: self.seq,
+            window: Some(span),
+            rows: members
+                .iter()
+                .filter_map(|p| self.rows.get(p))
+                .map(|r| self.shown(r))
+                .collect(),
+            splits: self.splits_of(members),
+            leader: self.leader.as_ref(),
+        })
+        .encode()
     }
 
     /// Splits by split index, then position.
@@ -117,6 +155,7 @@ impl RaceView {
         let frame = ServerFrame::Snapshot(ViewSnapshot::Race {
             id: race,
             seq: self.seq,
+            window: None,
             rows: self.ranked(),
             splits: self.ordered_splits(),
             leader: self.leader.as_ref(),
@@ -191,6 +230,96 @@ impl RaceView {
         self.history.clear();
         self.history_bytes = 0;
     }
+
+    /// Sends `moved` to every window it touched (or, after a seq jump, a
+    /// snapshot to every window), and drops windows nobody watches.
+    fn send_windows(&mut self, moved: &Moved, stamp: &dyn Fn(Frame) -> Change) {
+        let mut windows = std::mem::take(&mut self.windows);
+        windows.0.retain(|_, w| w.tx.receiver_count() > 0);
+        let race = &moved.change.race;
+        for (window, w) in &mut windows.0 {
+            let span = self.order.span(window);
+            let hit =
+                span != w.span || span.holds_any(moved.ranks) || moved.change.leader.is_some();
+            if moved.contiguous && !hit {
+                continue;
+            }
+            let members = self.order.inside(span);
+            let frame = if moved.contiguous {
+                self.window_delta(race, span, &w.members, &members, moved)
+            } else {
+                self.window_snapshot(race, span, &members)
+            };
+            let _ = w.tx.send(stamp(frame));
+            (w.span, w.members) = (span, members);
+        }
+        self.windows = windows;
+    }
+
+    /// What a window that showed `old` and now shows `new` is sent: the
+    /// rows that entered or changed, the participants that left (their
+    /// splits go with them), the splits of those inside.
+    fn window_delta(
+        &self,
+        race: &str,
+        span: Span,
+        old: &[String],
+        new: &[String],
+        moved: &Moved,
+    ) -> Frame {
+        let was: HashSet<&str> = old.iter().map(String::as_str).collect();
+        let is: HashSet<&str> = new.iter().map(String::as_str).collect();
+        let removes: Vec<String> = old
+            .iter()
+            .filter(|p| !is.contains(p.as_str()))
+            .cloned()
+            .collect();
+        let entered: Vec<String> = new
+            .iter()
+            .filter(|p| !was.contains(p.as_str()))
+            .cloned()
+            .collect();
+        let upserts = new
+            .iter()
+            .filter(|p| !was.contains(p.as_str()) || moved.touched.contains(p.as_str()))
+            .filter_map(|p| self.rows.get(p))
+            .map(|r| self.shown(r))
+            .collect();
+        let stayed = |p: &str| was.contains(p) && is.contains(p);
+        let mut splits: Vec<&Split> = (moved.change.splits.iter())
+            .filter(|s| stayed(&s.participant))
+            .collect();
+        splits.extend(self.splits_of(&entered));
+        let split_removes = (moved.change.split_removes.iter())
+            .filter(|k| stayed(&k.participant))
+            .collect();
+        ServerFrame::Delta(ViewDelta::Race {
+            id: race,
+            seq: self.seq,
+            window: Some(span),
+            upserts,
+            removes: &removes,
+            splits,
+            split_removes,
+            leader: moved.change.leader.as_ref(),
+        })
+        .encode()
+    }
+}
+
+/// One standings change as the windows see it.
+struct Moved<'a> {
+    change: &'a StandingsChange,
+    /// Everyone it touched.
+    touched: &'a BTreeSet<&'a str>,
+    /// The ranks they held before or after it, sorted.
+    ranks: &'a [u32],
+    /// Whether it follows the held seq (if not, windows get snapshots).
+    contiguous: bool,
+}
+
+fn unknown_race(race: &str) -> Refused {
+    Refused(ErrorCode::UnknownRace, format!("no race {race:?}"))
 }
 
 /// The rows a change moved or changed, as clients see them, in rank order:
@@ -274,25 +403,40 @@ impl Races {
         let contiguous = change.seq == view.seq + 1;
         if change.seq == 1 {
             view.rows.clear();
-            view.ranks.clear();
+            view.order.clear();
             view.splits.clear();
             view.leader = None;
         }
         if !contiguous {
             tracing::warn!(race = %change.race, held = view.seq, got = change.seq, "standings sequence jumped; resending snapshot");
         }
+        // Everyone the change touches, and the ranks they held before and after.
+        let touched: BTreeSet<&str> = change
+            .upserts
+            .iter()
+            .map(|r| r.participant.as_str())
+            .chain(change.ranks.iter().map(|r| r.participant.as_str()))
+            .chain(change.removes.iter().map(String::as_str))
+            .chain(change.splits.iter().map(|s| s.participant.as_str()))
+            .chain(change.split_removes.iter().map(|k| k.participant.as_str()))
+            .collect();
+        let mut ranks: Vec<u32> = if view.windows.0.is_empty() {
+            Vec::new()
+        } else {
+            touched.iter().filter_map(|p| view.order.rank(p)).collect()
+        };
         for r in &change.ranks {
-            view.ranks.insert(r.participant.clone(), r.rank);
+            view.order.set(&r.participant, r.rank);
         }
         for r in &change.upserts {
             if let Some(rank) = r.rank {
-                view.ranks.insert(r.participant.clone(), rank);
+                view.order.set(&r.participant, rank);
             }
             view.rows.insert(r.participant.clone(), r.clone());
         }
         for p in &change.removes {
             view.rows.remove(p);
-            view.ranks.remove(p);
+            view.order.remove(p);
         }
         for k in &change.split_removes {
             view.splits.remove(k);
@@ -310,14 +454,21 @@ impl Races {
         view.seq = change.seq;
         view.version += 1;
         let (version, seq) = (view.version, view.seq);
+        let stamp = |frame| Change {
+            version,
+            seq,
+            frame,
+            origin_ms,
+        };
         let frame = if contiguous {
             let frame = ServerFrame::Delta(ViewDelta::Race {
                 id: &change.race,
                 seq,
+                window: None,
                 upserts: moved(view, &change),
                 removes: &change.removes,
-                splits: &change.splits,
-                split_removes: &change.split_removes,
+                splits: change.splits.iter().collect(),
+                split_removes: change.split_removes.iter().collect(),
                 leader: change.leader.as_ref(),
             })
             .encode();
@@ -328,30 +479,29 @@ impl Races {
             view.snapshot_frame(&change.race)
         };
         // No subscribers is not an error.
-        let _ = view.tx.send(Change {
-            version,
-            seq,
-            frame,
-            origin_ms,
-        });
+        let _ = view.tx.send(stamp(frame));
+        if !view.windows.0.is_empty() {
+            ranks.extend(touched.iter().filter_map(|p| view.order.rank(p)));
+            ranks.sort_unstable();
+            ranks.dedup();
+            let moved = Moved {
+                change: &change,
+                touched: &touched,
+                ranks: &ranks,
+                contiguous,
+            };
+            view.send_windows(&moved, &stamp);
+        }
         if view.participants.is_empty() {
             return;
         }
         view.participants.retain(|_, tx| tx.receiver_count() > 0);
-        let touched: BTreeSet<&str> = if contiguous {
-            change
-                .upserts
-                .iter()
-                .map(|r| r.participant.as_str())
-                .chain(change.ranks.iter().map(|r| r.participant.as_str()))
-                .chain(change.removes.iter().map(String::as_str))
-                .chain(change.splits.iter().map(|s| s.participant.as_str()))
-                .chain(change.split_removes.iter().map(|k| k.participant.as_str()))
-                .collect()
+        let followed: Vec<&str> = if contiguous {
+            touched.iter().copied().collect()
         } else {
             view.participants.keys().map(String::as_str).collect()
         };
-        for p in touched {
+        for p in followed {
             let Some(tx) = view.participants.get(p) else {
                 continue;
             };
@@ -368,12 +518,7 @@ impl Races {
             } else {
                 view.participant_snapshot(&change.race, p)
             };
-            let _ = tx.send(Change {
-                version,
-                seq,
-                frame,
-                origin_ms,
-            });
+            let _ = tx.send(stamp(frame));
         }
     }
 
@@ -472,6 +617,37 @@ impl Races {
         })
     }
 
+    /// Subscribes to a window of a defined race: the rows inside it, then
+    /// a frame whenever a change touches a rank inside it or the leader.
+    pub fn subscribe_window(&self, race: &str, window: &Window) -> Result<Subscribed, Refused> {
+        let mut races = self.races.write().expect("views lock");
+        let Some(v) = races.get_mut(race).filter(|v| v.definition.is_some()) else {
+            return Err(unknown_race(race));
+        };
+        let order = &v.order;
+        let w = v.windows.open(window, || {
+            let span = order.span(window);
+            (span, order.inside(span))
+        })?;
+        let changes = w.tx.subscribe();
+        let (span, members) = (w.span, w.members.clone());
+        Ok(Subscribed {
+            first: First::Snapshot(v.window_snapshot(race, span, &members)),
+            version: v.version,
+            seq: v.seq,
+            changes: Some(changes),
+        })
+    }
+
+    /// A fresh snapshot of a window (for a subscriber that fell behind).
+    pub fn window_snapshot(&self, race: &str, window: &Window) -> Option<Snapshot> {
+        let races = self.races.read().expect("views lock");
+        let v = races.get(race)?;
+        let span = v.order.span(window);
+        let frame = v.window_snapshot(race, span, &v.order.inside(span));
+        Some((v.version, v.seq, frame))
+    }
+
     /// A fresh snapshot of a race (for a subscriber that fell behind).
     pub fn race_snapshot(&self, race: &str) -> Option<Snapshot> {
         let races = self.races.read().expect("views lock");
@@ -495,17 +671,19 @@ impl LiveView for Races {
         _user: Option<&str>,
         since: Option<u64>,
     ) -> Result<Subscribed, Refused> {
-        match &key.participant {
-            None => self.subscribe_race(&key.id, since),
-            Some(p) => self.subscribe_participant(&key.id, p),
+        match (&key.participant, &key.window) {
+            (_, Some(w)) => return self.subscribe_window(&key.id, w),
+            (None, None) => self.subscribe_race(&key.id, since),
+            (Some(p), None) => self.subscribe_participant(&key.id, p),
         }
-        .ok_or_else(|| Refused(ErrorCode::UnknownRace, format!("no race {:?}", key.id)))
+        .ok_or_else(|| unknown_race(&key.id))
     }
 
     fn resnapshot(&self, key: &Key, _seq: u64) -> Option<Snapshot> {
-        match &key.participant {
-            None => self.race_snapshot(&key.id),
-            Some(p) => self.participant_snapshot(&key.id, p),
+        match (&key.participant, &key.window) {
+            (_, Some(w)) => self.window_snapshot(&key.id, w),
+            (None, None) => self.race_snapshot(&key.id),
+            (Some(p), None) => self.participant_snapshot(&key.id, p),
         }
     }
 }

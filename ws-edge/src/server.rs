@@ -42,6 +42,7 @@ use crate::protocol::{ClientFrame, ViewKind};
 use crate::socket::{Shared, Start};
 use crate::upgrade::{NotWebSocket, Upgrade};
 use crate::views::Views;
+use crate::window::WindowSpec;
 
 /// How the edge runs.
 #[derive(Clone, Debug)]
@@ -76,11 +77,13 @@ impl EdgeConfig {
 
 const PAGE: &str = include_str!("../static/index.html");
 
-/// `?since=SEQ&token=T` of the WebSocket routes.
+/// `?since=SEQ&token=T` of the WebSocket routes (and `top=N`, a race's
+/// top-N window).
 #[derive(Debug, Default, Deserialize)]
 struct WsQuery {
     since: Option<u64>,
     token: Option<String>,
+    top: Option<u32>,
 }
 
 /// A request's origin was refused.
@@ -208,6 +211,13 @@ pub(crate) fn routes(
                 id,
                 participant: None,
                 since: q.since,
+                window: q.top.map(|n| WindowSpec {
+                    top: Some(n),
+                    from: None,
+                    to: None,
+                    around: None,
+                    k: None,
+                }),
             };
             upgrade(&shared, ws, q.token, Some(first), None)
         });
@@ -223,6 +233,7 @@ pub(crate) fn routes(
                     id: id.clone(),
                     participant: None,
                     since: q.since,
+                    window: None,
                 };
                 upgrade(&shared, ws, q.token.or(auth), Some(first), Some(id))
             },
@@ -236,6 +247,7 @@ pub(crate) fn routes(
                 id,
                 participant: None,
                 since: None,
+                window: None,
             };
             upgrade(&shared, ws, None, Some(first), None)
         });

@@ -36,6 +36,7 @@ use crate::protocol::{
 pub(crate) use crate::shared::{Shared, stopped};
 use crate::upgrade::{Inbound, Incoming, Keepalive, WsStream};
 use crate::view::{Key, LiveView};
+use crate::window::WindowSpec;
 
 /// What goes to the writer.
 enum Out {
@@ -273,11 +274,17 @@ impl Conn {
                 id,
                 participant,
                 since,
+                window,
             } => {
+                let window = match window.map(WindowSpec::window).transpose() {
+                    Ok(w) => w,
+                    Err(refused) => return Reply::Error(refused),
+                };
                 let key = Key {
                     view,
                     id,
                     participant,
+                    window,
                 };
                 self.subscribe(key, since).await
             }
@@ -290,10 +297,13 @@ impl Conn {
                     view,
                     id,
                     participant,
+                    window: None,
                 };
                 match self.subs.remove(&key) {
                     Some(task) => {
+                        // Nothing of it may follow the `unsubscribed` frame.
                         task.abort();
+                        let _ = task.await;
                         if view == ViewKind::Room {
                             self.offline(&key.id).await;
                         }
@@ -331,14 +341,21 @@ impl Conn {
                 "`participant` is given with view \"participant\", and only then".to_owned(),
             );
         }
-        if self.subs.get(&key).is_some_and(|t| !t.is_finished()) {
+        if key.window.is_some() && key.view != ViewKind::Race {
+            return bad_frame("`window` is given with view \"race\", and only then".to_owned());
+        }
+        // A race's window and the race as a whole share one slot: a new
+        // window moves it, whatever it was (once the new one is granted).
+        let slot = key.slot();
+        let moves = key.window.is_some() && self.subs.contains_key(&slot);
+        if !moves && self.subs.get(&slot).is_some_and(|t| !t.is_finished()) {
             return Reply::Error(Refused(
                 ErrorCode::AlreadySubscribed,
                 format!("already subscribed to {} {:?}", key.view.name(), key.id),
             ));
         }
         self.subs.retain(|_, t| !t.is_finished());
-        if self.subs.len() >= self.shared.limits.max_subscriptions {
+        if !moves && self.subs.len() >= self.shared.limits.max_subscriptions {
             return Reply::Error(Refused(
                 ErrorCode::TooManySubscriptions,
                 format!(
@@ -352,6 +369,12 @@ impl Conn {
             Ok(s) => s,
             Err(refused) => return Reply::Error(refused),
         };
+        if let Some(old) = self.subs.remove(&slot) {
+            // The window moved: nothing of the old one may follow the new
+            // one's snapshot, so wait until its forwarder is gone.
+            old.abort();
+            let _ = old.await;
+        }
         if key.view == ViewKind::Room {
             self.online(&key.id).await;
         }
@@ -374,7 +397,7 @@ impl Conn {
             seq: s.seq,
         };
         let task = tokio::spawn(forward(sub, changes, self.queue.clone()).in_current_span());
-        self.subs.insert(key, task);
+        self.subs.insert(slot, task);
         Reply::None
     }
 

@@ -334,6 +334,7 @@ mod tests {
             view: crate::protocol::ViewKind::Task,
             id: id.into(),
             participant: None,
+            window: None,
         };
         let mut s = tasks.subscribe(&key("a"), None, None).unwrap();
         tasks.apply(result("b"));

@@ -616,6 +616,7 @@ mod tests {
             view: crate::protocol::ViewKind::Tournament,
             id: "cup".into(),
             participant: None,
+            window: None,
         };
         let mut s = t.subscribe(&key, None, None).unwrap();
         let First::Snapshot(f) = &s.first else {

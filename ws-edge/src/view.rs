@@ -75,6 +75,19 @@ pub struct Key {
     pub id: String,
     /// The participant, with view `participant`.
     pub participant: Option<String>,
+    /// The window, for a window of a race.
+    pub window: Option<crate::window::Window>,
+}
+
+impl Key {
+    /// The subscription slot this key takes on a connection: a race's
+    /// window and the race as a whole share one (a new window moves it).
+    pub fn slot(&self) -> Key {
+        Key {
+            window: None,
+            ..self.clone()
+        }
+    }
 }
 
 /// A view the edge serves live.

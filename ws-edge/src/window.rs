@@ -1,0 +1,377 @@
+//! Viewports on a race (protocol v2): what a window of a race's ranking is
+//! (`top N`, ranks `from..=to`, or participant `p ± k`), the race's order
+//! (rank → participant) the edge keeps to answer it, and the state of each
+//! window someone watches: the span and participants it showed last. The
+//! race view (`race.rs`) sends a change to a window only when it touched a
+//! rank inside it or the leader moved, as one frame shared by all of the
+//! window's subscribers, so a spectator of a 100,000-runner race receives
+//! the rows of its window and not the race.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::protocol::{ErrorCode, Refused};
+use crate::view::Change;
+
+/// The most rows a window spans.
+pub const MAX_WINDOW_ROWS: u32 = 500;
+/// Participants on either side of the one an `around` window follows, when
+/// the client does not say…
+pub const DEFAULT_AROUND: u32 = 5;
+/// …and at most.
+pub const MAX_AROUND: u32 = (MAX_WINDOW_ROWS - 1) / 2;
+/// Distinct windows one race serves at once: each costs a little on every
+/// change that touches it, so clients share common ones (the top 20).
+pub const MAX_WINDOWS: usize = 1024;
+
+/// A window as a client asks for it: `{"top":N}`, `{"from":A,"to":B}` or
+/// `{"around":P,"k":K}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    /// The first N ranks.
+    #[serde(default)]
+    pub top: Option<u32>,
+    /// The first rank of a range.
+    #[serde(default)]
+    pub from: Option<u32>,
+    /// Its last rank.
+    #[serde(default)]
+    pub to: Option<u32>,
+    /// The participant a moving window follows.
+    #[serde(default)]
+    pub around: Option<String>,
+    /// Ranks on either side of them.
+    #[serde(default)]
+    pub k: Option<u32>,
+}
+
+/// A window of a race's ranking.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Window {
+    /// Ranks `from..=to`.
+    Ranks {
+        /// First rank, from 1.
+        from: u32,
+        /// Last rank.
+        to: u32,
+    },
+    /// A participant's rank ± `k`: the window moves with them.
+    Around {
+        /// Whom it follows.
+        participant: String,
+        /// Ranks on either side.
+        k: u32,
+    },
+}
+
+impl WindowSpec {
+    /// The window, or why it is not one.
+    pub fn window(self) -> Result<Window, Refused> {
+        let bad = |m: &str| Refused(ErrorCode::BadFrame, m.to_owned());
+        let w = match self {
+            WindowSpec {
+                top: Some(n),
+                from: None,
+                to: None,
+                around: None,
+                k: None,
+            } => Window::Ranks { from: 1, to: n },
+            WindowSpec {
+                top: None,
+                from: Some(from),
+                to: Some(to),
+                around: None,
+                k: None,
+            } => Window::Ranks { from, to },
+            WindowSpec {
+                top: None,
+                from: None,
+                to: None,
+                around: Some(participant),
+                k,
+            } => Window::Around {
+                participant,
+                k: k.unwrap_or(DEFAULT_AROUND),
+            },
+            _ => {
+                return Err(bad(
+                    "a window is {\"top\"}, {\"from\",\"to\"} or {\"around\",\"k\"?}",
+                ));
+            }
+        };
+        let invalid = |m: String| Err(Refused(ErrorCode::Invalid, m));
+        match &w {
+            Window::Ranks { from, to } if *from == 0 || to < from => invalid(format!(
+                "window ranks {from}..{to}: ranks start at 1 and `to` ≥ `from`"
+            )),
+            Window::Ranks { from, to } if to - from >= MAX_WINDOW_ROWS => {
+                invalid(format!("a window spans at most {MAX_WINDOW_ROWS} ranks"))
+            }
+            Window::Around { k, .. } if *k > MAX_AROUND => {
+                invalid(format!("`k` is at most {MAX_AROUND}"))
+            }
+            _ => Ok(w),
+        }
+    }
+}
+
+/// Where a window is now: ranks `from..=to` of `total` ranked
+/// participants (empty when `to < from`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Span {
+    /// First rank shown.
+    pub from: u32,
+    /// Last rank shown.
+    pub to: u32,
+    /// Ranked participants in the race.
+    pub total: u32,
+}
+
+impl Span {
+    /// Whether any of `ranks` (sorted) lies inside.
+    pub fn holds_any(&self, ranks: &[u32]) -> bool {
+        let i = ranks.partition_point(|&r| r < self.from);
+        i < ranks.len() && ranks[i] <= self.to
+    }
+}
+
+/// A race's ranking both ways: each participant's rank, and the
+/// participants in rank order. The changelog sends rank moves one
+/// participant at a time, so two participants may claim one rank for a
+/// while (within a change, or while an edge applies a restarted
+/// pipeline's changes over what it held): both are kept, in participant
+/// order, and nobody is lost; a consistent changelog leaves ranks `1..=n`
+/// held once each.
+#[derive(Default)]
+pub struct Order {
+    ranks: HashMap<String, u32>,
+    by_rank: BTreeSet<(u32, String)>,
+}
+
+impl Order {
+    /// A participant's rank.
+    pub fn rank(&self, participant: &str) -> Option<u32> {
+        self.ranks.get(participant).copied()
+    }
+
+    /// Gives `participant` `rank`.
+    pub fn set(&mut self, participant: &str, rank: u32) {
+        match self.ranks.get_mut(participant) {
+            Some(r) if *r == rank => {}
+            Some(r) => {
+                let old = std::mem::replace(r, rank);
+                let name = (self.by_rank.take(&(old, participant.to_owned())))
+                    .map_or_else(|| participant.to_owned(), |(_, name)| name);
+                self.by_rank.insert((rank, name));
+            }
+            None => {
+                self.ranks.insert(participant.to_owned(), rank);
+                self.by_rank.insert((rank, participant.to_owned()));
+            }
+        }
+    }
+
+    /// Takes `participant` out of the ranking.
+    pub fn remove(&mut self, participant: &str) {
+        if let Some(old) = self.ranks.remove(participant) {
+            self.by_rank.remove(&(old, participant.to_owned()));
+        }
+    }
+
+    /// Empties it.
+    pub fn clear(&mut self) {
+        self.ranks.clear();
+        self.by_rank.clear();
+    }
+
+    /// Participants in rank order.
+    pub fn ranked(&self) -> impl Iterator<Item = &String> {
+        self.by_rank.iter().map(|(_, p)| p)
+    }
+
+    /// Where `window` is now.
+    pub fn span(&self, window: &Window) -> Span {
+        let total = u32::try_from(self.by_rank.len()).unwrap_or(u32::MAX);
+        let (from, to) = match window {
+            Window::Ranks { from, to } => (*from, (*to).min(total)),
+            Window::Around { participant, k } => match self.rank(participant) {
+                Some(r) => (r.saturating_sub(*k).max(1), r.saturating_add(*k).min(total)),
+                None => (1, 0),
+            },
+        };
+        Span { from, to, total }
+    }
+
+    /// The participants inside `span`, in rank order.
+    pub fn inside(&self, span: Span) -> Vec<String> {
+        if span.to < span.from {
+            return Vec::new();
+        }
+        self.by_rank
+            .range((span.from, String::new())..)
+            .take_while(|(rank, _)| *rank <= span.to)
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+}
+
+/// One window somebody watches: its subscribers' channel and what it
+/// showed them last.
+pub struct Watched {
+    /// Its frames.
+    pub tx: broadcast::Sender<Change>,
+    /// Its span as of the last frame.
+    pub span: Span,
+    /// Who was inside, in rank order.
+    pub members: Vec<String>,
+}
+
+/// The windows of one race that someone watches.
+#[derive(Default)]
+pub struct Windows(pub HashMap<Window, Watched>);
+
+impl Windows {
+    /// The window's state, opened at `span` with `members` if nobody
+    /// watched it; refused when the race already serves [`MAX_WINDOWS`].
+    pub fn open(
+        &mut self,
+        window: &Window,
+        opened: impl FnOnce() -> (Span, Vec<String>),
+    ) -> Result<&Watched, Refused> {
+        if !self.0.contains_key(window) {
+            if self.0.len() >= MAX_WINDOWS {
+                self.0.retain(|_, w| w.tx.receiver_count() > 0);
+            }
+            if self.0.len() >= MAX_WINDOWS {
+                return Err(Refused(
+                    ErrorCode::TooManySubscriptions,
+                    format!(
+                        "this race serves {MAX_WINDOWS} distinct windows already; pick a common one (e.g. {{\"top\":20}})"
+                    ),
+                ));
+            }
+            let (span, members) = opened();
+            let tx = broadcast::channel(crate::view::FRAME_BUFFER).0;
+            self.0.insert(window.clone(), Watched { tx, span, members });
+        }
+        Ok(&self.0[window])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Result<Window, Refused> {
+        serde_json::from_str::<WindowSpec>(json).unwrap().window()
+    }
+
+    #[test]
+    fn windows_are_top_ranges_or_around_and_bounded() {
+        assert_eq!(
+            spec(r#"{"top":20}"#).unwrap(),
+            Window::Ranks { from: 1, to: 20 }
+        );
+        assert_eq!(
+            spec(r#"{"from":5,"to":9}"#).unwrap(),
+            Window::Ranks { from: 5, to: 9 }
+        );
+        assert_eq!(
+            spec(r#"{"around":"p"}"#).unwrap(),
+            Window::Around {
+                participant: "p".into(),
+                k: DEFAULT_AROUND
+            }
+        );
+        for (json, code) in [
+            (r#"{"top":20,"from":1}"#, ErrorCode::BadFrame),
+            (r#"{"from":1}"#, ErrorCode::BadFrame),
+            (r#"{}"#, ErrorCode::BadFrame),
+            (r#"{"top":0}"#, ErrorCode::Invalid),
+            (r#"{"from":9,"to":5}"#, ErrorCode::Invalid),
+            (r#"{"top":501}"#, ErrorCode::Invalid),
+            (r#"{"around":"p","k":250}"#, ErrorCode::Invalid),
+        ] {
+            assert_eq!(spec(json).unwrap_err().0, code, "{json}");
+        }
+        assert_eq!(
+            spec(r#"{"top":500}"#).unwrap(),
+            Window::Ranks { from: 1, to: 500 }
+        );
+        assert!(serde_json::from_str::<WindowSpec>(r#"{"size":3}"#).is_err());
+    }
+
+    #[test]
+    fn the_order_follows_rank_moves_in_any_order_within_a_change() {
+        let mut o = Order::default();
+        for (p, r) in [("a", 1), ("b", 2), ("c", 3)] {
+            o.set(p, r);
+        }
+        // c passes both: its move comes before or after theirs.
+        o.set("a", 2);
+        o.set("c", 1);
+        o.set("b", 3);
+        assert_eq!(o.ranked().collect::<Vec<_>>(), ["c", "a", "b"]);
+        o.set("b", 1);
+        o.set("c", 2);
+        o.set("a", 3);
+        assert_eq!(o.ranked().collect::<Vec<_>>(), ["b", "c", "a"]);
+        // b retires, the others move up (their moves before the removal).
+        o.set("c", 1);
+        o.set("a", 2);
+        o.remove("b");
+        assert_eq!(o.ranked().collect::<Vec<_>>(), ["c", "a"]);
+        // A claim on a held rank that moves on leaves its holder in place
+        // (an edge applying a restarted pipeline's changes over its own).
+        o.set("d", 3);
+        o.set("x", 3);
+        o.set("x", 4);
+        o.set("d", 3);
+        assert_eq!(o.ranked().collect::<Vec<_>>(), ["c", "a", "d", "x"]);
+        o.remove("x");
+        o.remove("d");
+        assert_eq!(
+            o.span(&Window::Ranks { from: 1, to: 20 }),
+            Span {
+                from: 1,
+                to: 2,
+                total: 2
+            }
+        );
+        assert_eq!(
+            o.span(&Window::Around {
+                participant: "a".into(),
+                k: 5
+            }),
+            Span {
+                from: 1,
+                to: 2,
+                total: 2
+            }
+        );
+        let nobody = o.span(&Window::Around {
+            participant: "x".into(),
+            k: 5,
+        });
+        assert!(o.inside(nobody).is_empty());
+        assert!(
+            Span {
+                from: 3,
+                to: 5,
+                total: 9
+            }
+            .holds_any(&[1, 5, 8])
+        );
+        assert!(
+            !Span {
+                from: 3,
+                to: 4,
+                total: 9
+            }
+            .holds_any(&[1, 2, 5, 8])
+        );
+    }
+}
