@@ -395,6 +395,46 @@ async fn the_page_in_chromium() {
     println!("screenshot: {}", shot.display());
 }
 
+/// A race too big to send whole, in the page: `pace run` with 3,000
+/// runners, and the page watches it through a window of the ranking
+/// (protocol v2). Scrolling the leaderboard moves the window to the middle
+/// and to the last rank; no frame carries more than a window's rows and
+/// the page never holds more; a runner clicked in the middle stays in view,
+/// followed, back at the top.
+#[tokio::test]
+async fn the_page_watches_a_big_race_through_a_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, base) = start_pace_run(&["--demo-participants", "3000"], dir.path());
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("window");
+    std::fs::create_dir_all(&out).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/window.py");
+    let run = tokio::task::spawn_blocking({
+        let out = out.clone();
+        move || {
+            Command::new(common::python())
+                .arg(script)
+                .arg(format!("{base}/"))
+                .arg(&out)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    stop(child).await;
+    assert!(
+        run.status.success(),
+        "the window page test failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let saw: Value = serde_json::from_slice(&run.stdout).unwrap();
+    println!("window: {saw}");
+    assert!(saw["total"].as_u64().unwrap() >= 2000, "{saw}");
+    assert!(saw["most_rows"].as_u64().unwrap() <= 500, "{saw}");
+    assert!(saw["held"].as_u64().unwrap() <= 500, "{saw}");
+}
+
 /// The tournament draw on the page of `pace run` in headless Chromium, with
 /// two browser contexts: one creates a tournament and shows its QR code,
 /// the other joins from the link; a taken team is refused; both pages show
