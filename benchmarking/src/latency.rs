@@ -3,12 +3,13 @@
 //! `pace pipeline` and `pace edge` run as two processes. Generated races are
 //! produced in real time (one point per runner per second, spread evenly
 //! over the second, each point stamped with the wall clock when it is
-//! sent), while `spectators` WebSocket clients each follow one runner.
+//! sent), while `spectators` WebSocket clients each follow one runner or,
+//! `windows` of them, watch a race's top-20 window (protocol v2).
 //!
 //! - produce→view: the bench reads the standings changelog; a row showing a
 //!   runner's new `last_seen` is that point's view update.
-//! - produce→frame: a spectator's frame showing its runner's new
-//!   `last_seen` is that point's frame.
+//! - produce→frame: a spectator's frame showing its runner's (or, in a
+//!   window, any runner's) new `last_seen` is that point's frame.
 //!
 //! Both are recorded in HdrHistograms, after a warm-up. Since pace and the
 //! bench share the machine's clock, `receive time − last_seen` is the
@@ -94,6 +95,9 @@ pub struct Run {
     pub sent_per_s: f64,
     /// Spectators connected.
     pub spectators: usize,
+    /// Of them, those watching a race's top-20 window (the rest follow a runner).
+    #[serde(default)]
+    pub windows: usize,
     /// Timely workers.
     pub workers: usize,
     /// The pipeline's epoch, milliseconds.
@@ -134,8 +138,10 @@ pub struct Setup<'a> {
     pub races: usize,
     /// Runners per race.
     pub participants: usize,
-    /// WebSocket spectators, each following one runner.
+    /// WebSocket spectators, each following one runner…
     pub spectators: usize,
+    /// …but these many of them, which watch a race's top-20 window.
+    pub windows: usize,
     /// Timely workers.
     pub workers: usize,
     /// The pipeline's epoch, milliseconds (`--tick-ms`).
@@ -163,6 +169,7 @@ impl<'a> Setup<'a> {
             races: 0,
             participants: 0,
             spectators,
+            windows: 0,
             workers,
             tick_ms,
             warmup_s: 0,
@@ -208,6 +215,72 @@ struct ParticipantFrame {
 #[derive(Deserialize)]
 struct Row {
     last_seen: Timestamp,
+}
+
+/// A race window's frame, as far as the bench reads it.
+#[derive(Deserialize)]
+struct WindowFrame {
+    #[serde(default)]
+    rows: Vec<WindowRow>,
+    #[serde(default)]
+    upserts: Vec<WindowRow>,
+}
+
+/// A row of a window.
+#[derive(Deserialize)]
+struct WindowRow {
+    participant: String,
+    last_seen: Timestamp,
+}
+
+/// Who watches: `spectators` WebSocket clients, the first `windows` of
+/// them on a race's top-20 window, the others each following a runner.
+#[derive(Clone, Copy, Debug)]
+pub struct Audience {
+    /// Spectators.
+    pub spectators: usize,
+    /// Of them, on windows.
+    pub windows: usize,
+}
+
+/// What one spectator watches.
+enum Watch {
+    /// One runner (`race/participant`).
+    Runner(String),
+    /// A race's top-20 window (the race id).
+    Top(String),
+}
+
+/// The produce→frame samples of one frame a spectator read.
+fn frame_samples(
+    watch: &Watch,
+    text: &str,
+    last: &mut HashMap<String, Timestamp>,
+    mut sample: impl FnMut(&str, Timestamp),
+) {
+    match watch {
+        Watch::Runner(key) => {
+            if let Ok(ParticipantFrame { row: Some(row) }) = serde_json::from_str(text) {
+                let seen = last.entry(key.clone()).or_insert(Timestamp(i64::MIN));
+                if row.last_seen > *seen {
+                    *seen = row.last_seen;
+                    sample(key, row.last_seen);
+                }
+            }
+        }
+        Watch::Top(race) => {
+            if let Ok(f) = serde_json::from_str::<WindowFrame>(text) {
+                for row in f.rows.into_iter().chain(f.upserts) {
+                    let key = format!("{race}/{}", row.participant);
+                    let seen = last.entry(key.clone()).or_insert(Timestamp(i64::MIN));
+                    if row.last_seen > *seen {
+                        *seen = row.last_seen;
+                        sample(&key, row.last_seen);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Which sends count (after the warm-up, before the end), Unix ms.
@@ -327,7 +400,8 @@ pub struct Observed {
 
 impl Observers {
     /// Waits for `edge` to know `defs`, then connects `spectators`
-    /// (spectator i follows participant i / races of race i % races) and
+    /// (spectator i follows participant i / races of race i % races, or,
+    /// the first `windows` of them, watches race i % races' top 20) and
     /// starts reading `kafka`'s standings changelog. `finals` are the
     /// participants' last times, for [`Observers::progress`].
     pub fn start(
@@ -335,7 +409,7 @@ impl Observers {
         edge: &Pace,
         kafka: &KafkaConfig,
         defs: &[RaceDefinition],
-        spectators: usize,
+        audience: Audience,
         sent_at: SentAt,
         finals: HashMap<String, Timestamp>,
     ) -> anyhow::Result<Self> {
@@ -345,16 +419,24 @@ impl Observers {
         let frame_count = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let ws_url = format!("ws{}/ws", &edge.base[4..]);
+        let Audience {
+            spectators,
+            windows,
+        } = audience;
         let spectators = (0..spectators)
             .map(|i| {
                 let def = &defs[i % defs.len()];
-                let runner = def.participants[(i / defs.len()) % def.participants.len()]
-                    .id
-                    .clone();
-                let subscribe = serde_json::json!({"type": "subscribe", "view": "participant",
-                    "id": def.id, "participant": runner})
-                .to_string();
-                let key = format!("{}/{runner}", def.id);
+                let (subscribe, watch) = if i < windows {
+                    let subscribe = serde_json::json!({"type": "subscribe", "view": "race",
+                        "id": def.id, "window": {"top": 20}});
+                    (subscribe, Watch::Top(def.id.clone()))
+                } else {
+                    let runner = &def.participants[(i / defs.len()) % def.participants.len()].id;
+                    let subscribe = serde_json::json!({"type": "subscribe", "view": "participant",
+                        "id": def.id, "participant": runner});
+                    (subscribe, Watch::Runner(format!("{}/{runner}", def.id)))
+                };
+                let subscribe = subscribe.to_string();
                 let (url, window, frames, count, stop, sent_at) = (
                     ws_url.clone(),
                     window.clone(),
@@ -367,7 +449,7 @@ impl Observers {
                     let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
                     ws.send(Message::text(subscribe)).await?;
                     let mut h = histogram();
-                    let mut last = Timestamp(i64::MIN);
+                    let mut last = HashMap::new();
                     let mut n = 0;
                     while !stop.load(Ordering::Relaxed) {
                         let msg = match tokio::time::timeout(Duration::from_millis(200), ws.next())
@@ -379,12 +461,9 @@ impl Observers {
                         };
                         let Message::Text(text) = msg else { continue };
                         n += 1;
-                        if let Ok(ParticipantFrame { row: Some(row) }) = serde_json::from_str(&text)
-                            && row.last_seen > last
-                        {
-                            last = row.last_seen;
-                            sample(&mut h, &window, &sent_at, &key, last);
-                        }
+                        frame_samples(&watch, &text, &mut last, |key, time| {
+                            sample(&mut h, &window, &sent_at, key, time);
+                        });
                     }
                     count.fetch_add(n, Ordering::Relaxed);
                     frames.lock().expect("frames lock").add(&h)?;
@@ -527,7 +606,10 @@ pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result
         &edge,
         &kafka,
         &defs,
-        setup.spectators,
+        Audience {
+            spectators: setup.spectators,
+            windows: setup.windows,
+        },
         sent_at,
         HashMap::new(),
     )?;
@@ -575,6 +657,7 @@ pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result
         offered_per_s: (setup.races * setup.participants) as f64,
         sent_per_s: sent_measured as f64 / setup.measure_s as f64,
         spectators: setup.spectators,
+        windows: setup.windows,
         workers: setup.workers,
         tick_ms: setup.tick_ms,
         seconds: setup.measure_s as f64,

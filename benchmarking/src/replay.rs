@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use schemas::Timestamp;
 use serde::Serialize;
 
-use crate::latency::{Observers, Percentiles, SentAt, Setup, client_runtime, start_pace};
+use crate::latency::{Audience, Observers, Percentiles, SentAt, Setup, client_runtime, start_pace};
 use crate::workload::{Source, finals};
 
 /// One replay.
@@ -91,7 +91,18 @@ pub fn run(
         })
     };
     let rt = client_runtime()?;
-    let observers = Observers::start(&rt, &edge, &kafka, &defs, spectators, sent_at, finals)?;
+    let observers = Observers::start(
+        &rt,
+        &edge,
+        &kafka,
+        &defs,
+        Audience {
+            spectators,
+            windows: 0,
+        },
+        sent_at,
+        finals,
+    )?;
     observers.window.open();
     let t0 = Instant::now();
     let mut sent = 0u64;

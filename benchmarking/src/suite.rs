@@ -36,6 +36,10 @@ pub struct Options {
     pub latency_races: usize,
     /// Spectators in the latency runs.
     pub spectators: usize,
+    /// One more latency run at this offered load (0: none)…
+    pub big_load: usize,
+    /// …with these many spectators, half of them on top-20 windows.
+    pub big_spectators: usize,
     /// Workers in the latency runs.
     pub latency_workers: usize,
     /// The pipeline's epoch in the latency runs, milliseconds.
@@ -295,14 +299,17 @@ pub fn run(o: &Options) -> anyhow::Result<Report> {
         (memory_run.rss as f64 - base.rss as f64) / (memory_run.runners - base.runners) as f64;
 
     let mut latency_runs = Vec::new();
-    for &load in &o.loads {
+    let loads = o.loads.iter().map(|&load| (load, o.spectators, 0));
+    let big = (o.big_load > 0).then_some((o.big_load, o.big_spectators, o.big_spectators / 2));
+    for (load, spectators, windows) in loads.chain(big) {
         let setup = Setup {
             pace: &o.pace,
             out: &o.out,
             brokers: &o.brokers,
             races: o.latency_races,
             participants: load / o.latency_races,
-            spectators: o.spectators,
+            spectators,
+            windows,
             workers: o.latency_workers,
             tick_ms: o.tick_ms,
             warmup_s: o.warmup_s,

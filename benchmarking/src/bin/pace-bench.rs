@@ -67,6 +67,13 @@ enum Command {
         /// Spectators in the latency runs, each following one runner.
         #[arg(long, default_value_t = 1000)]
         spectators: usize,
+        /// One more latency run at this offered load, 0 for none…
+        #[arg(long, default_value_t = 100_000)]
+        big_load: usize,
+        /// …with these many spectators: half watch a race's top-20 window
+        /// (protocol v2), half follow one runner.
+        #[arg(long, default_value_t = 10_000)]
+        big_spectators: usize,
         /// Workers in the latency runs.
         #[arg(long, default_value_t = 2)]
         latency_workers: usize,
@@ -171,6 +178,8 @@ fn main() -> anyhow::Result<()> {
             loads,
             races,
             spectators,
+            big_load,
+            big_spectators,
             latency_workers,
             tick_ms,
             warmup,
@@ -189,6 +198,8 @@ fn main() -> anyhow::Result<()> {
                 loads: list(&loads).map_err(|e| anyhow::anyhow!("--loads {e}"))?,
                 latency_races: races,
                 spectators,
+                big_load,
+                big_spectators,
                 latency_workers,
                 tick_ms,
                 warmup_s: warmup,
