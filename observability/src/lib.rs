@@ -88,7 +88,8 @@ pub struct Metrics {
     /// Observations the standings job treated specially, by outcome: `late`
     /// (older than the participant's latest), `correction` (a late one that
     /// retracted a split), `rejected` (impossible jump or false read),
-    /// `too_late` (older than what is still held).
+    /// `too_late` (older than what is still held), `unknown_race` (of a
+    /// race not defined, past what a worker holds for such races).
     pub standings_points: IntCounterVec,
     /// Chat events the rooms job treated specially, by outcome
     /// (`out_of_order`: a room's event after one with a greater offset).

@@ -3,7 +3,8 @@
 //! loop course and on timing lines (defined only in round 3), with 1 and 4
 //! workers. The views equal the reference's over what
 //! [`admit`](pace_pipeline::jobs::standings::admit) lets in, after every
-//! round, and the job refuses exactly the others.
+//! round, and the job refuses exactly the others. Points of a race nobody
+//! defines are held within a bound.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::collections::BTreeSet;
 
 use common::courses::*;
 use pace_pipeline::jobs::standings::{
-    Definition, Obs, Observation, TooLate, admit, definition, reference,
+    Definition, MAX_HELD, Obs, Observation, Refusal, ViewRow, Why, admit, definition, reference,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -125,7 +126,7 @@ fn late_input(seed: u64) -> (Vec<Vec<Observation>>, Vec<(u64, Definition)>) {
 }
 
 /// What the horizon test compares: a view row, or a point refused.
-type Judged = Result<Row, TooLate>;
+type Judged = Result<Row, Refusal>;
 
 fn views_and_refused(
     input: differential_dataflow::VecCollection<'_, u64, Result<Observation, Definition>>,
@@ -171,7 +172,7 @@ fn late_points_inside_the_horizon_are_judged_and_beyond_it_refused() {
             expected.extend(now.difference(&previous).map(|r| (Ok(r.clone()), round, 1)));
             // A refusal is final: the prefix's refusals only grow (those of
             // a race defined late, when it is).
-            let refused: BTreeSet<TooLate> = refused.into_iter().collect();
+            let refused: BTreeSet<Refusal> = refused.into_iter().collect();
             assert!(refused.is_superset(&refused_before));
             expected.extend(
                 refused
@@ -233,4 +234,70 @@ fn late_points_inside_the_horizon_are_judged_and_beyond_it_refused() {
             "refusals are counted"
         );
     }
+}
+
+/// Points of a race not defined yet are held until it is, at most
+/// `MAX_HELD` on a worker: past that each is refused as `unknown_race`
+/// (a dead letter), so points for races nobody defines cannot grow pace
+/// without bound; once the race is defined, the held ones are judged.
+#[test]
+fn points_of_an_undefined_race_are_held_within_a_bound() {
+    let over = 25;
+    let participants = 100;
+    let per = (MAX_HELD + over).div_ceil(participants);
+    let mut points = Vec::new();
+    for k in 0..per {
+        for p in 0..participants {
+            if points.len() < MAX_HELD + over {
+                let line = Obs::Cross {
+                    line: "finish".into(),
+                };
+                points.push(Ok(obs(
+                    "laps",
+                    format!("p{p}"),
+                    T0 + k as i64 * 31_000,
+                    line,
+                )));
+            }
+        }
+    }
+    let timing = race(
+        "laps",
+        RaceKind::TimingLines {
+            lines: vec![TimingLine {
+                id: "finish".into(),
+                name: String::new(),
+                ends: None,
+            }],
+        },
+        6,
+        RaceRules::default(),
+    );
+    let input = vec![points, vec![Err(definition(&timing, 1))]];
+    let unknown_before = points_outcome("unknown_race");
+    let got = common::run_rounds_by(input, 1, common::standings_reader, views_and_refused);
+    let refused: Vec<&(Judged, u64, isize)> = got.iter().filter(|(j, ..)| j.is_err()).collect();
+    assert_eq!(refused.len(), over, "the points past the bound");
+    for (j, round, diff) in &refused {
+        let r = j.as_ref().unwrap_err();
+        assert_eq!((&r.why, *round, *diff), (&Why::Undefined, 0, 1));
+        assert!(
+            r.reason()
+                .starts_with("unknown_race: race laps is not defined"),
+            "{}",
+            r.reason()
+        );
+    }
+    assert_eq!(points_outcome("unknown_race"), unknown_before + over as u64);
+    // The held ones are judged once the race is defined: every participant ranked.
+    let ranked = got
+        .iter()
+        .filter(|(j, round, diff)| {
+            *round == 1 && *diff > 0 && matches!(j, Ok((_, ViewRow::Rank(_))))
+        })
+        .count();
+    assert_eq!(
+        ranked, participants,
+        "every participant has a rank once the race is defined"
+    );
 }

@@ -15,7 +15,7 @@ use schemas::{
 use timely::dataflow::operators::vec::Map;
 
 use super::{
-    Leader, Obs, Spec, SplitRow, Standing, TooLate, ViewRow, crossing, fix, race_standings_durable,
+    Leader, Obs, Refusal, Spec, SplitRow, Standing, ViewRow, crossing, fix, race_standings_durable,
 };
 use crate::job::Job;
 use crate::runtime::{Inputs, Time};
@@ -66,7 +66,7 @@ impl Job for Standings {
 /// The dead letter of a point that came too late: its topic, partition and
 /// offset, and the point as its topic's record (re-encoded: the job keeps
 /// what it judges, not the bytes; the archive's input datasets hold those).
-fn dead_letter(topics: &Topics, r: &TooLate) -> DeadLetter {
+fn dead_letter(topics: &Topics, r: &Refusal) -> DeadLetter {
     let o = &r.observation;
     let (topic, payload) = match &o.what {
         Obs::Fix { lat_e7, lon_e7 } => (
@@ -99,7 +99,7 @@ fn dead_letter(topics: &Topics, r: &TooLate) -> DeadLetter {
         key: Some(format!("{}/{}", o.race, o.participant).into_bytes()),
         payload: payload.expect("records serialise"),
         reason: r.reason(),
-        kind: "too_late",
+        kind: r.kind(),
     }
 }
 

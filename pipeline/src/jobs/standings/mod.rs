@@ -34,8 +34,10 @@
 //!
 //! **The lateness horizon.** A point more than its race's
 //! `allowed_lateness_s` (default 120) behind the participant's latest
-//! observation of its kind, in the order they were read, is [`TooLate`]:
-//! a dead letter, not judged. What lies before the horizon is kept only as
+//! observation of its kind, in the order they were read, is refused
+//! ([`Refusal`], [`Why::TooLate`]): a dead letter, not judged. Points of a
+//! race not defined yet are held until it is, at most [`MAX_HELD`] per
+//! worker ([`Why::Undefined`] past that). What lies before the horizon is kept only as
 //! a folded state, so a participant holds about the horizon's worth of
 //! points (see `stage.rs`). A new definition re-folds its race from that
 //! state: a change of course applies to the horizon, not to the points
@@ -170,41 +172,54 @@ enum Tracked {
     Progress(String, Progress),
     /// Race, split, participant, time.
     Split(String, u32, String, i64),
-    /// A point refused as too late (split off before the rank stage).
-    TooLate(TooLate),
+    /// A point refused (split off before the rank stage).
+    Refused(Refusal),
 }
 
 impl Tracked {
     fn race(&self) -> &str {
         match self {
             Tracked::Progress(race, _) | Tracked::Split(race, ..) => race,
-            Tracked::TooLate(r) => &r.observation.race,
+            Tracked::Refused(r) => &r.observation.race,
         }
     }
 }
 
-/// A point that arrived more than its race's `allowed_lateness_s` behind
-/// the participant's latest observation of its kind (or behind what was
-/// already folded): not judged, counted, and sent to the dead letters.
+/// A point the track stage did not judge: counted, and sent to the dead
+/// letters with [`Refusal::reason`].
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct TooLate {
+pub struct Refusal {
     /// The point.
     pub observation: Observation,
-    /// How far behind the latest of its kind it arrived, ms.
-    pub behind_ms: i64,
-    /// What its race allows, ms.
-    pub allowed_ms: i64,
+    /// Why.
+    pub why: Why,
 }
 
-impl TooLate {
+/// Why a point was refused.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Why {
+    /// It arrived more than its race's `allowed_lateness_s` behind the
+    /// participant's latest observation of its kind (or behind what was
+    /// already folded).
+    TooLate {
+        /// How far behind the latest of its kind it arrived, ms.
+        behind_ms: i64,
+        /// What its race allows, ms.
+        allowed_ms: i64,
+    },
+    /// Its race is not defined, and the worker already holds [`MAX_HELD`]
+    /// points of races not defined yet.
+    Undefined,
+}
+
+impl Refusal {
     fn of(
         (race, participant): &(String, String),
         (time_ms, what): (i64, Obs),
-        behind_ms: i64,
-        allowed_ms: i64,
         origin: Option<(i32, i64)>,
+        why: Why,
     ) -> Self {
-        TooLate {
+        Refusal {
             observation: Observation {
                 race: race.clone(),
                 participant: participant.clone(),
@@ -212,23 +227,40 @@ impl TooLate {
                 what,
                 origin,
             },
-            behind_ms,
-            allowed_ms,
+            why,
         }
     }
 
-    /// Why, for a dead letter: `too_late: …`.
+    /// Its kind, for the dead letter's header and the metric:
+    /// `too_late` or `unknown_race`.
+    pub fn kind(&self) -> &'static str {
+        match self.why {
+            Why::TooLate { .. } => "too_late",
+            Why::Undefined => "unknown_race",
+        }
+    }
+
+    /// Why, for a dead letter: `too_late: …` or `unknown_race: …`.
     pub fn reason(&self) -> String {
         let kind = match self.observation.what {
             Obs::Fix { .. } => "GPS fix",
             Obs::Cross { .. } => "crossing",
         };
-        format!(
-            "too_late: {:.3} s behind the participant's latest {kind} read before it; race {} allows {:.3} s",
-            self.behind_ms as f64 / 1000.0,
-            self.observation.race,
-            self.allowed_ms as f64 / 1000.0,
-        )
+        match self.why {
+            Why::TooLate {
+                behind_ms,
+                allowed_ms,
+            } => format!(
+                "too_late: {:.3} s behind the participant's latest {kind} read before it; race {} allows {:.3} s",
+                behind_ms as f64 / 1000.0,
+                self.observation.race,
+                allowed_ms as f64 / 1000.0,
+            ),
+            Why::Undefined => format!(
+                "unknown_race: race {} is not defined, and a worker holds at most {MAX_HELD} points of races not defined yet",
+                self.observation.race,
+            ),
+        }
     }
 }
 
@@ -238,6 +270,13 @@ pub const CHECKPOINT_EVERY: u64 = 64;
 /// the oldest are folded into the base state and forgotten as well (a point
 /// behind the base is then too late).
 pub const MAX_OBSERVATIONS: usize = 200_000;
+/// Most points of races not defined (yet) one worker holds, to judge them
+/// once their race is defined: past it such a point is refused
+/// (`unknown_race`), so points for races nobody defines cannot grow pace
+/// without bound. Which points are refused once a worker holds this many
+/// depends on how the partitions' records interleave on it: a bound for
+/// bad input, never reached by a defined race's points.
+pub const MAX_HELD: usize = 100_000;
 
 /// The standings, splits and leader of every defined race.
 pub fn race_standings<'s, T>(
@@ -250,12 +289,15 @@ where
     race_standings_durable(observations, definitions, Checkpoint::none()).0
 }
 
-/// The points refused as too late, each with its epoch.
-pub type Refused<'s, T> = Stream<'s, T, Vec<(TooLate, T)>>;
+/// The points refused, each with its epoch.
+pub type Refused<'s, T> = Stream<'s, T, Vec<(Refusal, T)>>;
 
 /// [`race_standings`] whose track stage writes its state at snapshot points
 /// through `checkpoint` and starts from what it restored (see
-/// [`crate::snapshot`]); beside the views, the points refused as too late.
+/// [`crate::snapshot`]); beside the views, the points refused.
+// The split moves records, not results: a refusal is as large as the
+// record it is, and rare.
+#[allow(clippy::result_large_err)]
 pub fn race_standings_durable<'s, T>(
     observations: VecCollection<'s, T, Observation>,
     definitions: VecCollection<'s, T, Definition>,
@@ -268,7 +310,7 @@ where
         track(observations, definitions, checkpoint)
             .inner
             .ok_err(|(x, t, diff)| match x {
-                Tracked::TooLate(r) => Err((r, t)),
+                Tracked::Refused(r) => Err((r, t)),
                 x => Ok((x, t, diff)),
             });
     (rank::rank(tracked.as_collection()), refused)
@@ -384,11 +426,12 @@ impl ReferenceViews {
 /// order they arrive, split into those judged and those too late (more
 /// than their race's `allowed_lateness_s` behind the latest of their kind
 /// for their participant before them). Points of races not defined are
-/// kept (held, never shown).
+/// kept (held, never shown; the job holds at most [`MAX_HELD`] of them per
+/// worker, which the inputs of the reference tests never reach).
 pub fn admit(
     observations: &[Observation],
     definitions: &[Definition],
-) -> (Vec<Observation>, Vec<TooLate>) {
+) -> (Vec<Observation>, Vec<Refusal>) {
     let mut allowed: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
     for (race, (order, spec)) in definitions {
         let ms = spec.get().rules.allowed_lateness_ms();
@@ -405,10 +448,12 @@ pub fn admit(
         let behind_ms = (*last - o.time_ms).max(0);
         *last = (*last).max(o.time_ms);
         match allowed.get(o.race.as_str()) {
-            Some(&(_, allowed_ms)) if behind_ms > allowed_ms => refused.push(TooLate {
+            Some(&(_, allowed_ms)) if behind_ms > allowed_ms => refused.push(Refusal {
                 observation: o.clone(),
-                behind_ms,
-                allowed_ms,
+                why: Why::TooLate {
+                    behind_ms,
+                    allowed_ms,
+                },
             }),
             _ => admitted.push(o.clone()),
         }

@@ -142,7 +142,7 @@ impl RaceRank {
                     }
                 }
                 // Split off before this stage.
-                Tracked::TooLate(_) => {}
+                Tracked::Refused(_) => {}
             }
         }
 

@@ -10,7 +10,7 @@
 //! partition of that topic, so the same input gives the same judgement at
 //! any worker count and any timing. A point more than the race's
 //! `allowed_lateness_s` behind the latest of its kind read before it is
-//! [`TooLate`]: counted, sent to the dead letters, not folded. Everything
+//! too late ([`Why::TooLate`]): counted, sent to the dead letters, not folded. Everything
 //! older than the horizon (the least of those latest times, minus the
 //! allowance) is folded into a base state at a checkpoint and forgotten, so
 //! a participant holds about the horizon's worth of observations. The one
@@ -32,8 +32,8 @@ use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use super::{
-    CHECKPOINT_EVERY, Definition, Fold, MAX_OBSERVATIONS, Obs, Observation, Progress, Race, Spec,
-    TooLate, Tracked,
+    CHECKPOINT_EVERY, Definition, Fold, MAX_HELD, MAX_OBSERVATIONS, Obs, Observation, Progress,
+    Race, Refusal, Spec, Tracked, Why,
 };
 use crate::jobs::hash;
 use crate::jobs::stash::Stash;
@@ -240,12 +240,8 @@ where
 {
     let metrics = observability::metrics();
     let outcome = |o: &str| metrics.standings_points.with_label_values(&[o]);
-    let (late, corrections, rejected, too_late) = (
-        outcome("late"),
-        outcome("correction"),
-        outcome("rejected"),
-        outcome("too_late"),
-    );
+    let (late, corrections, rejected) =
+        (outcome("late"), outcome("correction"), outcome("rejected"));
     /// What the track operator reads.
     enum Input {
         Observation(Observation, isize),
@@ -274,6 +270,8 @@ where
                     }
                     participants = state.participants;
                 }
+                // Points of races not defined yet, held on this worker.
+                let mut held: usize = participants.values().map(|p| p.held.len()).sum();
                 let mut snapshot = move |upto: T, races: &HashMap<String, (i64, Spec, Rc<Race>)>, participants: &BTreeMap<(String, String), Participant>| {
                     checkpoint.at(upto.into(), || TrackStateRef {
                         races: races.iter().map(|(k, (o, j, _))| (k, (*o, j))).collect(),
@@ -333,16 +331,24 @@ where
                             let p = participants.entry(key.clone()).or_insert_with(Participant::new);
                             let behind_ms = if diff > 0 { p.arrive(&item) } else { 0 };
                             let Some((_, _, compiled)) = races.get(&key.0) else {
-                                // Judged once the race is defined.
-                                if diff > 0 {
+                                // Judged once the race is defined, if there is room.
+                                if diff > 0 && held >= MAX_HELD {
+                                    refused.push(Refusal::of(&key, item, origin, Why::Undefined));
+                                } else if diff > 0 {
                                     p.held.push(Held { item, behind_ms, origin });
+                                    held += 1;
                                 } else if let Some(i) = p.held.iter().position(|h| h.item == item) {
                                     p.held.remove(i);
+                                    held -= 1;
+                                }
+                                if p.held.is_empty() && p.emitted.is_none() && p.observations.is_empty() {
+                                    participants.remove(&key);
                                 }
                                 continue;
                             };
-                            if diff > 0 && p.too_late(&item, behind_ms, compiled.allowed_lateness_ms) {
-                                refused.push(TooLate::of(&key, item, behind_ms, compiled.allowed_lateness_ms, origin));
+                            let allowed_ms = compiled.allowed_lateness_ms;
+                            if diff > 0 && p.too_late(&item, behind_ms, allowed_ms) {
+                                refused.push(Refusal::of(&key, item, origin, Why::TooLate { behind_ms, allowed_ms }));
                                 continue;
                             }
                             if p.last.as_ref().is_some_and(|l| item < l.0) {
@@ -359,9 +365,11 @@ where
                                 if key.0 != *race {
                                     break;
                                 }
+                                held -= p.held.len();
                                 for h in std::mem::take(&mut p.held) {
                                     if p.too_late(&h.item, h.behind_ms, allowed_ms) {
-                                        refused.push(TooLate::of(key, h.item, h.behind_ms, allowed_ms, h.origin));
+                                        let why = Why::TooLate { behind_ms: h.behind_ms, allowed_ms };
+                                        refused.push(Refusal::of(key, h.item, h.origin, why));
                                     } else {
                                         p.apply(h.item, 1);
                                     }
@@ -371,9 +379,9 @@ where
                             }
                         }
                         let mut session = output.session(&cap);
-                        too_late.inc_by(refused.len() as u64);
                         for r in refused {
-                            session.give((Tracked::TooLate(r), t.clone(), 1));
+                            outcome(r.kind()).inc();
+                            session.give((Tracked::Refused(r), t.clone(), 1));
                         }
                         for key in dirty {
                             let Some((_, _, race)) = races.get(&key.0) else {
