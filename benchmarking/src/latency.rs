@@ -8,8 +8,9 @@
 //!
 //! - produce→view: the bench reads the standings changelog; a row showing a
 //!   runner's new `last_seen` is that point's view update.
-//! - produce→frame: a spectator's frame showing its runner's (or, in a
-//!   window, any runner's) new `last_seen` is that point's frame.
+//! - produce→frame: a spectator's frame showing its runner's new
+//!   `last_seen` (in a window: a row already in the window showing a newer
+//!   `last_seen`) is that point's frame.
 //!
 //! Both are recorded in HdrHistograms, after a warm-up. Since pace and the
 //! bench share the machine's clock, `receive time − last_seen` is the
@@ -81,6 +82,8 @@ impl Percentiles {
     }
 }
 
+/// 99th percentile.
+pub const P99: &[Figure] = &[|p| p.p99];
 /// Median and 99th percentile.
 pub const P50_P99: &[Figure] = &[|p| p.p50, |p| p.p99];
 /// Median, 99th percentile and largest.
@@ -108,6 +111,9 @@ pub struct Run {
     pub produce_to_view_ms: Percentiles,
     /// Point produced → spectator's frame read.
     pub produce_to_frame_ms: Percentiles,
+    /// The same, of the points sent in the first and the second half of
+    /// the measurement: a run whose latency grows is not keeping up.
+    pub produce_to_frame_halves_ms: [Percentiles; 2],
     /// Frames the spectators read.
     pub frames: u64,
     /// CPU used by the pipeline and the edge, cores (CPU s / wall s).
@@ -220,10 +226,13 @@ struct Row {
 /// A race window's frame, as far as the bench reads it.
 #[derive(Deserialize)]
 struct WindowFrame {
+    /// A snapshot's rows.
     #[serde(default)]
-    rows: Vec<WindowRow>,
+    rows: Option<Vec<WindowRow>>,
     #[serde(default)]
     upserts: Vec<WindowRow>,
+    #[serde(default)]
+    removes: Vec<String>,
 }
 
 /// A row of a window.
@@ -268,14 +277,30 @@ fn frame_samples(
                 }
             }
         }
+        // Only a row already in the window that shows a newer point is a
+        // sample: a row that enters shows its runner's latest point, which
+        // may be a second old when someone else's move brought it in.
         Watch::Top(race) => {
-            if let Ok(f) = serde_json::from_str::<WindowFrame>(text) {
-                for row in f.rows.into_iter().chain(f.upserts) {
-                    let key = format!("{race}/{}", row.participant);
-                    let seen = last.entry(key.clone()).or_insert(Timestamp(i64::MIN));
-                    if row.last_seen > *seen {
+            let Ok(f) = serde_json::from_str::<WindowFrame>(text) else {
+                return;
+            };
+            if let Some(rows) = f.rows {
+                last.clear();
+                last.extend(rows.into_iter().map(|r| (r.participant, r.last_seen)));
+                return;
+            }
+            for p in &f.removes {
+                last.remove(p);
+            }
+            for row in f.upserts {
+                match last.get_mut(&row.participant) {
+                    Some(seen) if row.last_seen > *seen => {
                         *seen = row.last_seen;
-                        sample(&key, row.last_seen);
+                        sample(&format!("{race}/{}", row.participant), row.last_seen);
+                    }
+                    Some(_) => {}
+                    None => {
+                        last.insert(row.participant, row.last_seen);
                     }
                 }
             }
@@ -287,6 +312,8 @@ fn frame_samples(
 pub struct Window {
     from_ms: AtomicU64,
     until_ms: AtomicU64,
+    /// Sends from here on are the second half of the measurement.
+    mid_ms: AtomicU64,
 }
 
 impl Window {
@@ -295,6 +322,7 @@ impl Window {
         Self {
             from_ms: AtomicU64::new(u64::MAX),
             until_ms: AtomicU64::new(u64::MAX),
+            mid_ms: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -302,6 +330,20 @@ impl Window {
     pub fn open(&self) {
         self.from_ms
             .store(Timestamp::now().0 as u64, Ordering::Relaxed);
+    }
+
+    /// Sends from now on count, those after `measure / 2` as the second
+    /// half (so a run can say whether its latency grew).
+    pub fn open_for(&self, measure: Duration) {
+        let now = Timestamp::now().0 as u64;
+        self.mid_ms
+            .store(now + measure.as_millis() as u64 / 2, Ordering::Relaxed);
+        self.from_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// 0 for a send in the first half, 1 for one in the second.
+    fn half(&self, ms: i64) -> usize {
+        usize::from(ms as u64 >= self.mid_ms.load(Ordering::Relaxed))
     }
 
     /// Sends from now on no longer count.
@@ -325,12 +367,19 @@ fn histogram() -> Histogram<u64> {
 /// a row no record of this run explains.
 pub type SentAt = Arc<dyn Fn(&str, Timestamp) -> Option<i64> + Send + Sync>;
 
+/// `received − sent` for a row, ms, and the half of the window its record
+/// was sent in, if it was sent in the window.
+fn measured(window: &Window, sent_at: &SentAt, key: &str, time: Timestamp) -> Option<(u64, usize)> {
+    let sent_ms = sent_at(key, time).filter(|&ms| window.holds(ms))?;
+    Some((
+        (Timestamp::now().0 - sent_ms).max(1) as u64,
+        window.half(sent_ms),
+    ))
+}
+
 /// Records `received − sent` for a row, if its record was sent in the window.
 fn sample(h: &mut Histogram<u64>, window: &Window, sent_at: &SentAt, key: &str, time: Timestamp) {
-    if let Some(sent_ms) = sent_at(key, time)
-        && window.holds(sent_ms)
-    {
-        let latency = (Timestamp::now().0 - sent_ms).max(1) as u64;
+    if let Some((latency, _)) = measured(window, sent_at, key, time) {
         h.saturating_record(latency);
     }
 }
@@ -351,7 +400,8 @@ pub struct Observers {
     /// Which sends count.
     pub window: Arc<Window>,
     progress: Arc<Mutex<ViewProgress>>,
-    frames: Arc<Mutex<Histogram<u64>>>,
+    /// Produce→frame, all of it and by half of the window.
+    frames: Arc<Mutex<[Histogram<u64>; 3]>>,
     frame_count: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     spectators: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -392,6 +442,9 @@ pub struct Observed {
     pub views: Histogram<u64>,
     /// Point produced → spectator's frame read.
     pub frames: Histogram<u64>,
+    /// The same, of the points sent in the first and in the second half
+    /// of the window.
+    pub frame_halves: [Histogram<u64>; 2],
     /// Frames the spectators read.
     pub frame_count: u64,
     /// What the standings changelog carried, from the start to the end.
@@ -415,7 +468,7 @@ impl Observers {
     ) -> anyhow::Result<Self> {
         wait_for_races(rt, edge, defs.len())?;
         let window = Arc::new(Window::closed());
-        let frames = Arc::new(Mutex::new(histogram()));
+        let frames = Arc::new(Mutex::new([histogram(), histogram(), histogram()]));
         let frame_count = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let ws_url = format!("ws{}/ws", &edge.base[4..]);
@@ -448,7 +501,7 @@ impl Observers {
                 rt.spawn(async move {
                     let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
                     ws.send(Message::text(subscribe)).await?;
-                    let mut h = histogram();
+                    let mut h = [histogram(), histogram(), histogram()];
                     let mut last = HashMap::new();
                     let mut n = 0;
                     while !stop.load(Ordering::Relaxed) {
@@ -462,11 +515,17 @@ impl Observers {
                         let Message::Text(text) = msg else { continue };
                         n += 1;
                         frame_samples(&watch, &text, &mut last, |key, time| {
-                            sample(&mut h, &window, &sent_at, key, time);
+                            if let Some((latency, half)) = measured(&window, &sent_at, key, time) {
+                                h[0].saturating_record(latency);
+                                h[1 + half].saturating_record(latency);
+                            }
                         });
                     }
                     count.fetch_add(n, Ordering::Relaxed);
-                    frames.lock().expect("frames lock").add(&h)?;
+                    let mut all = frames.lock().expect("frames lock");
+                    for (all, mine) in all.iter_mut().zip(&h) {
+                        all.add(mine)?;
+                    }
                     anyhow::Ok(())
                 })
             })
@@ -553,10 +612,11 @@ impl Observers {
             .views
             .join()
             .map_err(|_| anyhow::anyhow!("the changelog reader panicked"))??;
-        let frames = self.frames.lock().expect("frames lock").clone();
+        let [frames, first, second] = self.frames.lock().expect("frames lock").clone();
         Ok(Observed {
             views,
             frames,
+            frame_halves: [first, second],
             frame_count: self.frame_count.load(Ordering::Relaxed),
             changelog,
         })
@@ -623,7 +683,9 @@ pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result
     let mut sent_measured = 0usize;
     for second in 0..total_s {
         if second == setup.warmup_s {
-            observers.window.open();
+            observers
+                .window
+                .open_for(Duration::from_secs(setup.measure_s));
         }
         let points = workload.tick();
         let per_slice = points.len().div_ceil(slices as usize).max(1);
@@ -663,6 +725,7 @@ pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result
         seconds: setup.measure_s as f64,
         produce_to_view_ms: Percentiles::of(&observed.views),
         produce_to_frame_ms: Percentiles::of(&observed.frames),
+        produce_to_frame_halves_ms: observed.frame_halves.each_ref().map(Percentiles::of),
         frames: observed.frame_count,
         pipeline_cores: (cpu1 - cpu0) / busy,
         edge_cores: (edge_cpu1 - edge_cpu0) / busy,

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::latency::{Idle, P50_P99, P50_P99_MAX, Run};
+use crate::latency::{Idle, P50_P99, P50_P99_MAX, P99, Run};
 use crate::replay::Replayed;
 use crate::throughput::{Rate, Standings};
 
@@ -229,23 +229,25 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "| offered points/s | spectators (on windows) | sent points/s | produce→view p50 / p99 | produce→frame p50 / p99 / max | frames | pipeline cores | edge cores | pipeline µs / point | changelog bytes / point | rows / point |"
+            "| offered points/s | spectators (on windows) | sent points/s | produce→view p50 / p99 | produce→frame p50 / p99 / max | frame p99, 1st / 2nd half | frames | pipeline cores | edge cores | pipeline µs / point | changelog bytes / point | rows / point |"
         );
         let _ = writeln!(
             s,
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
         for r in &self.latency {
             let (v, f) = (&r.produce_to_view_ms, &r.produce_to_frame_ms);
             let _ = writeln!(
                 s,
-                "| {:.0} | {} ({}) | {:.0} | {} | {} | {} | {:.2} | {:.2} | {} |",
+                "| {:.0} | {} ({}) | {:.0} | {} | {} | {} / {} | {} | {:.2} | {:.2} | {} |",
                 r.offered_per_s,
                 r.spectators,
                 r.windows,
                 r.sent_per_s,
                 v.ms(P50_P99),
                 f.ms(P50_P99_MAX),
+                r.produce_to_frame_halves_ms[0].ms(P99),
+                r.produce_to_frame_halves_ms[1].ms(P99),
                 r.frames,
                 r.pipeline_cores,
                 r.edge_cores,
@@ -417,6 +419,7 @@ mod tests {
             tick_ms: 50,
             seconds: 10.0,
             produce_to_view_ms: frame.clone(),
+            produce_to_frame_halves_ms: [frame.clone(), frame.clone()],
             produce_to_frame_ms: frame,
             frames: count,
             pipeline_cores: 0.5,
