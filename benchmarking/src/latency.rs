@@ -795,6 +795,35 @@ pub fn idle_connections(setup: &Setup<'_>, n: usize) -> anyhow::Result<Idle> {
 mod tests {
     use super::*;
 
+    /// A window spectator samples a row already in its window that shows a
+    /// newer point, never a row that enters (its point may be old).
+    #[test]
+    fn a_window_samples_only_rows_it_already_holds() {
+        let watch = Watch::Top("r".into());
+        let mut last = HashMap::new();
+        let mut got = Vec::new();
+        let row = |p: &str, t: i64| format!(r#"{{"participant":"{p}","last_seen":{t}}}"#);
+        for frame in [
+            format!(r#"{{"type":"snapshot","rows":[{}]}}"#, row("a", 1)),
+            format!(
+                r#"{{"type":"delta","upserts":[{},{}]}}"#,
+                row("a", 2),
+                row("b", 5)
+            ),
+            format!(
+                r#"{{"type":"delta","upserts":[{}],"removes":["a"]}}"#,
+                row("b", 6)
+            ),
+            format!(r#"{{"type":"delta","upserts":[{}]}}"#, row("a", 9)),
+            format!(r#"{{"type":"delta","upserts":[{}]}}"#, row("a", 9)),
+        ] {
+            frame_samples(&watch, &frame, &mut last, |key, t| {
+                got.push((key.to_owned(), t.0))
+            });
+        }
+        assert_eq!(got, [("r/a".to_owned(), 2), ("r/b".to_owned(), 6)]);
+    }
+
     #[test]
     fn a_run_that_measured_nothing_says_so_and_never_shows_0_ms() {
         let empty = Percentiles::of(&Histogram::<u64>::new(3).unwrap());
