@@ -116,6 +116,9 @@ pub struct Run {
     pub produce_to_frame_halves_ms: [Percentiles; 2],
     /// Frames the spectators read.
     pub frames: u64,
+    /// Spectators dropped before the end (connection refused, reset or closed).
+    #[serde(default)]
+    pub dropped: u64,
     /// CPU used by the pipeline and the edge, cores (CPU s / wall s).
     pub pipeline_cores: f64,
     /// As above, the edge.
@@ -403,6 +406,7 @@ pub struct Observers {
     /// Produce→frame, all of it and by half of the window.
     frames: Arc<Mutex<[Histogram<u64>; 3]>>,
     frame_count: Arc<AtomicU64>,
+    dropped: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     spectators: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
     views: std::thread::JoinHandle<anyhow::Result<(Histogram<u64>, Changelog)>>,
@@ -447,6 +451,8 @@ pub struct Observed {
     pub frame_halves: [Histogram<u64>; 2],
     /// Frames the spectators read.
     pub frame_count: u64,
+    /// Spectators whose connection failed or the edge closed before the end.
+    pub dropped: u64,
     /// What the standings changelog carried, from the start to the end.
     pub changelog: Changelog,
 }
@@ -470,6 +476,7 @@ impl Observers {
         let window = Arc::new(Window::closed());
         let frames = Arc::new(Mutex::new([histogram(), histogram(), histogram()]));
         let frame_count = Arc::new(AtomicU64::new(0));
+        let dropped = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let ws_url = format!("ws{}/ws", &edge.base[4..]);
         let Audience {
@@ -498,28 +505,40 @@ impl Observers {
                     stop.clone(),
                     sent_at.clone(),
                 );
+                let dropped = dropped.clone();
                 rt.spawn(async move {
-                    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
-                    ws.send(Message::text(subscribe)).await?;
                     let mut h = [histogram(), histogram(), histogram()];
-                    let mut last = HashMap::new();
                     let mut n = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        let msg = match tokio::time::timeout(Duration::from_millis(200), ws.next())
-                            .await
-                        {
-                            Err(_) => continue,
-                            Ok(None) => break,
-                            Ok(Some(m)) => m?,
-                        };
-                        let Message::Text(text) = msg else { continue };
-                        n += 1;
-                        frame_samples(&watch, &text, &mut last, |key, time| {
-                            if let Some((latency, half)) = measured(&window, &sent_at, key, time) {
-                                h[0].saturating_record(latency);
-                                h[1 + half].saturating_record(latency);
-                            }
-                        });
+                    // A spectator the edge drops (or never admits) is a
+                    // figure of the run, not a failure of the bench.
+                    let watched = async {
+                        let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+                        ws.send(Message::text(subscribe)).await?;
+                        let mut last = HashMap::new();
+                        while !stop.load(Ordering::Relaxed) {
+                            let next = tokio::time::timeout(Duration::from_millis(200), ws.next());
+                            let msg = match next.await {
+                                Err(_) => continue,
+                                Ok(None) => anyhow::bail!("closed by the edge"),
+                                Ok(Some(m)) => m?,
+                            };
+                            let Message::Text(text) = msg else { continue };
+                            n += 1;
+                            frame_samples(&watch, &text, &mut last, |key, time| {
+                                if let Some((latency, half)) =
+                                    measured(&window, &sent_at, key, time)
+                                {
+                                    h[0].saturating_record(latency);
+                                    h[1 + half].saturating_record(latency);
+                                }
+                            });
+                        }
+                        anyhow::Ok(())
+                    };
+                    if let Err(e) = watched.await
+                        && dropped.fetch_add(1, Ordering::Relaxed) == 0
+                    {
+                        tracing::warn!(error = %e, "a spectator was dropped");
                     }
                     count.fetch_add(n, Ordering::Relaxed);
                     let mut all = frames.lock().expect("frames lock");
@@ -591,6 +610,7 @@ impl Observers {
             progress,
             frames,
             frame_count,
+            dropped,
             stop,
             spectators,
             views,
@@ -618,6 +638,7 @@ impl Observers {
             frames,
             frame_halves: [first, second],
             frame_count: self.frame_count.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
             changelog,
         })
     }
@@ -727,6 +748,7 @@ pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result
         produce_to_frame_ms: Percentiles::of(&observed.frames),
         produce_to_frame_halves_ms: observed.frame_halves.each_ref().map(Percentiles::of),
         frames: observed.frame_count,
+        dropped: observed.dropped,
         pipeline_cores: (cpu1 - cpu0) / busy,
         edge_cores: (edge_cpu1 - edge_cpu0) / busy,
         pipeline_peak_rss: pipeline.peak_rss(),

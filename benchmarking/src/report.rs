@@ -229,7 +229,7 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "| offered points/s | spectators (on windows) | sent points/s | produce→view p50 / p99 | produce→frame p50 / p99 / max | frame p99, 1st / 2nd half | frames | pipeline cores | edge cores | pipeline µs / point | changelog bytes / point | rows / point |"
+            "| offered points/s | spectators (on windows; dropped) | sent points/s | produce→view p50 / p99 | produce→frame p50 / p99 / max | frame p99, 1st / 2nd half | frames | pipeline cores | edge cores | pipeline µs / point | changelog bytes / point | rows / point |"
         );
         let _ = writeln!(
             s,
@@ -239,10 +239,11 @@ impl Report {
             let (v, f) = (&r.produce_to_view_ms, &r.produce_to_frame_ms);
             let _ = writeln!(
                 s,
-                "| {:.0} | {} ({}) | {:.0} | {} | {} | {} / {} | {} | {:.2} | {:.2} | {} |",
+                "| {:.0} | {} ({}; {}) | {:.0} | {} | {} | {} / {} | {} | {:.2} | {:.2} | {} |",
                 r.offered_per_s,
                 r.spectators,
                 r.windows,
+                r.dropped,
                 r.sent_per_s,
                 v.ms(P50_P99),
                 f.ms(P50_P99_MAX),
@@ -422,6 +423,7 @@ mod tests {
             produce_to_frame_halves_ms: [frame.clone(), frame.clone()],
             produce_to_frame_ms: frame,
             frames: count,
+            dropped: 0,
             pipeline_cores: 0.5,
             edge_cores: 0.2,
             pipeline_peak_rss: 0,
