@@ -100,7 +100,11 @@ impl RaceView {
 
     /// Every row, in rank order (rows whose rank has not come yet last).
     fn ranked(&self) -> Vec<StandingRow> {
-        let ranked = self.order.ranked().filter_map(|p| self.rows.get(p));
+        let ranked = self
+            .order
+            .ranked()
+            .into_iter()
+            .filter_map(|p| self.rows.get(p));
         let unranked = (self.rows.values()).filter(|r| self.order.rank(&r.participant).is_none());
         ranked.chain(unranked).map(|r| self.shown(r)).collect()
     }
@@ -236,6 +240,9 @@ impl RaceView {
     fn send_windows(&mut self, moved: &Moved, stamp: &dyn Fn(Frame) -> Change) {
         let mut windows = std::mem::take(&mut self.windows);
         windows.0.retain(|_, w| w.tx.receiver_count() > 0);
+        if windows.0.is_empty() {
+            self.order.unindex();
+        }
         let race = &moved.change.race;
         for (window, w) in &mut windows.0 {
             let span = self.order.span(window);
@@ -624,6 +631,7 @@ impl Races {
         let Some(v) = races.get_mut(race).filter(|v| v.definition.is_some()) else {
             return Err(unknown_race(race));
         };
+        v.order.index();
         let order = &v.order;
         let w = v.windows.open(window, || {
             let span = order.span(window);

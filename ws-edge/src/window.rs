@@ -144,11 +144,13 @@ impl Span {
 /// while (within a change, or while an edge applies a restarted
 /// pipeline's changes over what it held): both are kept, in participant
 /// order, and nobody is lost; a consistent changelog leaves ranks `1..=n`
-/// held once each.
+/// held once each. The ordered index is kept only while a window of the
+/// race is watched ([`Order::index`]): a race nobody watches through a
+/// window pays one map update per rank move, as before windows.
 #[derive(Default)]
 pub struct Order {
     ranks: HashMap<String, u32>,
-    by_rank: BTreeSet<(u32, String)>,
+    by_rank: Option<BTreeSet<(u32, String)>>,
 }
 
 impl Order {
@@ -163,38 +165,67 @@ impl Order {
             Some(r) if *r == rank => {}
             Some(r) => {
                 let old = std::mem::replace(r, rank);
-                let name = (self.by_rank.take(&(old, participant.to_owned())))
-                    .map_or_else(|| participant.to_owned(), |(_, name)| name);
-                self.by_rank.insert((rank, name));
+                if let Some(index) = &mut self.by_rank {
+                    let name = (index.take(&(old, participant.to_owned())))
+                        .map_or_else(|| participant.to_owned(), |(_, name)| name);
+                    index.insert((rank, name));
+                }
             }
             None => {
                 self.ranks.insert(participant.to_owned(), rank);
-                self.by_rank.insert((rank, participant.to_owned()));
+                if let Some(index) = &mut self.by_rank {
+                    index.insert((rank, participant.to_owned()));
+                }
             }
         }
     }
 
     /// Takes `participant` out of the ranking.
     pub fn remove(&mut self, participant: &str) {
-        if let Some(old) = self.ranks.remove(participant) {
-            self.by_rank.remove(&(old, participant.to_owned()));
+        if let Some(old) = self.ranks.remove(participant)
+            && let Some(index) = &mut self.by_rank
+        {
+            index.remove(&(old, participant.to_owned()));
         }
     }
 
     /// Empties it.
     pub fn clear(&mut self) {
         self.ranks.clear();
-        self.by_rank.clear();
+        if let Some(index) = &mut self.by_rank {
+            index.clear();
+        }
     }
 
-    /// Participants in rank order.
-    pub fn ranked(&self) -> impl Iterator<Item = &String> {
-        self.by_rank.iter().map(|(_, p)| p)
+    /// Keeps the ordered index from now on (built once, O(n log n)).
+    pub fn index(&mut self) {
+        if self.by_rank.is_none() {
+            let ranks = self.ranks.iter().map(|(p, r)| (*r, p.clone()));
+            self.by_rank = Some(ranks.collect());
+        }
+    }
+
+    /// Stops keeping it (no window is watched any more).
+    pub fn unindex(&mut self) {
+        self.by_rank = None;
+    }
+
+    /// Participants in rank order (sorted now, when no index is kept).
+    pub fn ranked(&self) -> Vec<&String> {
+        match &self.by_rank {
+            Some(index) => index.iter().map(|(_, p)| p).collect(),
+            None => {
+                let mut all: Vec<(u32, &String)> =
+                    self.ranks.iter().map(|(p, r)| (*r, p)).collect();
+                all.sort_unstable();
+                all.into_iter().map(|(_, p)| p).collect()
+            }
+        }
     }
 
     /// Where `window` is now.
     pub fn span(&self, window: &Window) -> Span {
-        let total = u32::try_from(self.by_rank.len()).unwrap_or(u32::MAX);
+        let total = u32::try_from(self.ranks.len()).unwrap_or(u32::MAX);
         let (from, to) = match window {
             Window::Ranks { from, to } => (*from, (*to).min(total)),
             Window::Around { participant, k } => match self.rank(participant) {
@@ -205,12 +236,21 @@ impl Order {
         Span { from, to, total }
     }
 
-    /// The participants inside `span`, in rank order.
+    /// The participants inside `span`, in rank order (O(n log n) when no
+    /// index is kept).
     pub fn inside(&self, span: Span) -> Vec<String> {
         if span.to < span.from {
             return Vec::new();
         }
-        self.by_rank
+        let Some(index) = &self.by_rank else {
+            let mut inside: Vec<(u32, &String)> = (self.ranks.iter())
+                .filter(|(_, r)| (span.from..=span.to).contains(*r))
+                .map(|(p, r)| (*r, p))
+                .collect();
+            inside.sort_unstable();
+            return inside.into_iter().map(|(_, p)| p.clone()).collect();
+        };
+        index
             .range((span.from, String::new())..)
             .take_while(|(rank, _)| *rank <= span.to)
             .map(|(_, p)| p.clone())
@@ -307,6 +347,7 @@ mod tests {
     #[test]
     fn the_order_follows_rank_moves_in_any_order_within_a_change() {
         let mut o = Order::default();
+        o.index();
         for (p, r) in [("a", 1), ("b", 2), ("c", 3)] {
             o.set(p, r);
         }
@@ -314,23 +355,35 @@ mod tests {
         o.set("a", 2);
         o.set("c", 1);
         o.set("b", 3);
-        assert_eq!(o.ranked().collect::<Vec<_>>(), ["c", "a", "b"]);
+        assert_eq!(o.ranked(), ["c", "a", "b"]);
         o.set("b", 1);
         o.set("c", 2);
         o.set("a", 3);
-        assert_eq!(o.ranked().collect::<Vec<_>>(), ["b", "c", "a"]);
+        assert_eq!(o.ranked(), ["b", "c", "a"]);
         // b retires, the others move up (their moves before the removal).
         o.set("c", 1);
         o.set("a", 2);
         o.remove("b");
-        assert_eq!(o.ranked().collect::<Vec<_>>(), ["c", "a"]);
+        assert_eq!(o.ranked(), ["c", "a"]);
         // A claim on a held rank that moves on leaves its holder in place
         // (an edge applying a restarted pipeline's changes over its own).
         o.set("d", 3);
         o.set("x", 3);
         o.set("x", 4);
         o.set("d", 3);
-        assert_eq!(o.ranked().collect::<Vec<_>>(), ["c", "a", "d", "x"]);
+        assert_eq!(o.ranked(), ["c", "a", "d", "x"]);
+        let mut plain = Order::default();
+        for (p, r) in [("c", 1), ("a", 2), ("d", 3), ("x", 4)] {
+            plain.set(p, r);
+        }
+        assert_eq!(plain.ranked(), o.ranked(), "the index and a sort agree");
+        let span = Span {
+            from: 2,
+            to: 3,
+            total: 4,
+        };
+        assert_eq!(plain.inside(span), o.inside(span));
+        assert_eq!(o.inside(span), ["a", "d"]);
         o.remove("x");
         o.remove("d");
         assert_eq!(
