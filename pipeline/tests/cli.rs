@@ -348,6 +348,38 @@ fn pace_token_issues_a_token_the_edge_accepts() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--token-secret"));
 }
 
+/// Runs `tests/browser/{name}.py URL OUT` (OUT a directory of its own
+/// under the test output); what it printed as JSON, or what it said when
+/// it failed, and OUT.
+async fn browser(name: &str, url: String) -> (Result<Value, String>, std::path::PathBuf) {
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&out).unwrap();
+    let script = format!("{}/tests/browser/{name}.py", env!("CARGO_MANIFEST_DIR"));
+    let run = tokio::task::spawn_blocking({
+        let out = out.clone();
+        move || {
+            Command::new(common::python())
+                .arg(script)
+                .arg(url)
+                .arg(&out)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let saw = if run.status.success() {
+        Ok(serde_json::from_slice(&run.stdout).unwrap())
+    } else {
+        Err(format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        ))
+    };
+    (saw, out)
+}
+
 /// The spectator page of `pace run` in headless Chromium (Debian's, driven
 /// by Playwright from the test venv): the leaderboard changes, the runners
 /// move on the map, the chat takes a post, a task gets its result, and a
@@ -362,31 +394,9 @@ async fn the_page_in_chromium() {
         dir.path(),
     );
     let token = ws_edge::auth::issue(secret, "chromium", ws_edge::auth::now_s(), 3600);
-    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("page");
-    std::fs::create_dir_all(&out).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/page.py");
-    let url = format!("{base}/#token={token}");
-    let run = tokio::task::spawn_blocking({
-        let out = out.clone();
-        move || {
-            Command::new(common::python())
-                .arg(script)
-                .arg(url)
-                .arg(&out)
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let (saw, out) = browser("page", format!("{base}/#token={token}")).await;
     stop(child).await;
-    assert!(
-        run.status.success(),
-        "the page test failed:\n{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let saw: Value = serde_json::from_slice(&run.stdout).unwrap();
+    let saw = saw.unwrap_or_else(|e| panic!("the page test failed:\n{e}"));
     println!("page: {saw}");
     assert_ne!(saw["rows_before"], saw["rows_after"]);
     assert!(saw["task"].as_str().unwrap().ends_with("= 27"), "{saw}");
@@ -405,30 +415,9 @@ async fn the_page_in_chromium() {
 async fn the_page_watches_a_big_race_through_a_window() {
     let dir = tempfile::tempdir().unwrap();
     let (child, base) = start_pace_run(&["--demo-participants", "3000"], dir.path());
-    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("window");
-    std::fs::create_dir_all(&out).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/window.py");
-    let run = tokio::task::spawn_blocking({
-        let out = out.clone();
-        move || {
-            Command::new(common::python())
-                .arg(script)
-                .arg(format!("{base}/"))
-                .arg(&out)
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let (saw, _) = browser("window", format!("{base}/")).await;
     stop(child).await;
-    assert!(
-        run.status.success(),
-        "the window page test failed:\n{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let saw: Value = serde_json::from_slice(&run.stdout).unwrap();
+    let saw = saw.unwrap_or_else(|e| panic!("the window page test failed:\n{e}"));
     println!("window: {saw}");
     assert!(saw["total"].as_u64().unwrap() >= 2000, "{saw}");
     assert!(saw["most_rows"].as_u64().unwrap() <= 500, "{saw}");

@@ -21,6 +21,22 @@ type Row = common::RaceRow;
 
 const ROUNDS: u64 = 10;
 
+/// Race `laps`: 6 laps of a timing line `finish`.
+fn laps_race(rules: RaceRules) -> schemas::RaceDefinition {
+    race(
+        "laps",
+        RaceKind::TimingLines {
+            lines: vec![TimingLine {
+                id: "finish".into(),
+                name: String::new(),
+                ends: None,
+            }],
+        },
+        6,
+        rules,
+    )
+}
+
 /// A seeded race day under a 20 s lateness horizon: each participant's
 /// points in time order, a fifth of them held back by 1–25 places of their
 /// participant's sequence (about 2–50 s: some inside the horizon, some
@@ -35,18 +51,7 @@ fn late_input(seed: u64) -> (Vec<Vec<Observation>>, Vec<(u64, Definition)>) {
         ..Default::default()
     };
     let loop_def = loop_race(rules.clone());
-    let timing_def = race(
-        "laps",
-        RaceKind::TimingLines {
-            lines: vec![TimingLine {
-                id: "finish".into(),
-                name: String::new(),
-                ends: None,
-            }],
-        },
-        6,
-        rules,
-    );
+    let timing_def = laps_race(rules);
     let mut sequences: Vec<Vec<Observation>> = Vec::new();
     for p in 0..5 {
         let id = format!("p{p}");
@@ -261,18 +266,7 @@ fn points_of_an_undefined_race_are_held_within_a_bound() {
             }
         }
     }
-    let timing = race(
-        "laps",
-        RaceKind::TimingLines {
-            lines: vec![TimingLine {
-                id: "finish".into(),
-                name: String::new(),
-                ends: None,
-            }],
-        },
-        6,
-        RaceRules::default(),
-    );
+    let timing = laps_race(RaceRules::default());
     let input = vec![points, vec![Err(definition(&timing, 1))]];
     let unknown_before = points_outcome("unknown_race");
     let got = common::run_rounds_by(input, 1, common::standings_reader, views_and_refused);

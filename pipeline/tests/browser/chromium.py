@@ -13,6 +13,14 @@ def launch(playwright):
     return playwright.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
 
 
+def open_page(browser, url, errors):
+    """A 1400×1000 page of `url` whose script errors go to `errors`."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    return page
+
+
 def until(page, condition, what, test="page"):
     """Waits up to a minute for `condition` (JavaScript) on `page`."""
     try:

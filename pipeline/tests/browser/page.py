@@ -12,7 +12,7 @@ import time
 
 from playwright.sync_api import sync_playwright
 
-from chromium import launch, until as wait_until
+from chromium import launch, open_page, until as wait_until
 
 url, out = sys.argv[1], sys.argv[2]
 def until(page, condition, what):
@@ -21,10 +21,8 @@ def until(page, condition, what):
 
 with sync_playwright() as p:
     browser = launch(p)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(url)
+    page = open_page(browser, url, errors)
     until(page, "document.querySelectorAll('#rows tr').length >= 10", "leaderboard rows")
 
     def rows():

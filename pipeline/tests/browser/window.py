@@ -14,7 +14,7 @@ import sys
 
 from playwright.sync_api import sync_playwright
 
-from chromium import launch, until as wait_until
+from chromium import launch, open_page, until as wait_until
 
 
 def until(page, condition, what):
@@ -26,16 +26,13 @@ SHOWN = "[...document.querySelectorAll('#rows tr:not(.pad)')].map(t => +t.cells[
 
 with sync_playwright() as p:
     browser = launch(p)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(url)
+    page = open_page(browser, url, errors)
     until(page, "pace.windowed && pace.window && pace.window.total >= 2000", "a windowed race of thousands")
     until(page, f"{SHOWN}.length >= 20 && {SHOWN}[0] === 1", "the top of the leaderboard")
-    total = page.evaluate("pace.window.total")
     board = "document.querySelector('.board')"
-    if page.evaluate(f"{board}.scrollHeight") < total * 20:
-        sys.exit("window: the leaderboard is not as tall as the race")
+    until(page, f"{board}.scrollHeight >= pace.window.total * 20", "a leaderboard as tall as the race")
+    total = page.evaluate("pace.window.total")
 
     def held():
         n = page.evaluate("pace.rows.size")
