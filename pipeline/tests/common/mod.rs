@@ -66,18 +66,22 @@ pub fn spawn_serving(mut cmd: std::process::Command) -> (std::process::Child, St
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    out.read_line(&mut line).unwrap();
-    // Keep reading what else it prints (timely's cluster set-up talks on
-    // stdout), so that no write of it fails on a closed pipe.
+    // Timely's cluster set-up talks on stdout too ("awaiting connections
+    // (at 0/1)"), before or after pace's line: skip what is not it.
+    let mut seen = Vec::new();
+    let base = loop {
+        let mut line = String::new();
+        let n = out.read_line(&mut line).unwrap();
+        assert!(n > 0, "pace exited before serving; it printed {seen:?}");
+        if let Some(base) = line.trim().strip_prefix("pace: serving ") {
+            break base.trim_end_matches('/').to_owned();
+        }
+        seen.push(line);
+    };
+    // Keep reading what else it prints, so that no write of it fails on a
+    // closed pipe.
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let base = line
-        .trim()
-        .strip_prefix("pace: serving ")
-        .expect(&line)
-        .trim_end_matches('/')
-        .to_owned();
     (child, base)
 }
 
