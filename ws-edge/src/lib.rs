@@ -10,7 +10,8 @@
 //! Layout: `protocol.rs` every frame, typed; `view.rs` the one abstraction
 //! every live view is served through; one module per live view, each owning
 //! its cache, frames and routes: `race.rs` the races (routes in
-//! `race_http.rs`, viewports on a race's ranking in `window.rs`), `rooms.rs` (routes in `rooms_http.rs`) the rooms,
+//! `race_http.rs`, viewports on a race's ranking in `window.rs`, what
+//! the race view sends them in `race_windows.rs`), `rooms.rs` (routes in `rooms_http.rs`) the rooms,
 //! `tasks.rs` the task results, `tournaments.rs` the tournament draws;
 //! `views.rs` which view serves which subscription; `http.rs` what the HTTP
 //! routes share; `follow.rs` the changelog consumer, `server.rs` the

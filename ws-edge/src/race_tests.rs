@@ -3,6 +3,7 @@
 //! windows (`window.rs`) against a plain reference on seeded random changes.
 
 use super::*;
+use crate::window::Window;
 use schemas::{Participant, RaceKind, Status, Timestamp};
 
 fn def() -> RaceDefinition {
