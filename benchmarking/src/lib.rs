@@ -12,12 +12,15 @@
 //!   consume ceiling and a naive single-threaded baseline.
 //! - [`latency`]: produce→view and produce→frame percentiles at a fixed
 //!   offered load with many spectators; edge memory per idle connection.
+//! - [`spectators`]: what a spectator watches (a runner, or a race's top-20
+//!   window) and which frames it counts.
 //! - [`report`]: JSON, Markdown and an SVG plot.
 
 pub mod latency;
 pub mod process;
 pub mod replay;
 pub mod report;
+pub mod spectators;
 pub mod suite;
 pub mod throughput;
 pub mod workload;
