@@ -2,152 +2,24 @@
 //! every change in order while one stalled spectator neither slows them nor
 //! grows the edge's memory, and ends with a snapshot equal to the live view;
 //! resuming with `since`; the connection limit, origins, request ids and
-//! graceful shutdown.
+//! graceful shutdown (windows: `windows.rs`; the harness: `common/`).
 //!
 //! The views are fed directly (no Kafka): this is the edge alone.
 //! Input (posts) would go to a broker that does not exist, and none is made.
 #![allow(clippy::print_stdout)] // the figures are the point
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use pace_ws_edge::EdgeLimits;
 use pace_ws_edge::views::Views;
-use pace_ws_edge::{EdgeConfig, EdgeLimits};
-use schemas::{
-    Participant, RaceDefinition, RaceKind, StandingRow, StandingsChange, Status, Timestamp,
-};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
+use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// One test at a time: the memory check reads the whole process's RSS.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct Edge {
-    addr: std::net::SocketAddr,
-    views: Arc<Views>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), pace_ws_edge::EdgeError>>,
-}
-
-impl Edge {
-    async fn start(limits: EdgeLimits) -> Edge {
-        let views = Arc::new(Views::default());
-        views.races.apply_race(definition());
-        let mut config = EdgeConfig::new(
-            "127.0.0.1:0".parse().unwrap(),
-            ingest::KafkaConfig::new("127.0.0.1:9"),
-        );
-        config.limits = limits;
-        config.allowed_origins = vec!["https://race.example".into()];
-        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(pace_ws_edge::serve_views(
-            config,
-            views.clone(),
-            move |a| addr_tx.send(a).unwrap(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        Edge {
-            addr: addr_rx.await.unwrap(),
-            views,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("ws://{}{path}", self.addr)
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-fn definition() -> RaceDefinition {
-    RaceDefinition {
-        id: "r".into(),
-        name: "R".into(),
-        start: Timestamp(1_780_000_000_000),
-        kind: RaceKind::TimingLines {
-            lines: vec![schemas::TimingLine {
-                id: "l".into(),
-                name: String::new(),
-                ends: None,
-            }],
-        },
-        laps: 1,
-        cutoff: None,
-        // No names: the rows' own (padded) names stay.
-        participants: Vec::<Participant>::new(),
-        rules: Default::default(),
-    }
-}
-
-/// Change `seq`: `rows` participants move, with `pad` bytes of name each.
-fn change(seq: u64, rows: usize, pad: usize) -> StandingsChange {
-    let upserts = (0..rows)
-        .map(|i| {
-            let p = (seq as usize + i) % 20;
-            StandingRow {
-                race: "r".into(),
-                rank: Some(p as u32 + 1),
-                participant: format!("p{p}"),
-                name: "x".repeat(pad),
-                distance_m: seq as f64 * 10.0 + i as f64,
-                laps: None,
-                leg: None,
-                gap_s: None,
-                speed_mps: Some(4.5),
-                last_lap_s: None,
-                last_seen: Timestamp(1_780_000_000_000 + seq as i64 * 1000),
-                status: Status::Racing,
-                eta: None,
-                position: None,
-            }
-        })
-        .collect();
-    StandingsChange {
-        race: "r".into(),
-        seq,
-        ranks: vec![],
-        upserts,
-        removes: vec![],
-        splits: vec![],
-        split_removes: vec![],
-        leader: None,
-    }
-}
-
-async fn next(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
-            .await
-            .expect("a frame within 30 s")
-            .expect("the socket is open")
-            .expect("a good frame");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(&t).unwrap();
-        }
-    }
-}
-
-/// The frames that arrive within `wait` (none expected, usually).
-async fn quiet(ws: &mut Ws, wait: Duration) -> Vec<Value> {
-    let mut out = Vec::new();
-    while let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(wait, ws.next()).await {
-        out.push(serde_json::from_str(&t).unwrap());
-    }
-    out
-}
+mod common;
+use common::*;
 
 /// A client's copy of the race: what applying its frames gives.
 #[derive(Default)]
@@ -647,118 +519,5 @@ async fn an_edge_up_longer_than_its_idle_timeout_still_serves_new_connections() 
         t0.elapsed()
     );
     drop(ws);
-    edge.stop().await;
-}
-
-/// Protocol v2 over a real socket: a window gets its ranks and nothing
-/// else, a second window on the same race moves the subscription (nothing
-/// of the old window follows), and bad windows are refused.
-#[tokio::test]
-async fn a_window_gets_only_its_ranks_and_moves() {
-    let _serial = SERIAL.lock().await;
-    let edge = Edge::start(EdgeLimits::default()).await;
-    edge.views.races.apply_standings(change(1, 20, 5));
-    let ranks = |f: &Value, k: &str| -> Vec<u64> {
-        f[k].as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["rank"].as_u64().unwrap())
-            .collect()
-    };
-    let (mut top, _) = tokio_tungstenite::connect_async(edge.url("/ws/races/r?top=5"))
-        .await
-        .unwrap();
-    let f = next(&mut top).await;
-    assert_eq!(f["window"], json!({"from": 1, "to": 5, "total": 20}));
-    assert_eq!(ranks(&f, "rows"), [1, 2, 3, 4, 5]);
-
-    let (mut ws, _) = tokio_tungstenite::connect_async(edge.url("/ws"))
-        .await
-        .unwrap();
-    let subscribe = |window: Value| {
-        Message::text(
-            json!({"type": "subscribe", "view": "race", "id": "r", "window": window}).to_string(),
-        )
-    };
-    ws.send(subscribe(json!({"from": 10, "to": 12})))
-        .await
-        .unwrap();
-    let f = next(&mut ws).await;
-    assert_eq!(
-        (&f["type"], &f["window"]),
-        (
-            &json!("snapshot"),
-            &json!({"from": 10, "to": 12, "total": 20})
-        )
-    );
-    assert_eq!(ranks(&f, "rows"), [10, 11, 12]);
-    // Moving the window: the new one's snapshot, then only its changes.
-    ws.send(subscribe(json!({"top": 3}))).await.unwrap();
-    let f = next(&mut ws).await;
-    assert_eq!(
-        (&f["type"], &f["window"]),
-        (
-            &json!("snapshot"),
-            &json!({"from": 1, "to": 3, "total": 20})
-        )
-    );
-    // Changes 2..=11 each move participant p{seq}, ranked seq + 1.
-    for seq in 2..=11 {
-        edge.views.races.apply_standings(change(seq, 1, 5));
-    }
-    let got = quiet(&mut ws, Duration::from_millis(300)).await;
-    let seen: Vec<(u64, Vec<u64>)> = got
-        .iter()
-        .map(|f| (f["seq"].as_u64().unwrap(), ranks(f, "upserts")))
-        .collect();
-    assert_eq!(
-        seen,
-        [(2, vec![3])],
-        "only the change inside the top 3; nothing of ranks 10..12"
-    );
-    let got = quiet(&mut top, Duration::from_millis(300)).await;
-    let seen: Vec<(u64, Vec<u64>)> = got
-        .iter()
-        .map(|f| (f["seq"].as_u64().unwrap(), ranks(f, "upserts")))
-        .collect();
-    assert_eq!(seen, [(2, vec![3]), (3, vec![4]), (4, vec![5])]);
-
-    for (frame, code) in [
-        (
-            json!({"type": "subscribe", "view": "race", "id": "r", "window": {"top": 0}}),
-            "invalid",
-        ),
-        (
-            json!({"type": "subscribe", "view": "race", "id": "r", "window": {"from": 1}}),
-            "bad_frame",
-        ),
-        (
-            json!({"type": "subscribe", "view": "race", "id": "r", "window": {"top": 3, "x": 1}}),
-            "bad_frame",
-        ),
-        (
-            json!({"type": "subscribe", "view": "room", "id": "lobby", "window": {"top": 3}}),
-            "bad_frame",
-        ),
-        (
-            json!({"type": "subscribe", "view": "race", "id": "nope", "window": {"top": 3}}),
-            "unknown_race",
-        ),
-    ] {
-        ws.send(Message::text(frame.to_string())).await.unwrap();
-        let f = next(&mut ws).await;
-        assert_eq!(
-            (&f["type"], &f["code"]),
-            (&json!("error"), &json!(code)),
-            "{frame}"
-        );
-    }
-    // A refused move leaves the window where it was.
-    edge.views.races.apply_standings(change(12, 20, 5));
-    let f = next(&mut ws).await;
-    assert_eq!(
-        (&f["seq"], ranks(&f, "upserts")),
-        (&json!(12), vec![1, 2, 3])
-    );
     edge.stop().await;
 }
