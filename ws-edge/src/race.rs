@@ -297,16 +297,18 @@ impl Races {
         if !contiguous {
             tracing::warn!(race = %change.race, held = view.seq, got = change.seq, "standings sequence jumped; resending snapshot");
         }
-        // Everyone the change touches, and the ranks they held before and after.
-        let touched: BTreeSet<&str> = change
-            .upserts
-            .iter()
-            .map(|r| r.participant.as_str())
-            .chain(change.ranks.iter().map(|r| r.participant.as_str()))
-            .chain(change.removes.iter().map(String::as_str))
-            .chain(change.splits.iter().map(|s| s.participant.as_str()))
-            .chain(change.split_removes.iter().map(|k| k.participant.as_str()))
-            .collect();
+        // Everyone the change touches, and the ranks they held before and
+        // after: only windows and followed participants need them.
+        let touched: BTreeSet<&str> = if view.windows.0.is_empty() && view.participants.is_empty() {
+            BTreeSet::new()
+        } else {
+            (change.upserts.iter().map(|r| r.participant.as_str()))
+                .chain(change.ranks.iter().map(|r| r.participant.as_str()))
+                .chain(change.removes.iter().map(String::as_str))
+                .chain(change.splits.iter().map(|s| s.participant.as_str()))
+                .chain(change.split_removes.iter().map(|k| k.participant.as_str()))
+                .collect()
+        };
         let mut ranks: Vec<u32> = if view.windows.0.is_empty() {
             Vec::new()
         } else {
