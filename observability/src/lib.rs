@@ -85,6 +85,10 @@ pub struct Metrics {
     /// How far the dataflow's completed time is behind the wall clock while
     /// data is in flight (0 when idle), seconds, by worker.
     pub pipeline_frontier_lag: GaugeVec,
+    /// Records a source stamped with one epoch, by topic: about a tick's
+    /// worth while the dataflow keeps up, more while it catches up (an epoch
+    /// stays open until the older one is durable).
+    pub pipeline_epoch_records: HistogramVec,
     /// Observations the standings job treated specially, by outcome: `late`
     /// (older than the participant's latest), `correction` (a late one that
     /// retracted a split), `rejected` (impossible jump or false read),
@@ -235,6 +239,17 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let pipeline_epoch_records = reg.add(
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "pace_pipeline_epoch_records",
+                    "Records a Kafka source stamped with one epoch.",
+                )
+                .buckets(prometheus::exponential_buckets(1.0, 4.0, 10).expect("valid buckets")),
+                &["topic"],
+            )
+            .expect("valid metric"),
+        );
         let edge_clients = reg
             .add(IntGauge::new("pace_edge_clients", "Open WebSocket connections.").expect("valid"));
         let edge_connections = reg.add(
@@ -292,6 +307,7 @@ impl Metrics {
             edge_track_points,
             pipeline_frontier,
             pipeline_frontier_lag,
+            pipeline_epoch_records,
             standings_points,
             rooms_events,
         }

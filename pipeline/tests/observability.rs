@@ -297,6 +297,7 @@ async fn prometheus_scrapes_pace_and_the_rules_hold() {
         "pace_view_latency_seconds_bucket",
         "pace_edge_frame_latency_seconds_bucket",
         "pace_pipeline_frontier_lag_seconds",
+        "pace_pipeline_epoch_records_bucket",
         "pace_tasks_total",
         "process_resident_memory_bytes",
     ] {

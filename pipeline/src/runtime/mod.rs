@@ -4,7 +4,11 @@
 //! list, through [`PipelineConfig::new`], which is written beside it.
 //!
 //! Time is the epoch, Unix milliseconds rounded down to [`PipelineConfig::tick`].
-//! Each source stamps what it reads with the current epoch. A sink keeps a
+//! Each source stamps what it reads with the current epoch, and starts a new
+//! one each tick while the dataflow keeps up; while an older epoch it read is
+//! still unfinished it keeps the current one open, so that a dataflow that
+//! falls behind works in bigger epochs rather than a queue of small ones
+//! (see `source.rs`). A sink keeps a
 //! capability for an epoch until what it wrote for that epoch is durable
 //! (acknowledged by the broker), so the probe at the
 //! end of the dataflow passes an epoch only when every sink has made it

@@ -24,6 +24,19 @@ const MAX_BATCH: usize = 4096;
 /// stops reading: the bound on what the dataflow holds beyond its state.
 const MAX_INFLIGHT_EPOCHS: usize = 1024;
 
+/// Epochs a source read that may still be unfinished when it starts a new
+/// one. While the dataflow keeps up, every epoch is done within its tick and
+/// a source starts one per tick; once it falls behind, the current epoch
+/// stays open and takes in everything read until the older one is durable,
+/// so a slower dataflow gets bigger epochs (a participant with three points
+/// in one epoch is folded, ranked and written once) instead of a growing
+/// queue of small ones whose fixed costs keep it behind.
+const MAX_BEHIND: usize = 1;
+
+/// Records an epoch held open that way takes before a source starts the
+/// next one anyway: the bound on what one epoch holds in the dataflow.
+const MAX_EPOCH_RECORDS: usize = 256 * 1024;
+
 /// How long after its last commit an idle source checks that the group has
 /// its offsets, and commits again if not.
 const COMMIT_RETRY: Duration = Duration::from_secs(1);
@@ -79,9 +92,11 @@ pub(super) fn kafka_source<'s>(
             let _ = sync.lock().expect("activator lock").activate();
         });
         let m = observability::metrics();
-        let (records, bytes) = (
+        let (records, bytes, epoch_records) = (
             m.ingest_records.with_label_values(&[topic.as_str()]),
             m.ingest_bytes.with_label_values(&[topic.as_str()]),
+            m.pipeline_epoch_records
+                .with_label_values(&[topic.as_str()]),
         );
         let mut cap = Some(cap);
         let mut inflight: VecDeque<(Time, BTreeMap<i32, i64>)> = VecDeque::new();
@@ -89,6 +104,8 @@ pub(super) fn kafka_source<'s>(
         let mut durable: BTreeMap<i32, i64> = BTreeMap::new();
         let mut unverified = false;
         let mut committed_at = Instant::now();
+        // Records stamped with the current epoch.
+        let mut stamped = 0;
         move |output| {
             // Commit what every sink has made durable; at the very end (the
             // frontier is empty) synchronously, so nothing is left in flight.
@@ -110,9 +127,17 @@ pub(super) fn kafka_source<'s>(
                 cap = None;
             }
             let Some(c) = cap.as_mut() else { return };
-            let now = epoch(tick);
+            // A new epoch once the tick has passed, unless an older one this
+            // source read is not durable yet: the dataflow is behind, so what
+            // is read meanwhile joins the current epoch (see `MAX_BEHIND`).
+            let older = inflight.iter().filter(|(t, _)| t < c.time()).count();
+            let now = stamp(*c.time(), epoch(tick), older, stamped);
             if *c.time() < now {
+                if stamped > 0 {
+                    epoch_records.observe(stamped as f64);
+                }
                 c.downgrade(&now);
+                stamped = 0;
             }
             // Everything read so far is stamped before `now`: at a snapshot
             // point, that is what the snapshot reflects.
@@ -122,6 +147,7 @@ pub(super) fn kafka_source<'s>(
                 let batch = consumer.poll(MAX_BATCH);
                 more = batch.len() == MAX_BATCH;
                 if !batch.is_empty() {
+                    stamped += batch.len();
                     records.inc_by(batch.len() as u64);
                     bytes.inc_by(batch.iter().map(|r| r.payload.len() as u64).sum());
                     let stamps = stamps(&batch);
@@ -176,6 +202,18 @@ pub(super) fn kafka_source<'s>(
     (stream, activator_out.expect("source constructor ran"))
 }
 
+/// The epoch a source stamps what it reads next with: `current`, or the
+/// tick's epoch `now` once it is later, unless `older` epochs this source
+/// read are unfinished and the current one holds fewer than
+/// [`MAX_EPOCH_RECORDS`] (`stamped`).
+fn stamp(current: Time, now: Time, older: usize, stamped: usize) -> Time {
+    if current < now && (older < MAX_BEHIND || stamped >= MAX_EPOCH_RECORDS) {
+        now
+    } else {
+        current
+    }
+}
+
 /// The Kafka timestamps of `batch`, run-length encoded.
 fn stamps(batch: &[RawRecord]) -> Stamps {
     let mut out: Stamps = Vec::new();
@@ -186,4 +224,22 @@ fn stamps(batch: &[RawRecord]) -> Stamps {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_epoch_each_tick_while_the_dataflow_keeps_up() {
+        assert_eq!(stamp(100, 150, 0, 10), 150);
+        assert_eq!(stamp(150, 150, 0, 10), 150);
+    }
+
+    #[test]
+    fn an_epoch_stays_open_while_an_older_one_is_unfinished_up_to_a_bound() {
+        assert_eq!(stamp(100, 150, 1, 10), 100);
+        assert_eq!(stamp(100, 400, 1, MAX_EPOCH_RECORDS - 1), 100);
+        assert_eq!(stamp(100, 400, 1, MAX_EPOCH_RECORDS), 400);
+    }
 }
