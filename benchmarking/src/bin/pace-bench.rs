@@ -49,8 +49,9 @@ enum Command {
         /// Runners in the throughput race.
         #[arg(long, default_value_t = 2000)]
         runners: usize,
-        /// Seconds of that race (one point per runner per second).
-        #[arg(long, default_value_t = 300)]
+        /// Seconds of that race (one point per runner per second): 3M points,
+        /// a few seconds' work, so that start-up does not dominate.
+        #[arg(long, default_value_t = 1500)]
         seconds: usize,
         /// Worker counts to sweep.
         #[arg(long, default_value = "1,2")]
