@@ -105,7 +105,7 @@ fn dead_letter(topics: &Topics, r: &Refusal) -> DeadLetter {
 
 /// Turns one epoch's consolidated view updates into one change per race.
 fn standings_changes(
-    mut flat: Vec<((String, ViewRow), isize)>,
+    flat: Vec<((String, ViewRow), isize)>,
     seqs: &mut BTreeMap<String, u64>,
 ) -> Vec<StandingsChange> {
     #[derive(Default)]
@@ -119,8 +119,8 @@ fn standings_changes(
     }
     let mut by_race: BTreeMap<String, Change> = BTreeMap::new();
     // Insertions first: a retraction of a row that is also inserted is an update.
-    flat.sort_by_key(|(_, diff)| std::cmp::Reverse(*diff > 0));
-    for ((race, row), diff) in flat {
+    let (insertions, retractions): (Vec<_>, Vec<_>) = flat.into_iter().partition(|(_, d)| *d > 0);
+    for ((race, row), diff) in insertions.into_iter().chain(retractions) {
         let change = by_race.entry(race.clone()).or_default();
         match row {
             ViewRow::Standing(s) if diff > 0 => {

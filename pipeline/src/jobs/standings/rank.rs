@@ -11,7 +11,9 @@
 //! Its state is derived from the track stage's output, which a restore
 //! re-emits whole at the initial time, so it needs no snapshot of its own.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::HashMap;
 
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::{AsCollection, VecCollection};
@@ -41,7 +43,7 @@ where
             "Rank",
             |_cap, _info| {
                 let mut stash: Stash<T, (Tracked, isize)> = Stash::default();
-                let mut races: HashMap<String, RaceRank> = HashMap::new();
+                let mut races: HashMap<String, RaceRank> = HashMap::default();
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
                         if let Some(cap) = cap.retain_least(output.output_index()) {
@@ -219,20 +221,15 @@ impl RaceRank {
                 .progress
                 .get(id)
                 .map(|p| rank_key(p, status_at(p, self.clock)));
-            let old = match &new {
-                Some(k) => self.keys.insert(id.clone(), k.clone()),
-                None => self.keys.remove(id),
-            };
+            let old = put(&mut self.keys, id, new.clone());
             if old != new {
                 moves.push((old, new));
             }
         }
-        let mut passed: BTreeSet<String> = BTreeSet::new();
-        self.ladder.apply(moves, |k| {
-            if !dirty.contains(&k.4) {
-                passed.insert(k.4.clone());
-            }
-        });
+        // Those passed (a few may be dirty, or passed twice: their place is
+        // then looked at again and found unchanged).
+        let mut passed: Vec<String> = Vec::new();
+        self.ladder.apply(moves, |k| passed.push(k.4.clone()));
         let splits = &self.splits;
         let lead = |split: u32| {
             splits
@@ -245,10 +242,7 @@ impl RaceRank {
                 .progress
                 .get(id)
                 .map(|p| standing(p, status_at(p, self.clock), lead));
-            let old = match &row {
-                Some(r) => self.emitted.insert(id.clone(), r.clone()),
-                None => self.emitted.remove(id),
-            };
+            let old = put(&mut self.emitted, id, row.clone());
             emit(old, row, ViewRow::Standing, &mut give);
         }
         for id in dirty.into_iter().chain(passed) {
@@ -256,10 +250,7 @@ impl RaceRank {
                 .keys
                 .get(&id)
                 .map(|k| self.ladder.rank(k).expect("in the ladder"));
-            let old = match rank {
-                Some(r) => self.places.insert(id.clone(), r),
-                None => self.places.remove(&id),
-            };
+            let old = put(&mut self.places, &id, rank);
             if old != rank {
                 let place = |rank| Place {
                     participant: id.clone(),
@@ -297,6 +288,16 @@ impl RaceRank {
         if let Some(d) = deadline(p) {
             self.deadlines.remove(&(d, p.participant.clone()));
         }
+    }
+}
+
+/// Sets (or, for `None`, removes) `id`'s entry of `map`; returns the old
+/// one. An id already present is not cloned again.
+fn put<V>(map: &mut HashMap<String, V>, id: &str, new: Option<V>) -> Option<V> {
+    match (new, map.get_mut(id)) {
+        (Some(v), Some(held)) => Some(std::mem::replace(held, v)),
+        (Some(v), None) => map.insert(id.to_owned(), v),
+        (None, _) => map.remove(id),
     }
 }
 
