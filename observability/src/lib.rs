@@ -89,6 +89,15 @@ pub struct Metrics {
     /// worth while the dataflow keeps up, more while it catches up (an epoch
     /// stays open until the older one is durable).
     pub pipeline_epoch_records: HistogramVec,
+    /// How long writing one snapshot part took on the worker that wrote it
+    /// (serialising, writing, syncing: the worker does nothing else
+    /// meanwhile), seconds, by part.
+    pub snapshot_write: HistogramVec,
+    /// Bytes of the latest snapshot part written, by worker and part.
+    pub snapshot_bytes: IntGaugeVec,
+    /// The latest snapshot point a worker finished (every part written and
+    /// its outputs durable), Unix seconds, by worker.
+    pub snapshot_last_point: GaugeVec,
     /// Observations the standings job treated specially, by outcome: `late`
     /// (older than the participant's latest), `correction` (a late one that
     /// retracted a split), `rejected` (impossible jump or false read),
@@ -250,6 +259,37 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let snapshot_write = reg.add(
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "pace_snapshot_write_seconds",
+                    "Time a worker spent writing one snapshot part (serialise, write, sync).",
+                )
+                .buckets(prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
+                &["part"],
+            )
+            .expect("valid metric"),
+        );
+        let snapshot_bytes = reg.add(
+            IntGaugeVec::new(
+                Opts::new(
+                    "pace_snapshot_bytes",
+                    "Bytes of the latest snapshot part written.",
+                ),
+                &["worker", "part"],
+            )
+            .expect("valid metric"),
+        );
+        let snapshot_last_point = reg.add(
+            GaugeVec::new(
+                Opts::new(
+                    "pace_snapshot_last_point_seconds",
+                    "The latest snapshot point a worker finished, Unix seconds.",
+                ),
+                &["worker"],
+            )
+            .expect("valid metric"),
+        );
         let edge_clients = reg
             .add(IntGauge::new("pace_edge_clients", "Open WebSocket connections.").expect("valid"));
         let edge_connections = reg.add(
@@ -308,6 +348,9 @@ impl Metrics {
             pipeline_frontier,
             pipeline_frontier_lag,
             pipeline_epoch_records,
+            snapshot_write,
+            snapshot_bytes,
+            snapshot_last_point,
             standings_points,
             rooms_events,
         }

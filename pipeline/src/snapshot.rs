@@ -172,6 +172,13 @@ impl Snapshots {
         })();
         match result {
             Ok(bytes) => {
+                let m = observability::metrics();
+                m.snapshot_write
+                    .with_label_values(&[part])
+                    .observe(t0.elapsed().as_secs_f64());
+                m.snapshot_bytes
+                    .with_label_values(&[&self.worker.to_string(), part])
+                    .set(bytes as i64);
                 tracing::debug!(
                     point = s,
                     part,
@@ -237,7 +244,11 @@ impl Snapshots {
             }
         }
         drop((written, parts));
-        if !finished.is_empty() {
+        if let Some(&last) = finished.last() {
+            observability::metrics()
+                .snapshot_last_point
+                .with_label_values(&[&self.worker.to_string()])
+                .set(last as f64 / 1000.0);
             self.prune();
         }
         finished
@@ -391,6 +402,25 @@ mod tests {
             "a jump takes the latest"
         );
         assert_eq!(s.due(&mut last, 5999), None);
+    }
+
+    #[test]
+    fn writing_and_finishing_a_point_shows_in_the_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        // A worker index no other test uses: the registry is global.
+        let s = Snapshots::new(dir.path(), 1000, 7, 8, 7..8);
+        s.parts.borrow_mut().insert("metered".into());
+        s.write_value(3000, "metered", &vec![1u8; 100]);
+        assert_eq!(s.finish(4000), vec![3000]);
+        let m = observability::metrics();
+        assert_eq!(m.snapshot_last_point.with_label_values(&["7"]).get(), 3.0);
+        assert!(m.snapshot_bytes.with_label_values(&["7", "metered"]).get() >= 100);
+        assert!(
+            m.snapshot_write
+                .with_label_values(&["metered"])
+                .get_sample_count()
+                >= 1
+        );
     }
 
     #[test]
