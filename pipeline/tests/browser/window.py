@@ -50,8 +50,12 @@ with sync_playwright() as p:
     middle = page.evaluate(SHOWN)
     held()
     # Follow a runner from the middle: it stays in view wherever the window goes.
-    followed = page.evaluate("document.querySelector('#rows tr:not(.pad)').dataset.participant")
-    page.click(f"#rows tr[data-participant='{followed}']")
+    # Picked and clicked in one step: between two steps the runner can
+    # leave the window (it moves, or the window does) and take its row along.
+    followed = page.evaluate(
+        "(() => { const rows = [...document.querySelectorAll('#rows tr:not(.pad)')];"
+        " const row = rows[Math.floor(rows.length / 2)]; row.click(); return row.dataset.participant; })()"
+    )
     until(page, f"pace.followed.get('{followed}') && document.querySelectorAll('#followed tr').length === 1", "the followed runner")
 
     # The end of the race.
