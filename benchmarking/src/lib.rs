@@ -11,11 +11,13 @@
 //! - [`throughput`]: the standings job's points/s per worker count, the
 //!   consume ceiling and a naive single-threaded baseline.
 //! - [`latency`]: produce→view and produce→frame percentiles at a fixed
-//!   offered load with many spectators; edge memory per idle connection.
+//!   offered load with many spectators.
+//! - [`idle`]: edge memory per idle connection.
 //! - [`spectators`]: what a spectator watches (a runner, or a race's top-20
 //!   window) and which frames it counts.
 //! - [`report`]: JSON, Markdown and an SVG plot.
 
+pub mod idle;
 pub mod latency;
 pub mod process;
 pub mod replay;

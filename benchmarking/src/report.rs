@@ -5,7 +5,8 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::latency::{Idle, P50_P99, P50_P99_MAX, P99, Run};
+use crate::idle::Idle;
+use crate::latency::{P50_P99, P50_P99_MAX, P99, Run};
 use crate::replay::Replayed;
 use crate::throughput::{Rate, Standings};
 

@@ -326,7 +326,7 @@ pub fn run(o: &Options) -> anyhow::Result<Report> {
     }
     let setup = Setup::processes(&o.pace, &o.out, &o.brokers, 1, 0, o.tick_ms);
     let pb = bar(o.idle_connections as u64, "idle connections");
-    let idle = latency::idle_connections(&setup, o.idle_connections)?;
+    let idle = crate::idle::idle_connections(&setup, o.idle_connections)?;
     pb.finish_with_message(format!("{:.0} bytes each", idle.bytes_per_connection));
 
     let mut replays = Vec::new();
