@@ -89,9 +89,15 @@ pub struct Metrics {
     /// worth while the dataflow keeps up, more while it catches up (an epoch
     /// stays open until the older one is durable).
     pub pipeline_epoch_records: HistogramVec,
-    /// How long writing one snapshot part took on the worker that wrote it
-    /// (serialising, writing, syncing: the worker does nothing else
+    /// How long one snapshot part held its worker (serialising it into a
+    /// buffer for the writer thread: the worker does nothing else
     /// meanwhile), seconds, by part.
+    pub snapshot_pause: HistogramVec,
+    /// The longest one snapshot part has held a worker since the start,
+    /// seconds, by worker.
+    pub snapshot_pause_max: GaugeVec,
+    /// How long the writer thread took to write, sync and rename one
+    /// snapshot part (the worker goes on meanwhile), seconds, by part.
     pub snapshot_write: HistogramVec,
     /// Bytes of the latest snapshot part written, by worker and part.
     pub snapshot_bytes: IntGaugeVec,
@@ -259,11 +265,32 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let snapshot_pause = reg.add(
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "pace_snapshot_pause_seconds",
+                    "Time one snapshot part held its worker (serialising it for the writer thread).",
+                )
+                .buckets(prometheus::exponential_buckets(0.0005, 2.0, 16).expect("valid buckets")),
+                &["part"],
+            )
+            .expect("valid metric"),
+        );
+        let snapshot_pause_max = reg.add(
+            GaugeVec::new(
+                Opts::new(
+                    "pace_snapshot_pause_max_seconds",
+                    "The longest one snapshot part has held a worker since the start.",
+                ),
+                &["worker"],
+            )
+            .expect("valid metric"),
+        );
         let snapshot_write = reg.add(
             HistogramVec::new(
                 HistogramOpts::new(
                     "pace_snapshot_write_seconds",
-                    "Time a worker spent writing one snapshot part (serialise, write, sync).",
+                    "Time the writer thread took to write, sync and rename one snapshot part.",
                 )
                 .buckets(prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
                 &["part"],
@@ -348,6 +375,8 @@ impl Metrics {
             pipeline_frontier,
             pipeline_frontier_lag,
             pipeline_epoch_records,
+            snapshot_pause,
+            snapshot_pause_max,
             snapshot_write,
             snapshot_bytes,
             snapshot_last_point,

@@ -127,6 +127,11 @@ pub(super) fn run_worker(
             shared.forget_origins(done);
         }
     }
+    // Parts written in the last steps may still be with the writer thread.
+    if let Some(s) = &snaps {
+        s.drain();
+        s.finish(Time::MAX);
+    }
     producer
         .flush(Duration::from_secs(30))
         .map_err(|e| WorkerError::kafka(&e))

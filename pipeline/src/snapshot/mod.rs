@@ -15,9 +15,11 @@
 //!
 //! **Parts and completeness.** Each operator of each worker writes its own
 //! file, `<S>/w<worker>-<part>.bin` (bincode, written to a temporary name and
-//! renamed, so a file that exists is whole). Once the worker's probe has
+//! renamed, so a file that exists is whole). The operator only serializes
+//! its state into a buffer; the worker's writer thread ([`writer`]) writes,
+//! syncs and renames it while the worker goes on. Once the worker's probe has
 //! passed `S` (every output of the epochs before `S` is durable) and all of
-//! its parts for `S` exist, the worker writes `<S>/w<worker>.done` holding
+//! its parts for `S` are on disk, the worker writes `<S>/w<worker>.done` holding
 //! the worker count and the parts' [`FORMAT`]. A snapshot is complete when
 //! every worker's `.done` exists with this worker count and format (one
 //! written by an older pace, in another format, is not); only the latest two complete ones
@@ -38,8 +40,10 @@
 //! were already published before the point, so the sinks drop it; the first
 //! changes written after a restart continue the sequence numbers.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+mod writer;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -61,6 +65,10 @@ pub type Time = u64;
 /// Complete snapshots kept.
 const KEEP: usize = 2;
 
+/// Bytes of serialized parts a worker may have waiting for its writer
+/// thread before it waits too.
+const WRITER_BUDGET: usize = 512 << 20;
+
 /// One worker's view of the snapshot directory.
 #[derive(Debug)]
 pub struct Snapshots {
@@ -74,6 +82,14 @@ pub struct Snapshots {
     restored: Option<Time>,
     /// Parts written per point, not yet finished.
     written: RefCell<BTreeMap<Time, BTreeSet<String>>>,
+    /// Parts handed to the writer thread and not yet written, per point.
+    in_flight: RefCell<BTreeMap<Time, usize>>,
+    /// The thread that writes the parts.
+    writer: writer::Writer,
+    /// Each part's latest size: the next buffer's capacity.
+    sizes: RefCell<HashMap<String, usize>>,
+    /// The longest a part has held this worker, seconds.
+    longest_pause: Cell<f64>,
     /// Every part this worker writes (one per [`Checkpoint`]): a point is
     /// finished once all of them are written.
     parts: RefCell<BTreeSet<String>>,
@@ -107,6 +123,10 @@ impl Snapshots {
             local,
             restored: None,
             written: RefCell::new(BTreeMap::new()),
+            in_flight: RefCell::new(BTreeMap::new()),
+            writer: writer::Writer::new(worker, WRITER_BUDGET),
+            sizes: RefCell::new(HashMap::new()),
+            longest_pause: Cell::new(0.0),
             parts: RefCell::new(BTreeSet::new()),
         }
     }
@@ -147,9 +167,11 @@ impl Snapshots {
         })
     }
 
-    /// Writes this worker's `part` for point `s` with `write`, atomically.
-    /// A failure is logged and leaves the point incomplete (the next one
-    /// will do); it never stops the pipeline.
+    /// Writes this worker's `part` for point `s` with `write`: serialized
+    /// here, into a buffer, and handed to the writer thread, which writes it
+    /// atomically (the worker pauses only for the serialization). A failure
+    /// is logged and leaves the point incomplete (the next one will do); it
+    /// never stops the pipeline.
     pub fn write(
         &self,
         s: Time,
@@ -157,46 +179,54 @@ impl Snapshots {
         write: impl FnOnce(&mut dyn Write) -> bincode::Result<()>,
     ) {
         let t0 = Instant::now();
-        let path = self.part_path(s, part);
-        let tmp = path.with_extension("tmp");
-        let result = (|| -> Result<u64, String> {
-            std::fs::create_dir_all(self.point_dir(s)).map_err(|e| e.to_string())?;
-            let file = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-            write(&mut w).map_err(|e| e.to_string())?;
-            let file = w.into_inner().map_err(|e| e.to_string())?;
-            file.sync_all().map_err(|e| e.to_string())?;
-            let bytes = file.metadata().map_err(|e| e.to_string())?.len();
-            std::fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
-            Ok(bytes)
-        })();
-        match result {
-            Ok(bytes) => {
-                let m = observability::metrics();
-                m.snapshot_write
-                    .with_label_values(&[part])
-                    .observe(t0.elapsed().as_secs_f64());
-                m.snapshot_bytes
-                    .with_label_values(&[&self.worker.to_string(), part])
-                    .set(bytes as i64);
-                tracing::debug!(
-                    point = s,
-                    part,
-                    bytes,
-                    ms = t0.elapsed().as_millis() as u64,
-                    "snapshot part written"
-                );
-                self.written
-                    .borrow_mut()
-                    .entry(s)
-                    .or_default()
-                    .insert(part.to_owned());
+        let hint = self.sizes.borrow().get(part).copied().unwrap_or(0);
+        // A little more than last time, so that the buffer rarely grows.
+        let mut bytes = Vec::with_capacity(hint + hint / 8);
+        if let Err(e) = write(&mut bytes) {
+            tracing::warn!(point = s, part, error = %e, "snapshot part not serialized");
+            return;
+        }
+        self.sizes.borrow_mut().insert(part.to_owned(), bytes.len());
+        *self.in_flight.borrow_mut().entry(s).or_default() += 1;
+        let written = self.writer.submit(writer::Job {
+            point: s,
+            part: part.to_owned(),
+            path: self.part_path(s, part),
+            bytes,
+        });
+        self.record(written);
+        let paused = t0.elapsed().as_secs_f64();
+        let m = observability::metrics();
+        m.snapshot_pause.with_label_values(&[part]).observe(paused);
+        if paused > self.longest_pause.get() {
+            self.longest_pause.set(paused);
+            m.snapshot_pause_max
+                .with_label_values(&[&self.worker.to_string()])
+                .set(paused);
+        }
+    }
+
+    /// Takes note of parts the writer thread has written (or failed to).
+    fn record(&self, written: Vec<writer::Written>) {
+        let mut in_flight = self.in_flight.borrow_mut();
+        let mut done = self.written.borrow_mut();
+        for w in written {
+            if let Some(n) = in_flight.get_mut(&w.point) {
+                *n -= 1;
+                if *n == 0 {
+                    in_flight.remove(&w.point);
+                }
             }
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                tracing::warn!(point = s, part, error = %e, "snapshot part not written");
+            if w.ok {
+                done.entry(w.point).or_default().insert(w.part);
             }
         }
+    }
+
+    /// Waits until the writer thread has written every part handed to it
+    /// (at shutdown, before the last [`Snapshots::finish`]).
+    pub fn drain(&self) {
+        self.record(self.writer.drain());
     }
 
     /// Serializes `value` as this worker's `part` for point `s`.
@@ -227,12 +257,20 @@ impl Snapshots {
 
     /// Marks every point before `done` (the probe's frontier) for which
     /// every checkpoint's part is written as finished for this worker, and
-    /// removes old snapshots; the points finished.
+    /// removes old snapshots; the points finished. A point with a part the
+    /// writer thread has not yet written waits for a later call.
     pub fn finish(&self, done: Time) -> Vec<Time> {
+        self.record(self.writer.written());
         let mut finished = Vec::new();
         let mut written = self.written.borrow_mut();
         let parts = self.parts.borrow();
-        let ready: Vec<Time> = written.range(..=done).map(|(s, _)| *s).collect();
+        // A point waits while the writer thread holds one of its parts (and
+        // every later one waits for it).
+        let upto = match self.in_flight.borrow().first_key_value() {
+            Some((&s, _)) if s <= done => s.saturating_sub(1),
+            _ => done,
+        };
+        let ready: Vec<Time> = written.range(..=upto).map(|(s, _)| *s).collect();
         for s in ready {
             let have = written.remove(&s).unwrap_or_default();
             if parts.is_subset(&have) {
@@ -411,6 +449,7 @@ mod tests {
         let s = Snapshots::new(dir.path(), 1000, 7, 8, 7..8);
         s.parts.borrow_mut().insert("metered".into());
         s.write_value(3000, "metered", &vec![1u8; 100]);
+        s.drain();
         assert_eq!(s.finish(4000), vec![3000]);
         let m = observability::metrics();
         assert_eq!(m.snapshot_last_point.with_label_values(&["7"]).get(), 3.0);
@@ -421,6 +460,33 @@ mod tests {
                 .get_sample_count()
                 >= 1
         );
+    }
+
+    #[test]
+    fn the_worker_hands_a_part_over_and_its_point_waits_for_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Snapshots::new(dir.path(), 1000, 0, 1, 0..1);
+        s.parts.borrow_mut().extend(["a".into(), "b".into()]);
+        s.write_value(1000, "a", &1u32);
+        s.write_value(1000, "b", &2u32);
+        s.drain();
+        s.writer.hold(true);
+        // The worker returns at once: the part is not on disk yet, and
+        // neither its point nor any later one finishes.
+        s.write_value(2000, "a", &"held");
+        s.write_value(2000, "b", &"not held");
+        s.write_value(3000, "a", &3u32);
+        s.write_value(3000, "b", &3u32);
+        assert!(!s.part_path(2000, "a").exists());
+        assert_eq!(s.finish(Time::MAX), vec![1000]);
+        assert_eq!(s.finish(Time::MAX), Vec::<Time>::new());
+        s.writer.hold(false);
+        s.drain();
+        assert_eq!(s.finish(2500), vec![2000], "the probe has not passed 3000");
+        assert_eq!(s.finish(Time::MAX), vec![3000]);
+        let mut r = Snapshots::new(dir.path(), 1000, 0, 1, 0..1);
+        r.restore_from(Some(2000));
+        assert_eq!(r.read::<String>("a").unwrap().as_deref(), Some("held"));
     }
 
     #[test]
@@ -437,6 +503,8 @@ mod tests {
         }
         w0.parts.borrow_mut().insert("a".into());
         w1.parts.borrow_mut().extend(["a".into(), "b".into()]);
+        w0.drain();
+        w1.drain();
         // Not durable yet: nothing finishes.
         assert!(w0.finish(999).is_empty());
         assert_eq!(w0.finish(4000), vec![1000, 2000, 3000, 4000]);
