@@ -269,7 +269,7 @@ impl Metrics {
             HistogramVec::new(
                 HistogramOpts::new(
                     "pace_snapshot_pause_seconds",
-                    "Time one snapshot part held its worker (serialising it for the writer thread).",
+                    "Time handing one snapshot part to the writer thread held its worker (serialising or sharing it).",
                 )
                 .buckets(prometheus::exponential_buckets(0.0005, 2.0, 16).expect("valid buckets")),
                 &["part"],
@@ -290,7 +290,7 @@ impl Metrics {
             HistogramVec::new(
                 HistogramOpts::new(
                     "pace_snapshot_write_seconds",
-                    "Time the writer thread took to write, sync and rename one snapshot part.",
+                    "Time the writer thread took to serialize (a part handed over as a shared value), write, sync and rename one snapshot part.",
                 )
                 .buckets(prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
                 &["part"],

@@ -15,9 +15,13 @@
 //!
 //! **Parts and completeness.** Each operator of each worker writes its own
 //! file, `<S>/w<worker>-<part>.bin` (bincode, written to a temporary name and
-//! renamed, so a file that exists is whole). The operator only serializes
-//! its state into a buffer; the worker's writer thread ([`writer`]) writes,
-//! syncs and renames it while the worker goes on. Once the worker's probe has
+//! renamed, so a file that exists is whole). The operator only hands its
+//! state over: serialized into a buffer ([`Checkpoint::at`], for small
+//! states) or as a value that shares the operator's data
+//! ([`Checkpoint::at_shared`]: e.g. a map of `Arc`s the operator modifies
+//! with `Arc::make_mut`, so it copies only what changes during the write).
+//! The worker's writer thread ([`writer`]) serializes what it was given as a
+//! value, writes, syncs and renames it while the worker goes on. Once the worker's probe has
 //! passed `S` (every output of the epochs before `S` is durable) and all of
 //! its parts for `S` are on disk, the worker writes `<S>/w<worker>.done` holding
 //! the worker count and the parts' [`FORMAT`]. A snapshot is complete when
@@ -179,20 +183,47 @@ impl Snapshots {
         write: impl FnOnce(&mut dyn Write) -> bincode::Result<()>,
     ) {
         let t0 = Instant::now();
-        let hint = self.sizes.borrow().get(part).copied().unwrap_or(0);
+        let hint = self.size(part);
         // A little more than last time, so that the buffer rarely grows.
         let mut bytes = Vec::with_capacity(hint + hint / 8);
         if let Err(e) = write(&mut bytes) {
             tracing::warn!(point = s, part, error = %e, "snapshot part not serialized");
             return;
         }
-        self.sizes.borrow_mut().insert(part.to_owned(), bytes.len());
+        let size = bytes.len();
+        self.submit(t0, s, part, writer::Body::Bytes(bytes), size);
+    }
+
+    /// Hands `value` to the writer thread, which serializes and writes it as
+    /// this worker's `part` for point `s`: the worker pauses only to make
+    /// `value` (see [`Checkpoint::at_shared`]).
+    pub fn write_shared<V: Serialize + Send + 'static>(
+        &self,
+        t0: Instant,
+        s: Time,
+        part: &str,
+        value: V,
+    ) {
+        let serialize: writer::Serialize =
+            Box::new(move |bytes| bincode::serialize_into(bytes, &value));
+        self.submit(t0, s, part, writer::Body::Value(serialize), self.size(part));
+    }
+
+    /// The latest size of `part` written, bytes (0 before the first).
+    fn size(&self, part: &str) -> usize {
+        self.sizes.borrow().get(part).copied().unwrap_or(0)
+    }
+
+    /// Hands a part to the writer thread; how long the worker paused since
+    /// `t0` goes to the metrics.
+    fn submit(&self, t0: Instant, s: Time, part: &str, body: writer::Body, size: usize) {
         *self.in_flight.borrow_mut().entry(s).or_default() += 1;
         let written = self.writer.submit(writer::Job {
             point: s,
             part: part.to_owned(),
             path: self.part_path(s, part),
-            bytes,
+            body,
+            size,
         });
         self.record(written);
         let paused = t0.elapsed().as_secs_f64();
@@ -218,6 +249,7 @@ impl Snapshots {
                 }
             }
             if w.ok {
+                self.sizes.borrow_mut().insert(w.part.clone(), w.bytes);
                 done.entry(w.point).or_default().insert(w.part);
             }
         }
@@ -381,6 +413,24 @@ impl<S> Checkpoint<S> {
             snaps.write_value(point, &self.part, &state());
         }
     }
+
+    /// As [`Checkpoint::at`], but `state()` is handed to the writer thread
+    /// and serialized there: for a large state, `state()` should share the
+    /// operator's data rather than copy it (e.g. collect a map of `Arc`s
+    /// that the operator modifies with `Arc::make_mut`), so that the worker
+    /// pauses only to collect it, and copies afterwards only what it
+    /// changes before the thread is done with it.
+    pub fn at_shared<V: Serialize + Send + 'static>(
+        &mut self,
+        upto: Time,
+        state: impl FnOnce() -> V,
+    ) {
+        let Some(snaps) = &self.snaps else { return };
+        if let Some(point) = snaps.due(&mut self.last, upto) {
+            let t0 = Instant::now();
+            snaps.write_shared(t0, point, &self.part, state());
+        }
+    }
 }
 
 /// The latest point in every one of `lists`.
@@ -487,6 +537,35 @@ mod tests {
         let mut r = Snapshots::new(dir.path(), 1000, 0, 1, 0..1);
         r.restore_from(Some(2000));
         assert_eq!(r.read::<String>("a").unwrap().as_deref(), Some("held"));
+    }
+
+    #[test]
+    fn a_shared_state_is_written_as_it_was_handed_over() {
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Snapshots::new(dir.path(), 1000, 0, 1, 0..1);
+        s.parts.borrow_mut().insert("shared".into());
+        let mut state: Vec<Arc<String>> = vec![Arc::new("one".into()), Arc::new("two".into())];
+        s.writer.hold(true);
+        s.write_shared(Instant::now(), 1000, "shared", state.clone());
+        // The worker goes on while the thread has not serialized it: what
+        // it changes is copied, not seen by the snapshot.
+        Arc::make_mut(&mut state[0]).push_str(" changed");
+        state.push(Arc::new("three".into()));
+        assert!(!s.part_path(1000, "shared").exists());
+        s.writer.hold(false);
+        s.drain();
+        assert_eq!(s.finish(Time::MAX), vec![1000]);
+        assert_eq!(
+            Arc::strong_count(&state[1]),
+            1,
+            "the thread let go of what it shared"
+        );
+        let mut r = Snapshots::new(dir.path(), 1000, 0, 1, 0..1);
+        r.restore_from(Some(1000));
+        let read: Vec<String> = r.read("shared").unwrap().unwrap();
+        assert_eq!(read, ["one", "two"]);
+        assert_eq!(*state[0], "one changed");
     }
 
     #[test]

@@ -1,13 +1,16 @@
-//! The writer thread of one worker's snapshots: it writes the parts the
-//! worker serialized, syncs and renames them, and reports each one back, so
-//! that the worker pauses only for the serialization (into a buffer), never
-//! for the disk.
+//! The writer thread of one worker's snapshots: it serializes the parts the
+//! worker handed over as shared values ([`Body::Value`]), writes them (and
+//! those the worker serialized itself, [`Body::Bytes`]), syncs and renames
+//! them, and reports each one back. The worker pauses only to hand a part
+//! over: for a value, the time to share it (e.g. clone a map of `Arc`s);
+//! never for the serialization of a large state, nor for the disk.
 //!
 //! What waits for the thread is bounded by bytes ([`Writer::new`]'s
-//! budget): a worker that hands over more waits for the thread to catch up
-//! (back-pressure from a slow disk, never a growing queue). The reports are
-//! bounded by what was handed over. Dropping the writer lets the thread
-//! write what it holds, then joins it.
+//! budget; a value counts as large as its part was last time): a worker
+//! that hands over more waits for the thread to catch up (back-pressure
+//! from a slow disk, never a growing queue). The reports are bounded by
+//! what was handed over. Dropping the writer lets the thread write what it
+//! holds, then joins it.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -26,7 +29,22 @@ pub(super) struct Job {
     /// Where it goes; its directory is created if needed.
     pub path: PathBuf,
     /// What it holds.
-    pub bytes: Vec<u8>,
+    pub body: Body,
+    /// The bytes it counts for against the budget (its length if known).
+    pub size: usize,
+}
+
+/// Serializes a shared value into a buffer, on the writer thread.
+pub(super) type Serialize = Box<dyn FnOnce(&mut Vec<u8>) -> bincode::Result<()> + Send>;
+
+/// What a [`Job`] writes.
+pub(super) enum Body {
+    /// Serialized already, by the worker.
+    Bytes(Vec<u8>),
+    /// To serialize on the writer thread; the value it holds is dropped
+    /// before the disk write, so a worker that shares state with it (an
+    /// `Arc` it will modify) copies only what it changes meanwhile.
+    Value(Serialize),
 }
 
 /// What became of one [`Job`].
@@ -38,6 +56,8 @@ pub(super) struct Written {
     pub part: String,
     /// Whether it is on disk, whole (a failure was logged).
     pub ok: bool,
+    /// Its length, bytes (0 if it failed).
+    pub bytes: usize,
 }
 
 /// The writer thread of one worker (or, if it could not be started, the
@@ -60,6 +80,8 @@ struct Queue {
     written: Vec<Written>,
     /// Bytes handed over and not yet written (queued or being written).
     unwritten: usize,
+    /// Jobs handed over and not yet reported.
+    pending: usize,
     closed: bool,
     /// The thread takes no job while set (tests).
     held: bool,
@@ -82,15 +104,12 @@ impl Inner {
             match job {
                 Some(job) => {
                     drop(q);
-                    let len = job.bytes.len();
-                    let ok = write(&self.worker, &job);
+                    let size = job.size;
+                    let written = write(&self.worker, job);
                     q = self.lock();
-                    q.unwritten -= len;
-                    q.written.push(Written {
-                        point: job.point,
-                        part: job.part,
-                        ok,
-                    });
+                    q.unwritten -= size;
+                    q.pending -= 1;
+                    q.written.push(written);
                     self.changed.notify_all();
                 }
                 None if q.closed && (q.jobs.is_empty() || q.held) => return,
@@ -133,22 +152,18 @@ impl Writer {
     /// returns what was written since the last call.
     pub fn submit(&self, job: Job) -> Vec<Written> {
         if self.thread.is_none() {
-            let ok = write(&self.inner.worker, &job);
             let mut written = self.written();
-            written.push(Written {
-                point: job.point,
-                part: job.part,
-                ok,
-            });
+            written.push(write(&self.inner.worker, job));
             return written;
         }
         let mut q = self.inner.lock();
         let mut written = std::mem::take(&mut q.written);
-        while q.unwritten > 0 && q.unwritten + job.bytes.len() > self.budget {
+        while q.unwritten > 0 && q.unwritten + job.size > self.budget {
             q = self.inner.wait(q);
             written.append(&mut q.written);
         }
-        q.unwritten += job.bytes.len();
+        q.unwritten += job.size;
+        q.pending += 1;
         q.jobs.push_back(job);
         self.inner.changed.notify_all();
         written
@@ -164,7 +179,7 @@ impl Writer {
     pub fn drain(&self) -> Vec<Written> {
         let mut q = self.inner.lock();
         let mut written = std::mem::take(&mut q.written);
-        while self.thread.is_some() && !q.held && q.unwritten > 0 {
+        while self.thread.is_some() && !q.held && q.pending > 0 {
             q = self.inner.wait(q);
             written.append(&mut q.written);
         }
@@ -199,44 +214,71 @@ impl Drop for Writer {
     }
 }
 
-/// Writes `job` to a temporary name, syncs it and renames it into place,
-/// with its metrics; whether it is there.
-fn write(worker: &str, job: &Job) -> bool {
+/// Serializes `job` if it is a value, writes it to a temporary name, syncs
+/// it and renames it into place, with its metrics; what became of it.
+fn write(worker: &str, job: Job) -> Written {
     let t0 = Instant::now();
-    let tmp = job.path.with_extension("tmp");
-    let result = (|| -> std::io::Result<()> {
-        use std::io::Write;
-        if let Some(dir) = job.path.parent() {
-            std::fs::create_dir_all(dir)?;
+    let Job {
+        point,
+        part,
+        path,
+        body,
+        ..
+    } = job;
+    let bytes = match body {
+        Body::Bytes(bytes) => Ok(bytes),
+        Body::Value(serialize) => {
+            let mut bytes = Vec::new();
+            serialize(&mut bytes).map(|()| bytes)
         }
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&job.bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &job.path)
-    })();
-    let part = job.part.as_str();
-    match result {
-        Ok(()) => {
+    };
+    let tmp = path.with_extension("tmp");
+    let result = bytes
+        .map_err(|e| format!("not serialized: {e}"))
+        .and_then(|bytes| {
+            (|| -> std::io::Result<usize> {
+                use std::io::Write;
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let mut file = std::fs::File::create(&tmp)?;
+                file.write_all(&bytes)?;
+                file.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+                Ok(bytes.len())
+            })()
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                e.to_string()
+            })
+        });
+    let ok = match &result {
+        Ok(len) => {
             let m = observability::metrics();
             m.snapshot_write
-                .with_label_values(&[part])
+                .with_label_values(&[part.as_str()])
                 .observe(t0.elapsed().as_secs_f64());
             m.snapshot_bytes
-                .with_label_values(&[worker, part])
-                .set(job.bytes.len() as i64);
+                .with_label_values(&[worker, part.as_str()])
+                .set(*len as i64);
             tracing::debug!(
-                point = job.point,
+                point,
                 part,
-                bytes = job.bytes.len(),
+                bytes = len,
                 ms = t0.elapsed().as_millis() as u64,
                 "snapshot part written"
             );
             true
         }
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            tracing::warn!(point = job.point, part, error = %e, "snapshot part not written");
+            tracing::warn!(point, part, error = %e, "snapshot part not written");
             false
         }
+    };
+    Written {
+        point,
+        part,
+        ok,
+        bytes: *result.as_ref().unwrap_or(&0),
     }
 }

@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::{AsCollection, VecCollection};
@@ -49,7 +50,11 @@ enum Dirty {
 
 /// One participant's state in the track operator. A snapshot leaves out
 /// the checkpoints: a late point after a restore re-folds from the base.
-#[derive(Serialize, Deserialize)]
+/// The operator holds each in an `Arc` that a snapshot shares while its
+/// writer thread serializes it; modifying one then copies it
+/// (`Arc::make_mut`), so a snapshot costs the worker a copy of the
+/// participants that change during the write, not of the race.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Participant {
     observations: BTreeSet<(i64, Obs)>,
     /// Fold states after the keyed observation, every CHECKPOINT_EVERY.
@@ -70,7 +75,7 @@ pub struct Participant {
 }
 
 /// An observation read before its race was defined: judged once it is.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Held {
     item: (i64, Obs),
     behind_ms: i64,
@@ -214,18 +219,12 @@ impl Participant {
 }
 
 /// The track stage's state on one worker, as a snapshot holds it: the race
-/// definitions (order and JSON) and the participants it owns.
+/// definitions (order and JSON) and the participants it owns, shared with
+/// the operator while the writer thread serializes them.
 #[derive(Default, Serialize, Deserialize)]
 pub struct TrackState {
     races: BTreeMap<String, (i64, Spec)>,
-    participants: BTreeMap<(String, String), Participant>,
-}
-
-/// [`TrackState`] borrowed from the operator, for writing.
-#[derive(Serialize)]
-struct TrackStateRef<'a> {
-    races: BTreeMap<&'a String, (i64, &'a Spec)>,
-    participants: &'a BTreeMap<(String, String), Participant>,
+    participants: BTreeMap<(String, String), Arc<Participant>>,
 }
 
 /// The track stage: folds each participant's observations, emits their
@@ -259,7 +258,7 @@ where
             move |initial, _info| {
                 let mut stash: Stash<T, Input> = Stash::default();
                 let mut races: HashMap<String, (i64, Spec, Rc<Race>)> = HashMap::new();
-                let mut participants: BTreeMap<(String, String), Participant> = BTreeMap::new();
+                let mut participants: BTreeMap<(String, String), Arc<Participant>> = BTreeMap::new();
                 let restored = checkpoint.take_restored();
                 // The restored state goes out once, at the initial time.
                 let mut initial = restored.is_some().then_some(initial);
@@ -272,10 +271,10 @@ where
                 }
                 // Points of races not defined yet, held on this worker.
                 let mut held: usize = participants.values().map(|p| p.held.len()).sum();
-                let mut snapshot = move |upto: T, races: &HashMap<String, (i64, Spec, Rc<Race>)>, participants: &BTreeMap<(String, String), Participant>| {
-                    checkpoint.at(upto.into(), || TrackStateRef {
-                        races: races.iter().map(|(k, (o, j, _))| (k, (*o, j))).collect(),
-                        participants,
+                let mut snapshot = move |upto: T, races: &HashMap<String, (i64, Spec, Rc<Race>)>, participants: &BTreeMap<(String, String), Arc<Participant>>| {
+                    checkpoint.at_shared(upto.into(), || TrackState {
+                        races: races.iter().map(|(k, (o, j, _))| (k.clone(), (*o, j.clone()))).collect(),
+                        participants: participants.clone(),
                     });
                 };
                 move |(obs_in, obs_frontier), (def_in, def_frontier), output| {
@@ -328,7 +327,7 @@ where
                             let Observation { race, participant, time_ms, what, origin } = o;
                             let item = (time_ms, what);
                             let key = (race, participant);
-                            let p = participants.entry(key.clone()).or_insert_with(Participant::new);
+                            let p = Arc::make_mut(participants.entry(key.clone()).or_insert_with(|| Arc::new(Participant::new())));
                             let behind_ms = if diff > 0 { p.arrive(&item) } else { 0 };
                             let Some((_, _, compiled)) = races.get(&key.0) else {
                                 // Judged once the race is defined, if there is room.
@@ -365,6 +364,7 @@ where
                                 if key.0 != *race {
                                     break;
                                 }
+                                let p = Arc::make_mut(p);
                                 held -= p.held.len();
                                 for h in std::mem::take(&mut p.held) {
                                     if p.too_late(&h.item, h.behind_ms, allowed_ms) {
@@ -387,7 +387,7 @@ where
                             let Some((_, _, race)) = races.get(&key.0) else {
                                 continue; // kept until the race is defined
                             };
-                            let p = participants.get_mut(&key).expect("dirty ones exist");
+                            let p = Arc::make_mut(participants.get_mut(&key).expect("dirty ones exist"));
                             let was_late = matches!(&p.dirty, Dirty::From(k) if p.last.as_ref().is_some_and(|l| *k < l.0));
                             let before = p.emitted.as_ref().map_or(0, |e| e.0.rejected);
                             let (progress, splits) = p.refold(race, &key.1);
