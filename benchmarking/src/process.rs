@@ -1,5 +1,6 @@
 //! A `pace` process under test: started with chosen flags, measured through
-//! `/proc` (CPU time, resident and peak memory), stopped with SIGTERM.
+//! `/proc` (CPU time, resident and peak memory) and its own `/metrics`,
+//! stopped with SIGTERM.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -88,6 +89,27 @@ impl Pace {
         (ticks(11) + ticks(12)) / USER_HZ
     }
 
+    /// Its `/metrics` page now (Prometheus text format).
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        use std::io::{Read, Write};
+        let addr = self.base.trim_start_matches("http://");
+        let mut conn =
+            std::net::TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
+        conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(conn, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+        let mut response = String::new();
+        conn.read_to_string(&mut response)?;
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .context("no end of the /metrics headers")?;
+        anyhow::ensure!(
+            head.lines().next().is_some_and(|l| l.contains(" 200 ")),
+            "/metrics answered {}",
+            head.lines().next().unwrap_or_default()
+        );
+        Ok(body.to_owned())
+    }
+
     /// Stops it with SIGTERM and waits (at most 60 s) for it to exit.
     pub fn stop(mut self) -> anyhow::Result<()> {
         let status = Command::new("kill")
@@ -124,6 +146,19 @@ pub fn proc_kib(path: &str, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// The values of every sample of metric `name` (any labels) in `text`, a
+/// `/metrics` page.
+pub fn samples<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = f64> + 'a {
+    text.lines().filter_map(move |l| {
+        let rest = l.strip_prefix(name)?;
+        let rest = match rest.strip_prefix('{') {
+            Some(labels) => labels.split_once('}')?.1,
+            None => rest,
+        };
+        rest.split_whitespace().next()?.parse().ok()
+    })
 }
 
 /// The arguments of `pace CMD` on `kafka`'s topics with `workers` workers

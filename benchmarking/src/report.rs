@@ -106,16 +106,16 @@ pub fn restart_table(runs: &[crate::suite::Restart]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| workers | start | snapshots on disk | points | runners complete | restart s | CPU s | peak RSS |"
+        "| workers | start | snapshots on disk | points | runners complete | restart s | CPU s | peak RSS | snapshot pause mean / max |"
     );
     let _ = writeln!(
         s,
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for r in runs {
         let _ = writeln!(
             s,
-            "| {} | {} | {:.0} MiB | {} | {} of {} | {:.1} | {:.1} | {:.0} MiB |",
+            "| {} | {} | {:.0} MiB | {} | {} of {} | {:.1} | {:.1} | {:.0} MiB | {} |",
             r.run.workers,
             if r.from_snapshot {
                 "from the latest snapshot"
@@ -128,7 +128,11 @@ pub fn restart_table(runs: &[crate::suite::Restart]) -> String {
             r.run.runners,
             r.run.seconds,
             r.run.cpu_s,
-            mib(r.run.peak_rss)
+            mib(r.run.peak_rss),
+            match r.run.snapshot_pause_s {
+                Some((mean, max)) => format!("{:.1} / {:.1} ms", mean * 1e3, max * 1e3),
+                None => "none written".into(),
+            }
         );
     }
     s

@@ -47,6 +47,9 @@ pub struct Standings {
     pub peak_rss: u64,
     /// Resident memory of pace once done, bytes.
     pub rss: u64,
+    /// How long writing a snapshot part held a worker, mean and longest,
+    /// seconds (`/metrics`); `None` if no part was written.
+    pub snapshot_pause_s: Option<(f64, f64)>,
 }
 
 /// How long the changelog may be quiet before a run counts as done.
@@ -124,9 +127,19 @@ pub fn standings(
         cpu_s: pace.cpu_s(),
         peak_rss: pace.peak_rss(),
         rss: pace.rss(),
+        snapshot_pause_s: snapshot_pause(&pace.metrics()?),
     };
     pace.stop()?;
     Ok(result)
+}
+
+/// The mean and longest snapshot pause on a `/metrics` page, seconds.
+fn snapshot_pause(metrics: &str) -> Option<(f64, f64)> {
+    use crate::process::samples;
+    let count: f64 = samples(metrics, "pace_snapshot_pause_seconds_count").sum();
+    let sum: f64 = samples(metrics, "pace_snapshot_pause_seconds_sum").sum();
+    let max = samples(metrics, "pace_snapshot_pause_max_seconds").fold(0.0, f64::max);
+    (count > 0.0).then(|| (sum / count, max))
 }
 
 /// A reader of every partition of `topic` from its end now.
