@@ -91,23 +91,21 @@ impl Pace {
 
     /// Its `/metrics` page now (Prometheus text format).
     pub fn metrics(&self) -> anyhow::Result<String> {
-        use std::io::{Read, Write};
-        let addr = self.base.trim_start_matches("http://");
-        let mut conn =
-            std::net::TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
-        conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(conn, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-        let mut response = String::new();
-        conn.read_to_string(&mut response)?;
-        let (head, body) = response
-            .split_once("\r\n\r\n")
-            .context("no end of the /metrics headers")?;
-        anyhow::ensure!(
-            head.lines().next().is_some_and(|l| l.contains(" 200 ")),
-            "/metrics answered {}",
-            head.lines().next().unwrap_or_default()
-        );
-        Ok(body.to_owned())
+        let url = format!("{}/metrics", self.base);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?;
+            let response = http
+                .get(&url)
+                .send()
+                .await
+                .with_context(|| format!("GET {url}"))?;
+            Ok(response.error_for_status()?.text().await?)
+        })
     }
 
     /// Stops it with SIGTERM and waits (at most 60 s) for it to exit.
