@@ -104,6 +104,11 @@ pub struct Metrics {
     /// The latest snapshot point a worker finished (every part written and
     /// its outputs durable), Unix seconds, by worker.
     pub snapshot_last_point: GaugeVec,
+    /// What this start restored: the snapshot point, Unix seconds (0 for
+    /// none: the views are rebuilt from the start of retention), by the
+    /// worker count the latest snapshot on disk was taken with (`none`
+    /// without one) and this start's.
+    pub snapshot_restored: GaugeVec,
     /// Observations the standings job treated specially, by outcome: `late`
     /// (older than the participant's latest), `correction` (a late one that
     /// retracted a split), `rejected` (impossible jump or false read),
@@ -317,6 +322,16 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let snapshot_restored = reg.add(
+            GaugeVec::new(
+                Opts::new(
+                    "pace_snapshot_restored_point_seconds",
+                    "The snapshot point this start restored, Unix seconds (0: none, rebuilt from retention), by the worker count the latest snapshot on disk was taken with and this start's.",
+                ),
+                &["taken_workers", "workers"],
+            )
+            .expect("valid metric"),
+        );
         let edge_clients = reg
             .add(IntGauge::new("pace_edge_clients", "Open WebSocket connections.").expect("valid"));
         let edge_connections = reg.add(
@@ -380,6 +395,7 @@ impl Metrics {
             snapshot_write,
             snapshot_bytes,
             snapshot_last_point,
+            snapshot_restored,
             standings_points,
             rooms_events,
         }

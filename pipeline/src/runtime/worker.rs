@@ -156,10 +156,49 @@ fn open_snapshots(
     );
     let point = snapshot::agree(worker, s.complete());
     s.restore_from(point);
-    if let Some(point) = point
-        && index == first
-    {
-        tracing::info!(point, "restoring the views from a snapshot");
+    if index == first {
+        report_restore(&s, point, peers);
     }
     Some(Rc::new(s))
+}
+
+/// Logs and shows in `/metrics` what a start restored, and with which
+/// worker counts: a snapshot taken with another one is not used, and the
+/// operator sees why the views are being rebuilt.
+fn report_restore(s: &Snapshots, point: Option<snapshot::Time>, peers: usize) {
+    let latest = s.latest_any();
+    let taken = match (point, &latest) {
+        (Some(_), _) => peers.to_string(),
+        (None, Some((_, mark))) => mark.split_whitespace().next().unwrap_or("?").to_owned(),
+        (None, None) => "none".to_owned(),
+    };
+    let workers = peers.to_string();
+    observability::metrics()
+        .snapshot_restored
+        .with_label_values(&[taken.as_str(), workers.as_str()])
+        .set(point.map_or(0.0, |p| p as f64 / 1000.0));
+    match (point, latest) {
+        (Some(point), _) => {
+            tracing::info!(
+                point,
+                workers = peers,
+                "restoring the views from a snapshot taken with as many workers"
+            );
+        }
+        (None, Some((latest, mark))) if s.is_current(&mark) => tracing::warn!(
+            point = latest,
+            workers = peers,
+            "no snapshot is complete on every worker: the views are rebuilt from the start of retention"
+        ),
+        (None, Some((latest, mark))) => tracing::warn!(
+            point = latest,
+            taken_with = %mark,
+            workers = peers,
+            "the latest snapshot was taken with another worker count (or format) and is not used: the views are rebuilt from the start of retention"
+        ),
+        (None, None) => tracing::info!(
+            workers = peers,
+            "no snapshot: the views are built from the start of retention"
+        ),
+    }
 }

@@ -349,6 +349,27 @@ impl Snapshots {
         points
     }
 
+    /// The latest point this process's first worker finished, whatever the
+    /// worker count or format, with the mark of its `.done` file (`"2 v4"`:
+    /// 2 workers, format 4).
+    pub fn latest_any(&self) -> Option<(Time, String)> {
+        let entries = std::fs::read_dir(&self.dir).ok()?;
+        let mut points: Vec<Time> = entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        points.sort_unstable();
+        let first = self.local.start;
+        points.into_iter().rev().find_map(|s| {
+            let done = self.point_dir(s).join(format!("w{first}.done"));
+            Some((s, std::fs::read_to_string(done).ok()?.trim().to_owned()))
+        })
+    }
+
+    /// Whether a `.done` mark is of this worker count and format.
+    pub fn is_current(&self, mark: &str) -> bool {
+        mark.trim() == self.done_mark()
+    }
+
     /// Removes every point before the oldest of the last [`KEEP`] complete ones.
     fn prune(&self) {
         let complete = self.complete();

@@ -89,7 +89,8 @@ pub fn produce(kafka: &KafkaConfig, day: &Dataset, tasks: &[CalcTask], sent: &mu
 pub struct Cluster {
     kafka: KafkaConfig,
     prefix: String,
-    workers: usize,
+    /// `--workers` of the processes started from now on.
+    pub workers: usize,
     archive: bool,
     dir: tempfile::TempDir,
     /// The processes, `None` where one is not running.
@@ -399,15 +400,8 @@ pub fn uninterrupted(day: &Dataset, tasks: &[CalcTask], processes: usize, worker
 /// The records of the topics `which` takes that a pipeline process has read
 /// since it started, from `pace_ingest_records_total` on its `/metrics`.
 pub fn records_read(url: &str, which: impl Fn(&str) -> bool) -> u64 {
-    let text = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        reqwest::get(format!("{url}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
-    text.lines()
+    metrics_text(url)
+        .lines()
         .filter_map(|l| l.strip_prefix("pace_ingest_records_total{"))
         .filter(|l| {
             l.split("topic=\"")
@@ -417,4 +411,28 @@ pub fn records_read(url: &str, which: impl Fn(&str) -> bool) -> u64 {
         })
         .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
         .sum()
+}
+
+/// A pipeline process's `/metrics` page.
+pub fn metrics_text(url: &str) -> String {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::get(format!("{url}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    })
+}
+
+/// The value of the sample written exactly `sample` (name and labels, as
+/// `/metrics` writes them) on a `/metrics` page, if it is there.
+pub fn sample(text: &str, sample: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(sample)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
