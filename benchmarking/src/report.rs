@@ -117,10 +117,13 @@ pub fn restart_table(runs: &[crate::suite::Restart]) -> String {
             s,
             "| {} | {} | {:.0} MiB | {} | {} of {} | {:.1} | {:.1} | {:.0} MiB | {} |",
             r.run.workers,
-            if r.from_snapshot {
-                "from the latest snapshot"
-            } else {
-                "no snapshot: from the start of retention"
+            match (r.taken_with, r.run.restored_s) {
+                (None, _) => "no snapshot: from the start of retention".to_owned(),
+                (Some(t), Some(_)) if t == r.run.workers => "from the latest snapshot".to_owned(),
+                (Some(t), Some(_)) => format!("from the latest snapshot, taken with {t} worker(s)"),
+                (Some(t), None) => format!(
+                    "snapshot taken with {t} worker(s), not restored: from the start of retention"
+                ),
             },
             mib(r.snapshot_bytes),
             r.run.points,

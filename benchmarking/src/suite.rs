@@ -180,8 +180,10 @@ pub fn replay_on(
 /// One restart measured by `pace-bench restart`.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Restart {
-    /// Whether the start found a snapshot to resume from.
+    /// Whether the start had snapshots on disk to resume from.
     pub from_snapshot: bool,
+    /// The worker count those snapshots were taken with.
+    pub taken_with: Option<usize>,
     /// Bytes of the snapshots on disk when it started (the latest two; 0
     /// without).
     pub snapshot_bytes: u64,
@@ -195,7 +197,9 @@ pub struct Restart {
 /// writing snapshots every `snapshot_every_ms` as it goes), then again on the
 /// same data directory (it resumes from the latest snapshot). The time from
 /// serving until the standings show every runner's last point is the
-/// restart time, with the peak RSS.
+/// restart time, with the peak RSS. With more than one worker count, each
+/// then starts on a copy of every other count's data directory: the
+/// restart after an operator changed the worker count.
 pub fn restart(
     o: Target<'_>,
     (runners, seconds): (usize, usize),
@@ -209,6 +213,7 @@ pub fn restart(
         snapshot_every_ms.to_string(),
     ];
     let mut out = Vec::new();
+    let mut dirs = Vec::new();
     for &w in workers {
         let data = tempfile::tempdir()?;
         for from_snapshot in [false, true] {
@@ -224,12 +229,44 @@ pub fn restart(
             let run = standings_in(o, &kafka, w, (data.path(), &extra), &pre, &what)?;
             out.push(Restart {
                 from_snapshot,
+                taken_with: from_snapshot.then_some(w),
+                snapshot_bytes,
+                run,
+            });
+        }
+        dirs.push((w, data));
+    }
+    for (taken, data) in &dirs {
+        for &w in workers.iter().filter(|&&w| w != *taken) {
+            let copy = tempfile::tempdir()?;
+            copy_dir(data.path(), copy.path())?;
+            let snapshot_bytes = dir_bytes(&copy.path().join("snapshots"));
+            let what = format!("restart, {w} worker(s), snapshot of {taken}");
+            let run = standings_in(o, &kafka, w, (copy.path(), &extra), &pre, &what)?;
+            out.push(Restart {
+                from_snapshot: true,
+                taken_with: Some(*taken),
                 snapshot_bytes,
                 run,
             });
         }
     }
     Ok(out)
+}
+
+/// Copies the files under `from` to `to`, directories and all.
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else {
+            std::fs::copy(e.path(), target)?;
+        }
+    }
+    Ok(())
 }
 
 /// Bytes of the files under `dir` (the snapshots kept: the latest two).

@@ -50,6 +50,9 @@ pub struct Standings {
     /// How long writing a snapshot part held a worker, mean and longest,
     /// seconds (`/metrics`); `None` if no part was written.
     pub snapshot_pause_s: Option<(f64, f64)>,
+    /// The snapshot point the start restored, Unix seconds (`/metrics`);
+    /// `None` if it restored none.
+    pub restored_s: Option<f64>,
 }
 
 /// How long the changelog may be quiet before a run counts as done.
@@ -116,6 +119,7 @@ pub fn standings(
         progress(done as u64);
     }
     let seconds = (last_change - t0).as_secs_f64();
+    let metrics = pace.metrics()?;
     let result = Standings {
         workers,
         points: preloaded.points,
@@ -127,7 +131,9 @@ pub fn standings(
         cpu_s: pace.cpu_s(),
         peak_rss: pace.peak_rss(),
         rss: pace.rss(),
-        snapshot_pause_s: snapshot_pause(&pace.metrics()?),
+        snapshot_pause_s: snapshot_pause(&metrics),
+        restored_s: crate::process::samples(&metrics, "pace_snapshot_restored_point_seconds")
+            .find(|p| *p > 0.0),
     };
     pace.stop()?;
     Ok(result)

@@ -101,9 +101,11 @@ enum Command {
     /// Restart time and peak RSS: preloads one generated race of --runners
     /// × --seconds (one point per runner per second), then starts `pace
     /// pipeline` on it with each worker count twice, as after a crash: with
-    /// no snapshot, then from the snapshots the first run wrote. Times each
-    /// until the standings show every runner's last point. Prints a table
-    /// and writes restart.json to --out.
+    /// no snapshot, then from the snapshots the first run wrote; with more
+    /// than one worker count (`--workers 1,2`), each count also starts from
+    /// the snapshots of every other (an operator changing the worker count).
+    /// Times each until the standings show every runner's last point.
+    /// Prints a table and writes restart.json to --out.
     Restart {
         #[command(flatten)]
         target: Target,
