@@ -81,13 +81,34 @@ struct SplitRank {
     emitted: HashMap<String, SplitRow>,
 }
 
+/// What the rank stage holds of one participant (one map entry, so that a
+/// changed participant costs one lookup a step, not one a map).
+#[derive(Default)]
+struct Person {
+    /// Its progress, as the ladder holds it.
+    progress: Option<Progress>,
+    /// Its key in the ladder.
+    key: Option<RankKey>,
+    /// Its standing, as emitted.
+    emitted: Option<super::Standing>,
+    /// Its rank, as emitted.
+    place: Option<u32>,
+}
+
+impl Person {
+    fn is_gone(&self) -> bool {
+        self.progress.is_none()
+            && self.key.is_none()
+            && self.emitted.is_none()
+            && self.place.is_none()
+    }
+}
+
 /// One race in the rank stage.
 #[derive(Default)]
 struct RaceRank {
-    /// Each participant's progress, as the ladder holds it.
-    progress: HashMap<String, Progress>,
-    /// Each participant's key in the ladder.
-    keys: HashMap<String, RankKey>,
+    /// Every participant with progress, or with a row still emitted.
+    people: HashMap<String, Person>,
     ladder: Ladder<RankKey>,
     /// Racing participants by when the race clock retires them.
     deadlines: BTreeSet<(i64, String)>,
@@ -95,15 +116,12 @@ struct RaceRank {
     seen: BTreeMap<i64, usize>,
     clock: i64,
     splits: BTreeMap<u32, SplitRank>,
-    emitted: HashMap<String, super::Standing>,
-    /// Each participant's rank, as emitted.
-    places: HashMap<String, u32>,
     leader: Option<Leader>,
 }
 
 impl RaceRank {
     fn is_empty(&self) -> bool {
-        self.progress.is_empty() && self.splits.is_empty() && self.leader.is_none()
+        self.people.is_empty() && self.splits.is_empty() && self.leader.is_none()
     }
 
     /// Applies one epoch's updates of this race; `give` gets every changed
@@ -124,7 +142,12 @@ impl RaceRank {
                     let now = progress.get(&p.participant);
                     let held = match now {
                         Some(now) => now.as_ref() == Some(&p),
-                        None => self.progress.get(&p.participant) == Some(&p),
+                        None => {
+                            self.people
+                                .get(&p.participant)
+                                .and_then(|x| x.progress.as_ref())
+                                == Some(&p)
+                        }
                     };
                     if held {
                         progress.insert(p.participant, None);
@@ -151,12 +174,23 @@ impl RaceRank {
         // Participants whose row may change.
         let mut dirty: BTreeSet<String> = BTreeSet::new();
         for (id, new) in progress {
-            if let Some(old) = self.progress.remove(&id) {
-                self.forget(&old);
-            }
-            if let Some(new) = new {
-                self.remember(&new);
-                self.progress.insert(id.clone(), new);
+            let (seen, deadlines) = (&mut self.seen, &mut self.deadlines);
+            let swap = |person: &mut Person| {
+                if let Some(old) = person.progress.take() {
+                    forget(seen, deadlines, &old);
+                }
+                if let Some(new) = new {
+                    remember(seen, deadlines, &new);
+                    person.progress = Some(new);
+                }
+            };
+            match self.people.get_mut(&id) {
+                Some(person) => swap(person),
+                None => {
+                    let mut person = Person::default();
+                    swap(&mut person);
+                    self.people.insert(id.clone(), person);
+                }
             }
             dirty.insert(id);
         }
@@ -216,14 +250,17 @@ impl RaceRank {
         // The standings: move the dirty ones; emit the rows whose content
         // changed, then the places that changed, theirs and those they passed.
         let mut moves = Vec::new();
+        let clock = self.clock;
         for id in &dirty {
-            let new = self
+            let Some(person) = self.people.get_mut(id) else {
+                continue;
+            };
+            let new = person
                 .progress
-                .get(id)
-                .map(|p| rank_key(p, status_at(p, self.clock)));
-            let old = put(&mut self.keys, id, new.clone());
-            if old != new {
-                moves.push((old, new));
+                .as_ref()
+                .map(|p| rank_key(p, status_at(p, clock)));
+            if person.key != new {
+                moves.push((std::mem::replace(&mut person.key, new.clone()), new));
             }
         }
         // Those passed (a few may be dirty, or passed twice: their place is
@@ -238,19 +275,25 @@ impl RaceRank {
                 .map(|k| k.0)
         };
         for id in &dirty {
-            let row = self
+            let Some(person) = self.people.get_mut(id) else {
+                continue;
+            };
+            let row = person
                 .progress
-                .get(id)
-                .map(|p| standing(p, status_at(p, self.clock), lead));
-            let old = put(&mut self.emitted, id, row.clone());
+                .as_ref()
+                .map(|p| standing(p, status_at(p, clock), lead));
+            let old = std::mem::replace(&mut person.emitted, row.clone());
             emit(old, row, ViewRow::Standing, &mut give);
         }
         for id in dirty.into_iter().chain(passed) {
-            let rank = self
-                .keys
-                .get(&id)
+            let Some(person) = self.people.get_mut(&id) else {
+                continue;
+            };
+            let rank = person
+                .key
+                .as_ref()
                 .map(|k| self.ladder.rank(k).expect("in the ladder"));
-            let old = put(&mut self.places, &id, rank);
+            let old = std::mem::replace(&mut person.place, rank);
             if old != rank {
                 let place = |rank| Place {
                     participant: id.clone(),
@@ -258,46 +301,47 @@ impl RaceRank {
                 };
                 emit(old.map(place), rank.map(place), ViewRow::Rank, &mut give);
             }
+            if person.is_gone() {
+                self.people.remove(&id);
+            }
         }
-        let leader = self
-            .ladder
-            .first()
-            .map(|k| Leader::of(&self.progress[&k.4]));
+        let leader = self.ladder.first().map(|k| {
+            Leader::of(
+                self.people[&k.4]
+                    .progress
+                    .as_ref()
+                    .expect("a ranked participant has progress"),
+            )
+        });
         if leader != self.leader {
             let old = std::mem::replace(&mut self.leader, leader.clone());
             emit(old, leader, ViewRow::Leader, &mut give);
         }
     }
+}
 
-    /// Adds a participant's progress to the clock and the deadlines.
-    fn remember(&mut self, p: &Progress) {
-        *self.seen.entry(p.last_seen_ms).or_default() += 1;
-        if let Some(d) = deadline(p) {
-            self.deadlines.insert((d, p.participant.clone()));
-        }
-    }
-
-    /// Takes a participant's progress out of the clock and the deadlines.
-    fn forget(&mut self, p: &Progress) {
-        if let Some(n) = self.seen.get_mut(&p.last_seen_ms) {
-            *n -= 1;
-            if *n == 0 {
-                self.seen.remove(&p.last_seen_ms);
-            }
-        }
-        if let Some(d) = deadline(p) {
-            self.deadlines.remove(&(d, p.participant.clone()));
-        }
+/// Adds a participant's progress to a race's clock (`seen`) and deadlines.
+fn remember(
+    seen: &mut BTreeMap<i64, usize>,
+    deadlines: &mut BTreeSet<(i64, String)>,
+    p: &Progress,
+) {
+    *seen.entry(p.last_seen_ms).or_default() += 1;
+    if let Some(d) = deadline(p) {
+        deadlines.insert((d, p.participant.clone()));
     }
 }
 
-/// Sets (or, for `None`, removes) `id`'s entry of `map`; returns the old
-/// one. An id already present is not cloned again.
-fn put<V>(map: &mut HashMap<String, V>, id: &str, new: Option<V>) -> Option<V> {
-    match (new, map.get_mut(id)) {
-        (Some(v), Some(held)) => Some(std::mem::replace(held, v)),
-        (Some(v), None) => map.insert(id.to_owned(), v),
-        (None, _) => map.remove(id),
+/// Takes a participant's progress out of a race's clock and deadlines.
+fn forget(seen: &mut BTreeMap<i64, usize>, deadlines: &mut BTreeSet<(i64, String)>, p: &Progress) {
+    if let Some(n) = seen.get_mut(&p.last_seen_ms) {
+        *n -= 1;
+        if *n == 0 {
+            seen.remove(&p.last_seen_ms);
+        }
+    }
+    if let Some(d) = deadline(p) {
+        deadlines.remove(&(d, p.participant.clone()));
     }
 }
 
