@@ -40,6 +40,11 @@ trait Produce<D> {
     /// are sent, and whenever the frontier moves): the moment to write what
     /// the sink keeps as of a snapshot point.
     fn sent_before(&mut self, _upto: Time) {}
+    /// Whether what comes at time 0 (a restored operator's state) is sent
+    /// too, rather than dropped.
+    fn sends_restored(&self) -> bool {
+        false
+    }
     /// Produces one epoch's `items` under the epoch's `ticket`.
     fn send(
         &mut self,
@@ -85,6 +90,10 @@ impl<J: Job> Produce<((String, J::Row), Time, isize)> for Changelog<J> {
     fn sent_before(&mut self, upto: Time) {
         let state = &self.state;
         self.encoder.at(upto, || state);
+    }
+
+    fn sends_restored(&self) -> bool {
+        J::REPUBLISH_RESTORED
     }
 
     fn send(
@@ -200,7 +209,8 @@ where
             // Epochs complete in order: an epoch is sent once no more of it
             // can arrive, and released once it is durable. What comes at
             // time 0 is state a restored operator re-emits: it was written
-            // before the snapshot, so it is not written again.
+            // before the snapshot, so it is not written again, unless the
+            // sink republishes it (`Job::REPUBLISH_RESTORED`).
             while let Some((&t, _)) = held.first_key_value() {
                 if frontier.frontier().less_equal(&t) {
                     break;
@@ -208,7 +218,7 @@ where
                 let ticket = t as usize;
                 if let Some(items) = pending.remove(&t) {
                     sink.sent_before(t);
-                    if t > 0
+                    if (t > 0 || sink.sends_restored())
                         && let Err(e) = sink.send(&producer, items, ticket)
                     {
                         shared.fail(WorkerError::Delivery(error_chain(&e)));
