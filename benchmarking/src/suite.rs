@@ -180,9 +180,8 @@ pub fn replay_on(
 /// One restart measured by `pace-bench restart`.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Restart {
-    /// Whether the start had snapshots on disk to resume from.
-    pub from_snapshot: bool,
-    /// The worker count those snapshots were taken with.
+    /// The worker count of the snapshots on disk when it started (`None`:
+    /// it started with none).
     pub taken_with: Option<usize>,
     /// Bytes of the snapshots on disk when it started (the latest two; 0
     /// without).
@@ -228,7 +227,6 @@ pub fn restart(
             );
             let run = standings_in(o, &kafka, w, (data.path(), &extra), &pre, &what)?;
             out.push(Restart {
-                from_snapshot,
                 taken_with: from_snapshot.then_some(w),
                 snapshot_bytes,
                 run,
@@ -244,7 +242,6 @@ pub fn restart(
             let what = format!("restart, {w} worker(s), snapshot of {taken}");
             let run = standings_in(o, &kafka, w, (copy.path(), &extra), &pre, &what)?;
             out.push(Restart {
-                from_snapshot: true,
                 taken_with: Some(*taken),
                 snapshot_bytes,
                 run,

@@ -330,22 +330,34 @@ impl Snapshots {
         format!("{} v{FORMAT}", self.peers)
     }
 
-    /// The points this process holds complete (every local worker finished
-    /// them with the current worker count and format), oldest first.
-    pub fn complete(&self) -> Vec<Time> {
+    /// Every point directory on disk, complete or not, oldest first.
+    fn points(&self) -> Vec<Time> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
         let mut points: Vec<Time> = entries
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .filter(|s| {
-                self.local.clone().all(|w| {
-                    std::fs::read_to_string(self.point_dir(*s).join(format!("w{w}.done")))
-                        .is_ok_and(|n| n.trim() == self.done_mark())
-                })
-            })
             .collect();
         points.sort_unstable();
+        points
+    }
+
+    /// What worker `w`'s `.done` file of point `s` says, if it exists.
+    fn done_of(&self, s: Time, w: usize) -> Option<String> {
+        let done = std::fs::read_to_string(self.point_dir(s).join(format!("w{w}.done"))).ok()?;
+        Some(done.trim().to_owned())
+    }
+
+    /// The points this process holds complete (every local worker finished
+    /// them with the current worker count and format), oldest first.
+    pub fn complete(&self) -> Vec<Time> {
+        let mut points = self.points();
+        points.retain(|&s| {
+            self.local.clone().all(|w| {
+                self.done_of(s, w)
+                    .is_some_and(|mark| self.is_current(&mark))
+            })
+        });
         points
     }
 
@@ -353,16 +365,12 @@ impl Snapshots {
     /// worker count or format, with the mark of its `.done` file (`"2 v4"`:
     /// 2 workers, format 4).
     pub fn latest_any(&self) -> Option<(Time, String)> {
-        let entries = std::fs::read_dir(&self.dir).ok()?;
-        let mut points: Vec<Time> = entries
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
-        points.sort_unstable();
         let first = self.local.start;
-        points.into_iter().rev().find_map(|s| {
-            let done = self.point_dir(s).join(format!("w{first}.done"));
-            Some((s, std::fs::read_to_string(done).ok()?.trim().to_owned()))
-        })
+        let points = self.points();
+        points
+            .into_iter()
+            .rev()
+            .find_map(|s| Some((s, self.done_of(s, first)?)))
     }
 
     /// Whether a `.done` mark is of this worker count and format.
@@ -376,18 +384,8 @@ impl Snapshots {
         let Some(&oldest_kept) = complete.iter().rev().nth(KEEP - 1) else {
             return;
         };
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let old = e
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<Time>().ok())
-                .is_some_and(|s| s < oldest_kept);
-            if old {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
+        for s in self.points().into_iter().filter(|&s| s < oldest_kept) {
+            let _ = std::fs::remove_dir_all(self.point_dir(s));
         }
     }
 
