@@ -158,6 +158,12 @@ impl TrackedProducer {
         guard.0.range(..=ticket).map(|(_, n)| n).sum()
     }
 
+    /// Records sent under exactly `ticket` not yet acknowledged.
+    pub fn outstanding(&self, ticket: Ticket) -> usize {
+        let guard = self.tracker.outstanding.lock().expect("tracker lock");
+        guard.0.get(&ticket).copied().unwrap_or(0)
+    }
+
     /// The first delivery that failed for good, if any.
     pub fn failure(&self) -> Option<String> {
         self.tracker

@@ -310,6 +310,35 @@ impl StaticConsumer {
         &self.next
     }
 
+    /// The low and high watermarks of partition `p` (first offset held,
+    /// next offset to be written).
+    pub fn watermarks(&self, p: i32) -> Result<(i64, i64), IngestError> {
+        self.consumer
+            .fetch_watermarks(&self.topic, p, Duration::from_secs(10))
+            .map_err(IngestError::kafka("fetch watermarks"))
+    }
+
+    /// Stops fetching partition `p` until [`StaticConsumer::resume`]; what
+    /// the client fetched already is still polled.
+    pub fn pause(&self, p: i32) -> Result<(), IngestError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, p);
+        self.consumer
+            .pause(&tpl)
+            .map_err(IngestError::kafka("pause"))
+    }
+
+    /// Fetches every partition again.
+    pub fn resume(&self) -> Result<(), IngestError> {
+        let mut tpl = TopicPartitionList::new();
+        for p in &self.partitions {
+            tpl.add_partition(&self.topic, *p);
+        }
+        self.consumer
+            .resume(&tpl)
+            .map_err(IngestError::kafka("resume"))
+    }
+
     /// Whether the group's committed offsets are behind `offsets` (next
     /// offset to read, per partition), asking the broker for at most
     /// `timeout`; an answer that does not come counts as behind. An

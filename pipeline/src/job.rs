@@ -14,9 +14,9 @@ use std::hash::Hash;
 
 use differential_dataflow::{ExchangeData, VecCollection};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::runtime::{Inputs, Time};
+use crate::snapshot::Part;
 
 /// A dataflow job and the view it keeps.
 pub trait Job: 'static {
@@ -29,7 +29,7 @@ pub trait Job: 'static {
     type Change: Serialize;
     /// What [`Job::encode`] keeps from one epoch to the next (sequence
     /// numbers, say); written at every snapshot point and restored.
-    type Encoder: Default + Serialize + DeserializeOwned + 'static;
+    type Encoder: Part;
 
     /// Whether a restored job writes its view as of the snapshot again, as
     /// one change, before the changes after it (`false`: what a restore

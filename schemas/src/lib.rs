@@ -14,9 +14,11 @@
 //! - [`topics`]: every Kafka topic name, in one place;
 //! - [`tournament`]: the tournament draw's events and view;
 //! - [`edge`]: what edges tell each other (budget usage);
+//! - [`binding`]: which input offsets each dataflow epoch covered;
 //! - [`time`]: [`Timestamp`], UTC milliseconds, RFC 3339 on the wire.
 
 pub mod arrow;
+pub mod binding;
 pub mod edge;
 pub mod records;
 pub mod time;
@@ -26,6 +28,7 @@ pub mod validate;
 pub mod views;
 pub mod wire;
 
+pub use binding::EpochBinding;
 pub use edge::EdgeUsage;
 pub use records::{
     CalcTask, ChatEvent, ChatKind, GpsPoint, LatLon, Mark, Participant, RaceDefinition, RaceKind,

@@ -56,6 +56,10 @@ topics! {
     /// What edges tell each other ([`crate::EdgeUsage`]: how much of each
     /// token subject's budgets they gave out), keyed by edge; kept an hour.
     edges,
+    /// Epoch bindings ([`crate::EpochBinding`]: the input offsets each
+    /// dataflow epoch covered), keyed by input topic; a restart or a replay
+    /// cuts the bound offsets into the same epochs.
+    bindings,
 }
 
 impl Default for Topics {
@@ -97,6 +101,6 @@ mod tests {
         assert_eq!(t.dlq, "pace.dlq");
         let p = Topics::with_prefix("t1.");
         assert_eq!(p.standings, "t1.pace.standings");
-        assert_eq!(p.all().len(), 12);
+        assert_eq!(p.all().len(), 13);
     }
 }

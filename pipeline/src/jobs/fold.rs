@@ -9,14 +9,13 @@ use std::hash::Hash;
 
 use differential_dataflow::lattice::Lattice;
 use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
-use serde::Serialize;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use super::stash::Stash;
-use crate::snapshot::Checkpoint;
+use crate::snapshot::{Checkpoint, Part};
 
 /// Folds `events` into a state per worker with `step`, which gets one
 /// time's events (only insertions: events only arrive), sorted, and pushes
@@ -32,7 +31,7 @@ where
     T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
     K: ExchangeData + Hash,
     E: ExchangeData,
-    S: Default + Serialize + 'static,
+    S: Part,
     R: Clone + 'static,
 {
     events

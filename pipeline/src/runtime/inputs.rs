@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use differential_dataflow::{AsCollection, VecCollection};
+use ingest::IngestError;
 use ingest::source::{DeadLetter, Envelope, RawRecord, StaticConsumer, decode};
-use schemas::{Topics, Validate};
+use schemas::{EpochBinding, Topics, Validate};
 use serde::de::DeserializeOwned;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::{Operator, empty};
@@ -15,12 +16,13 @@ use timely::dataflow::operators::{Concat, OkErr};
 use timely::dataflow::{Scope, Stream};
 use timely::scheduling::Activator;
 
+use super::bindings::{self, Bound};
 use super::error::WorkerError;
 use super::sink::{self, SinkContext};
 use super::source::{Readers, SourceContext, kafka_source};
 use super::{PipelineConfig, Time};
 use crate::job::Job;
-use crate::snapshot::{Checkpoint, Snapshots};
+use crate::snapshot::{Checkpoint, Offsets, Part, Snapshots};
 
 /// What a job builds its dataflow from: the input topics it reads and the
 /// checkpoints of its state. The same for every job; see [`Job`].
@@ -40,6 +42,8 @@ pub struct Inputs<'s> {
     error: Option<WorkerError>,
     source_ctx: SourceContext,
     sink_ctx: SinkContext,
+    /// Every topic's epoch bindings, loaded with the first source.
+    bindings: Option<BTreeMap<String, Vec<EpochBinding>>>,
 }
 
 /// What wiring the registry into a worker's dataflow leaves for the worker
@@ -74,6 +78,7 @@ impl<'s> Inputs<'s> {
             error: None,
             source_ctx,
             sink_ctx,
+            bindings: None,
         }
     }
 
@@ -140,11 +145,11 @@ impl<'s> Inputs<'s> {
     /// The checkpoint of the job's state `stage` (its snapshot part is
     /// `<job>-<stage>`): what the restored snapshot holds of it, and where
     /// the job writes it at every point.
-    pub fn checkpoint<S: DeserializeOwned>(&mut self, stage: &str) -> Checkpoint<S> {
+    pub fn checkpoint<S: Part>(&mut self, stage: &str) -> Checkpoint<S> {
         self.part(format!("{}-{stage}", self.job))
     }
 
-    fn part<S: DeserializeOwned>(&mut self, part: String) -> Checkpoint<S> {
+    fn part<S: Part>(&mut self, part: String) -> Checkpoint<S> {
         let Some(snaps) = &self.snaps else {
             return Checkpoint::none();
         };
@@ -161,18 +166,23 @@ impl<'s> Inputs<'s> {
     /// stream (and the worker fails) if the consumer cannot be made.
     fn source(&mut self, topic: &str) -> (Stream<'s, Time, Vec<RawRecord>>, Readers) {
         let readers = Readers::default();
-        let offsets: Checkpoint<BTreeMap<i32, i64>> = self.part(format!("offsets-{topic}"));
-        let mut offsets = offsets;
-        let from = offsets.take_restored().unwrap_or_default();
+        let mut offsets: Checkpoint<Offsets> = self.part(format!("offsets-{topic}"));
+        let from = offsets.take_restored().unwrap_or_default().0;
         let (index, peers) = self.worker;
         let c = &self.config;
-        match StaticConsumer::resuming(&c.kafka, &c.group, topic, index, peers, &from) {
-            Ok(consumer) => {
+        let made = StaticConsumer::resuming(&c.kafka, &c.group, topic, index, peers, &from)
+            .and_then(|consumer| {
+                let bound = self.bound(&consumer, &from)?;
+                Ok((consumer, bound))
+            });
+        match made {
+            Ok((consumer, bound)) => {
                 let (stream, activator) = kafka_source(
                     self.scope,
                     consumer,
                     readers.clone(),
                     offsets,
+                    bound,
                     &self.source_ctx,
                 );
                 self.activators.push(activator);
@@ -183,6 +193,47 @@ impl<'s> Inputs<'s> {
                 (empty(self.scope), readers)
             }
         }
+    }
+
+    /// The recorded epochs `consumer` follows on its partitions, from `from`
+    /// (a partition it does not name: from the start of retention).
+    fn bound(
+        &mut self,
+        consumer: &StaticConsumer,
+        from: &BTreeMap<i32, i64>,
+    ) -> Result<Bound, IngestError> {
+        if self.bindings.is_none() {
+            let c = &self.config;
+            self.bindings = Some(bindings::load(
+                &c.kafka,
+                &c.group,
+                &c.kafka.topics.bindings,
+            )?);
+        }
+        let mut starts = BTreeMap::new();
+        for &p in consumer.partitions() {
+            let (low, high) = consumer.watermarks(p)?;
+            starts.insert(p, (from.get(&p).copied().unwrap_or(low), high));
+        }
+        let all = self.bindings.as_ref().expect("loaded");
+        let topic = consumer.topic();
+        let (bound, stale) = Bound::new(all.get(topic).map_or(&[], Vec::as_slice), &starts);
+        if !stale.is_empty() {
+            tracing::warn!(
+                topic,
+                partitions = ?stale,
+                "epoch bindings reach past the end of these partitions (the topic was made again?): not followed"
+            );
+        }
+        if let (true, Some(next), Some(last)) = (bound.replaying(), bound.next(), bound.last()) {
+            tracing::info!(
+                topic,
+                from = next,
+                to = last,
+                "following the recorded epochs"
+            );
+        }
+        Ok(bound)
     }
 
     /// The dead letter sink, and every sink into the probe; what the worker

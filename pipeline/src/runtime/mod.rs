@@ -32,11 +32,20 @@
 //! The consumer group's committed offsets record durable progress (for lag
 //! monitoring) but are not where reading resumes.
 //!
+//! The first run cuts epochs by the wall clock; each source records the
+//! offsets every epoch covered on `pace.bindings` before the epoch can
+//! complete, and every later run over those offsets (a restart, a replay,
+//! another tick or worker layout) cuts them into the same epochs, so the
+//! same offsets give the same views and the same sequence numbers
+//! ([`bindings`]).
+//!
 //! Files: [`worker`] (the worker loop), [`inputs`] (what a job gets, and the
-//! wiring of the registry), [`source`] (the Kafka source), [`sink`] (the
+//! wiring of the registry), [`source`] (the Kafka source), [`bindings`]
+//! (the recorded epochs it follows), [`sink`] (the
 //! changelog and dead-letter sinks), [`cluster`], [`shared`] (what the
 //! workers of a process share), [`error`].
 
+mod bindings;
 mod cluster;
 mod error;
 mod inputs;

@@ -218,7 +218,11 @@ where
                 let ticket = t as usize;
                 if let Some(items) = pending.remove(&t) {
                     sink.sent_before(t);
+                    // Once a delivery failed (an epoch binding, say), the
+                    // pipeline stops and sends nothing more: what it has not
+                    // made durable is done again after the restart.
                     if (t > 0 || sink.sends_restored())
+                        && producer.failure().is_none()
                         && let Err(e) = sink.send(&producer, items, ticket)
                     {
                         shared.fail(WorkerError::Delivery(error_chain(&e)));

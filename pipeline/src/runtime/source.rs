@@ -1,22 +1,31 @@
 //! The Kafka source operator: reads one topic's assigned partitions into the
-//! dataflow as raw records, stamped with the current epoch, and commits the
+//! dataflow as raw records, stamped with their epoch, and commits the
 //! offsets of each epoch once every sink has made it durable.
+//!
+//! Offsets that an earlier run already bound to epochs (see [`super::bindings`])
+//! are read into those epochs; past them, the source cuts new epochs by
+//! the wall clock and records each one's binding before the epoch can
+//! complete.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ingest::error_chain;
+use ingest::producer::{Ticket, TrackedProducer};
 use ingest::source::{RawRecord, StaticConsumer};
+use schemas::EpochBinding;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 use timely::scheduling::{Activator, SyncActivator};
 
+use super::bindings::Bound;
 use super::shared::Shared;
 use super::{Time, epoch};
-use crate::snapshot::Checkpoint;
+use crate::snapshot::{Checkpoint, Offsets};
 
 /// Most records one source activation reads.
 const MAX_BATCH: usize = 4096;
@@ -65,16 +74,20 @@ pub(super) struct SourceContext {
     pub(super) shared: Arc<Shared>,
     pub(super) probe: ProbeHandle<Time>,
     pub(super) reads: Reads,
+    /// Where the epoch bindings go, and the topic that holds them.
+    pub(super) producer: Rc<TrackedProducer>,
+    pub(super) bindings: String,
 }
 
 /// Reads `consumer`'s partitions into the dataflow; `readers` are the views
 /// the topic feeds, `offsets` where the source writes what it had read at
-/// each snapshot point.
+/// each snapshot point, `bound` the recorded epochs it follows first.
 pub(super) fn kafka_source<'s>(
     scope: Scope<'s, Time>,
     mut consumer: StaticConsumer,
     readers: Readers,
-    mut offsets: Checkpoint<BTreeMap<i32, i64>>,
+    mut offsets: Checkpoint<Offsets>,
+    mut bound: Bound,
     ctx: &SourceContext,
 ) -> (Stream<'s, Time, Vec<RawRecord>>, Activator) {
     let topic = consumer.topic().to_owned();
@@ -82,6 +95,8 @@ pub(super) fn kafka_source<'s>(
     let shared = ctx.shared.clone();
     let probe = ctx.probe.clone();
     let reads = ctx.reads.clone();
+    let producer = ctx.producer.clone();
+    let bindings = ctx.bindings.clone();
     let mut activator_out = None;
     let stream = source(scope, &format!("Kafka({topic})"), |cap, info| {
         let activator = scope.activator_for(info.address.clone());
@@ -90,6 +105,11 @@ pub(super) fn kafka_source<'s>(
             Mutex::new(scope.worker().sync_activator_for(info.address.to_vec()));
         consumer.on_ready(move || {
             let _ = sync.lock().expect("activator lock").activate();
+        });
+        let settled: Mutex<SyncActivator> =
+            Mutex::new(scope.worker().sync_activator_for(info.address.to_vec()));
+        producer.on_settled(move || {
+            let _ = settled.lock().expect("activator lock").activate();
         });
         let m = observability::metrics();
         let (records, bytes, epoch_records) = (
@@ -106,6 +126,19 @@ pub(super) fn kafka_source<'s>(
         let mut committed_at = Instant::now();
         // Records stamped with the current epoch.
         let mut stamped = 0;
+        // Per partition, the next offset after what was given to the dataflow.
+        let mut emitted: BTreeMap<i32, i64> = consumer.positions().clone();
+        // The partitions read in the current (new) epoch, and how far.
+        let mut touched: BTreeMap<i32, i64> = BTreeMap::new();
+        // Closed epochs whose binding the broker does not have yet: held
+        // open, so that no output of theirs is durable before it.
+        let mut unbound: Vec<Capability<Time>> = Vec::new();
+        // Records read past their partition's bindings while another
+        // partition still follows its own (that partition is paused).
+        let mut held: Vec<RawRecord> = Vec::new();
+        let mut paused: BTreeSet<i32> = BTreeSet::new();
+        // New epochs come after every bound one.
+        let floor = bound.last().map_or(0, |t| t + 1);
         move |output| {
             // Commit what every sink has made durable; at the very end (the
             // frontier is empty) synchronously, so nothing is left in flight.
@@ -115,6 +148,9 @@ pub(super) fn kafka_source<'s>(
                     break;
                 }
                 let (_, o) = inflight.pop_front().expect("non-empty");
+                if producer.failure().is_some() {
+                    continue;
+                }
                 if let Err(e) = consumer.commit(&o, finished) {
                     tracing::warn!(topic = %topic, error = %error_chain(&e), "offset commit failed");
                 }
@@ -122,53 +158,128 @@ pub(super) fn kafka_source<'s>(
                 unverified = true;
                 committed_at = Instant::now();
             }
+            // Release the epochs whose bindings are durable (all of them
+            // once a delivery failed: the pipeline stops, and its sinks
+            // send nothing more).
+            unbound.retain(|c| {
+                producer.failure().is_none() && producer.outstanding(ticket(*c.time())) > 0
+            });
             if shared.stopping() {
                 // Read nothing more; let what was read drain through the sinks.
-                cap = None;
+                if let Some(c) = cap.take()
+                    && let Some(c) = bind(&producer, &bindings, &topic, c, &mut touched)
+                {
+                    unbound.push(c);
+                }
             }
             let Some(c) = cap.as_mut() else { return };
-            // A new epoch once the tick has passed, unless an older one this
-            // source read is not durable yet: the dataflow is behind, so what
-            // is read meanwhile joins the current epoch (see `MAX_BEHIND`).
-            let older = inflight.iter().filter(|(t, _)| t < c.time()).count();
-            let now = stamp(*c.time(), epoch(tick), older, stamped);
-            if *c.time() < now {
-                if stamped > 0 {
-                    epoch_records.observe(stamped as f64);
-                }
-                c.downgrade(&now);
-                stamped = 0;
-            }
-            // Everything read so far is stamped before `now`: at a snapshot
-            // point, that is what the snapshot reflects.
-            offsets.at(now, || consumer.positions());
             let mut more = false;
-            if inflight.len() < MAX_INFLIGHT_EPOCHS {
-                let batch = consumer.poll(MAX_BATCH);
-                more = batch.len() == MAX_BATCH;
-                if !batch.is_empty() {
-                    stamped += batch.len();
-                    records.inc_by(batch.len() as u64);
-                    bytes.inc_by(batch.iter().map(|r| r.payload.len() as u64).sum());
-                    let stamps = stamps(&batch);
-                    let oldest = stamps.iter().map(|(ms, _)| *ms).min();
-                    let mut reads = reads.borrow_mut();
-                    let epoch_reads = reads.entry(now).or_default();
-                    for &view in readers.borrow().iter() {
-                        if let Some(oldest) = oldest {
-                            shared.note_origin(view, now, oldest);
-                        }
-                        epoch_reads.push((view, stamps.clone()));
-                    }
-                    drop(reads);
-                    output.session(&*c).give_iterator(batch.into_iter());
-                    let positions = consumer.positions().clone();
-                    match inflight.back_mut() {
-                        Some((t, o)) if *t == now => *o = positions,
-                        _ => inflight.push_back((now, positions)),
-                    }
-                    shared.data_in_flight();
+            let mut fresh: Vec<RawRecord> = Vec::new();
+            if bound.replaying() {
+                // Follow the recorded epochs: the source's time is the
+                // earliest one a record still to read is bound to.
+                if let Some(next) = bound.next()
+                    && *c.time() < next
+                {
+                    c.downgrade(&next);
+                    inflight.push_back((next - 1, bound.covered(next)));
                 }
+                offsets.at_point(*c.time(), |point| Offsets(bound.covered(point)));
+                if inflight.len() < MAX_INFLIGHT_EPOCHS {
+                    let batch = consumer.poll(MAX_BATCH);
+                    more = batch.len() == MAX_BATCH;
+                    let mut by_epoch: BTreeMap<Time, Vec<RawRecord>> = BTreeMap::new();
+                    for r in batch {
+                        match bound.epoch_of(r.partition, r.offset) {
+                            Some(t) => by_epoch.entry(t).or_default().push(r),
+                            None => {
+                                if paused.insert(r.partition)
+                                    && let Err(e) = consumer.pause(r.partition)
+                                {
+                                    tracing::warn!(topic = %topic, error = %error_chain(&e), "pause failed");
+                                }
+                                held.push(r);
+                            }
+                        }
+                    }
+                    for (t, batch) in by_epoch {
+                        note(&batch, t, &readers, &reads, &shared);
+                        records.inc_by(batch.len() as u64);
+                        bytes.inc_by(batch.iter().map(|r| r.payload.len() as u64).sum());
+                        for r in &batch {
+                            emitted.insert(r.partition, r.offset + 1);
+                        }
+                        output
+                            .session(&c.delayed(&t))
+                            .give_iterator(batch.into_iter());
+                        shared.data_in_flight();
+                    }
+                }
+                if bound.replaying() {
+                    if let Some(next) = bound.next()
+                        && *c.time() < next
+                    {
+                        more = true;
+                    }
+                } else {
+                    // Every partition is past its bindings: read on (what
+                    // was held back goes to the first new epoch).
+                    if !paused.is_empty()
+                        && let Err(e) = consumer.resume()
+                    {
+                        tracing::warn!(topic = %topic, error = %error_chain(&e), "resume failed");
+                    }
+                    paused.clear();
+                    more = true;
+                }
+            } else {
+                // A new epoch once the tick has passed, unless an older one this
+                // source read is not durable yet: the dataflow is behind, so what
+                // is read meanwhile joins the current epoch (see `MAX_BEHIND`).
+                let older = inflight.iter().filter(|(t, _)| t < c.time()).count();
+                let now = if *c.time() < floor {
+                    epoch(tick).max(floor)
+                } else {
+                    stamp(*c.time(), epoch(tick), older, stamped)
+                };
+                if *c.time() < now {
+                    if stamped > 0 {
+                        epoch_records.observe(stamped as f64);
+                    }
+                    if let Some(closed) =
+                        bind(&producer, &bindings, &topic, c.clone(), &mut touched)
+                    {
+                        unbound.push(closed);
+                    }
+                    c.downgrade(&now);
+                    stamped = 0;
+                }
+                // Everything read so far is stamped before `now`: at a snapshot
+                // point, that is what the snapshot reflects.
+                offsets.at(now, || Offsets(emitted.clone()));
+                fresh = std::mem::take(&mut held);
+                if inflight.len() < MAX_INFLIGHT_EPOCHS {
+                    let polled = consumer.poll(MAX_BATCH);
+                    more = polled.len() == MAX_BATCH;
+                    fresh.extend(polled);
+                }
+            }
+            if !fresh.is_empty() {
+                let now = *c.time();
+                stamped += fresh.len();
+                records.inc_by(fresh.len() as u64);
+                bytes.inc_by(fresh.iter().map(|r| r.payload.len() as u64).sum());
+                note(&fresh, now, &readers, &reads, &shared);
+                for r in &fresh {
+                    emitted.insert(r.partition, r.offset + 1);
+                    touched.insert(r.partition, r.offset + 1);
+                }
+                output.session(&*c).give_iterator(fresh.into_iter());
+                match inflight.back_mut() {
+                    Some((t, o)) if *t == now => *o = emitted.clone(),
+                    _ => inflight.push_back((now, emitted.clone())),
+                }
+                shared.data_in_flight();
             }
             // Once idle, the last commit is checked a second later and sent
             // again until the group has it: an asynchronous commit can be
@@ -200,6 +311,59 @@ pub(super) fn kafka_source<'s>(
         }
     });
     (stream, activator_out.expect("source constructor ran"))
+}
+
+/// The producer ticket of epoch `t`'s records (its bindings and its
+/// changelog records alike).
+fn ticket(t: Time) -> Ticket {
+    t as Ticket
+}
+
+/// Closes the epoch of `cap` in which the source read up to `touched` (per
+/// partition, if anything): sends its binding and returns the capability,
+/// to hold until the broker has it. A send that fails stops the pipeline.
+fn bind(
+    producer: &TrackedProducer,
+    bindings: &str,
+    topic: &str,
+    cap: Capability<Time>,
+    touched: &mut BTreeMap<i32, i64>,
+) -> Option<Capability<Time>> {
+    if touched.is_empty() {
+        return None;
+    }
+    let binding = EpochBinding {
+        topic: topic.to_owned(),
+        epoch: *cap.time(),
+        ends: std::mem::take(touched),
+    };
+    let payload = serde_json::to_vec(&binding).expect("a binding serializes");
+    if let Err(e) = producer.send(
+        bindings,
+        Some(topic.as_bytes()),
+        &payload,
+        &[],
+        ticket(binding.epoch),
+    ) {
+        tracing::error!(topic, error = %error_chain(&e), "epoch binding not sent");
+    }
+    Some(cap)
+}
+
+/// Notes what `batch`, read into epoch `t`, feeds: its Kafka timestamps for
+/// the view latency histograms, its oldest as the origin of the views'
+/// changes.
+fn note(batch: &[RawRecord], t: Time, readers: &Readers, reads: &Reads, shared: &Shared) {
+    let stamps = stamps(batch);
+    let oldest = stamps.iter().map(|(ms, _)| *ms).min();
+    let mut reads = reads.borrow_mut();
+    let epoch_reads = reads.entry(t).or_default();
+    for &view in readers.borrow().iter() {
+        if let Some(oldest) = oldest {
+            shared.note_origin(view, t, oldest);
+        }
+        epoch_reads.push((view, stamps.clone()));
+    }
 }
 
 /// The epoch a source stamps what it reads next with: `current`, or the

@@ -40,6 +40,8 @@ pub(super) fn run_worker(
             shared: shared.clone(),
             probe: probe.clone(),
             reads: reads.clone(),
+            producer: producer.clone(),
+            bindings: config.kafka.topics.bindings.clone(),
         };
         let sinks = SinkContext {
             producer: producer.clone(),
@@ -157,18 +159,18 @@ fn open_snapshots(
     let point = snapshot::agree(worker, s.complete());
     s.restore_from(point);
     if index == first {
-        report_restore(&s, point, peers);
+        report_restore(&s, peers);
     }
     Some(Rc::new(s))
 }
 
 /// Logs and shows in `/metrics` what a start restored, and with which
-/// worker counts: a snapshot taken with another one is not used, and the
-/// operator sees why the views are being rebuilt.
-fn report_restore(s: &Snapshots, point: Option<snapshot::Time>, peers: usize) {
+/// worker counts; when no snapshot could be used, why the views are being
+/// rebuilt.
+fn report_restore(s: &Snapshots, peers: usize) {
     let latest = s.latest_any();
-    let taken = match (point, &latest) {
-        (Some(_), _) => peers.to_string(),
+    let taken = match (s.restored(), &latest) {
+        (Some((_, taken)), _) => taken.to_string(),
         (None, Some((_, mark))) => mark.split_whitespace().next().unwrap_or("?").to_owned(),
         (None, None) => "none".to_owned(),
     };
@@ -176,15 +178,19 @@ fn report_restore(s: &Snapshots, point: Option<snapshot::Time>, peers: usize) {
     observability::metrics()
         .snapshot_restored
         .with_label_values(&[taken.as_str(), workers.as_str()])
-        .set(point.map_or(0.0, |p| p as f64 / 1000.0));
-    match (point, latest) {
-        (Some(point), _) => {
-            tracing::info!(
-                point,
-                workers = peers,
-                "restoring the views from a snapshot taken with as many workers"
-            );
-        }
+        .set(s.restored().map_or(0.0, |(p, _)| p as f64 / 1000.0));
+    match (s.restored(), latest) {
+        (Some((point, taken)), _) if taken == peers => tracing::info!(
+            point,
+            workers = peers,
+            "restoring the views from a snapshot taken with as many workers"
+        ),
+        (Some((point, taken)), _) => tracing::info!(
+            point,
+            taken_with = taken,
+            workers = peers,
+            "restoring the views from a snapshot taken with another worker count: each worker reads what it owns of every worker's parts"
+        ),
         (None, Some((latest, mark))) if s.is_current(&mark) => tracing::warn!(
             point = latest,
             workers = peers,
@@ -194,7 +200,7 @@ fn report_restore(s: &Snapshots, point: Option<snapshot::Time>, peers: usize) {
             point = latest,
             taken_with = %mark,
             workers = peers,
-            "the latest snapshot was taken with another worker count (or format) and is not used: the views are rebuilt from the start of retention"
+            "the latest snapshot was taken with another worker count, but not every worker's parts are in this data directory (copy each process's snapshots/<point> here), or with another format: the views are rebuilt from the start of retention"
         ),
         (None, None) => tracing::info!(
             workers = peers,

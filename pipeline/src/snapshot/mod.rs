@@ -25,26 +25,38 @@
 //! passed `S` (every output of the epochs before `S` is durable) and all of
 //! its parts for `S` are on disk, the worker writes `<S>/w<worker>.done` holding
 //! the worker count and the parts' [`FORMAT`]. A snapshot is complete when
-//! every worker's `.done` exists with this worker count and format (one
-//! written by an older pace, in another format, is not); only the latest two complete ones
-//! (and any later, unfinished ones) are kept.
+//! every worker's `.done` exists with one worker count and this format (one
+//! written by an older pace, in another format, is not); only the latest
+//! two complete ones (and any later, unfinished ones) are kept.
 //!
-//! **Restore.** At start every worker lists the complete snapshots it can see
+//! **Restore.** At start every worker lists the points it can restore from
 //! and the workers agree on the latest one all of them have (in a cluster
 //! each process has its own data directory). Each operator then loads its
 //! part through its [`Checkpoint`], a typed handle named by its job: a
 //! job's state (part `<job>`), what its changelog encoder keeps (part
 //! `<job>-changelog`, e.g. the standings sequence numbers), the offsets each
-//! source resumes from (part `offsets-<topic>`). Snapshots taken with another number of
-//! workers are not used (state is spread by worker); the views are then
-//! rebuilt from the start of retention, as with no snapshot.
+//! source resumes from (part `offsets-<topic>`).
+//!
+//! **Any layout.** Every part is a [`Part`]: its entries are keyed by what
+//! owns them and routed as the dataflow exchanges them, so a point taken
+//! with another number of workers is restored too: each worker reads what
+//! it owns now of every old worker's part (and every source reads all the
+//! offsets, its consumer taking its own partitions). A worker can do so
+//! when every old worker's parts are in its data directory: one process,
+//! or a cluster whose processes' `snapshots/` were copied together (or
+//! share a directory: files are named by global worker index). A point
+//! taken with as many workers is read from each worker's own parts. A
+//! start that finds no usable point rebuilds from the start of retention.
 //!
 //! What a restored operator emits at time 0 (the state it loaded, so that
 //! the differential operators after it rebuild theirs) reproduces views that
 //! were already published before the point, so the sinks drop it; the first
 //! changes written after a restart continue the sequence numbers.
 
+mod part;
 mod writer;
+
+pub use part::{In, Offsets, Out, Part};
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -53,15 +65,13 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 /// The layout of the parts, bumped whenever one of them changes type, so
 /// that a pace never reads a snapshot an older one wrote (it rebuilds from
 /// the start of retention instead). 2: each room records how it was created.
 /// 3: parts are named by job and topic; the results job keeps task ids.
 /// 4: a standings participant keeps its latest times and held points.
-pub const FORMAT: u32 = 4;
+/// 5: parts are [`Part`]s, entries routed by key, for any layout.
+pub const FORMAT: u32 = 5;
 
 /// Dataflow time, Unix milliseconds.
 pub type Time = u64;
@@ -82,8 +92,9 @@ pub struct Snapshots {
     peers: usize,
     /// The workers of this process (they share the directory).
     local: std::ops::Range<usize>,
-    /// The point restored from, if any.
-    restored: Option<Time>,
+    /// The point restored from, if any, and the worker count it was
+    /// taken with.
+    restored: Option<(Time, usize)>,
     /// Parts written per point, not yet finished.
     written: RefCell<BTreeMap<Time, BTreeSet<String>>>,
     /// Parts handed to the writer thread and not yet written, per point.
@@ -138,7 +149,7 @@ impl Snapshots {
     /// The handle through which one operator writes `part` at every point
     /// and gets what the restored point holds of it. Every part a worker
     /// takes a checkpoint for must be written before a point is finished.
-    pub fn checkpoint<S: DeserializeOwned>(
+    pub fn checkpoint<S: Part>(
         self: &Rc<Self>,
         part: String,
     ) -> Result<Checkpoint<S>, SnapshotError> {
@@ -197,15 +208,8 @@ impl Snapshots {
     /// Hands `value` to the writer thread, which serializes and writes it as
     /// this worker's `part` for point `s`: the worker pauses only to make
     /// `value` (see [`Checkpoint::at_shared`]).
-    pub fn write_shared<V: Serialize + Send + 'static>(
-        &self,
-        t0: Instant,
-        s: Time,
-        part: &str,
-        value: V,
-    ) {
-        let serialize: writer::Serialize =
-            Box::new(move |bytes| bincode::serialize_into(bytes, &value));
+    pub fn write_shared<V: Part + Send>(&self, t0: Instant, s: Time, part: &str, value: V) {
+        let serialize: writer::Serialize = Box::new(move |bytes| part::write(&value, bytes));
         self.submit(t0, s, part, writer::Body::Value(serialize), self.size(part));
     }
 
@@ -262,28 +266,41 @@ impl Snapshots {
     }
 
     /// Serializes `value` as this worker's `part` for point `s`.
-    pub fn write_value<V: Serialize + ?Sized>(&self, s: Time, part: &str, value: &V) {
-        self.write(s, part, |w| bincode::serialize_into(w, value));
+    pub fn write_value<V: Part>(&self, s: Time, part: &str, value: &V) {
+        self.write(s, part, |w| part::write(value, w));
     }
 
-    /// This worker's `part` of the restored point, if there is one.
-    pub fn read<V: DeserializeOwned>(&self, part: &str) -> Result<Option<V>, SnapshotError> {
-        let Some(s) = self.restored else {
+    /// What this worker owns of `part` at the restored point, if there is
+    /// one: its own part if the point was taken with as many workers,
+    /// else what it owns now of every worker's part (see [`Part`]).
+    pub fn read<V: Part>(&self, part: &str) -> Result<Option<V>, SnapshotError> {
+        let Some((s, taken)) = self.restored else {
             return Ok(None);
         };
-        let path = self.part_path(s, part);
-        let fail = |reason: String| SnapshotError {
-            path: path.clone(),
-            reason,
+        let (worker, peers) = (self.worker as u64, self.peers as u64);
+        let owns = move |route: u64| route % peers == worker;
+        let from = if taken == self.peers {
+            self.worker..self.worker + 1
+        } else {
+            0..taken
         };
-        let file = std::fs::File::open(&path).map_err(|e| fail(e.to_string()))?;
-        bincode::deserialize_from(std::io::BufReader::with_capacity(1 << 20, file))
-            .map(Some)
-            .map_err(|e| fail(e.to_string()))
+        let mut state = V::default();
+        for w in from {
+            let path = self.point_dir(s).join(format!("w{w}-{part}.bin"));
+            let fail = |reason: String| SnapshotError {
+                path: path.clone(),
+                reason,
+            };
+            let file = std::fs::File::open(&path).map_err(|e| fail(e.to_string()))?;
+            let mut r = std::io::BufReader::with_capacity(1 << 20, file);
+            part::read(&mut state, &mut r, &owns).map_err(|e| fail(e.to_string()))?;
+        }
+        Ok(Some(state))
     }
 
-    /// The point restored from, if any.
-    pub fn restored(&self) -> Option<Time> {
+    /// The point restored from, if any, and the worker count it was taken
+    /// with.
+    pub fn restored(&self) -> Option<(Time, usize)> {
         self.restored
     }
 
@@ -327,7 +344,7 @@ impl Snapshots {
     /// What a worker's `.done` file holds: the worker count and the
     /// [`FORMAT`] the parts were written in.
     fn done_mark(&self) -> String {
-        format!("{} v{FORMAT}", self.peers)
+        mark(self.peers)
     }
 
     /// Every point directory on disk, complete or not, oldest first.
@@ -348,17 +365,34 @@ impl Snapshots {
         Some(done.trim().to_owned())
     }
 
-    /// The points this process holds complete (every local worker finished
-    /// them with the current worker count and format), oldest first.
+    /// The points this process can restore from, oldest first.
     pub fn complete(&self) -> Vec<Time> {
         let mut points = self.points();
-        points.retain(|&s| {
-            self.local.clone().all(|w| {
-                self.done_of(s, w)
-                    .is_some_and(|mark| self.is_current(&mark))
-            })
-        });
+        points.retain(|&s| self.taken_with(s).is_some());
         points
+    }
+
+    /// The worker count point `s` was taken with, if this process can
+    /// restore from it: every local worker finished it with the current
+    /// worker count (each reads its own parts), or every worker of another
+    /// count finished it in this format and their parts are all here (each
+    /// reads what it owns of all of them).
+    fn taken_with(&self, s: Time) -> Option<usize> {
+        let current = self.done_mark();
+        if self
+            .local
+            .clone()
+            .all(|w| self.done_of(s, w).as_ref() == Some(&current))
+        {
+            return Some(self.peers);
+        }
+        let first = self.done_of(s, 0)?;
+        let (taken, format) = first.split_once(" v")?;
+        let taken: usize = taken.parse().ok()?;
+        (format == FORMAT.to_string()
+            && taken != self.peers
+            && (1..taken).all(|w| self.done_of(s, w).as_ref() == Some(&first)))
+        .then_some(taken)
     }
 
     /// The latest point this process's first worker finished, whatever the
@@ -391,7 +425,7 @@ impl Snapshots {
 
     /// Restores from `point` (agreed by every worker), or from nothing.
     pub fn restore_from(&mut self, point: Option<Time>) {
-        self.restored = point;
+        self.restored = point.and_then(|s| Some((s, self.taken_with(s)?)));
     }
 }
 
@@ -426,10 +460,28 @@ impl<S> Checkpoint<S> {
     /// calls this before it applies a batch of time `upto` (or once its
     /// frontier reaches `upto`), so what it writes is its state as of the
     /// point (see the module docs).
-    pub fn at<V: Serialize>(&mut self, upto: Time, state: impl FnOnce() -> V) {
+    pub fn at<V: std::borrow::Borrow<S>>(&mut self, upto: Time, state: impl FnOnce() -> V)
+    where
+        S: Part,
+    {
+        self.at_point(upto, |_| state());
+    }
+
+    /// As [`Checkpoint::at`], but `state` is given the point: for an
+    /// operator that may already have emitted times after the point (a
+    /// source following recorded epoch bindings), and so must say what it
+    /// held as of the point itself.
+    pub fn at_point<V: std::borrow::Borrow<S>>(&mut self, upto: Time, state: impl FnOnce(Time) -> V)
+    where
+        S: Part,
+    {
         let Some(snaps) = &self.snaps else { return };
         if let Some(point) = snaps.due(&mut self.last, upto) {
-            snaps.write_value(point, &self.part, &state());
+            snaps.write_value(
+                point,
+                &self.part,
+                std::borrow::Borrow::borrow(&state(point)),
+            );
         }
     }
 
@@ -439,17 +491,21 @@ impl<S> Checkpoint<S> {
     /// that the operator modifies with `Arc::make_mut`), so that the worker
     /// pauses only to collect it, and copies afterwards only what it
     /// changes before the thread is done with it.
-    pub fn at_shared<V: Serialize + Send + 'static>(
-        &mut self,
-        upto: Time,
-        state: impl FnOnce() -> V,
-    ) {
+    pub fn at_shared(&mut self, upto: Time, state: impl FnOnce() -> S)
+    where
+        S: Part + Send,
+    {
         let Some(snaps) = &self.snaps else { return };
         if let Some(point) = snaps.due(&mut self.last, upto) {
             let t0 = Instant::now();
             snaps.write_shared(t0, point, &self.part, state());
         }
     }
+}
+
+/// What a worker's `.done` file holds with `peers` workers.
+fn mark(peers: usize) -> String {
+    format!("{peers} v{FORMAT}")
 }
 
 /// The latest point in every one of `lists`.
@@ -495,6 +551,24 @@ pub fn agree(worker: &mut timely::worker::Worker, mine: Vec<Time>) -> Option<Tim
 mod tests {
     use super::*;
 
+    /// A test's part: one value, in the section.
+    #[derive(Debug, Default, PartialEq)]
+    struct Whole<T>(T);
+
+    impl<T> Part for Whole<T>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Default + 'static,
+    {
+        fn write_part(&self, out: &mut Out<'_>) -> bincode::Result<()> {
+            out.section(&self.0)
+        }
+
+        fn read_part(&mut self, part: &mut In<'_>) -> bincode::Result<()> {
+            self.0 = part.section()?;
+            Ok(())
+        }
+    }
+
     #[test]
     fn points_fall_on_multiples_of_the_interval_once_each() {
         let dir = tempfile::tempdir().unwrap();
@@ -517,7 +591,7 @@ mod tests {
         // A worker index no other test uses: the registry is global.
         let s = Snapshots::new(dir.path(), 1000, 7, 8, 7..8);
         s.parts.borrow_mut().insert("metered".into());
-        s.write_value(3000, "metered", &vec![1u8; 100]);
+        s.write_value(3000, "metered", &Whole(vec![1u8; 100]));
         s.drain();
         assert_eq!(s.finish(4000), vec![3000]);
         let m = observability::metrics();
@@ -536,16 +610,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Snapshots::new(dir.path(), 1000, 0, 1, 0..1);
         s.parts.borrow_mut().extend(["a".into(), "b".into()]);
-        s.write_value(1000, "a", &1u32);
-        s.write_value(1000, "b", &2u32);
+        s.write_value(1000, "a", &Whole(1u32));
+        s.write_value(1000, "b", &Whole(2u32));
         s.drain();
         s.writer.hold(true);
         // The worker returns at once: the part is not on disk yet, and
         // neither its point nor any later one finishes.
-        s.write_value(2000, "a", &"held");
-        s.write_value(2000, "b", &"not held");
-        s.write_value(3000, "a", &3u32);
-        s.write_value(3000, "b", &3u32);
+        s.write_value(2000, "a", &Whole(String::from("held")));
+        s.write_value(2000, "b", &Whole(String::from("not held")));
+        s.write_value(3000, "a", &Whole(3u32));
+        s.write_value(3000, "b", &Whole(3u32));
         assert!(!s.part_path(2000, "a").exists());
         assert_eq!(s.finish(Time::MAX), vec![1000]);
         assert_eq!(s.finish(Time::MAX), Vec::<Time>::new());
@@ -555,7 +629,10 @@ mod tests {
         assert_eq!(s.finish(Time::MAX), vec![3000]);
         let mut r = Snapshots::new(dir.path(), 1000, 0, 1, 0..1);
         r.restore_from(Some(2000));
-        assert_eq!(r.read::<String>("a").unwrap().as_deref(), Some("held"));
+        assert_eq!(
+            r.read::<Whole<String>>("a").unwrap(),
+            Some(Whole("held".into()))
+        );
     }
 
     #[test]
@@ -566,7 +643,7 @@ mod tests {
         s.parts.borrow_mut().insert("shared".into());
         let mut state: Vec<Arc<String>> = vec![Arc::new("one".into()), Arc::new("two".into())];
         s.writer.hold(true);
-        s.write_shared(Instant::now(), 1000, "shared", state.clone());
+        s.write_shared(Instant::now(), 1000, "shared", Whole(state.clone()));
         // The worker goes on while the thread has not serialized it: what
         // it changes is copied, not seen by the snapshot.
         Arc::make_mut(&mut state[0]).push_str(" changed");
@@ -582,8 +659,8 @@ mod tests {
         );
         let mut r = Snapshots::new(dir.path(), 1000, 0, 1, 0..1);
         r.restore_from(Some(1000));
-        let read: Vec<String> = r.read("shared").unwrap().unwrap();
-        assert_eq!(read, ["one", "two"]);
+        let read: Whole<Vec<String>> = r.read("shared").unwrap().unwrap();
+        assert_eq!(read.0, ["one", "two"]);
         assert_eq!(*state[0], "one changed");
     }
 
@@ -593,10 +670,10 @@ mod tests {
         let w0 = Snapshots::new(dir.path(), 1000, 0, 2, 0..2);
         let w1 = Snapshots::new(dir.path(), 1000, 1, 2, 0..2);
         for s in [1000, 2000, 3000, 4000] {
-            w0.write_value(s, "a", &(s, "zero"));
-            w1.write_value(s, "a", &(s, "one"));
+            w0.write_value(s, "a", &Whole((s, String::from("zero"))));
+            w1.write_value(s, "a", &Whole((s, String::from("one"))));
             if s != 4000 {
-                w1.write_value(s, "b", &s);
+                w1.write_value(s, "b", &Whole(s));
             }
         }
         w0.parts.borrow_mut().insert("a".into());
@@ -613,9 +690,9 @@ mod tests {
         );
         assert_eq!(w1.finish(4000), vec![1000, 2000, 3000]);
         assert_eq!(w1.complete(), vec![2000, 3000], "older ones are pruned");
-        // Another worker count does not see them.
+        // Another worker count sees those every worker finished.
         let other = Snapshots::new(dir.path(), 1000, 0, 3, 0..3);
-        assert!(other.complete().is_empty());
+        assert_eq!(other.complete(), vec![2000, 3000]);
         // Nor does a pace of another format.
         let point = w1.point_dir(3000);
         let mark = std::fs::read_to_string(point.join("w0.done")).unwrap();
@@ -629,10 +706,10 @@ mod tests {
         let mut r = Snapshots::new(dir.path(), 1000, 1, 2, 0..2);
         r.restore_from(Some(3000));
         assert_eq!(
-            r.read::<(Time, String)>("a").unwrap(),
-            Some((3000, "one".into()))
+            r.read::<Whole<(Time, String)>>("a").unwrap(),
+            Some(Whole((3000, "one".into())))
         );
-        assert!(r.read::<Time>("missing").is_err());
+        assert!(r.read::<Whole<Time>>("missing").is_err());
         assert!(!dir.path().join("snapshots").read_dir().unwrap().any(|e| {
             e.unwrap()
                 .path()
@@ -640,6 +717,43 @@ mod tests {
                 .unwrap()
                 .any(|f| f.unwrap().path().extension().is_some_and(|x| x == "tmp"))
         }));
+    }
+
+    #[test]
+    fn a_point_taken_with_two_workers_is_restored_into_three_or_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let all: BTreeMap<String, u64> = (0..100).map(|i| (format!("race-{i}"), i)).collect();
+        let owned = |w: u64, peers: u64| -> BTreeMap<String, u64> {
+            let mut m = all.clone();
+            m.retain(|k, _| crate::runtime::hash(k) % peers == w);
+            m
+        };
+        for w in 0..2 {
+            let s = Snapshots::new(dir.path(), 1000, w, 2, w..w + 1);
+            s.parts.borrow_mut().insert("seqs".into());
+            s.write_value(1000, "seqs", &owned(w as u64, 2));
+            s.drain();
+            assert_eq!(s.finish(2000), vec![1000]);
+        }
+        // A process of worker 2 of 3 holds both parts: it restores.
+        let mut three = Snapshots::new(dir.path(), 1000, 2, 3, 2..3);
+        assert_eq!(three.complete(), vec![1000]);
+        three.restore_from(Some(1000));
+        assert_eq!(three.restored(), Some((1000, 2)));
+        let got: BTreeMap<String, u64> = three.read("seqs").unwrap().unwrap();
+        assert_eq!(got, owned(2, 3));
+        let mut one = Snapshots::new(dir.path(), 1000, 0, 1, 0..1);
+        one.restore_from(Some(1000));
+        assert_eq!(
+            one.read::<BTreeMap<String, u64>>("seqs").unwrap(),
+            Some(all)
+        );
+        // Without worker 1's parts (its process's directory was not
+        // brought here) the point is not complete for another layout.
+        std::fs::remove_file(one.point_dir(1000).join("w1.done")).unwrap();
+        assert!(one.complete().is_empty());
+        let same = Snapshots::new(dir.path(), 1000, 0, 2, 0..1);
+        assert_eq!(same.complete(), vec![1000], "worker 0's own parts are");
     }
 
     #[test]

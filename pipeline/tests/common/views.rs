@@ -99,6 +99,8 @@ pub struct Cluster {
     pub urls: Vec<Option<String>>,
     /// `--snapshot-every-ms` of the processes started from now on (0: none).
     pub snapshot_every_ms: u64,
+    /// `--tick-ms` of the processes started from now on.
+    pub tick_ms: u64,
 }
 
 impl Cluster {
@@ -131,6 +133,7 @@ impl Cluster {
             children: (0..processes).map(|_| None).collect(),
             urls: vec![None; processes],
             snapshot_every_ms: 0,
+            tick_ms: 20,
         }
     }
 
@@ -155,7 +158,7 @@ impl Cluster {
             "--listen",
             "127.0.0.1:0",
             "--tick-ms",
-            "20",
+            &self.tick_ms.to_string(),
             "--processes",
             &self.children.len().to_string(),
             "--process",

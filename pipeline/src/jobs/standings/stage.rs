@@ -38,7 +38,7 @@ use super::{
 };
 use crate::jobs::hash;
 use crate::jobs::stash::Stash;
-use crate::snapshot::Checkpoint;
+use crate::snapshot::{Checkpoint, In, Out, Part};
 
 /// Which of a participant's observations the next fold must start from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -219,12 +219,37 @@ impl Participant {
 }
 
 /// The track stage's state on one worker, as a snapshot holds it: the race
-/// definitions (order and JSON) and the participants it owns, shared with
-/// the operator while the writer thread serializes them.
-#[derive(Default, Serialize, Deserialize)]
+/// definitions (order and JSON), which every worker has, and the
+/// participants it owns, shared with the operator while the writer thread
+/// serializes them.
+#[derive(Default)]
 pub struct TrackState {
     races: BTreeMap<String, (i64, Spec)>,
     participants: BTreeMap<(String, String), Arc<Participant>>,
+}
+
+/// The definitions are the section (restored from every worker's part,
+/// the greatest order of a race holding), the participants the entries,
+/// routed by `(race, participant)` as the stage exchanges them.
+impl Part for TrackState {
+    fn write_part(&self, out: &mut Out<'_>) -> bincode::Result<()> {
+        out.section(&self.races)?;
+        self.participants
+            .iter()
+            .try_for_each(|(k, p)| out.entry(k, p))
+    }
+
+    fn read_part(&mut self, part: &mut In<'_>) -> bincode::Result<()> {
+        let races: BTreeMap<String, (i64, Spec)> = part.section()?;
+        for (race, (order, spec)) in races {
+            if self.races.get(&race).is_none_or(|(o, _)| *o < order) {
+                self.races.insert(race, (order, spec));
+            }
+        }
+        part.entries(|k, p| {
+            self.participants.insert(k, p);
+        })
+    }
 }
 
 /// The track stage: folds each participant's observations, emits their
