@@ -57,6 +57,14 @@ pub enum IngestError {
         /// The partition's end (high watermark).
         end: i64,
     },
+    /// A topic was not read to its end in time.
+    #[error("{topic} not read to its end within {timeout:?}")]
+    NotReadInTime {
+        /// The topic.
+        topic: String,
+        /// How long it was given.
+        timeout: std::time::Duration,
+    },
     /// A delivery to Kafka failed for good.
     #[error("delivery to {topic} failed: {reason}")]
     Delivery {

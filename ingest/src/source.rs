@@ -532,6 +532,103 @@ pub fn ends(config: &KafkaConfig, topic: &str) -> Result<BTreeMap<i32, i64>, Ing
     Ok(out)
 }
 
+/// Where [`read_to_end`] starts in each partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Since {
+    /// At the start of retention.
+    Beginning,
+    /// At the first record with a Kafka timestamp at or after this (Unix ms).
+    Time(i64),
+}
+
+/// Every record of `topic` from `since` up to the end each partition has
+/// now, in offset order per partition; an error after `timeout`.
+pub fn read_to_end(
+    config: &KafkaConfig,
+    topic: &str,
+    since: Since,
+    timeout: Duration,
+) -> Result<Vec<RawRecord>, IngestError> {
+    let consumer: BaseConsumer = config
+        .consumer("pace-read-to-end")
+        .create()
+        .map_err(IngestError::kafka("create consumer"))?;
+    let mut starts = BTreeMap::new();
+    for p in 0..partition_count(&consumer, topic)? {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .map_err(IngestError::kafka("fetch watermarks"))?;
+        if high > low {
+            starts.insert(p, (low, high));
+        }
+    }
+    if let Since::Time(ms) = since
+        && !starts.is_empty()
+    {
+        let mut query = TopicPartitionList::new();
+        for p in starts.keys() {
+            query
+                .add_partition_offset(topic, *p, Offset::Offset(ms))
+                .map_err(IngestError::kafka("offsets for times"))?;
+        }
+        let found = consumer
+            .offsets_for_times(query, Duration::from_secs(10))
+            .map_err(IngestError::kafka("offsets for times"))?;
+        for e in found.elements() {
+            match e.offset() {
+                Offset::Offset(o) => {
+                    if let Some((low, _)) = starts.get_mut(&e.partition()) {
+                        *low = (*low).max(o);
+                    }
+                }
+                // No record that late.
+                _ => {
+                    starts.remove(&e.partition());
+                }
+            }
+        }
+        starts.retain(|_, (low, high)| low < high);
+    }
+    let mut out = Vec::new();
+    if starts.is_empty() {
+        return Ok(out);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (p, (low, _)) in &starts {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(*low))
+            .map_err(IngestError::kafka("assign"))?;
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(IngestError::kafka("assign"))?;
+    let deadline = Instant::now() + timeout;
+    while !starts.is_empty() {
+        if Instant::now() > deadline {
+            return Err(IngestError::NotReadInTime {
+                topic: topic.to_owned(),
+                timeout,
+            });
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let p = m.partition();
+                let Some(&(_, high)) = starts.get(&p) else {
+                    continue;
+                };
+                if m.offset() < high {
+                    out.push(RawRecord::read(&m));
+                }
+                if m.offset() + 1 >= high {
+                    starts.remove(&p);
+                }
+            }
+            Some(Err(e)) => tracing::warn!(topic, error = %e, "consumer error"),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
 fn partition_count<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,

@@ -31,15 +31,6 @@ pub trait Job: 'static {
     /// numbers, say); written at every snapshot point and restored.
     type Encoder: Part;
 
-    /// Whether a restored job writes its view as of the snapshot again, as
-    /// one change, before the changes after it (`false`: what a restore
-    /// re-emits at time 0 was written before the snapshot and is dropped).
-    /// A view whose rows the changes after a snapshot may set and set back
-    /// needs it: a restart re-reads those records in other epochs, so a
-    /// row that came back to its value at the snapshot may get no change,
-    /// and the changelog would keep the value written before the crash.
-    const REPUBLISH_RESTORED: bool = false;
-
     /// The topic the view's changes go to.
     fn changelog(topics: &schemas::Topics) -> &str;
 

@@ -7,10 +7,11 @@
 //! (A start with another worker count than its snapshots were taken with
 //! restores them: `rescale.rs`.)
 //!
-//! (The standings change counter `seq` counts the view's changes, one per
-//! epoch in which a race changed, so it depends on how input fell into
-//! epochs and is not compared; message sequence numbers come from the input
-//! order and are.)
+//! (The two runs read two copies of the input, on topics of their own, each
+//! cut into its own epochs, so the standings change counter `seq`, one per
+//! epoch in which a race changed, is not compared here; message sequence
+//! numbers come from the input order and are. `epochs.rs` reads the same
+//! topics twice and compares every change, seqs included.)
 
 mod common;
 

@@ -15,10 +15,10 @@
 //! room members, message logs with their sequence numbers, and task
 //! results equal those of one uninterrupted run.
 //!
-//! (The standings change counter `seq` counts the view's changes, one per
-//! epoch in which a race changed, so it depends on how input fell into
-//! epochs and is not compared; message sequence numbers come from the input
-//! order and are.)
+//! (The final views are compared with a run on topics of its own, cut into
+//! its own epochs, so the standings change counter `seq` is not compared
+//! here; message sequence numbers come from the input order and are.
+//! `epochs.rs` compares every change of a restart, seqs included.)
 
 #![allow(clippy::print_stdout)]
 

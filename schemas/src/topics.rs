@@ -89,6 +89,11 @@ pub const DLQ_SOURCE_HEADER: &str = "pace-refused-by";
 /// the oldest input record of the batch that caused it. The edge measures
 /// end-to-end latency (record produced → frame written) from it.
 pub const ORIGIN_HEADER: &str = "pace-origin-ms";
+/// Kafka header of a view change: the epoch (dataflow time, decimal) whose
+/// input made it. The same input offsets give the same epochs (see
+/// [`crate::EpochBinding`]), so a restarted pipeline knows which of its
+/// changes the changelog already holds.
+pub const EPOCH_HEADER: &str = "pace-epoch";
 
 #[cfg(test)]
 mod tests {

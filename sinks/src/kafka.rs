@@ -5,7 +5,7 @@ use ingest::source::DeadLetter;
 use schemas::Topics;
 use schemas::topics::{
     DLQ_MAX_PAYLOAD_BYTES, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER,
-    DLQ_TOPIC_HEADER, DLQ_TRUNCATED_HEADER, ORIGIN_HEADER,
+    DLQ_TOPIC_HEADER, DLQ_TRUNCATED_HEADER, EPOCH_HEADER, ORIGIN_HEADER,
 };
 
 use crate::SinkError;
@@ -48,24 +48,25 @@ pub fn send_dead_letter(
     Ok(())
 }
 
-/// Sends one change of `view` (a job's name, the metric label) to its
-/// changelog `topic` under `key`, with the origin header when known.
-pub fn send_view_change<V: serde::Serialize>(
+/// Sends one change of `view` (a job's name, the metric label), already
+/// encoded as `payload`, to its changelog `topic` under `key`, with the
+/// epoch that made it and the origin header when known.
+#[allow(clippy::too_many_arguments)]
+pub fn send_view_change(
     producer: &TrackedProducer,
     topic: &str,
     view: &str,
     key: &str,
-    change: &V,
+    payload: &[u8],
+    epoch: u64,
     origin_ms: Option<i64>,
     ticket: Ticket,
 ) -> Result<(), SinkError> {
-    let payload = serde_json::to_vec(change).expect("view records serialize");
     let origin = origin_ms.map(|ms| ms.to_string());
-    let headers: Vec<(&str, &[u8])> = origin
-        .iter()
-        .map(|o| (ORIGIN_HEADER, o.as_bytes()))
-        .collect();
-    producer.send(topic, Some(key.as_bytes()), &payload, &headers, ticket)?;
+    let epoch = epoch.to_string();
+    let mut headers: Vec<(&str, &[u8])> = vec![(EPOCH_HEADER, epoch.as_bytes())];
+    headers.extend(origin.iter().map(|o| (ORIGIN_HEADER, o.as_bytes())));
+    producer.send(topic, Some(key.as_bytes()), payload, &headers, ticket)?;
     observability::metrics()
         .view_changes
         .with_label_values(&[view])

@@ -12,9 +12,9 @@
 //! tick; only offsets past a partition's last binding get new epochs.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ingest::source::{Reader, Start};
+use ingest::source::{Since, read_to_end};
 use ingest::{IngestError, KafkaConfig};
 use schemas::EpochBinding;
 
@@ -28,48 +28,18 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// skipped with a warning (no pace wrote it).
 pub(super) fn load(
     kafka: &KafkaConfig,
-    group: &str,
     bindings: &str,
 ) -> Result<BTreeMap<String, Vec<EpochBinding>>, IngestError> {
-    let probe = Reader::new(kafka, group, &[])?;
-    let partitions = probe.partitions(bindings)?;
-    let mut left = BTreeMap::new();
-    let mut starts = Vec::new();
-    for p in 0..partitions {
-        let (low, high) = probe.watermarks(bindings, p)?;
-        if high > low {
-            left.insert(p, high);
-            starts.push((bindings.to_owned(), p, Start::At(low)));
-        }
-    }
     let mut out: BTreeMap<String, Vec<EpochBinding>> = BTreeMap::new();
-    if left.is_empty() {
-        return Ok(out);
-    }
-    let mut reader = Reader::new(kafka, group, &starts)?;
-    let deadline = Instant::now() + LOAD_TIMEOUT;
-    while !left.is_empty() {
-        if Instant::now() > deadline {
-            return Err(IngestError::NoSuchTopic(format!(
-                "{bindings} (not read to its end in {LOAD_TIMEOUT:?})"
-            )));
-        }
-        for (_, r) in reader.poll(4096, Duration::from_millis(100)) {
-            if left
-                .get(&r.partition)
-                .is_some_and(|&end| r.offset + 1 >= end)
-            {
-                left.remove(&r.partition);
-            }
-            match serde_json::from_slice::<EpochBinding>(&r.payload) {
-                Ok(b) => out.entry(b.topic.clone()).or_default().push(b),
-                Err(e) => tracing::warn!(
-                    partition = r.partition,
-                    offset = r.offset,
-                    error = %e,
-                    "an epoch binding that does not decode is skipped"
-                ),
-            }
+    for r in read_to_end(kafka, bindings, Since::Beginning, LOAD_TIMEOUT)? {
+        match serde_json::from_slice::<EpochBinding>(&r.payload) {
+            Ok(b) => out.entry(b.topic.clone()).or_default().push(b),
+            Err(e) => tracing::warn!(
+                partition = r.partition,
+                offset = r.offset,
+                error = %e,
+                "an epoch binding that does not decode is skipped"
+            ),
         }
     }
     Ok(out)

@@ -204,11 +204,7 @@ impl<'s> Inputs<'s> {
     ) -> Result<Bound, IngestError> {
         if self.bindings.is_none() {
             let c = &self.config;
-            self.bindings = Some(bindings::load(
-                &c.kafka,
-                &c.group,
-                &c.kafka.topics.bindings,
-            )?);
+            self.bindings = Some(bindings::load(&c.kafka, &c.kafka.topics.bindings)?);
         }
         let mut starts = BTreeMap::new();
         for &p in consumer.partitions() {

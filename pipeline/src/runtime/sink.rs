@@ -3,16 +3,17 @@
 //! broker has them all, and its two uses: a job's changelog
 //! ([`changelog`]) and the dead letters ([`dead_letters`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use differential_dataflow::VecCollection;
-use ingest::error_chain;
 use ingest::producer::TrackedProducer;
-use ingest::source::DeadLetter;
+use ingest::source::{DeadLetter, Since, read_to_end};
+use ingest::{KafkaConfig, error_chain};
 use schemas::Topics;
+use schemas::topics::EPOCH_HEADER;
 use sinks::SinkError;
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
@@ -32,6 +33,9 @@ pub(super) struct SinkContext {
     pub(super) shared: Arc<Shared>,
     pub(super) tick: Duration,
     pub(super) topics: Topics,
+    pub(super) kafka: KafkaConfig,
+    /// The snapshot point the jobs were restored from, if any.
+    pub(super) restored: Option<Time>,
 }
 
 /// What a [`kafka_sink`] does with the records of a complete epoch.
@@ -40,11 +44,6 @@ trait Produce<D> {
     /// are sent, and whenever the frontier moves): the moment to write what
     /// the sink keeps as of a snapshot point.
     fn sent_before(&mut self, _upto: Time) {}
-    /// Whether what comes at time 0 (a restored operator's state) is sent
-    /// too, rather than dropped.
-    fn sends_restored(&self) -> bool {
-        false
-    }
     /// Produces one epoch's `items` under the epoch's `ticket`.
     fn send(
         &mut self,
@@ -56,18 +55,29 @@ trait Produce<D> {
 
 /// The changelog of job `J`: each epoch's updates of its rows, exchanged by
 /// key, consolidated and encoded by [`Job::encode`], produced to
-/// [`Job::changelog`] keyed by view key with the epoch's origin. What the
-/// encoder keeps is written at every snapshot point through `encoder`.
+/// [`Job::changelog`] keyed by view key with the epoch and its origin. What
+/// the encoder keeps is written at every snapshot point through `encoder`.
+///
+/// A job restored from a snapshot makes again, epoch by epoch, the very
+/// changes it made after the snapshot before it stopped (the epochs follow
+/// their bindings): the sink reads what the changelog holds of those
+/// epochs ([`Written`]) and writes each such change only once.
 pub(super) fn changelog<'s, J: Job>(
     rows: VecCollection<'s, Time, (String, J::Row)>,
     mut encoder: Checkpoint<J::Encoder>,
     ctx: &SinkContext,
 ) -> Stream<'s, Time, Vec<()>> {
+    let topic = J::changelog(&ctx.topics).to_owned();
+    let written = match ctx.restored {
+        Some(point) => Written::load(&ctx.kafka, &topic, point),
+        None => Written::default(),
+    };
     let sink = Changelog::<J> {
-        topic: J::changelog(&ctx.topics).to_owned(),
+        topic,
         shared: ctx.shared.clone(),
         state: encoder.take_restored().unwrap_or_default(),
         encoder,
+        written,
     };
     kafka_sink(
         rows.inner,
@@ -84,6 +94,68 @@ struct Changelog<J: Job> {
     shared: Arc<Shared>,
     state: J::Encoder,
     encoder: Checkpoint<J::Encoder>,
+    written: Written,
+}
+
+/// How long a restored sink may take to read what its changelog holds.
+const WRITTEN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a changelog already holds of the epochs from a snapshot point on:
+/// per epoch and key, the hashes of the payloads written, in order. Each is
+/// skipped once when the restored job makes it again, and an epoch's are
+/// forgotten once it is sent, so this holds at most what was written
+/// between the snapshot and the stop.
+#[derive(Default)]
+struct Written(BTreeMap<Time, HashMap<String, VecDeque<u64>>>);
+
+impl Written {
+    /// What `topic` holds of the epochs from `point` on (records with the
+    /// epoch header; they were produced after their epoch began, so after
+    /// `point`). A changelog that cannot be read is logged and skips
+    /// nothing: changes may then be written twice, never lost.
+    fn load(kafka: &KafkaConfig, topic: &str, point: Time) -> Self {
+        let mut this = Self::default();
+        let records = match read_to_end(kafka, topic, Since::Time(point as i64), WRITTEN_TIMEOUT) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(topic, error = %error_chain(&e), "the changelog's latest records could not be read: changes written before the stop may be written again");
+                return this;
+            }
+        };
+        let mut n = 0;
+        for r in records {
+            let Some(epoch) = r.header(EPOCH_HEADER).and_then(|e| e.parse::<Time>().ok()) else {
+                continue;
+            };
+            if epoch < point {
+                continue;
+            }
+            let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+            this.0
+                .entry(epoch)
+                .or_default()
+                .entry(key)
+                .or_default()
+                .push_back(hash(&r.payload));
+            n += 1;
+        }
+        if n > 0 {
+            tracing::info!(
+                topic,
+                changes = n,
+                point,
+                "changes written after the snapshot point are not written again"
+            );
+        }
+        this
+    }
+
+    /// What is held of epoch `t`, forgetting it and every earlier epoch.
+    fn take(&mut self, t: Time) -> HashMap<String, VecDeque<u64>> {
+        let later = self.0.split_off(&(t + 1));
+        let mut upto = std::mem::replace(&mut self.0, later);
+        upto.remove(&t).unwrap_or_default()
+    }
 }
 
 impl<J: Job> Produce<((String, J::Row), Time, isize)> for Changelog<J> {
@@ -92,27 +164,33 @@ impl<J: Job> Produce<((String, J::Row), Time, isize)> for Changelog<J> {
         self.encoder.at(upto, || state);
     }
 
-    fn sends_restored(&self) -> bool {
-        J::REPUBLISH_RESTORED
-    }
-
     fn send(
         &mut self,
         producer: &TrackedProducer,
         updates: Vec<((String, J::Row), Time, isize)>,
         ticket: usize,
     ) -> Result<(), SinkError> {
-        let origin = self.shared.origin(J::NAME, ticket as Time);
+        let epoch = ticket as Time;
+        let origin = self.shared.origin(J::NAME, epoch);
         let flat = consolidate_rows(updates.into_iter().map(|(d, _, r)| (d, r)).collect());
+        let mut written = self.written.take(epoch);
         J::encode(flat, &mut self.state)
             .iter()
             .try_for_each(|(key, change)| {
+                let payload = serde_json::to_vec(change).expect("view records serialize");
+                if let Some(held) = written.get_mut(key)
+                    && held.front() == Some(&hash(&payload))
+                {
+                    held.pop_front();
+                    return Ok(());
+                }
                 sinks::kafka::send_view_change(
                     producer,
                     &self.topic,
                     J::NAME,
                     key,
-                    change,
+                    &payload,
+                    epoch,
                     origin,
                     ticket,
                 )
@@ -209,8 +287,7 @@ where
             // Epochs complete in order: an epoch is sent once no more of it
             // can arrive, and released once it is durable. What comes at
             // time 0 is state a restored operator re-emits: it was written
-            // before the snapshot, so it is not written again, unless the
-            // sink republishes it (`Job::REPUBLISH_RESTORED`).
+            // before the snapshot, so it is not written again.
             while let Some((&t, _)) = held.first_key_value() {
                 if frontier.frontier().less_equal(&t) {
                     break;
@@ -221,7 +298,7 @@ where
                     // Once a delivery failed (an epoch binding, say), the
                     // pipeline stops and sends nothing more: what it has not
                     // made durable is done again after the restart.
-                    if (t > 0 || sink.sends_restored())
+                    if t > 0
                         && producer.failure().is_none()
                         && let Err(e) = sink.send(&producer, items, ticket)
                     {

@@ -48,6 +48,11 @@ pub(super) fn run_worker(
             shared: shared.clone(),
             tick: config.tick,
             topics: config.kafka.topics.clone(),
+            kafka: config.kafka.clone(),
+            restored: snaps
+                .as_ref()
+                .and_then(|s| s.restored())
+                .map(|(point, _)| point),
         };
         let mut inputs = Inputs::new(scope, config, snaps.clone(), sources, sinks);
         for wire in config.jobs {

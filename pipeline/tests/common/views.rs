@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Child;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ingest::KafkaConfig;
@@ -438,4 +438,41 @@ pub fn sample(text: &str, sample: &str) -> Option<f64> {
             .parse()
             .ok()
     })
+}
+
+/// Produces the whole input in a thread, about one record every 0.2 ms so
+/// that it lasts long enough for a fault to fall in its middle; returns the
+/// thread and the count of day records sent so far.
+pub fn paced_replay(
+    kafka: &KafkaConfig,
+    day: &Dataset,
+    tasks: &[CalcTask],
+) -> (std::thread::JoinHandle<()>, Arc<AtomicUsize>) {
+    let sent = Arc::new(AtomicUsize::new(0));
+    let (kafka, day, tasks, count) = (kafka.clone(), day.clone(), tasks.to_vec(), sent.clone());
+    let thread = std::thread::spawn(move || {
+        produce(&kafka, &day, &tasks, &mut || {
+            if count.fetch_add(1, Ordering::Relaxed) % 10 == 9 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+    });
+    (thread, sent)
+}
+
+/// Waits until `sent` reaches `n` records.
+pub fn wait_sent(sent: &AtomicUsize, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sent.load(Ordering::Relaxed) < n {
+        assert!(
+            Instant::now() < deadline,
+            "the replay did not reach {n} records"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The race and chat records of `day`.
+pub fn records(day: &Dataset) -> usize {
+    day.definitions.len() + day.gps.len() + day.timing.len() + day.chat.len()
 }

@@ -25,10 +25,6 @@ pub struct Standings;
 
 impl Job for Standings {
     const NAME: &'static str = "standings";
-    // A place or a standing set and set back between a snapshot and a
-    // crash would otherwise keep its pre-crash value (seen in the faults
-    // test: two runners both 19th).
-    const REPUBLISH_RESTORED: bool = true;
     type Row = ViewRow;
     type Change = StandingsChange;
     /// Each race's last sequence number.
