@@ -227,9 +227,7 @@ impl StaticConsumer {
         for p in &partitions {
             let offset = match from.get(p) {
                 Some(&o) => {
-                    let (_, end) = consumer
-                        .fetch_watermarks(topic, *p, Duration::from_secs(10))
-                        .map_err(IngestError::kafka("fetch watermarks"))?;
+                    let (_, end) = watermarks(&consumer, topic, *p)?;
                     if o > end {
                         return Err(IngestError::NotThisTopic {
                             topic: topic.to_owned(),
@@ -313,9 +311,7 @@ impl StaticConsumer {
     /// The low and high watermarks of partition `p` (first offset held,
     /// next offset to be written).
     pub fn watermarks(&self, p: i32) -> Result<(i64, i64), IngestError> {
-        self.consumer
-            .fetch_watermarks(&self.topic, p, Duration::from_secs(10))
-            .map_err(IngestError::kafka("fetch watermarks"))
+        watermarks(&self.consumer, &self.topic, p)
     }
 
     /// Stops fetching partition `p` until [`StaticConsumer::resume`]; what
@@ -474,9 +470,7 @@ impl Reader {
     /// The low and high watermarks of a partition (first offset held, next
     /// offset to be written).
     pub fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), IngestError> {
-        self.consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .map_err(IngestError::kafka("fetch watermarks"))
+        watermarks(&self.consumer, topic, partition)
     }
 
     /// The group's committed offsets (next offset to read) of `partitions` of `topic`.
@@ -524,9 +518,7 @@ pub fn ends(config: &KafkaConfig, topic: &str) -> Result<BTreeMap<i32, i64>, Ing
         .map_err(IngestError::kafka("create consumer"))?;
     let mut out = BTreeMap::new();
     for p in 0..partition_count(&consumer, topic)? {
-        let (_, end) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .map_err(IngestError::kafka("fetch watermarks"))?;
+        let (_, end) = watermarks(&consumer, topic, p)?;
         out.insert(p, end);
     }
     Ok(out)
@@ -555,9 +547,7 @@ pub fn read_to_end(
         .map_err(IngestError::kafka("create consumer"))?;
     let mut starts = BTreeMap::new();
     for p in 0..partition_count(&consumer, topic)? {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .map_err(IngestError::kafka("fetch watermarks"))?;
+        let (low, high) = watermarks(&consumer, topic, p)?;
         if high > low {
             starts.insert(p, (low, high));
         }
@@ -627,6 +617,27 @@ pub fn read_to_end(
         }
     }
     Ok(out)
+}
+
+/// The low and high watermarks of partition `p` of `topic`, asking again
+/// for up to [`TOPIC_WAIT`] while the broker answers with an error (a
+/// partition just made has no leader everywhere yet: `NotLeaderForPartition`).
+fn watermarks<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    p: i32,
+) -> Result<(i64, i64), IngestError> {
+    let deadline = Instant::now() + TOPIC_WAIT;
+    loop {
+        match consumer.fetch_watermarks(topic, p, Duration::from_secs(10)) {
+            Ok(w) => return Ok(w),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(topic, partition = p, error = %e, "watermarks not known yet; asking again");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(IngestError::kafka("fetch watermarks")(e)),
+        }
+    }
 }
 
 fn partition_count<C: ConsumerContext>(

@@ -89,6 +89,15 @@ pub struct Metrics {
     /// worth while the dataflow keeps up, more while it catches up (an epoch
     /// stays open until the older one is durable).
     pub pipeline_epoch_records: HistogramVec,
+    /// Epoch bindings a source produced (one per epoch in which it read
+    /// records), by topic.
+    pub bindings_written: IntCounterVec,
+    /// Records a source read into an epoch an earlier run recorded (a
+    /// restart or a replay following the bindings), by topic.
+    pub bindings_followed: IntCounterVec,
+    /// Changes a restored job made again that its changelog already held,
+    /// and so did not write again, by view.
+    pub changelog_skipped: IntCounterVec,
     /// How long one snapshot part held its worker (serialising it into a
     /// buffer for the writer thread: the worker does nothing else
     /// meanwhile), seconds, by part.
@@ -270,6 +279,21 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let bindings_written = counter(
+            "pace_bindings_written_total",
+            "Epoch bindings produced: one per source and epoch in which it read records.",
+            &["topic"],
+        );
+        let bindings_followed = counter(
+            "pace_bindings_followed_records_total",
+            "Records read into an epoch an earlier run recorded.",
+            &["topic"],
+        );
+        let changelog_skipped = counter(
+            "pace_changelog_skipped_total",
+            "Changes a restored job made again that its changelog already held.",
+            &["view"],
+        );
         let snapshot_pause = reg.add(
             HistogramVec::new(
                 HistogramOpts::new(
@@ -390,6 +414,9 @@ impl Metrics {
             pipeline_frontier,
             pipeline_frontier_lag,
             pipeline_epoch_records,
+            bindings_written,
+            bindings_followed,
+            changelog_skipped,
             snapshot_pause,
             snapshot_pause_max,
             snapshot_write,

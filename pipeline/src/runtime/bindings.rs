@@ -23,15 +23,18 @@ use super::Time;
 /// How long loading the bindings may take before the start fails.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Every binding on `bindings` (the topic), by the input topic it binds,
-/// read up to the end the topic has now. A record that does not decode is
-/// skipped with a warning (no pace wrote it).
+/// The bindings on `bindings` (the topic) produced `since`, by the input
+/// topic they bind, read up to the end the topic has now. A record that
+/// does not decode is skipped with a warning (no pace wrote it).
 pub(super) fn load(
     kafka: &KafkaConfig,
     bindings: &str,
+    since: Since,
 ) -> Result<BTreeMap<String, Vec<EpochBinding>>, IngestError> {
     let mut out: BTreeMap<String, Vec<EpochBinding>> = BTreeMap::new();
-    for r in read_to_end(kafka, bindings, Since::Beginning, LOAD_TIMEOUT)? {
+    let records = read_to_end(kafka, bindings, since, LOAD_TIMEOUT)?;
+    let read = records.len();
+    for r in records {
         match serde_json::from_slice::<EpochBinding>(&r.payload) {
             Ok(b) => out.entry(b.topic.clone()).or_default().push(b),
             Err(e) => tracing::warn!(
@@ -42,6 +45,7 @@ pub(super) fn load(
             ),
         }
     }
+    tracing::debug!(bindings = read, "epoch bindings read");
     Ok(out)
 }
 

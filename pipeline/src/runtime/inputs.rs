@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use differential_dataflow::{AsCollection, VecCollection};
 use ingest::IngestError;
-use ingest::source::{DeadLetter, Envelope, RawRecord, StaticConsumer, decode};
+use ingest::source::{DeadLetter, Envelope, RawRecord, Since, StaticConsumer, decode};
 use schemas::{EpochBinding, Topics, Validate};
 use serde::de::DeserializeOwned;
 use timely::dataflow::channels::pact::Pipeline;
@@ -203,8 +203,12 @@ impl<'s> Inputs<'s> {
         from: &BTreeMap<i32, i64>,
     ) -> Result<Bound, IngestError> {
         if self.bindings.is_none() {
+            // From a snapshot point on, only the epochs after it matter: their
+            // bindings were produced after they began, so after the point.
+            let since = self.snaps.as_ref().and_then(|s| s.restored());
+            let since = since.map_or(Since::Beginning, |(point, _)| Since::Time(point as i64));
             let c = &self.config;
-            self.bindings = Some(bindings::load(&c.kafka, &c.kafka.topics.bindings)?);
+            self.bindings = Some(bindings::load(&c.kafka, &c.kafka.topics.bindings, since)?);
         }
         let mut starts = BTreeMap::new();
         for &p in consumer.partitions() {

@@ -182,6 +182,10 @@ impl<J: Job> Produce<((String, J::Row), Time, isize)> for Changelog<J> {
                     && held.front() == Some(&hash(&payload))
                 {
                     held.pop_front();
+                    observability::metrics()
+                        .changelog_skipped
+                        .with_label_values(&[J::NAME])
+                        .inc();
                     return Ok(());
                 }
                 sinks::kafka::send_view_change(

@@ -118,6 +118,10 @@ pub(super) fn kafka_source<'s>(
             m.pipeline_epoch_records
                 .with_label_values(&[topic.as_str()]),
         );
+        let (written, followed) = (
+            m.bindings_written.with_label_values(&[topic.as_str()]),
+            m.bindings_followed.with_label_values(&[topic.as_str()]),
+        );
         let mut cap = Some(cap);
         let mut inflight: VecDeque<(Time, BTreeMap<i32, i64>)> = VecDeque::new();
         // The latest durable offsets, committed again until the group has them.
@@ -169,6 +173,7 @@ pub(super) fn kafka_source<'s>(
                 if let Some(c) = cap.take()
                     && let Some(c) = bind(&producer, &bindings, &topic, c, &mut touched)
                 {
+                    written.inc();
                     unbound.push(c);
                 }
             }
@@ -205,6 +210,7 @@ pub(super) fn kafka_source<'s>(
                     for (t, batch) in by_epoch {
                         note(&batch, t, &readers, &reads, &shared);
                         records.inc_by(batch.len() as u64);
+                        followed.inc_by(batch.len() as u64);
                         bytes.inc_by(batch.iter().map(|r| r.payload.len() as u64).sum());
                         for r in &batch {
                             emitted.insert(r.partition, r.offset + 1);
@@ -249,6 +255,7 @@ pub(super) fn kafka_source<'s>(
                     if let Some(closed) =
                         bind(&producer, &bindings, &topic, c.clone(), &mut touched)
                     {
+                        written.inc();
                         unbound.push(closed);
                     }
                     c.downgrade(&now);
