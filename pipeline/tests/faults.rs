@@ -19,8 +19,9 @@
 //! spectator gets only deltas, every seq once and in order, through the
 //! restart (the restarted pipeline cuts what it reads again into the
 //! recorded epochs and writes only the changes the changelog does not
-//! hold); the tasks done before the kill do not have their results written
-//! again.
+//! hold), and a client that comes back with the seq it had before the kill
+//! gets exactly the deltas it missed; the tasks done before the kill do not
+//! have their results written again.
 
 #![allow(clippy::print_stdout)]
 
@@ -281,8 +282,55 @@ fn a_spectator_connected_through_a_restart_gets_only_the_deltas_that_follow() {
     std::thread::sleep(Duration::from_secs(2));
     collector.abort();
     let frames = frames.lock().unwrap().clone();
+    // A client that kept the seq it had before the kill comes back with it
+    // after the restart: it gets exactly the deltas it missed, the very
+    // frames the connected spectator got.
+    let seq_of = |f: &serde_json::Value| {
+        (f["type"] == "snapshot" || f["type"] == "delta").then(|| f["seq"].as_u64().unwrap())
+    };
+    let kept = frames[..at_kill].iter().rev().find_map(seq_of).unwrap();
+    let last = frames.iter().rev().find_map(seq_of).unwrap();
+    let resumed: Vec<serde_json::Value> = rt.block_on(async {
+        use futures_util::StreamExt;
+        let url = common::ws_url(&base, &format!("/ws/races/live?since={kept}"));
+        let mut ws = tokio_tungstenite::connect_async(url).await.unwrap().0;
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let done = |got: &[serde_json::Value]| {
+            got.first().is_some_and(|f| f["type"] != "resumed")
+                || got
+                    .last()
+                    .is_some_and(|f| f["type"] == "delta" && f["seq"].as_u64() == Some(last))
+        };
+        while !done(&got) {
+            let msg = tokio::time::timeout_at(deadline, ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("resuming at {kept}: {got:?}"))
+                .unwrap()
+                .unwrap();
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = msg {
+                got.push(serde_json::from_str(&text).unwrap());
+            }
+        }
+        got
+    });
     drop(edge);
     pipeline.stop();
+    assert_eq!(resumed[0]["type"], "resumed", "{:?}", resumed[0]);
+    assert_eq!(resumed[0]["since"], kept);
+    let missed: Vec<&serde_json::Value> = frames
+        .iter()
+        .filter(|f| f["type"] == "delta" && f["seq"].as_u64().unwrap() > kept)
+        .collect();
+    assert_eq!(
+        resumed[1..].iter().collect::<Vec<_>>(),
+        missed,
+        "since={kept}: exactly the deltas missed"
+    );
+    println!(
+        "since={kept} resumed with {} deltas, to seq {last}",
+        missed.len()
+    );
 
     let seqs: Vec<(String, u64)> = frames
         .iter()

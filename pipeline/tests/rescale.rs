@@ -15,10 +15,9 @@
 //! room members, message logs with their sequence numbers, and task
 //! results equal those of one uninterrupted run.
 //!
-//! (The final views are compared with a run on topics of its own, cut into
-//! its own epochs, so the standings change counter `seq` is not compared
-//! here; message sequence numbers come from the input order and are.
-//! `epochs.rs` compares every change of a restart, seqs included.)
+//! Then the changes the three layouts wrote, seqs included, are compared
+//! record by record with those of one replay of the same topics (2 × 2 at
+//! a 5 ms tick, no snapshot), which follows the recorded epochs.
 
 #![allow(clippy::print_stdout)]
 
@@ -27,9 +26,10 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::changes::{assert_same_changes, changes, ends, replayed};
 use common::views::{
-    Cluster, final_views, fresh_topics, metrics_text, produce, recorded, records_read, sample,
-    tasks, uninterrupted, wait_committed,
+    Cluster, final_views, fresh_topics, metrics_text, produce, recorded, records, records_read,
+    sample, tasks, uninterrupted, wait_committed,
 };
 use ingest::KafkaConfig;
 use ingest::datasets::Dataset;
@@ -144,20 +144,17 @@ fn bring_snapshots(from: &Cluster, to: &Cluster) {
     }
 }
 
-fn records(day: &Dataset) -> u64 {
-    (day.definitions.len() + day.gps.len() + day.timing.len() + day.chat.len()) as u64
-}
-
 #[test]
 fn snapshots_of_one_by_two_workers_restore_into_two_by_two_then_one_by_one() {
     let (day, tasks) = (recorded(), tasks());
     let reference = uninterrupted(&day, &tasks, 1, 1);
     let (prefix, kafka) = fresh_topics("rescale");
+    let before = ends(&kafka);
     let mut produced = 0;
     let mut next_slice = |k: usize| {
         let (d, t) = slice(&day, &tasks, k, 3);
         produce(&kafka, &d, &t, &mut || {});
-        produced += records(&d);
+        produced += records(&d) as u64;
         produced
     };
     let cluster = |processes, workers| {
@@ -216,4 +213,10 @@ fn snapshots_of_one_by_two_workers_restore_into_two_by_two_then_one_by_one() {
     }
     assert_eq!(reference.results, after.results, "task results");
     assert_eq!(reference, after);
+
+    // The three layouts wrote, change by change and seq by seq, what one
+    // replay of the same topics writes.
+    let three = changes(&kafka, &before, &ends(&kafka));
+    let input = (records(&day) + tasks.len()) as u64;
+    assert_same_changes(&three, &replayed(&kafka, &prefix, input));
 }

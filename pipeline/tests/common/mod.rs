@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod changes;
 pub mod courses;
 pub mod outsider;
 pub mod tournaments;
