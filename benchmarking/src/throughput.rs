@@ -4,7 +4,9 @@
 //!   `pace pipeline` starts on it; the clock runs from the moment it serves
 //!   until the standings changelog shows every runner's last point (or,
 //!   for the few whose last point the job rightly refused as an outlier,
-//!   until the changelog has been quiet for 3 s: the time of the last change).
+//!   until the changelog has been quiet for 3 s: the time of the last change),
+//!   or until the pipeline has committed every input record (a restart
+//!   from a snapshot writes only the changes the changelog does not hold).
 //! - [`ceiling`]: the same topic read again with no processing at all, by
 //!   as many consumers as the most workers measured.
 //! - [`naive`]: the same topic read by one thread that decodes each point,
@@ -74,6 +76,11 @@ pub fn standings(
     // Earlier runs on the same input left their changes there: read only
     // what this run writes.
     let mut changelog = from_end(kafka, &kafka.topics.standings)?;
+    // A restart from a snapshot makes again the changes it made after the
+    // snapshot and writes only those the changelog does not hold (none, if
+    // the run before it finished): it is done once its consumer group has
+    // committed every input record, which this run's commits reach from 0.
+    let committed = Committed::reset(kafka)?;
     let mut args = crate::process::pace_args("pipeline", kafka, workers, data);
     args.push("--no-archive".into());
     args.extend(extra.iter().cloned());
@@ -83,6 +90,7 @@ pub fn standings(
     let mut done = 0;
     let mut changes = 0;
     let mut last_change = t0;
+    let mut checked = t0;
     let want = &preloaded.last;
     loop {
         let batch = changelog.poll(4096, Duration::ZERO);
@@ -90,6 +98,13 @@ pub fn standings(
         if batch.is_empty() {
             if done == want.len() || (changes > 0 && now - last_change > QUIET) {
                 break;
+            }
+            if now - checked > Duration::from_millis(100) {
+                checked = now;
+                if committed.at_end()? {
+                    last_change = now;
+                    break;
+                }
             }
             anyhow::ensure!(
                 now - t0 < timeout,
@@ -146,6 +161,50 @@ fn snapshot_pause(metrics: &str) -> Option<(f64, f64)> {
     let sum: f64 = samples(metrics, "pace_snapshot_pause_seconds_sum").sum();
     let max = samples(metrics, "pace_snapshot_pause_max_seconds").fold(0.0, f64::max);
     (count > 0.0).then(|| (sum / count, max))
+}
+
+/// The offsets `pace pipeline` commits (its default group) on the input
+/// topics, against their ends.
+struct Committed {
+    reader: Reader,
+    /// Per topic, each partition's end.
+    ends: Vec<(String, Vec<(i32, i64)>)>,
+}
+
+impl Committed {
+    /// Sets the group's offsets back to 0, so that only the next run's
+    /// commits bring them to the ends.
+    fn reset(kafka: &KafkaConfig) -> anyhow::Result<Self> {
+        let group = "pace-pipeline";
+        let reader = Reader::new(kafka, group, &[])?;
+        let mut ends = Vec::new();
+        for topic in [&kafka.topics.gps, &kafka.topics.races] {
+            let mut parts = Vec::new();
+            for p in 0..reader.partitions(topic)? {
+                parts.push((p, reader.watermarks(topic, p)?.1));
+            }
+            let zero: std::collections::BTreeMap<i32, i64> =
+                parts.iter().map(|(p, _)| (*p, 0)).collect();
+            StaticConsumer::new(kafka, group, topic, 0, 1)?.commit(&zero, true)?;
+            ends.push((topic.clone(), parts));
+        }
+        Ok(Self { reader, ends })
+    }
+
+    /// Whether every input record is committed.
+    fn at_end(&self) -> anyhow::Result<bool> {
+        for (topic, parts) in &self.ends {
+            let ps: Vec<i32> = parts.iter().map(|(p, _)| *p).collect();
+            let got = self.reader.committed(topic, &ps)?;
+            if parts
+                .iter()
+                .any(|(p, end)| *end > 0 && got.get(p).is_none_or(|c| c < end))
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
 
 /// A reader of every partition of `topic` from its end now.

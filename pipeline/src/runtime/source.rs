@@ -132,6 +132,11 @@ pub(super) fn kafka_source<'s>(
         let mut stamped = 0;
         // Per partition, the next offset after what was given to the dataflow.
         let mut emitted: BTreeMap<i32, i64> = consumer.positions().clone();
+        // Where a restored source resumes is durable progress already: the
+        // group has it once the restored state (time 0) has gone through.
+        if !emitted.is_empty() {
+            inflight.push_back((0, emitted.clone()));
+        }
         // The partitions read in the current (new) epoch, and how far.
         let mut touched: BTreeMap<i32, i64> = BTreeMap::new();
         // Closed epochs whose binding the broker does not have yet: held
@@ -229,7 +234,12 @@ pub(super) fn kafka_source<'s>(
                     }
                 } else {
                     // Every partition is past its bindings: read on (what
-                    // was held back goes to the first new epoch).
+                    // was held back goes to the first new epoch), and commit
+                    // all the bound offsets once the last bound epoch is
+                    // durable.
+                    if let Some(last) = bound.last() {
+                        inflight.push_back((last, bound.covered(Time::MAX)));
+                    }
                     if !paused.is_empty()
                         && let Err(e) = consumer.resume()
                     {
