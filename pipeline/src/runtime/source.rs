@@ -46,6 +46,11 @@ const MAX_BEHIND: usize = 1;
 /// next one anyway: the bound on what one epoch holds in the dataflow.
 const MAX_EPOCH_RECORDS: usize = 256 * 1024;
 
+/// Records a source following recorded epochs lets be in the dataflow
+/// unfinished before it stops reading: recorded epochs are cut already, so
+/// nothing else keeps it from reading a whole backlog into the dataflow.
+const MAX_REPLAY_RECORDS: usize = 2 * MAX_EPOCH_RECORDS;
+
 /// How long after its last commit an idle source checks that the group has
 /// its offsets, and commits again if not.
 const COMMIT_RETRY: Duration = Duration::from_secs(1);
@@ -146,6 +151,8 @@ pub(super) fn kafka_source<'s>(
         // partition still follows its own (that partition is paused).
         let mut held: Vec<RawRecord> = Vec::new();
         let mut paused: BTreeSet<i32> = BTreeSet::new();
+        // Records given to the dataflow per recorded epoch, until it is done.
+        let mut replayed: BTreeMap<Time, usize> = BTreeMap::new();
         // New epochs come after every bound one.
         let floor = bound.last().map_or(0, |t| t + 1);
         move |output| {
@@ -166,6 +173,12 @@ pub(super) fn kafka_source<'s>(
                 durable = o;
                 unverified = true;
                 committed_at = Instant::now();
+            }
+            while let Some((&t, _)) = replayed.first_key_value() {
+                if probe.less_equal(&t) {
+                    break;
+                }
+                replayed.pop_first();
             }
             // Release the epochs whose bindings are durable (all of them
             // once a delivery failed: the pipeline stops, and its sinks
@@ -195,7 +208,10 @@ pub(super) fn kafka_source<'s>(
                     inflight.push_back((next - 1, bound.covered(next)));
                 }
                 offsets.at_point(*c.time(), |point| Offsets(bound.covered(point)));
-                if inflight.len() < MAX_INFLIGHT_EPOCHS {
+                let unfinished: usize = replayed.values().sum();
+                let reading =
+                    inflight.len() < MAX_INFLIGHT_EPOCHS && unfinished < MAX_REPLAY_RECORDS;
+                if reading {
                     let batch = consumer.poll(MAX_BATCH);
                     more = batch.len() == MAX_BATCH;
                     let mut by_epoch: BTreeMap<Time, Vec<RawRecord>> = BTreeMap::new();
@@ -220,6 +236,7 @@ pub(super) fn kafka_source<'s>(
                         for r in &batch {
                             emitted.insert(r.partition, r.offset + 1);
                         }
+                        *replayed.entry(t).or_default() += batch.len();
                         output
                             .session(&c.delayed(&t))
                             .give_iterator(batch.into_iter());
@@ -227,8 +244,10 @@ pub(super) fn kafka_source<'s>(
                     }
                 }
                 if bound.replaying() {
+                    // (While too much is unfinished, the tick wakes it.)
                     if let Some(next) = bound.next()
                         && *c.time() < next
+                        && reading
                     {
                         more = true;
                     }
