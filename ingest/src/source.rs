@@ -533,14 +533,17 @@ pub enum Since {
     Time(i64),
 }
 
-/// Every record of `topic` from `since` up to the end each partition has
-/// now, in offset order per partition; an error after `timeout`.
+/// Gives `each` every record of `topic` from `since` up to the end each
+/// partition has now, in offset order per partition, one at a time (a
+/// caller keeps only what it needs of them); how many. An error after
+/// `timeout`.
 pub fn read_to_end(
     config: &KafkaConfig,
     topic: &str,
     since: Since,
     timeout: Duration,
-) -> Result<Vec<RawRecord>, IngestError> {
+    mut each: impl FnMut(RawRecord),
+) -> Result<usize, IngestError> {
     let consumer: BaseConsumer = config
         .consumer("pace-read-to-end")
         .create()
@@ -579,9 +582,9 @@ pub fn read_to_end(
         }
         starts.retain(|_, (low, high)| low < high);
     }
-    let mut out = Vec::new();
+    let mut read = 0;
     if starts.is_empty() {
-        return Ok(out);
+        return Ok(read);
     }
     let mut tpl = TopicPartitionList::new();
     for (p, (low, _)) in &starts {
@@ -606,7 +609,8 @@ pub fn read_to_end(
                     continue;
                 };
                 if m.offset() < high {
-                    out.push(RawRecord::read(&m));
+                    read += 1;
+                    each(RawRecord::read(&m));
                 }
                 if m.offset() + 1 >= high {
                     starts.remove(&p);
@@ -616,7 +620,7 @@ pub fn read_to_end(
             None => {}
         }
     }
-    Ok(out)
+    Ok(read)
 }
 
 /// The low and high watermarks of partition `p` of `topic`, asking again

@@ -34,8 +34,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::views::{
-    Cluster, Final, final_views, paced_replay, recorded, records, tasks, topics, uninterrupted,
-    wait_committed, wait_sent,
+    Cluster, assert_same, final_views, paced_replay, recorded, records, tasks, topics,
+    uninterrupted, wait_committed, wait_sent,
 };
 use ingest::KafkaConfig;
 
@@ -107,19 +107,6 @@ impl Drop for Broker {
 /// from its `/metrics`.
 fn records_read(url: &str) -> u64 {
     common::views::records_read(url, |topic| !topic.ends_with(".pace.calc"))
-}
-
-/// The views after a fault equal the uninterrupted ones, part by part (so a
-/// failure names the race or room).
-fn assert_same(reference: &Final, after: &Final) {
-    for (race, v) in &reference.standings {
-        assert_eq!(Some(v), after.standings.get(race), "race {race}");
-    }
-    for (room, v) in &reference.rooms {
-        assert_eq!(Some(v), after.rooms.get(room), "room {room}");
-    }
-    assert_eq!(reference.results, after.results, "task results");
-    assert_eq!(reference, after);
 }
 
 /// The archive of `data` holds every input record exactly once.

@@ -32,10 +32,12 @@ pub(super) fn load(
     since: Since,
 ) -> Result<BTreeMap<String, Vec<EpochBinding>>, IngestError> {
     let mut out: BTreeMap<String, Vec<EpochBinding>> = BTreeMap::new();
-    let records = read_to_end(kafka, bindings, since, LOAD_TIMEOUT)?;
-    let read = records.len();
-    for r in records {
-        match serde_json::from_slice::<EpochBinding>(&r.payload) {
+    let read = read_to_end(
+        kafka,
+        bindings,
+        since,
+        LOAD_TIMEOUT,
+        |r| match serde_json::from_slice::<EpochBinding>(&r.payload) {
             Ok(b) => out.entry(b.topic.clone()).or_default().push(b),
             Err(e) => tracing::warn!(
                 partition = r.partition,
@@ -43,8 +45,8 @@ pub(super) fn load(
                 error = %e,
                 "an epoch binding that does not decode is skipped"
             ),
-        }
-    }
+        },
+    )?;
     tracing::debug!(bindings = read, "epoch bindings read");
     Ok(out)
 }

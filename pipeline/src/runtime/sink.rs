@@ -115,29 +115,34 @@ impl Written {
     /// nothing: changes may then be written twice, never lost.
     fn load(kafka: &KafkaConfig, topic: &str, point: Time) -> Self {
         let mut this = Self::default();
-        let records = match read_to_end(kafka, topic, Since::Time(point as i64), WRITTEN_TIMEOUT) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(topic, error = %error_chain(&e), "the changelog's latest records could not be read: changes written before the stop may be written again");
-                return this;
-            }
-        };
         let mut n = 0;
-        for r in records {
-            let Some(epoch) = r.header(EPOCH_HEADER).and_then(|e| e.parse::<Time>().ok()) else {
-                continue;
-            };
-            if epoch < point {
-                continue;
-            }
-            let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
-            this.0
-                .entry(epoch)
-                .or_default()
-                .entry(key)
-                .or_default()
-                .push_back(hash(&r.payload));
-            n += 1;
+        let read = read_to_end(
+            kafka,
+            topic,
+            Since::Time(point as i64),
+            WRITTEN_TIMEOUT,
+            |r| {
+                let Some(epoch) = r.header(EPOCH_HEADER).and_then(|e| e.parse::<Time>().ok())
+                else {
+                    return;
+                };
+                if epoch < point {
+                    return;
+                }
+                let key =
+                    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+                this.0
+                    .entry(epoch)
+                    .or_default()
+                    .entry(key)
+                    .or_default()
+                    .push_back(hash(&r.payload));
+                n += 1;
+            },
+        );
+        if let Err(e) = read {
+            tracing::warn!(topic, error = %error_chain(&e), "the changelog's latest records could not be read: changes written before the stop may be written again");
+            return Self::default();
         }
         if n > 0 {
             tracing::info!(

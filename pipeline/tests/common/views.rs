@@ -476,3 +476,16 @@ pub fn wait_sent(sent: &AtomicUsize, n: usize) {
 pub fn records(day: &Dataset) -> usize {
     day.definitions.len() + day.gps.len() + day.timing.len() + day.chat.len()
 }
+
+/// The views after a fault (or a restart) equal the uninterrupted ones, part by part (so a
+/// failure names the race or room).
+pub fn assert_same(reference: &Final, after: &Final) {
+    for (race, v) in &reference.standings {
+        assert_eq!(Some(v), after.standings.get(race), "race {race}");
+    }
+    for (room, v) in &reference.rooms {
+        assert_eq!(Some(v), after.rooms.get(room), "room {room}");
+    }
+    assert_eq!(reference.results, after.results, "task results");
+    assert_eq!(reference, after);
+}
