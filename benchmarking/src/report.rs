@@ -101,6 +101,16 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
 
+/// A restart's runners complete: a restart from a snapshot that wrote no
+/// change (the changelog held them all) says so instead of "0 of N".
+fn complete(r: &crate::suite::Restart) -> String {
+    if r.run.changes == 0 && r.run.restored_s.is_some() {
+        "none written: all in the changelog already".to_owned()
+    } else {
+        format!("{} of {}", r.run.runners_complete, r.run.runners)
+    }
+}
+
 /// Restarts (`pace-bench restart`) as Markdown.
 pub fn restart_table(runs: &[crate::suite::Restart]) -> String {
     let mut s = String::new();
@@ -115,7 +125,7 @@ pub fn restart_table(runs: &[crate::suite::Restart]) -> String {
     for r in runs {
         let _ = writeln!(
             s,
-            "| {} | {} | {:.0} MiB | {} | {} of {} | {:.1} | {:.1} | {:.0} MiB | {} |",
+            "| {} | {} | {:.0} MiB | {} | {} | {:.1} | {:.1} | {:.0} MiB | {} |",
             r.run.workers,
             match (r.taken_with, r.run.restored_s) {
                 (None, _) => "no snapshot: from the start of retention".to_owned(),
@@ -127,8 +137,7 @@ pub fn restart_table(runs: &[crate::suite::Restart]) -> String {
             },
             mib(r.snapshot_bytes),
             r.run.points,
-            r.run.runners_complete,
-            r.run.runners,
+            complete(r),
             r.run.seconds,
             r.run.cpu_s,
             mib(r.run.peak_rss),
