@@ -25,6 +25,9 @@ pub struct Report {
     pub produce_per_s: f64,
     /// The standings job, per worker count.
     pub standings: Vec<Standings>,
+    /// The same runs without epoch bindings (`--no-epoch-bindings`), each
+    /// just before its counterpart in `standings`.
+    pub unbound: Vec<Standings>,
     /// Reading the topic with no processing, with as many consumers as the
     /// most workers.
     pub ceiling: Rate,
@@ -208,18 +211,30 @@ impl Report {
             "| what | points/s | vs ceiling | vs naive | CPU s | peak RSS |"
         );
         let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: |");
-        for r in &self.standings {
-            let _ = writeln!(
-                s,
-                "| standings, {} worker{} | {:.0} | {:.0}% | {:.1}× | {:.1} | {:.0} MiB |",
-                r.workers,
-                if r.workers == 1 { "" } else { "s" },
-                r.points_per_s,
-                100.0 * r.points_per_s / self.ceiling.per_s,
-                r.points_per_s / self.naive.per_s,
-                r.cpu_s,
-                mib(r.peak_rss)
-            );
+        for (i, r) in self.standings.iter().enumerate() {
+            let off = self.unbound.iter().find(|u| u.workers == r.workers);
+            let bindings = match (i, off) {
+                (_, None) => "",
+                (0, _) => ", recording epoch bindings",
+                _ => ", following the epoch bindings above",
+            };
+            let rows = off
+                .map(|u| (u, ", no epoch bindings"))
+                .into_iter()
+                .chain([(r, bindings)]);
+            for (r, what) in rows {
+                let _ = writeln!(
+                    s,
+                    "| standings, {} worker{}{what} | {:.0} | {:.0}% | {:.1}× | {:.1} | {:.0} MiB |",
+                    r.workers,
+                    if r.workers == 1 { "" } else { "s" },
+                    r.points_per_s,
+                    100.0 * r.points_per_s / self.ceiling.per_s,
+                    r.points_per_s / self.naive.per_s,
+                    r.cpu_s,
+                    mib(r.peak_rss)
+                );
+            }
         }
         let _ = writeln!(
             s,
@@ -236,10 +251,31 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "\nBest standings: {:.0}% of the ceiling, {:.1}× the naive baseline.\n",
+            "\nBest standings: {:.0}% of the ceiling, {:.1}× the naive baseline.",
             100.0 * best / self.ceiling.per_s,
             best / self.naive.per_s
         );
+        let ratios: Vec<String> = self
+            .standings
+            .iter()
+            .filter_map(|r| {
+                let u = self.unbound.iter().find(|u| u.workers == r.workers)?;
+                Some(format!(
+                    "{} worker{}: {:.0}%",
+                    r.workers,
+                    if r.workers == 1 { "" } else { "s" },
+                    100.0 * r.points_per_s / u.points_per_s
+                ))
+            })
+            .collect();
+        if !ratios.is_empty() {
+            let _ = writeln!(
+                s,
+                "Throughput with epoch bindings, of the same run without them: {}.",
+                ratios.join(", ")
+            );
+        }
+        let _ = writeln!(s);
         let _ = writeln!(
             s,
             "### Latency at a fixed offered load (spectators follow a runner, or watch a race's top-20 window)\n"

@@ -287,9 +287,22 @@ pub fn run(o: &Options) -> anyhow::Result<Report> {
     let t0 = Instant::now();
     std::fs::create_dir_all(&o.out)?;
     let (kafka, pre, race) = preload(o.target(), 1, o.runners, o.seconds, "throughput")?;
-    let mut standings = Vec::new();
+    let (mut standings, mut unbound) = (Vec::new(), Vec::new());
     for &w in &o.workers {
-        // Each run on the same records: a fresh consumer group reads from the start.
+        // Each run on the same records: a fresh consumer group reads from the
+        // start. First without epoch bindings (none recorded, none
+        // followed), then with them: the first count records them, the
+        // others follow what it recorded.
+        let data = tempfile::tempdir()?;
+        let off = ["--no-epoch-bindings".to_owned()];
+        unbound.push(standings_in(
+            o.target(),
+            &kafka,
+            w,
+            (data.path(), &off),
+            &pre,
+            &format!("standings, {w} worker(s), no epoch bindings"),
+        )?);
         standings.push(standings_on(
             o.target(),
             &kafka,
@@ -378,6 +391,7 @@ pub fn run(o: &Options) -> anyhow::Result<Report> {
         points: pre.points,
         produce_per_s: pre.points as f64 / pre.produce_s,
         standings,
+        unbound,
         ceiling,
         ceiling_consumers: consumers,
         naive,

@@ -113,6 +113,8 @@ pub struct Metrics {
     /// The latest snapshot point a worker finished (every part written and
     /// its outputs durable), Unix seconds, by worker.
     pub snapshot_last_point: GaugeVec,
+    /// Snapshot points a worker finished since the start.
+    pub snapshot_points: IntCounterVec,
     /// What this start restored: the snapshot point, Unix seconds (0 for
     /// none: the views are rebuilt from the start of retention), by the
     /// worker count the latest snapshot on disk was taken with (`none`
@@ -346,6 +348,16 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let snapshot_points = reg.add(
+            IntCounterVec::new(
+                Opts::new(
+                    "pace_snapshot_points_total",
+                    "Snapshot points a worker finished (every part written, every change before it durable) since the start.",
+                ),
+                &["worker"],
+            )
+            .expect("valid metric"),
+        );
         let snapshot_restored = reg.add(
             GaugeVec::new(
                 Opts::new(
@@ -422,6 +434,7 @@ impl Metrics {
             snapshot_write,
             snapshot_bytes,
             snapshot_last_point,
+            snapshot_points,
             snapshot_restored,
             standings_points,
             rooms_events,

@@ -47,6 +47,9 @@ pub struct Common {
     pub tick: Duration,
     /// How often the pipeline snapshots its state; `None` for never.
     pub snapshot_every: Option<Duration>,
+    /// Whether the pipeline records and follows epoch bindings
+    /// ([`PipelineConfig::epoch_bindings`]).
+    pub epoch_bindings: bool,
 }
 
 impl Common {
@@ -72,6 +75,7 @@ impl Common {
         let mut config = PipelineConfig::new(kafka, self.workers, self.data_dir.clone());
         config.tick = self.tick;
         config.snapshot_every = self.snapshot_every;
+        config.epoch_bindings = self.epoch_bindings;
         config
     }
 

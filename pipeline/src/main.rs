@@ -90,6 +90,12 @@ struct CommonArgs {
     /// instead of rebuilding from the start of retention. 0: never.
     #[arg(long, env = "PACE_SNAPSHOT_EVERY_MS", default_value_t = SNAPSHOT_EVERY_MS, value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
     snapshot_every_ms: u64,
+    /// Do not record epoch bindings on pace.bindings nor follow recorded
+    /// ones: epochs are then cut by the wall clock alone, so a restart or a
+    /// replay numbers changes differently and spectators get snapshots
+    /// after a restart. For measuring what the bindings cost (`make bench`).
+    #[arg(long, env = "PACE_NO_EPOCH_BINDINGS")]
+    no_epoch_bindings: bool,
 }
 
 /// The defaults of the flags in milliseconds, from where each is defined.
@@ -115,6 +121,7 @@ impl From<CommonArgs> for Common {
             tick: std::time::Duration::from_millis(a.tick_ms),
             snapshot_every: (a.snapshot_every_ms > 0)
                 .then(|| std::time::Duration::from_millis(a.snapshot_every_ms)),
+            epoch_bindings: !a.no_epoch_bindings,
         }
     }
 }

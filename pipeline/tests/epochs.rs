@@ -24,9 +24,10 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::changes::{assert_same_changes, changes, count, ends, replayed};
+use common::changes::{assert_same_changes, changes, count, ends, replay, replayed};
 use common::views::{
-    Cluster, fresh_topics, paced_replay, recorded, records, tasks, wait_committed, wait_sent,
+    Cluster, fresh_topics, paced_replay, read_all, recorded, records, tasks, wait_committed,
+    wait_sent,
 };
 
 #[test]
@@ -47,8 +48,36 @@ fn a_second_run_with_another_tick_and_layout_writes_the_same_changes_with_the_sa
     println!("the first run wrote {n} changes over {} keys", one.len());
     assert!(n > 300, "the first run wrote only {n} changes");
 
+    // The replay writes snapshots as it goes: every point in the recorded
+    // span is finished on every worker, although some of its sources (those
+    // of topics nothing was produced to, those whose partitions a worker
+    // does not own) have no epoch to follow there.
+    let epochs: Vec<u64> = read_all::<schemas::EpochBinding>(&kafka, &kafka.topics.bindings)
+        .iter()
+        .map(|b| b.epoch)
+        .collect();
+    let (first, last) = (*epochs.iter().min().unwrap(), *epochs.iter().max().unwrap());
+    let every = ((last - first) / 20).max(100);
+    let in_span = last / every - first / every;
     let input = (records(&day) + tasks.len()) as u64;
-    assert_same_changes(&one, &replayed(&kafka, &prefix, input));
+    let again = replay(&kafka, &prefix, input, every);
+    // Points at or after its start are the live ones: at most one per
+    // `every` of its life, and one more.
+    let live = again.alive.as_millis() as u64 / every + 1;
+    println!(
+        "recorded epochs over {} ms: {in_span} snapshot points every {every} ms; the replay lived {:?} and finished {:?}",
+        last - first,
+        again.alive,
+        again.points
+    );
+    for (w, &n) in again.points.iter().enumerate() {
+        assert!(
+            n > live && n >= in_span,
+            "worker {w} finished {n} snapshot points in a life of {:?} ({live} live ones at most): not the {in_span} of the recorded span",
+            again.alive
+        );
+    }
+    assert_same_changes(&one, &again.changes);
 }
 
 #[test]

@@ -51,6 +51,12 @@ pub(super) fn load(
     Ok(out)
 }
 
+/// The first and last epoch of `bindings` (of every topic), if any.
+pub(super) fn span(bindings: &BTreeMap<String, Vec<EpochBinding>>) -> Option<(Time, Time)> {
+    let epochs = bindings.values().flatten().map(|b| b.epoch);
+    Some((epochs.clone().min()?, epochs.max()?))
+}
+
 /// The bound epochs of one source's partitions, from where it starts.
 #[derive(Debug, Default)]
 pub(super) struct Bound {
@@ -62,6 +68,10 @@ pub(super) struct Bound {
     all: BTreeMap<i32, (i64, Vec<(Time, i64)>)>,
     /// The latest epoch bound on any partition.
     last: Option<Time>,
+    /// The first and the last epoch of the bindings loaded for every topic
+    /// and partition: while the dataflow's frontier is in this span, other
+    /// sources may be following recorded epochs.
+    span: Option<(Time, Time)>,
 }
 
 impl Bound {
@@ -106,6 +116,18 @@ impl Bound {
             this.all.insert(p, (start, kept));
         }
         (this, stale)
+    }
+
+    /// With `span`: the first and last epoch bound on any topic and
+    /// partition (see [`span`]).
+    pub(super) fn within(mut self, span: Option<(Time, Time)>) -> Self {
+        self.span = span;
+        self
+    }
+
+    /// The first and last epoch bound on any topic and partition.
+    pub(super) fn span(&self) -> Option<(Time, Time)> {
+        self.span
     }
 
     /// Whether some partition still has bound offsets to read.

@@ -202,7 +202,9 @@ impl<'s> Inputs<'s> {
         consumer: &StaticConsumer,
         from: &BTreeMap<i32, i64>,
     ) -> Result<Bound, IngestError> {
-        if self.bindings.is_none() {
+        if !self.config.epoch_bindings {
+            self.bindings = Some(BTreeMap::new());
+        } else if self.bindings.is_none() {
             // From a snapshot point on, only the epochs after it matter: their
             // bindings were produced after they began, so after the point.
             let since = self.snaps.as_ref().and_then(|s| s.restored());
@@ -218,6 +220,7 @@ impl<'s> Inputs<'s> {
         let all = self.bindings.as_ref().expect("loaded");
         let topic = consumer.topic();
         let (bound, stale) = Bound::new(all.get(topic).map_or(&[], Vec::as_slice), &starts);
+        let bound = bound.within(bindings::span(all));
         if !stale.is_empty() {
             tracing::warn!(
                 topic,

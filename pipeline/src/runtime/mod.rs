@@ -91,6 +91,12 @@ pub struct PipelineConfig {
     /// (see [`crate::snapshot`]); `None` for never, so that every start
     /// rebuilds the views from the start of retention.
     pub snapshot_every: Option<Duration>,
+    /// Whether sources record their epochs' bindings on `pace.bindings` and
+    /// follow those recorded before (true unless told otherwise). Without
+    /// them epochs are cut by the wall clock alone, so the same offsets no
+    /// longer give the same seqs across restarts and replays (DESIGN.md,
+    /// invariant 1): for measuring what the bindings cost, not for use.
+    pub epoch_bindings: bool,
 }
 
 impl PipelineConfig {
@@ -117,6 +123,7 @@ impl PipelineConfig {
             cluster: None,
             jobs,
             snapshot_every: Some(Self::DEFAULT_SNAPSHOT_EVERY),
+            epoch_bindings: true,
         }
     }
 }

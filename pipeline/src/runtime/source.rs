@@ -79,9 +79,10 @@ pub(super) struct SourceContext {
     pub(super) shared: Arc<Shared>,
     pub(super) probe: ProbeHandle<Time>,
     pub(super) reads: Reads,
-    /// Where the epoch bindings go, and the topic that holds them.
+    /// Where the epoch bindings go, and the topic that holds them (`None`:
+    /// none are recorded, see [`super::PipelineConfig::epoch_bindings`]).
     pub(super) producer: Rc<TrackedProducer>,
-    pub(super) bindings: String,
+    pub(super) bindings: Option<String>,
 }
 
 /// Reads `consumer`'s partitions into the dataflow; `readers` are the views
@@ -207,7 +208,9 @@ pub(super) fn kafka_source<'s>(
                     c.downgrade(&next);
                     inflight.push_back((next - 1, bound.covered(next)));
                 }
-                offsets.at_point(*c.time(), |point| Offsets(bound.covered(point)));
+                offsets.at_each(*c.time(), bound.span(), |point| {
+                    Offsets(bound.covered(point))
+                });
                 let unfinished: usize = replayed.values().sum();
                 let reading =
                     inflight.len() < MAX_INFLIGHT_EPOCHS && unfinished < MAX_REPLAY_RECORDS;
@@ -258,6 +261,9 @@ pub(super) fn kafka_source<'s>(
                     // durable.
                     if let Some(last) = bound.last() {
                         inflight.push_back((last, bound.covered(Time::MAX)));
+                        // What it gave to recorded epochs after its own
+                        // time is in the offsets of the points up to them.
+                        offsets.at_each(last, bound.span(), |point| Offsets(bound.covered(point)));
                     }
                     if !paused.is_empty()
                         && let Err(e) = consumer.resume()
@@ -292,6 +298,8 @@ pub(super) fn kafka_source<'s>(
                 }
                 // Everything read so far is stamped before `now`: at a snapshot
                 // point, that is what the snapshot reflects.
+                // (And at every point since the one it wrote before: it
+                // gave nothing to the times in between.)
                 offsets.at(now, || Offsets(emitted.clone()));
                 fresh = std::mem::take(&mut held);
                 if inflight.len() < MAX_INFLIGHT_EPOCHS {
@@ -360,14 +368,15 @@ fn ticket(t: Time) -> Ticket {
 /// to hold until the broker has it. A send that fails stops the pipeline.
 fn bind(
     producer: &TrackedProducer,
-    bindings: &str,
+    bindings: &Option<String>,
     topic: &str,
     cap: Capability<Time>,
     touched: &mut BTreeMap<i32, i64>,
 ) -> Option<Capability<Time>> {
-    if touched.is_empty() {
+    let Some(bindings) = bindings.as_deref().filter(|_| !touched.is_empty()) else {
+        touched.clear();
         return None;
-    }
+    };
     let binding = EpochBinding {
         topic: topic.to_owned(),
         epoch: *cap.time(),

@@ -41,7 +41,9 @@ pub(super) fn run_worker(
             probe: probe.clone(),
             reads: reads.clone(),
             producer: producer.clone(),
-            bindings: config.kafka.topics.bindings.clone(),
+            bindings: config
+                .epoch_bindings
+                .then(|| config.kafka.topics.bindings.clone()),
         };
         let sinks = SinkContext {
             producer: producer.clone(),

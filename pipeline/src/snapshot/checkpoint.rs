@@ -35,7 +35,8 @@ impl<S> Checkpoint<S> {
     /// Writes `state()` if a point at or before `upto` is due: the operator
     /// calls this before it applies a batch of time `upto` (or once its
     /// frontier reaches `upto`), so what it writes is its state as of the
-    /// point (see the module docs).
+    /// point (see the module docs), and as of every point since the one it
+    /// wrote before (it applied no batch of a time in between).
     pub fn at<V: std::borrow::Borrow<S>>(&mut self, upto: Time, state: impl FnOnce() -> V)
     where
         S: Part,
@@ -52,13 +53,45 @@ impl<S> Checkpoint<S> {
         S: Part,
     {
         let Some(snaps) = &self.snaps else { return };
+        let before = self.last;
         if let Some(point) = snaps.due(&mut self.last, upto) {
             snaps.write_value(
-                point,
+                (before, point),
                 &self.part,
                 std::borrow::Borrow::borrow(&state(point)),
             );
         }
+    }
+
+    /// As [`Checkpoint::at_point`], for an operator whose state as of a
+    /// point is not the same for every point it skips (see
+    /// [`Snapshots::finish`]): a Kafka source following recorded epochs
+    /// gives records to times after its own. This writes `state(point)` at
+    /// every point it skipped within `span` (the first and last epoch bound
+    /// on any topic), then at the latest point at or before `upto`.
+    pub fn at_each<V: std::borrow::Borrow<S>>(
+        &mut self,
+        upto: Time,
+        span: Option<(Time, Time)>,
+        mut state: impl FnMut(Time) -> V,
+    ) where
+        S: Part,
+    {
+        let Some(snaps) = &self.snaps else { return };
+        if let Some((first, last)) = span {
+            let every = snaps.interval;
+            let mut point = (self.last + every).max(first - first % every);
+            while point <= upto.min(last) {
+                snaps.write_value(
+                    (self.last, point),
+                    &self.part,
+                    std::borrow::Borrow::borrow(&state(point)),
+                );
+                self.last = point;
+                point += every;
+            }
+        }
+        self.at_point(upto, state);
     }
 
     /// As [`Checkpoint::at`], but `state()` is handed to the writer thread
@@ -72,9 +105,10 @@ impl<S> Checkpoint<S> {
         S: Part + Send,
     {
         let Some(snaps) = &self.snaps else { return };
+        let before = self.last;
         if let Some(point) = snaps.due(&mut self.last, upto) {
             let t0 = Instant::now();
-            snaps.write_shared(t0, point, &self.part, state());
+            snaps.write_shared(t0, (before, point), &self.part, state());
         }
     }
 }

@@ -11,7 +11,13 @@
 //! to apply). A Kafka source writes the offsets it had read when it first
 //! stamps an epoch at or after `S`: exactly the records of epochs before `S`.
 //! No coordination is needed: every operator of every worker finds the same
-//! points from the same rule.
+//! points from the same rule. An operator whose frontier jumps over several
+//! points at once (a replay following recorded epochs passes many per
+//! step) writes only the latest: its state is the same at each of them, so
+//! that file holds for all of them, and a point it skipped gets a hard link
+//! to it once every other part is there too ([`Snapshots::finish`]). A
+//! source following recorded epochs, whose state differs from point to
+//! point, writes each ([`Checkpoint::at_each`]).
 //!
 //! **Parts and completeness.** Each operator of each worker writes its own
 //! file, `<S>/w<worker>-<part>.bin` (bincode, written to a temporary name and
@@ -97,8 +103,14 @@ pub struct Snapshots {
     /// The point restored from, if any, and the worker count it was
     /// taken with.
     restored: Option<(Time, usize)>,
-    /// Parts written per point, not yet finished.
-    written: RefCell<BTreeMap<Time, BTreeSet<String>>>,
+    /// Per part, the points it is on disk for, each with the point the
+    /// part was written at before (see [`Snapshots::finish`]); those up to
+    /// the latest finished point are forgotten.
+    written: RefCell<HashMap<String, BTreeMap<Time, Time>>>,
+    /// Parts at the writer thread: the point each was written at before.
+    before: RefCell<HashMap<(Time, String), Time>>,
+    /// The latest point finished (or restored).
+    finished: Cell<Time>,
     /// Parts handed to the writer thread and not yet written, per point.
     in_flight: RefCell<BTreeMap<Time, usize>>,
     /// The thread that writes the parts.
@@ -139,7 +151,9 @@ impl Snapshots {
             peers,
             local,
             restored: None,
-            written: RefCell::new(BTreeMap::new()),
+            written: RefCell::new(HashMap::new()),
+            before: RefCell::new(HashMap::new()),
+            finished: Cell::new(0),
             in_flight: RefCell::new(BTreeMap::new()),
             writer: writer::Writer::new(worker, WRITER_BUDGET),
             sizes: RefCell::new(HashMap::new()),
@@ -160,7 +174,9 @@ impl Snapshots {
         Ok(Checkpoint {
             snaps: Some(self.clone()),
             part,
-            last: 0,
+            // The restored point and those before it are written already
+            // (perhaps by another layout, whose parts must stay as they are).
+            last: self.restored.map_or(0, |(point, _)| point),
             restored,
         })
     }
@@ -188,10 +204,12 @@ impl Snapshots {
     /// here, into a buffer, and handed to the writer thread, which writes it
     /// atomically (the worker pauses only for the serialization). A failure
     /// is logged and leaves the point incomplete (the next one will do); it
-    /// never stops the pipeline.
+    /// never stops the pipeline. `before` is the point the part was last
+    /// written at: the state written holds for every point after it up to
+    /// `s` (see [`Snapshots::finish`]).
     pub fn write(
         &self,
-        s: Time,
+        (before, s): (Time, Time),
         part: &str,
         write: impl FnOnce(&mut dyn Write) -> bincode::Result<()>,
     ) {
@@ -204,15 +222,27 @@ impl Snapshots {
             return;
         }
         let size = bytes.len();
-        self.submit(t0, s, part, writer::Body::Bytes(bytes), size);
+        self.submit(t0, (before, s), part, writer::Body::Bytes(bytes), size);
     }
 
     /// Hands `value` to the writer thread, which serializes and writes it as
     /// this worker's `part` for point `s`: the worker pauses only to make
     /// `value` (see [`Checkpoint::at_shared`]).
-    pub fn write_shared<V: Part + Send>(&self, t0: Instant, s: Time, part: &str, value: V) {
+    pub fn write_shared<V: Part + Send>(
+        &self,
+        t0: Instant,
+        points: (Time, Time),
+        part: &str,
+        value: V,
+    ) {
         let serialize: writer::Serialize = Box::new(move |bytes| part::write(&value, bytes));
-        self.submit(t0, s, part, writer::Body::Value(serialize), self.size(part));
+        self.submit(
+            t0,
+            points,
+            part,
+            writer::Body::Value(serialize),
+            self.size(part),
+        );
     }
 
     /// The latest size of `part` written, bytes (0 before the first).
@@ -222,8 +252,18 @@ impl Snapshots {
 
     /// Hands a part to the writer thread; how long the worker paused since
     /// `t0` goes to the metrics.
-    fn submit(&self, t0: Instant, s: Time, part: &str, body: writer::Body, size: usize) {
+    fn submit(
+        &self,
+        t0: Instant,
+        (before, s): (Time, Time),
+        part: &str,
+        body: writer::Body,
+        size: usize,
+    ) {
         *self.in_flight.borrow_mut().entry(s).or_default() += 1;
+        self.before
+            .borrow_mut()
+            .insert((s, part.to_owned()), before);
         let written = self.writer.submit(writer::Job {
             point: s,
             part: part.to_owned(),
@@ -247,7 +287,9 @@ impl Snapshots {
     fn record(&self, written: Vec<writer::Written>) {
         let mut in_flight = self.in_flight.borrow_mut();
         let mut done = self.written.borrow_mut();
+        let mut befores = self.before.borrow_mut();
         for w in written {
+            let before = befores.remove(&(w.point, w.part.clone()));
             if let Some(n) = in_flight.get_mut(&w.point) {
                 *n -= 1;
                 if *n == 0 {
@@ -256,7 +298,8 @@ impl Snapshots {
             }
             if w.ok {
                 self.sizes.borrow_mut().insert(w.part.clone(), w.bytes);
-                done.entry(w.point).or_default().insert(w.part);
+                let before = before.unwrap_or(w.point.saturating_sub(self.interval));
+                done.entry(w.part).or_default().insert(w.point, before);
             }
         }
     }
@@ -267,9 +310,10 @@ impl Snapshots {
         self.record(self.writer.drain());
     }
 
-    /// Serializes `value` as this worker's `part` for point `s`.
-    pub fn write_value<V: Part>(&self, s: Time, part: &str, value: &V) {
-        self.write(s, part, |w| part::write(value, w));
+    /// Serializes `value` as this worker's `part` for point `s`, holding for
+    /// every point after `before` (see [`Snapshots::write`]).
+    pub fn write_value<V: Part>(&self, points: (Time, Time), part: &str, value: &V) {
+        self.write(points, part, |w| part::write(value, w));
     }
 
     /// What this worker owns of `part` at the restored point, if there is
@@ -307,9 +351,17 @@ impl Snapshots {
     }
 
     /// Marks every point before `done` (the probe's frontier) for which
-    /// every checkpoint's part is written as finished for this worker, and
+    /// every checkpoint's part is on disk as finished for this worker, and
     /// removes old snapshots; the points finished. A point with a part the
     /// writer thread has not yet written waits for a later call.
+    ///
+    /// A part need not be written at the point itself: one written at `b`
+    /// after being written at `a` holds for every point in `(a, b]` (the
+    /// operator applied no batch of a time in between: it would have written
+    /// at that time's point; see [`Checkpoint::at`]). An operator that the
+    /// dataflow's frontier carries over several points at once (a replay
+    /// following recorded epochs) writes only the last, and the point gets
+    /// a hard link to that file.
     pub fn finish(&self, done: Time) -> Vec<Time> {
         self.record(self.writer.written());
         let mut finished = Vec::new();
@@ -321,23 +373,51 @@ impl Snapshots {
             Some((&s, _)) if s <= done => s.saturating_sub(1),
             _ => done,
         };
-        let ready: Vec<Time> = written.range(..=upto).map(|(s, _)| *s).collect();
-        for s in ready {
-            let have = written.remove(&s).unwrap_or_default();
-            if parts.is_subset(&have) {
-                let path = self.point_dir(s).join(format!("w{}.done", self.worker));
-                match std::fs::write(&path, self.done_mark()) {
-                    Ok(()) => finished.push(s),
-                    Err(e) => tracing::warn!(point = s, error = %e, "snapshot not finished"),
+        let after = self.finished.get();
+        let candidates: BTreeSet<Time> = written
+            .values()
+            .flat_map(|w| w.range(after + 1..).take_while(|&(&s, _)| s <= upto))
+            .map(|(&s, _)| s)
+            .collect();
+        for s in candidates {
+            // Per part, the file that holds for `s`: the first written at or
+            // after it, if written after the point before it.
+            let from: Option<Vec<(&String, Time)>> = parts
+                .iter()
+                .map(|p| {
+                    let (&b, &a) = written.get(p)?.range(s..).next()?;
+                    (a < s).then_some((p, b))
+                })
+                .collect();
+            // (Else a part not written since may still come to hold for it.)
+            let Some(from) = from else { continue };
+            let linked = from
+                .iter()
+                .filter(|&&(_, b)| b != s)
+                .try_for_each(|&(p, b)| link(&self.part_path(b, p), &self.part_path(s, p)));
+            let path = self.point_dir(s).join(format!("w{}.done", self.worker));
+            match linked.and_then(|()| std::fs::write(&path, self.done_mark())) {
+                Ok(()) => {
+                    finished.push(s);
+                    self.finished.set(s);
                 }
+                Err(e) => tracing::warn!(point = s, error = %e, "snapshot not finished"),
             }
+        }
+        // What is written for a finished point or before holds for none after it.
+        let last = self.finished.get();
+        for w in written.values_mut() {
+            *w = w.split_off(&(last + 1));
         }
         drop((written, parts));
         if let Some(&last) = finished.last() {
-            observability::metrics()
-                .snapshot_last_point
-                .with_label_values(&[&self.worker.to_string()])
+            let (m, w) = (observability::metrics(), self.worker.to_string());
+            m.snapshot_last_point
+                .with_label_values(&[&w])
                 .set(last as f64 / 1000.0);
+            m.snapshot_points
+                .with_label_values(&[&w])
+                .inc_by(finished.len() as u64);
             self.prune();
         }
         finished
@@ -428,7 +508,18 @@ impl Snapshots {
     /// Restores from `point` (agreed by every worker), or from nothing.
     pub fn restore_from(&mut self, point: Option<Time>) {
         self.restored = point.and_then(|s| Some((s, self.taken_with(s)?)));
+        self.finished.set(self.restored.map_or(0, |(s, _)| s));
     }
+}
+
+/// Makes `to` the file `from` is (a hard link; a copy where links fail),
+/// replacing what `to` was.
+fn link(from: &Path, to: &Path) -> std::io::Result<()> {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(to);
+    std::fs::hard_link(from, to).or_else(|_| std::fs::copy(from, to).map(|_| ()))
 }
 
 /// What a worker's `.done` file holds with `peers` workers.
@@ -519,7 +610,7 @@ mod tests {
         // A worker index no other test uses: the registry is global.
         let s = Snapshots::new(dir.path(), 1000, 7, 8, 7..8);
         s.parts.borrow_mut().insert("metered".into());
-        s.write_value(3000, "metered", &Whole(vec![1u8; 100]));
+        s.write_value((2000, 3000), "metered", &Whole(vec![1u8; 100]));
         s.drain();
         assert_eq!(s.finish(4000), vec![3000]);
         let m = observability::metrics();
@@ -538,16 +629,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Snapshots::new(dir.path(), 1000, 0, 1, 0..1);
         s.parts.borrow_mut().extend(["a".into(), "b".into()]);
-        s.write_value(1000, "a", &Whole(1u32));
-        s.write_value(1000, "b", &Whole(2u32));
+        s.write_value((0, 1000), "a", &Whole(1u32));
+        s.write_value((0, 1000), "b", &Whole(2u32));
         s.drain();
         s.writer.hold(true);
         // The worker returns at once: the part is not on disk yet, and
         // neither its point nor any later one finishes.
-        s.write_value(2000, "a", &Whole(String::from("held")));
-        s.write_value(2000, "b", &Whole(String::from("not held")));
-        s.write_value(3000, "a", &Whole(3u32));
-        s.write_value(3000, "b", &Whole(3u32));
+        s.write_value((1000, 2000), "a", &Whole(String::from("held")));
+        s.write_value((1000, 2000), "b", &Whole(String::from("not held")));
+        s.write_value((2000, 3000), "a", &Whole(3u32));
+        s.write_value((2000, 3000), "b", &Whole(3u32));
         assert!(!s.part_path(2000, "a").exists());
         assert_eq!(s.finish(Time::MAX), vec![1000]);
         assert_eq!(s.finish(Time::MAX), Vec::<Time>::new());
@@ -564,6 +655,39 @@ mod tests {
     }
 
     #[test]
+    fn a_part_written_once_over_several_points_holds_for_each_of_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Snapshots::new(dir.path(), 1000, 0, 1, 0..1);
+        s.parts
+            .borrow_mut()
+            .extend(["a".into(), "b".into(), "c".into()]);
+        for p in [1000, 2000, 3000, 4000] {
+            s.write_value((p - 1000, p), "a", &Whole(p));
+        }
+        // The frontier carried b's operator from before 1000 past 3000.
+        s.write_value((0, 3000), "b", &Whole(3000u64));
+        // c wrote at 1000, then nothing until 4000: it holds for 2000 and
+        // 3000 only once it is written.
+        s.write_value((0, 1000), "c", &Whole(1000u64));
+        s.drain();
+        assert_eq!(s.finish(3500), vec![1000]);
+        s.write_value((1000, 4000), "c", &Whole(4000u64));
+        s.drain();
+        assert_eq!(s.finish(3500), vec![2000, 3000], "b and c hold for them");
+        assert_eq!(
+            s.finish(4500),
+            Vec::<Time>::new(),
+            "b holds for 3000 at most"
+        );
+        assert_eq!(s.finish(10), Vec::<Time>::new(), "a frontier behind");
+        let mut r = Snapshots::new(dir.path(), 1000, 0, 1, 0..1);
+        r.restore_from(Some(2000));
+        assert_eq!(r.read::<Whole<u64>>("a").unwrap(), Some(Whole(2000)));
+        assert_eq!(r.read::<Whole<u64>>("b").unwrap(), Some(Whole(3000)));
+        assert_eq!(r.read::<Whole<u64>>("c").unwrap(), Some(Whole(4000)));
+    }
+
+    #[test]
     fn a_shared_state_is_written_as_it_was_handed_over() {
         use std::sync::Arc;
         let dir = tempfile::tempdir().unwrap();
@@ -571,7 +695,7 @@ mod tests {
         s.parts.borrow_mut().insert("shared".into());
         let mut state: Vec<Arc<String>> = vec![Arc::new("one".into()), Arc::new("two".into())];
         s.writer.hold(true);
-        s.write_shared(Instant::now(), 1000, "shared", Whole(state.clone()));
+        s.write_shared(Instant::now(), (0, 1000), "shared", Whole(state.clone()));
         // The worker goes on while the thread has not serialized it: what
         // it changes is copied, not seen by the snapshot.
         Arc::make_mut(&mut state[0]).push_str(" changed");
@@ -598,10 +722,10 @@ mod tests {
         let w0 = Snapshots::new(dir.path(), 1000, 0, 2, 0..2);
         let w1 = Snapshots::new(dir.path(), 1000, 1, 2, 0..2);
         for s in [1000, 2000, 3000, 4000] {
-            w0.write_value(s, "a", &Whole((s, String::from("zero"))));
-            w1.write_value(s, "a", &Whole((s, String::from("one"))));
+            w0.write_value((s - 1000, s), "a", &Whole((s, String::from("zero"))));
+            w1.write_value((s - 1000, s), "a", &Whole((s, String::from("one"))));
             if s != 4000 {
-                w1.write_value(s, "b", &Whole(s));
+                w1.write_value((s - 1000, s), "b", &Whole(s));
             }
         }
         w0.parts.borrow_mut().insert("a".into());
@@ -659,7 +783,7 @@ mod tests {
         for w in 0..2 {
             let s = Snapshots::new(dir.path(), 1000, w, 2, w..w + 1);
             s.parts.borrow_mut().insert("seqs".into());
-            s.write_value(1000, "seqs", &owned(w as u64, 2));
+            s.write_value((0, 1000), "seqs", &owned(w as u64, 2));
             s.drain();
             assert_eq!(s.finish(2000), vec![1000]);
         }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ingest::KafkaConfig;
 use ingest::source::{Reader, Start};
 
-use super::views::{Cluster, records_read};
+use super::views::{Cluster, metrics_text, records_read, sample};
 
 /// Per changelog topic and partition, the next offset to be written.
 pub type Ends = BTreeMap<(String, i32), i64>;
@@ -86,9 +86,30 @@ pub fn count(c: &Changes) -> usize {
 /// tick and no snapshot, until it has read all `input` records, then stops
 /// it; the changes it wrote.
 pub fn replayed(kafka: &KafkaConfig, prefix: &str, input: u64) -> Changes {
+    replay(kafka, prefix, input, 0).changes
+}
+
+/// What [`replay`] saw.
+pub struct Replay {
+    /// The changes it wrote.
+    pub changes: Changes,
+    /// Per worker, the snapshot points it finished.
+    pub points: Vec<u64>,
+    /// How long it ran, start to the last metrics read.
+    pub alive: Duration,
+}
+
+/// [`replayed`], writing snapshots every `snapshot_every_ms` (0: none).
+pub fn replay(kafka: &KafkaConfig, prefix: &str, input: u64, snapshot_every_ms: u64) -> Replay {
     let from = ends(kafka);
     let mut again = Cluster::new(kafka, prefix, 2, 2, false);
     again.tick_ms = 5;
+    again.snapshot_every_ms = snapshot_every_ms;
+    let started = Instant::now();
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     again.start_all();
     let urls: Vec<String> = again.urls.iter().flatten().cloned().collect();
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -103,9 +124,41 @@ pub fn replayed(kafka: &KafkaConfig, prefix: &str, input: u64) -> Changes {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Every recorded epoch it followed is passed once each worker's
+    // frontier is in its own lifetime.
+    let frontier = |w: usize| {
+        let text = metrics_text(&urls[w / again.workers]);
+        sample(
+            &text,
+            &format!(r#"pace_pipeline_frontier_seconds{{worker="{w}"}}"#),
+        )
+        .unwrap_or(0.0)
+    };
+    while (0..again.workers * urls.len()).any(|w| frontier(w) < started_unix) {
+        assert!(
+            Instant::now() < deadline,
+            "the replay's frontier did not pass the recorded epochs"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let points = (0..again.workers * urls.len())
+        .map(|w| {
+            let text = metrics_text(&urls[w / again.workers]);
+            sample(
+                &text,
+                &format!(r#"pace_snapshot_points_total{{worker="{w}"}}"#),
+            )
+            .unwrap_or(0.0) as u64
+        })
+        .collect();
+    let alive = started.elapsed();
     // Everything it read is written before it exits.
     again.stop();
-    changes(kafka, &from, &ends(kafka))
+    Replay {
+        changes: changes(kafka, &from, &ends(kafka)),
+        points,
+        alive,
+    }
 }
 
 /// `two` holds exactly the changes of `one`, key by key in the same order.
