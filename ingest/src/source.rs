@@ -17,6 +17,10 @@ use rdkafka::{ClientContext, Statistics};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
 
+use schemas::topics::{
+    DLQ_MAX_PAYLOAD_BYTES, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER,
+    DLQ_SOURCE_HEADER, DLQ_TOPIC_HEADER, DLQ_TRUNCATED_HEADER,
+};
 use schemas::{DecodeError, Validate};
 
 use crate::{IngestError, KafkaConfig};
@@ -106,6 +110,37 @@ pub struct DeadLetter {
     pub reason: String,
     /// Bounded reason label for metrics.
     pub kind: &'static str,
+}
+
+impl DeadLetter {
+    /// The record `pace.dlq` gets for it: the original payload byte for
+    /// byte (cut to [`DLQ_MAX_PAYLOAD_BYTES`], so that it always fits the
+    /// broker; the whole record stays in its topic) and the headers naming
+    /// the reason and the origin, and `refused_by` what refused a record
+    /// that never reached its topic (partition and offset then -1). The
+    /// one encoding of a dead letter, whoever sends it.
+    pub fn record(&self, refused_by: Option<&str>) -> (&[u8], Vec<(&'static str, Vec<u8>)>) {
+        let mut headers = vec![
+            (DLQ_REASON_HEADER, self.reason.as_bytes().to_vec()),
+            (DLQ_TOPIC_HEADER, self.topic.as_bytes().to_vec()),
+            (
+                DLQ_PARTITION_HEADER,
+                self.partition.to_string().into_bytes(),
+            ),
+            (DLQ_OFFSET_HEADER, self.offset.to_string().into_bytes()),
+        ];
+        if let Some(by) = refused_by {
+            headers.push((DLQ_SOURCE_HEADER, by.as_bytes().to_vec()));
+        }
+        let payload = if self.payload.len() > DLQ_MAX_PAYLOAD_BYTES {
+            let size = self.payload.len().to_string();
+            headers.push((DLQ_TRUNCATED_HEADER, size.into_bytes()));
+            &self.payload[..DLQ_MAX_PAYLOAD_BYTES]
+        } else {
+            &self.payload[..]
+        };
+        (payload, headers)
+    }
 }
 
 /// Decodes and validates `raw` from `topic`.

@@ -3,10 +3,7 @@
 use ingest::producer::{Ticket, TrackedProducer};
 use ingest::source::DeadLetter;
 use schemas::Topics;
-use schemas::topics::{
-    DLQ_MAX_PAYLOAD_BYTES, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER,
-    DLQ_TOPIC_HEADER, DLQ_TRUNCATED_HEADER, EPOCH_HEADER, ORIGIN_HEADER,
-};
+use schemas::topics::{EPOCH_HEADER, ORIGIN_HEADER};
 
 use crate::SinkError;
 
@@ -18,22 +15,8 @@ pub fn send_dead_letter(
     letter: &DeadLetter,
     ticket: Ticket,
 ) -> Result<(), SinkError> {
-    let partition = letter.partition.to_string();
-    let offset = letter.offset.to_string();
-    let size = letter.payload.len().to_string();
-    let mut headers = vec![
-        (DLQ_REASON_HEADER, letter.reason.as_bytes()),
-        (DLQ_TOPIC_HEADER, letter.topic.as_bytes()),
-        (DLQ_PARTITION_HEADER, partition.as_bytes()),
-        (DLQ_OFFSET_HEADER, offset.as_bytes()),
-    ];
-    // A huge record is cut, so the dead letter always fits the broker.
-    let payload = if letter.payload.len() > DLQ_MAX_PAYLOAD_BYTES {
-        headers.push((DLQ_TRUNCATED_HEADER, size.as_bytes()));
-        &letter.payload[..DLQ_MAX_PAYLOAD_BYTES]
-    } else {
-        &letter.payload[..]
-    };
+    let (payload, headers) = letter.record(None);
+    let headers: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, &v[..])).collect();
     producer.send(
         &topics.dlq,
         letter.key.as_deref(),

@@ -11,10 +11,6 @@ use ingest::KafkaConfig;
 use ingest::jsonl::InputRecord;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use schemas::topics::{
-    DLQ_MAX_PAYLOAD_BYTES, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER,
-    DLQ_SOURCE_HEADER, DLQ_TOPIC_HEADER, DLQ_TRUNCATED_HEADER,
-};
 use schemas::{ChatEvent, ChatKind, GpsPoint, Timestamp, Validate, Visibility};
 
 use crate::auth::{self, AuthError};
@@ -111,37 +107,22 @@ impl EdgeInput {
         let topic = match meant_for {
             Topic::Gps => &self.gps_topic,
         };
-        let size = payload.len().to_string();
-        let mut headers = OwnedHeaders::new()
-            .insert(Header {
-                key: DLQ_REASON_HEADER,
-                value: Some(reason),
-            })
-            .insert(Header {
-                key: DLQ_TOPIC_HEADER,
-                value: Some(topic.as_str()),
-            })
-            .insert(Header {
-                key: DLQ_PARTITION_HEADER,
-                value: Some("-1"),
-            })
-            .insert(Header {
-                key: DLQ_OFFSET_HEADER,
-                value: Some("-1"),
-            })
-            .insert(Header {
-                key: DLQ_SOURCE_HEADER,
-                value: Some("ws-edge"),
-            });
-        let payload = if payload.len() > DLQ_MAX_PAYLOAD_BYTES {
-            headers = headers.insert(Header {
-                key: DLQ_TRUNCATED_HEADER,
-                value: Some(size.as_str()),
-            });
-            &payload[..DLQ_MAX_PAYLOAD_BYTES]
-        } else {
-            payload
+        let letter = ingest::source::DeadLetter {
+            topic: topic.clone(),
+            partition: -1,
+            offset: -1,
+            key: None,
+            payload: payload.to_vec(),
+            reason: reason.to_owned(),
+            kind: "refused",
         };
+        let (payload, list) = letter.record(Some("ws-edge"));
+        let headers = list.iter().fold(OwnedHeaders::new(), |h, (key, value)| {
+            h.insert(Header {
+                key,
+                value: Some(&value[..]),
+            })
+        });
         let record = FutureRecord::<(), [u8]>::to(&self.dlq_topic)
             .payload(payload)
             .headers(headers);
