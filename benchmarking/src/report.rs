@@ -10,6 +10,19 @@ use crate::latency::{P50_P99, P50_P99_MAX, P99, Run};
 use crate::replay::Replayed;
 use crate::throughput::{Rate, Standings};
 
+/// One restart measured by `pace-bench restart`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Restart {
+    /// The worker count of the snapshots on disk when it started (`None`:
+    /// it started with none).
+    pub taken_with: Option<usize>,
+    /// Bytes of the snapshots on disk when it started (the latest two; 0
+    /// without).
+    pub snapshot_bytes: u64,
+    /// The run: its `seconds` is the restart time.
+    pub run: Standings,
+}
+
 /// Everything one `pace-bench suite` measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -106,7 +119,7 @@ fn mib(bytes: u64) -> f64 {
 
 /// A restart's runners complete: a restart from a snapshot that wrote no
 /// change (the changelog held them all) says so instead of "0 of N".
-fn complete(r: &crate::suite::Restart) -> String {
+fn complete(r: &Restart) -> String {
     if r.run.changes == 0 && r.run.restored_s.is_some() {
         "none written: all in the changelog already".to_owned()
     } else {
@@ -115,7 +128,7 @@ fn complete(r: &crate::suite::Restart) -> String {
 }
 
 /// Restarts (`pace-bench restart`) as Markdown.
-pub fn restart_table(runs: &[crate::suite::Restart]) -> String {
+pub fn restart_table(runs: &[Restart]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,

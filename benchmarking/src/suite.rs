@@ -9,7 +9,7 @@ use schemas::Timestamp;
 
 use crate::latency::{self, Setup};
 use crate::process::{log_path, run_prefix};
-use crate::report::Report;
+use crate::report::{Report, Restart};
 use crate::throughput;
 use crate::workload::{self, Generated, Source};
 
@@ -175,19 +175,6 @@ pub fn replay_on(
         r.records_per_s, r.produce_to_frame_ms.p99
     ));
     Ok(r)
-}
-
-/// One restart measured by `pace-bench restart`.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Restart {
-    /// The worker count of the snapshots on disk when it started (`None`:
-    /// it started with none).
-    pub taken_with: Option<usize>,
-    /// Bytes of the snapshots on disk when it started (the latest two; 0
-    /// without).
-    pub snapshot_bytes: u64,
-    /// The run: its `seconds` is the restart time.
-    pub run: throughput::Standings,
 }
 
 /// `pace-bench restart`: a race of `runners` × `seconds` is preloaded, then

@@ -12,9 +12,38 @@ use schemas::{CalcTask, ChatEvent, GpsPoint, RaceDefinition, Timestamp, TimingCr
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::datasets::Skipped;
 use crate::producer::TrackedProducer;
 use crate::{IngestError, KafkaConfig};
+
+/// A line a reader skipped: where, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// The file.
+    pub path: String,
+    /// 1-based line number.
+    pub line: usize,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.path, self.line, self.reason)
+    }
+}
+
+impl Skipped {
+    /// The skipped line `e` names, or `e` itself if it is about more than a
+    /// line (the file cannot be read at all).
+    pub(crate) fn from_error(e: IngestError) -> Result<Self, IngestError> {
+        match e {
+            IngestError::BadLine { path, line, reason } if line > 0 => {
+                Ok(Skipped { path, line, reason })
+            }
+            other => Err(other),
+        }
+    }
+}
 
 /// An input record: how it is keyed (which fixes its partition and so its
 /// order) and when it happened.

@@ -1,21 +1,23 @@
-//! What a job is: the one seam between a dataflow job and the runtime.
+//! What a job is: the seam between a dataflow job and the runtime.
 //!
 //! A job declares its name, its view's row and change types, what its
-//! changelog encoder keeps, and its changelog topic, and builds its dataflow
-//! from the [`Inputs`] the runtime gives it. The runtime wires the rest from
+//! changelog encoder keeps, and its changelog topic ([`Job`]), and builds
+//! its dataflow from the inputs the runtime gives it
+//! ([`crate::runtime::Dataflow`], beside the inputs, so that this
+//! description of a view depends on nothing of the runtime's, and the
+//! runtime's changelog sink on nothing but it). The runtime wires the rest from
 //! the registry (`jobs/mod.rs`): one Kafka source per input topic
 //! (shared by the jobs reading it), decoding and dead letters, the
 //! changelog sink, snapshots of the job's state, the encoder's state and
 //! the sources' offsets, and the view metrics, all labelled by the job's
-//! name. Adding a job is a module with a `Job` impl and one line in the
-//! registry.
+//! name. Adding a job is a module with a `Job` and a `Dataflow` impl and
+//! one line in the registry.
 
 use std::hash::Hash;
 
-use differential_dataflow::{ExchangeData, VecCollection};
+use differential_dataflow::ExchangeData;
 use serde::Serialize;
 
-use crate::runtime::{Inputs, Time};
 use crate::snapshot::Part;
 
 /// A dataflow job and the view it keeps.
@@ -33,10 +35,6 @@ pub trait Job: 'static {
 
     /// The topic the view's changes go to.
     fn changelog(topics: &schemas::Topics) -> &str;
-
-    /// The job's dataflow: its view as `(key, row)` updates, from the
-    /// topics and checkpoints it takes from `inputs`.
-    fn dataflow<'s>(inputs: &mut Inputs<'s>) -> VecCollection<'s, Time, (String, Self::Row)>;
 
     /// One epoch's consolidated updates of the view, as changelog records
     /// under their keys.

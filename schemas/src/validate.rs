@@ -49,11 +49,17 @@ impl ValidationError {
     }
 }
 
+/// Largest payload of a device record (64 KiB).
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+/// Largest payload of a race definition (512 KiB: course polylines and
+/// participant lists are long; still well under Kafka's 1 MB default).
+pub const MAX_DEFINITION_BYTES: usize = 512 * 1024;
+
 /// A record that can check itself.
 pub trait Validate {
     /// Largest payload of this record type, in bytes. 64 KiB for everything a
     /// device sends; larger for race definitions, which carry course geometry.
-    const MAX_PAYLOAD_BYTES: usize = crate::wire::MAX_PAYLOAD_BYTES;
+    const MAX_PAYLOAD_BYTES: usize = self::MAX_PAYLOAD_BYTES;
 
     /// `Ok` when every field is within its rules; otherwise the first broken rule.
     fn validate(&self) -> Result<(), ValidationError>;

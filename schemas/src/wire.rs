@@ -3,13 +3,8 @@
 
 use serde::de::DeserializeOwned;
 
+pub use crate::validate::{MAX_DEFINITION_BYTES, MAX_PAYLOAD_BYTES};
 use crate::validate::{Validate, ValidationError};
-
-/// Largest payload of a device record (64 KiB).
-pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
-/// Largest payload of a race definition (512 KiB: course polylines and
-/// participant lists are long; still well under Kafka's 1 MB default).
-pub const MAX_DEFINITION_BYTES: usize = 512 * 1024;
 
 /// Why a payload was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -7,7 +7,8 @@
 //! number. Any number of edges can run side by side; each holds only what it
 //! can rebuild from Kafka.
 //!
-//! Layout: `protocol.rs` every frame, typed; `view.rs` the one abstraction
+//! Layout: `protocol.rs` every frame, typed (`refusal.rs` the error codes,
+//! `viewport.rs` what a window of a race is); `view.rs` the one abstraction
 //! every live view is served through; one module per live view, each owning
 //! its cache, frames and routes: `race.rs` the races (routes in
 //! `race_http.rs`, viewports on a race's ranking in `window.rs`, what
@@ -36,6 +37,7 @@ pub mod post;
 pub mod protocol;
 pub mod race;
 mod race_http;
+pub mod refusal;
 pub mod rooms;
 pub mod rooms_http;
 pub mod server;
@@ -47,6 +49,7 @@ pub mod tournaments;
 pub mod track;
 pub mod upgrade;
 pub mod view;
+pub mod viewport;
 pub mod views;
 pub mod window;
 

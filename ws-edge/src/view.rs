@@ -76,7 +76,7 @@ pub struct Key {
     /// The participant, with view `participant`.
     pub participant: Option<String>,
     /// The window, for a window of a race.
-    pub window: Option<crate::window::Window>,
+    pub window: Option<crate::viewport::Window>,
 }
 
 impl Key {

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use schemas::{GpsPoint, RaceDefinition, Timestamp, TimingCrossing};
 
+pub use crate::jsonl::Skipped;
 use crate::producer::TrackedProducer;
 use crate::{IngestError, KafkaConfig, jsonl::InputRecord};
 
@@ -44,36 +45,6 @@ pub struct Dataset {
     pub chat: Vec<schemas::ChatEvent>,
     /// Lines the readers skipped, in the order they met them.
     pub skipped: Vec<Skipped>,
-}
-
-/// A line a reader skipped: where, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Skipped {
-    /// The file.
-    pub path: String,
-    /// 1-based line number.
-    pub line: usize,
-    /// Why it was skipped.
-    pub reason: String,
-}
-
-impl std::fmt::Display for Skipped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: {}", self.path, self.line, self.reason)
-    }
-}
-
-impl Skipped {
-    /// The skipped line `e` names, or `e` itself if it is about more than a
-    /// line (the file cannot be read at all).
-    fn from_error(e: IngestError) -> Result<Self, IngestError> {
-        match e {
-            IngestError::BadLine { path, line, reason } if line > 0 => {
-                Ok(Skipped { path, line, reason })
-            }
-            other => Err(other),
-        }
-    }
 }
 
 /// `row`'s value, or the line it came from in `skipped`.

@@ -16,7 +16,7 @@ use timely::progress::Timestamp;
 
 use super::fold::fold_in_order;
 use crate::job::Job;
-use crate::runtime::{Inputs, Time};
+use crate::runtime::{Dataflow, Inputs, Time};
 use crate::snapshot::Checkpoint;
 
 /// A submitted task in the dataflow: task id, and the task where Kafka holds it.
@@ -106,14 +106,6 @@ impl Job for Results {
         &topics.results
     }
 
-    fn dataflow<'s>(
-        inputs: &mut Inputs<'s>,
-    ) -> VecCollection<'s, Time, (String, Envelope<TaskResult>)> {
-        let topic = inputs.topics().calc.clone();
-        let tasks = inputs.read(&topic, |e: Envelope<CalcTask>| (e.record.id.clone(), e));
-        calc_results_durable(tasks, inputs.checkpoint("ids"))
-    }
-
     /// A result only appears: each new one is a record, keyed by task id.
     fn encode(
         updates: Vec<((String, Envelope<TaskResult>), isize)>,
@@ -128,5 +120,15 @@ impl Job for Results {
                 (id, r.record)
             })
             .collect()
+    }
+}
+
+impl Dataflow for Results {
+    fn dataflow<'s>(
+        inputs: &mut Inputs<'s>,
+    ) -> VecCollection<'s, Time, (String, Envelope<TaskResult>)> {
+        let topic = inputs.topics().calc.clone();
+        let tasks = inputs.read(&topic, |e: Envelope<CalcTask>| (e.record.id.clone(), e));
+        calc_results_durable(tasks, inputs.checkpoint("ids"))
     }
 }

@@ -28,7 +28,7 @@ pub const JOBS: &[Wire] = &[
     wire::<tournaments::Tournaments>,
 ];
 
-pub use crate::runtime::hash;
+pub use crate::route::hash;
 
 impl PipelineConfig {
     /// Defaults for `kafka`, running every job of [`JOBS`]. (Written here,

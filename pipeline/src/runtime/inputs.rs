@@ -266,12 +266,19 @@ impl<'s> Inputs<'s> {
     }
 }
 
+/// How a [`Job`] builds its dataflow.
+pub trait Dataflow: Job {
+    /// The job's dataflow: its view as `(key, row)` updates, from the
+    /// topics and checkpoints it takes from `inputs`.
+    fn dataflow<'s>(inputs: &mut Inputs<'s>) -> VecCollection<'s, Time, (String, Self::Row)>;
+}
+
 /// Wires one job into a worker's dataflow (an entry of the registry).
 pub type Wire = fn(&mut Inputs<'_>);
 
 /// Wires job `J` into the dataflow `inputs` builds: its dataflow, its
 /// changelog sink and its checkpoints (what the registry lists).
-pub fn wire<J: Job>(inputs: &mut Inputs<'_>) {
+pub fn wire<J: Dataflow>(inputs: &mut Inputs<'_>) {
     inputs.job = J::NAME;
     let rows = J::dataflow(inputs);
     let encoder = inputs.checkpoint::<J::Encoder>("changelog");

@@ -62,9 +62,10 @@ use std::time::Duration;
 use ingest::KafkaConfig;
 use schemas::Timestamp;
 
+pub use crate::route::hash;
 pub use cluster::{Cluster, ClusterError, EXIT_PEER_LOST};
 pub use error::{PipelineError, WorkerError};
-pub use inputs::{Inputs, Wire, wire};
+pub use inputs::{Dataflow, Inputs, Wire, wire};
 
 /// Dataflow time: the epoch, Unix milliseconds.
 pub type Time = u64;
@@ -126,12 +127,6 @@ impl PipelineConfig {
             epoch_bindings: true,
         }
     }
-}
-
-/// A stable hash, for routing records to workers.
-pub fn hash<H: std::hash::Hash>(h: &H) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault};
-    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(h)
 }
 
 fn now_ms() -> i64 {

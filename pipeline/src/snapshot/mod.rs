@@ -777,7 +777,7 @@ mod tests {
         let all: BTreeMap<String, u64> = (0..100).map(|i| (format!("race-{i}"), i)).collect();
         let owned = |w: u64, peers: u64| -> BTreeMap<String, u64> {
             let mut m = all.clone();
-            m.retain(|k, _| crate::runtime::hash(k) % peers == w);
+            m.retain(|k, _| crate::route::hash(k) % peers == w);
             m
         };
         for w in 0..2 {

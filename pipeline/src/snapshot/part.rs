@@ -7,7 +7,7 @@
 //! merged from all of them, such as a source's offsets), then entries, each
 //! keyed by what owns it (a race, a participant, a room, a task id) and
 //! stamped with its *route*: the hash the dataflow exchanges that key by
-//! ([`crate::runtime::hash`]), so that worker `route % workers` owns it
+//! ([`crate::route::hash`]), so that worker `route % workers` owns it
 //! whatever the number of workers (timely's `Exchange` sends a record to
 //! worker `hash % peers`).
 //!
@@ -28,7 +28,7 @@ use std::io::{BufRead, Read, Write};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::runtime::hash;
+use crate::route::hash;
 
 /// A state a snapshot holds as one part per worker, and that a worker of
 /// any layout restores from the parts of every worker of another.

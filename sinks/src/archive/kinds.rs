@@ -1,5 +1,5 @@
 //! How the records of each archived topic become rows of its datasets
-//! ([`Kind`]), and the list of archived topics ([`topics`]).
+//! ([`Kind`]).
 
 use std::path::Path;
 
@@ -11,11 +11,10 @@ use schemas::topics::{
 use schemas::tournament::{TournamentChange, TournamentEvent};
 use schemas::{
     CalcTask, ChatEvent, GpsPoint, RaceDefinition, RoomChange, RoomMessage, StandingsChange,
-    TaskResult, TimingCrossing, Topics,
+    TaskResult, TimingCrossing,
 };
 
 use super::table::{AnyTable, Origin, Table};
-use super::topic::{Topic, open_topic};
 use crate::SinkError;
 use crate::parquet::{
     DeadLetterRow, LeaderChange, MemberChange, RankRow, Row, SplitChange, StandingChange,
@@ -263,22 +262,4 @@ impl Kind for Rooms {
     fn tables_ref(&self) -> Vec<&dyn AnyTable> {
         vec![&self.members, &self.messages]
     }
-}
-
-/// Every archived topic, with the state of the archive at `archive` (or
-/// none, for counting).
-pub(crate) fn topics(t: &Topics, archive: Option<&Path>) -> Result<Vec<Box<dyn Topic>>, SinkError> {
-    Ok(vec![
-        open_topic::<One<GpsPoint>>(&t.gps, archive)?,
-        open_topic::<One<TimingCrossing>>(&t.timing, archive)?,
-        open_topic::<One<RaceDefinition>>(&t.races, archive)?,
-        open_topic::<One<ChatEvent>>(&t.chat, archive)?,
-        open_topic::<One<CalcTask>>(&t.calc, archive)?,
-        open_topic::<One<DeadLetterRow>>(&t.dlq, archive)?,
-        open_topic::<Standings>(&t.standings, archive)?,
-        open_topic::<Rooms>(&t.rooms, archive)?,
-        open_topic::<One<TaskResult>>(&t.results, archive)?,
-        open_topic::<One<TournamentEvent>>(&t.tournament, archive)?,
-        open_topic::<One<TournamentChange>>(&t.tournaments, archive)?,
-    ])
 }

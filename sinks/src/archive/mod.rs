@@ -35,10 +35,11 @@ use ingest::KafkaConfig;
 use ingest::source::{Reader, Start};
 
 mod kinds;
+mod registry;
 mod table;
 mod topic;
 
-pub(crate) use kinds::topics;
+pub(crate) use registry::topics;
 
 use crate::SinkError;
 use crate::parquet::io;

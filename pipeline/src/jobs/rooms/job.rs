@@ -9,7 +9,7 @@ use schemas::{ChatEvent, Packed, RoomChange, Topics};
 
 use super::{RoomRow, room_membership_durable};
 use crate::job::Job;
-use crate::runtime::{Inputs, Time};
+use crate::runtime::{Dataflow, Inputs, Time};
 
 /// Members, messages and creation of every room.
 pub struct Rooms;
@@ -22,14 +22,6 @@ impl Job for Rooms {
 
     fn changelog(topics: &Topics) -> &str {
         &topics.rooms
-    }
-
-    fn dataflow<'s>(inputs: &mut Inputs<'s>) -> VecCollection<'s, Time, (String, RoomRow)> {
-        let topic = inputs.topics().chat.clone();
-        let events = inputs.read(&topic, |e: Envelope<ChatEvent>| {
-            (e.record.room.clone(), (e.offset, Packed(e.record)))
-        });
-        room_membership_durable(events, inputs.checkpoint("members"))
     }
 
     /// One change per room: members that joined or changed, members that
@@ -77,5 +69,15 @@ impl Job for Rooms {
                 (room, c)
             })
             .collect()
+    }
+}
+
+impl Dataflow for Rooms {
+    fn dataflow<'s>(inputs: &mut Inputs<'s>) -> VecCollection<'s, Time, (String, RoomRow)> {
+        let topic = inputs.topics().chat.clone();
+        let events = inputs.read(&topic, |e: Envelope<ChatEvent>| {
+            (e.record.room.clone(), (e.offset, Packed(e.record)))
+        });
+        room_membership_durable(events, inputs.checkpoint("members"))
     }
 }

@@ -18,7 +18,7 @@ use super::{
     Leader, Obs, Refusal, Spec, SplitRow, Standing, ViewRow, crossing, fix, race_standings_durable,
 };
 use crate::job::Job;
-use crate::runtime::{Inputs, Time};
+use crate::runtime::{Dataflow, Inputs, Time};
 
 /// Standings and splits of every defined race.
 pub struct Standings;
@@ -34,6 +34,18 @@ impl Job for Standings {
         &topics.standings
     }
 
+    fn encode(
+        updates: Vec<((String, ViewRow), isize)>,
+        seqs: &mut BTreeMap<String, u64>,
+    ) -> Vec<(String, StandingsChange)> {
+        standings_changes(updates, seqs)
+            .into_iter()
+            .map(|c| (c.race.clone(), c))
+            .collect()
+    }
+}
+
+impl Dataflow for Standings {
     fn dataflow<'s>(inputs: &mut Inputs<'s>) -> VecCollection<'s, Time, (String, ViewRow)> {
         let topics = inputs.topics().clone();
         let observations = inputs
@@ -50,16 +62,6 @@ impl Job for Standings {
             race_standings_durable(observations, races, inputs.checkpoint("track"));
         inputs.dead_letters(refused.map(move |(r, _)| dead_letter(&topics, &r)));
         views
-    }
-
-    fn encode(
-        updates: Vec<((String, ViewRow), isize)>,
-        seqs: &mut BTreeMap<String, u64>,
-    ) -> Vec<(String, StandingsChange)> {
-        standings_changes(updates, seqs)
-            .into_iter()
-            .map(|c| (c.race.clone(), c))
-            .collect()
     }
 }
 

@@ -11,7 +11,7 @@ use schemas::{Packed, Topics};
 
 use super::{TournamentRow, tournaments_durable};
 use crate::job::Job;
-use crate::runtime::{Inputs, Time};
+use crate::runtime::{Dataflow, Inputs, Time};
 
 /// Every tournament: its players, choices, draw and the outcome of each event.
 pub struct Tournaments;
@@ -25,14 +25,6 @@ impl Job for Tournaments {
 
     fn changelog(topics: &Topics) -> &str {
         &topics.tournaments
-    }
-
-    fn dataflow<'s>(inputs: &mut Inputs<'s>) -> VecCollection<'s, Time, (String, TournamentRow)> {
-        let topic = inputs.topics().tournament.clone();
-        let events = inputs.read(&topic, |e: Envelope<TournamentEvent>| {
-            (e.record.tournament.clone(), (e.offset, Packed(e.record)))
-        });
-        tournaments_durable(events, inputs.checkpoint("state"))
     }
 
     /// One change per tournament: what is new (its info, players that
@@ -73,5 +65,15 @@ impl Job for Tournaments {
                 (id, change)
             })
             .collect()
+    }
+}
+
+impl Dataflow for Tournaments {
+    fn dataflow<'s>(inputs: &mut Inputs<'s>) -> VecCollection<'s, Time, (String, TournamentRow)> {
+        let topic = inputs.topics().tournament.clone();
+        let events = inputs.read(&topic, |e: Envelope<TournamentEvent>| {
+            (e.record.tournament.clone(), (e.offset, Packed(e.record)))
+        });
+        tournaments_durable(events, inputs.checkpoint("state"))
     }
 }
