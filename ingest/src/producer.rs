@@ -1,4 +1,6 @@
-//! [`TrackedProducer`]: a Kafka producer that tells when what was sent is durable.
+//! [`TrackedProducer`]: a Kafka producer that tells when what was sent is
+//! durable; and [`AsyncProducer`], for a request that waits for its one
+//! record (the edge).
 //!
 //! Every record is sent under a *ticket* (the dataflow uses its epoch). A sink
 //! asks [`TrackedProducer::pending`] whether everything under a ticket has been
@@ -14,7 +16,10 @@ use std::time::Duration;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer, ProducerContext,
+    ThreadedProducer,
+};
 
 use crate::{IngestError, KafkaConfig};
 
@@ -186,5 +191,56 @@ impl TrackedProducer {
                 reason,
             }),
         }
+    }
+}
+
+/// A producer whose sends are awaited one by one: each returns where the
+/// broker put the record. Cheap to clone (the client is shared).
+#[derive(Clone)]
+pub struct AsyncProducer {
+    inner: FutureProducer,
+}
+
+impl AsyncProducer {
+    /// A producer for `config`'s brokers (idempotent, acks from all).
+    pub fn new(config: &KafkaConfig) -> Result<Self, IngestError> {
+        let inner = config
+            .producer()
+            .create()
+            .map_err(IngestError::kafka("create producer"))?;
+        Ok(Self { inner })
+    }
+
+    /// Sends one record and waits, at most `timeout` in the client's queue,
+    /// until the broker has it: its partition and offset, or why not.
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: &[(&str, &[u8])],
+        timeout: Duration,
+    ) -> Result<(i32, i64), IngestError> {
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if !headers.is_empty() {
+            let owned = headers.iter().fold(OwnedHeaders::new(), |h, (key, value)| {
+                h.insert(Header {
+                    key,
+                    value: Some(*value),
+                })
+            });
+            record = record.headers(owned);
+        }
+        self.inner
+            .send(record, timeout)
+            .await
+            .map(|d| (d.partition, d.offset))
+            .map_err(|(e, _)| IngestError::Kafka {
+                op: "produce",
+                source: e,
+            })
     }
 }

@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ingest::KafkaConfig;
+use ingest::producer::AsyncProducer;
 use ingest::source::StaticConsumer;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::{EdgeUsage, Timestamp};
 
 use crate::bucket::{Keyed, Rate};
@@ -111,7 +111,7 @@ fn charge(budgets: &Budgets, usage: &EdgeUsage) {
 /// every [`RETRY`].
 pub fn start(
     config: &KafkaConfig,
-    producer: FutureProducer,
+    producer: AsyncProducer,
     budgets: Arc<Budgets>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
@@ -128,8 +128,14 @@ pub fn start(
                 continue;
             }
             let payload = serde_json::to_vec(&u).expect("usage serializes");
-            let record = FutureRecord::to(&topic).key(&me).payload(&payload);
-            if let Err((e, _)) = producer.send(record, Duration::from_secs(1)).await {
+            let sent = producer.send(
+                &topic,
+                Some(me.as_bytes()),
+                &payload,
+                &[],
+                Duration::from_secs(1),
+            );
+            if let Err(e) = sent.await {
                 tracing::debug!(error = %e, "could not tell the other edges");
             }
         }

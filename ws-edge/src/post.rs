@@ -9,16 +9,17 @@ use std::time::Duration;
 
 use ingest::KafkaConfig;
 use ingest::jsonl::InputRecord;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use ingest::producer::AsyncProducer;
 use schemas::{ChatEvent, ChatKind, GpsPoint, Timestamp, Validate, Visibility};
 
 use crate::auth::{self, AuthError};
 
+/// How long a record the edge sends may wait in the client's queue.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// The edge's way into the input topics.
 pub struct EdgeInput {
     secret: Option<String>,
-    producer: FutureProducer,
+    producer: AsyncProducer,
     topic: String,
     calc_topic: String,
     gps_topic: String,
@@ -29,10 +30,7 @@ pub struct EdgeInput {
 impl EdgeInput {
     /// A producer for `config`'s chat topic; tokens are checked with `secret`.
     pub fn new(config: &KafkaConfig, secret: Option<String>) -> Result<Self, ingest::IngestError> {
-        let producer = config
-            .producer()
-            .create()
-            .map_err(ingest::IngestError::kafka("create producer"))?;
+        let producer = AsyncProducer::new(config)?;
         Ok(Self {
             secret,
             producer,
@@ -117,19 +115,11 @@ impl EdgeInput {
             kind: "refused",
         };
         let (payload, list) = letter.record(Some("ws-edge"));
-        let headers = list.iter().fold(OwnedHeaders::new(), |h, (key, value)| {
-            h.insert(Header {
-                key,
-                value: Some(&value[..]),
-            })
-        });
-        let record = FutureRecord::<(), [u8]>::to(&self.dlq_topic)
-            .payload(payload)
-            .headers(headers);
+        let headers: Vec<(&str, &[u8])> = list.iter().map(|(k, v)| (*k, &v[..])).collect();
         self.producer
-            .send(record, Duration::from_secs(10))
+            .send(&self.dlq_topic, None, payload, &headers, SEND_TIMEOUT)
             .await
-            .map_err(|(e, _)| SendError::Unavailable(e.to_string()))?;
+            .map_err(|e| SendError::Unavailable(e.to_string()))?;
         observability::metrics()
             .dlq_records
             .with_label_values(&[topic.as_str()])
@@ -155,12 +145,10 @@ impl EdgeInput {
             .validate()
             .map_err(|e| SendError::Invalid(e.to_string()))?;
         let payload = serde_json::to_vec(record).expect("input records serialize");
-        let record = FutureRecord::to(topic).key(key).payload(&payload);
         self.producer
-            .send(record, Duration::from_secs(10))
+            .send(topic, Some(key.as_bytes()), &payload, &[], SEND_TIMEOUT)
             .await
-            .map(|d| (d.partition, d.offset))
-            .map_err(|(e, _)| SendError::Unavailable(e.to_string()))
+            .map_err(|e| SendError::Unavailable(e.to_string()))
     }
 }
 

@@ -420,11 +420,7 @@ pub async fn serve(
     let stop = Arc::new(AtomicBool::new(false));
     let follower = crate::follow::follow(&config.kafka, views.clone(), stop.clone())?;
     let budgets = Arc::new(Budgets::new(&config.limits));
-    let producer = config
-        .kafka
-        .producer()
-        .create()
-        .map_err(ingest::IngestError::kafka("create producer"))?;
+    let producer = ingest::producer::AsyncProducer::new(&config.kafka)?;
     let gossip = crate::gossip::start(&config.kafka, producer, budgets.clone(), stop.clone());
     let served = serve_with(config, views, budgets, bound, shutdown).await;
     stop.store(true, Ordering::Relaxed);
