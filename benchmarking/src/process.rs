@@ -172,19 +172,22 @@ pub fn pace_args(
         .gps
         .strip_suffix(&schemas::Topics::default().gps)
         .unwrap_or_default();
-    [
-        cmd,
-        "--brokers",
-        &kafka.brokers,
-        "--topic-prefix",
-        prefix,
-        "--workers",
-        &workers.to_string(),
-        "--data-dir",
-        &data.display().to_string(),
-    ]
-    .map(String::from)
-    .to_vec()
+    let mut args: Vec<String> = [cmd, "--brokers", &kafka.brokers, "--topic-prefix", prefix]
+        .map(String::from)
+        .to_vec();
+    // The edge keeps no state and runs no dataflow.
+    if cmd != "edge" {
+        args.extend(
+            [
+                "--workers",
+                &workers.to_string(),
+                "--data-dir",
+                &data.display().to_string(),
+            ]
+            .map(String::from),
+        );
+    }
+    args
 }
 
 /// A topic prefix of its own for one run.

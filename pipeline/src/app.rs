@@ -9,87 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use ingest::KafkaConfig;
+use anyhow::Context;
 use ingest::embedded::EmbeddedBroker;
 
 use crate::runtime::{self, PipelineConfig};
-
-/// Flags every subcommand shares.
-#[derive(Clone, Debug)]
-pub struct Common {
-    /// Bootstrap servers; `None` only for `pace run` (embedded broker).
-    pub brokers: Option<String>,
-    /// Prefix of every topic name.
-    pub topic_prefix: String,
-    /// HTTP listen address.
-    pub listen: SocketAddr,
-    /// Timely worker threads.
-    pub workers: usize,
-    /// Archive and state directory.
-    pub data_dir: PathBuf,
-    /// Partitions of topics pace creates.
-    pub partitions: i32,
-    /// The secret user tokens are signed with; without one the edge takes no posts.
-    pub token_secret: Option<String>,
-    /// Origins besides its own whose pages may use the edge.
-    pub allowed_origins: Vec<String>,
-    /// Most client connections the edge holds.
-    pub max_connections: usize,
-    /// Most connections from one client address (0: no limit).
-    pub max_connections_per_address: usize,
-    /// Requests per second one client address may make, sustained.
-    pub requests_per_address: f64,
-    /// How often the archiver writes each partition's buffered rows, at least.
-    pub archive_roll: Duration,
-    /// The dataflow's epoch: how long records are batched before the views
-    /// they change are written.
-    pub tick: Duration,
-    /// How often the pipeline snapshots its state; `None` for never.
-    pub snapshot_every: Option<Duration>,
-    /// Whether the pipeline records and follows epoch bindings
-    /// ([`PipelineConfig::epoch_bindings`]).
-    pub epoch_bindings: bool,
-}
-
-impl Common {
-    fn edge(&self, kafka: KafkaConfig) -> ws_edge::EdgeConfig {
-        let mut config = ws_edge::EdgeConfig::new(self.listen, kafka);
-        config.token_secret.clone_from(&self.token_secret);
-        config.allowed_origins.clone_from(&self.allowed_origins);
-        config.limits.max_connections = self.max_connections;
-        config.limits.max_per_address = self.max_connections_per_address;
-        config.limits.requests =
-            ws_edge::bucket::Rate::new(self.requests_per_address * 2.5, self.requests_per_address);
-        config
-    }
-
-    fn archive(&self, kafka: KafkaConfig) -> sinks::archive::ArchiveConfig {
-        let mut config = sinks::archive::ArchiveConfig::new(kafka, self.data_dir.clone());
-        config.max_age = self.archive_roll;
-        config
-    }
-
-    /// The pipeline's configuration on `kafka`.
-    pub fn pipeline(&self, kafka: KafkaConfig) -> PipelineConfig {
-        let mut config = PipelineConfig::new(kafka, self.workers, self.data_dir.clone());
-        config.tick = self.tick;
-        config.snapshot_every = self.snapshot_every;
-        config.epoch_bindings = self.epoch_bindings;
-        config
-    }
-
-    fn kafka(&self, brokers: &str) -> KafkaConfig {
-        KafkaConfig::new(brokers).with_topic_prefix(&self.topic_prefix)
-    }
-
-    fn required_kafka(&self) -> anyhow::Result<KafkaConfig> {
-        match &self.brokers {
-            Some(b) => Ok(self.kafka(b)),
-            None => bail!("--brokers (or PACE_BROKERS) is needed: only `pace run` embeds a broker"),
-        }
-    }
-}
+use crate::settings::{self, Data, Kafka, Listen, Topics};
 
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -149,7 +73,7 @@ fn start_pipeline(
 
 /// `pace run`: broker (embedded unless `--brokers`), demo race, pipeline and edge in one process.
 pub fn run_all(
-    common: Common,
+    all: &settings::All,
     demo_participants: usize,
     replay: Option<(Recorded, f64)>,
 ) -> anyhow::Result<()> {
@@ -161,15 +85,15 @@ pub fn run_all(
     let rt = tokio_runtime()?;
     // The embedded broker lives on this thread for the whole run.
     let embedded;
-    let kafka = match &common.brokers {
+    let kafka = match &all.kafka.brokers {
         Some(b) => {
-            let kafka = common.kafka(b);
-            rt.block_on(ingest::admin::ensure_topics(&kafka, common.partitions))
-                .context("create topics")?;
+            let kafka = all.kafka.on(b);
+            all.topics.ensure(&rt, &kafka)?;
             kafka
         }
         None => {
-            embedded = EmbeddedBroker::start(common.partitions).context("start embedded broker")?;
+            embedded =
+                EmbeddedBroker::start(all.topics.partitions).context("start embedded broker")?;
             let kafka = embedded.config();
             tracing::info!(brokers = %kafka.brokers, "embedded broker (in memory; use --brokers for Apache Kafka)");
             kafka
@@ -190,16 +114,16 @@ pub fn run_all(
     // The built-in chat runs beside the race (not beside a recorded replay).
     let chat_demo = (replay.is_none() && demo_participants > 0)
         .then(|| ingest::generate::run_chat_demo(kafka.clone(), stop.clone()));
-    let mut config = common.pipeline(kafka.clone());
-    if common.brokers.is_none() {
+    let mut config = all.pipeline.config(kafka.clone(), &all.data);
+    if all.kafka.brokers.is_none() {
         // The embedded broker forgets everything when the process ends, so
         // a snapshot would name offsets of topics that are gone.
         config.snapshot_every = None;
     }
     let pipeline = start_pipeline(config, stop.clone());
-    let archive = start_archive(common.archive(kafka.clone()), stop.clone());
+    let archive = start_archive(all.archive.config(kafka.clone(), &all.data), stop.clone());
     let edge = rt.block_on(ws_edge::serve(
-        common.edge(kafka.clone()),
+        all.edge.config(&all.listen, kafka.clone()),
         announce,
         shutdown_signal(stop.clone()),
     ));
@@ -237,24 +161,24 @@ pub fn issue_token(secret: &str, user: &str, ttl_s: u64) -> anyhow::Result<Strin
 }
 
 /// `pace pipeline`: the dataflow (one process of a cluster when `cluster`
-/// says so), and the archiver unless `archive` is false. In a cluster only
+/// says so), and the archiver unless `archive` is `None`. In a cluster only
 /// process 0 archives, so each record is archived once.
 pub fn run_pipeline(
-    common: Common,
-    archive: bool,
+    (kafka, topics, listen, data): (&Kafka, &Topics, &Listen, &Data),
+    pipeline: &settings::Pipeline,
+    archive: Option<&settings::Archive>,
     cluster: Option<runtime::Cluster>,
 ) -> anyhow::Result<()> {
-    let kafka = common.required_kafka()?;
+    let kafka = kafka.required()?;
     let rt = tokio_runtime()?;
-    rt.block_on(ingest::admin::ensure_topics(&kafka, common.partitions))
-        .context("create topics")?;
+    topics.ensure(&rt, &kafka)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let archive = archive && cluster.as_ref().is_none_or(|c| c.process == 0);
-    let mut config = common.pipeline(kafka.clone());
+    let archive = archive.filter(|_| cluster.as_ref().is_none_or(|c| c.process == 0));
+    let mut config = pipeline.config(kafka.clone(), data);
     config.cluster = cluster;
     let pipeline = start_pipeline(config, stop.clone());
-    let archive = archive.then(|| start_archive(common.archive(kafka), stop.clone()));
-    let served = rt.block_on(serve_metrics_until_stopped(common.listen, stop));
+    let archive = archive.map(|a| start_archive(a.config(kafka, data), stop.clone()));
+    let served = rt.block_on(serve_metrics_until_stopped(listen.listen, stop));
     let pipeline = pipeline.join().expect("pipeline thread");
     if let Some(a) = archive {
         a.join().expect("archive thread")?;
@@ -264,14 +188,16 @@ pub fn run_pipeline(
 }
 
 /// `pace archive run`: the archiver only.
-pub fn run_archive(common: Common) -> anyhow::Result<()> {
-    let kafka = common.required_kafka()?;
+pub fn run_archive(
+    (kafka, topics, listen, data): (&Kafka, &Topics, &Listen, &Data),
+    archive: &settings::Archive,
+) -> anyhow::Result<()> {
+    let kafka = kafka.required()?;
     let rt = tokio_runtime()?;
-    rt.block_on(ingest::admin::ensure_topics(&kafka, common.partitions))
-        .context("create topics")?;
+    topics.ensure(&rt, &kafka)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let archive = start_archive(common.archive(kafka), stop.clone());
-    let served = rt.block_on(serve_metrics_until_stopped(common.listen, stop));
+    let archive = start_archive(archive.config(kafka, data), stop.clone());
+    let served = rt.block_on(serve_metrics_until_stopped(listen.listen, stop));
     archive.join().expect("archive thread")?;
     served
 }
@@ -289,9 +215,9 @@ async fn serve_metrics_until_stopped(
 
 /// `pace archive verify`: the archive against the topics; `Ok(false)` if it
 /// has gaps or duplicates.
-pub fn verify_archive(common: Common, json: bool) -> anyhow::Result<bool> {
-    let kafka = common.required_kafka()?;
-    let report = sinks::verify::verify(&kafka, &common.data_dir)?;
+pub fn verify_archive(kafka: &Kafka, data: &Data, json: bool) -> anyhow::Result<bool> {
+    let kafka = kafka.required()?;
+    let report = sinks::verify::verify(&kafka, &data.data_dir)?;
     #[allow(clippy::print_stdout)]
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -302,11 +228,8 @@ pub fn verify_archive(common: Common, json: bool) -> anyhow::Result<bool> {
 }
 
 /// `pace archive compact`: merges the small files of closed date partitions.
-pub fn compact_archive(
-    common: Common,
-    options: sinks::compact::CompactOptions,
-) -> anyhow::Result<()> {
-    let done = sinks::compact::compact(&common.data_dir, &options)?;
+pub fn compact_archive(data: &Data, options: sinks::compact::CompactOptions) -> anyhow::Result<()> {
+    let done = sinks::compact::compact(&data.data_dir, &options)?;
     #[allow(clippy::print_stdout)]
     {
         for c in &done {
@@ -323,12 +246,12 @@ pub fn compact_archive(
 }
 
 /// `pace edge`: the HTTP/WebSocket edge only.
-pub fn run_edge(common: Common) -> anyhow::Result<()> {
-    let kafka = common.required_kafka()?;
+pub fn run_edge(kafka: &Kafka, listen: &Listen, edge: &settings::Edge) -> anyhow::Result<()> {
+    let kafka = kafka.required()?;
     let stop = Arc::new(AtomicBool::new(false));
     tokio_runtime()?
         .block_on(ws_edge::serve(
-            common.edge(kafka),
+            edge.config(listen, kafka),
             announce,
             shutdown_signal(stop),
         ))
@@ -436,13 +359,15 @@ fn jsonl<T: ingest::jsonl::InputRecord>(path: &std::path::Path) -> anyhow::Resul
 }
 
 /// `pace replay`: produce recorded or generated input at `speed` (0 = as fast as possible).
-pub fn run_replay(common: Common, replay: Replay, speed: f64) -> anyhow::Result<usize> {
+pub fn run_replay(
+    (kafka, topics): (&Kafka, &Topics),
+    replay: Replay,
+    speed: f64,
+) -> anyhow::Result<usize> {
     use ingest::jsonl::replay as produce;
     use schemas::{CalcTask, ChatEvent, GpsPoint, RaceDefinition, TimingCrossing};
-    let kafka = common.required_kafka()?;
-    tokio_runtime()?
-        .block_on(ingest::admin::ensure_topics(&kafka, common.partitions))
-        .context("create topics")?;
+    let kafka = kafka.required()?;
+    topics.ensure(&tokio_runtime()?, &kafka)?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();

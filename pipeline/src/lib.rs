@@ -9,4 +9,5 @@ pub mod job;
 pub mod jobs;
 pub mod route;
 pub mod runtime;
+pub mod settings;
 pub mod snapshot;

@@ -69,20 +69,60 @@ fn assert_every_flag_described(text: &str) {
 #[test]
 fn help_describes_every_command_and_flag() {
     let top = help(&["--help"]);
-    for cmd in ["run", "pipeline", "edge", "replay"] {
+    // Each command shows the settings it uses, with their variables, and
+    // none it does not use.
+    let pipeline = [
+        "--workers",
+        "--data-dir",
+        "--tick-ms",
+        "--snapshot-every-ms",
+    ];
+    let edge = [
+        "--token-secret",
+        "--max-connections",
+        "--requests-per-address",
+    ];
+    let uses: [(&str, Vec<&str>, Vec<&str>); 4] = [
+        (
+            "run",
+            [&["--brokers", "--listen"][..], &pipeline, &edge].concat(),
+            vec![],
+        ),
+        (
+            "pipeline",
+            [
+                &["--brokers", "--listen", "--archive-roll-ms"][..],
+                &pipeline,
+            ]
+            .concat(),
+            edge.to_vec(),
+        ),
+        (
+            "edge",
+            [&["--brokers", "--listen"][..], &edge].concat(),
+            [&["--partitions", "--archive-roll-ms"][..], &pipeline].concat(),
+        ),
+        (
+            "replay",
+            vec!["--brokers", "--partitions"],
+            [&["--listen", "--archive-roll-ms"][..], &pipeline, &edge].concat(),
+        ),
+    ];
+    for (cmd, with, without) in uses {
         assert!(top.contains(cmd), "{cmd} missing from --help");
         let text = help(&[cmd, "--help"]);
         assert_every_flag_described(&text);
-        for flag in ["--brokers", "--listen", "--workers", "--data-dir", "--log"] {
+        for flag in with.iter().chain(&["--log"]) {
             assert!(text.contains(flag), "{cmd} --help lacks {flag}");
+            let env = format!("PACE_{}", flag[2..].replace('-', "_").to_uppercase());
+            assert!(text.contains(&env), "{cmd} --help lacks {env}");
         }
-        for env in [
-            "PACE_BROKERS",
-            "PACE_LISTEN",
-            "PACE_WORKERS",
-            "PACE_DATA_DIR",
-        ] {
-            assert!(text.contains(env), "{cmd} --help lacks {env}");
+        for flag in without {
+            let flag = format!("{flag} <");
+            assert!(
+                !text.contains(&flag),
+                "{cmd} --help offers {flag}, which it does not use"
+            );
         }
     }
     let replay = help(&["replay", "--help"]);
