@@ -164,14 +164,15 @@ pub fn issue_token(secret: &str, user: &str, ttl_s: u64) -> anyhow::Result<Strin
 /// says so), and the archiver unless `archive` is `None`. In a cluster only
 /// process 0 archives, so each record is archived once.
 pub fn run_pipeline(
-    (kafka, topics, listen, data): (&Kafka, &Topics, &Listen, &Data),
+    service: &settings::Service,
     pipeline: &settings::Pipeline,
     archive: Option<&settings::Archive>,
     cluster: Option<runtime::Cluster>,
 ) -> anyhow::Result<()> {
-    let kafka = kafka.required()?;
+    let (listen, data) = (&service.listen, &service.data);
+    let kafka = service.kafka.required()?;
     let rt = tokio_runtime()?;
-    topics.ensure(&rt, &kafka)?;
+    service.topics.ensure(&rt, &kafka)?;
     let stop = Arc::new(AtomicBool::new(false));
     let archive = archive.filter(|_| cluster.as_ref().is_none_or(|c| c.process == 0));
     let mut config = pipeline.config(kafka.clone(), data);
@@ -188,13 +189,11 @@ pub fn run_pipeline(
 }
 
 /// `pace archive run`: the archiver only.
-pub fn run_archive(
-    (kafka, topics, listen, data): (&Kafka, &Topics, &Listen, &Data),
-    archive: &settings::Archive,
-) -> anyhow::Result<()> {
-    let kafka = kafka.required()?;
+pub fn run_archive(service: &settings::Service, archive: &settings::Archive) -> anyhow::Result<()> {
+    let (listen, data) = (&service.listen, &service.data);
+    let kafka = service.kafka.required()?;
     let rt = tokio_runtime()?;
-    topics.ensure(&rt, &kafka)?;
+    service.topics.ensure(&rt, &kafka)?;
     let stop = Arc::new(AtomicBool::new(false));
     let archive = start_archive(archive.config(kafka, data), stop.clone());
     let served = rt.block_on(serve_metrics_until_stopped(listen.listen, stop));

@@ -48,13 +48,7 @@ enum Command {
     /// Serves /metrics on --listen.
     Pipeline {
         #[command(flatten)]
-        kafka: Kafka,
-        #[command(flatten)]
-        topics: Topics,
-        #[command(flatten)]
-        listen: Listen,
-        #[command(flatten)]
-        data: Data,
+        service: settings::Service,
         #[command(flatten)]
         pipeline: settings::Pipeline,
         #[command(flatten)]
@@ -138,13 +132,7 @@ enum ArchiveCommand {
     /// Archive every topic to Parquet until stopped (SIGINT/SIGTERM).
     Run {
         #[command(flatten)]
-        kafka: Kafka,
-        #[command(flatten)]
-        topics: Topics,
-        #[command(flatten)]
-        listen: Listen,
-        #[command(flatten)]
-        data: Data,
+        service: settings::Service,
         #[command(flatten)]
         archive: settings::Archive,
     },
@@ -196,10 +184,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Pipeline {
-            kafka,
-            topics,
-            listen,
-            data,
+            service,
             pipeline,
             archive,
             no_archive,
@@ -208,16 +193,10 @@ fn main() -> ExitCode {
             hosts,
         } => cluster(processes.into(), process.into(), hosts.as_deref()).and_then(|c| {
             let archive = (!no_archive).then_some(&archive);
-            app::run_pipeline((&kafka, &topics, &listen, &data), &pipeline, archive, c)
+            app::run_pipeline(&service, &pipeline, archive, c)
         }),
         Command::Archive { command } => match command {
-            ArchiveCommand::Run {
-                kafka,
-                topics,
-                listen,
-                data,
-                archive,
-            } => app::run_archive((&kafka, &topics, &listen, &data), &archive),
+            ArchiveCommand::Run { service, archive } => app::run_archive(&service, &archive),
             ArchiveCommand::Verify { kafka, data, json } => {
                 match app::verify_archive(&kafka, &data, json) {
                     Ok(true) => Ok(()),

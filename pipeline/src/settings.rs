@@ -184,6 +184,26 @@ impl Edge {
     }
 }
 
+/// What a long-running process with state (`pace pipeline`, `pace archive
+/// run`) is given: Kafka, how to make the topics, where it serves
+/// `/metrics`, and where its state goes.
+#[derive(Args, Clone, Debug)]
+#[group(skip)]
+pub struct Service {
+    /// Kafka and the topics.
+    #[command(flatten)]
+    pub kafka: Kafka,
+    /// How the topics are made.
+    #[command(flatten)]
+    pub topics: Topics,
+    /// Where it serves.
+    #[command(flatten)]
+    pub listen: Listen,
+    /// Where its state goes.
+    #[command(flatten)]
+    pub data: Data,
+}
+
 /// Everything in one process (`pace run`).
 #[derive(Args, Clone, Debug)]
 #[group(skip)]
