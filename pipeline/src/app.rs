@@ -1,7 +1,8 @@
 //! The composition root: what each `pace` subcommand starts, and how it stops.
 //!
-//! `main.rs` parses flags into these configs and calls one function; all
-//! wiring is here so tests can start the same things in-process.
+//! `main.rs` parses flags into the setting groups of [`crate::settings`]
+//! and calls one function with those it uses; all wiring is here so tests
+//! can start the same things in-process.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -291,6 +291,35 @@ mod tests {
 
     const DAY: i64 = 1_780_000_000_000; // 2026-05-28
 
+    /// Every dataset's Arrow schema as text: a line per dataset, then a
+    /// line per column (name, type, nullable or not).
+    fn schemas_text() -> String {
+        let mut out = String::new();
+        for topic in topics(&schemas::Topics::default(), None).unwrap() {
+            for (dataset, schema) in topic.datasets().into_iter().zip(topic.schemas()) {
+                out.push_str(&format!("{dataset} ({})\n", topic.name()));
+                for f in schema.fields() {
+                    let null = if f.is_nullable() { ", nullable" } else { "" };
+                    out.push_str(&format!("  {}: {:?}{null}\n", f.name(), f.data_type()));
+                }
+            }
+        }
+        out
+    }
+
+    /// The archive's datasets keep their columns: what data engineers'
+    /// queries read. `schemas.txt` is the copy checked in; a change to a
+    /// dataset's columns must change it too, on purpose.
+    #[test]
+    fn every_dataset_keeps_its_arrow_schema() {
+        let now = schemas_text();
+        assert_eq!(
+            now,
+            include_str!("schemas.txt"),
+            "the archive's schemas changed; now:\n{now}"
+        );
+    }
+
     fn raw(partition: i32, offset: i64, payload: String) -> RawRecord {
         RawRecord {
             partition,

@@ -79,6 +79,9 @@ impl<R: Row> Table<R> {
 /// What the archiver needs of a table, whatever its row type.
 pub(super) trait AnyTable: Send {
     fn dataset(&self) -> &'static str;
+    /// The Arrow schema of the dataset's files.
+    #[cfg(test)]
+    fn schema(&self) -> arrow_schema::SchemaRef;
     fn through(&self, partition: i32) -> Option<i64>;
     fn buffered(&self, partition: i32) -> usize;
     /// Writes the rows of `partition` as the file of the offsets up to
@@ -90,6 +93,11 @@ pub(super) trait AnyTable: Send {
 impl<R: Row> AnyTable for Table<R> {
     fn dataset(&self) -> &'static str {
         R::DATASET
+    }
+
+    #[cfg(test)]
+    fn schema(&self) -> arrow_schema::SchemaRef {
+        R::schema()
     }
 
     fn through(&self, partition: i32) -> Option<i64> {

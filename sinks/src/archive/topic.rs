@@ -31,6 +31,9 @@ pub(crate) trait Topic: Send {
     fn name(&self) -> &str;
     /// The datasets it fills.
     fn datasets(&self) -> Vec<&'static str>;
+    /// The Arrow schema of each (in [`Topic::datasets`] order).
+    #[cfg(test)]
+    fn schemas(&self) -> Vec<arrow_schema::SchemaRef>;
     /// The first offset of `partition` some dataset's files do not cover yet.
     fn start(&self, partition: i32) -> i64;
     /// Takes one record; the offset to commit if a file was written first.
@@ -68,6 +71,11 @@ impl<K: Kind> Topic for TopicArchive<K> {
 
     fn datasets(&self) -> Vec<&'static str> {
         self.kind.tables_ref().iter().map(|t| t.dataset()).collect()
+    }
+
+    #[cfg(test)]
+    fn schemas(&self) -> Vec<arrow_schema::SchemaRef> {
+        self.kind.tables_ref().iter().map(|t| t.schema()).collect()
     }
 
     fn start(&self, partition: i32) -> i64 {
