@@ -10,14 +10,12 @@
 //! - [`wire`]: the JSON wire format, [`wire::decode`] with the payload limit, and
 //!   the typed [`DecodeError`];
 //! - [`validate`]: strict validation; every error names the field and the reason;
-//! - [`arrow`]: one Arrow schema per record, used by the Parquet archive;
 //! - [`topics`]: every Kafka topic name, in one place;
 //! - [`tournament`]: the tournament draw's events and view;
 //! - [`edge`]: what edges tell each other (budget usage);
 //! - [`binding`]: which input offsets each dataflow epoch covered;
 //! - [`time`]: [`Timestamp`], UTC milliseconds, RFC 3339 on the wire.
 
-pub mod arrow;
 pub mod binding;
 pub mod edge;
 pub mod records;

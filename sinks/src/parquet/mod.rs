@@ -12,9 +12,8 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch};
 use arrow_schema::SchemaRef;
 use ingest::source::Envelope;
 use parquet::arrow::ArrowWriter;
@@ -23,9 +22,9 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::SinkError;
 
+mod columns;
 mod rows;
 
-use rows::times;
 pub use rows::{
     Change, DeadLetterRow, LeaderChange, MemberChange, RankRow, SplitChange, StandingChange,
 };
@@ -56,7 +55,7 @@ pub fn writer_properties() -> WriterProperties {
 pub trait Row: Sized + Send + 'static {
     /// The dataset directory under `archive/`.
     const DATASET: &'static str;
-    /// The Arrow schema, origin columns last (see `schemas::arrow`).
+    /// The Arrow schema, origin columns last (see [`columns`]).
     fn schema() -> SchemaRef;
     /// The columns of `rows`, without the origin columns.
     fn columns(rows: &[Envelope<Self>]) -> Vec<ArrayRef>;
@@ -65,13 +64,9 @@ pub trait Row: Sized + Send + 'static {
 /// A record batch of `rows`, origin columns included.
 pub fn batch<R: Row>(rows: &[Envelope<R>]) -> Result<RecordBatch, SinkError> {
     let mut columns = R::columns(rows);
-    columns.push(Arc::new(Int32Array::from_iter_values(
-        rows.iter().map(|e| e.partition),
-    )));
-    columns.push(Arc::new(Int64Array::from_iter_values(
-        rows.iter().map(|e| e.offset),
-    )));
-    columns.push(times(rows.iter().map(|e| e.timestamp_ms)));
+    columns.push(columns::int32::build(rows.iter().map(|e| e.partition)));
+    columns.push(columns::int64::build(rows.iter().map(|e| e.offset)));
+    columns.push(columns::time_or::build(rows.iter().map(|e| e.timestamp_ms)));
     RecordBatch::try_new(R::schema(), columns).map_err(|e| SinkError::Parquet {
         path: R::DATASET.into(),
         message: e.to_string(),
