@@ -5,7 +5,7 @@
 //!   file's metadata has statistics and UTC timestamps (pyarrow);
 //! - live equals batch: SQL over the archive gives the final live standings of
 //!   the replayed F1 season, both from the archived view changes and from the
-//!   raw timing crossings; the README's "Query the archive" examples run;
+//!   raw timing crossings; the "Query the archive" examples of `sinks/ARCHIVE.md` run;
 //!   `pace archive compact` beside the running archiver keeps every record
 //!   exactly once.
 #![allow(clippy::print_stdout)] // the figures are the point
@@ -344,15 +344,15 @@ async fn live_standings(base: &str, races: &[String]) -> BTreeMap<String, Vec<Va
     out
 }
 
-/// The README's "Query the archive" Python examples.
+/// The "Query the archive" Python examples of `sinks/ARCHIVE.md`.
 fn readme_examples() -> Vec<String> {
     let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../sinks/ARCHIVE.md"))
             .unwrap();
     let section = readme
         .split("\n## Query the archive")
         .nth(1)
-        .expect("README has a \"Query the archive\" section");
+        .expect("sinks/ARCHIVE.md has a \"Query the archive\" section");
     let section = section.split("\n## ").next().unwrap();
     section
         .split("```python\n")
@@ -498,7 +498,7 @@ print(json.dumps(rows))
         finishers.len()
     );
 
-    // The README's examples run against this archive.
+    // The examples of sinks/ARCHIVE.md run against this archive.
     let examples = readme_examples();
     assert!(examples.len() >= 4, "{} examples", examples.len());
     for code in &examples {
@@ -511,7 +511,7 @@ print(json.dumps(rows))
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
-            "README example failed:\n{code}\n{}",
+            "sinks/ARCHIVE.md example failed:\n{code}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(stdout.lines().count() >= 2, "no output from:\n{code}");
