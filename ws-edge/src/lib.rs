@@ -20,7 +20,7 @@
 //! the open connections, `upgrade.rs` the WebSocket handshake and
 //! transport, `shared.rs` what every connection shares, `socket.rs` a
 //! spectator's connection, `track.rs` a device's, `post.rs` input through
-//! the edge, `body.rs` request bodies, `auth.rs` tokens, `limits.rs` every
+//! the edge (`decision.rs`: produce, then await the job's decision), `body.rs` request bodies, `auth.rs` tokens, `limits.rs` every
 //! bound the edge keeps, `bucket.rs` the rate limiters they use,
 //! `gossip.rs` the budgets shared with the other edges, `static/index.html`
 //! the spectator page. The protocol is `PROTOCOL.md`.
@@ -28,6 +28,7 @@
 pub mod auth;
 mod body;
 pub mod bucket;
+pub mod decision;
 pub mod follow;
 pub mod gossip;
 mod http;

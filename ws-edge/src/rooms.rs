@@ -139,7 +139,7 @@ impl RoomView {
 pub struct Rooms {
     rooms: RwLock<BTreeMap<String, RoomView>>,
     /// Notified after every change.
-    changed: tokio::sync::Notify,
+    changed: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Rooms {
@@ -203,20 +203,16 @@ impl Rooms {
 
     /// How `room` came to be, once it exists; waits up to `within` for it.
     pub async fn creation(&self, room: &str, within: std::time::Duration) -> Option<Creation> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let changed = self.changed.notified();
-            if let Some(c) = self
-                .rooms
-                .read()
-                .expect("rooms lock")
-                .get(room)
-                .and_then(|v| v.created.clone())
-            {
-                return Some(c);
-            }
-            tokio::time::timeout_at(deadline, changed).await.ok()?;
-        }
+        crate::decision::wait(within, || self.created(room)).await
+    }
+
+    /// How `room` came to be, or what announces that it came to be.
+    pub fn created(&self, room: &str) -> Result<Creation, std::sync::Arc<tokio::sync::Notify>> {
+        let rooms = self.rooms.read().expect("rooms lock");
+        rooms
+            .get(room)
+            .and_then(|v| v.created.clone())
+            .ok_or_else(|| self.changed.clone())
     }
 
     /// The rooms `user` (`None`: anonymous) may see.

@@ -227,15 +227,16 @@ async fn create(ctx: &Ctx, auth: Option<String>, new: NewRoom) -> warp::reply::R
         client_msg_id: Some(id.clone()),
         ..EdgeInput::create(&new.id, &user, new.visibility)
     };
-    if let Err(e) = ctx.callers.input.send(&event).await {
-        return send_error(&e);
-    }
-    match rooms.creation(&new.id, CREATE_WAIT).await {
-        Some(c) if c.create_id.as_deref() == Some(id.as_str()) => {
+    let send = ctx.callers.input.send(&event);
+    let decided =
+        crate::decision::produce_then_await(send, CREATE_WAIT, || rooms.created(&new.id)).await;
+    match decided {
+        Err(e) => send_error(&e),
+        Ok(Some(c)) if c.create_id.as_deref() == Some(id.as_str()) => {
             json_with(StatusCode::CREATED, &serde_json::json!({"id": new.id}))
         }
-        Some(_) => exists(),
-        None => json_with(
+        Ok(Some(_)) => exists(),
+        Ok(None) => json_with(
             StatusCode::ACCEPTED,
             &serde_json::json!({
                 "id": new.id,

@@ -33,7 +33,7 @@ use schemas::tournament::{
     TournamentPlayer, TournamentState,
 };
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
@@ -128,7 +128,7 @@ pub struct Tournaments {
     map: RwLock<BTreeMap<String, TournamentView>>,
     /// Notified when a tournament is first seen (a create's outcome is the
     /// first change of its tournament).
-    appeared: tokio::sync::Notify,
+    appeared: Arc<tokio::sync::Notify>,
 }
 
 impl Tournaments {
@@ -239,25 +239,22 @@ impl Tournaments {
         client_msg_id: &str,
         within: Duration,
     ) -> Option<Outcome> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            // Each wait is registered before the look it follows, so no
-            // change falls between (a `Notified` created before
-            // `notify_waiters` completes, polled or not).
-            let appeared = self.appeared.notified();
-            let notify = match self.look(id, user, client_msg_id) {
-                Look::Decided(o) => return Some(o),
-                Look::Unknown => {
-                    tokio::time::timeout_at(deadline, appeared).await.ok()?;
-                    continue;
-                }
-                Look::Waiting(notify) => notify,
-            };
-            let changed = notify.notified();
-            if let Look::Decided(o) = self.look(id, user, client_msg_id) {
-                return Some(o);
-            }
-            tokio::time::timeout_at(deadline, changed).await.ok()?;
+        crate::decision::wait(within, || self.decided(id, user, client_msg_id)).await
+    }
+
+    /// The outcome of `user`'s request `client_msg_id` to `id`, or what
+    /// announces the next change that could bring it: the tournament's
+    /// changes, or its first appearance.
+    pub fn decided(
+        &self,
+        id: &str,
+        user: &str,
+        client_msg_id: &str,
+    ) -> Result<Outcome, Arc<Notify>> {
+        match self.look(id, user, client_msg_id) {
+            Look::Decided(o) => Ok(o),
+            Look::Waiting(notify) => Err(notify),
+            Look::Unknown => Err(self.appeared.clone()),
         }
     }
 
@@ -413,18 +410,17 @@ impl Ctx {
         };
         let input = &self.callers.input;
         let topic = &input.topics().tournament;
-        if let Err(e) = input.produce(topic, &id, &event).await {
-            return send_error(&e);
-        }
-        let decided = self
-            .tournaments
-            .outcome(&id, &user, &client_msg_id, DECIDE_WAIT)
-            .await;
+        let send = input.produce(topic, &id, &event);
+        let decided = crate::decision::produce_then_await(send, DECIDE_WAIT, || {
+            self.tournaments.decided(&id, &user, &client_msg_id)
+        })
+        .await;
         match decided {
-            Some(Outcome {
+            Err(e) => send_error(&e),
+            Ok(Some(Outcome {
                 refused: Some(r), ..
-            }) => refused(r),
-            Some(o) => json_with(
+            })) => refused(r),
+            Ok(Some(o)) => json_with(
                 if create {
                     StatusCode::CREATED
                 } else {
@@ -432,7 +428,7 @@ impl Ctx {
                 },
                 &serde_json::json!({"id": id, "outcome": o}),
             ),
-            None => json_with(
+            Ok(None) => json_with(
                 StatusCode::ACCEPTED,
                 &serde_json::json!({
                     "id": id,
