@@ -52,10 +52,13 @@ with sync_playwright() as p:
     # Follow a runner from the middle: it stays in view wherever the window goes.
     # Picked and clicked in one step: between two steps the runner can
     # leave the window (it moves, or the window does) and take its row along.
-    followed = page.evaluate(
+    followed, picked_rank = page.evaluate(
         "(() => { const rows = [...document.querySelectorAll('#rows tr:not(.pad)')];"
-        " const row = rows[Math.floor(rows.length / 2)]; row.click(); return row.dataset.participant; })()"
+        " const row = rows[Math.floor(rows.length / 2)]; row.click();"
+        " return [row.dataset.participant, +row.cells[0].innerText]; })()"
     )
+    if picked_rank < total / 4:
+        sys.exit(f"window: the runner picked in the middle had rank {picked_rank}")
     until(page, f"pace.followed.get('{followed}') && document.querySelectorAll('#followed tr').length === 1", "the followed runner")
 
     # The end of the race.
@@ -67,9 +70,16 @@ with sync_playwright() as p:
     # Back to the top: rank 1 again.
     page.evaluate(f"{board}.scrollTop = 0")
     until(page, f"pace.window.from === 1 && {SHOWN}[0] === 1", "the top again")
-    rank = page.evaluate("+document.querySelector('#followed tr').cells[0].innerText")
-    if rank < total / 4:
-        sys.exit(f"window: the followed runner shows rank {rank}")
+    # The followed table shows the runner clicked in the middle, at the rank
+    # its own subscription gives (a live race moves ranks a lot in seconds,
+    # so where it ranks now says nothing about the page).
+    shown = page.evaluate(
+        "(() => { const t = document.querySelector('#followed tr');"
+        " return t && [t.dataset.participant, +t.cells[0].innerText]; })()"
+    )
+    rank = page.evaluate(f"pace.followed.get('{followed}').rank")
+    if shown != [followed, rank]:
+        sys.exit(f"window: the followed table shows {shown}, not {followed} at rank {rank}")
     seen = page.evaluate(f"pace.followed.get('{followed}').last_seen")
     until(page, f"pace.followed.get('{followed}').last_seen !== {json.dumps(seen)}", "the followed runner moving")
 
