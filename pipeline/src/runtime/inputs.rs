@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use differential_dataflow::{AsCollection, VecCollection};
 use ingest::IngestError;
 use ingest::source::{DeadLetter, Envelope, RawRecord, Since, StaticConsumer, decode};
-use schemas::{EpochBinding, Topics, Validate};
+use schemas::{Topics, Validate};
 use serde::de::DeserializeOwned;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::{Operator, empty};
@@ -18,6 +19,7 @@ use timely::scheduling::Activator;
 
 use super::bindings::{self, Bound};
 use super::error::WorkerError;
+use super::shared::Bindings;
 use super::sink::{self, SinkContext};
 use super::source::{Readers, SourceContext, kafka_source};
 use super::{PipelineConfig, Time};
@@ -42,8 +44,9 @@ pub struct Inputs<'s> {
     error: Option<WorkerError>,
     source_ctx: SourceContext,
     sink_ctx: SinkContext,
-    /// Every topic's epoch bindings, loaded with the first source.
-    bindings: Option<BTreeMap<String, Vec<EpochBinding>>>,
+    /// Every topic's epoch bindings, loaded with the first source (once
+    /// per process, see [`super::shared::Shared::bindings`]).
+    bindings: Option<Arc<Bindings>>,
 }
 
 /// What wiring the registry into a worker's dataflow leaves for the worker
@@ -203,14 +206,16 @@ impl<'s> Inputs<'s> {
         from: &BTreeMap<i32, i64>,
     ) -> Result<Bound, IngestError> {
         if !self.config.epoch_bindings {
-            self.bindings = Some(BTreeMap::new());
+            self.bindings = Some(Arc::default());
         } else if self.bindings.is_none() {
             // From a snapshot point on, only the epochs after it matter: their
-            // bindings were produced after they began, so after the point.
+            // bindings were produced after they began, so after the point
+            // (which every worker of the process restored alike).
             let since = self.snaps.as_ref().and_then(|s| s.restored());
             let since = since.map_or(Since::Beginning, |(point, _)| Since::Time(point as i64));
             let c = &self.config;
-            self.bindings = Some(bindings::load(&c.kafka, &c.kafka.topics.bindings, since)?);
+            let load = || bindings::load(&c.kafka, &c.kafka.topics.bindings, since);
+            self.bindings = Some(self.source_ctx.shared.bindings(load)?);
         }
         let mut starts = BTreeMap::new();
         for &p in consumer.partitions() {

@@ -1,10 +1,13 @@
 //! What every worker of a process shares: the stop flag, the first error,
-//! whether data is in flight, and the origin timestamps of the epochs not
-//! yet durable.
+//! whether data is in flight, the origin timestamps of the epochs not yet
+//! durable, and the epoch bindings (read from Kafka once per process).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use ingest::IngestError;
+use schemas::EpochBinding;
 
 use super::error::WorkerError;
 use super::{Time, now_ms};
@@ -25,7 +28,12 @@ pub(super) struct Shared {
     /// process cannot see that another one has data in flight, which its
     /// idle sources would otherwise hold back.
     always_tick: bool,
+    /// Every topic's epoch bindings, once the first worker has read them.
+    bindings: Mutex<Option<Arc<Bindings>>>,
 }
+
+/// Epoch bindings by the input topic they bind.
+pub(super) type Bindings = BTreeMap<String, Vec<EpochBinding>>;
 
 impl Shared {
     pub(super) fn new(stop: Arc<AtomicBool>, always_tick: bool) -> Self {
@@ -36,7 +44,23 @@ impl Shared {
             threads: Mutex::new(Vec::new()),
             origins: Mutex::new(BTreeMap::new()),
             always_tick,
+            bindings: Mutex::new(None),
         }
+    }
+
+    /// The epoch bindings, read with `load` by the first worker that asks
+    /// (the others wait for it, and share what it read).
+    pub(super) fn bindings(
+        &self,
+        load: impl FnOnce() -> Result<Bindings, IngestError>,
+    ) -> Result<Arc<Bindings>, IngestError> {
+        let mut held = self.bindings.lock().expect("bindings lock");
+        if let Some(b) = &*held {
+            return Ok(b.clone());
+        }
+        let b = Arc::new(load()?);
+        *held = Some(b.clone());
+        Ok(b)
     }
 
     /// Registers the calling worker thread, to be woken when data flows.
@@ -98,5 +122,42 @@ impl Shared {
     /// The first failure, if any.
     pub(super) fn take_error(&self) -> Option<WorkerError> {
         self.error.lock().expect("error lock").take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workers_of_a_process_read_the_bindings_once() {
+        let shared = Arc::new(Shared::new(Arc::default(), false));
+        let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let (shared, loads) = (shared.clone(), loads.clone());
+                std::thread::spawn(move || {
+                    shared
+                        .bindings(|| {
+                            loads.fetch_add(1, Ordering::SeqCst);
+                            Ok(Bindings::from([("t".to_owned(), Vec::new())]))
+                        })
+                        .unwrap()
+                })
+            })
+            .collect();
+        for w in workers {
+            assert_eq!(w.join().unwrap().len(), 1);
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_failed_read_is_tried_again_by_the_next_worker() {
+        let shared = Shared::new(Arc::default(), false);
+        let failed = shared.bindings(|| Err(IngestError::NoSuchTopic("pace.bindings".into())));
+        assert!(failed.is_err());
+        let read = shared.bindings(|| Ok(Bindings::new())).unwrap();
+        assert!(read.is_empty());
     }
 }
