@@ -18,7 +18,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ingest::KafkaConfig;
-use ingest::source::{Reader, Start, StaticConsumer};
+use ingest::reader::{Reader, Start};
+use ingest::source::StaticConsumer;
 use schemas::{GpsPoint, LatLon, RaceDefinition, RaceKind, StandingsChange, Timestamp};
 use serde::Serialize;
 

@@ -23,6 +23,7 @@ pub mod embedded;
 pub mod generate;
 pub mod jsonl;
 pub mod producer;
+pub mod reader;
 pub mod source;
 
 pub use config::KafkaConfig;

@@ -201,7 +201,7 @@ fn killed_at_random_moments_the_archive_holds_every_record_exactly_once() {
     // is read until it holds them (a ListOffsets answer can trail a produce
     // acknowledgement on a loaded broker), for at most 30 s; a shortfall
     // then names the partitions and the task ids the broker lacks.
-    let reader = ingest::source::Reader::new(&kafka, "pace-archive-test", &[]).unwrap();
+    let reader = ingest::reader::Reader::new(&kafka, "pace-archive-test", &[]).unwrap();
     for (ds, topic) in [
         ("gps", &kafka.topics.gps),
         ("chat", &kafka.topics.chat),

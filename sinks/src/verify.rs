@@ -23,7 +23,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ingest::KafkaConfig;
-use ingest::source::{Reader, Start};
+use ingest::reader::{Reader, Start};
 
 use crate::SinkError;
 use crate::archive::{root, topics};

@@ -182,7 +182,7 @@ fn hear(
         topic,
         0,
         1,
-        &ingest::source::ends(config, topic)?,
+        &ingest::reader::ends(config, topic)?,
     )?;
     let me = std::thread::current();
     consumer.on_ready(move || me.unpark());

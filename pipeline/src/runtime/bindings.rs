@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use ingest::source::{Since, read_to_end};
+use ingest::reader::{Since, read_to_end};
 use ingest::{IngestError, KafkaConfig};
 use schemas::EpochBinding;
 

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use differential_dataflow::{AsCollection, VecCollection};
 use ingest::IngestError;
-use ingest::source::{DeadLetter, Envelope, RawRecord, Since, StaticConsumer, decode};
+use ingest::reader::Since;
+use ingest::source::{DeadLetter, Envelope, RawRecord, StaticConsumer, decode};
 use schemas::{Topics, Validate};
 use serde::de::DeserializeOwned;
 use timely::dataflow::channels::pact::Pipeline;

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use differential_dataflow::VecCollection;
 use ingest::producer::TrackedProducer;
-use ingest::source::{DeadLetter, Since, read_to_end};
+use ingest::reader::{Since, read_to_end};
+use ingest::source::DeadLetter;
 use ingest::{KafkaConfig, error_chain};
 use schemas::Topics;
 use schemas::topics::EPOCH_HEADER;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use ingest::KafkaConfig;
-use ingest::source::{Reader, Start};
+use ingest::reader::{Reader, Start};
 
 use super::views::{Cluster, metrics_text, records_read, sample};
 

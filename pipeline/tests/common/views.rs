@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use ingest::KafkaConfig;
 use ingest::datasets::{Dataset, f1, irc, sailgp};
-use ingest::source::{Reader, StaticConsumer};
+use ingest::reader::Reader;
+use ingest::source::StaticConsumer;
 use schemas::{CalcTask, RaceDefinition, RoomChange, StandingsChange, TaskResult, Timestamp};
 use serde_json::Value;
 

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ingest::KafkaConfig;
-use ingest::source::{Reader, Start};
+use ingest::reader::{Reader, Start};
 
 mod kinds;
 mod registry;
