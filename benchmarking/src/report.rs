@@ -110,6 +110,29 @@ fn per_point(c: &crate::latency::Changelog, pipeline_cpu_s: f64, sent: u64) -> S
     }
 }
 
+/// Whether a standings run measured a throughput: some runner complete,
+/// and a rate above 0.
+fn measured(r: &Standings) -> bool {
+    r.runners_complete > 0 && r.points_per_s.is_finite() && r.points_per_s > 0.0
+}
+
+/// Throughput with epoch bindings (`with`) of the same run without them
+/// (`without`), as a percentage, unless either measured nothing.
+fn with_bindings(with: &Standings, without: &Standings) -> String {
+    let workers = format!("{} worker{}", with.workers, plural(with.workers));
+    if measured(with) && measured(without) {
+        let share = 100.0 * with.points_per_s / without.points_per_s;
+        format!("{workers}: {share:.0}%")
+    } else {
+        format!("{workers}: not measured (a run measured nothing)")
+    }
+}
+
+/// `"s"` for any count but one.
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 /// Picks one latency figure of a run (`None`: the run measured nothing).
 type Pick = fn(&Run) -> Option<u64>;
 
@@ -236,11 +259,21 @@ impl Report {
                 .into_iter()
                 .chain([(r, bindings)]);
             for (r, what) in rows {
+                let workers = format!("{} worker{}", r.workers, plural(r.workers));
+                if !measured(r) {
+                    let _ = writeln!(
+                        s,
+                        "| standings, {workers}{what} | none measured ({} of {} runners complete) | | | {:.1} | {:.0} MiB |",
+                        r.runners_complete,
+                        r.runners,
+                        r.cpu_s,
+                        mib(r.peak_rss)
+                    );
+                    continue;
+                }
                 let _ = writeln!(
                     s,
-                    "| standings, {} worker{}{what} | {:.0} | {:.0}% | {:.1}× | {:.1} | {:.0} MiB |",
-                    r.workers,
-                    if r.workers == 1 { "" } else { "s" },
+                    "| standings, {workers}{what} | {:.0} | {:.0}% | {:.1}× | {:.1} | {:.0} MiB |",
                     r.points_per_s,
                     100.0 * r.points_per_s / self.ceiling.per_s,
                     r.points_per_s / self.naive.per_s,
@@ -253,7 +286,7 @@ impl Report {
             s,
             "| consume ceiling ({} consumer{}, no processing) | {:.0} | 100% | | | |",
             self.ceiling_consumers,
-            if self.ceiling_consumers == 1 { "" } else { "s" },
+            plural(self.ceiling_consumers),
             self.ceiling.per_s
         );
         let _ = writeln!(
@@ -273,12 +306,7 @@ impl Report {
             .iter()
             .filter_map(|r| {
                 let u = self.unbound.iter().find(|u| u.workers == r.workers)?;
-                Some(format!(
-                    "{} worker{}: {:.0}%",
-                    r.workers,
-                    if r.workers == 1 { "" } else { "s" },
-                    100.0 * r.points_per_s / u.points_per_s
-                ))
+                Some(with_bindings(r, u))
             })
             .collect();
         if !ratios.is_empty() {
@@ -517,5 +545,40 @@ mod tests {
         assert!(highest_load_line(&runs, 100).contains("none (of 10000, 50000)"));
         let runs = [run(10_000.0, 5, 20), run(50_000.0, 5, 40)];
         assert!(highest_load_line(&runs, 100).contains("the highest run"));
+    }
+
+    fn standings(workers: usize, points_per_s: f64, complete: usize) -> Standings {
+        Standings {
+            workers,
+            points: 1000,
+            seconds: 1.0,
+            points_per_s,
+            changes: 10,
+            runners_complete: complete,
+            runners: 10,
+            cpu_s: 1.0,
+            peak_rss: 0,
+            rss: 0,
+            snapshot_pause_s: None,
+            restored_s: None,
+        }
+    }
+
+    #[test]
+    fn the_cost_of_bindings_is_a_share_only_when_both_runs_measured_something() {
+        let with = standings(2, 970.0, 10);
+        assert_eq!(
+            with_bindings(&with, &standings(2, 1000.0, 10)),
+            "2 workers: 97%"
+        );
+        for nothing in [
+            standings(2, 0.0, 0),
+            standings(2, f64::NAN, 10),
+            standings(2, 5.0, 0),
+        ] {
+            let said = with_bindings(&with, &nothing);
+            assert!(said.contains("not measured"), "{said}");
+            assert!(with_bindings(&nothing, &with).contains("not measured"));
+        }
     }
 }
