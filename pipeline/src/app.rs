@@ -86,15 +86,15 @@ pub fn run_all(
     let rt = tokio_runtime()?;
     // The embedded broker lives on this thread for the whole run.
     let embedded;
-    let kafka = match &all.kafka.brokers {
+    let kafka = match &all.service.kafka.brokers {
         Some(b) => {
-            let kafka = all.kafka.on(b);
-            all.topics.ensure(&rt, &kafka)?;
+            let kafka = all.service.kafka.on(b);
+            all.service.topics.ensure(&rt, &kafka)?;
             kafka
         }
         None => {
-            embedded =
-                EmbeddedBroker::start(all.topics.partitions).context("start embedded broker")?;
+            embedded = EmbeddedBroker::start(all.service.topics.partitions)
+                .context("start embedded broker")?;
             let kafka = embedded.config();
             tracing::info!(brokers = %kafka.brokers, "embedded broker (in memory; use --brokers for Apache Kafka)");
             kafka
@@ -115,16 +115,19 @@ pub fn run_all(
     // The built-in chat runs beside the race (not beside a recorded replay).
     let chat_demo = (replay.is_none() && demo_participants > 0)
         .then(|| ingest::generate::run_chat_demo(kafka.clone(), stop.clone()));
-    let mut config = all.pipeline.config(kafka.clone(), &all.data);
-    if all.kafka.brokers.is_none() {
+    let mut config = all.pipeline.config(kafka.clone(), &all.service.data);
+    if all.service.kafka.brokers.is_none() {
         // The embedded broker forgets everything when the process ends, so
         // a snapshot would name offsets of topics that are gone.
         config.snapshot_every = None;
     }
     let pipeline = start_pipeline(config, stop.clone());
-    let archive = start_archive(all.archive.config(kafka.clone(), &all.data), stop.clone());
+    let archive = start_archive(
+        all.archive.config(kafka.clone(), &all.service.data),
+        stop.clone(),
+    );
     let edge = rt.block_on(ws_edge::serve(
-        all.edge.config(&all.listen, kafka.clone()),
+        all.edge.config(&all.service.listen, kafka.clone()),
         announce,
         shutdown_signal(stop.clone()),
     ));

@@ -204,22 +204,14 @@ pub struct Service {
     pub data: Data,
 }
 
-/// Everything in one process (`pace run`).
+/// Everything in one process (`pace run`): a service that also runs the
+/// pipeline, the archiver and the edge.
 #[derive(Args, Clone, Debug)]
 #[group(skip)]
 pub struct All {
-    /// Kafka and the topics.
+    /// Kafka, the topics, where it serves and where its state goes.
     #[command(flatten)]
-    pub kafka: Kafka,
-    /// How the topics are made.
-    #[command(flatten)]
-    pub topics: Topics,
-    /// Where it serves.
-    #[command(flatten)]
-    pub listen: Listen,
-    /// Where its state goes.
-    #[command(flatten)]
-    pub data: Data,
+    pub service: Service,
     /// The pipeline.
     #[command(flatten)]
     pub pipeline: Pipeline,
