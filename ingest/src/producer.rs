@@ -112,13 +112,7 @@ impl TrackedProducer {
         headers: &[(&str, &[u8])],
         ticket: Ticket,
     ) -> Result<(), IngestError> {
-        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-        for (k, v) in headers {
-            owned = owned.insert(Header {
-                key: k,
-                value: Some(*v),
-            });
-        }
+        let owned = owned_headers(headers);
         *self
             .tracker
             .outstanding
@@ -194,6 +188,19 @@ impl TrackedProducer {
     }
 }
 
+/// `headers` as the client takes them.
+fn owned_headers(headers: &[(&str, &[u8])]) -> OwnedHeaders {
+    headers.iter().fold(
+        OwnedHeaders::new_with_capacity(headers.len()),
+        |h, (key, value)| {
+            h.insert(Header {
+                key,
+                value: Some(*value),
+            })
+        },
+    )
+}
+
 /// A producer whose sends are awaited one by one: each returns where the
 /// broker put the record. Cheap to clone (the client is shared).
 #[derive(Clone)]
@@ -226,13 +233,7 @@ impl AsyncProducer {
             record = record.key(key);
         }
         if !headers.is_empty() {
-            let owned = headers.iter().fold(OwnedHeaders::new(), |h, (key, value)| {
-                h.insert(Header {
-                    key,
-                    value: Some(*value),
-                })
-            });
-            record = record.headers(owned);
+            record = record.headers(owned_headers(headers));
         }
         self.inner
             .send(record, timeout)
