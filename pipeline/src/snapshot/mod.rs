@@ -407,10 +407,13 @@ impl Snapshots {
                 Err(e) => tracing::warn!(point = s, error = %e, "snapshot not finished"),
             }
         }
-        // What is written for a finished point or before holds for none after it.
-        let last = self.finished.get();
-        for w in written.values_mut() {
-            *w = w.split_off(&(last + 1));
+        // What is written for a finished point or before holds for none
+        // after it (forgotten once a point finishes, not at every step).
+        if !finished.is_empty() {
+            let last = self.finished.get();
+            for w in written.values_mut() {
+                w.retain(|&s, _| s > last);
+            }
         }
         drop((written, parts));
         if let Some(&last) = finished.last() {
