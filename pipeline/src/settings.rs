@@ -178,8 +178,10 @@ impl Edge {
         config.allowed_origins.clone_from(&self.allowed_origins);
         config.limits.max_connections = self.max_connections;
         config.limits.max_per_address = self.max_connections_per_address;
-        config.limits.requests =
-            ws_edge::bucket::Rate::new(self.requests_per_address * 2.5, self.requests_per_address);
+        config.limits.requests = ws_edge::transport::bucket::Rate::new(
+            self.requests_per_address * 2.5,
+            self.requests_per_address,
+        );
         config
     }
 }

@@ -40,7 +40,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 async fn idle_connections_past_the_descriptor_limit_neither_stop_pace_nor_lose_a_record() {
     let _serial = SERIAL.lock().await;
     // The test holds thousands of sockets itself.
-    ws_edge::listener::descriptor_limit();
+    ws_edge::transport::listener::descriptor_limit();
     let mut pace = Pace::start("attack-idle", 4096, &["--demo-participants", "0"]);
     let addr = pace.addr;
     assert_eq!(probe(addr, "/healthz").await.0, 200);
@@ -543,7 +543,7 @@ async fn what_an_outsider_may_not_see_or_take() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websockets_opened_and_dropped_by_the_thousand_give_their_memory_back() {
     let _serial = SERIAL.lock().await;
-    ws_edge::listener::descriptor_limit();
+    ws_edge::transport::listener::descriptor_limit();
     let pace = Pace::start(
         "attack-churn",
         16384,

@@ -346,7 +346,7 @@ async fn an_organiser_and_players_over_the_edge_and_a_live_draw() {
 /// Each tournament as the changelog folds it (the edge's own fold):
 /// tournament, players by place and draw, without the view's seq.
 fn folded(kafka: &ingest::KafkaConfig, ids: &[String]) -> BTreeMap<String, Value> {
-    let view = ws_edge::tournaments::Tournaments::default();
+    let view = ws_edge::views::tournaments::Tournaments::default();
     for c in read_all::<TournamentChange>(kafka, &kafka.topics.tournaments) {
         view.apply(c, None);
     }

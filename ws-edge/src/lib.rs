@@ -7,55 +7,34 @@
 //! number. Any number of edges can run side by side; each holds only what it
 //! can rebuild from Kafka.
 //!
-//! Layout: `protocol.rs` every frame, typed (`refusal.rs` the error codes,
-//! `viewport.rs` what a window of a race is); `view.rs` the one abstraction
-//! every live view is served through; one module per live view, each owning
-//! its cache, frames and routes: `race.rs` the races (routes in
-//! `race_http.rs`, viewports on a race's ranking in `window.rs`, what
-//! the race view sends them in `race_windows.rs`), `rooms.rs` (routes in `rooms_http.rs`) the rooms,
-//! `tasks.rs` the task results, `tournaments.rs` the tournament draws;
-//! `views.rs` which view serves which subscription; `http.rs` what the HTTP
-//! routes share; `follow.rs` the changelog consumer, `server.rs` the
-//! routes, `listener.rs` the accept loop and HTTP connections, `table.rs`
-//! the open connections, `upgrade.rs` the WebSocket handshake and
-//! transport, `shared.rs` what every connection shares, `socket.rs` a
-//! spectator's connection, `track.rs` a device's, `post.rs` input through
-//! the edge (`decision.rs`: produce, then await the job's decision), `body.rs` request bodies, `auth.rs` tokens, `limits.rs` every
-//! bound the edge keeps, `bucket.rs` the rate limiters they use,
-//! `gossip.rs` the budgets shared with the other edges, `static/index.html`
-//! the spectator page. The protocol is `PROTOCOL.md`.
+//! Layout, folder by folder:
+//! - [`transport`]: connections as bytes and budgets (accept loop,
+//!   connection table, WebSocket handshake, limits, rate limiters, the
+//!   budgets shared with other edges), whatever they serve;
+//! - [`protocol`]: every frame and error code, typed, and what a window of a
+//!   race is; `PROTOCOL.md` describes the same;
+//! - [`views`]: the one abstraction every live view is served through
+//!   ([`views::live`]) and one module per view, each owning its cache,
+//!   frames and routes (`race/`, `rooms/`, `tasks/`, `tournaments/`);
+//! - [`input`]: input through the edge to Kafka, and "produce, then await
+//!   the job's decision" ([`input::decision`]); a device's GPS points
+//!   ([`input::track`]);
+//! - beside them: [`server`] the routes, [`follow`] the changelog consumer,
+//!   [`socket`] a spectator's connection, `shared.rs` what every connection
+//!   shares, [`auth`] tokens; `static/index.html` the spectator page.
 
 pub mod auth;
-mod body;
-pub mod bucket;
-pub mod decision;
 pub mod follow;
-pub mod gossip;
-mod http;
-pub mod limits;
-pub mod listener;
-pub mod post;
+pub mod input;
 pub mod protocol;
-pub mod race;
-mod race_http;
-pub mod refusal;
-pub mod rooms;
-pub mod rooms_http;
 pub mod server;
 mod shared;
 pub mod socket;
-pub mod table;
-pub mod tasks;
-pub mod tournaments;
-pub mod track;
-pub mod upgrade;
-pub mod view;
-pub mod viewport;
+pub mod transport;
 pub mod views;
-pub mod window;
 
-pub use limits::EdgeLimits;
 pub use server::{EdgeConfig, serve, serve_metrics, serve_views};
+pub use transport::limits::EdgeLimits;
 
 /// What went wrong at the edge.
 #[derive(Debug, thiserror::Error)]

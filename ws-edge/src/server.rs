@@ -5,14 +5,14 @@
 //! | `GET /` | the spectator page |
 //! | `GET /healthz` | `{"status":"ok"}` |
 //! | `GET /metrics` | Prometheus text |
-//! | `/api/races…` | see `race_http.rs` |
-//! | `/api/rooms…` | see `rooms_http.rs` |
-//! | `/api/tasks…`, `WS /ws/tasks/{id}` | see `tasks.rs` |
-//! | `/api/tournaments…` | see `tournaments.rs` |
+//! | `/api/races…` | see `views/race/http.rs` |
+//! | `/api/rooms…` | see `views/rooms/http.rs` |
+//! | `/api/tasks…`, `WS /ws/tasks/{id}` | see `views/tasks/` |
+//! | `/api/tournaments…` | see `views/tournaments/` |
 //! | `WS /ws?token=T` | subscriptions to races, participants, rooms, tasks and tournaments, room actions (`PROTOCOL.md`) |
 //! | `WS /ws/races/{id}?since=SEQ` | `/ws` subscribed to the race |
 //! | `WS /ws/rooms/{id}?since=SEQ&token=T` | `/ws` subscribed to the room; room actions default to it |
-//! | `WS /ws/track?token=T` | GPS points from a participant's device (`track.rs`) |
+//! | `WS /ws/track?token=T` | GPS points from a participant's device (`input/track.rs`) |
 //!
 //! Errors are JSON `{"error": …}` with a 4xx/5xx status, or an error frame on
 //! a WebSocket. Every response carries `x-request-id` (the client's, if it
@@ -33,16 +33,16 @@ use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
 use crate::EdgeError;
-use crate::gossip::Budgets;
-use crate::http::{Limited, json_error};
-use crate::limits::EdgeLimits;
-use crate::listener::Table;
-use crate::post::EdgeInput;
+use crate::input::EdgeInput;
 use crate::protocol::{ClientFrame, ViewKind};
 use crate::socket::{Shared, Start};
-use crate::upgrade::{NotWebSocket, Upgrade};
+use crate::transport::gossip::Budgets;
+use crate::transport::http::{Limited, json_error};
+use crate::transport::limits::EdgeLimits;
+use crate::transport::listener::Table;
+use crate::transport::upgrade::{NotWebSocket, Upgrade};
 use crate::views::Views;
-use crate::window::WindowSpec;
+use crate::views::race::window::WindowSpec;
 
 /// How the edge runs.
 #[derive(Clone, Debug)]
@@ -161,12 +161,13 @@ pub async fn serve_metrics(
         source,
     })?);
     let table = Table::new(
-        limits.connection_budget(crate::listener::descriptor_limit()),
+        limits.connection_budget(crate::transport::listener::descriptor_limit()),
         limits.max_per_address,
     );
     let (stop_clients, _) = tokio::sync::watch::channel(false);
     let routes = metrics().or(healthz()).unify().recover(recover).unify();
-    crate::listener::serve(listener, routes, &limits, table, stop_clients, shutdown).await;
+    crate::transport::listener::serve(listener, routes, &limits, table, stop_clients, shutdown)
+        .await;
     Ok(())
 }
 
@@ -180,21 +181,22 @@ pub(crate) fn routes(
         .map(|| warp::reply::html(PAGE).into_response());
     let (healthz, metrics) = (healthz(), metrics());
     let views = &shared.views;
-    let races = crate::race_http::routes(views.races.clone());
-    let rooms = crate::rooms_http::routes(views.rooms.clone(), shared.callers());
-    let tasks = crate::tasks::routes(crate::tasks::TaskRoutes {
+    let races = crate::views::race::http::routes(views.races.clone());
+    let rooms = crate::views::rooms::http::routes(views.rooms.clone(), shared.callers());
+    let tasks = crate::views::tasks::http::routes(crate::views::tasks::http::TaskRoutes {
         tasks: views.tasks.clone(),
         input: shared.chat.clone(),
         budget: shared.tasks.clone(),
     });
-    let tournaments = crate::tournaments::routes(views.tournaments.clone(), shared.callers());
+    let tournaments =
+        crate::views::tournaments::http::routes(views.tournaments.clone(), shared.callers());
     let with_shared = warp::any().map(move || shared.clone());
     let bearer = warp::header::optional::<String>("authorization");
     let ws_query = warp::query::<WsQuery>();
     let multiplexed = warp::path!("ws")
         .and(ws_query)
         .and(bearer)
-        .and(crate::upgrade::websocket())
+        .and(crate::transport::upgrade::websocket())
         .and(with_shared.clone())
         .map(
             |q: WsQuery, auth: Option<String>, ws: Upgrade, shared: Arc<Shared>| {
@@ -203,7 +205,7 @@ pub(crate) fn routes(
         );
     let race_ws = warp::path!("ws" / "races" / String)
         .and(ws_query)
-        .and(crate::upgrade::websocket())
+        .and(crate::transport::upgrade::websocket())
         .and(with_shared.clone())
         .map(|id: String, q: WsQuery, ws: Upgrade, shared: Arc<Shared>| {
             let first = ClientFrame::Subscribe {
@@ -224,7 +226,7 @@ pub(crate) fn routes(
     let room_ws = warp::path!("ws" / "rooms" / String)
         .and(ws_query)
         .and(bearer)
-        .and(crate::upgrade::websocket())
+        .and(crate::transport::upgrade::websocket())
         .and(with_shared.clone())
         .map(
             |id: String, q: WsQuery, auth: Option<String>, ws: Upgrade, shared: Arc<Shared>| {
@@ -239,7 +241,7 @@ pub(crate) fn routes(
             },
         );
     let task_ws = warp::path!("ws" / "tasks" / String)
-        .and(crate::upgrade::websocket())
+        .and(crate::transport::upgrade::websocket())
         .and(with_shared.clone())
         .map(|id: String, ws: Upgrade, shared: Arc<Shared>| {
             let first = ClientFrame::Subscribe {
@@ -254,7 +256,7 @@ pub(crate) fn routes(
     let track_ws = warp::path!("ws" / "track")
         .and(ws_query)
         .and(bearer)
-        .and(crate::upgrade::websocket())
+        .and(crate::transport::upgrade::websocket())
         .and(with_shared.clone())
         .map(
             |q: WsQuery, auth: Option<String>, ws: Upgrade, shared: Arc<Shared>| {
@@ -263,7 +265,7 @@ pub(crate) fn routes(
                 let span = connection_span();
                 let limits = shared.limits.clone();
                 ws.on_upgrade(&limits, move |socket| {
-                    crate::track::run(socket, shared, user).instrument(span)
+                    crate::input::track::run(socket, shared, user).instrument(span)
                 })
             },
         );
@@ -342,7 +344,7 @@ async fn recover(r: warp::Rejection) -> Result<warp::reply::Response, std::conve
         )
     } else if let Some(Limited(why)) = r.find() {
         (StatusCode::TOO_MANY_REQUESTS, (*why).to_owned())
-    } else if let Some(crate::body::TooLarge(max)) = r.find() {
+    } else if let Some(crate::protocol::body::TooLarge(max)) = r.find() {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the body is over {max} bytes"),
@@ -352,7 +354,7 @@ async fn recover(r: warp::Rejection) -> Result<warp::reply::Response, std::conve
             StatusCode::PAYLOAD_TOO_LARGE,
             "the body is too large".to_owned(),
         )
-    } else if let Some(crate::body::Malformed(why)) = r.find() {
+    } else if let Some(crate::protocol::body::Malformed(why)) = r.find() {
         (StatusCode::BAD_REQUEST, why.clone())
     } else if let Some(e) = r.find::<warp::filters::body::BodyDeserializeError>() {
         (StatusCode::BAD_REQUEST, e.to_string())
@@ -421,7 +423,8 @@ pub async fn serve(
     let follower = crate::follow::follow(&config.kafka, views.clone(), stop.clone())?;
     let budgets = Arc::new(Budgets::new(&config.limits));
     let producer = ingest::producer::AsyncProducer::new(&config.kafka)?;
-    let gossip = crate::gossip::start(&config.kafka, producer, budgets.clone(), stop.clone());
+    let gossip =
+        crate::transport::gossip::start(&config.kafka, producer, budgets.clone(), stop.clone());
     let served = serve_with(config, views, budgets, bound, shutdown).await;
     stop.store(true, Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || (follower.join(), gossip.join())).await;
@@ -457,7 +460,7 @@ async fn serve_with(
         addr: config.listen,
         source,
     })?;
-    let descriptors = crate::listener::descriptor_limit();
+    let descriptors = crate::transport::listener::descriptor_limit();
     let budget = config.limits.connection_budget(descriptors);
     tracing::info!(%addr, connections = budget, descriptors = ?descriptors, "edge listening");
     bound(addr);
@@ -471,7 +474,7 @@ async fn serve_with(
         budgets,
     ));
     let origins = Arc::new(config.allowed_origins.clone());
-    crate::listener::serve(
+    crate::transport::listener::serve(
         listener,
         routes(shared, origins),
         &config.limits,

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::bucket::Keyed;
-use crate::gossip::Budgets;
-use crate::limits::EdgeLimits;
-use crate::listener::AddressKey;
-use crate::post::EdgeInput;
+use crate::input::EdgeInput;
+use crate::transport::bucket::Keyed;
+use crate::transport::gossip::Budgets;
+use crate::transport::limits::EdgeLimits;
+use crate::transport::listener::AddressKey;
 use crate::views::Views;
 
 /// What every connection shares.
@@ -45,8 +45,8 @@ impl Shared {
     }
 
     /// Who a request is and what it may write, for the HTTP routes.
-    pub fn callers(&self) -> crate::http::Callers {
-        crate::http::Callers {
+    pub fn callers(&self) -> crate::transport::http::Callers {
+        crate::transport::http::Callers {
             input: self.chat.clone(),
             budgets: self.budgets.clone(),
         }

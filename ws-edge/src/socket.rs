@@ -10,8 +10,8 @@
 //! [`EdgeLimits::write_timeout`] is disconnected. Replies go through the same
 //! queue, so a client that does not read also stops being read. What the
 //! client sends counts against its connection's frame budget, and it is
-//! pinged; both are in `upgrade.rs`. Posts take from the user's budget,
-//! shared by all their connections (`gossip.rs`).
+//! pinged; both are in `transport/upgrade.rs`. Posts take from the user's budget,
+//! shared by all their connections (`transport/gossip.rs`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -28,15 +28,15 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tracing::Instrument;
 
 use crate::auth::AuthError;
-use crate::limits::EdgeLimits;
-use crate::post::{EdgeInput, SendError};
+use crate::input::{EdgeInput, SendError};
 use crate::protocol::{
     ClientFrame, ErrorCode, Frame, Refused, RoomOp, ServerFrame, ViewKind, error_frame,
 };
 pub(crate) use crate::shared::{Shared, stopped};
-use crate::upgrade::{Inbound, Incoming, Keepalive, WsStream};
-use crate::view::{Key, LiveView};
-use crate::window::WindowSpec;
+use crate::transport::limits::EdgeLimits;
+use crate::transport::upgrade::{Inbound, Incoming, Keepalive, WsStream};
+use crate::views::live::{Key, LiveView};
+use crate::views::race::window::WindowSpec;
 
 /// What goes to the writer.
 enum Out {
@@ -118,7 +118,7 @@ pub(crate) async fn run(socket: WsStream, shared: Arc<Shared>, start: Start) {
     drop(queue);
     let _ = tokio::join!(
         writer,
-        inbound.drain(crate::upgrade::CLOSE_WAIT),
+        inbound.drain(crate::transport::upgrade::CLOSE_WAIT),
         c.offline_everywhere()
     );
     tracing::debug!(code = close.0, "disconnected");
@@ -160,7 +160,7 @@ async fn write(
                     continue;
                 }
                 None => {
-                    crate::upgrade::no_pong();
+                    crate::transport::upgrade::no_pong();
                     let _ = tokio::time::timeout(
                         Duration::from_secs(1),
                         sink.send(close_message(1008, "no pong")),
@@ -482,7 +482,7 @@ impl Conn {
         // A room that does not exist here, or is invite-only and the user
         // is neither invited nor a member: the same answer for both.
         if !views.rooms.may_join(&room, &user) {
-            return Reply::Error(crate::rooms::unknown(&room));
+            return Reply::Error(crate::views::rooms::unknown(&room));
         }
         if op == RoomOp::Post
             && !(self.joined.contains(&room) || views.rooms.is_member(&room, &user))
@@ -583,7 +583,7 @@ struct Sub {
 /// the view says the user may no longer see it.
 async fn forward(
     mut sub: Sub,
-    mut changes: broadcast::Receiver<crate::view::Change>,
+    mut changes: broadcast::Receiver<crate::views::live::Change>,
     queue: mpsc::Sender<Out>,
 ) {
     let view = sub.key.view.name();

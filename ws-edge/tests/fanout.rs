@@ -107,7 +107,7 @@ async fn a_thousand_spectators_in_order_and_a_stalled_one_gets_a_snapshot() {
         socket_send_buffer: Some(16 * 1024),
         // Every spectator here comes from 127.0.0.1.
         max_per_address: 0,
-        requests: pace_ws_edge::bucket::Rate::new(10_000.0, 10_000.0),
+        requests: pace_ws_edge::transport::bucket::Rate::new(10_000.0, 10_000.0),
         ..EdgeLimits::default()
     })
     .await;

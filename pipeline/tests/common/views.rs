@@ -323,7 +323,7 @@ pub struct Final {
 /// task id with two results fails the test: a pipeline that ran without a
 /// restart writes each result once.
 pub fn final_views(kafka: &KafkaConfig, defs: &[RaceDefinition], once: bool) -> Final {
-    let views = ws_edge::race::Races::default();
+    let views = ws_edge::views::race::Races::default();
     for d in defs {
         views.apply_race(d.clone());
     }
@@ -341,7 +341,7 @@ pub fn final_views(kafka: &KafkaConfig, defs: &[RaceDefinition], once: bool) -> 
             )
         })
         .collect();
-    let rooms_view = ws_edge::rooms::Rooms::default();
+    let rooms_view = ws_edge::views::rooms::Rooms::default();
     for c in read_all::<RoomChange>(kafka, &kafka.topics.rooms) {
         rooms_view.apply(c);
     }

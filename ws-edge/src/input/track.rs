@@ -12,9 +12,9 @@
 //! is lost silently. `{"type":"ping"}` gets a pong.
 //!
 //! Budgets are the token subject's, over all its connections to this edge:
-//! [`EdgeLimits::points`](crate::limits::EdgeLimits::points) accepted
+//! [`EdgeLimits::points`](crate::transport::limits::EdgeLimits::points) accepted
 //! points (past it, `rate_limited`: send it again later) and
-//! [`EdgeLimits::refusals`](crate::limits::EdgeLimits::refusals)
+//! [`EdgeLimits::refusals`](crate::transport::limits::EdgeLimits::refusals)
 //! dead-lettered refusals (past it a refused point gets its error frame but
 //! no dead letter, and a connection that has sent
 //! [`REFUSALS_BEFORE_CLOSE`] such points in a row is closed, 1008). Every
@@ -30,10 +30,10 @@ use schemas::GpsPoint;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::auth::AuthError;
-use crate::post::{SendError, Topic};
+use crate::input::{SendError, Topic};
 use crate::protocol::{DeviceError, DeviceFrame, DeviceKind, DeviceServerFrame};
 use crate::socket::{Shared, close_message};
-use crate::upgrade::{Inbound, Incoming, Keepalive, WsStream};
+use crate::transport::upgrade::{Inbound, Incoming, Keepalive, WsStream};
 
 /// Points a device may have on their way to the broker at once.
 pub const IN_FLIGHT: usize = 256;
@@ -114,7 +114,7 @@ pub(crate) async fn run(
                     }
                 }
                 None => {
-                    crate::upgrade::no_pong();
+                    crate::transport::upgrade::no_pong();
                     close = (1008, "no pong");
                     break;
                 }
@@ -131,7 +131,7 @@ pub(crate) async fn run(
                 let frame = DeviceServerFrame::Reconnect { reason: "shutdown", after_ms: 1000 }.encode();
                 let _ = send(&mut tx, limits, Message::text(frame)).await;
                 let _ = send(&mut tx, limits, close_message(1012, "restarting")).await;
-                rx.drain(crate::upgrade::CLOSE_WAIT.min(limits.drain / 2)).await;
+                rx.drain(crate::transport::upgrade::CLOSE_WAIT.min(limits.drain / 2)).await;
                 return;
             }
         }
@@ -148,13 +148,13 @@ pub(crate) async fn run(
         }
     }
     let _ = send(&mut tx, limits, close_message(close.0, close.1)).await;
-    rx.drain(crate::upgrade::CLOSE_WAIT).await;
+    rx.drain(crate::transport::upgrade::CLOSE_WAIT).await;
 }
 
 /// Sends one message, within the write timeout.
 async fn send(
     tx: &mut futures_util::stream::SplitSink<WsStream, Message>,
-    limits: &crate::limits::EdgeLimits,
+    limits: &crate::transport::limits::EdgeLimits,
     msg: Message,
 ) -> Result<(), ()> {
     match tokio::time::timeout(limits.write_timeout, tx.send(msg)).await {

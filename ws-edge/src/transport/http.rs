@@ -7,8 +7,8 @@ use std::sync::Arc;
 use warp::Reply;
 use warp::http::StatusCode;
 
-use crate::gossip::Budgets;
-use crate::post::{EdgeInput, SendError};
+use crate::input::{EdgeInput, SendError};
+use crate::transport::gossip::Budgets;
 
 /// A JSON error: `{"error": message}` with `status`.
 pub(crate) fn json_error(status: StatusCode, message: String) -> warp::reply::Response {

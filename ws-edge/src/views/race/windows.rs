@@ -1,6 +1,6 @@
 //! The race view's windows (protocol v2, `window.rs`): subscribing to a
 //! window of a race, its snapshot, and what each change sends to the
-//! windows it touched. A child of `race.rs`, which applies the changes and
+//! windows it touched. A child of `mod.rs`, which applies the changes and
 //! calls [`RaceView::send_windows`].
 
 use std::collections::{BTreeSet, HashSet};
@@ -9,8 +9,8 @@ use schemas::{Split, SplitKey, StandingsChange};
 
 use super::{RaceView, Races, unknown_race};
 use crate::protocol::{Frame, Refused, ServerFrame, ViewDelta, ViewSnapshot};
-use crate::view::{Change, First, Snapshot, Subscribed};
-use crate::window::{Span, Window};
+use crate::views::live::{Change, First, Snapshot, Subscribed};
+use crate::views::race::window::{Span, Window};
 
 impl RaceView {
     /// The splits of `participants`, by split then position.

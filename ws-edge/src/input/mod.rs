@@ -5,6 +5,9 @@
 //! fails a check reaches an input topic; a refused GPS point goes to
 //! `pace.dlq` with its reason.
 
+pub mod decision;
+pub mod track;
+
 use std::time::Duration;
 
 use ingest::KafkaConfig;

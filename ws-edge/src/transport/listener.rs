@@ -39,9 +39,9 @@ use tower_service::Service;
 use warp::http::{Request, StatusCode};
 use warp::{Filter, Reply};
 
-use crate::bucket::Keyed;
-use crate::limits::EdgeLimits;
-pub use crate::table::{AddressKey, Busy, Refusal, Table, Ticket};
+use crate::transport::bucket::Keyed;
+use crate::transport::limits::EdgeLimits;
+pub use crate::transport::table::{AddressKey, Busy, Refusal, Table, Ticket};
 
 /// Largest request head (line and headers), bytes; hyper answers 431 past it.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -372,7 +372,7 @@ impl Connection {
                                 .edge_refused
                                 .with_label_values(&["request_timeout"])
                                 .inc();
-                            crate::http::json_error(
+                            crate::transport::http::json_error(
                                 StatusCode::SERVICE_UNAVAILABLE,
                                 format!("the request took longer than {request_timeout:?}"),
                             )
@@ -383,7 +383,7 @@ impl Connection {
                         .edge_rate_limited
                         .with_label_values(&["request"])
                         .inc();
-                    let mut r = crate::http::json_error(
+                    let mut r = crate::transport::http::json_error(
                         StatusCode::TOO_MANY_REQUESTS,
                         "too many requests from your address; slow down".to_owned(),
                     );

@@ -2,7 +2,7 @@
 //! (`top N`, ranks `from..=to`, or participant `p ± k`), the race's order
 //! (rank → participant) the edge keeps to answer it, and the state of each
 //! window someone watches: the span and participants it showed last. The
-//! race view (`race.rs`) sends a change to a window only when it touched a
+//! race view (`mod.rs`) sends a change to a window only when it touched a
 //! rank inside it or the leader moved, as one frame shared by all of the
 //! window's subscribers, so a spectator of a 100,000-runner race receives
 //! the rows of its window and not the race.
@@ -11,9 +11,11 @@ use std::collections::{BTreeSet, HashMap};
 
 use tokio::sync::broadcast;
 
-use crate::refusal::{ErrorCode, Refused};
-use crate::view::Change;
-pub use crate::viewport::{DEFAULT_AROUND, MAX_AROUND, MAX_WINDOW_ROWS, Span, Window, WindowSpec};
+use crate::protocol::refusal::{ErrorCode, Refused};
+pub use crate::protocol::viewport::{
+    DEFAULT_AROUND, MAX_AROUND, MAX_WINDOW_ROWS, Span, Window, WindowSpec,
+};
+use crate::views::live::Change;
 
 /// Distinct windows one race serves at once: each costs a little on every
 /// change that touches it, so clients share common ones (the top 20).
@@ -175,7 +177,7 @@ impl Windows {
                 ));
             }
             let (span, members) = opened();
-            let tx = broadcast::channel(crate::view::FRAME_BUFFER).0;
+            let tx = broadcast::channel(crate::views::live::FRAME_BUFFER).0;
             self.0.insert(window.clone(), Watched { tx, span, members });
         }
         Ok(&self.0[window])

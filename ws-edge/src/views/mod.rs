@@ -4,14 +4,20 @@
 //! here, an arm of [`Views::live`], its changelog in `follow.rs` and its
 //! routes in `server.rs`.
 
+pub mod live;
+pub mod race;
+pub mod rooms;
+pub mod tasks;
+pub mod tournaments;
+
 use std::sync::Arc;
 
 use crate::protocol::ViewKind;
-use crate::race::Races;
-use crate::rooms::Rooms;
-use crate::tasks::Tasks;
-use crate::tournaments::Tournaments;
-use crate::view::LiveView;
+use crate::views::live::LiveView;
+use crate::views::race::Races;
+use crate::views::rooms::Rooms;
+use crate::views::tasks::Tasks;
+use crate::views::tournaments::Tournaments;
 
 /// The views this edge serves, each rebuilt from its changelog.
 #[derive(Default)]

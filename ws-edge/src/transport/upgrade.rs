@@ -25,9 +25,9 @@ use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
-use crate::bucket::Bucket;
-use crate::limits::EdgeLimits;
-use crate::listener::{Peer, Upgraded};
+use crate::transport::bucket::Bucket;
+use crate::transport::limits::EdgeLimits;
+use crate::transport::listener::{Peer, Upgraded};
 
 /// The largest frame the edge writes (a big race's snapshot): what the
 /// write buffer may hold while the kernel takes it. The writer sends one
@@ -104,14 +104,14 @@ impl Upgrade {
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let Some(on) = self.peer.upgrade.lock().expect("upgrade lock").take() else {
-            return crate::http::json_error(
+            return crate::transport::http::json_error(
                 StatusCode::BAD_REQUEST,
                 "this connection was upgraded already".to_owned(),
             );
         };
         let ticket = self.peer.ticket.clone();
         if !ticket.upgraded() {
-            return crate::http::json_error(
+            return crate::transport::http::json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many connections here; try another edge, or later".to_owned(),
             );

@@ -6,8 +6,11 @@
 //! participant's own view gets frames of its own, encoded only while
 //! someone follows that participant; a window of the ranking (`window.rs`)
 //! gets frames of its own, only when a change touches a rank inside it
-//! (`race_windows.rs`). The race routes are in `race_http.rs`, the tests in
-//! `race_tests.rs`.
+//! (`windows.rs`). The race routes are in `http.rs`, the tests in
+//! `tests.rs`.
+
+pub(crate) mod http;
+pub mod window;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, RwLock};
@@ -19,8 +22,8 @@ use tokio::sync::broadcast;
 use crate::protocol::{
     ErrorCode, Frame, ParticipantFrame, Refused, ServerFrame, ViewDelta, ViewKind, ViewSnapshot,
 };
-use crate::view::{Change, FRAME_BUFFER, First, Key, LiveView, Snapshot, Subscribed};
-use crate::window::{Order, Windows};
+use crate::views::live::{Change, FRAME_BUFFER, First, Key, LiveView, Snapshot, Subscribed};
+use crate::views::race::window::{Order, Windows};
 use windows::Moved;
 
 /// Changes buffered per followed participant.
@@ -280,7 +283,7 @@ impl Races {
         self.apply_standings_from(change, None);
     }
 
-    /// [`Views::apply_standings`] of a change whose oldest input record was
+    /// `Races::apply_standings` of a change whose oldest input record was
     /// produced at `origin_ms`.
     pub fn apply_standings_from(&self, change: StandingsChange, origin_ms: Option<i64>) {
         let mut races = self.races.write().expect("views lock");
@@ -546,9 +549,7 @@ impl LiveView for Races {
     }
 }
 
-#[path = "race_windows.rs"]
 mod windows;
 
 #[cfg(test)]
-#[path = "race_tests.rs"]
 mod tests;

@@ -7,16 +7,16 @@
 //! | `GET /api/races/{id}/standings` | rows by rank; `x-pace-seq` header |
 //! | `GET /api/races/{id}/splits` | splits by split, then position; `x-pace-seq` |
 //!
-//! The WebSocket side (`WS /ws/races/{id}`) is the race view (`race.rs`)
-//! through `socket.rs`.
+//! The WebSocket side (`WS /ws/races/{id}`) is the race view (`mod.rs`)
+//! through `crate::socket`.
 
 use std::sync::Arc;
 
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
-use crate::http::json_error;
-use crate::race::Races;
+use crate::transport::http::json_error;
+use crate::views::race::Races;
 
 /// The race routes.
 pub(crate) fn routes(

@@ -1,9 +1,9 @@
-//! Tests of the race view (`race.rs`): snapshots and deltas in sequence,
+//! Tests of the race view (`mod.rs`): snapshots and deltas in sequence,
 //! resuming, participant views, the leader and the distance gaps, and
 //! windows (`window.rs`) against a plain reference on seeded random changes.
 
 use super::*;
-use crate::window::Window;
+use crate::views::race::window::Window;
 use schemas::{Participant, RaceKind, Status, Timestamp};
 
 fn def() -> RaceDefinition {
@@ -634,7 +634,7 @@ fn windows_nobody_watches_go_and_a_race_serves_a_bounded_number() {
         ErrorCode::UnknownRace
     );
     v.apply_race(def());
-    let max = crate::window::MAX_WINDOWS as u32;
+    let max = crate::views::race::window::MAX_WINDOWS as u32;
     let held: Vec<Subscribed> = (1..=max)
         .map(|i| v.subscribe_window("r", &one(i)).unwrap())
         .collect();

@@ -22,8 +22,8 @@ use ingest::producer::AsyncProducer;
 use ingest::source::StaticConsumer;
 use schemas::{EdgeUsage, Timestamp};
 
-use crate::bucket::{Keyed, Rate};
-use crate::limits::EdgeLimits;
+use crate::transport::bucket::{Keyed, Rate};
+use crate::transport::limits::EdgeLimits;
 
 /// How often an edge tells the others what it gave out.
 pub const INTERVAL: Duration = Duration::from_millis(250);
@@ -108,7 +108,7 @@ fn charge(budgets: &Budgets, usage: &EdgeUsage) {
 /// `stop`. While `pace.edges` cannot be read (a deployment that predates
 /// it, until `pace pipeline` creates it; a broker that just started),
 /// budgets are this edge's alone, the log says so, and it tries again
-/// every [`RETRY`].
+/// every `RETRY`.
 pub fn start(
     config: &KafkaConfig,
     producer: AsyncProducer,

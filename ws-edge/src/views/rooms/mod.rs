@@ -9,6 +9,8 @@
 //! - `{"type":"delta","view":"room","id":…,"seq":N,"members":[…],"removes":[…],"messages":[…]}`:
 //!   each change, encoded once for every subscriber.
 
+pub mod http;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::RwLock;
 
@@ -17,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::protocol::{ErrorCode, Frame, Refused, ServerFrame, ViewDelta, ViewSnapshot};
-use crate::view::{Change, FRAME_BUFFER, First, Key, LiveView, Snapshot, Subscribed};
+use crate::views::live::{Change, FRAME_BUFFER, First, Key, LiveView, Snapshot, Subscribed};
 
 /// Messages held per room; older ones are in the archive and the changelog.
 pub const MESSAGES_HELD: usize = 2000;
@@ -203,7 +205,7 @@ impl Rooms {
 
     /// How `room` came to be, once it exists; waits up to `within` for it.
     pub async fn creation(&self, room: &str, within: std::time::Duration) -> Option<Creation> {
-        crate::decision::wait(within, || self.created(room)).await
+        crate::input::decision::wait(within, || self.created(room)).await
     }
 
     /// How `room` came to be, or what announces that it came to be.

@@ -5,14 +5,18 @@
 //! at a frame's text after that. `PROTOCOL.md` and `protocol.schema.json`
 //! describe the same frames.
 
+pub(crate) mod body;
+pub mod refusal;
+pub mod viewport;
+
 use schemas::tournament::{Draw, Outcome, TournamentInfo, TournamentPlayer};
 use schemas::{
     Leader, RoomMember, RoomMessage, Split, SplitKey, StandingRow, TaskResult, Visibility,
 };
 use serde::{Deserialize, Serialize};
 
-pub use crate::refusal::{ErrorCode, Refused};
-use crate::viewport::{Span, WindowSpec};
+pub use crate::protocol::refusal::{ErrorCode, Refused};
+use crate::protocol::viewport::{Span, WindowSpec};
 
 /// An encoded frame, shared by all subscribers: reference-counted bytes,
 /// cloned for each subscriber, never copied.

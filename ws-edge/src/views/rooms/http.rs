@@ -15,7 +15,7 @@
 //! create of its name gets 409: room ids are one namespace). Room
 //! ids are [`schemas::validate::room_id`]s. Creates and invites take from
 //! the caller's post budget. The WebSocket side (`WS /ws/rooms/{id}`,
-//! joins, leaves and posts) is in `socket.rs` and `PROTOCOL.md`.
+//! joins, leaves and posts) is in `crate::socket` and `PROTOCOL.md`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,9 +25,9 @@ use serde::Deserialize;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
-use crate::http::{Callers, json_error, json_with, send_error};
-use crate::post::EdgeInput;
-use crate::rooms::{Gone, Rooms};
+use crate::input::EdgeInput;
+use crate::transport::http::{Callers, json_error, json_with, send_error};
+use crate::views::rooms::{Gone, Rooms};
 
 /// How long a create waits for the rooms job's decision before it answers
 /// 202 (the create is in Kafka and will be decided; `GET /api/rooms/{id}`
@@ -123,7 +123,7 @@ pub(crate) fn routes(
     let create = warp::path!("api" / "rooms")
         .and(warp::post())
         .and(bearer)
-        .and(crate::body::json::<NewRoom>(MAX_BODY))
+        .and(crate::protocol::body::json::<NewRoom>(MAX_BODY))
         .and(ctx.clone())
         .then(|auth: Option<String>, new: NewRoom, ctx: Ctx| async move {
             create(&ctx, auth, new).await
@@ -138,7 +138,7 @@ pub(crate) fn routes(
     let invite = warp::path!("api" / "rooms" / String / "invites")
         .and(warp::post())
         .and(bearer)
-        .and(crate::body::json::<NewInvite>(MAX_BODY))
+        .and(crate::protocol::body::json::<NewInvite>(MAX_BODY))
         .and(ctx.clone())
         .then(
             |id: String, auth: Option<String>, new: NewInvite, ctx: Ctx| async move {
@@ -179,7 +179,7 @@ pub(crate) fn routes(
                 Ok(u) => u,
                 Err(e) => return e.reply(),
             };
-            let limit = q.limit.unwrap_or(crate::rooms::MAX_PAGE);
+            let limit = q.limit.unwrap_or(crate::views::rooms::MAX_PAGE);
             match ctx
                 .rooms
                 .messages(&id, user.as_deref(), q.since.unwrap_or(0), limit)
@@ -229,7 +229,8 @@ async fn create(ctx: &Ctx, auth: Option<String>, new: NewRoom) -> warp::reply::R
     };
     let send = ctx.callers.input.send(&event);
     let decided =
-        crate::decision::produce_then_await(send, CREATE_WAIT, || rooms.created(&new.id)).await;
+        crate::input::decision::produce_then_await(send, CREATE_WAIT, || rooms.created(&new.id))
+            .await;
     match decided {
         Err(e) => send_error(&e),
         Ok(Some(c)) if c.create_id.as_deref() == Some(id.as_str()) => {

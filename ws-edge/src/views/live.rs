@@ -2,7 +2,7 @@
 //! served through: [`LiveView`]. A view module owns its cache, encodes its
 //! frames once ([`crate::protocol::ServerFrame`]) and broadcasts each
 //! change as a [`Change`] on a bounded ring; a connection subscribes
-//! through the trait and forwards changes (`socket.rs`) without knowing
+//! through the trait and forwards changes (`crate::socket`) without knowing
 //! which view it follows. A subscriber that falls more than the ring
 //! behind is sent one fresh snapshot ([`LiveView::resnapshot`]) instead of
 //! the backlog.
@@ -76,7 +76,7 @@ pub struct Key {
     /// The participant, with view `participant`.
     pub participant: Option<String>,
     /// The window, for a window of a race.
-    pub window: Option<crate::viewport::Window>,
+    pub window: Option<crate::protocol::viewport::Window>,
 }
 
 impl Key {

@@ -1,11 +1,11 @@
 //! What a window of a race is (protocol v2): as a client asks for it
 //! ([`WindowSpec`]), as the edge keeps it once checked ([`Window`]), and
 //! where it is now ([`Span`]). The state of the windows a race serves is
-//! `window.rs`'s.
+//! `views/race/window.rs`'s.
 
 use serde::{Deserialize, Serialize};
 
-use crate::refusal::{ErrorCode, Refused};
+use crate::protocol::refusal::{ErrorCode, Refused};
 
 /// The most rows a window spans.
 pub const MAX_WINDOW_ROWS: u32 = 500;

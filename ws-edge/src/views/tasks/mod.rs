@@ -10,22 +10,18 @@
 //!
 //! A malformed body, a missing field, a wrong type, an unknown field or a
 //! body over 16 KiB gets a 4xx with a JSON error, and nothing is enqueued.
+//! The routes are in `http.rs`.
+
+pub(crate) mod http;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
-use schemas::{CalcTask, TaskResult, TaskStatus, Timestamp};
-use serde::Deserialize;
+use schemas::{CalcTask, TaskResult, TaskStatus};
 use tokio::sync::broadcast;
-use warp::http::StatusCode;
-use warp::{Filter, Reply};
 
-use crate::bucket::Keyed;
-use crate::http::{Limited, json_error, json_with, send_error};
-use crate::listener::{AddressKey, Peer};
-use crate::post::EdgeInput;
 use crate::protocol::{Frame, Refused, ServerFrame, ViewDelta, ViewSnapshot};
-use crate::view::{Change, First, Key, LiveView, Snapshot, Subscribed};
+use crate::views::live::{Change, First, Key, LiveView, Snapshot, Subscribed};
 
 /// Results held per edge (older ones are in the changelog and the archive).
 pub const RESULTS_HELD: usize = 10_000;
@@ -203,116 +199,10 @@ impl LiveView for Tasks {
     }
 }
 
-/// What the task routes use.
-#[derive(Clone)]
-pub(crate) struct TaskRoutes {
-    /// The results.
-    pub tasks: Arc<Tasks>,
-    /// The way into `pace.calc`.
-    pub input: Arc<EdgeInput>,
-    /// Submissions per client address.
-    pub budget: Arc<Keyed<AddressKey>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewTask {
-    expression: String,
-    #[serde(default)]
-    id: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    status: Option<TaskStatus>,
-    limit: Option<usize>,
-}
-
-fn new_id() -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    format!("t-{:016x}{:016x}", rng.random::<u64>(), rng.random::<u64>())
-}
-
-/// The task routes. Submissions take from the client address's budget
-/// ([`EdgeLimits::tasks`](crate::limits::EdgeLimits::tasks)); past it, 429.
-pub(crate) fn routes(
-    r: TaskRoutes,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    let budget = r.budget.clone();
-    let ctx = warp::any().map(move || (r.tasks.clone(), r.input.clone()));
-    let submit = warp::path!("api" / "tasks")
-        .and(warp::post())
-        .and(warp::ext::optional::<Peer>())
-        .and_then(move |peer: Option<Peer>| {
-            let budget = budget.clone();
-            async move {
-                match peer {
-                    Some(p) if !budget.take(&p.addr.ip().into()) => {
-                        observability::metrics()
-                            .edge_rate_limited
-                            .with_label_values(&["task"])
-                            .inc();
-                        Err(warp::reject::custom(Limited(
-                            "too many tasks from your address; slow down",
-                        )))
-                    }
-                    _ => Ok(()),
-                }
-            }
-        })
-        .untuple_one()
-        .and(crate::body::bytes(MAX_BODY))
-        .and(ctx.clone())
-        .then(
-            |body: bytes::Bytes, (tasks, input): (Arc<Tasks>, Arc<EdgeInput>)| async move {
-                let new: NewTask = match serde_json::from_slice(&body) {
-                    Ok(t) => t,
-                    Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("bad task: {e}")),
-                };
-                let task = CalcTask {
-                    id: new.id.unwrap_or_else(new_id),
-                    expression: new.expression,
-                    time: Timestamp::now(),
-                };
-                if let Some(known) = tasks.get(&task.id) {
-                    // The same id again: the same task.
-                    return accepted(&known.id);
-                }
-                match input.submit(&task).await {
-                    Ok(()) => {
-                        tasks.submitted(&task);
-                        accepted(&task.id)
-                    }
-                    Err(e) => send_error(&e),
-                }
-            },
-        );
-    let one = warp::path!("api" / "tasks" / String)
-        .and(warp::get())
-        .and(ctx.clone())
-        .map(
-            |id: String, (tasks, _): (Arc<Tasks>, Arc<EdgeInput>)| match tasks.get(&id) {
-                Some(r) => warp::reply::json(&r).into_response(),
-                None => json_error(StatusCode::NOT_FOUND, format!("no task {id:?}")),
-            },
-        );
-    let list = warp::path!("api" / "tasks")
-        .and(warp::get())
-        .and(warp::query::<ListQuery>())
-        .and(ctx.clone())
-        .map(|q: ListQuery, (tasks, _): (Arc<Tasks>, Arc<EdgeInput>)| {
-            warp::reply::json(&tasks.list(q.status, q.limit.unwrap_or(100))).into_response()
-        });
-    submit.or(one).unify().or(list).unify()
-}
-
-fn accepted(id: &str) -> warp::reply::Response {
-    json_with(StatusCode::ACCEPTED, &serde_json::json!({ "id": id }))
-}
-
 #[cfg(test)]
 mod tests {
+    use schemas::Timestamp;
+
     use super::*;
 
     fn result(id: &str) -> TaskResult {

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use crate::bucket::Rate;
+use crate::transport::bucket::Rate;
 
 /// What bounds the edge's use of memory, sockets and descriptors.
 #[derive(Clone, Debug)]

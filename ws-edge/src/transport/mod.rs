@@ -1,0 +1,14 @@
+//! Connections as bytes and budgets, whatever view they serve: the accept
+//! loop and HTTP connections (`listener.rs`), the open connections
+//! (`table.rs`), the WebSocket handshake and transport (`upgrade.rs`), what
+//! the HTTP routes share (`http.rs`), every bound the edge keeps
+//! (`limits.rs`), the rate limiters they use (`bucket.rs`) and the budgets
+//! shared with the other edges (`gossip.rs`).
+
+pub mod bucket;
+pub mod gossip;
+pub(crate) mod http;
+pub mod limits;
+pub mod listener;
+pub mod table;
+pub mod upgrade;

@@ -1,0 +1,123 @@
+//! The task routes: submitting a task, and reading results (see the table
+//! in `mod.rs`).
+
+use std::sync::Arc;
+
+use schemas::{CalcTask, TaskStatus, Timestamp};
+use serde::Deserialize;
+use warp::http::StatusCode;
+use warp::{Filter, Reply};
+
+use super::{MAX_BODY, Tasks};
+use crate::input::EdgeInput;
+use crate::transport::bucket::Keyed;
+use crate::transport::http::{Limited, json_error, json_with, send_error};
+use crate::transport::listener::{AddressKey, Peer};
+
+/// What the task routes use.
+#[derive(Clone)]
+pub(crate) struct TaskRoutes {
+    /// The results.
+    pub tasks: Arc<Tasks>,
+    /// The way into `pace.calc`.
+    pub input: Arc<EdgeInput>,
+    /// Submissions per client address.
+    pub budget: Arc<Keyed<AddressKey>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTask {
+    expression: String,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    status: Option<TaskStatus>,
+    limit: Option<usize>,
+}
+
+fn new_id() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    format!("t-{:016x}{:016x}", rng.random::<u64>(), rng.random::<u64>())
+}
+
+/// The task routes. Submissions take from the client address's budget
+/// ([`EdgeLimits::tasks`](crate::transport::limits::EdgeLimits::tasks)); past it, 429.
+pub(crate) fn routes(
+    r: TaskRoutes,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    let budget = r.budget.clone();
+    let ctx = warp::any().map(move || (r.tasks.clone(), r.input.clone()));
+    let submit = warp::path!("api" / "tasks")
+        .and(warp::post())
+        .and(warp::ext::optional::<Peer>())
+        .and_then(move |peer: Option<Peer>| {
+            let budget = budget.clone();
+            async move {
+                match peer {
+                    Some(p) if !budget.take(&p.addr.ip().into()) => {
+                        observability::metrics()
+                            .edge_rate_limited
+                            .with_label_values(&["task"])
+                            .inc();
+                        Err(warp::reject::custom(Limited(
+                            "too many tasks from your address; slow down",
+                        )))
+                    }
+                    _ => Ok(()),
+                }
+            }
+        })
+        .untuple_one()
+        .and(crate::protocol::body::bytes(MAX_BODY))
+        .and(ctx.clone())
+        .then(
+            |body: bytes::Bytes, (tasks, input): (Arc<Tasks>, Arc<EdgeInput>)| async move {
+                let new: NewTask = match serde_json::from_slice(&body) {
+                    Ok(t) => t,
+                    Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("bad task: {e}")),
+                };
+                let task = CalcTask {
+                    id: new.id.unwrap_or_else(new_id),
+                    expression: new.expression,
+                    time: Timestamp::now(),
+                };
+                if let Some(known) = tasks.get(&task.id) {
+                    // The same id again: the same task.
+                    return accepted(&known.id);
+                }
+                match input.submit(&task).await {
+                    Ok(()) => {
+                        tasks.submitted(&task);
+                        accepted(&task.id)
+                    }
+                    Err(e) => send_error(&e),
+                }
+            },
+        );
+    let one = warp::path!("api" / "tasks" / String)
+        .and(warp::get())
+        .and(ctx.clone())
+        .map(
+            |id: String, (tasks, _): (Arc<Tasks>, Arc<EdgeInput>)| match tasks.get(&id) {
+                Some(r) => warp::reply::json(&r).into_response(),
+                None => json_error(StatusCode::NOT_FOUND, format!("no task {id:?}")),
+            },
+        );
+    let list = warp::path!("api" / "tasks")
+        .and(warp::get())
+        .and(warp::query::<ListQuery>())
+        .and(ctx.clone())
+        .map(|q: ListQuery, (tasks, _): (Arc<Tasks>, Arc<EdgeInput>)| {
+            warp::reply::json(&tasks.list(q.status, q.limit.unwrap_or(100))).into_response()
+        });
+    submit.or(one).unify().or(list).unify()
+}
+
+fn accepted(id: &str) -> warp::reply::Response {
+    json_with(StatusCode::ACCEPTED, &serde_json::json!({ "id": id }))
+}
