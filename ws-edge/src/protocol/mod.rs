@@ -1,22 +1,19 @@
-//! The spectator protocol, typed: every frame a client may send
-//! ([`ClientFrame`]) and every frame the edge sends ([`ServerFrame`]), for
-//! every live view. A frame is decoded once by serde into a
-//! [`ClientFrame`] and encoded once from a [`ServerFrame`]; nothing looks
-//! at a frame's text after that. `PROTOCOL.md` and `protocol.schema.json`
-//! describe the same frames.
+//! The spectator protocol's envelope, typed: every frame a client may send
+//! ([`ClientFrame`]), the frames the edge sends about subscriptions and
+//! actions ([`ServerFrame`]), and the envelope of a view's snapshots and
+//! deltas ([`snapshot`], [`delta`]), whose bodies each view module owns
+//! (`views/*/frames.rs`). A frame is decoded once by serde into a
+//! [`ClientFrame`] and encoded once; nothing looks at a frame's text after
+//! that. `PROTOCOL.md` and `protocol.schema.json` describe the same frames.
 
 pub(crate) mod body;
 pub mod refusal;
 pub mod viewport;
 
-use schemas::tournament::{Draw, Outcome, TournamentInfo, TournamentPlayer};
-use schemas::{
-    Leader, RoomMember, RoomMessage, Split, SplitKey, StandingRow, TaskResult, Visibility,
-};
 use serde::{Deserialize, Serialize};
 
 pub use crate::protocol::refusal::{ErrorCode, Refused};
-use crate::protocol::viewport::{Span, WindowSpec};
+use crate::protocol::viewport::WindowSpec;
 
 /// An encoded frame, shared by all subscribers: reference-counted bytes,
 /// cloned for each subscriber, never copied.
@@ -141,10 +138,6 @@ impl RoomOp {
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame<'a> {
-    /// A view as a whole.
-    Snapshot(ViewSnapshot<'a>),
-    /// One change of a view.
-    Delta(ViewDelta<'a>),
     /// A resumed race subscription: the deltas after `since` follow.
     Resumed {
         /// The view (`race`).
@@ -193,159 +186,6 @@ pub enum ServerFrame<'a> {
         /// How long to wait, ms.
         after_ms: u64,
     },
-}
-
-/// A view as a whole, by view.
-#[derive(Debug, Serialize)]
-#[serde(tag = "view", rename_all = "snake_case")]
-pub enum ViewSnapshot<'a> {
-    /// A race's standings, by rank, and splits, by split then position.
-    Race {
-        /// Race id.
-        id: &'a str,
-        /// The race view's seq.
-        seq: u64,
-        /// The window's span, for a window subscription.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        window: Option<Span>,
-        /// Every row (of the window).
-        rows: Vec<StandingRow>,
-        /// Every split.
-        splits: Vec<&'a Split>,
-        /// Who leads: a row's distance gap is the leader's `distance_m` minus the row's.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        leader: Option<&'a Leader>,
-    },
-    /// One participant's row and splits.
-    Participant(ParticipantFrame<'a>),
-    /// A room's members and its messages after the client's `since` (or the
-    /// latest few).
-    Room {
-        /// Room id.
-        id: &'a str,
-        /// The room's latest message seq.
-        seq: u64,
-        /// Who may read and join.
-        visibility: Visibility,
-        /// Every member.
-        members: Vec<&'a RoomMember>,
-        /// Messages, in order.
-        messages: Vec<&'a RoomMessage>,
-    },
-    /// A task's result, pending entry or nothing yet (`seq` 1 once done).
-    Task {
-        /// Task id.
-        id: &'a str,
-        /// 0 until the result, then 1.
-        seq: u64,
-        /// What is known.
-        result: Option<&'a TaskResult>,
-    },
-    /// A tournament: its info, players and draw.
-    Tournament {
-        /// Tournament id.
-        id: &'a str,
-        /// The tournament view's seq.
-        seq: u64,
-        /// The tournament (`None` until created).
-        tournament: Option<&'a TournamentInfo>,
-        /// Every player, in the order they joined.
-        players: Vec<&'a TournamentPlayer>,
-        /// The draw, once made.
-        draw: Option<&'a Draw>,
-    },
-}
-
-/// One change of a view, by view.
-#[derive(Debug, Serialize)]
-#[serde(tag = "view", rename_all = "snake_case")]
-pub enum ViewDelta<'a> {
-    /// Rows upserted and removed, splits set and removed.
-    Race {
-        /// Race id.
-        id: &'a str,
-        /// The race view's seq after the change.
-        seq: u64,
-        /// The window's span after the change, for a window subscription.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        window: Option<Span>,
-        /// Rows that changed (or entered the window).
-        upserts: Vec<StandingRow>,
-        /// Participants whose rows went (or left the window).
-        removes: &'a [String],
-        /// Splits set.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        splits: Vec<&'a Split>,
-        /// Splits removed.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        split_removes: Vec<&'a SplitKey>,
-        /// The leader, when it changed.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        leader: Option<&'a Leader>,
-    },
-    /// A change that touched one followed participant.
-    Participant(ParticipantFrame<'a>),
-    /// Members set and removed, messages added.
-    Room {
-        /// Room id.
-        id: &'a str,
-        /// The room's latest message seq after the change.
-        seq: u64,
-        /// Members that changed.
-        members: &'a [RoomMember],
-        /// Users no longer members.
-        removes: &'a [String],
-        /// New messages, in order.
-        messages: &'a [RoomMessage],
-    },
-    /// The task's result.
-    Task {
-        /// Task id.
-        id: &'a str,
-        /// 1.
-        seq: u64,
-        /// The result.
-        result: &'a TaskResult,
-    },
-    /// What changed in a tournament, and the outcome of each event.
-    Tournament {
-        /// Tournament id.
-        id: &'a str,
-        /// The tournament view's seq after the change.
-        seq: u64,
-        /// The tournament, when it changed.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        tournament: Option<&'a TournamentInfo>,
-        /// Players that joined or chose.
-        players: &'a [TournamentPlayer],
-        /// The draw, when made.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        draw: Option<&'a Draw>,
-        /// What became of each event, accepted or refused.
-        outcomes: &'a [Outcome],
-    },
-}
-
-/// One participant's frame: their row (absent once removed) and splits.
-#[derive(Debug, Serialize)]
-pub struct ParticipantFrame<'a> {
-    /// Race id.
-    pub id: &'a str,
-    /// The participant.
-    pub participant: &'a str,
-    /// The race view's seq.
-    pub seq: u64,
-    /// Their row, if they have one.
-    pub row: Option<StandingRow>,
-    /// Their splits (all of them in a snapshot, the changed ones in a delta).
-    pub splits: Vec<&'a Split>,
-    /// Their splits removed.
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    pub split_removes: Vec<&'a SplitKey>,
-    /// The race's leader as of this frame (their distance gap is its
-    /// `distance_m` minus theirs).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub leader: Option<&'a Leader>,
 }
 
 /// What a participant's device sends on `WS /ws/track`. The point stays
@@ -443,12 +283,35 @@ impl DeviceServerFrame<'_> {
     }
 }
 
+/// A view's snapshot or delta: `{"type": "snapshot" | "delta", "view": …,
+/// …}`. The body is the view module's own type, an enum tagged by `view`.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ViewFrame<'a, B> {
+    Snapshot(&'a B),
+    Delta(&'a B),
+}
+
+/// `body` (a view's, tagged by `view`) as a `snapshot` frame, once.
+pub fn snapshot<B: Serialize>(body: &B) -> Frame {
+    encode(&ViewFrame::Snapshot(body))
+}
+
+/// `body` (a view's, tagged by `view`) as a `delta` frame, once.
+pub fn delta<B: Serialize>(body: &B) -> Frame {
+    encode(&ViewFrame::Delta(body))
+}
+
+fn encode<T: Serialize>(frame: &T) -> Frame {
+    serde_json::to_string(frame)
+        .expect("frames serialize")
+        .into()
+}
+
 impl ServerFrame<'_> {
     /// The frame as text, once.
     pub fn encode(&self) -> Frame {
-        serde_json::to_string(self)
-            .expect("frames serialize")
-            .into()
+        encode(self)
     }
 }
 
@@ -463,15 +326,21 @@ mod tests {
 
     #[test]
     fn frames_carry_their_type_then_their_view() {
-        let f = ServerFrame::Snapshot(ViewSnapshot::Task {
-            id: "t",
-            seq: 0,
-            result: None,
-        })
-        .encode();
+        /// A view's body, as a view module declares it.
+        #[derive(Serialize)]
+        #[serde(tag = "view", rename_all = "snake_case")]
+        enum Body<'a> {
+            Task { id: &'a str, seq: u64 },
+        }
+        let f = snapshot(&Body::Task { id: "t", seq: 0 });
         assert_eq!(
             f.as_str(),
-            r#"{"type":"snapshot","view":"task","id":"t","seq":0,"result":null}"#
+            r#"{"type":"snapshot","view":"task","id":"t","seq":0}"#
+        );
+        let d = delta(&Body::Task { id: "t", seq: 1 });
+        assert_eq!(
+            d.as_str(),
+            r#"{"type":"delta","view":"task","id":"t","seq":1}"#
         );
         let e = error_frame(ErrorCode::UnknownTournament, "no");
         assert_eq!(

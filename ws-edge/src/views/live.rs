@@ -1,6 +1,7 @@
 //! The one abstraction every live view (race, room, task, tournament) is
 //! served through: [`LiveView`]. A view module owns its cache, encodes its
-//! frames once ([`crate::protocol::ServerFrame`]) and broadcasts each
+//! frames once (a body of its own, in [`crate::protocol::snapshot`] and
+//! [`crate::protocol::delta`]) and broadcasts each
 //! change as a [`Change`] on a bounded ring; a connection subscribes
 //! through the trait and forwards changes (`crate::socket`) without knowing
 //! which view it follows. A subscriber that falls more than the ring

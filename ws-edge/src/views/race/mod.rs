@@ -9,6 +9,7 @@
 //! (`windows.rs`). The race routes are in `http.rs`, the tests in
 //! `tests.rs`.
 
+pub mod frames;
 pub(crate) mod http;
 pub mod window;
 
@@ -19,9 +20,8 @@ use schemas::{Leader, RaceDefinition, RaceSummary, Split, SplitKey, StandingRow,
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::protocol::{
-    ErrorCode, Frame, ParticipantFrame, Refused, ServerFrame, ViewDelta, ViewKind, ViewSnapshot,
-};
+use self::frames::{ParticipantFrame, RaceDelta, RaceSnapshot};
+use crate::protocol::{ErrorCode, Frame, Refused, ServerFrame, ViewKind};
 use crate::views::live::{Change, FRAME_BUFFER, First, Key, LiveView, Snapshot, Subscribed};
 use crate::views::race::window::{Order, Windows};
 use windows::Moved;
@@ -128,15 +128,14 @@ impl RaceView {
         {
             return f.clone();
         }
-        let frame = ServerFrame::Snapshot(ViewSnapshot::Race {
+        let frame = crate::protocol::snapshot(&RaceSnapshot::Race {
             id: race,
             seq: self.seq,
             window: None,
             rows: self.ranked(),
             splits: self.ordered_splits(),
             leader: self.leader.as_ref(),
-        })
-        .encode();
+        });
         *cached = Some((self.version, frame.clone()));
         frame
     }
@@ -182,13 +181,12 @@ impl RaceView {
             .filter(|s| s.participant == participant)
             .collect();
         splits.sort_by_key(|s| s.split);
-        ServerFrame::Snapshot(ViewSnapshot::Participant(self.participant_frame(
+        crate::protocol::snapshot(&RaceSnapshot::Participant(self.participant_frame(
             race,
             participant,
             splits,
             vec![],
         )))
-        .encode()
     }
 
     fn remember(&mut self, seq: u64, frame: Frame) {
@@ -353,7 +351,7 @@ impl Races {
             origin_ms,
         };
         let frame = if contiguous {
-            let frame = ServerFrame::Delta(ViewDelta::Race {
+            let frame = crate::protocol::delta(&RaceDelta::Race {
                 id: &change.race,
                 seq,
                 window: None,
@@ -362,8 +360,7 @@ impl Races {
                 splits: change.splits.iter().collect(),
                 split_removes: change.split_removes.iter().collect(),
                 leader: change.leader.as_ref(),
-            })
-            .encode();
+            });
             view.remember(seq, frame.clone());
             frame
         } else {
@@ -400,13 +397,12 @@ impl Races {
             let frame = if contiguous {
                 let splits = change.splits.iter().filter(|s| s.participant == p);
                 let removes = change.split_removes.iter().filter(|k| k.participant == p);
-                ServerFrame::Delta(ViewDelta::Participant(view.participant_frame(
+                crate::protocol::delta(&RaceDelta::Participant(view.participant_frame(
                     &change.race,
                     p,
                     splits.collect(),
                     removes.collect(),
                 )))
-                .encode()
             } else {
                 view.participant_snapshot(&change.race, p)
             };

@@ -7,8 +7,9 @@ use std::collections::{BTreeSet, HashSet};
 
 use schemas::{Split, SplitKey, StandingsChange};
 
+use super::frames::{RaceDelta, RaceSnapshot};
 use super::{RaceView, Races, unknown_race};
-use crate::protocol::{Frame, Refused, ServerFrame, ViewDelta, ViewSnapshot};
+use crate::protocol::{Frame, Refused};
 use crate::views::live::{Change, First, Snapshot, Subscribed};
 use crate::views::race::window::{Span, Window};
 
@@ -31,7 +32,7 @@ impl RaceView {
 
     /// A window's snapshot: the rows inside it and their splits.
     fn window_snapshot(&self, race: &str, span: Span, members: &[String]) -> Frame {
-        ServerFrame::Snapshot(ViewSnapshot::Race {
+        crate::protocol::snapshot(&RaceSnapshot::Race {
             id: race,
             seq: self.seq,
             window: Some(span),
@@ -43,7 +44,6 @@ impl RaceView {
             splits: self.splits_of(members),
             leader: self.leader.as_ref(),
         })
-        .encode()
     }
 
     /// Sends `moved` to every window it touched (or, after a seq jump, a
@@ -111,7 +111,7 @@ impl RaceView {
         let split_removes = (moved.change.split_removes.iter())
             .filter(|k| stayed(&k.participant))
             .collect();
-        ServerFrame::Delta(ViewDelta::Race {
+        crate::protocol::delta(&RaceDelta::Race {
             id: race,
             seq: self.seq,
             window: Some(span),
@@ -121,7 +121,6 @@ impl RaceView {
             split_removes,
             leader: moved.change.leader.as_ref(),
         })
-        .encode()
     }
 }
 

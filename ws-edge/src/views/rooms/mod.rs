@@ -9,6 +9,7 @@
 //! - `{"type":"delta","view":"room","id":…,"seq":N,"members":[…],"removes":[…],"messages":[…]}`:
 //!   each change, encoded once for every subscriber.
 
+pub mod frames;
 pub mod http;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -18,7 +19,8 @@ use schemas::{RoomChange, RoomMember, RoomMessage, Visibility};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::protocol::{ErrorCode, Frame, Refused, ServerFrame, ViewDelta, ViewSnapshot};
+use self::frames::{RoomDelta, RoomSnapshot};
+use crate::protocol::{ErrorCode, Frame, Refused};
 use crate::views::live::{Change, FRAME_BUFFER, First, Key, LiveView, Snapshot, Subscribed};
 
 /// Messages held per room; older ones are in the archive and the changelog.
@@ -125,14 +127,13 @@ impl RoomView {
             Some(s) if s + 1 >= oldest => self.messages.partition_point(|m| m.seq <= s),
             _ => self.messages.len().saturating_sub(SNAPSHOT_MESSAGES),
         };
-        ServerFrame::Snapshot(ViewSnapshot::Room {
+        crate::protocol::snapshot(&RoomSnapshot::Room {
             id: room,
             seq: self.last_seq,
             visibility: self.visibility(),
             members: self.members.values().collect(),
             messages: self.messages.iter().skip(skip).collect(),
         })
-        .encode()
     }
 }
 
@@ -184,14 +185,13 @@ impl Rooms {
             }
         }
         view.version += 1;
-        let frame = ServerFrame::Delta(ViewDelta::Room {
+        let frame = crate::protocol::delta(&RoomDelta::Room {
             id: &change.room,
             seq: view.last_seq,
             members: &change.members,
             removes: &change.removes,
             messages: &change.messages,
-        })
-        .encode();
+        });
         // No subscribers is not an error.
         let _ = view.tx.send(Change {
             version: view.version,

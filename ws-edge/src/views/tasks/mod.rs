@@ -12,6 +12,7 @@
 //! body over 16 KiB gets a 4xx with a JSON error, and nothing is enqueued.
 //! The routes are in `http.rs`.
 
+pub mod frames;
 pub(crate) mod http;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -20,7 +21,8 @@ use std::sync::RwLock;
 use schemas::{CalcTask, TaskResult, TaskStatus};
 use tokio::sync::broadcast;
 
-use crate::protocol::{Frame, Refused, ServerFrame, ViewDelta, ViewSnapshot};
+use self::frames::{TaskDelta, TaskSnapshot};
+use crate::protocol::{Frame, Refused};
 use crate::views::live::{Change, First, Key, LiveView, Snapshot, Subscribed};
 
 /// Results held per edge (older ones are in the changelog and the archive).
@@ -55,12 +57,11 @@ struct Inner {
 /// A task's snapshot frame: its result, pending entry, or nothing yet.
 fn snapshot_frame(id: &str, result: Option<&TaskResult>) -> Frame {
     let done = result.is_some_and(|r| r.status != TaskStatus::Pending);
-    ServerFrame::Snapshot(ViewSnapshot::Task {
+    crate::protocol::snapshot(&TaskSnapshot::Task {
         id,
         seq: u64::from(done),
         result,
     })
-    .encode()
 }
 
 impl Tasks {
@@ -73,12 +74,11 @@ impl Tasks {
             return;
         }
         if let Some(tx) = inner.waiting.remove(&result.id) {
-            let frame = ServerFrame::Delta(ViewDelta::Task {
+            let frame = crate::protocol::delta(&TaskDelta::Task {
                 id: &result.id,
                 seq: 1,
                 result: &result,
-            })
-            .encode();
+            });
             let _ = tx.send(Change {
                 version: 1,
                 seq: 1,
@@ -215,6 +215,14 @@ mod tests {
             submitted_at: Timestamp(1_780_000_000_000),
             completed_at: Some(Timestamp(1_780_000_000_000)),
         }
+    }
+
+    #[test]
+    fn a_snapshot_frame_carries_its_type_then_its_view() {
+        assert_eq!(
+            snapshot_frame("t", None).as_str(),
+            r#"{"type":"snapshot","view":"task","id":"t","seq":0,"result":null}"#
+        );
     }
 
     #[test]

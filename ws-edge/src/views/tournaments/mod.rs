@@ -24,6 +24,7 @@
 //! on a tournament this edge does not know is 404 and is not sent. The
 //! routes are in `http.rs`.
 
+pub mod frames;
 pub(crate) mod http;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -36,7 +37,8 @@ use schemas::tournament::{
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
 
-use crate::protocol::{ErrorCode, Frame, Refused, ServerFrame, ViewDelta, ViewSnapshot};
+use self::frames::{TournamentDelta, TournamentSnapshot};
+use crate::protocol::{ErrorCode, Frame, Refused};
 use crate::views::live::{Change, FRAME_BUFFER, First, Key, LiveView, Snapshot, Subscribed};
 
 /// Outcomes held per tournament, for the requests waiting on them.
@@ -92,8 +94,8 @@ impl TournamentView {
         players
     }
 
-    fn body<'a>(&'a self, id: &'a str) -> ViewSnapshot<'a> {
-        ViewSnapshot::Tournament {
+    fn body<'a>(&'a self, id: &'a str) -> TournamentSnapshot<'a> {
+        TournamentSnapshot::Tournament {
             id,
             seq: self.seq,
             tournament: self.info.as_ref(),
@@ -109,7 +111,7 @@ impl TournamentView {
         {
             return f.clone();
         }
-        let frame = ServerFrame::Snapshot(self.body(id)).encode();
+        let frame = crate::protocol::snapshot(&self.body(id));
         *cached = Some((self.version, frame.clone()));
         frame
     }
@@ -166,7 +168,7 @@ impl Tournaments {
         view.version += 1;
         if view.tx.as_ref().is_some_and(|tx| tx.receiver_count() > 0) {
             let frame = if contiguous {
-                ServerFrame::Delta(ViewDelta::Tournament {
+                crate::protocol::delta(&TournamentDelta::Tournament {
                     id: &change.tournament,
                     seq: change.seq,
                     tournament: change.info.as_ref(),
@@ -174,7 +176,6 @@ impl Tournaments {
                     draw: change.draw.as_ref(),
                     outcomes: &change.outcomes,
                 })
-                .encode()
             } else {
                 view.snapshot_frame(&change.tournament)
             };
