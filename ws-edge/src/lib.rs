@@ -13,9 +13,10 @@
 //!   budgets shared with other edges), whatever they serve;
 //! - [`protocol`]: every frame and error code, typed, and what a window of a
 //!   race is; `PROTOCOL.md` describes the same;
-//! - [`views`]: the one abstraction every live view is served through
-//!   ([`views::live`]) and one module per view, each owning its cache,
-//!   frames and routes (`race/`, `rooms/`, `tasks/`, `tournaments/`);
+//! - [`views`]: the registry of live views ([`views::Views`]), the one
+//!   abstraction each is served through ([`views::live::ViewModule`]), and
+//!   one folder per view owning its cache, frames, changelogs and routes
+//!   (`race/`, `rooms/`, `tasks/`, `tournaments/`);
 //! - [`input`]: input through the edge to Kafka, and "produce, then await
 //!   the job's decision" ([`input::decision`]); a device's GPS points
 //!   ([`input::track`]);

@@ -5,13 +5,11 @@
 //! | `GET /` | the spectator page |
 //! | `GET /healthz` | `{"status":"ok"}` |
 //! | `GET /metrics` | Prometheus text |
-//! | `/api/races…` | see `views/race/http.rs` |
-//! | `/api/rooms…` | see `views/rooms/http.rs` |
-//! | `/api/tasks…`, `WS /ws/tasks/{id}` | see `views/tasks/` |
-//! | `/api/tournaments…` | see `views/tournaments/` |
-//! | `WS /ws?token=T` | subscriptions to races, participants, rooms, tasks and tournaments, room actions (`PROTOCOL.md`) |
+//! | `/api/…` of each view | its `views/*/http.rs` (the registry in `views/mod.rs` chains them) |
+//! | `WS /ws?token=T` | subscriptions to any view, room actions (`PROTOCOL.md`) |
 //! | `WS /ws/races/{id}?since=SEQ` | `/ws` subscribed to the race |
 //! | `WS /ws/rooms/{id}?since=SEQ&token=T` | `/ws` subscribed to the room; room actions default to it |
+//! | `WS /ws/tasks/{id}` | `/ws` subscribed to the task |
 //! | `WS /ws/track?token=T` | GPS points from a participant's device (`input/track.rs`) |
 //!
 //! Errors are JSON `{"error": …}` with a 4xx/5xx status, or an error frame on
@@ -180,16 +178,13 @@ pub(crate) fn routes(
         .and(warp::get())
         .map(|| warp::reply::html(PAGE).into_response());
     let (healthz, metrics) = (healthz(), metrics());
-    let views = &shared.views;
-    let races = crate::views::race::http::routes(views.races.clone());
-    let rooms = crate::views::rooms::http::routes(views.rooms.clone(), shared.callers());
-    let tasks = crate::views::tasks::http::routes(crate::views::tasks::http::TaskRoutes {
-        tasks: views.tasks.clone(),
-        input: shared.chat.clone(),
-        budget: shared.tasks.clone(),
-    });
-    let tournaments =
-        crate::views::tournaments::http::routes(views.tournaments.clone(), shared.callers());
+    let context = crate::views::live::Context {
+        callers: shared.callers(),
+        limits: shared.limits.clone(),
+    };
+    let views = (shared.views.routes(&context).into_iter())
+        .reduce(|a, b| a.or(b).unify().boxed())
+        .expect("the registry has views");
     let with_shared = warp::any().map(move || shared.clone());
     let bearer = warp::header::optional::<String>("authorization");
     let ws_query = warp::query::<WsQuery>();
@@ -274,13 +269,7 @@ pub(crate) fn routes(
         .unify()
         .or(metrics)
         .unify()
-        .or(races)
-        .unify()
-        .or(rooms)
-        .unify()
-        .or(tasks)
-        .unify()
-        .or(tournaments)
+        .or(views)
         .unify()
         .or(multiplexed)
         .unify()
@@ -420,7 +409,7 @@ pub async fn serve(
 ) -> Result<(), EdgeError> {
     let views = Arc::new(Views::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let follower = crate::follow::follow(&config.kafka, views.clone(), stop.clone())?;
+    let follower = crate::follow::follow(&config.kafka, &views, stop.clone())?;
     let budgets = Arc::new(Budgets::new(&config.limits));
     let producer = ingest::producer::AsyncProducer::new(&config.kafka)?;
     let gossip =

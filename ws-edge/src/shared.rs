@@ -1,16 +1,13 @@
 //! What every connection of an edge shares: the views, the way into Kafka,
-//! the limits, the shutdown signal and the budgets kept per user and per
-//! address.
+//! the limits, the shutdown signal and the budgets kept per user.
 
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
 use crate::input::EdgeInput;
-use crate::transport::bucket::Keyed;
 use crate::transport::gossip::Budgets;
 use crate::transport::limits::EdgeLimits;
-use crate::transport::listener::AddressKey;
 use crate::views::Views;
 
 /// What every connection shares.
@@ -22,8 +19,6 @@ pub(crate) struct Shared {
     /// Posts, points and refusals per token subject, over all connections
     /// (and all edges, when they tell each other).
     pub budgets: Arc<Budgets>,
-    /// Tasks per client address.
-    pub tasks: Arc<Keyed<AddressKey>>,
 }
 
 impl Shared {
@@ -35,7 +30,6 @@ impl Shared {
         budgets: Arc<Budgets>,
     ) -> Self {
         Self {
-            tasks: Arc::new(Keyed::new(limits.tasks, limits.budget_keys)),
             views,
             chat,
             limits,

@@ -364,7 +364,12 @@ impl Conn {
                 ),
             ));
         }
-        let live = self.shared.views.live(key.view);
+        let Some(live) = self.shared.views.live(key.view) else {
+            return Reply::Error(Refused(
+                ErrorCode::BadFrame,
+                format!("no view {:?} here", key.view.name()),
+            ));
+        };
         let s = match live.subscribe(&key, self.user.as_deref(), since) {
             Ok(s) => s,
             Err(refused) => return Reply::Error(refused),
@@ -478,15 +483,13 @@ impl Conn {
                 AuthError::Missing.to_string(),
             ));
         };
-        let views = &self.shared.views;
+        let rooms = self.shared.views.get::<crate::views::rooms::Rooms>();
         // A room that does not exist here, or is invite-only and the user
         // is neither invited nor a member: the same answer for both.
-        if !views.rooms.may_join(&room, &user) {
+        if !rooms.may_join(&room, &user) {
             return Reply::Error(crate::views::rooms::unknown(&room));
         }
-        if op == RoomOp::Post
-            && !(self.joined.contains(&room) || views.rooms.is_member(&room, &user))
-        {
+        if op == RoomOp::Post && !(self.joined.contains(&room) || rooms.is_member(&room, &user)) {
             return Reply::Error(Refused(
                 ErrorCode::NotMember,
                 format!("{user} is not a member of {room:?}; join first"),

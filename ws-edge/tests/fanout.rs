@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use pace_ws_edge::EdgeLimits;
 use pace_ws_edge::views::Views;
+use pace_ws_edge::views::race::Races;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::MaybeTlsStream;
@@ -61,7 +62,7 @@ impl Replica {
     }
 
     fn equals(&self, views: &Views) -> bool {
-        let (seq, rows) = views.races.standings("r").unwrap();
+        let (seq, rows) = views.get::<Races>().standings("r").unwrap();
         let live: std::collections::BTreeMap<String, Value> = rows
             .into_iter()
             .map(|r| {
@@ -140,7 +141,9 @@ async fn a_thousand_spectators_in_order_and_a_stalled_one_gets_a_snapshot() {
     // Changes at a steady 100 a second, whatever the stalled one does.
     let t0 = Instant::now();
     for seq in 1..=CHANGES {
-        edge.views.races.apply_standings(change(seq, 2, 100));
+        edge.views
+            .get::<Races>()
+            .apply_standings(change(seq, 2, 100));
         tokio::time::sleep_until((t0 + Duration::from_millis(10 * seq)).into()).await;
     }
     let mut fast = Vec::new();
@@ -174,7 +177,9 @@ async fn a_thousand_spectators_in_order_and_a_stalled_one_gets_a_snapshot() {
     let lagged_before = lag_snapshots();
     let flood = 20_000u64;
     for seq in CHANGES + 1..=CHANGES + flood {
-        edge.views.races.apply_standings(change(seq, 8, 250));
+        edge.views
+            .get::<Races>()
+            .apply_standings(change(seq, 8, 250));
         if seq % 1000 == 0 {
             tokio::task::yield_now().await;
             if std::env::var("PACE_TEST_RSS").is_ok() {
@@ -222,7 +227,7 @@ async fn since_gives_exactly_the_missed_changes() {
     let _serial = SERIAL.lock().await;
     let edge = Edge::start(EdgeLimits::default()).await;
     for seq in 1..=10 {
-        edge.views.races.apply_standings(change(seq, 2, 5));
+        edge.views.get::<Races>().apply_standings(change(seq, 2, 5));
     }
     let (mut ws, _) = tokio_tungstenite::connect_async(edge.url("/ws/races/r"))
         .await
@@ -233,7 +238,7 @@ async fn since_gives_exactly_the_missed_changes() {
     ws.close(None).await.unwrap();
     // Missed while away.
     for seq in 11..=15 {
-        edge.views.races.apply_standings(change(seq, 2, 5));
+        edge.views.get::<Races>().apply_standings(change(seq, 2, 5));
     }
     let (mut ws, _) = tokio_tungstenite::connect_async(edge.url("/ws/races/r?since=10"))
         .await
@@ -286,7 +291,7 @@ async fn since_gives_exactly_the_missed_changes() {
     );
     // A resume from before what is held: a snapshot.
     for seq in 16..=1200 {
-        edge.views.races.apply_standings(change(seq, 1, 5));
+        edge.views.get::<Races>().apply_standings(change(seq, 1, 5));
     }
     let (mut ws, _) = tokio_tungstenite::connect_async(edge.url("/ws/races/r?since=15"))
         .await
@@ -372,7 +377,7 @@ async fn errors_limits_origins_and_a_graceful_shutdown() {
     .await
     .unwrap();
     assert_eq!(next(&mut ws).await["type"], "unsubscribed");
-    edge.views.races.apply_standings(change(1, 1, 5));
+    edge.views.get::<Races>().apply_standings(change(1, 1, 5));
     assert!(
         quiet(&mut ws, Duration::from_millis(200)).await.is_empty(),
         "unsubscribed"

@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::*;
 use futures_util::SinkExt;
 use pace_ws_edge::EdgeLimits;
+use pace_ws_edge::views::race::Races;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -19,7 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 async fn a_window_gets_only_its_ranks_and_moves() {
     let _serial = SERIAL.lock().await;
     let edge = Edge::start(EdgeLimits::default()).await;
-    edge.views.races.apply_standings(change(1, 20, 5));
+    edge.views.get::<Races>().apply_standings(change(1, 20, 5));
     let ranks = |f: &Value, k: &str| -> Vec<u64> {
         f[k].as_array()
             .unwrap()
@@ -66,7 +67,7 @@ async fn a_window_gets_only_its_ranks_and_moves() {
     );
     // Changes 2..=11 each move participant p{seq}, ranked seq + 1.
     for seq in 2..=11 {
-        edge.views.races.apply_standings(change(seq, 1, 5));
+        edge.views.get::<Races>().apply_standings(change(seq, 1, 5));
     }
     let got = quiet(&mut ws, Duration::from_millis(300)).await;
     let seen: Vec<(u64, Vec<u64>)> = got
@@ -116,7 +117,7 @@ async fn a_window_gets_only_its_ranks_and_moves() {
         );
     }
     // A refused move leaves the window where it was.
-    edge.views.races.apply_standings(change(12, 20, 5));
+    edge.views.get::<Races>().apply_standings(change(12, 20, 5));
     let f = next(&mut ws).await;
     assert_eq!(
         (&f["seq"], ranks(&f, "upserts")),

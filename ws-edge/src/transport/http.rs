@@ -11,7 +11,7 @@ use crate::input::{EdgeInput, SendError};
 use crate::transport::gossip::Budgets;
 
 /// A JSON error: `{"error": message}` with `status`.
-pub(crate) fn json_error(status: StatusCode, message: String) -> warp::reply::Response {
+pub fn json_error(status: StatusCode, message: String) -> warp::reply::Response {
     warp::reply::with_status(
         warp::reply::json(&serde_json::json!({ "error": message })),
         status,
@@ -20,13 +20,13 @@ pub(crate) fn json_error(status: StatusCode, message: String) -> warp::reply::Re
 }
 
 /// `body` as JSON with `status`.
-pub(crate) fn json_with(status: StatusCode, body: &impl serde::Serialize) -> warp::reply::Response {
+pub fn json_with(status: StatusCode, body: &impl serde::Serialize) -> warp::reply::Response {
     warp::reply::with_status(warp::reply::json(body), status).into_response()
 }
 
 /// A refusal of a request: its status and what a person reads.
 #[derive(Debug)]
-pub(crate) struct HttpError(pub StatusCode, pub String);
+pub struct HttpError(pub StatusCode, pub String);
 
 impl HttpError {
     /// As the JSON error it is answered with.
@@ -37,12 +37,12 @@ impl HttpError {
 
 /// A request over a budget (answered 429).
 #[derive(Debug)]
-pub(crate) struct Limited(pub &'static str);
+pub struct Limited(pub &'static str);
 
 impl warp::reject::Reject for Limited {}
 
 /// 400 for a record that breaks a rule, 503 when the broker did not take it.
-pub(crate) fn send_error(e: &SendError) -> warp::reply::Response {
+pub fn send_error(e: &SendError) -> warp::reply::Response {
     match e {
         SendError::Invalid(m) => json_error(StatusCode::BAD_REQUEST, m.clone()),
         SendError::Unavailable(m) => json_error(StatusCode::SERVICE_UNAVAILABLE, m.clone()),
@@ -52,7 +52,7 @@ pub(crate) fn send_error(e: &SendError) -> warp::reply::Response {
 /// Who a request is and what it may write: the way into Kafka and the
 /// budgets per token subject.
 #[derive(Clone)]
-pub(crate) struct Callers {
+pub struct Callers {
     /// Tokens and the input topics.
     pub input: Arc<EdgeInput>,
     /// Posts, points and refusals per user, over all edges.

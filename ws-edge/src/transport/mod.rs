@@ -7,7 +7,7 @@
 
 pub mod bucket;
 pub mod gossip;
-pub(crate) mod http;
+pub mod http;
 pub mod limits;
 pub mod listener;
 pub mod table;

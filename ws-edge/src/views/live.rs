@@ -8,9 +8,18 @@
 //! behind is sent one fresh snapshot ([`LiveView::resnapshot`]) instead of
 //! the backlog.
 
+use std::sync::Arc;
+
+use ingest::source::RawRecord;
+use schemas::Topics;
+use schemas::topics::ORIGIN_HEADER;
+use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
+use warp::filters::BoxedFilter;
 
 use crate::protocol::{Frame, Refused, ViewKind};
+use crate::transport::http::Callers;
+use crate::transport::limits::EdgeLimits;
 
 /// Changes buffered per view for subscribers that are behind.
 pub const FRAME_BUFFER: usize = 256;
@@ -112,4 +121,70 @@ pub trait LiveView: Send + Sync + 'static {
     fn check(&self, _key: &Key, _user: Option<&str>) -> Result<(), Refused> {
         Ok(())
     }
+}
+
+/// A changelog a view is rebuilt from, and what to do with each record.
+pub struct Changelog {
+    /// The topic.
+    pub topic: String,
+    /// Applies one record to the view.
+    pub apply: Box<dyn Fn(RawRecord) + Send>,
+}
+
+impl Changelog {
+    /// `topic`, whose records decode as JSON `T` and are applied with
+    /// their origin (when the record was produced that caused them); a
+    /// record that does not decode is logged as a bad `what` and skipped.
+    pub fn json<T: DeserializeOwned>(
+        topic: &str,
+        what: &'static str,
+        apply: impl Fn(T, Option<i64>) + Send + 'static,
+    ) -> Self {
+        Self::raw(topic, move |raw| {
+            match serde_json::from_slice::<T>(&raw.payload) {
+                Ok(change) => apply(change, origin(&raw)),
+                Err(e) => tracing::error!(offset = raw.offset, error = %e, "bad {what}"),
+            }
+        })
+    }
+
+    /// `topic`, whose records `apply` takes as they are.
+    pub fn raw(topic: &str, apply: impl Fn(RawRecord) + Send + 'static) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            apply: Box::new(apply),
+        }
+    }
+}
+
+/// The origin a changelog record carries, if any.
+fn origin(raw: &RawRecord) -> Option<i64> {
+    raw.header(ORIGIN_HEADER).and_then(|v| v.parse().ok())
+}
+
+/// What the edge gives a view's routes: who a request is and what it may
+/// write, and the edge's limits.
+pub struct Context {
+    /// Tokens, budgets and the way into the input topics.
+    pub callers: Callers,
+    /// The edge's bounds.
+    pub limits: EdgeLimits,
+}
+
+/// A view's HTTP routes, boxed so that the edge can chain any view's.
+pub type Routes = BoxedFilter<(warp::reply::Response,)>;
+
+/// One view as the edge runs it: what it serves ([`LiveView`]), the
+/// subscriptions it answers, the changelogs it is rebuilt from and its
+/// routes. The edge loops over every [`ViewModule`] (`views/mod.rs`) and
+/// names none of them.
+pub trait ViewModule: LiveView {
+    /// The subscriptions (`view` of a `subscribe` frame) it answers.
+    fn kinds(&self) -> &'static [ViewKind];
+
+    /// The changelogs it is rebuilt from, in `topics`.
+    fn changelogs(self: Arc<Self>, topics: &Topics) -> Vec<Changelog>;
+
+    /// Its HTTP routes.
+    fn routes(self: Arc<Self>, context: &Context) -> Routes;
 }

@@ -1,8 +1,9 @@
-//! The views this edge serves, and which [`LiveView`] serves each
-//! [`ViewKind`]: the edge's one registry of live views. A new view is a
-//! module implementing [`LiveView`] (its cache, frames and routes), a field
-//! here, an arm of [`Views::live`], its changelog in `follow.rs` and its
-//! routes in `server.rs`.
+//! The views this edge serves: the edge's one registry of live views
+//! ([`Views::default`]). A view is a module implementing [`ViewModule`]:
+//! its cache and frames, the subscriptions it answers, the changelogs it is
+//! rebuilt from and its routes. A new view is its module and one line in
+//! [`Views::default`]; the changelog follower (`follow.rs`), the routes
+//! (`server.rs`) and the connections (`socket.rs`) loop over the registry.
 
 pub mod live;
 pub mod race;
@@ -10,36 +11,78 @@ pub mod rooms;
 pub mod tasks;
 pub mod tournaments;
 
+use std::any::Any;
 use std::sync::Arc;
 
-use crate::protocol::ViewKind;
-use crate::views::live::LiveView;
-use crate::views::race::Races;
-use crate::views::rooms::Rooms;
-use crate::views::tasks::Tasks;
-use crate::views::tournaments::Tournaments;
+use schemas::Topics;
 
-/// The views this edge serves, each rebuilt from its changelog.
-#[derive(Default)]
+use crate::protocol::ViewKind;
+use crate::views::live::{Changelog, Context, LiveView, Routes, ViewModule};
+
+/// One registered view, as the registry loops over it and as its own type.
+struct Registered {
+    view: Arc<dyn ViewModule>,
+    any: Arc<dyn Any + Send + Sync>,
+}
+
+fn register<T: ViewModule + Default>() -> Registered {
+    let view = Arc::new(T::default());
+    Registered {
+        view: view.clone(),
+        any: view,
+    }
+}
+
+/// The views this edge serves, each rebuilt from its changelogs.
 pub struct Views {
-    /// Standings and splits.
-    pub races: Arc<Races>,
-    /// Members and messages.
-    pub rooms: Arc<Rooms>,
-    /// Calc results.
-    pub tasks: Arc<Tasks>,
-    /// Tournament draws.
-    pub tournaments: Arc<Tournaments>,
+    views: Vec<Registered>,
+}
+
+impl Default for Views {
+    /// Every live view, each empty: the registry.
+    fn default() -> Self {
+        Self {
+            views: vec![
+                register::<race::Races>(),
+                register::<rooms::Rooms>(),
+                register::<tasks::Tasks>(),
+                register::<tournaments::Tournaments>(),
+            ],
+        }
+    }
 }
 
 impl Views {
-    /// The view that serves subscriptions of `kind`.
-    pub fn live(&self, kind: ViewKind) -> Arc<dyn LiveView> {
-        match kind {
-            ViewKind::Race | ViewKind::Participant => self.races.clone(),
-            ViewKind::Room => self.rooms.clone(),
-            ViewKind::Task => self.tasks.clone(),
-            ViewKind::Tournament => self.tournaments.clone(),
-        }
+    /// The view of type `T`.
+    ///
+    /// # Panics
+    /// If `T` is not registered (a bug: the registry is fixed).
+    pub fn get<T: ViewModule>(&self) -> Arc<T> {
+        self.views
+            .iter()
+            .find_map(|r| r.any.clone().downcast::<T>().ok())
+            .expect("every view is registered")
+    }
+
+    /// The view that answers subscriptions of `kind`.
+    pub fn live(&self, kind: ViewKind) -> Option<Arc<dyn LiveView>> {
+        self.views
+            .iter()
+            .find(|r| r.view.kinds().contains(&kind))
+            .map(|r| r.view.clone() as Arc<dyn LiveView>)
+    }
+
+    /// Every view's changelogs, in `topics`.
+    pub fn changelogs(&self, topics: &Topics) -> Vec<Changelog> {
+        (self.views.iter())
+            .flat_map(|r| r.view.clone().changelogs(topics))
+            .collect()
+    }
+
+    /// Every view's routes.
+    pub fn routes(&self, context: &Context) -> Vec<Routes> {
+        (self.views.iter())
+            .map(|r| r.view.clone().routes(context))
+            .collect()
     }
 }

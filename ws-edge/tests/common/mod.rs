@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use pace_ws_edge::views::Views;
+use pace_ws_edge::views::race::Races;
 use pace_ws_edge::{EdgeConfig, EdgeLimits};
 use schemas::{
     Participant, RaceDefinition, RaceKind, StandingRow, StandingsChange, Status, Timestamp,
@@ -32,7 +33,7 @@ pub struct Edge {
 impl Edge {
     pub async fn start(limits: EdgeLimits) -> Edge {
         let views = Arc::new(Views::default());
-        views.races.apply_race(definition());
+        views.get::<Races>().apply_race(definition());
         let mut config = EdgeConfig::new(
             "127.0.0.1:0".parse().unwrap(),
             ingest::KafkaConfig::new("127.0.0.1:9"),

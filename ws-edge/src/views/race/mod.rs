@@ -14,15 +14,21 @@ pub(crate) mod http;
 pub mod window;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
-use schemas::{Leader, RaceDefinition, RaceSummary, Split, SplitKey, StandingRow, StandingsChange};
+use schemas::{
+    Leader, RaceDefinition, RaceSummary, Split, SplitKey, StandingRow, StandingsChange, Topics,
+};
 use serde::Serialize;
 use tokio::sync::broadcast;
+use warp::Filter;
 
 use self::frames::{ParticipantFrame, RaceDelta, RaceSnapshot};
 use crate::protocol::{ErrorCode, Frame, Refused, ServerFrame, ViewKind};
-use crate::views::live::{Change, FRAME_BUFFER, First, Key, LiveView, Snapshot, Subscribed};
+use crate::views::live::{
+    Change, Changelog, Context, FRAME_BUFFER, First, Key, LiveView, Routes, Snapshot, Subscribed,
+    ViewModule,
+};
 use crate::views::race::window::{Order, Windows};
 use windows::Moved;
 
@@ -542,6 +548,34 @@ impl LiveView for Races {
             (None, None) => self.race_snapshot(&key.id),
             (Some(p), None) => self.participant_snapshot(&key.id, p),
         }
+    }
+}
+
+impl ViewModule for Races {
+    fn kinds(&self) -> &'static [ViewKind] {
+        &[ViewKind::Race, ViewKind::Participant]
+    }
+
+    fn changelogs(self: Arc<Self>, topics: &Topics) -> Vec<Changelog> {
+        let races = self.clone();
+        vec![
+            Changelog::raw(&topics.races, move |raw| {
+                match schemas::decode::<RaceDefinition>(&raw.payload) {
+                    Ok(def) => races.apply_race(def),
+                    // The pipeline dead-letters these; the edge just skips them.
+                    Err(e) => {
+                        tracing::debug!(offset = raw.offset, error = %e, "skipping bad race definition");
+                    }
+                }
+            }),
+            Changelog::json(&topics.standings, "standings change", move |c, o| {
+                self.apply_standings_from(c, o);
+            }),
+        ]
+    }
+
+    fn routes(self: Arc<Self>, _: &Context) -> Routes {
+        http::routes(self).boxed()
     }
 }
 

@@ -13,15 +13,20 @@ pub mod frames;
 pub mod http;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
-use schemas::{RoomChange, RoomMember, RoomMessage, Visibility};
+use schemas::{RoomChange, RoomMember, RoomMessage, Topics, Visibility};
 use serde::Serialize;
 use tokio::sync::broadcast;
+use warp::Filter;
 
 use self::frames::{RoomDelta, RoomSnapshot};
+use crate::protocol::ViewKind;
 use crate::protocol::{ErrorCode, Frame, Refused};
-use crate::views::live::{Change, FRAME_BUFFER, First, Key, LiveView, Snapshot, Subscribed};
+use crate::views::live::{
+    Change, Changelog, Context, FRAME_BUFFER, First, Key, LiveView, Routes, Snapshot, Subscribed,
+    ViewModule,
+};
 
 /// Messages held per room; older ones are in the archive and the changelog.
 pub const MESSAGES_HELD: usize = 2000;
@@ -350,6 +355,26 @@ fn summary(id: &str, v: &RoomView) -> RoomSummary {
         online: v.members.values().filter(|m| m.online).count(),
         last_seq: v.last_seq,
         visibility: v.visibility(),
+    }
+}
+
+impl ViewModule for Rooms {
+    fn kinds(&self) -> &'static [ViewKind] {
+        &[ViewKind::Room]
+    }
+
+    fn changelogs(self: Arc<Self>, topics: &Topics) -> Vec<Changelog> {
+        vec![Changelog::json(
+            &topics.rooms,
+            "room change",
+            move |c, o| {
+                self.apply_from(c, o);
+            },
+        )]
+    }
+
+    fn routes(self: Arc<Self>, context: &Context) -> Routes {
+        http::routes(self, context.callers.clone()).boxed()
     }
 }
 

@@ -13,17 +13,7 @@ use crate::input::EdgeInput;
 use crate::transport::bucket::Keyed;
 use crate::transport::http::{Limited, json_error, json_with, send_error};
 use crate::transport::listener::{AddressKey, Peer};
-
-/// What the task routes use.
-#[derive(Clone)]
-pub(crate) struct TaskRoutes {
-    /// The results.
-    pub tasks: Arc<Tasks>,
-    /// The way into `pace.calc`.
-    pub input: Arc<EdgeInput>,
-    /// Submissions per client address.
-    pub budget: Arc<Keyed<AddressKey>>,
-}
+use crate::views::live::Context;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,10 +38,13 @@ fn new_id() -> String {
 /// The task routes. Submissions take from the client address's budget
 /// ([`EdgeLimits::tasks`](crate::transport::limits::EdgeLimits::tasks)); past it, 429.
 pub(crate) fn routes(
-    r: TaskRoutes,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    let budget = r.budget.clone();
-    let ctx = warp::any().map(move || (r.tasks.clone(), r.input.clone()));
+    tasks: Arc<Tasks>,
+    context: &Context,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone + use<> {
+    let limits = &context.limits;
+    let budget = Arc::new(Keyed::<AddressKey>::new(limits.tasks, limits.budget_keys));
+    let input = context.callers.input.clone();
+    let ctx = warp::any().map(move || (tasks.clone(), input.clone()));
     let submit = warp::path!("api" / "tasks")
         .and(warp::post())
         .and(warp::ext::optional::<Peer>())

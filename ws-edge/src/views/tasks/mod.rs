@@ -16,14 +16,18 @@ pub mod frames;
 pub(crate) mod http;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
-use schemas::{CalcTask, TaskResult, TaskStatus};
+use schemas::{CalcTask, TaskResult, TaskStatus, Topics};
 use tokio::sync::broadcast;
+use warp::Filter;
 
 use self::frames::{TaskDelta, TaskSnapshot};
+use crate::protocol::ViewKind;
 use crate::protocol::{Frame, Refused};
-use crate::views::live::{Change, First, Key, LiveView, Snapshot, Subscribed};
+use crate::views::live::{
+    Change, Changelog, Context, First, Key, LiveView, Routes, Snapshot, Subscribed, ViewModule,
+};
 
 /// Results held per edge (older ones are in the changelog and the archive).
 pub const RESULTS_HELD: usize = 10_000;
@@ -196,6 +200,26 @@ impl LiveView for Tasks {
         let inner = self.inner.read().expect("tasks lock");
         let r = inner.results.get(&key.id)?;
         Some((1, 1, snapshot_frame(&key.id, Some(r))))
+    }
+}
+
+impl ViewModule for Tasks {
+    fn kinds(&self) -> &'static [ViewKind] {
+        &[ViewKind::Task]
+    }
+
+    fn changelogs(self: Arc<Self>, topics: &Topics) -> Vec<Changelog> {
+        vec![Changelog::json(
+            &topics.results,
+            "task result",
+            move |r, _| {
+                self.apply(r);
+            },
+        )]
+    }
+
+    fn routes(self: Arc<Self>, context: &Context) -> Routes {
+        http::routes(self, context).boxed()
     }
 }
 

@@ -31,15 +31,21 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use schemas::Topics;
 use schemas::tournament::{
     Draw, Outcome, TournamentChange, TournamentInfo, TournamentPlayer, TournamentState,
 };
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
+use warp::Filter;
 
 use self::frames::{TournamentDelta, TournamentSnapshot};
+use crate::protocol::ViewKind;
 use crate::protocol::{ErrorCode, Frame, Refused};
-use crate::views::live::{Change, FRAME_BUFFER, First, Key, LiveView, Snapshot, Subscribed};
+use crate::views::live::{
+    Change, Changelog, Context, FRAME_BUFFER, First, Key, LiveView, Routes, Snapshot, Subscribed,
+    ViewModule,
+};
 
 /// Outcomes held per tournament, for the requests waiting on them.
 pub const OUTCOMES_HELD: usize = 256;
@@ -317,6 +323,24 @@ impl LiveView for Tournaments {
         let map = self.map.read().expect("tournaments lock");
         let v = map.get(&key.id)?;
         Some((v.version, v.seq, v.snapshot_frame(&key.id)))
+    }
+}
+
+impl ViewModule for Tournaments {
+    fn kinds(&self) -> &'static [ViewKind] {
+        &[ViewKind::Tournament]
+    }
+
+    fn changelogs(self: Arc<Self>, topics: &Topics) -> Vec<Changelog> {
+        vec![Changelog::json(
+            &topics.tournaments,
+            "tournament change",
+            move |c, o| self.apply(c, o),
+        )]
+    }
+
+    fn routes(self: Arc<Self>, context: &Context) -> Routes {
+        http::routes(self, context.callers.clone()).boxed()
     }
 }
 
