@@ -10,13 +10,19 @@
 //! - [`wire`]: the JSON wire format, [`wire::decode`] with the payload limit, and
 //!   the typed [`DecodeError`];
 //! - [`validate`]: strict validation; every error names the field and the reason;
-//! - [`topics`]: every Kafka topic name, in one place;
+//! - [`topics`]: every Kafka topic name, in one place, and which are archived
+//!   as what;
+//! - [`archive`]: what the archive's datasets are, described without Arrow
+//!   (their column lists), and how a record becomes rows; [`datasets`]: the
+//!   datasets of the race, rooms and tasks views and of dead letters;
 //! - [`tournament`]: the tournament draw's events and view;
 //! - [`edge`]: what edges tell each other (budget usage);
 //! - [`binding`]: which input offsets each dataflow epoch covered;
 //! - [`time`]: [`Timestamp`], UTC milliseconds, RFC 3339 on the wire.
 
+pub mod archive;
 pub mod binding;
+pub mod datasets;
 pub mod edge;
 pub mod records;
 pub mod time;

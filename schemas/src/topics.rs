@@ -4,9 +4,11 @@
 //! prefix so that runs sharing one broker never see each other's records.
 
 /// Declares [`Topics`]: one field per topic, named `pace.<field>` behind the
-/// prefix. A new topic is one line here.
+/// prefix, and with `=> Type` the record type of an archived topic (an
+/// [`Archived`](crate::archive::Archived)). A new topic is one line here;
+/// this table is also the list the archiver loops over.
 macro_rules! topics {
-    ($($(#[$doc:meta])* $field:ident,)*) => {
+    ($($(#[$doc:meta])* $field:ident $(=> $archived:ty)?,)*) => {
         /// The names of all pace topics, optionally behind a common prefix.
         #[derive(Clone, Debug, PartialEq, Eq)]
         pub struct Topics {
@@ -21,9 +23,15 @@ macro_rules! topics {
                 }
             }
 
-            /// Every topic, inputs first.
+            /// Every topic.
             pub fn all(&self) -> Vec<&str> {
                 vec![$(self.$field.as_str(),)*]
+            }
+
+            /// Visits every archived topic with its record type, in this
+            /// table's order.
+            pub fn archived(&self, each: &mut impl crate::archive::EachTopic) {
+                $($(each.topic::<$archived>(&self.$field);)?)*
             }
         }
     };
@@ -31,28 +39,28 @@ macro_rules! topics {
 
 topics! {
     /// GPS points from participants ([`crate::GpsPoint`]), keyed by race.
-    gps,
+    gps => crate::GpsPoint,
     /// Timing-mat crossings ([`crate::TimingCrossing`]), keyed by race.
-    timing,
+    timing => crate::TimingCrossing,
     /// Race definitions ([`crate::RaceDefinition`]), keyed by race id; the last one wins.
-    races,
+    races => crate::RaceDefinition,
     /// Chat events ([`crate::ChatEvent`]), keyed by room.
-    chat,
+    chat => crate::ChatEvent,
     /// Calculation tasks ([`crate::CalcTask`]), keyed by task id.
-    calc,
-    /// Tournament events ([`crate::tournament::TournamentEvent`]), keyed by tournament.
-    tournament,
+    calc => crate::CalcTask,
     /// Dead letters: records that failed to decode or validate, with the reason in headers.
-    dlq,
+    dlq => crate::datasets::DeadLetterRow,
     /// Changelog of the standings view ([`crate::StandingsChange`]), keyed by race.
-    standings,
-    /// Changelog of the rooms view, keyed by room.
-    rooms,
-    /// Changelog of the task results view, keyed by task id.
-    results,
+    standings => crate::StandingsChange,
+    /// Changelog of the rooms view ([`crate::RoomChange`]), keyed by room.
+    rooms => crate::RoomChange,
+    /// Changelog of the task results view ([`crate::TaskResult`]), keyed by task id.
+    results => crate::TaskResult,
+    /// Tournament events ([`crate::tournament::TournamentEvent`]), keyed by tournament.
+    tournament => crate::tournament::TournamentEvent,
     /// Changelog of the tournaments view
     /// ([`crate::tournament::TournamentChange`]), keyed by tournament.
-    tournaments,
+    tournaments => crate::tournament::TournamentChange,
     /// What edges tell each other ([`crate::EdgeUsage`]: how much of each
     /// token subject's budgets they gave out), keyed by edge; kept an hour.
     edges,

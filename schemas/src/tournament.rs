@@ -1,6 +1,8 @@
 //! The tournament draw (LCT): what players and organisers do (topic
 //! `pace.tournament`, [`TournamentEvent`], keyed by tournament) and what the
 //! `tournaments` view says (topic `pace.tournaments`, [`TournamentChange`]).
+//! Both are archived, one row a record: their column lists are at the end
+//! of this file ([`crate::dataset!`]).
 //!
 //! An organiser creates a tournament with a name and a player limit; players
 //! join with a display name and choose a team, each team at most once per
@@ -303,6 +305,31 @@ pub fn deal(seed: u64, mut teams: Vec<String>) -> Vec<String> {
     }
     teams
 }
+
+// A tournament event ([`TournamentEvent`]): the action's fields as its JSON.
+crate::dataset!(TournamentEvent, "tournament_events", |e| [
+    id("tournament", &e.tournament),
+    id("user", &e.user),
+    id("kind", e.action.kind()),
+    text("action", crate::archive::json(&e.action)),
+    text_or("client_msg_id", e.client_msg_id.as_deref()),
+    time("time", e.time.0),
+]);
+
+// A change of a tournament ([`TournamentChange`]): what it carries as JSON
+// (`info` when it changed, `players` those who joined or chose, `draw` once
+// made, `outcomes` of its events).
+crate::dataset!(TournamentChange, "tournament_changes", |c| [
+    id("tournament", &c.tournament),
+    uint64("seq", c.seq),
+    text_or("info", c.info.as_ref().map(crate::archive::json)),
+    text("players", crate::archive::json(&c.players)),
+    text_or("draw", c.draw.as_ref().map(crate::archive::json)),
+    text("outcomes", crate::archive::json(&c.outcomes)),
+]);
+
+crate::one_row!(TournamentEvent, crate::decode, |e| Some(e.time.0));
+crate::one_row!(TournamentChange, serde_json::from_slice, |_c| None);
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,8 @@
 //!
 //! - [`archive`]: the archiver, a Kafka consumer that writes every input
 //!   topic, the dead letters and every view changelog to Parquet, exactly once;
-//! - [`parquet`]: the datasets' rows and files, written under a temporary
+//! - [`parquet`]: the datasets' Arrow (from `schemas::archive`'s column
+//!   lists) and files, written under a temporary
 //!   name, fsynced and renamed, so a reader never sees a partial file;
 //! - [`verify`]: checks an archive against the topics, offset by offset;
 //! - [`compact`]: merges the small files of closed date partitions, swapping

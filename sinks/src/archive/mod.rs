@@ -21,9 +21,10 @@
 //!
 //! One archiver writes an archive: it holds `archive/.lock` while it runs.
 //!
-//! Files: this one the archiver's start and loop; `kinds.rs` what each
-//! topic's records become (and the list of archived topics), `topic.rs` one
-//! topic's buffers and files, `table.rs` one dataset's rows.
+//! Files: this one the archiver's start and loop; `registry.rs` every
+//! archived topic (from `schemas::Topics::archived`; what a record becomes
+//! is `schemas::archive`), `topic.rs` one topic's buffers and files,
+//! `table.rs` one dataset's rows.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -34,7 +35,6 @@ use std::time::{Duration, Instant};
 use ingest::KafkaConfig;
 use ingest::reader::{Reader, Start};
 
-mod kinds;
 mod registry;
 mod table;
 mod topic;
@@ -284,7 +284,6 @@ mod tests {
     use ingest::source::RawRecord;
     use schemas::GpsPoint;
 
-    use super::kinds::{One, Standings};
     use super::topic::{DAY_MS, open_topic};
     use super::*;
     use crate::parquet::{FileName, list_files, read_offsets};
@@ -353,7 +352,7 @@ mod tests {
     fn files_tile_the_offsets_roll_on_date_and_skip_what_is_held() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let mut t = open_topic::<One<GpsPoint>>("pace.gps", Some(root)).unwrap();
+        let mut t = open_topic::<GpsPoint>("pace.gps", Some(root)).unwrap();
         // 0..3 on one day, 3 invalid, 4 on the next day, 5 back on the first.
         for o in 0..3 {
             assert_eq!(t.push(&gps(0, o, DAY + o)).unwrap(), None);
@@ -377,7 +376,7 @@ mod tests {
             ]
         );
         // A restart: the archive covers 0..=5, records up to 5 are skipped.
-        let mut t = open_topic::<One<GpsPoint>>("pace.gps", Some(root)).unwrap();
+        let mut t = open_topic::<GpsPoint>("pace.gps", Some(root)).unwrap();
         assert_eq!((t.start(0), t.start(1)), (6, 0));
         for o in 2..8 {
             t.push(&gps(0, o, DAY)).unwrap();
@@ -405,7 +404,7 @@ mod tests {
                 if splits { leader } else { "" }
             )
         };
-        let mut t = open_topic::<Standings>("pace.standings", Some(root)).unwrap();
+        let mut t = open_topic::<schemas::StandingsChange>("pace.standings", Some(root)).unwrap();
         assert_eq!(t.count(&raw(0, 0, change(1, true))), vec![2, 1, 1, 1]);
         t.push(&raw(0, 0, change(1, true))).unwrap();
         t.push(&raw(0, 1, change(2, false))).unwrap();
@@ -414,7 +413,7 @@ mod tests {
         t.roll(0).unwrap();
         // Standings cover 0..=2, ranks, splits and leaders only 0..=1 (none since):
         // a restart reads from 2 again, and only they would take offset 2.
-        let t = open_topic::<Standings>("pace.standings", Some(root)).unwrap();
+        let t = open_topic::<schemas::StandingsChange>("pace.standings", Some(root)).unwrap();
         assert_eq!(t.start(0), 2);
         assert_eq!(files(root, "standings").len(), 2);
         assert_eq!(files(root, "ranks")[0].1.last, 1);

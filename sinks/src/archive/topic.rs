@@ -2,14 +2,16 @@
 //! buffers per partition, when they are due, and the files they become.
 
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 use std::path::Path;
 use std::time::Instant;
 
 use ingest::source::RawRecord;
 
+use schemas::archive::{Archived, Record, Row, Rows};
+
 use super::ArchiveConfig;
-use super::kinds::Kind;
-use super::table::Origin;
+use super::table::{Origin, Table};
 use crate::SinkError;
 
 /// What a partition's buffers hold.
@@ -48,10 +50,55 @@ pub(crate) trait Topic: Send {
     fn count(&mut self, raw: &RawRecord) -> Vec<usize>;
 }
 
-pub(super) struct TopicArchive<K> {
+/// An archived topic of `A` records: a table per dataset of `A`'s.
+pub(super) struct TopicArchive<A> {
     name: String,
-    kind: K,
+    tables: Vec<Table>,
     open: BTreeMap<i32, Open>,
+    records: PhantomData<fn() -> A>,
+}
+
+/// A Kafka record as `schemas::archive` reads it.
+struct Raw<'a>(&'a RawRecord);
+
+impl Record for Raw<'_> {
+    fn payload(&self) -> &[u8] {
+        &self.0.payload
+    }
+    fn key(&self) -> Option<&[u8]> {
+        self.0.key.as_deref()
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.0.header(name)
+    }
+}
+
+/// A record's rows into the tables of its topic.
+struct Into<'a> {
+    tables: &'a mut [Table],
+    origin: Origin,
+    /// Rows that were new.
+    added: usize,
+}
+
+impl Rows for Into<'_> {
+    fn push<R: Row>(&mut self, row: &R) {
+        let table = (self.tables.iter_mut())
+            .find(|t| t.dataset() == R::DATASET.name)
+            .expect("a record's rows are of its datasets");
+        self.added += usize::from(table.push(self.origin, row));
+    }
+}
+
+/// Buffers the rows of `record` in `tables`; how many were new.
+fn push_rows<A: Archived>(tables: &mut [Table], origin: Origin, record: &A) -> usize {
+    let mut into = Into {
+        tables,
+        origin,
+        added: 0,
+    };
+    record.rows(&mut into);
+    into.added
 }
 
 pub(super) const DAY_MS: i64 = 86_400_000;
@@ -64,23 +111,22 @@ pub(super) fn date_of(day: i64) -> String {
         .to_string()
 }
 
-impl<K: Kind> Topic for TopicArchive<K> {
+impl<A: Archived> Topic for TopicArchive<A> {
     fn name(&self) -> &str {
         &self.name
     }
 
     fn datasets(&self) -> Vec<&'static str> {
-        self.kind.tables_ref().iter().map(|t| t.dataset()).collect()
+        self.tables.iter().map(Table::dataset).collect()
     }
 
     #[cfg(test)]
     fn schemas(&self) -> Vec<arrow_schema::SchemaRef> {
-        self.kind.tables_ref().iter().map(|t| t.schema()).collect()
+        self.tables.iter().map(Table::schema).collect()
     }
 
     fn start(&self, partition: i32) -> i64 {
-        self.kind
-            .tables_ref()
+        self.tables
             .iter()
             .map(|t| t.through(partition).map_or(0, |l| l + 1))
             .min()
@@ -89,9 +135,9 @@ impl<K: Kind> Topic for TopicArchive<K> {
 
     fn push(&mut self, raw: &RawRecord) -> Result<Option<(i32, i64)>, SinkError> {
         let p = raw.partition;
-        let decoded = K::decode(raw);
+        let decoded = A::decode(&Raw(raw));
         let day = decoded.as_ref().map(|d| {
-            K::time_ms(d)
+            d.time_ms()
                 .or(raw.timestamp_ms)
                 .unwrap_or_else(|| schemas::Timestamp::now().0)
                 .div_euclid(DAY_MS)
@@ -119,7 +165,7 @@ impl<K: Kind> Topic for TopicArchive<K> {
                 offset: raw.offset,
                 timestamp_ms: raw.timestamp_ms,
             };
-            let added = self.kind.push(origin, d);
+            let added = push_rows(&mut self.tables, origin, &d);
             if added > 0 {
                 open.day = Some(day);
                 open.rows += added;
@@ -135,7 +181,7 @@ impl<K: Kind> Topic for TopicArchive<K> {
         };
         if let Some(day) = open.day {
             let date = date_of(day);
-            for t in self.kind.tables() {
+            for t in &mut self.tables {
                 t.write(partition, open.from, open.last, &date)?;
             }
         }
@@ -164,12 +210,11 @@ impl<K: Kind> Topic for TopicArchive<K> {
             offset: raw.offset,
             timestamp_ms: raw.timestamp_ms,
         };
-        if let Some(d) = K::decode(raw) {
-            self.kind.push(origin, d);
+        if let Some(d) = A::decode(&Raw(raw)) {
+            push_rows(&mut self.tables, origin, &d);
         }
-        self.kind
-            .tables()
-            .into_iter()
+        self.tables
+            .iter_mut()
             .map(|t| {
                 let n = t.buffered(raw.partition);
                 t.clear();
@@ -179,13 +224,19 @@ impl<K: Kind> Topic for TopicArchive<K> {
     }
 }
 
-pub(super) fn open_topic<K: Kind>(
+/// The archive of topic `name`, whose records are `A`s, with the state of
+/// the archive at `archive` (or none, for counting).
+pub(super) fn open_topic<A: Archived>(
     name: &str,
     archive: Option<&Path>,
 ) -> Result<Box<dyn Topic>, SinkError> {
-    Ok(Box::new(TopicArchive {
+    let tables = (A::DATASETS.iter())
+        .map(|d| Table::open(d, archive))
+        .collect::<Result<_, _>>()?;
+    Ok(Box::new(TopicArchive::<A> {
         name: name.to_owned(),
-        kind: K::open(archive)?,
+        tables,
         open: BTreeMap::new(),
+        records: PhantomData,
     }))
 }

@@ -1,6 +1,6 @@
 //! Parquet files of the archive: how a file is named, and how it is written
 //! (whole or not at all) and read back; what a row of each dataset is, is
-//! in `rows.rs`.
+//! in `schemas::archive`, and its Arrow in `columns.rs`.
 //!
 //! A file is `<root>/<dataset>/date=YYYY-MM-DD/part-<P>-<FIRST>-<LAST>.parquet`:
 //! the rows of Kafka partition `P` whose records lie in the offset range
@@ -13,7 +13,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+use arrow_array::{Int64Array, RecordBatch};
 use arrow_schema::SchemaRef;
 use ingest::source::Envelope;
 use parquet::arrow::ArrowWriter;
@@ -22,12 +22,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::SinkError;
 
-mod columns;
-mod rows;
-
-pub use rows::{
-    Change, DeadLetterRow, LeaderChange, MemberChange, RankRow, SplitChange, StandingChange,
-};
+pub mod columns;
 
 /// Most rows in one Parquet row group: large enough for scans, small enough
 /// that a reader holds one comfortably.
@@ -51,26 +46,18 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// A row of one archived dataset, with its origin in an [`Envelope`].
-pub trait Row: Sized + Send + 'static {
-    /// The dataset directory under `archive/`.
-    const DATASET: &'static str;
-    /// The Arrow schema, origin columns last (see [`columns`]).
-    fn schema() -> SchemaRef;
-    /// The columns of `rows`, without the origin columns.
-    fn columns(rows: &[Envelope<Self>]) -> Vec<ArrayRef>;
-}
-
-/// A record batch of `rows`, origin columns included.
-pub fn batch<R: Row>(rows: &[Envelope<R>]) -> Result<RecordBatch, SinkError> {
-    let mut columns = R::columns(rows);
-    columns.push(columns::int32::build(rows.iter().map(|e| e.partition)));
-    columns.push(columns::int64::build(rows.iter().map(|e| e.offset)));
-    columns.push(columns::time_or::build(rows.iter().map(|e| e.timestamp_ms)));
-    RecordBatch::try_new(R::schema(), columns).map_err(|e| SinkError::Parquet {
-        path: R::DATASET.into(),
-        message: e.to_string(),
-    })
+/// A record batch of `rows` of one dataset, origin columns included.
+pub fn batch<R: schemas::archive::Row>(rows: &[Envelope<R>]) -> Result<RecordBatch, SinkError> {
+    let mut columns = columns::Columns::new(&R::DATASET);
+    for e in rows {
+        columns.push(&e.record, e.partition, e.offset, e.timestamp_ms);
+    }
+    columns
+        .finish(columns::schema(&R::DATASET))
+        .map_err(|e| SinkError::Parquet {
+            path: R::DATASET.name.into(),
+            message: e.to_string(),
+        })
 }
 
 /// The name of an archive file.
@@ -242,6 +229,12 @@ pub fn read_offsets(path: &Path) -> Result<Vec<i64>, SinkError> {
     Ok(out)
 }
 
+/// The schema of the GPS dataset.
+#[cfg(test)]
+pub(crate) fn gps_schema() -> SchemaRef {
+    columns::schema(&<schemas::GpsPoint as schemas::archive::Row>::DATASET)
+}
+
 /// Writes a GPS file of `offsets` as `name` under `dir`/`date=date`.
 #[cfg(test)]
 pub(crate) fn test_file(dir: &Path, date: &str, name: FileName, offsets: &[i64]) -> PathBuf {
@@ -253,7 +246,7 @@ pub(crate) fn test_file(dir: &Path, date: &str, name: FileName, offsets: &[i64])
         })
         .collect();
     let path = dir.join(format!("date={date}")).join(name.render());
-    write_atomically(&path, schemas::GpsPoint::schema(), [batch(&rows)]).unwrap();
+    write_atomically(&path, gps_schema(), [batch(&rows)]).unwrap();
     path
 }
 
@@ -315,7 +308,7 @@ mod tests {
             }
             .render(),
         );
-        let size = write_atomically(&path, GpsPoint::schema(), [batch(&rows)]).unwrap();
+        let size = write_atomically(&path, gps_schema(), [batch(&rows)]).unwrap();
         assert!(size > 0);
         let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
         let md = reader.metadata();

@@ -1,36 +1,21 @@
-//! What a row of each archived dataset is: every record archived as it
-//! is, and the row types of the view changelogs (a record of those gives
-//! several rows), each with its column list ([`dataset!`]), from which its
-//! Arrow schema and its record batches both come.
+//! The archived datasets of the race, rooms and tasks views and of the
+//! dead letters: each dataset's column list ([`crate::dataset!`]), the
+//! rows a changelog record gives (a standings change gives rows of four
+//! datasets), and how each archived record decodes ([`Archived`]). The
+//! tournament's are in [`crate::tournament`].
 
-use schemas::tournament::{TournamentChange, TournamentEvent};
-use schemas::{
-    CalcTask, ChatEvent, GpsPoint, Leader, RaceDefinition, RankChange, RoomMember, RoomMessage,
-    Split, SplitKey, StandingRow, TaskResult, TimingCrossing,
+use crate::archive::{Archived, Change, Record, Rows, json, wire_name};
+use crate::topics::{
+    DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER, DLQ_SOURCE_HEADER,
+    DLQ_TOPIC_HEADER, DLQ_TRUNCATED_HEADER,
+};
+use crate::{
+    CalcTask, ChatEvent, GpsPoint, Leader, RaceDefinition, RankChange, RoomChange, RoomMember,
+    RoomMessage, Split, StandingRow, StandingsChange, TaskResult, TimingCrossing,
 };
 
-use super::columns::dataset;
-
-/// The name serde gives an enum value (`"join"`, `"timing_lines"`, …).
-pub(super) fn wire_name<T: serde::Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(serde_json::Value::Object(o)) => o
-            .get("type")
-            .and_then(|t| t.as_str())
-            .unwrap_or_default()
-            .to_owned(),
-        _ => String::new(),
-    }
-}
-
-/// `v` as JSON text.
-fn json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("records serialize")
-}
-
 // A GPS point ([`GpsPoint`]).
-dataset!(GpsPoint, "gps", |p| [
+crate::dataset!(GpsPoint, "gps", |p| [
     id("race", &p.race),
     id("participant", &p.participant),
     time("time", p.time.0),
@@ -41,7 +26,7 @@ dataset!(GpsPoint, "gps", |p| [
 ]);
 
 // A timing-line crossing ([`TimingCrossing`]).
-dataset!(TimingCrossing, "timing", |c| [
+crate::dataset!(TimingCrossing, "timing", |c| [
     id("race", &c.race),
     id("participant", &c.participant),
     id("line", &c.line),
@@ -50,7 +35,7 @@ dataset!(TimingCrossing, "timing", |c| [
 
 // A race definition: `kind` is the kind's name, `definition` the whole
 // record as JSON.
-dataset!(RaceDefinition, "races", |d| [
+crate::dataset!(RaceDefinition, "races", |d| [
     id("id", &d.id),
     text("name", &d.name),
     time("start", d.start.0),
@@ -61,7 +46,7 @@ dataset!(RaceDefinition, "races", |d| [
 ]);
 
 // A chat event ([`ChatEvent`]).
-dataset!(ChatEvent, "chat", |c| [
+crate::dataset!(ChatEvent, "chat", |c| [
     id("room", &c.room),
     id("user", &c.user),
     id("kind", wire_name(&c.kind)),
@@ -73,14 +58,14 @@ dataset!(ChatEvent, "chat", |c| [
 ]);
 
 // A calculation task ([`CalcTask`]).
-dataset!(CalcTask, "tasks", |t| [
+crate::dataset!(CalcTask, "tasks", |t| [
     id("id", &t.id),
     text("expression", &t.expression),
     time("time", t.time.0),
 ]);
 
 // A task result ([`TaskResult`]).
-dataset!(TaskResult, "results", |t| [
+crate::dataset!(TaskResult, "results", |t| [
     id("id", &t.id),
     text("expression", &t.expression),
     id("status", t.status.as_str()),
@@ -91,7 +76,7 @@ dataset!(TaskResult, "results", |t| [
 ]);
 
 // A room's message ([`RoomMessage`]), with its gapless `seq`.
-dataset!(RoomMessage, "room_messages", |m| [
+crate::dataset!(RoomMessage, "room_messages", |m| [
     id("room", &m.room),
     uint64("seq", m.seq),
     id("user", &m.user),
@@ -100,71 +85,22 @@ dataset!(RoomMessage, "room_messages", |m| [
     time("time", m.time.0),
 ]);
 
-// A tournament event ([`TournamentEvent`]): the action's fields as its JSON.
-dataset!(TournamentEvent, "tournament_events", |e| [
-    id("tournament", &e.tournament),
-    id("user", &e.user),
-    id("kind", e.action.kind()),
-    text("action", json(&e.action)),
-    text_or("client_msg_id", e.client_msg_id.as_deref()),
-    time("time", e.time.0),
-]);
-
-// A change of a tournament ([`TournamentChange`]): what it carries as JSON
-// (`info` when it changed, `players` those who joined or chose, `draw` once
-// made, `outcomes` of its events).
-dataset!(TournamentChange, "tournament_changes", |c| [
-    id("tournament", &c.tournament),
-    uint64("seq", c.seq),
-    text_or("info", c.info.as_ref().map(json)),
-    text("players", json(&c.players)),
-    text_or("draw", c.draw.as_ref().map(json)),
-    text("outcomes", json(&c.outcomes)),
-]);
-
-/// Whether a changelog row is new or changed (`upsert`) or gone (`remove`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Change {
-    /// The row holds from this change on (replacing the key's earlier row).
-    Upsert,
-    /// The key has no row from this change on.
-    Remove,
-}
-
-impl Change {
-    /// `upsert` if `present`, else `remove`.
-    fn of(present: bool) -> &'static str {
-        if present {
-            Change::Upsert.name()
-        } else {
-            Change::Remove.name()
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Change::Upsert => "upsert",
-            Change::Remove => "remove",
-        }
-    }
-}
-
 /// A participant's row of a standings change: the whole row, or its removal.
 #[derive(Clone, Debug, PartialEq)]
-pub struct StandingChange {
+pub struct StandingChange<'a> {
     /// Race id.
-    pub race: String,
+    pub race: &'a str,
     /// The change's sequence number.
     pub seq: u64,
     /// Participant id.
-    pub participant: String,
+    pub participant: &'a str,
     /// The row (`None` for a removal).
-    pub row: Option<StandingRow>,
+    pub row: Option<&'a StandingRow>,
 }
 
 // A participant's row of a standings change: the whole row for an upsert;
 // `race`, `seq`, `change` and `participant` only for a removal.
-dataset!(StandingChange, "standings", |c| [
+crate::dataset!(StandingChange<'_>, "standings", |c| [
     id("race", &c.race),
     uint64("seq", c.seq),
     id("change", Change::of(c.row.is_some())),
@@ -191,18 +127,18 @@ dataset!(StandingChange, "standings", |c| [
 
 /// A participant's rank in a standings change that moved it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RankRow {
+pub struct RankRow<'a> {
     /// Race id.
-    pub race: String,
+    pub race: &'a str,
     /// The change's sequence number.
     pub seq: u64,
     /// Who, and where from this change on.
-    pub rank: RankChange,
+    pub rank: &'a RankChange,
 }
 
 // A participant's rank from `seq` on (until a later rank, or the
 // participant's removal in the standings dataset).
-dataset!(RankRow, "ranks", |c| [
+crate::dataset!(RankRow<'_>, "ranks", |c| [
     id("race", &c.race),
     uint64("seq", c.seq),
     id("participant", &c.rank.participant),
@@ -211,18 +147,18 @@ dataset!(RankRow, "ranks", |c| [
 
 /// The leader of a standings change that moved it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct LeaderChange {
+pub struct LeaderChange<'a> {
     /// Race id.
-    pub race: String,
+    pub race: &'a str,
     /// The change's sequence number.
     pub seq: u64,
     /// Who leads from this change on.
-    pub leader: Leader,
+    pub leader: &'a Leader,
 }
 
 // Who leads from `seq` on, and how far (a participant's distance behind the
 // leader at a seq is the latest leader's `distance_m` minus theirs).
-dataset!(LeaderChange, "leaders", |c| [
+crate::dataset!(LeaderChange<'_>, "leaders", |c| [
     id("race", &c.race),
     uint64("seq", c.seq),
     id("participant", &c.leader.participant),
@@ -231,41 +167,43 @@ dataset!(LeaderChange, "leaders", |c| [
 
 /// A split of a standings change: the split, or its removal.
 #[derive(Clone, Debug, PartialEq)]
-pub struct SplitChange {
+pub struct SplitChange<'a> {
     /// Race id.
-    pub race: String,
+    pub race: &'a str,
     /// The change's sequence number.
     pub seq: u64,
-    /// Whose split, and which.
-    pub key: SplitKey,
+    /// Whose split.
+    pub participant: &'a str,
+    /// Which split.
+    pub number: u32,
     /// The split (`None` for a removal).
-    pub split: Option<Split>,
+    pub split: Option<&'a Split>,
 }
 
 // A split upserted or removed (`time` and `position` are null for a removal).
-dataset!(SplitChange, "splits", |c| [
+crate::dataset!(SplitChange<'_>, "splits", |c| [
     id("race", &c.race),
     uint64("seq", c.seq),
     id("change", Change::of(c.split.is_some())),
-    id("participant", &c.key.participant),
-    uint32("split", c.key.split),
+    id("participant", c.participant),
+    uint32("split", c.number),
     time_or("time", c.split.as_ref().map(|s| s.time.0)),
     uint32_or("position", c.split.as_ref().map(|s| s.position)),
 ]);
 
 /// A member of a room change: the member as it is now, or its removal.
 #[derive(Clone, Debug, PartialEq)]
-pub struct MemberChange {
+pub struct MemberChange<'a> {
     /// Room id.
-    pub room: String,
+    pub room: &'a str,
     /// User id.
-    pub user: String,
+    pub user: &'a str,
     /// The member (`None` for a removal).
-    pub member: Option<RoomMember>,
+    pub member: Option<&'a RoomMember>,
 }
 
 // A room member upserted or removed.
-dataset!(MemberChange, "room_members", |c| [
+crate::dataset!(MemberChange<'_>, "room_members", |c| [
     id("room", &c.room),
     id("change", Change::of(c.member.is_some())),
     id("user", &c.user),
@@ -297,7 +235,7 @@ pub struct DeadLetterRow {
 // A record refused by the pipeline or the edge: the reason, the origin
 // (`source_partition`/`source_offset` are -1 for a record the edge refused
 // before it reached Kafka), and the payload byte for byte.
-dataset!(DeadLetterRow, "dead_letters", |d| [
+crate::dataset!(DeadLetterRow, "dead_letters", |d| [
     id("source_topic", &d.source_topic),
     int32("source_partition", d.source_partition),
     int64("source_offset", d.source_offset),
@@ -307,3 +245,128 @@ dataset!(DeadLetterRow, "dead_letters", |d| [
     binary_or("key", d.key.as_deref()),
     binary("payload", &d.payload),
 ]);
+
+crate::one_row!(GpsPoint, crate::decode, |p| Some(p.time.0));
+crate::one_row!(TimingCrossing, crate::decode, |c| Some(c.time.0));
+crate::one_row!(RaceDefinition, crate::decode, |d| Some(d.start.0));
+crate::one_row!(ChatEvent, crate::decode, |c| Some(c.time.0));
+crate::one_row!(CalcTask, crate::decode, |t| Some(t.time.0));
+crate::one_row!(TaskResult, serde_json::from_slice, |t| Some(
+    t.submitted_at.0
+));
+
+impl Archived for DeadLetterRow {
+    const DATASETS: &'static [&'static crate::archive::Dataset] =
+        &[&<Self as crate::archive::Row>::DATASET];
+    fn decode(raw: &impl Record) -> Option<Self> {
+        let number = |h| raw.header(h).and_then(|v| v.parse().ok());
+        Some(DeadLetterRow {
+            source_topic: raw.header(DLQ_TOPIC_HEADER).unwrap_or_default().to_owned(),
+            source_partition: number(DLQ_PARTITION_HEADER).unwrap_or(-1) as i32,
+            source_offset: number(DLQ_OFFSET_HEADER).unwrap_or(-1),
+            reason: raw.header(DLQ_REASON_HEADER).unwrap_or_default().to_owned(),
+            refused_by: raw.header(DLQ_SOURCE_HEADER).map(str::to_owned),
+            truncated_from: number(DLQ_TRUNCATED_HEADER),
+            key: raw.key().map(<[u8]>::to_vec),
+            payload: raw.payload().to_vec(),
+        })
+    }
+    fn time_ms(&self) -> Option<i64> {
+        None
+    }
+    fn rows(&self, out: &mut impl Rows) {
+        out.push(self);
+    }
+}
+
+/// `pace.standings`: standings rows, ranks, splits and leaders.
+impl Archived for StandingsChange {
+    const DATASETS: &'static [&'static crate::archive::Dataset] = &[
+        &<StandingChange<'static> as crate::archive::Row>::DATASET,
+        &<RankRow<'static> as crate::archive::Row>::DATASET,
+        &<SplitChange<'static> as crate::archive::Row>::DATASET,
+        &<LeaderChange<'static> as crate::archive::Row>::DATASET,
+    ];
+    fn decode(raw: &impl Record) -> Option<Self> {
+        serde_json::from_slice(raw.payload()).ok()
+    }
+    fn time_ms(&self) -> Option<i64> {
+        None
+    }
+    fn rows(&self, out: &mut impl Rows) {
+        let (race, seq) = (&self.race, self.seq);
+        for rank in &self.ranks {
+            out.push(&RankRow { race, seq, rank });
+        }
+        for row in &self.upserts {
+            out.push(&StandingChange {
+                race,
+                seq,
+                participant: &row.participant,
+                row: Some(row),
+            });
+        }
+        for participant in &self.removes {
+            out.push(&StandingChange {
+                race,
+                seq,
+                participant,
+                row: None,
+            });
+        }
+        for split in &self.splits {
+            out.push(&SplitChange {
+                race,
+                seq,
+                participant: &split.participant,
+                number: split.split,
+                split: Some(split),
+            });
+        }
+        for key in &self.split_removes {
+            out.push(&SplitChange {
+                race,
+                seq,
+                participant: &key.participant,
+                number: key.split,
+                split: None,
+            });
+        }
+        if let Some(leader) = &self.leader {
+            out.push(&LeaderChange { race, seq, leader });
+        }
+    }
+}
+
+/// `pace.rooms`: membership changes and messages.
+impl Archived for RoomChange {
+    const DATASETS: &'static [&'static crate::archive::Dataset] = &[
+        &<MemberChange<'static> as crate::archive::Row>::DATASET,
+        &<RoomMessage as crate::archive::Row>::DATASET,
+    ];
+    fn decode(raw: &impl Record) -> Option<Self> {
+        serde_json::from_slice(raw.payload()).ok()
+    }
+    fn time_ms(&self) -> Option<i64> {
+        None
+    }
+    fn rows(&self, out: &mut impl Rows) {
+        for m in &self.members {
+            out.push(&MemberChange {
+                room: &self.room,
+                user: &m.user,
+                member: Some(m),
+            });
+        }
+        for user in &self.removes {
+            out.push(&MemberChange {
+                room: &self.room,
+                user,
+                member: None,
+            });
+        }
+        for m in &self.messages {
+            out.push(m);
+        }
+    }
+}
