@@ -1,5 +1,5 @@
 //! Arrow for the archive's datasets: the schema of a
-//! [`Dataset`](schemas::archive::Dataset) (its column list, then the Kafka
+//! [`Dataset`] (its column list, then the Kafka
 //! origin columns), and [`Columns`], the builders its rows are written into
 //! through [`Values`]. Both follow the one column list of the dataset
 //! (`schemas::archive`), so a file's schema and its columns cannot disagree.

@@ -1,10 +1,13 @@
 //! The views this edge serves: the edge's one registry of live views
 //! ([`Views::default`]). A view is a module implementing [`ViewModule`]:
 //! its cache and frames, the subscriptions it answers, the changelogs it is
-//! rebuilt from and its routes. A new view is its module and one line in
+//! rebuilt from and its routes, keeping beside its own state one
+//! [`feed::Feed`] per id (version, seq, subscribers, snapshot, held deltas).
+//! A new view is its module and one line in
 //! [`Views::default`]; the changelog follower (`follow.rs`), the routes
 //! (`server.rs`) and the connections (`socket.rs`) loop over the registry.
 
+pub mod feed;
 pub mod live;
 pub mod race;
 pub mod rooms;

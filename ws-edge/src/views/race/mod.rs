@@ -13,8 +13,8 @@ pub mod frames;
 pub(crate) mod http;
 pub mod window;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
 
 use schemas::{
     Leader, RaceDefinition, RaceSummary, Split, SplitKey, StandingRow, StandingsChange, Topics,
@@ -25,9 +25,9 @@ use warp::Filter;
 
 use self::frames::{ParticipantFrame, RaceDelta, RaceSnapshot};
 use crate::protocol::{ErrorCode, Frame, Refused, ServerFrame, ViewKind};
+use crate::views::feed::Feed;
 use crate::views::live::{
-    Change, Changelog, Context, FRAME_BUFFER, First, Key, LiveView, Routes, Snapshot, Subscribed,
-    ViewModule,
+    Change, Changelog, Context, First, Key, LiveView, Routes, Snapshot, Subscribed, ViewModule,
 };
 use crate::views::race::window::{Order, Windows};
 use windows::Moved;
@@ -56,20 +56,14 @@ fn resumed_frame(id: &str, since: u64, seq: u64) -> Frame {
 struct RaceView {
     definition: Option<RaceDefinition>,
     names: HashMap<String, String>,
-    version: u64,
-    seq: u64,
+    /// Version, seq, subscribers, snapshot and the deltas held for `since`.
+    feed: Feed,
     /// Each participant's row, as the changelog last gave it.
     rows: BTreeMap<String, StandingRow>,
     /// The ranking both ways (the changelog sends ranks apart from rows).
     order: Order,
     splits: BTreeMap<SplitKey, Split>,
     leader: Option<Leader>,
-    /// Delta frames after a snapshot point, by seq, contiguous up to `seq`.
-    history: VecDeque<(u64, Frame)>,
-    history_bytes: usize,
-    /// The snapshot of `version`, once someone asked for it.
-    snapshot: Mutex<Option<(u64, Frame)>>,
-    tx: broadcast::Sender<Change>,
     participants: HashMap<String, broadcast::Sender<Change>>,
     /// The size of `participants` at which unfollowed channels are dropped
     /// on a subscribe (twice what was left the last time).
@@ -83,16 +77,11 @@ impl RaceView {
         Self {
             definition: None,
             names: HashMap::new(),
-            version: 0,
-            seq: 0,
+            feed: Feed::with_history(HISTORY, HISTORY_BYTES),
             rows: BTreeMap::new(),
             order: Order::default(),
             splits: BTreeMap::new(),
             leader: None,
-            history: VecDeque::new(),
-            history_bytes: 0,
-            snapshot: Mutex::new(None),
-            tx: broadcast::channel(FRAME_BUFFER).0,
             participants: HashMap::new(),
             prune_at: PARTICIPANTS_PRUNE,
             windows: Windows::default(),
@@ -128,37 +117,23 @@ impl RaceView {
     }
 
     fn snapshot_frame(&self, race: &str) -> Frame {
-        let mut cached = self.snapshot.lock().expect("snapshot lock");
-        if let Some((v, f)) = cached.as_ref()
-            && *v == self.version
-        {
-            return f.clone();
-        }
-        let frame = crate::protocol::snapshot(&RaceSnapshot::Race {
-            id: race,
-            seq: self.seq,
-            window: None,
-            rows: self.ranked(),
-            splits: self.ordered_splits(),
-            leader: self.leader.as_ref(),
-        });
-        *cached = Some((self.version, frame.clone()));
-        frame
+        self.feed.snapshot(|| {
+            crate::protocol::snapshot(&RaceSnapshot::Race {
+                id: race,
+                seq: self.feed.seq(),
+                window: None,
+                rows: self.ranked(),
+                splits: self.ordered_splits(),
+                leader: self.leader.as_ref(),
+            })
+        })
     }
 
     /// The frames a client at `since` missed, if all of them are held.
     fn missed_since(&self, race: &str, since: u64) -> Option<Vec<Frame>> {
-        let first = self.history.front().map_or(self.seq + 1, |(s, _)| *s);
-        if since > self.seq || since + 1 < first {
-            return None;
-        }
-        let mut frames = vec![resumed_frame(race, since, self.seq)];
-        frames.extend(
-            self.history
-                .iter()
-                .filter(|(s, _)| *s > since)
-                .map(|(_, f)| f.clone()),
-        );
+        let missed = self.feed.missed_since(since)?;
+        let mut frames = vec![resumed_frame(race, since, self.feed.seq())];
+        frames.extend(missed);
         Some(frames)
     }
 
@@ -172,7 +147,7 @@ impl RaceView {
         ParticipantFrame {
             id: race,
             participant,
-            seq: self.seq,
+            seq: self.feed.seq(),
             row: self.rows.get(participant).map(|r| self.shown(r)),
             splits,
             split_removes,
@@ -193,22 +168,6 @@ impl RaceView {
             splits,
             vec![],
         )))
-    }
-
-    fn remember(&mut self, seq: u64, frame: Frame) {
-        self.history_bytes += frame.len();
-        self.history.push_back((seq, frame));
-        while self.history.len() > HISTORY || self.history_bytes > HISTORY_BYTES {
-            match self.history.pop_front() {
-                Some((_, f)) => self.history_bytes -= f.len(),
-                None => break,
-            }
-        }
-    }
-
-    fn forget(&mut self) {
-        self.history.clear();
-        self.history_bytes = 0;
     }
 }
 
@@ -294,7 +253,7 @@ impl Races {
         let view = races
             .entry(change.race.clone())
             .or_insert_with(RaceView::new);
-        let contiguous = change.seq == view.seq + 1;
+        let contiguous = change.seq == view.feed.seq() + 1;
         if change.seq == 1 {
             view.rows.clear();
             view.order.clear();
@@ -302,7 +261,7 @@ impl Races {
             view.leader = None;
         }
         if !contiguous {
-            tracing::warn!(race = %change.race, held = view.seq, got = change.seq, "standings sequence jumped; resending snapshot");
+            tracing::warn!(race = %change.race, held = view.feed.seq(), got = change.seq, "standings sequence jumped; resending snapshot");
         }
         // Everyone the change touches, and the ranks they held before and
         // after: only windows and followed participants need them.
@@ -347,9 +306,8 @@ impl Races {
         if let Some(l) = &change.leader {
             view.leader = Some(l.clone());
         }
-        view.seq = change.seq;
-        view.version += 1;
-        let (version, seq) = (view.version, view.seq);
+        view.feed.advance(change.seq);
+        let (version, seq) = (view.feed.version(), view.feed.seq());
         let stamp = |frame| Change {
             version,
             seq,
@@ -357,7 +315,7 @@ impl Races {
             origin_ms,
         };
         let frame = if contiguous {
-            let frame = crate::protocol::delta(&RaceDelta::Race {
+            crate::protocol::delta(&RaceDelta::Race {
                 id: &change.race,
                 seq,
                 window: None,
@@ -366,15 +324,11 @@ impl Races {
                 splits: change.splits.iter().collect(),
                 split_removes: change.split_removes.iter().collect(),
                 leader: change.leader.as_ref(),
-            });
-            view.remember(seq, frame.clone());
-            frame
+            })
         } else {
-            view.forget();
             view.snapshot_frame(&change.race)
         };
-        // No subscribers is not an error.
-        let _ = view.tx.send(stamp(frame));
+        view.feed.send(frame, contiguous, origin_ms);
         if !view.windows.0.is_empty() {
             ranks.extend(touched.iter().filter_map(|p| view.order.rank(p)));
             ranks.sort_unstable();
@@ -458,14 +412,17 @@ impl Races {
                 row,
             })
             .collect();
-        Some((v.seq, rows))
+        Some((v.feed.seq(), rows))
     }
 
     /// The splits of a defined race (by split, then position), with the view's sequence number.
     pub fn splits(&self, race: &str) -> Option<(u64, Vec<Split>)> {
         let races = self.races.read().expect("views lock");
         let v = races.get(race).filter(|v| v.definition.is_some())?;
-        Some((v.seq, v.ordered_splits().into_iter().cloned().collect()))
+        Some((
+            v.feed.seq(),
+            v.ordered_splits().into_iter().cloned().collect(),
+        ))
     }
 
     /// Subscribes to a defined race: a snapshot, or, if the client gives
@@ -478,12 +435,7 @@ impl Races {
         let first = since
             .and_then(|s| v.missed_since(race, s))
             .map_or_else(|| First::Snapshot(v.snapshot_frame(race)), First::Resumed);
-        Some(Subscribed {
-            first,
-            version: v.version,
-            seq: v.seq,
-            changes: Some(v.tx.subscribe()),
-        })
+        Some(v.feed.subscribe(first))
     }
 
     /// Subscribes to one participant of a defined race: a snapshot of their
@@ -505,8 +457,8 @@ impl Races {
             .subscribe();
         Some(Subscribed {
             first: First::Snapshot(frame),
-            version: v.version,
-            seq: v.seq,
+            version: v.feed.version(),
+            seq: v.feed.seq(),
             changes: Some(changes),
         })
     }
@@ -515,14 +467,14 @@ impl Races {
     pub fn race_snapshot(&self, race: &str) -> Option<Snapshot> {
         let races = self.races.read().expect("views lock");
         let v = races.get(race)?;
-        Some((v.version, v.seq, v.snapshot_frame(race)))
+        Some(v.feed.fresh(v.snapshot_frame(race)))
     }
 
     /// A fresh snapshot of one participant.
     pub fn participant_snapshot(&self, race: &str, participant: &str) -> Option<Snapshot> {
         let races = self.races.read().expect("views lock");
         let v = races.get(race)?;
-        Some((v.version, v.seq, v.participant_snapshot(race, participant)))
+        Some(v.feed.fresh(v.participant_snapshot(race, participant)))
     }
 }
 

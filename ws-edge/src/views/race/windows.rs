@@ -34,7 +34,7 @@ impl RaceView {
     fn window_snapshot(&self, race: &str, span: Span, members: &[String]) -> Frame {
         crate::protocol::snapshot(&RaceSnapshot::Race {
             id: race,
-            seq: self.seq,
+            seq: self.feed.seq(),
             window: Some(span),
             rows: members
                 .iter()
@@ -113,7 +113,7 @@ impl RaceView {
             .collect();
         crate::protocol::delta(&RaceDelta::Race {
             id: race,
-            seq: self.seq,
+            seq: self.feed.seq(),
             window: Some(span),
             upserts,
             removes: &removes,
@@ -153,8 +153,8 @@ impl Races {
         let (span, members) = (w.span, w.members.clone());
         Ok(Subscribed {
             first: First::Snapshot(v.window_snapshot(race, span, &members)),
-            version: v.version,
-            seq: v.seq,
+            version: v.feed.version(),
+            seq: v.feed.seq(),
             changes: Some(changes),
         })
     }
@@ -165,6 +165,6 @@ impl Races {
         let v = races.get(race)?;
         let span = v.order.span(window);
         let frame = v.window_snapshot(race, span, &v.order.inside(span));
-        Some((v.version, v.seq, frame))
+        Some(v.feed.fresh(frame))
     }
 }

@@ -17,15 +17,14 @@ use std::sync::{Arc, RwLock};
 
 use schemas::{RoomChange, RoomMember, RoomMessage, Topics, Visibility};
 use serde::Serialize;
-use tokio::sync::broadcast;
 use warp::Filter;
 
 use self::frames::{RoomDelta, RoomSnapshot};
 use crate::protocol::ViewKind;
 use crate::protocol::{ErrorCode, Frame, Refused};
+use crate::views::feed::Feed;
 use crate::views::live::{
-    Change, Changelog, Context, FRAME_BUFFER, First, Key, LiveView, Routes, Snapshot, Subscribed,
-    ViewModule,
+    Changelog, Context, First, Key, LiveView, Routes, Snapshot, Subscribed, ViewModule,
 };
 
 /// Messages held per room; older ones are in the archive and the changelog.
@@ -76,8 +75,8 @@ struct RoomView {
     members: BTreeMap<String, RoomMember>,
     messages: VecDeque<RoomMessage>,
     last_seq: u64,
-    version: u64,
-    tx: broadcast::Sender<Change>,
+    /// Version, seq (the latest message's) and subscribers.
+    feed: Feed,
 }
 
 impl RoomView {
@@ -88,8 +87,7 @@ impl RoomView {
             members: BTreeMap::new(),
             messages: VecDeque::new(),
             last_seq: 0,
-            version: 0,
-            tx: broadcast::channel(FRAME_BUFFER).0,
+            feed: Feed::default(),
         }
     }
 
@@ -189,21 +187,17 @@ impl Rooms {
                 view.messages.pop_front();
             }
         }
-        view.version += 1;
-        let frame = crate::protocol::delta(&RoomDelta::Room {
-            id: &change.room,
-            seq: view.last_seq,
-            members: &change.members,
-            removes: &change.removes,
-            messages: &change.messages,
-        });
-        // No subscribers is not an error.
-        let _ = view.tx.send(Change {
-            version: view.version,
-            seq: view.last_seq,
-            frame,
-            origin_ms,
-        });
+        view.feed.advance(view.last_seq);
+        if view.feed.heard() {
+            let frame = crate::protocol::delta(&RoomDelta::Room {
+                id: &change.room,
+                seq: view.last_seq,
+                members: &change.members,
+                removes: &change.removes,
+                messages: &change.messages,
+            });
+            view.feed.send(frame, true, origin_ms);
+        }
         drop(rooms);
         self.changed.notify_waiters();
     }
@@ -297,12 +291,7 @@ impl Rooms {
     ) -> Option<Subscribed> {
         let rooms = self.rooms.read().expect("rooms lock");
         let v = rooms.get(room).filter(|v| v.visible_to(user))?;
-        Some(Subscribed {
-            first: First::Snapshot(v.snapshot(room, since)),
-            version: v.version,
-            seq: v.last_seq,
-            changes: Some(v.tx.subscribe()),
-        })
+        Some(v.feed.subscribe(First::Snapshot(v.snapshot(room, since))))
     }
 
     /// A fresh snapshot with the messages after `since` (for a subscriber
@@ -310,7 +299,7 @@ impl Rooms {
     pub fn snapshot(&self, room: &str, since: u64) -> Option<Snapshot> {
         let rooms = self.rooms.read().expect("rooms lock");
         let v = rooms.get(room)?;
-        Some((v.version, v.last_seq, v.snapshot(room, Some(since))))
+        Some(v.feed.fresh(v.snapshot(room, Some(since))))
     }
 }
 

@@ -28,7 +28,7 @@ pub mod frames;
 pub(crate) mod http;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use schemas::Topics;
@@ -36,15 +36,15 @@ use schemas::tournament::{
     Draw, Outcome, TournamentChange, TournamentInfo, TournamentPlayer, TournamentState,
 };
 use serde::Serialize;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 use warp::Filter;
 
 use self::frames::{TournamentDelta, TournamentSnapshot};
 use crate::protocol::ViewKind;
 use crate::protocol::{ErrorCode, Frame, Refused};
+use crate::views::feed::Feed;
 use crate::views::live::{
-    Change, Changelog, Context, FRAME_BUFFER, First, Key, LiveView, Routes, Snapshot, Subscribed,
-    ViewModule,
+    Changelog, Context, First, Key, LiveView, Routes, Snapshot, Subscribed, ViewModule,
 };
 
 /// Outcomes held per tournament, for the requests waiting on them.
@@ -81,13 +81,10 @@ struct TournamentView {
     /// By user.
     players: BTreeMap<String, TournamentPlayer>,
     draw: Option<Draw>,
-    seq: u64,
-    version: u64,
+    /// Version, seq, subscribers and snapshot.
+    feed: Feed,
     /// The latest outcomes, oldest first.
     outcomes: VecDeque<Outcome>,
-    /// The snapshot of `version`, once someone asked for it.
-    snapshot: Mutex<Option<(u64, Frame)>>,
-    tx: Option<broadcast::Sender<Change>>,
     /// Notified after each change of this tournament (for the requests
     /// waiting on an outcome).
     changed: Arc<tokio::sync::Notify>,
@@ -103,7 +100,7 @@ impl TournamentView {
     fn body<'a>(&'a self, id: &'a str) -> TournamentSnapshot<'a> {
         TournamentSnapshot::Tournament {
             id,
-            seq: self.seq,
+            seq: self.feed.seq(),
             tournament: self.info.as_ref(),
             players: self.players(),
             draw: self.draw.as_ref(),
@@ -111,20 +108,8 @@ impl TournamentView {
     }
 
     fn snapshot_frame(&self, id: &str) -> Frame {
-        let mut cached = self.snapshot.lock().expect("snapshot lock");
-        if let Some((v, f)) = cached.as_ref()
-            && *v == self.version
-        {
-            return f.clone();
-        }
-        let frame = crate::protocol::snapshot(&self.body(id));
-        *cached = Some((self.version, frame.clone()));
-        frame
-    }
-
-    fn tx(&mut self) -> &broadcast::Sender<Change> {
-        self.tx
-            .get_or_insert_with(|| broadcast::channel(FRAME_BUFFER).0)
+        self.feed
+            .snapshot(|| crate::protocol::snapshot(&self.body(id)))
     }
 }
 
@@ -149,7 +134,7 @@ impl Tournaments {
         let mut map = self.map.write().expect("tournaments lock");
         let new = !map.contains_key(&change.tournament);
         let view = map.entry(change.tournament.clone()).or_default();
-        let contiguous = change.seq == view.seq + 1;
+        let contiguous = change.seq == view.feed.seq() + 1;
         if change.seq == 1 {
             view.info = None;
             view.players.clear();
@@ -170,9 +155,8 @@ impl Tournaments {
                 view.outcomes.pop_front();
             }
         }
-        view.seq = change.seq;
-        view.version += 1;
-        if view.tx.as_ref().is_some_and(|tx| tx.receiver_count() > 0) {
+        view.feed.advance(change.seq);
+        if view.feed.heard() {
             let frame = if contiguous {
                 crate::protocol::delta(&TournamentDelta::Tournament {
                     id: &change.tournament,
@@ -185,13 +169,7 @@ impl Tournaments {
             } else {
                 view.snapshot_frame(&change.tournament)
             };
-            let c = Change {
-                version: view.version,
-                seq: view.seq,
-                frame,
-                origin_ms,
-            };
-            let _ = view.tx().send(c);
+            view.feed.send(frame, contiguous, origin_ms);
         }
         let changed = view.changed.clone();
         drop(map);
@@ -221,7 +199,7 @@ impl Tournaments {
                     players: v.players.len(),
                     state: info.state,
                     version: info.version,
-                    seq: v.seq,
+                    seq: v.feed.seq(),
                 })
             })
             .collect()
@@ -305,24 +283,18 @@ impl LiveView for Tournaments {
         _user: Option<&str>,
         _since: Option<u64>,
     ) -> Result<Subscribed, Refused> {
-        let mut map = self.map.write().expect("tournaments lock");
+        let map = self.map.read().expect("tournaments lock");
         let v = map
-            .get_mut(&key.id)
+            .get(&key.id)
             .filter(|v| v.info.is_some())
             .ok_or_else(|| unknown(&key.id))?;
-        let changes = v.tx().subscribe();
-        Ok(Subscribed {
-            first: First::Snapshot(v.snapshot_frame(&key.id)),
-            version: v.version,
-            seq: v.seq,
-            changes: Some(changes),
-        })
+        Ok(v.feed.subscribe(First::Snapshot(v.snapshot_frame(&key.id))))
     }
 
     fn resnapshot(&self, key: &Key, _seq: u64) -> Option<Snapshot> {
         let map = self.map.read().expect("tournaments lock");
         let v = map.get(&key.id)?;
-        Some((v.version, v.seq, v.snapshot_frame(&key.id)))
+        Some(v.feed.fresh(v.snapshot_frame(&key.id)))
     }
 }
 
