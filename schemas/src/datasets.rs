@@ -1,14 +1,9 @@
-//! The archived datasets of the race, rooms and tasks views and of the
-//! dead letters: each dataset's column list ([`crate::dataset!`]), the
+//! The archived datasets of the race, rooms and tasks views: each dataset's column list ([`crate::dataset!`]), the
 //! rows a changelog record gives (a standings change gives rows of four
 //! datasets), and how each archived record decodes ([`Archived`]). The
 //! tournament's are in [`crate::tournament`].
 
 use crate::archive::{Archived, Change, Record, Rows, json, wire_name};
-use crate::topics::{
-    DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER, DLQ_SOURCE_HEADER,
-    DLQ_TOPIC_HEADER, DLQ_TRUNCATED_HEADER,
-};
 use crate::{
     CalcTask, ChatEvent, GpsPoint, Leader, RaceDefinition, RankChange, RoomChange, RoomMember,
     RoomMessage, Split, StandingRow, StandingsChange, TaskResult, TimingCrossing,
@@ -211,41 +206,6 @@ crate::dataset!(MemberChange<'_>, "room_members", |c| [
     time_or("joined_at", c.member.as_ref().map(|m| m.joined_at.0)),
 ]);
 
-/// A record of `pace.dlq`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DeadLetterRow {
-    /// The topic it was refused from.
-    pub source_topic: String,
-    /// Its partition there (-1: refused by the edge before reaching Kafka).
-    pub source_partition: i32,
-    /// Its offset there (-1 likewise).
-    pub source_offset: i64,
-    /// Why.
-    pub reason: String,
-    /// Who refused it, when not the pipeline (`ws-edge`).
-    pub refused_by: Option<String>,
-    /// The original size, when the payload was cut.
-    pub truncated_from: Option<i64>,
-    /// Key.
-    pub key: Option<Vec<u8>>,
-    /// Payload, byte for byte.
-    pub payload: Vec<u8>,
-}
-
-// A record refused by the pipeline or the edge: the reason, the origin
-// (`source_partition`/`source_offset` are -1 for a record the edge refused
-// before it reached Kafka), and the payload byte for byte.
-crate::dataset!(DeadLetterRow, "dead_letters", |d| [
-    id("source_topic", &d.source_topic),
-    int32("source_partition", d.source_partition),
-    int64("source_offset", d.source_offset),
-    text("reason", &d.reason),
-    id_or("refused_by", d.refused_by.as_deref()),
-    int64_or("truncated_from", d.truncated_from),
-    binary_or("key", d.key.as_deref()),
-    binary("payload", &d.payload),
-]);
-
 crate::one_row!(GpsPoint, crate::decode, |p| Some(p.time.0));
 crate::one_row!(TimingCrossing, crate::decode, |c| Some(c.time.0));
 crate::one_row!(RaceDefinition, crate::decode, |d| Some(d.start.0));
@@ -254,30 +214,6 @@ crate::one_row!(CalcTask, crate::decode, |t| Some(t.time.0));
 crate::one_row!(TaskResult, serde_json::from_slice, |t| Some(
     t.submitted_at.0
 ));
-
-impl Archived for DeadLetterRow {
-    const DATASETS: &'static [&'static crate::archive::Dataset] =
-        &[&<Self as crate::archive::Row>::DATASET];
-    fn decode(raw: &impl Record) -> Option<Self> {
-        let number = |h| raw.header(h).and_then(|v| v.parse().ok());
-        Some(DeadLetterRow {
-            source_topic: raw.header(DLQ_TOPIC_HEADER).unwrap_or_default().to_owned(),
-            source_partition: number(DLQ_PARTITION_HEADER).unwrap_or(-1) as i32,
-            source_offset: number(DLQ_OFFSET_HEADER).unwrap_or(-1),
-            reason: raw.header(DLQ_REASON_HEADER).unwrap_or_default().to_owned(),
-            refused_by: raw.header(DLQ_SOURCE_HEADER).map(str::to_owned),
-            truncated_from: number(DLQ_TRUNCATED_HEADER),
-            key: raw.key().map(<[u8]>::to_vec),
-            payload: raw.payload().to_vec(),
-        })
-    }
-    fn time_ms(&self) -> Option<i64> {
-        None
-    }
-    fn rows(&self, out: &mut impl Rows) {
-        out.push(self);
-    }
-}
 
 /// `pace.standings`: standings rows, ranks, splits and leaders.
 impl Archived for StandingsChange {

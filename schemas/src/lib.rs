@@ -14,7 +14,8 @@
 //!   as what;
 //! - [`archive`]: what the archive's datasets are, described without Arrow
 //!   (their column lists), and how a record becomes rows; [`datasets`]: the
-//!   datasets of the race, rooms and tasks views and of dead letters;
+//!   datasets of the race, rooms and tasks views; [`dead_letter`]: a refused
+//!   record's headers and dataset;
 //! - [`tournament`]: the tournament draw's events and view;
 //! - [`edge`]: what edges tell each other (budget usage);
 //! - [`binding`]: which input offsets each dataflow epoch covered;
@@ -23,6 +24,7 @@
 pub mod archive;
 pub mod binding;
 pub mod datasets;
+pub mod dead_letter;
 pub mod edge;
 pub mod records;
 pub mod time;

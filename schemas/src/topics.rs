@@ -49,7 +49,7 @@ topics! {
     /// Calculation tasks ([`crate::CalcTask`]), keyed by task id.
     calc => crate::CalcTask,
     /// Dead letters: records that failed to decode or validate, with the reason in headers.
-    dlq => crate::datasets::DeadLetterRow,
+    dlq => crate::dead_letter::DeadLetterRow,
     /// Changelog of the standings view ([`crate::StandingsChange`]), keyed by race.
     standings => crate::StandingsChange,
     /// Changelog of the rooms view ([`crate::RoomChange`]), keyed by room.
@@ -76,23 +76,10 @@ impl Default for Topics {
     }
 }
 
-/// Kafka header carrying the reason a record was dead-lettered.
-pub const DLQ_REASON_HEADER: &str = "pace-dlq-reason";
-/// Kafka header carrying the dead letter's source topic.
-pub const DLQ_TOPIC_HEADER: &str = "pace-source-topic";
-/// Kafka header carrying the dead letter's source partition.
-pub const DLQ_PARTITION_HEADER: &str = "pace-source-partition";
-/// Kafka header present when a dead letter carries only the first
-/// [`DLQ_MAX_PAYLOAD_BYTES`] of its record; its value is the original size.
-pub const DLQ_TRUNCATED_HEADER: &str = "pace-truncated-from";
-/// Most payload bytes a dead letter carries (the whole record stays in its
-/// source topic, at the offset the headers name).
-pub const DLQ_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
-/// Kafka header carrying the dead letter's source offset.
-pub const DLQ_OFFSET_HEADER: &str = "pace-source-offset";
-/// Kafka header naming what refused a record that never reached its topic
-/// (`ws-edge`: refused at the edge; partition and offset are then -1).
-pub const DLQ_SOURCE_HEADER: &str = "pace-refused-by";
+pub use crate::dead_letter::{
+    DLQ_MAX_PAYLOAD_BYTES, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER,
+    DLQ_SOURCE_HEADER, DLQ_TOPIC_HEADER, DLQ_TRUNCATED_HEADER,
+};
 /// Kafka header of a view change: the Kafka timestamp (Unix ms, decimal) of
 /// the oldest input record of the batch that caused it. The edge measures
 /// end-to-end latency (record produced → frame written) from it.
