@@ -147,6 +147,7 @@ impl DemoRace {
                 .map(|r| Participant {
                     id: r.id.clone(),
                     name: format!("Runner {}", &r.id[4..]),
+                    wave: None,
                 })
                 .collect(),
             rules: schemas::RaceRules {

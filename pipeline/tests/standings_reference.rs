@@ -18,7 +18,9 @@ use pace_pipeline::jobs::standings::{
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use schemas::{Mark, RaceKind, RaceRules, Timestamp, TimingLine};
+use schemas::{
+    Clock, Mark, Participant, RaceKind, RaceRules, Timestamp, TimingLine, TimingMat, Wave,
+};
 type Row = common::RaceRow;
 type Update = (Row, u64, isize);
 
@@ -93,8 +95,65 @@ fn random_input(seed: u64) -> TestInput {
         4,
         rules(20.0, 30.0),
     );
+    // Chip timing: a start mat, three along the course (the last with a
+    // cutoff), the finish; two waves a minute apart, ranked by net time.
+    let mut mats_def = race(
+        "mats",
+        RaceKind::Mats {
+            mats: [0.0, 1000.0, 2000.0, 3000.0, 4000.0]
+                .iter()
+                .enumerate()
+                .map(|(i, d)| TimingMat {
+                    id: format!("m{i}"),
+                    name: String::new(),
+                    distance_m: *d,
+                    cutoff_s: (i == 3).then_some(900.0),
+                })
+                .collect(),
+        },
+        1,
+        RaceRules {
+            clock: Some(Clock::Net),
+            waves: vec![
+                Wave {
+                    id: "w1".into(),
+                    offset_s: 0.0,
+                },
+                Wave {
+                    id: "w2".into(),
+                    offset_s: 60.0,
+                },
+            ],
+            ..rules(20.0, 0.0)
+        },
+    );
+    mats_def.participants = (0..6)
+        .map(|p| Participant {
+            id: format!("p{p}"),
+            name: String::new(),
+            wave: Some(if p < 3 { "w1" } else { "w2" }.into()),
+        })
+        .collect();
     for p in 0..6 {
         let id = format!("p{p}");
+        // Chip reads: the start mat (sometimes missed), each mat at the
+        // runner's pace (some missed, some read twice), the finish.
+        let wave = if p < 3 { 0 } else { 60_000 };
+        let start = T0 + wave + rng.random_range(0..30_000);
+        let pace_ms = rng.random_range(180_000..320_000); // per km
+        for m in 0..5 {
+            if (m == 0 || m == 2) && rng.random_range(0..4) == 0 {
+                continue; // missed
+            }
+            let t = start + m * pace_ms + rng.random_range(0..2_000);
+            let read = Obs::Cross {
+                line: format!("m{m}"),
+            };
+            observations.push(obs("mats", id.clone(), t, read.clone()));
+            if rng.random_range(0..4) == 0 {
+                observations.push(obs("mats", id.clone(), t + 1_500, read));
+            }
+        }
         let speed = rng.random_range(3.0..9.0);
         let mut laps: Vec<(f64, f64)> = vec![(-10.0, -10.0)];
         for _ in 0..3 {
@@ -189,6 +248,7 @@ fn random_input(seed: u64) -> TestInput {
         (3, definition(&marks_def, 1)),
         (rng.random_range(0..ROUNDS), definition(&timing_def, 1)),
         (6, definition(&wider, 2)),
+        (rng.random_range(0..ROUNDS), definition(&mats_def, 1)),
     ];
     TestInput {
         observations: delivered,
@@ -256,7 +316,7 @@ fn views_equal_sequential_reference_one_and_four_workers() {
         };
         // The input exercises what it should: every race ranks and splits,
         // someone finishes each, and late points retract rows.
-        for race in ["loop", "oab", "marks", "laps"] {
+        for race in ["loop", "oab", "marks", "laps", "mats"] {
             assert_eq!(finals.standings[race].len(), 6, "{race}");
             assert!(
                 finals.splits.get(race).map_or(0, Vec::len) >= 6,

@@ -169,6 +169,65 @@ impl Validate for TimingLine {
     }
 }
 
+/// A chip-timing mat of a [`RaceKind::Mats`] race.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimingMat {
+    /// Mat id, referenced by [`TimingCrossing::line`].
+    pub id: String,
+    /// Display name (`5K`, `Half`, …).
+    #[serde(default)]
+    pub name: String,
+    /// Distance from the start mat, metres.
+    pub distance_m: f64,
+    /// A read more than this long after the runner's start (net or gun
+    /// time, as the race's clock says), seconds, does not count: the runner
+    /// missed the mat's cutoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutoff_s: Option<f64>,
+}
+
+impl Validate for TimingMat {
+    fn validate(&self) -> Result<(), ValidationError> {
+        v::id("id", &self.id)?;
+        v::text("name", &self.name, v::MAX_NAME_BYTES)?;
+        v::finite_in("distance_m", self.distance_m, 0.0, 1_000_000.0)?;
+        if let Some(c) = self.cutoff_s {
+            v::finite_in("cutoff_s", c, 1.0, 7.0 * 86_400.0)?;
+        }
+        Ok(())
+    }
+}
+
+/// Which time ranks a chip-timed race.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Clock {
+    /// From each runner's own start (their first start-mat read, or their
+    /// wave's start if the start mat missed them): chip time.
+    #[default]
+    Net,
+    /// From the gun (plus the runner's wave offset).
+    Gun,
+}
+
+/// A wave of a chip-timed race: its runners start this long after the gun.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wave {
+    /// Wave id, referenced by [`Participant::wave`].
+    pub id: String,
+    /// Its start after the gun, seconds.
+    pub offset_s: f64,
+}
+
+impl Validate for Wave {
+    fn validate(&self) -> Result<(), ValidationError> {
+        v::id("id", &self.id)?;
+        v::finite_in("offset_s", self.offset_s, 0.0, 86_400.0)
+    }
+}
+
 /// What a race is raced over.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -195,15 +254,25 @@ pub enum RaceKind {
         /// The lines, the start/finish line first.
         lines: Vec<TimingLine>,
     },
+    /// Chip timing of a point-to-point road race: mats at the start, along
+    /// the course and at the finish, each at its distance. A runner is
+    /// ranked by the furthest mat read, then by their time there (net or
+    /// gun, as [`RaceRules::clock`] says); a missed mat does not stop later
+    /// ones from counting.
+    Mats {
+        /// The mats in course order: the start mat first, the finish last.
+        mats: Vec<TimingMat>,
+    },
 }
 
 impl RaceKind {
-    /// `course`, `marks` or `timing_lines`, as on the wire.
+    /// `course`, `marks`, `timing_lines` or `mats`, as on the wire.
     pub fn name(&self) -> &'static str {
         match self {
             RaceKind::Course { .. } => "course",
             RaceKind::Marks { .. } => "marks",
             RaceKind::TimingLines { .. } => "timing_lines",
+            RaceKind::Mats { .. } => "mats",
         }
     }
 }
@@ -235,6 +304,36 @@ impl Validate for RaceKind {
                 v::bounded_len("lines", lines, v::MAX_GEOMETRY_POINTS)?;
                 v::each("lines", lines)
             }
+            RaceKind::Mats { mats } => {
+                if mats.len() < 2 {
+                    return Err(ValidationError::new(
+                        "mats",
+                        "needs at least 2 mats (start and finish)",
+                    ));
+                }
+                v::bounded_len("mats", mats, v::MAX_GEOMETRY_POINTS)?;
+                v::each("mats", mats)?;
+                if mats[0].distance_m != 0.0 {
+                    return Err(ValidationError::new(
+                        "mats",
+                        "the first mat is the start, at 0 m",
+                    ));
+                }
+                for (i, pair) in mats.windows(2).enumerate() {
+                    if pair[1].distance_m <= pair[0].distance_m {
+                        return Err(ValidationError::new(
+                            format!("mats[{}].distance_m", i + 1),
+                            "must be further than the mat before",
+                        ));
+                    }
+                }
+                let mut ids: Vec<&str> = mats.iter().map(|m| m.id.as_str()).collect();
+                ids.sort_unstable();
+                if ids.windows(2).any(|w| w[0] == w[1]) {
+                    return Err(ValidationError::new("mats", "ids must be unique"));
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -248,12 +347,19 @@ pub struct Participant {
     /// Display name.
     #[serde(default)]
     pub name: String,
+    /// Their wave (chip-timed races), as in [`RaceRules::waves`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<String>,
 }
 
 impl Validate for Participant {
     fn validate(&self) -> Result<(), ValidationError> {
         v::id("id", &self.id)?;
-        v::text("name", &self.name, v::MAX_NAME_BYTES)
+        v::text("name", &self.name, v::MAX_NAME_BYTES)?;
+        if let Some(w) = &self.wave {
+            v::id("wave", w)?;
+        }
+        Ok(())
     }
 }
 
@@ -306,7 +412,8 @@ pub struct RaceRules {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line_tolerance_m: Option<f64>,
     /// A participant not seen for this long, seconds, while others still are,
-    /// is retired. Default 600.
+    /// is retired. Default 600 (7200 in a chip-timed race, whose runners
+    /// are seen only at its mats).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retire_after_s: Option<f64>,
     /// How late a point may arrive, seconds: a GPS fix (or a crossing) more
@@ -317,6 +424,12 @@ pub struct RaceRules {
     /// Default 120.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_lateness_s: Option<f64>,
+    /// Chip-timed races: which time ranks (default net).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<Clock>,
+    /// Chip-timed races: the waves, each with its start after the gun.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<Wave>,
 }
 
 impl RaceRules {
@@ -359,7 +472,8 @@ impl Validate for RaceRules {
         if let Some(v) = self.allowed_lateness_s {
             v::finite_in("allowed_lateness_s", v, 0.0, 7.0 * 86_400.0)?;
         }
-        Ok(())
+        v::bounded_len("waves", &self.waves, 1000)?;
+        v::each("waves", &self.waves)
     }
 }
 
@@ -382,7 +496,18 @@ impl Validate for RaceDefinition {
         }
         v::bounded_len("participants", &self.participants, v::MAX_PARTICIPANTS)?;
         v::each("participants", &self.participants)?;
-        self.rules.validate().map_err(|e| e.within("rules"))
+        self.rules.validate().map_err(|e| e.within("rules"))?;
+        for (i, p) in self.participants.iter().enumerate() {
+            if let Some(w) = &p.wave
+                && !self.rules.waves.iter().any(|x| &x.id == w)
+            {
+                return Err(ValidationError::new(
+                    format!("participants[{i}].wave"),
+                    "no such wave in rules.waves",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -145,6 +145,7 @@ mod tests {
             .map(|i| Participant {
                 id: format!("bib-{i:05}"),
                 name: format!("Runner number {i}"),
+                wave: None,
             })
             .collect();
         let bytes = serde_json::to_vec(&big).unwrap();

@@ -103,6 +103,7 @@ pub fn read(dir: &Path) -> Result<(Dataset, Vec<Lap>), IngestError> {
             participants.push(Participant {
                 id: code.clone(),
                 name: name.clone(),
+                wave: None,
             });
             let mut list = list.clone();
             list.sort();

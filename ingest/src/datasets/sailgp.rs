@@ -183,6 +183,7 @@ pub fn read(dir: &Path) -> Result<(Dataset, LegChanges), IngestError> {
             .map(|b| Participant {
                 id: b.clone(),
                 name: b.clone(),
+                wave: None,
             })
             .collect();
         participants.sort_by(|a, b| a.id.cmp(&b.id));

@@ -5,7 +5,9 @@
 //! (equirectangular; under a centimetre of error per kilometre over the few
 //! kilometres a course spans).
 
-use schemas::{LatLon, RaceDefinition, RaceKind};
+use std::collections::HashMap;
+
+use schemas::{Clock, LatLon, RaceDefinition, RaceKind};
 
 /// A point on the race plane, metres east and north of the origin.
 pub type Xy = (f64, f64);
@@ -121,6 +123,8 @@ pub enum Geometry {
     Marks(Marks),
     /// Timing lines, the start/finish line first.
     Timing(Timing),
+    /// Chip-timing mats, the start mat first and the finish last.
+    Mats(Mats),
 }
 
 /// A course polyline with cumulative distances.
@@ -292,6 +296,31 @@ pub struct Timing {
     pub ends: Vec<Option<(Xy, Xy)>>,
 }
 
+/// A chip-timed race's `retire_after_s` when its rules give none, ms.
+pub const MATS_RETIRE_AFTER_MS: i64 = 2 * 3600 * 1000;
+
+/// A chip-timed race: its mats and how its times are taken.
+#[derive(Clone, Debug)]
+pub struct Mats {
+    /// Mat ids in course order; index 0 is the start mat, the last the finish.
+    pub ids: Vec<String>,
+    /// Each mat's distance from the start mat, metres.
+    pub distance_m: Vec<f64>,
+    /// Each mat's cutoff after the runner's start, ms.
+    pub cutoff_ms: Vec<Option<i64>>,
+    /// Net time (from the runner's own start) rather than gun time.
+    pub net: bool,
+    /// Each listed participant's wave start after the gun, ms (others: 0).
+    pub wave_ms: HashMap<String, i64>,
+}
+
+impl Mats {
+    /// When `participant`'s wave started.
+    pub fn wave_start(&self, gun_ms: i64, participant: &str) -> i64 {
+        gun_ms + self.wave_ms.get(participant).copied().unwrap_or(0)
+    }
+}
+
 impl Race {
     /// Compiles a (validated) definition.
     pub fn compile(def: &RaceDefinition) -> Race {
@@ -302,6 +331,7 @@ impl Race {
                 .iter()
                 .find_map(|l| l.ends.map(|e| e[0]))
                 .unwrap_or(LatLon { lat: 0.0, lon: 0.0 }),
+            RaceKind::Mats { .. } => LatLon { lat: 0.0, lon: 0.0 },
         };
         let projection = Projection::at(origin);
         let xy = |p: LatLon| projection.xy(p);
@@ -355,17 +385,38 @@ impl Race {
                     .map(|l| l.ends.map(|e| (xy(e[0]), xy(e[1]))))
                     .collect(),
             }),
+            RaceKind::Mats { mats } => {
+                let waves: HashMap<&str, i64> = (def.rules.waves.iter())
+                    .map(|w| (w.id.as_str(), (w.offset_s * 1000.0).round() as i64))
+                    .collect();
+                Geometry::Mats(Mats {
+                    ids: mats.iter().map(|m| m.id.clone()).collect(),
+                    distance_m: mats.iter().map(|m| m.distance_m).collect(),
+                    cutoff_ms: (mats.iter())
+                        .map(|m| m.cutoff_s.map(|c| (c * 1000.0).round() as i64))
+                        .collect(),
+                    net: def.rules.clock.unwrap_or_default() == Clock::Net,
+                    wave_ms: (def.participants.iter())
+                        .filter_map(|p| Some((p.id.clone(), *waves.get(p.wave.as_deref()?)?)))
+                        .collect(),
+                })
+            }
         };
         Race {
             start_ms: def.start.0,
             laps: match &def.kind {
-                RaceKind::Course { is_loop: false, .. } => 1,
+                RaceKind::Course { is_loop: false, .. } | RaceKind::Mats { .. } => 1,
                 _ => def.laps,
             },
             cutoff_ms: def.cutoff.map(|c| c.0),
             max_speed_mps: def.rules.max_speed_mps(),
             min_lap_ms: def.rules.min_lap_ms(),
-            retire_after_ms: def.rules.retire_after_ms(),
+            retire_after_ms: match (&def.kind, def.rules.retire_after_s) {
+                // Runners are seen only at mats, which may be half an hour
+                // apart: retired after two hours unseen, unless the rules say.
+                (RaceKind::Mats { .. }, None) => MATS_RETIRE_AFTER_MS,
+                _ => def.rules.retire_after_ms(),
+            },
             allowed_lateness_ms: def.rules.allowed_lateness_ms(),
             line_tolerance_m: def.rules.line_tolerance_m(),
             projection,

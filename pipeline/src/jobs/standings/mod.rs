@@ -1,5 +1,6 @@
-//! `race_standings`: live standings and splits of course, mark and
-//! timing-line races, from GPS fixes, timing crossings and race definitions.
+//! `race_standings`: live standings and splits of course, mark,
+//! timing-line and chip-timed (mats) races, from GPS fixes, timing
+//! crossings and race definitions.
 //!
 //! Three stages:
 //! 1. **Track** (a timely operator, exchanged by participant): each
@@ -489,7 +490,8 @@ pub fn reference(observations: &[Observation], definitions: &[Definition]) -> Re
         };
         let (summary, splits) = fold_all(compiled, p, &obs);
         progress.entry(race.to_owned()).or_default().push(summary);
-        for (i, t) in splits.into_iter().enumerate() {
+        for (i, t) in splits.iter().enumerate() {
+            let Some(t) = track::read(t) else { continue };
             passes
                 .entry((race.to_owned(), i as u32 + 1))
                 .or_default()

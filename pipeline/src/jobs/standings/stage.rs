@@ -138,7 +138,7 @@ impl Participant {
     fn refold(&mut self, race: &Race, id: &str) -> (Progress, Vec<i64>) {
         let initial = |base: &Option<((i64, Obs), Fold)>| match base {
             Some((k, f)) => (f.clone(), Some(k.clone())),
-            None => (Fold::new(race), None),
+            None => (Fold::new(race, id), None),
         };
         // The last fold is taken, not cloned: it is replaced below.
         let (mut fold, after) = match std::mem::replace(&mut self.dirty, Dirty::Clean) {
@@ -309,7 +309,7 @@ where
                         for ((race, id), p) in &participants {
                             let Some((progress, splits)) = &p.emitted else { continue };
                             session.give((Tracked::Progress(race.clone(), progress.clone()), t.clone(), 1));
-                            for (i, time) in splits.iter().enumerate() {
+                            for (i, time) in splits.iter().enumerate().filter(|(_, t)| super::track::read(t).is_some()) {
                                 session.give((Tracked::Split(race.clone(), i as u32 + 1, id.clone(), *time), t.clone(), 1));
                             }
                         }
@@ -433,7 +433,7 @@ where
                                 session.give((Tracked::Progress(key.0.clone(), progress.clone()), t.clone(), 1));
                             }
                             for i in 0..old_splits.len().max(splits.len()) {
-                                let (o, n) = (old_splits.get(i), splits.get(i));
+                                let (o, n) = (old_splits.get(i).filter(|t| super::track::read(t).is_some()), splits.get(i).filter(|t| super::track::read(t).is_some()));
                                 if o == n {
                                     continue;
                                 }

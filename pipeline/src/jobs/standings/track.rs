@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use schemas::Status;
 
-use super::geo::{self, Geometry, MARK_ZONE_M, NOISE_M, Race, Xy, dist, dot, segment_crossing};
+use super::geo::{
+    self, Geometry, MARK_ZONE_M, Mats, NOISE_M, Race, Xy, dist, dot, segment_crossing,
+};
 
 /// What was observed of a participant at one time.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -51,6 +53,16 @@ impl Obs {
         lat_e7: i64::MIN,
         lon_e7: i64::MIN,
     };
+}
+
+/// A split a participant passed without a read (a chip-timed race's missed
+/// mat): held in the splits vector so that a split's index stays its
+/// mat's, and never emitted ([`read`]).
+pub const MISSED: i64 = i64::MIN;
+
+/// A split's time, unless it was [`MISSED`].
+pub fn read(t: &i64) -> Option<i64> {
+    (*t != MISSED).then_some(*t)
 }
 
 /// Speed is measured over about this much recent track, ms.
@@ -100,6 +112,12 @@ enum KindState {
         laps: u32,
         last_lap_ms: Option<i64>,
     },
+    /// The participant's own start (their first start-mat read), and
+    /// their wave's start.
+    Mats {
+        own_start: Option<i64>,
+        wave_start: i64,
+    },
 }
 
 /// A participant's standing before ranking (integers, so it orders and
@@ -141,8 +159,8 @@ pub struct Progress {
 }
 
 impl Fold {
-    /// Before any observation.
-    pub fn new(race: &Race) -> Fold {
+    /// Before any observation of `participant`.
+    pub fn new(race: &Race, participant: &str) -> Fold {
         let kind = match &race.geometry {
             Geometry::Course(_) => KindState::Course {
                 d: 0.0,
@@ -153,6 +171,10 @@ impl Fold {
                 last: vec![None; t.ids.len()],
                 laps: 0,
                 last_lap_ms: None,
+            },
+            Geometry::Mats(m) => KindState::Mats {
+                own_start: None,
+                wave_start: m.wave_start(race.start_ms, participant),
             },
         };
         Fold {
@@ -176,17 +198,18 @@ impl Fold {
         self.n += 1;
         self.last_seen = Some(self.last_seen.map_or(t, |s| s.max(t)));
         match obs {
-            Obs::Cross { line } => {
-                if let Geometry::Timing(timing) = &race.geometry {
-                    match timing.ids.iter().position(|id| id == line) {
-                        Some(i) => self.crossing(race, i, t, splits),
-                        None => self.rejected += 1,
-                    }
-                } else {
-                    // Crossings mean nothing to course and mark races.
-                    self.rejected += 1;
-                }
-            }
+            Obs::Cross { line } => match &race.geometry {
+                Geometry::Timing(timing) => match timing.ids.iter().position(|id| id == line) {
+                    Some(i) => self.crossing(race, i, t, splits),
+                    None => self.rejected += 1,
+                },
+                Geometry::Mats(mats) => match mats.ids.iter().position(|id| id == line) {
+                    Some(i) => self.mat(race, mats, i, t, splits),
+                    None => self.rejected += 1,
+                },
+                // Crossings mean nothing to course and mark races.
+                _ => self.rejected += 1,
+            },
             Obs::Fix { lat_e7, lon_e7 } => {
                 if self.last_fix_time == Some(t) {
                     return; // a second fix with the same time
@@ -235,6 +258,9 @@ impl Fold {
     fn fix(&mut self, race: &Race, t: i64, p: Xy, splits: &mut Vec<i64>) {
         if t < race.start_ms && !matches!(race.geometry, Geometry::Timing(_)) {
             return;
+        }
+        if matches!(race.geometry, Geometry::Mats(_)) {
+            return; // a chip-timed race is judged by its mats
         }
         if self.finished.is_some() {
             return;
@@ -399,6 +425,53 @@ impl Fold {
         }
     }
 
+    /// A read of mat `i` at `t`. The start mat's first read is the
+    /// participant's own start; a later mat's read counts if it is further
+    /// than the furthest read so far and within the mat's cutoff, and the
+    /// mats passed on the way without a read are [`MISSED`]. A split's time
+    /// is the gun plus the runner's time there (net or gun, by the race's
+    /// clock), so that the order of a split's times is its order of places.
+    fn mat(&mut self, race: &Race, mats: &Mats, i: usize, t: i64, splits: &mut Vec<i64>) {
+        if t < race.start_ms || self.finished.is_some() {
+            return;
+        }
+        let KindState::Mats {
+            own_start,
+            wave_start,
+        } = &mut self.kind
+        else {
+            return;
+        };
+        if i == 0 {
+            if own_start.is_none() && self.splits == 0 {
+                *own_start = Some(t);
+                self.started = Some(t);
+            }
+            return;
+        }
+        if i <= self.splits {
+            return; // a mat read again, or one passed already
+        }
+        let from = if mats.net {
+            own_start.unwrap_or(*wave_start)
+        } else {
+            *wave_start
+        };
+        let elapsed = t - from;
+        if elapsed < 0 || mats.cutoff_ms[i].is_some_and(|c| elapsed > c) {
+            self.rejected += 1;
+            return;
+        }
+        self.started.get_or_insert(from);
+        splits.truncate(self.splits);
+        splits.resize(i - 1, MISSED);
+        splits.push(race.start_ms + elapsed);
+        self.splits = splits.len();
+        if i == mats.ids.len() - 1 {
+            self.finished = Some(race.start_ms + elapsed);
+        }
+    }
+
     /// Where the participant stands.
     pub fn summary(&self, race: &Race, participant: &str, splits: &[i64]) -> Progress {
         let splits = &splits[..self.splits];
@@ -413,6 +486,7 @@ impl Fold {
             Status::NotStarted => i64::MAX,
             _ => match &self.kind {
                 KindState::Timing { .. } => splits.last().copied().or(self.started),
+                KindState::Mats { .. } => splits.last().copied().or(Some(race.start_ms)),
                 _ => last_fix_t,
             }
             .unwrap_or(i64::MAX),
@@ -472,6 +546,21 @@ impl Fold {
                 laps = Some(*l);
                 last_lap_ms = *ll;
             }
+            (Geometry::Mats(mats), KindState::Mats { .. }) => {
+                let at = splits.len();
+                progress_mm = (mats.distance_m[at] * 1000.0).round() as i64;
+                // Projected finish: the runner's average pace so far, held
+                // to the finish (even pace).
+                let total = mats.distance_m[mats.distance_m.len() - 1];
+                if status == Status::Racing
+                    && at > 0
+                    && let Some(reached) = splits.last()
+                {
+                    let elapsed = (reached - race.start_ms) as f64;
+                    let projected = elapsed * total / mats.distance_m[at];
+                    eta_ms = Some(race.start_ms + projected.round() as i64);
+                }
+            }
             _ => unreachable!("the fold's state is made for the race's geometry"),
         }
         Progress {
@@ -487,7 +576,8 @@ impl Fold {
             last_lap_ms,
             eta_ms,
             position_e7: self.position_e7,
-            last_split: splits.last().map(|t| (splits.len() as u32, *t)),
+            last_split: (splits.iter().enumerate().rev())
+                .find_map(|(i, t)| Some((i as u32 + 1, read(t)?))),
             retire_after_ms: race.retire_after_ms,
             has_distance: !matches!(race.geometry, Geometry::Timing(_)),
             rejected: self.rejected,
@@ -501,7 +591,7 @@ pub fn fold_all<'a>(
     participant: &str,
     observations: impl IntoIterator<Item = &'a (i64, Obs)>,
 ) -> (Progress, Vec<i64>) {
-    let mut fold = Fold::new(race);
+    let mut fold = Fold::new(race, participant);
     let mut splits = Vec::new();
     for (t, obs) in observations {
         fold.step(race, *t, obs, &mut splits);
@@ -598,5 +688,118 @@ mod tests {
             "the lap ending after the cutoff is the last"
         );
         assert_eq!((p.status, p.laps), (Status::Finished, Some(2)));
+    }
+
+    /// A marathon's mats (start, 5K, 10K, finish), waves `w1` at the gun
+    /// and `w2` two minutes after; `b` runs in `w2`.
+    fn marathon(clock: schemas::Clock, cutoff_10k_s: Option<f64>) -> Race {
+        let mat = |id: &str, d: f64, cutoff_s| schemas::TimingMat {
+            id: id.into(),
+            name: id.into(),
+            distance_m: d,
+            cutoff_s,
+        };
+        Race::compile(&RaceDefinition {
+            id: "m".into(),
+            name: "m".into(),
+            start: Timestamp(T0),
+            kind: RaceKind::Mats {
+                mats: vec![
+                    mat("start", 0.0, None),
+                    mat("5k", 5000.0, None),
+                    mat("10k", 10_000.0, cutoff_10k_s),
+                    mat("finish", 42_195.0, None),
+                ],
+            },
+            laps: 1,
+            cutoff: None,
+            participants: vec![schemas::Participant {
+                id: "b".into(),
+                name: String::new(),
+                wave: Some("w2".into()),
+            }],
+            rules: RaceRules {
+                clock: Some(clock),
+                waves: vec![
+                    schemas::Wave {
+                        id: "w1".into(),
+                        offset_s: 0.0,
+                    },
+                    schemas::Wave {
+                        id: "w2".into(),
+                        offset_s: 120.0,
+                    },
+                ],
+                ..Default::default()
+            },
+        })
+    }
+
+    fn read(mat: &str, s: i64) -> (i64, Obs) {
+        (T0 + s * 1000, Obs::Cross { line: mat.into() })
+    }
+
+    #[test]
+    fn a_missed_mat_is_missing_and_later_mats_count() {
+        let race = marathon(schemas::Clock::Net, None);
+        let obs = [read("start", 10), read("10k", 3010), read("finish", 12_010)];
+        let (p, splits) = fold_all(&race, "a", &obs);
+        assert_eq!(splits, vec![MISSED, T0 + 3_000_000, T0 + 12_000_000]);
+        assert_eq!(p.status, Status::Finished);
+        assert_eq!(p.progress_mm, 42_195_000);
+        assert_eq!(p.reached_ms, T0 + 12_000_000, "the gun plus the net time");
+        assert_eq!(p.last_split, Some((3, T0 + 12_000_000)));
+        // Before the finish: at 10K, with the 5K missing.
+        let (p, _) = fold_all(&race, "a", &obs[..2]);
+        assert_eq!(
+            (p.status, p.progress_mm, p.splits),
+            (Status::Racing, 10_000_000, 2)
+        );
+    }
+
+    #[test]
+    fn net_time_runs_from_the_own_start_and_gun_time_from_the_wave() {
+        // `b` (wave w2, 120 s) crosses the start mat at 130 s and 5K at 1630 s.
+        let obs = [read("start", 130), read("5k", 1630)];
+        let (net, splits) = fold_all(&marathon(schemas::Clock::Net, None), "b", &obs);
+        assert_eq!(splits, vec![T0 + 1_500_000]);
+        assert_eq!(net.reached_ms, T0 + 1_500_000);
+        let (_, splits) = fold_all(&marathon(schemas::Clock::Gun, None), "b", &obs);
+        assert_eq!(splits, vec![T0 + 1_510_000], "from the wave's start");
+        // The start mat missed them: net time runs from their wave's start.
+        let (_, splits) = fold_all(&marathon(schemas::Clock::Net, None), "b", &obs[1..]);
+        assert_eq!(splits, vec![T0 + 1_510_000]);
+    }
+
+    #[test]
+    fn reads_again_behind_or_past_a_cutoff_do_not_count() {
+        let race = marathon(schemas::Clock::Net, Some(2_400.0));
+        let obs = [
+            read("start", 0),
+            read("5k", 1500),
+            read("5k", 1502),    // read twice
+            read("start", 1600), // a start mat behind them
+            read("10k", 3000),   // past the 10K cutoff (2400 s)
+            read("finish", 13_000),
+        ];
+        let (p, splits) = fold_all(&race, "a", &obs);
+        assert_eq!(splits, vec![T0 + 1_500_000, MISSED, T0 + 13_000_000]);
+        assert_eq!(p.rejected, 1, "the read past the cutoff");
+        assert_eq!(p.status, Status::Finished);
+    }
+
+    #[test]
+    fn the_projected_finish_holds_the_pace_so_far() {
+        let race = marathon(schemas::Clock::Net, None);
+        let (p, _) = fold_all(&race, "a", &[read("start", 0), read("5k", 1500)]);
+        // 1500 s for 5 km: 42.195 km at that pace is 12658.5 s.
+        assert_eq!(p.eta_ms, Some(T0 + 12_658_500));
+        let (p, _) = fold_all(&race, "a", &[read("start", 0)]);
+        assert_eq!(
+            (p.status, p.eta_ms, p.progress_mm),
+            (Status::Racing, None, 0)
+        );
+        let (p, _) = fold_all(&race, "a", &[]);
+        assert_eq!(p.status, Status::NotStarted);
     }
 }

@@ -23,6 +23,7 @@ fn def() -> RaceDefinition {
         participants: vec![Participant {
             id: "a".into(),
             name: "Ann".into(),
+            wave: None,
         }],
         rules: Default::default(),
     }
