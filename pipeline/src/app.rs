@@ -291,30 +291,37 @@ pub enum Recorded {
     F1(PathBuf),
     /// An IRC channel log, replayed into room [`IRC_ROOM`].
     Irc(PathBuf),
+    /// Marathon results in the Boston Marathon's shape (a CSV file), as
+    /// chip-timing mat reads.
+    Boston(PathBuf),
 }
 
 /// The room an IRC log replays into.
 pub const IRC_ROOM: &str = "irc";
 
 impl Recorded {
-    /// Parses `sailgp:DIR`, `f1:DIR` or `irc:FILE`.
+    /// Parses `sailgp:DIR`, `f1:DIR`, `irc:FILE` or `boston:FILE`.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s.split_once(':') {
             Some(("sailgp", dir)) if !dir.is_empty() => Ok(Recorded::SailGp(dir.into())),
             Some(("f1", dir)) if !dir.is_empty() => Ok(Recorded::F1(dir.into())),
             Some(("irc", file)) if !file.is_empty() => Ok(Recorded::Irc(file.into())),
-            _ => Err(format!("{s:?}: expected sailgp:DIR, f1:DIR or irc:FILE")),
+            Some(("boston", file)) if !file.is_empty() => Ok(Recorded::Boston(file.into())),
+            _ => Err(format!(
+                "{s:?}: expected sailgp:DIR, f1:DIR, irc:FILE or boston:FILE"
+            )),
         }
     }
 
     /// Reads the dataset; the lines it skipped are logged, each with its
     /// file and line number, and counted.
     pub fn read(&self) -> anyhow::Result<ingest::datasets::Dataset> {
-        use ingest::datasets::{f1, irc, sailgp};
+        use ingest::datasets::{boston, f1, irc, sailgp};
         let dataset = match self {
             Recorded::SailGp(dir) => sailgp::read(dir).map(|(d, _)| d),
             Recorded::F1(dir) => f1::read(dir).map(|(d, _)| d),
             Recorded::Irc(file) => irc::read(file, IRC_ROOM),
+            Recorded::Boston(file) => boston::read(file).map(|(d, _)| d),
         }
         .map_err(|e| anyhow::anyhow!(ingest::error_chain(&e)))?;
         report_skipped(&dataset.skipped);

@@ -36,7 +36,8 @@ enum Command {
         #[arg(long, env = "PACE_DEMO_PARTICIPANTS", default_value_t = 300)]
         demo_participants: usize,
         /// Replay a recorded race day or chat instead of the generated race:
-        /// `sailgp:DIR`, `f1:DIR` or `irc:FILE` (into room `irc`).
+        /// `sailgp:DIR`, `f1:DIR`, `irc:FILE` (into room `irc`) or
+        /// `boston:FILE` (marathon results, as mat reads).
         #[arg(long, env = "PACE_REPLAY", value_parser = Recorded::parse)]
         replay: Option<Recorded>,
         /// Replay speed for --replay (1 = real time, 0 = as fast as possible).
@@ -105,12 +106,13 @@ enum Command {
         topics: Topics,
         /// What to replay: `jsonl` (a JSON-lines file of one record type),
         /// `demo` (a generated race, start to finish), `sailgp` (boat logs and
-        /// race XML), `f1` (lap CSVs, Ergast schema) or `irc` (a channel log,
-        /// into room `irc`).
-        #[arg(long, env = "PACE_REPLAY_DATASET", value_parser = ["jsonl", "demo", "sailgp", "f1", "irc"])]
+        /// race XML), `f1` (lap CSVs, Ergast schema), `irc` (a channel log,
+        /// into room `irc`) or `boston` (marathon results, as chip-timing
+        /// mat reads).
+        #[arg(long, env = "PACE_REPLAY_DATASET", value_parser = ["jsonl", "demo", "sailgp", "f1", "irc", "boston"])]
         dataset: String,
-        /// The file (`jsonl`, `irc`) or directory (`sailgp`, `f1`) to replay.
-        #[arg(long, env = "PACE_REPLAY_PATH", required_if_eq_any([("dataset", "jsonl"), ("dataset", "sailgp"), ("dataset", "f1"), ("dataset", "irc")]))]
+        /// The file (`jsonl`, `irc`, `boston`) or directory (`sailgp`, `f1`) to replay.
+        #[arg(long, env = "PACE_REPLAY_PATH", required_if_eq_any([("dataset", "jsonl"), ("dataset", "sailgp"), ("dataset", "f1"), ("dataset", "irc"), ("dataset", "boston")]))]
         path: Option<PathBuf>,
         /// The input topic, and so the record type, of a `jsonl` file.
         #[arg(long, value_enum, default_value = "gps")]
@@ -246,6 +248,7 @@ fn main() -> ExitCode {
                 ("sailgp", Some(path)) => Replay::Recorded(Recorded::SailGp(path)),
                 ("f1", Some(path)) => Replay::Recorded(Recorded::F1(path)),
                 ("irc", Some(path)) => Replay::Recorded(Recorded::Irc(path)),
+                ("boston", Some(path)) => Replay::Recorded(Recorded::Boston(path)),
                 _ => Replay::Demo { participants, seed },
             };
             if !(speed.is_finite() && speed >= 0.0) {

@@ -5,6 +5,9 @@
 //! - SailGP Auckland 2025: finishing orders agree with the official results,
 //!   and the order in which pace has boats complete each leg agrees with the
 //!   tracking system's leg changes for at least 95% of boat pairs.
+//! - Boston Marathon 2015, chip-timed: every finisher's place equals the
+//!   official `Overall`, and the position at every mat equals the order of
+//!   that mat's net times, both within same-second ties.
 //!
 //! `cargo test -p pace-pipeline --test recorded_races -- --nocapture` prints
 //! the measured figures.
@@ -14,7 +17,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use ingest::datasets::{Dataset, f1, sailgp};
+use std::collections::BTreeSet;
+
+use ingest::datasets::{Dataset, boston, f1, sailgp};
 use pace_pipeline::jobs::standings::{
     Definition, Observation, SplitRow, Standing, ViewRow, crossing, definition, fix,
 };
@@ -206,4 +211,113 @@ fn sailgp_finishing_orders_and_leg_times_agree_with_the_official_ones() {
         offsets.len()
     );
     assert!(share >= 0.95, "{agree}/{pairs}");
+}
+
+/// `got` and `want` agree within ties: for every group of equal `key`s, the
+/// set of `got` values is the set of `want` values. Returns the disagreeing
+/// groups.
+fn tie_groups<K: Ord + Clone, V: Ord + Copy + std::fmt::Debug>(
+    rows: impl IntoIterator<Item = (K, V, V)>,
+) -> Vec<(K, BTreeSet<V>, BTreeSet<V>)> {
+    let mut groups: BTreeMap<K, (BTreeSet<V>, BTreeSet<V>)> = BTreeMap::new();
+    for (k, got, want) in rows {
+        let g = groups.entry(k).or_default();
+        g.0.insert(got);
+        g.1.insert(want);
+    }
+    groups
+        .into_iter()
+        .filter(|(_, (got, want))| got != want)
+        .map(|(k, (got, want))| (k, got, want))
+        .collect()
+}
+
+#[test]
+fn boston_2015_places_and_mat_positions_equal_the_official_order() {
+    let (dataset, finishers) =
+        boston::read(&common::shared_data().join("boston-marathon-2015/marathon_results_2015.csv"))
+            .expect("../shared/data/boston-marathon-2015 beside the repository");
+    assert_eq!(finishers.len(), 26_598);
+    let (standings, splits) = run(&dataset, 2);
+    let rows = &standings[boston::RACE];
+    assert_eq!(rows.len(), finishers.len());
+    let place: BTreeMap<&str, u32> = (rows.iter().enumerate())
+        .map(|(i, r)| (r.participant.as_str(), i as u32 + 1))
+        .collect();
+    // One finisher has no official time: read at every mat but the finish,
+    // they are not finished, and come after everyone who is.
+    let timed: Vec<_> = finishers
+        .iter()
+        .filter(|f| f.official_ms.is_some())
+        .collect();
+    assert_eq!(timed.len(), finishers.len() - 1);
+    let finished = rows
+        .iter()
+        .filter(|r| r.status == schemas::Status::Finished)
+        .count();
+    assert_eq!(finished, timed.len());
+    // Places: runners with the same official second may come in any order;
+    // the official places close up over the one without a time.
+    let mut overall: Vec<u32> = timed.iter().map(|f| f.overall).collect();
+    overall.sort_unstable();
+    let wrong = tie_groups(timed.iter().map(|f| {
+        let want = overall.partition_point(|o| *o < f.overall) as u32 + 1;
+        (f.official_ms, place[f.bib.as_str()], want)
+    }));
+    println!(
+        "Boston 2015: {} finishers; {} same-second groups disagree with the official places",
+        finishers.len(),
+        wrong.len()
+    );
+    assert!(wrong.is_empty(), "e.g. {:?}", &wrong[..wrong.len().min(3)]);
+    // Each mat's positions: the order of its net times, within ties.
+    let position: BTreeMap<(&str, u32), u32> = (splits[boston::RACE].iter())
+        .map(|s| ((s.participant.as_str(), s.split), s.position))
+        .collect();
+    let mut checked = 0;
+    for (m, _) in boston::MATS.iter().enumerate() {
+        let split = m as u32 + 1;
+        let mut times: Vec<i64> = finishers.iter().filter_map(|f| f.splits[m]).collect();
+        times.sort_unstable();
+        let rows: Vec<_> = (finishers.iter())
+            .filter_map(|f| {
+                let t = f.splits[m]?;
+                let want = times.partition_point(|x| *x < t) as u32 + 1;
+                let got = position.get(&(f.bib.as_str(), split)).copied().unwrap_or(0);
+                Some((t, got, want))
+            })
+            .collect();
+        checked += rows.len();
+        // A tie group's positions are the `want`s from its first: compare
+        // the group's lowest position and its size.
+        let mut groups: BTreeMap<i64, (BTreeSet<u32>, u32, usize)> = BTreeMap::new();
+        for (t, got, want) in rows {
+            let g = groups.entry(t).or_insert((BTreeSet::new(), want, 0));
+            g.0.insert(got);
+            g.2 += 1;
+        }
+        let wrong: Vec<_> = (groups.iter())
+            .filter(|(_, (got, first, n))| {
+                *got != (*first..*first + *n as u32).collect::<BTreeSet<_>>()
+            })
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "mat {}: e.g. {:?}",
+            boston::MATS[m].0,
+            &wrong[..wrong.len().min(3)]
+        );
+    }
+    // The finish is the last split: its positions are the places.
+    println!("Boston 2015: {checked} mat positions agree with the order of net times");
+    // Missed mats are missing splits, not invented reads.
+    let missed = finishers.iter().filter(|f| f.splits[0].is_none()).count();
+    let read_5k = (splits[boston::RACE].iter())
+        .filter(|s| s.split == 1)
+        .count();
+    assert_eq!(read_5k, finishers.len() - missed);
+    assert!(
+        missed >= 150,
+        "the data misses about 152 runners at 5K: {missed}"
+    );
 }

@@ -1,5 +1,8 @@
 //! Readers for recorded races, so they replay through Kafka like live input.
 //!
+//! - [`boston`]: published marathon results (the Boston Marathon's
+//!   shape): a chip-timed race, each runner read at every mat at the gun
+//!   plus their net time there.
 //! - [`f1`]: a season of Formula 1 laps in the Ergast CSV schema
 //!   (`lap_times.csv`, `races.csv`, `drivers.csv`). Each race becomes a
 //!   timing-line race; each driver crosses the line at the gun (the start,
@@ -131,6 +134,7 @@ fn number<T: std::str::FromStr>(
         .map_err(|_| bad(path, line, format_args!("{name}: {v:?} is not a number")))
 }
 
+pub mod boston;
 pub mod f1;
 pub mod irc;
 pub mod sailgp;
