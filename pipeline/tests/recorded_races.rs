@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 
 use ingest::datasets::{Dataset, boston, f1, sailgp};
 use pace_pipeline::jobs::standings::{
-    Definition, Observation, SplitRow, Standing, ViewRow, crossing, definition, fix,
+    Definition, Obs, Observation, SplitRow, Standing, ViewRow, crossing, definition, fix, fold_all,
 };
 
 type Views = (
@@ -319,5 +319,34 @@ fn boston_2015_places_and_mat_positions_equal_the_official_order() {
     assert!(
         missed >= 150,
         "the data misses about 152 runners at 5K: {missed}"
+    );
+    // How good the projected finish is at 30K (the latest stretch's pace held):
+    // the fold's `eta` against the official time.
+    let race = pace_pipeline::jobs::standings::geo::Race::compile(&dataset.definitions[0]);
+    let gun = dataset.definitions[0].start.0;
+    let at_30k = boston::MATS.iter().position(|m| m.1 == "30k").unwrap();
+    let mut errors_s: Vec<f64> = (timed.iter())
+        .filter_map(|f| {
+            f.splits[at_30k]?;
+            let mut obs = vec![(
+                gun,
+                Obs::Cross {
+                    line: "start".into(),
+                },
+            )];
+            for (m, t) in boston::MATS.iter().zip(&f.splits).take(at_30k + 1) {
+                obs.extend(t.map(|t| (gun + t, Obs::Cross { line: m.1.into() })));
+            }
+            let (p, _) = fold_all(&race, &f.bib, &obs);
+            Some((p.eta_ms? - gun - f.official_ms?).abs() as f64 / 1000.0)
+        })
+        .collect();
+    assert!(errors_s.len() > 26_000, "{}", errors_s.len());
+    errors_s.sort_by(f64::total_cmp);
+    println!(
+        "Boston 2015: projected finish at 30K (the 25K-30K pace held): median absolute error {:.0} s, p90 {:.0} s, over {} finishers",
+        errors_s[errors_s.len() / 2],
+        errors_s[errors_s.len() * 9 / 10],
+        errors_s.len()
     );
 }

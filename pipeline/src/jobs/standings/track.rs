@@ -491,7 +491,7 @@ impl Fold {
             }
             .unwrap_or(i64::MAX),
         };
-        let speed_mmps = match (self.window.front(), self.window.back()) {
+        let mut speed_mmps = match (self.window.front(), self.window.back()) {
             (Some(a), Some(b)) if b.0 - a.0 >= 2_000 && self.finished.is_none() => {
                 Some((dist(a.1, b.1) * 1e6 / (b.0 - a.0) as f64).round() as i64)
             }
@@ -549,16 +549,23 @@ impl Fold {
             (Geometry::Mats(mats), KindState::Mats { .. }) => {
                 let at = splits.len();
                 progress_mm = (mats.distance_m[at] * 1000.0).round() as i64;
-                // Projected finish: the runner's average pace so far, held
-                // to the finish (even pace).
+                // The pace of the latest stretch: from the mat read before
+                // the last one (or the start) to the last one. The projected
+                // finish holds it to the finish; a reader projects where the
+                // runner is between mats as the last mat's distance plus
+                // this speed times the time since.
                 let total = mats.distance_m[mats.distance_m.len() - 1];
+                let mut reads = (splits.iter().enumerate().rev())
+                    .filter_map(|(i, t)| Some((mats.distance_m[i + 1], read(t)?)))
+                    .chain([(0.0, race.start_ms)]);
                 if status == Status::Racing
-                    && at > 0
-                    && let Some(reached) = splits.last()
+                    && let (Some((d1, t1)), Some((d0, t0))) = (reads.next(), reads.next())
+                    && t1 > t0
+                    && d1 > d0
                 {
-                    let elapsed = (reached - race.start_ms) as f64;
-                    let projected = elapsed * total / mats.distance_m[at];
-                    eta_ms = Some(race.start_ms + projected.round() as i64);
+                    let speed = (d1 - d0) / (t1 - t0) as f64; // m per ms
+                    eta_ms = Some(t1 + ((total - d1) / speed).round() as i64);
+                    speed_mmps = Some((speed * 1e6).round() as i64);
                 }
             }
             _ => unreachable!("the fold's state is made for the race's geometry"),
@@ -789,11 +796,20 @@ mod tests {
     }
 
     #[test]
-    fn the_projected_finish_holds_the_pace_so_far() {
+    fn the_projected_finish_holds_the_latest_pace() {
         let race = marathon(schemas::Clock::Net, None);
         let (p, _) = fold_all(&race, "a", &[read("start", 0), read("5k", 1500)]);
         // 1500 s for 5 km: 42.195 km at that pace is 12658.5 s.
         assert_eq!(p.eta_ms, Some(T0 + 12_658_500));
+        assert_eq!(p.speed_mmps, Some(3333), "5 km in 1500 s, mm/s");
+        // Slower from 5K to 10K (1600 s): the rest at that pace.
+        let (p, _) = fold_all(
+            &race,
+            "a",
+            &[read("start", 0), read("5k", 1500), read("10k", 3100)],
+        );
+        assert_eq!(p.eta_ms, Some(T0 + 3_100_000 + 10_302_400));
+        assert_eq!(p.speed_mmps, Some(3125));
         let (p, _) = fold_all(&race, "a", &[read("start", 0)]);
         assert_eq!(
             (p.status, p.eta_ms, p.progress_mm),
