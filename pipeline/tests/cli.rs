@@ -464,6 +464,57 @@ async fn the_page_watches_a_big_race_through_a_window() {
     assert!(saw["held"].as_u64().unwrap() <= 500, "{saw}");
 }
 
+/// The Boston Marathon 2015 replayed by `pace run` at 120 times real time,
+/// on the page in headless Chromium: a runner's bib typed into the search
+/// box follows them, and the page shows their splits (mat, net time,
+/// position) and, while they race, their projected finish
+/// (`tests/browser/boston.py`).
+#[tokio::test]
+async fn a_marathon_runner_is_found_and_followed_in_chromium() {
+    let file = common::shared_data().join("boston-marathon-2015/marathon_results_2015.csv");
+    let (_, finishers) = ingest::datasets::boston::read(&file).unwrap();
+    // A runner of about four and a half hours, read at every mat: at 120
+    // times real time they race for over two minutes.
+    let runner = (finishers.iter())
+        .find(|f| {
+            f.official_ms
+                .is_some_and(|t| (16_000_000..16_400_000).contains(&t))
+                && f.splits.iter().all(Option::is_some)
+        })
+        .expect("a 4:30 runner");
+    let dir = tempfile::tempdir().unwrap();
+    let replay = format!("boston:{}", file.display());
+    let (child, base) = start_pace_run(
+        &[
+            "--demo-participants",
+            "0",
+            "--replay",
+            &replay,
+            "--speed",
+            "120",
+        ],
+        dir.path(),
+    );
+    let (saw, out) = browser("boston", format!("{base}/#bib={}", runner.bib)).await;
+    stop(child).await;
+    let saw = saw.unwrap_or_else(|e| panic!("the Boston page test failed:\n{e}"));
+    println!("boston: {saw}");
+    let splits: Vec<&str> = (saw["splits"].as_array().unwrap().iter())
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(splits.len() >= 2, "{saw}");
+    assert!(splits[0].starts_with("5K "), "{saw}");
+    assert!(splits[1].starts_with("10K "), "{saw}");
+    assert!(
+        saw["eta"]
+            .as_str()
+            .unwrap()
+            .starts_with("projected finish "),
+        "{saw}"
+    );
+    assert!(out.join("boston.png").exists());
+}
+
 /// The tournament draw on the page of `pace run` in headless Chromium, with
 /// two browser contexts: one creates a tournament and shows its QR code,
 /// the other joins from the link; a taken team is refused; both pages show
