@@ -91,6 +91,9 @@ pub enum Source {
     SailGp(std::path::PathBuf),
     /// F1 lap CSVs (Ergast schema) in this directory.
     F1(std::path::PathBuf),
+    /// Marathon results in the Boston Marathon's shape (a CSV file), as
+    /// chip-timing mat reads.
+    Boston(std::path::PathBuf),
     /// `races` generated races of `participants` runners, `seconds` long.
     Generated {
         /// Races side by side.
@@ -103,13 +106,18 @@ pub enum Source {
 }
 
 impl Source {
-    /// Parses `sailgp:DIR`, `f1:DIR` or `generated:RACESxRUNNERSxSECONDS`.
+    /// Parses `sailgp:DIR`, `f1:DIR`, `boston:FILE` or
+    /// `generated:RACESxRUNNERSxSECONDS`.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let bad =
-            || format!("{s:?}: expected sailgp:DIR, f1:DIR or generated:RACESxRUNNERSxSECONDS");
+        let bad = || {
+            format!(
+                "{s:?}: expected sailgp:DIR, f1:DIR, boston:FILE or generated:RACESxRUNNERSxSECONDS"
+            )
+        };
         match s.split_once(':') {
             Some(("sailgp", dir)) if !dir.is_empty() => Ok(Source::SailGp(dir.into())),
             Some(("f1", dir)) if !dir.is_empty() => Ok(Source::F1(dir.into())),
+            Some(("boston", file)) if !file.is_empty() => Ok(Source::Boston(file.into())),
             Some(("generated", shape)) => {
                 let n: Vec<usize> = shape
                     .split('x')
@@ -135,6 +143,7 @@ impl Source {
         match self {
             Source::SailGp(_) => "SailGP".into(),
             Source::F1(_) => "F1".into(),
+            Source::Boston(_) => "Boston 2015".into(),
             Source::Generated {
                 races,
                 participants,
@@ -145,11 +154,12 @@ impl Source {
 
     /// Reads (or generates) the race day.
     pub fn read(&self) -> anyhow::Result<ingest::datasets::Dataset> {
-        use ingest::datasets::{Dataset, f1, sailgp};
+        use ingest::datasets::{Dataset, boston, f1, sailgp};
         let chain = |e: ingest::IngestError| anyhow::anyhow!(ingest::error_chain(&e));
         Ok(match self {
             Source::SailGp(dir) => sailgp::read(dir).map_err(chain)?.0,
             Source::F1(dir) => f1::read(dir).map_err(chain)?.0,
+            Source::Boston(file) => boston::read(file).map_err(chain)?.0,
             Source::Generated {
                 races,
                 participants,
@@ -188,6 +198,10 @@ mod tests {
     fn sources_parse_and_bad_ones_say_what_is_expected() {
         assert_eq!(Source::parse("f1:/d"), Ok(Source::F1("/d".into())));
         assert_eq!(Source::parse("sailgp:x"), Ok(Source::SailGp("x".into())));
+        assert_eq!(
+            Source::parse("boston:r.csv"),
+            Ok(Source::Boston("r.csv".into()))
+        );
         assert_eq!(
             Source::parse("generated:2x50x30"),
             Ok(Source::Generated {

@@ -128,7 +128,7 @@ enum Command {
     Replay {
         #[command(flatten)]
         target: Target,
-        /// `sailgp:DIR`, `f1:DIR` or `generated:RACESxRUNNERSxSECONDS`.
+        /// `sailgp:DIR`, `f1:DIR`, `boston:FILE` or `generated:RACESxRUNNERSxSECONDS`.
         #[arg(long, value_parser = Source::parse)]
         race: Source,
         /// Recorded seconds per wall second; 0 = as fast as the broker takes them.
