@@ -388,15 +388,33 @@ impl Observers {
             spectators,
             windows,
         } = audience;
+        // Each race's participants: the definition's, or those with records
+        // (a chip-timed race's definition need not list its runners).
+        let mut recorded: HashMap<&str, Vec<&str>> = HashMap::new();
+        for key in finals.keys() {
+            if let Some((race, p)) = key.split_once('/') {
+                recorded.entry(race).or_default().push(p);
+            }
+        }
+        recorded.values_mut().for_each(|v| v.sort_unstable());
+        let runners: Vec<Vec<String>> = (defs.iter())
+            .map(|d| match d.participants.is_empty() {
+                false => d.participants.iter().map(|p| p.id.clone()).collect(),
+                true => (recorded.get(d.id.as_str()).into_iter().flatten())
+                    .map(|p| (*p).to_owned())
+                    .collect(),
+            })
+            .collect();
         let spectators = (0..spectators)
             .map(|i| {
                 let def = &defs[i % defs.len()];
-                let (subscribe, watch) = if i < windows {
+                let runners = &runners[i % defs.len()];
+                let (subscribe, watch) = if i < windows || runners.is_empty() {
                     let subscribe = serde_json::json!({"type": "subscribe", "view": "race",
                         "id": def.id, "window": {"top": 20}});
                     (subscribe, Watch::Top(def.id.clone()))
                 } else {
-                    let runner = &def.participants[(i / defs.len()) % def.participants.len()].id;
+                    let runner = &runners[(i / defs.len()) % runners.len()];
                     let subscribe = serde_json::json!({"type": "subscribe", "view": "participant",
                         "id": def.id, "participant": runner});
                     (subscribe, Watch::Runner(format!("{}/{runner}", def.id)))

@@ -63,8 +63,10 @@ pub struct Replayed {
 }
 
 /// How long the changelog may be quiet, after the last send, before a
-/// replay counts as done.
-const QUIET: Duration = Duration::from_secs(3);
+/// replay counts as done: longer than an epoch of a backlog takes (an
+/// epoch of Boston 2015's crossings at full speed took over 3 s, and a
+/// 3 s quiet ended those runs with half the runners still to show).
+const QUIET: Duration = Duration::from_secs(15);
 
 /// Replays `source` at `speed` into fresh topics, with the workers,
 /// spectators and tick of `setup` (its races, participants and seconds are
