@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use ingest::KafkaConfig;
+use ingest::datasets::Recorded;
 use ingest::generate::DemoRace;
 use ingest::producer::TrackedProducer;
 use schemas::{GpsPoint, RaceDefinition, Timestamp};
@@ -87,13 +88,8 @@ pub fn preload(
 /// A race day to replay: recorded, or generated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
-    /// SailGP boat logs and race XML in this directory.
-    SailGp(std::path::PathBuf),
-    /// F1 lap CSVs (Ergast schema) in this directory.
-    F1(std::path::PathBuf),
-    /// Marathon results in the Boston Marathon's shape (a CSV file), as
-    /// chip-timing mat reads.
-    Boston(std::path::PathBuf),
+    /// A recorded race day (`sailgp:DIR`, `f1:DIR`, `boston:FILE`, …).
+    Recorded(Recorded),
     /// `races` generated races of `participants` runners, `seconds` long.
     Generated {
         /// Races side by side.
@@ -106,18 +102,16 @@ pub enum Source {
 }
 
 impl Source {
-    /// Parses `sailgp:DIR`, `f1:DIR`, `boston:FILE` or
+    /// Parses a recorded day (`KIND:PATH`, [`Recorded::KINDS`]) or
     /// `generated:RACESxRUNNERSxSECONDS`.
     pub fn parse(s: &str) -> Result<Self, String> {
         let bad = || {
             format!(
-                "{s:?}: expected sailgp:DIR, f1:DIR, boston:FILE or generated:RACESxRUNNERSxSECONDS"
+                "{s:?}: expected {} or generated:RACESxRUNNERSxSECONDS",
+                Recorded::expected()
             )
         };
         match s.split_once(':') {
-            Some(("sailgp", dir)) if !dir.is_empty() => Ok(Source::SailGp(dir.into())),
-            Some(("f1", dir)) if !dir.is_empty() => Ok(Source::F1(dir.into())),
-            Some(("boston", file)) if !file.is_empty() => Ok(Source::Boston(file.into())),
             Some(("generated", shape)) => {
                 let n: Vec<usize> = shape
                     .split('x')
@@ -134,16 +128,18 @@ impl Source {
                     _ => Err(bad()),
                 }
             }
-            _ => Err(bad()),
+            _ => match Recorded::parse(s) {
+                Ok(Recorded::Irc(_)) => Err(format!("{s:?}: an IRC log is no race day")),
+                Ok(r) => Ok(Source::Recorded(r)),
+                Err(_) => Err(bad()),
+            },
         }
     }
 
     /// A short name for reports.
     pub fn name(&self) -> String {
         match self {
-            Source::SailGp(_) => "SailGP".into(),
-            Source::F1(_) => "F1".into(),
-            Source::Boston(_) => "Boston 2015".into(),
+            Source::Recorded(r) => r.name().into(),
             Source::Generated {
                 races,
                 participants,
@@ -154,12 +150,10 @@ impl Source {
 
     /// Reads (or generates) the race day.
     pub fn read(&self) -> anyhow::Result<ingest::datasets::Dataset> {
-        use ingest::datasets::{Dataset, boston, f1, sailgp};
+        use ingest::datasets::Dataset;
         let chain = |e: ingest::IngestError| anyhow::anyhow!(ingest::error_chain(&e));
         Ok(match self {
-            Source::SailGp(dir) => sailgp::read(dir).map_err(chain)?.0,
-            Source::F1(dir) => f1::read(dir).map_err(chain)?.0,
-            Source::Boston(file) => boston::read(file).map_err(chain)?.0,
+            Source::Recorded(r) => r.read().map_err(chain)?,
             Source::Generated {
                 races,
                 participants,
@@ -196,11 +190,15 @@ mod tests {
 
     #[test]
     fn sources_parse_and_bad_ones_say_what_is_expected() {
-        assert_eq!(Source::parse("f1:/d"), Ok(Source::F1("/d".into())));
-        assert_eq!(Source::parse("sailgp:x"), Ok(Source::SailGp("x".into())));
+        let recorded = |r| Ok(Source::Recorded(r));
+        assert_eq!(Source::parse("f1:/d"), recorded(Recorded::F1("/d".into())));
+        assert_eq!(
+            Source::parse("sailgp:x"),
+            recorded(Recorded::SailGp("x".into()))
+        );
         assert_eq!(
             Source::parse("boston:r.csv"),
-            Ok(Source::Boston("r.csv".into()))
+            recorded(Recorded::Boston("r.csv".into()))
         );
         assert_eq!(
             Source::parse("generated:2x50x30"),
@@ -214,6 +212,11 @@ mod tests {
             let e = Source::parse(bad).unwrap_err();
             assert!(e.contains("expected sailgp:DIR"), "{bad}: {e}");
         }
+        assert!(
+            Source::parse("irc:log.txt")
+                .unwrap_err()
+                .contains("no race day")
+        );
     }
 
     #[test]

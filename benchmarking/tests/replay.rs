@@ -35,7 +35,7 @@ fn the_sailgp_day_replays_through_pace_with_spectators() {
     let out = tempfile::tempdir().unwrap();
     let pace = pace_bin();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/sailgp-auckland-2025");
-    let source = Source::SailGp(dir);
+    let source = Source::Recorded(ingest::datasets::Recorded::SailGp(dir));
     let expected = source.read().unwrap();
     let setup = Setup::processes(&pace, out.path(), &brokers, 2, 20, 50);
     let r = pace_benchmarking::replay::run(&setup, &source, 0.0, &|_| {}).unwrap();

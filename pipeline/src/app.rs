@@ -80,7 +80,7 @@ pub fn run_all(
 ) -> anyhow::Result<()> {
     // Read a recorded dataset before starting anything: a bad path fails fast.
     let recorded = match &replay {
-        Some((r, speed)) => Some((r.read()?, *speed)),
+        Some((r, speed)) => Some((read_recorded(r)?, *speed)),
         None => None,
     };
     let rt = tokio_runtime()?;
@@ -282,51 +282,16 @@ pub enum Replay {
     Recorded(Recorded),
 }
 
-/// A recorded race day, read by an `ingest::datasets` reader.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Recorded {
-    /// SailGP boat logs and race XML in this directory.
-    SailGp(PathBuf),
-    /// F1 lap CSVs (Ergast schema) in this directory.
-    F1(PathBuf),
-    /// An IRC channel log, replayed into room [`IRC_ROOM`].
-    Irc(PathBuf),
-    /// Marathon results in the Boston Marathon's shape (a CSV file), as
-    /// chip-timing mat reads.
-    Boston(PathBuf),
-}
+pub use ingest::datasets::Recorded;
 
-/// The room an IRC log replays into.
-pub const IRC_ROOM: &str = "irc";
-
-impl Recorded {
-    /// Parses `sailgp:DIR`, `f1:DIR`, `irc:FILE` or `boston:FILE`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s.split_once(':') {
-            Some(("sailgp", dir)) if !dir.is_empty() => Ok(Recorded::SailGp(dir.into())),
-            Some(("f1", dir)) if !dir.is_empty() => Ok(Recorded::F1(dir.into())),
-            Some(("irc", file)) if !file.is_empty() => Ok(Recorded::Irc(file.into())),
-            Some(("boston", file)) if !file.is_empty() => Ok(Recorded::Boston(file.into())),
-            _ => Err(format!(
-                "{s:?}: expected sailgp:DIR, f1:DIR, irc:FILE or boston:FILE"
-            )),
-        }
-    }
-
-    /// Reads the dataset; the lines it skipped are logged, each with its
-    /// file and line number, and counted.
-    pub fn read(&self) -> anyhow::Result<ingest::datasets::Dataset> {
-        use ingest::datasets::{boston, f1, irc, sailgp};
-        let dataset = match self {
-            Recorded::SailGp(dir) => sailgp::read(dir).map(|(d, _)| d),
-            Recorded::F1(dir) => f1::read(dir).map(|(d, _)| d),
-            Recorded::Irc(file) => irc::read(file, IRC_ROOM),
-            Recorded::Boston(file) => boston::read(file).map(|(d, _)| d),
-        }
+/// Reads `recorded`; the lines it skipped are logged, each with its file
+/// and line number, and counted.
+pub fn read_recorded(recorded: &Recorded) -> anyhow::Result<ingest::datasets::Dataset> {
+    let dataset = recorded
+        .read()
         .map_err(|e| anyhow::anyhow!(ingest::error_chain(&e)))?;
-        report_skipped(&dataset.skipped);
-        Ok(dataset)
-    }
+    report_skipped(&dataset.skipped);
+    Ok(dataset)
 }
 
 /// An input topic, naming its record type.
@@ -425,9 +390,13 @@ pub fn run_replay(
                 &stop,
             )? + produce(&kafka, &t.gps, &points, speed, &stop)?
         }
-        Replay::Recorded(recorded) => {
-            ingest::datasets::replay(&kafka, &recorded.read()?, speed, &stop, &mut |_, _| {})?
-        }
+        Replay::Recorded(recorded) => ingest::datasets::replay(
+            &kafka,
+            &read_recorded(&recorded)?,
+            speed,
+            &stop,
+            &mut |_, _| {},
+        )?,
     };
     tracing::info!(sent, "replay done");
     Ok(sent)

@@ -245,10 +245,10 @@ fn main() -> ExitCode {
         } => {
             let replay = match (dataset.as_str(), path) {
                 ("jsonl", Some(path)) => Replay::Jsonl { path, topic },
-                ("sailgp", Some(path)) => Replay::Recorded(Recorded::SailGp(path)),
-                ("f1", Some(path)) => Replay::Recorded(Recorded::F1(path)),
-                ("irc", Some(path)) => Replay::Recorded(Recorded::Irc(path)),
-                ("boston", Some(path)) => Replay::Recorded(Recorded::Boston(path)),
+                (kind, Some(path)) => match Recorded::of(kind, path) {
+                    Some(recorded) => Replay::Recorded(recorded),
+                    None => Replay::Demo { participants, seed },
+                },
                 _ => Replay::Demo { participants, seed },
             };
             if !(speed.is_finite() && speed >= 0.0) {

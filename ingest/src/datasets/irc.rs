@@ -3,6 +3,9 @@
 use super::*;
 use schemas::{ChatEvent, ChatKind, Validate};
 
+/// The room `Recorded::Irc` replays a log into.
+pub const ROOM: &str = "irc";
+
 /// Reads the log at `path` as the events of `room`, in log order, into
 /// [`Dataset::chat`]; a line that is none of these is skipped into
 /// [`Dataset::skipped`].

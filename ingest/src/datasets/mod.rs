@@ -139,6 +139,79 @@ pub mod f1;
 pub mod irc;
 pub mod sailgp;
 
+/// A recorded dataset as a command line names it, `KIND:PATH`: the one list
+/// of the readers above that `pace run --replay`, `pace replay --dataset`
+/// and `pace-bench` take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// SailGP boat logs and race XML in this directory.
+    SailGp(std::path::PathBuf),
+    /// F1 lap CSVs (Ergast schema) in this directory.
+    F1(std::path::PathBuf),
+    /// An IRC channel log, replayed into room [`irc::ROOM`].
+    Irc(std::path::PathBuf),
+    /// Marathon results in the Boston Marathon's shape (a CSV file), as
+    /// chip-timing mat reads.
+    Boston(std::path::PathBuf),
+}
+
+impl Recorded {
+    /// Every kind, with what its path is.
+    pub const KINDS: [(&'static str, &'static str); 4] = [
+        ("sailgp", "DIR"),
+        ("f1", "DIR"),
+        ("irc", "FILE"),
+        ("boston", "FILE"),
+    ];
+
+    /// The dataset of `kind` at `path`, if `kind` is one of [`Self::KINDS`].
+    pub fn of(kind: &str, path: std::path::PathBuf) -> Option<Self> {
+        Some(match kind {
+            "sailgp" => Recorded::SailGp(path),
+            "f1" => Recorded::F1(path),
+            "irc" => Recorded::Irc(path),
+            "boston" => Recorded::Boston(path),
+            _ => return None,
+        })
+    }
+
+    /// `KIND:PATH`, for each of [`Self::KINDS`], as an expectation.
+    pub fn expected() -> String {
+        let kinds: Vec<String> = (Self::KINDS.iter())
+            .map(|(k, p)| format!("{k}:{p}"))
+            .collect();
+        kinds.join(", ")
+    }
+
+    /// Parses `KIND:PATH`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        s.split_once(':')
+            .filter(|(_, path)| !path.is_empty())
+            .and_then(|(kind, path)| Self::of(kind, path.into()))
+            .ok_or_else(|| format!("{s:?}: expected {}", Self::expected()))
+    }
+
+    /// A short name for reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Recorded::SailGp(_) => "SailGP",
+            Recorded::F1(_) => "F1",
+            Recorded::Irc(_) => "IRC",
+            Recorded::Boston(_) => "Boston 2015",
+        }
+    }
+
+    /// Reads the dataset.
+    pub fn read(&self) -> Result<Dataset, IngestError> {
+        match self {
+            Recorded::SailGp(dir) => sailgp::read(dir).map(|(d, _)| d),
+            Recorded::F1(dir) => f1::read(dir).map(|(d, _)| d),
+            Recorded::Irc(file) => irc::read(file, irc::ROOM),
+            Recorded::Boston(file) => boston::read(file).map(|(d, _)| d),
+        }
+    }
+}
+
 /// Produces `dataset` to its topics: the definitions, then points,
 /// crossings and chat events merged by time (each kind keeps its order),
 /// spaced as their times are divided by `speed` (0 = as fast as possible),
@@ -190,4 +263,25 @@ pub fn replay(
     }
     producer.flush(Duration::from_secs(60))?;
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_day_is_named_kind_colon_path() {
+        assert_eq!(
+            Recorded::parse("boston:r.csv"),
+            Ok(Recorded::Boston("r.csv".into()))
+        );
+        assert_eq!(Recorded::parse("f1:d"), Ok(Recorded::F1("d".into())));
+        for bad in ["boston:", "gpx:a", "x", ""] {
+            let e = Recorded::parse(bad).unwrap_err();
+            assert!(
+                e.contains("sailgp:DIR, f1:DIR, irc:FILE, boston:FILE"),
+                "{e}"
+            );
+        }
+    }
 }
