@@ -12,6 +12,8 @@
 //!   consume ceiling and a naive single-threaded baseline.
 //! - [`latency`]: produce→view and produce→frame percentiles at a fixed
 //!   offered load with many spectators.
+//! - [`observers`]: the spectators and the changelog reader that measure
+//!   a run from outside.
 //! - [`idle`]: edge memory per idle connection.
 //! - [`spectators`]: what a spectator watches (a runner, or a race's top-20
 //!   window) and which frames it counts.
@@ -19,6 +21,7 @@
 
 pub mod idle;
 pub mod latency;
+pub mod observers;
 pub mod process;
 pub mod replay;
 pub mod report;

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use schemas::Timestamp;
 use serde::Serialize;
 
-use crate::latency::{Audience, Observers, Percentiles, SentAt, Setup, client_runtime, start_pace};
+use crate::latency::{Percentiles, Setup, client_runtime, start_pace};
+use crate::observers::{Audience, Observers, SentAt};
 use crate::workload::{Source, finals};
 
 /// One replay.
@@ -59,7 +60,20 @@ pub struct Replayed {
     /// Peak resident memory of the edge, bytes.
     pub edge_peak_rss: u64,
     /// What the standings changelog carried.
-    pub changelog: crate::latency::Changelog,
+    pub changelog: crate::observers::Changelog,
+}
+
+impl Replayed {
+    /// Records/s as a table shows it: `none measured` when no runner's
+    /// last record showed (the rate would be of nothing), and marked
+    /// `partial` when only some did (it is the rate of what showed).
+    pub fn rate(&self) -> String {
+        match self.participants_complete {
+            0 => "none measured".to_owned(),
+            c if c < self.participants => format!("{:.0} (partial)", self.records_per_s),
+            _ => format!("{:.0}", self.records_per_s),
+        }
+    }
 }
 
 /// How long the changelog may be quiet, after the last send, before a

@@ -49,7 +49,7 @@
 //! delayed input.
 //!
 //! Files: `input.rs` what the job reads, `stage.rs` the track operator,
-//! `track.rs` one participant's fold, `geo.rs` the course geometry,
+//! `track/` one participant's fold (its tests in `track/tests.rs`), `geo.rs` the course geometry,
 //! `rank.rs` the rank operator, `ladder.rs` its ordered index, `job.rs` the
 //! job as the runtime runs it; this file the rows, the order and the
 //! reference.
