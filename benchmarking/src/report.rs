@@ -78,7 +78,7 @@ pub fn replay_table(runs: &[Replayed]) -> String {
         let (v, f) = (&r.produce_to_view_ms, &r.produce_to_frame_ms);
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:.0} | {} of {} | {} | {} ({}) | {:.1} | {} | {:.0} MiB |",
+            "| {} | {} | {} | {} | {} | {} of {} | {} | {} ({}) | {:.1} | {} | {:.0} MiB |",
             r.dataset,
             if r.speed > 0.0 {
                 format!("{}×", r.speed)
@@ -87,7 +87,7 @@ pub fn replay_table(runs: &[Replayed]) -> String {
             },
             r.workers,
             r.records,
-            r.records_per_s,
+            r.rate(),
             r.participants_complete,
             r.participants,
             v.ms(P50_P99),
@@ -103,7 +103,7 @@ pub fn replay_table(runs: &[Replayed]) -> String {
 
 /// Pipeline µs, changelog bytes and rows per point, as three table cells;
 /// a run that sent nothing says so in each.
-fn per_point(c: &crate::latency::Changelog, pipeline_cpu_s: f64, sent: u64) -> String {
+fn per_point(c: &crate::observers::Changelog, pipeline_cpu_s: f64, sent: u64) -> String {
     match c.per_point(pipeline_cpu_s, sent) {
         Some((us, bytes, rows)) => format!("{us:.1} | {bytes:.0} | {rows:.2}"),
         None => "none sent | none sent | none sent".into(),
@@ -495,6 +495,46 @@ impl Report {
 mod tests {
     use super::*;
     use crate::latency::Percentiles;
+
+    #[test]
+    fn a_replay_that_showed_no_runner_says_none_measured() {
+        let none = Percentiles {
+            count: 0,
+            p50: 0,
+            p90: 0,
+            p99: 0,
+            p999: 0,
+            max: 0,
+        };
+        let mut r = Replayed {
+            dataset: "Boston 2015".into(),
+            speed: 0.0,
+            workers: 2,
+            spectators: 100,
+            records: 292_142,
+            produce_s: 2.0,
+            seconds: 5.5,
+            records_per_s: 53_163.0,
+            participants: 26_598,
+            participants_complete: 0,
+            produce_to_view_ms: none.clone(),
+            produce_to_frame_ms: none,
+            frames: 0,
+            pipeline_cpu_s: 8.0,
+            edge_cpu_s: 1.0,
+            pipeline_peak_rss: 1 << 30,
+            edge_peak_rss: 1 << 28,
+            changelog: Default::default(),
+        };
+        let row = replay_table(std::slice::from_ref(&r));
+        assert!(row.contains("| none measured | 0 of 26598 |"), "{row}");
+        assert!(row.contains("none measured (100)"), "{row}");
+        assert!(!row.contains("53163"), "{row}");
+        r.participants_complete = 13_292;
+        assert_eq!(r.rate(), "53163 (partial)");
+        r.participants_complete = 26_598;
+        assert_eq!(r.rate(), "53163");
+    }
 
     fn run(offered: f64, count: u64, p99: u64) -> Run {
         let frame = Percentiles {
