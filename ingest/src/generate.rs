@@ -148,6 +148,7 @@ impl DemoRace {
                     id: r.id.clone(),
                     name: format!("Runner {}", &r.id[4..]),
                     wave: None,
+                    ..Default::default()
                 })
                 .collect(),
             rules: schemas::RaceRules {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use schemas::{CalcTask, ChatEvent, GpsPoint, RaceDefinition, Timestamp, TimingCrossing};
+use schemas::{CalcTask, ChatEvent, Entrant, GpsPoint, RaceDefinition, Timestamp, TimingCrossing};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -78,6 +78,17 @@ impl InputRecord for RaceDefinition {
     }
     fn time(&self) -> Timestamp {
         self.start
+    }
+}
+
+/// An entrant has no time of its own: it is sent before its race's points,
+/// and a paced replay does not wait for it.
+impl InputRecord for Entrant {
+    fn key(&self) -> String {
+        format!("{}/{}", self.race, self.participant)
+    }
+    fn time(&self) -> Timestamp {
+        Timestamp(0)
     }
 }
 

@@ -58,7 +58,7 @@ fn send_points(producer: &TrackedProducer, kafka: &KafkaConfig, points: &[GpsPoi
 fn expected(points: &[GpsPoint]) -> Vec<(String, f64)> {
     let observations: Vec<Observation> = points.iter().cloned().map(fix).collect();
     let race: schemas::RaceDefinition = serde_json::from_str(RACE).unwrap();
-    let views = reference(&observations, &[definition(&race, 0)]);
+    let views = reference(&observations, &[], &[definition(&race, 0)]);
     views.standings["e2e"]
         .iter()
         .map(|s| (s.participant.clone(), s.progress_mm as f64 / 1000.0))

@@ -15,13 +15,15 @@
 
 mod common;
 
+use common::Fed;
 use std::collections::BTreeMap;
 
 use std::collections::BTreeSet;
 
 use ingest::datasets::{Dataset, boston, f1, sailgp};
 use pace_pipeline::jobs::standings::{
-    Definition, Obs, Observation, SplitRow, Standing, ViewRow, crossing, definition, fix, fold_all,
+    Definition, Obs, Observation, SplitRow, Standing, ViewRow, crossing, definition, entry, fix,
+    fold_all,
 };
 
 type Views = (
@@ -39,14 +41,22 @@ fn run(dataset: &Dataset, workers: usize) -> Views {
         .enumerate()
         .map(|(i, d)| definition(d, i as i64))
         .collect();
-    // The definitions first, then the observations in time order, in four rounds.
-    let mut rounds: Vec<Vec<Result<Observation, Definition>>> =
-        vec![definitions.into_iter().map(Err).collect()];
+    // The definitions and entrants first, then the observations in time
+    // order, in four rounds.
+    let entrants =
+        (dataset.entrants.iter().enumerate()).map(|(i, e)| Fed::Entrant(entry(e, i as i64)));
+    let mut rounds: Vec<Vec<Fed>> = vec![
+        definitions
+            .into_iter()
+            .map(Fed::Definition)
+            .chain(entrants)
+            .collect(),
+    ];
     let chunk = observations.len().div_ceil(4);
     rounds.extend(
         observations
             .chunks(chunk)
-            .map(|part| part.iter().cloned().map(Ok).collect()),
+            .map(|part| part.iter().cloned().map(Fed::Observation).collect()),
     );
     let mut updates: Vec<_> = common::run_rounds_by(
         rounds,
@@ -232,6 +242,37 @@ fn tie_groups<K: Ord + Clone, V: Ord + Copy + std::fmt::Debug>(
         .collect()
 }
 
+/// A finisher's group and official place in it, and pace's position in it.
+type GroupPlace = (
+    fn(&boston::Finisher) -> String,
+    fn(&boston::Finisher) -> u32,
+    fn(&SplitRow) -> Option<u32>,
+);
+
+/// A same-second group that disagrees: (group, time), pace's positions,
+/// the official places.
+type Disagreeing = ((String, Option<i64>), BTreeSet<u32>, BTreeSet<u32>);
+
+/// The same-second groups of `timed` (per group of `by`) whose positions
+/// at the finish (`at_finish`) are not their official places in the group.
+fn group_places_wrong(
+    timed: &[&boston::Finisher],
+    at_finish: &BTreeMap<&str, &SplitRow>,
+    (group, official, got): GroupPlace,
+) -> Vec<Disagreeing> {
+    let mut places: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for f in timed {
+        places.entry(group(f)).or_default().push(official(f));
+    }
+    places.values_mut().for_each(|p| p.sort_unstable());
+    tie_groups(timed.iter().map(|f| {
+        let g = group(f);
+        let want = places[&g].partition_point(|o| *o < official(f)) as u32 + 1;
+        let position = at_finish.get(f.bib.as_str()).and_then(|s| got(s));
+        ((g, f.official_ms), position.unwrap_or(0), want)
+    }))
+}
+
 #[test]
 fn boston_2015_places_and_mat_positions_equal_the_official_order() {
     let (dataset, finishers) =
@@ -270,6 +311,44 @@ fn boston_2015_places_and_mat_positions_equal_the_official_order() {
         wrong.len()
     );
     assert!(wrong.is_empty(), "e.g. {:?}", &wrong[..wrong.len().min(3)]);
+    // Places by gender and by division (the entrants' category): the
+    // finish's positions within the group, against the official ones.
+    let finish = boston::MATS.len() as u32 + 1;
+    let at_finish: BTreeMap<&str, &SplitRow> = (splits[boston::RACE].iter())
+        .filter(|s| s.split == finish)
+        .map(|s| (s.participant.as_str(), s))
+        .collect();
+    assert_eq!(at_finish.len(), timed.len());
+    let checks: [(&str, GroupPlace); 2] = [
+        (
+            "Gender",
+            (
+                |f| f.gender.clone(),
+                |f| f.gender_place,
+                |s| s.gender_position,
+            ),
+        ),
+        (
+            "Division",
+            (
+                boston::Finisher::division,
+                |f| f.division_place,
+                |s| s.category_position,
+            ),
+        ),
+    ];
+    for (name, check) in checks {
+        let wrong = group_places_wrong(&timed, &at_finish, check);
+        println!(
+            "Boston 2015: {} same-second groups disagree with the official {name} places",
+            wrong.len()
+        );
+        assert!(
+            wrong.is_empty(),
+            "{name}: e.g. {:?}",
+            &wrong[..wrong.len().min(3)]
+        );
+    }
     // Each mat's positions: the order of its net times, within ties.
     let position: BTreeMap<(&str, u32), u32> = (splits[boston::RACE].iter())
         .map(|s| ((s.participant.as_str(), s.split), s.position))

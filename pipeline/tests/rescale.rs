@@ -48,6 +48,7 @@ fn slice(day: &Dataset, tasks: &[CalcTask], k: usize, n: usize) -> (Dataset, Vec
     };
     let sliced = Dataset {
         definitions,
+        entrants: part(&day.entrants, k, n),
         gps: part(&day.gps, k, n),
         timing: part(&day.timing, k, n),
         chat: part(&day.chat, k, n),

@@ -10,6 +10,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
+use common::Fed;
 use common::courses::*;
 use pace_pipeline::jobs::standings::{
     Definition, MAX_HELD, Obs, Observation, Refusal, ViewRow, Why, admit, definition, reference,
@@ -134,14 +135,16 @@ fn late_input(seed: u64) -> (Vec<Vec<Observation>>, Vec<(u64, Definition)>) {
 type Judged = Result<Row, Refusal>;
 
 fn views_and_refused(
-    input: differential_dataflow::VecCollection<'_, u64, Result<Observation, Definition>>,
+    input: differential_dataflow::VecCollection<'_, u64, Fed>,
 ) -> differential_dataflow::VecCollection<'_, u64, Judged> {
     use differential_dataflow::AsCollection;
     use timely::dataflow::operators::vec::Map;
-    let observations = input.clone().flat_map(|x| x.ok());
-    let definitions = input.flat_map(|x| x.err());
+    let observations = input.clone().flat_map(Fed::observation);
+    let entrants = input.clone().flat_map(Fed::entrant);
+    let definitions = input.flat_map(Fed::definition);
     let (views, refused) = pace_pipeline::jobs::standings::race_standings_durable(
         observations,
+        entrants,
         definitions,
         pace_pipeline::snapshot::Checkpoint::none(),
     );
@@ -168,7 +171,7 @@ fn late_points_inside_the_horizon_are_judged_and_beyond_it_refused() {
                 .map(|d| d.1.clone())
                 .collect();
             let (admitted, refused) = admit(&arrived, &defs);
-            let now = reference(&admitted, &defs).rows();
+            let now = reference(&admitted, &[], &defs).rows();
             expected.extend(
                 previous
                     .difference(&now)
@@ -209,7 +212,7 @@ fn late_points_inside_the_horizon_are_judged_and_beyond_it_refused() {
             })
             .count();
         assert!(late_inside >= 10, "seed {seed}: {late_inside} late inside");
-        let finals = reference(&admitted, &all_defs);
+        let finals = reference(&admitted, &[], &all_defs);
         for race in ["loop", "laps"] {
             assert_eq!(finals.standings[race].len(), 5, "seed {seed} {race}");
         }
@@ -221,12 +224,12 @@ fn late_points_inside_the_horizon_are_judged_and_beyond_it_refused() {
         };
         let too_late_before = points_outcome("too_late");
         for workers in [1, 4] {
-            let mut input: Vec<Vec<Result<Observation, Definition>>> = rounds
+            let mut input: Vec<Vec<Fed>> = rounds
                 .iter()
-                .map(|list| list.iter().cloned().map(Ok).collect())
+                .map(|list| list.iter().cloned().map(Fed::Observation).collect())
                 .collect();
             for (r, d) in &definitions {
-                input[*r as usize].push(Err(d.clone()));
+                input[*r as usize].push(Fed::Definition(d.clone()));
             }
             let mut got =
                 common::run_rounds_by(input, workers, common::standings_reader, views_and_refused);
@@ -257,7 +260,7 @@ fn points_of_an_undefined_race_are_held_within_a_bound() {
                 let line = Obs::Cross {
                     line: "finish".into(),
                 };
-                points.push(Ok(obs(
+                points.push(Fed::Observation(obs(
                     "laps",
                     format!("p{p}"),
                     T0 + k as i64 * 31_000,
@@ -267,7 +270,7 @@ fn points_of_an_undefined_race_are_held_within_a_bound() {
         }
     }
     let timing = laps_race(RaceRules::default());
-    let input = vec![points, vec![Err(definition(&timing, 1))]];
+    let input = vec![points, vec![Fed::Definition(definition(&timing, 1))]];
     let unknown_before = points_outcome("unknown_race");
     let got = common::run_rounds_by(input, 1, common::standings_reader, views_and_refused);
     let refused: Vec<&(Judged, u64, isize)> = got.iter().filter(|(j, ..)| j.is_err()).collect();

@@ -8,12 +8,13 @@
 
 mod common;
 
+use common::Fed;
 use common::courses::*;
 
 use std::collections::BTreeSet;
 
 use pace_pipeline::jobs::standings::{
-    Definition, Obs, Observation, SplitRow, Standing, ViewRow, definition, reference,
+    Definition, Entry, Obs, Observation, SplitRow, Standing, ViewRow, definition, reference,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -29,6 +30,8 @@ const ROUNDS: u64 = 10;
 struct TestInput {
     /// (round it arrives in, observation)
     observations: Vec<(u64, Observation)>,
+    /// (round it arrives in, entrant)
+    entrants: Vec<(u64, Entry)>,
     /// (round it arrives in, definition)
     definitions: Vec<(u64, Definition)>,
 }
@@ -132,6 +135,7 @@ fn random_input(seed: u64) -> TestInput {
             id: format!("p{p}"),
             name: String::new(),
             wave: Some(if p < 3 { "w1" } else { "w2" }.into()),
+            ..Default::default()
         })
         .collect();
     for p in 0..6 {
@@ -250,8 +254,38 @@ fn random_input(seed: u64) -> TestInput {
         (6, definition(&wider, 2)),
         (rng.random_range(0..ROUNDS), definition(&mats_def, 1)),
     ];
+    // Entrants: genders and categories in the chip-timed and the lap race,
+    // arriving in any round; p4's second record (a greater order) moves
+    // them to the first wave and into another category.
+    let mut entrants = Vec::new();
+    for p in 0..6 {
+        for (race, wave) in [
+            ("mats", Some(if p < 3 { "w1" } else { "w2" })),
+            ("laps", None),
+        ] {
+            let listing = Participant {
+                id: format!("p{p}"),
+                name: format!("Runner {p}"),
+                wave: wave.map(Into::into),
+                gender: Some(if p % 2 == 0 { "F" } else { "M" }.into()),
+                category: (p != 5).then(|| format!("C{}", p % 3)),
+            };
+            let key = (race.to_owned(), listing.id.clone());
+            entrants.push((rng.random_range(0..ROUNDS), (key, (1, listing.into()))));
+        }
+    }
+    let moved = Participant {
+        id: "p4".into(),
+        name: "Runner 4".into(),
+        wave: Some("w1".into()),
+        gender: Some("F".into()),
+        category: Some("C9".into()),
+    };
+    let key = ("mats".to_owned(), "p4".to_owned());
+    entrants.push((rng.random_range(0..ROUNDS), (key, (2, moved.into()))));
     TestInput {
         observations: delivered,
+        entrants,
         definitions,
     }
 }
@@ -273,7 +307,11 @@ fn sequential(input: &TestInput) -> Vec<Update> {
             .filter(|d| d.0 <= round)
             .map(|d| d.1.clone())
             .collect();
-        let now = reference(&obs, &defs).rows();
+        let entrants: Vec<Entry> = (input.entrants.iter())
+            .filter(|e| e.0 <= round)
+            .map(|e| e.1.clone())
+            .collect();
+        let now = reference(&obs, &entrants, &defs).rows();
         out.extend(previous.difference(&now).map(|r| (r.clone(), round, -1)));
         out.extend(now.difference(&previous).map(|r| (r.clone(), round, 1)));
         previous = now;
@@ -283,12 +321,15 @@ fn sequential(input: &TestInput) -> Vec<Update> {
 
 /// The job over the input, with `workers` workers: every update.
 fn differential(input: &TestInput, workers: usize) -> Vec<Update> {
-    let mut rounds: Vec<Vec<Result<Observation, Definition>>> = vec![Vec::new(); ROUNDS as usize];
+    let mut rounds: Vec<Vec<Fed>> = vec![Vec::new(); ROUNDS as usize];
     for (r, o) in &input.observations {
-        rounds[*r as usize].push(Ok(o.clone()));
+        rounds[*r as usize].push(Fed::Observation(o.clone()));
+    }
+    for (r, e) in &input.entrants {
+        rounds[*r as usize].push(Fed::Entrant(e.clone()));
     }
     for (r, d) in &input.definitions {
-        rounds[*r as usize].push(Err(d.clone()));
+        rounds[*r as usize].push(Fed::Definition(d.clone()));
     }
     common::run_rounds_by(
         rounds,
@@ -312,7 +353,8 @@ fn views_equal_sequential_reference_one_and_four_workers() {
         let finals = {
             let obs: Vec<Observation> = input.observations.iter().map(|o| o.1.clone()).collect();
             let defs: Vec<Definition> = input.definitions.iter().map(|d| d.1.clone()).collect();
-            reference(&obs, &defs)
+            let entrants: Vec<Entry> = input.entrants.iter().map(|e| e.1.clone()).collect();
+            reference(&obs, &entrants, &defs)
         };
         // The input exercises what it should: every race ranks and splits,
         // someone finishes each, and late points retract rows.
@@ -332,6 +374,31 @@ fn views_equal_sequential_reference_one_and_four_workers() {
             );
         }
         assert!(!finals.standings.contains_key("ghost"));
+        // Positions are counted within genders and categories too, and an
+        // entrant's later record moves its participant to another group.
+        for race in ["mats", "laps"] {
+            let splits = &finals.splits[race];
+            assert!(
+                splits
+                    .iter()
+                    .any(|s| s.gender_position.is_some_and(|g| g < s.position)),
+                "{race}: positions within a gender"
+            );
+            assert!(
+                (splits.iter()).any(|s| s.category_position.is_some_and(|c| c < s.position)),
+                "{race}: positions within a category"
+            );
+            assert!(
+                splits.iter().all(|s| s.gender_position.is_some()),
+                "{race}: every participant is entered"
+            );
+        }
+        assert!(
+            (finals.splits["mats"].iter())
+                .filter(|s| s.participant == "p4")
+                .all(|s| s.category_position == Some(1)),
+            "p4 alone in C9"
+        );
         assert!(
             expected
                 .iter()
@@ -353,6 +420,7 @@ fn rounds(definitions: Vec<Definition>, rounds: Vec<Vec<Observation>>) -> Vec<Up
             .enumerate()
             .flat_map(|(r, list)| list.into_iter().map(move |o| (r as u64, o)))
             .collect(),
+        entrants: Vec::new(),
         definitions: definitions.into_iter().map(|d| (0, d)).collect(),
     };
     normalise(differential(&input, 2))
@@ -402,6 +470,8 @@ fn a_late_point_corrects_splits_with_a_counted_retraction() {
         split: 1,
         time_ms: T0 + s * 1000,
         position,
+        gender_position: None,
+        category_position: None,
     };
     let at = |round: u64, row: SplitRow, diff: isize| {
         updates.contains(&(("laps".to_string(), ViewRow::Split(row)), round, diff))
@@ -507,7 +577,7 @@ fn the_built_in_race_is_judged_like_a_real_one() {
         vec![definition(&demo.definition, 0)],
         vec![observations.clone()],
     );
-    let views = reference(&observations, &[definition(&demo.definition, 0)]);
+    let views = reference(&observations, &[], &[definition(&demo.definition, 0)]);
     let rows = &views.standings["demo"];
     let finished: Vec<&Standing> = rows
         .iter()
@@ -616,7 +686,7 @@ fn an_epoch_emits_only_the_rows_that_changed() {
         .map(field)
         .chain([point(0, 110, 1100.0), point(200, 120, 607.0)])
         .collect();
-    let views = reference(&everything, &[definition(&def, 0)]);
+    let views = reference(&everything, &[], &[definition(&def, 0)]);
     let rows = &views.standings["field"];
     assert_eq!(rows[0].participant, "p000");
     assert_eq!(

@@ -5,8 +5,8 @@
 
 use crate::archive::{Archived, Change, Record, Rows, json, wire_name};
 use crate::{
-    CalcTask, ChatEvent, GpsPoint, Leader, RaceDefinition, RankChange, RoomChange, RoomMember,
-    RoomMessage, Split, StandingRow, StandingsChange, TaskResult, TimingCrossing,
+    CalcTask, ChatEvent, Entrant, GpsPoint, Leader, RaceDefinition, RankChange, RoomChange,
+    RoomMember, RoomMessage, Split, StandingRow, StandingsChange, TaskResult, TimingCrossing,
 };
 
 // A GPS point ([`GpsPoint`]).
@@ -38,6 +38,16 @@ crate::dataset!(RaceDefinition, "races", |d| [
     uint32("laps", d.laps),
     time_or("cutoff", d.cutoff.map(|t| t.0)),
     text("definition", json(d)),
+]);
+
+// A race's entrant ([`Entrant`]).
+crate::dataset!(Entrant, "entrants", |e| [
+    id("race", &e.race),
+    id("participant", &e.participant),
+    text("name", &e.name),
+    id_or("wave", e.wave.as_deref()),
+    id_or("gender", e.gender.as_deref()),
+    id_or("category", e.category.as_deref()),
 ]);
 
 // A chat event ([`ChatEvent`]).
@@ -101,6 +111,11 @@ crate::dataset!(StandingChange<'_>, "standings", |c| [
     id("change", Change::of(c.row.is_some())),
     id("participant", &c.participant),
     text_or("name", c.row.as_ref().map(|s| s.name.as_str())),
+    id_or("gender", c.row.as_ref().and_then(|s| s.gender.as_deref())),
+    id_or(
+        "category",
+        c.row.as_ref().and_then(|s| s.category.as_deref())
+    ),
     float64_or("distance_m", c.row.as_ref().map(|s| s.distance_m)),
     uint32_or("laps", c.row.as_ref().and_then(|s| s.laps)),
     uint32_or("leg", c.row.as_ref().and_then(|s| s.leg)),
@@ -184,6 +199,14 @@ crate::dataset!(SplitChange<'_>, "splits", |c| [
     uint32("split", c.number),
     time_or("time", c.split.as_ref().map(|s| s.time.0)),
     uint32_or("position", c.split.as_ref().map(|s| s.position)),
+    uint32_or(
+        "gender_position",
+        c.split.as_ref().and_then(|s| s.gender_position)
+    ),
+    uint32_or(
+        "category_position",
+        c.split.as_ref().and_then(|s| s.category_position)
+    ),
 ]);
 
 /// A member of a room change: the member as it is now, or its removal.
@@ -209,6 +232,7 @@ crate::dataset!(MemberChange<'_>, "room_members", |c| [
 crate::one_row!(GpsPoint, crate::decode, |p| Some(p.time.0));
 crate::one_row!(TimingCrossing, crate::decode, |c| Some(c.time.0));
 crate::one_row!(RaceDefinition, crate::decode, |d| Some(d.start.0));
+crate::one_row!(Entrant, crate::decode, |_e| None);
 crate::one_row!(ChatEvent, crate::decode, |c| Some(c.time.0));
 crate::one_row!(CalcTask, crate::decode, |t| Some(t.time.0));
 crate::one_row!(TaskResult, serde_json::from_slice, |t| Some(

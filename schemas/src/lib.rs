@@ -37,8 +37,8 @@ pub mod wire;
 pub use binding::EpochBinding;
 pub use edge::EdgeUsage;
 pub use records::{
-    CalcTask, ChatEvent, ChatKind, Clock, GpsPoint, LatLon, Mark, Participant, RaceDefinition,
-    RaceKind, RaceRules, TimingCrossing, TimingLine, TimingMat, Visibility, Wave,
+    CalcTask, ChatEvent, ChatKind, Clock, Entrant, GpsPoint, LatLon, Mark, Participant,
+    RaceDefinition, RaceKind, RaceRules, TimingCrossing, TimingLine, TimingMat, Visibility, Wave,
 };
 pub use time::Timestamp;
 pub use topics::Topics;

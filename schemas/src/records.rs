@@ -338,8 +338,9 @@ impl Validate for RaceKind {
     }
 }
 
-/// A participant listed in a race definition.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A participant listed in a race definition, or entered by an
+/// [`Entrant`] record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Participant {
     /// Participant id, as in [`GpsPoint::participant`].
@@ -350,16 +351,81 @@ pub struct Participant {
     /// Their wave (chip-timed races), as in [`RaceRules::waves`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wave: Option<String>,
+    /// Their gender as the race's results group it (`M`, `F`, …): positions
+    /// at every split are also counted within it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gender: Option<String>,
+    /// Their category (an age group such as `F40-44`, a team, a class):
+    /// positions at every split are also counted within it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
 }
 
 impl Validate for Participant {
     fn validate(&self) -> Result<(), ValidationError> {
         v::id("id", &self.id)?;
         v::text("name", &self.name, v::MAX_NAME_BYTES)?;
-        if let Some(w) = &self.wave {
-            v::id("wave", w)?;
+        for (field, value) in [
+            ("wave", &self.wave),
+            ("gender", &self.gender),
+            ("category", &self.category),
+        ] {
+            if let Some(value) = value {
+                v::id(field, value)?;
+            }
         }
         Ok(())
+    }
+}
+
+/// A participant entered in a race (topic `pace.entrants`, keyed by
+/// `race/participant`; a later record replaces an earlier one): what a
+/// definition's `participants` list says of one participant, for races
+/// too big to list them in their definition (a marathon's 30,000 runners).
+/// An entrant record overrides the definition's listing of the same
+/// participant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entrant {
+    /// Race id.
+    pub race: String,
+    /// Participant id.
+    pub participant: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Their wave, as in [`RaceRules::waves`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<String>,
+    /// Their gender, as in [`Participant::gender`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gender: Option<String>,
+    /// Their category, as in [`Participant::category`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+}
+
+impl Entrant {
+    /// The listing this record gives its participant.
+    pub fn listing(&self) -> Participant {
+        Participant {
+            id: self.participant.clone(),
+            name: self.name.clone(),
+            wave: self.wave.clone(),
+            gender: self.gender.clone(),
+            category: self.category.clone(),
+        }
+    }
+}
+
+impl Validate for Entrant {
+    fn validate(&self) -> Result<(), ValidationError> {
+        v::id("race", &self.race)?;
+        v::id("participant", &self.participant)?;
+        let mut listing = self.listing();
+        // Checked above, under its own name.
+        listing.id = "-".into();
+        listing.validate()
     }
 }
 

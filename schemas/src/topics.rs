@@ -44,6 +44,9 @@ topics! {
     timing => crate::TimingCrossing,
     /// Race definitions ([`crate::RaceDefinition`]), keyed by race id; the last one wins.
     races => crate::RaceDefinition,
+    /// Entrants of races ([`crate::Entrant`]: name, wave, gender,
+    /// category), keyed by `race/participant`; the last one wins.
+    entrants => crate::Entrant,
     /// Chat events ([`crate::ChatEvent`]), keyed by room.
     chat => crate::ChatEvent,
     /// Calculation tasks ([`crate::CalcTask`]), keyed by task id.
@@ -101,6 +104,6 @@ mod tests {
         assert_eq!(t.dlq, "pace.dlq");
         let p = Topics::with_prefix("t1.");
         assert_eq!(p.standings, "t1.pace.standings");
-        assert_eq!(p.all().len(), 13);
+        assert_eq!(p.all().len(), 14);
     }
 }

@@ -46,6 +46,12 @@ pub struct StandingRow {
     pub participant: String,
     /// Display name (the id when the race lists none).
     pub name: String,
+    /// Gender, where the participant's listing gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gender: Option<String>,
+    /// Category, where the participant's listing gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
     /// Progress: distance covered along the course, metres (0 in timing-line
     /// races, which know laps, not distance).
     pub distance_m: f64,
@@ -177,6 +183,14 @@ pub struct Split {
     pub time: Timestamp,
     /// Position at that moment.
     pub position: u32,
+    /// Position at that moment among the participants of the same gender,
+    /// where the participant's listing gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gender_position: Option<u32>,
+    /// Position at that moment within the participant's category, where
+    /// the listing gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category_position: Option<u32>,
 }
 
 /// A member of a room.

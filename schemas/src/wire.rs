@@ -146,6 +146,7 @@ mod tests {
                 id: format!("bib-{i:05}"),
                 name: format!("Runner number {i}"),
                 wave: None,
+                ..Default::default()
             })
             .collect();
         let bytes = serde_json::to_vec(&big).unwrap();

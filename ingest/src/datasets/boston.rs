@@ -7,7 +7,7 @@
 //! own start is the gun.
 
 use super::*;
-use schemas::{Clock, RaceKind, RaceRules, TimingMat};
+use schemas::{Clock, Entrant, RaceKind, RaceRules, TimingMat};
 
 /// pace's race id.
 pub const RACE: &str = "boston-2015";
@@ -57,6 +57,31 @@ pub struct Finisher {
     pub division_place: u32,
 }
 
+impl Finisher {
+    /// Their division, as the results place them: gender and age group
+    /// (18-39, then five years each, then 80+), e.g. `F40-44`.
+    pub fn division(&self) -> String {
+        let group = match self.age {
+            ..40 => "18-39".to_owned(),
+            80.. => "80+".to_owned(),
+            a => format!("{}-{}", a / 5 * 5, a / 5 * 5 + 4),
+        };
+        format!("{}{group}", self.gender)
+    }
+
+    /// Their entry in pace: name, gender and division.
+    pub fn entrant(&self) -> Entrant {
+        Entrant {
+            race: RACE.into(),
+            participant: self.bib.clone(),
+            name: self.name.clone(),
+            wave: None,
+            gender: Some(self.gender.clone()),
+            category: Some(self.division()),
+        }
+    }
+}
+
 /// `h:mm:ss` as ms; `None` for `-` or anything else.
 fn hms(s: &str) -> Option<i64> {
     let mut parts = s.trim().split(':');
@@ -94,8 +119,8 @@ pub fn definition(gun: Timestamp) -> RaceDefinition {
     }
 }
 
-/// Reads `path` into a dataset (the race, and every mat read in time
-/// order), and the finishers as the results give them.
+/// Reads `path` into a dataset (the race, its entrants, and every mat read
+/// in time order), and the finishers as the results give them.
 pub fn read(path: &Path) -> Result<(Dataset, Vec<Finisher>), IngestError> {
     let mut skipped = Vec::new();
     let gun = parse_time(GUN).expect("the gun is a valid time");
@@ -149,6 +174,7 @@ pub fn read(path: &Path) -> Result<(Dataset, Vec<Finisher>), IngestError> {
     Ok((
         Dataset {
             definitions: vec![definition(gun)],
+            entrants: finishers.iter().map(Finisher::entrant).collect(),
             timing,
             skipped,
             ..Default::default()

@@ -104,6 +104,7 @@ pub fn read(dir: &Path) -> Result<(Dataset, Vec<Lap>), IngestError> {
                 id: code.clone(),
                 name: name.clone(),
                 wave: None,
+                ..Default::default()
             });
             let mut list = list.clone();
             list.sort();

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use schemas::{GpsPoint, RaceDefinition, Timestamp, TimingCrossing};
+use schemas::{Entrant, GpsPoint, RaceDefinition, Timestamp, TimingCrossing};
 
 pub use crate::jsonl::Skipped;
 use crate::producer::TrackedProducer;
@@ -40,6 +40,8 @@ use crate::{IngestError, KafkaConfig, jsonl::InputRecord};
 pub struct Dataset {
     /// Race definitions.
     pub definitions: Vec<RaceDefinition>,
+    /// Entrants of the races (names, waves, genders, categories).
+    pub entrants: Vec<Entrant>,
     /// GPS points, in time order.
     pub gps: Vec<GpsPoint>,
     /// Timing crossings, in time order.
@@ -212,7 +214,7 @@ impl Recorded {
     }
 }
 
-/// Produces `dataset` to its topics: the definitions, then points,
+/// Produces `dataset` to its topics: the definitions and entrants, then points,
 /// crossings and chat events merged by time (each kind keeps its order),
 /// spaced as their times are divided by `speed` (0 = as fast as possible),
 /// until done or `stop`. `sent` hears the key and time of each point,
@@ -243,9 +245,12 @@ pub fn replay(
     for d in &dataset.definitions {
         crate::jsonl::send_record(&producer, &topics.races, d)?;
     }
+    for e in &dataset.entrants {
+        crate::jsonl::send_record(&producer, &topics.entrants, e)?;
+    }
     let t0 = timed.first().map(|r| r.0);
     let wall0 = Instant::now();
-    let mut count = dataset.definitions.len();
+    let mut count = dataset.definitions.len() + dataset.entrants.len();
     for (time, topic, key, payload) in &timed {
         if let (Some(t0), true) = (t0, speed > 0.0) {
             let due = Duration::from_secs_f64((time.0 - t0.0).max(0) as f64 / 1000.0 / speed);

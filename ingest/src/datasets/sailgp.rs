@@ -184,6 +184,7 @@ pub fn read(dir: &Path) -> Result<(Dataset, LegChanges), IngestError> {
                 id: b.clone(),
                 name: b.clone(),
                 wave: None,
+                ..Default::default()
             })
             .collect();
         participants.sort_by(|a, b| a.id.cmp(&b.id));

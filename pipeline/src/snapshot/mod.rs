@@ -82,7 +82,7 @@ use std::time::Instant;
 /// 3: parts are named by job and topic; the results job keeps task ids.
 /// 4: a standings participant keeps its latest times and held points.
 /// 5: parts are [`Part`]s, entries routed by key, for any layout.
-pub const FORMAT: u32 = 5;
+pub const FORMAT: u32 = 6;
 
 /// Dataflow time, Unix milliseconds.
 pub type Time = u64;

@@ -374,42 +374,65 @@ where
 /// A row of a race's view, as the standings tests compare them.
 pub type RaceRow = (String, pace_pipeline::jobs::standings::ViewRow);
 
-/// The reader of a standings input: a participant's observations all by
-/// one worker, in order, as Kafka keys them (`race/participant`) into one
-/// partition; definitions by index.
-pub fn standings_reader(
-    i: usize,
-    x: &Result<
-        pace_pipeline::jobs::standings::Observation,
-        pace_pipeline::jobs::standings::Definition,
-    >,
-) -> u64 {
-    use std::hash::{Hash, Hasher};
-    match x {
-        Ok(o) => {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (&o.race, &o.participant).hash(&mut h);
-            h.finish()
+/// One record of a standings test's input, as the job reads three topics.
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub enum Fed {
+    /// A GPS fix or a crossing.
+    Observation(pace_pipeline::jobs::standings::Observation),
+    /// An entrant record.
+    Entrant(pace_pipeline::jobs::standings::Entry),
+    /// A race definition.
+    Definition(pace_pipeline::jobs::standings::Definition),
+}
+
+impl Fed {
+    /// The observation, if it is one.
+    pub fn observation(self) -> Option<pace_pipeline::jobs::standings::Observation> {
+        match self {
+            Fed::Observation(o) => Some(o),
+            _ => None,
         }
-        Err(_) => i as u64,
+    }
+    /// The entrant, if it is one.
+    pub fn entrant(self) -> Option<pace_pipeline::jobs::standings::Entry> {
+        match self {
+            Fed::Entrant(e) => Some(e),
+            _ => None,
+        }
+    }
+    /// The definition, if it is one.
+    pub fn definition(self) -> Option<pace_pipeline::jobs::standings::Definition> {
+        match self {
+            Fed::Definition(d) => Some(d),
+            _ => None,
+        }
     }
 }
 
-/// `race_standings` over one input of observations (`Ok`) and definitions
-/// (`Err`).
+/// The reader of a standings input: a participant's observations and
+/// entrant records all by one worker, in order, as Kafka keys them
+/// (`race/participant`) into one partition; definitions by index.
+pub fn standings_reader(i: usize, x: &Fed) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match x {
+        Fed::Observation(o) => (&o.race, &o.participant).hash(&mut h),
+        Fed::Entrant((key, _)) => (&key.0, &key.1).hash(&mut h),
+        Fed::Definition(_) => return i as u64,
+    }
+    h.finish()
+}
+
+/// `race_standings` over one input of observations, entrants and definitions.
 pub fn standings_views(
-    input: differential_dataflow::VecCollection<
-        '_,
-        u64,
-        Result<
-            pace_pipeline::jobs::standings::Observation,
-            pace_pipeline::jobs::standings::Definition,
-        >,
-    >,
+    input: differential_dataflow::VecCollection<'_, u64, Fed>,
 ) -> differential_dataflow::VecCollection<'_, u64, RaceRow> {
-    let observations = input.clone().flat_map(|x| x.ok());
-    let definitions = input.flat_map(|x| x.err());
-    pace_pipeline::jobs::standings::race_standings(observations, definitions)
+    let observations = input.clone().flat_map(Fed::observation);
+    let entrants = input.clone().flat_map(Fed::entrant);
+    let definitions = input.flat_map(Fed::definition);
+    pace_pipeline::jobs::standings::race_standings(observations, entrants, definitions)
 }
 
 /// Waits until the archive holds everything the topics hold (nothing

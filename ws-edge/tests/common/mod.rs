@@ -108,6 +108,8 @@ pub fn change(seq: u64, rows: usize, pad: usize) -> StandingsChange {
                 status: Status::Racing,
                 eta: None,
                 position: None,
+                gender: None,
+                category: None,
             }
         })
         .collect();

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 
 use schemas::{Clock, LatLon, RaceDefinition, RaceKind};
 
+use super::{Listed, Listing};
+
 /// A point on the race plane, metres east and north of the origin.
 pub type Xy = (f64, f64);
 
@@ -112,6 +114,15 @@ pub struct Race {
     pub projection: Projection,
     /// Course, marks or timing lines.
     pub geometry: Geometry,
+    /// The participants the definition lists, by id.
+    pub listed: HashMap<String, Listed>,
+}
+
+impl Race {
+    /// What the definition lists of `participant`.
+    pub fn listing(&self, participant: &str) -> Listing {
+        self.listed.get(participant).cloned()
+    }
 }
 
 /// The compiled shape of a race.
@@ -310,14 +321,14 @@ pub struct Mats {
     pub cutoff_ms: Vec<Option<i64>>,
     /// Net time (from the runner's own start) rather than gun time.
     pub net: bool,
-    /// Each listed participant's wave start after the gun, ms (others: 0).
+    /// Each wave's start after the gun, ms.
     pub wave_ms: HashMap<String, i64>,
 }
 
 impl Mats {
-    /// When `participant`'s wave started.
-    pub fn wave_start(&self, gun_ms: i64, participant: &str) -> i64 {
-        gun_ms + self.wave_ms.get(participant).copied().unwrap_or(0)
+    /// When `wave` started (the gun, for no wave or one the rules do not give).
+    pub fn wave_start(&self, gun_ms: i64, wave: Option<&str>) -> i64 {
+        gun_ms + wave.and_then(|w| self.wave_ms.get(w)).copied().unwrap_or(0)
     }
 }
 
@@ -385,22 +396,17 @@ impl Race {
                     .map(|l| l.ends.map(|e| (xy(e[0]), xy(e[1]))))
                     .collect(),
             }),
-            RaceKind::Mats { mats } => {
-                let waves: HashMap<&str, i64> = (def.rules.waves.iter())
-                    .map(|w| (w.id.as_str(), (w.offset_s * 1000.0).round() as i64))
-                    .collect();
-                Geometry::Mats(Mats {
-                    ids: mats.iter().map(|m| m.id.clone()).collect(),
-                    distance_m: mats.iter().map(|m| m.distance_m).collect(),
-                    cutoff_ms: (mats.iter())
-                        .map(|m| m.cutoff_s.map(|c| (c * 1000.0).round() as i64))
-                        .collect(),
-                    net: def.rules.clock.unwrap_or_default() == Clock::Net,
-                    wave_ms: (def.participants.iter())
-                        .filter_map(|p| Some((p.id.clone(), *waves.get(p.wave.as_deref()?)?)))
-                        .collect(),
-                })
-            }
+            RaceKind::Mats { mats } => Geometry::Mats(Mats {
+                ids: mats.iter().map(|m| m.id.clone()).collect(),
+                distance_m: mats.iter().map(|m| m.distance_m).collect(),
+                cutoff_ms: (mats.iter())
+                    .map(|m| m.cutoff_s.map(|c| (c * 1000.0).round() as i64))
+                    .collect(),
+                net: def.rules.clock.unwrap_or_default() == Clock::Net,
+                wave_ms: (def.rules.waves.iter())
+                    .map(|w| (w.id.clone(), (w.offset_s * 1000.0).round() as i64))
+                    .collect(),
+            }),
         };
         Race {
             start_ms: def.start.0,
@@ -421,6 +427,9 @@ impl Race {
             line_tolerance_m: def.rules.line_tolerance_m(),
             projection,
             geometry,
+            listed: (def.participants.iter())
+                .map(|p| (p.id.clone(), p.clone().into()))
+                .collect(),
         }
     }
 }

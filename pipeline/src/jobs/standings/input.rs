@@ -1,10 +1,11 @@
 //! What the standings job reads, as the dataflow carries it: an
-//! [`Observation`] per GPS fix or timing crossing, and each race's
-//! [`Definition`], decoded once where it is read ([`Spec`]).
+//! [`Observation`] per GPS fix or timing crossing, each race's
+//! [`Definition`], decoded once where it is read ([`Spec`]), and each
+//! entrant's [`Entry`].
 
 use std::sync::Arc;
 
-use schemas::{GpsPoint, RaceDefinition, TimingCrossing};
+use schemas::{Entrant, GpsPoint, Participant, RaceDefinition, TimingCrossing};
 use serde::{Deserialize, Serialize};
 
 use super::Obs;
@@ -108,6 +109,72 @@ impl<'de> Deserialize<'de> for Spec {
 /// Of a race's definitions the one with the greatest order (its Kafka offset)
 /// holds.
 pub type Definition = (String, (i64, Spec));
+
+/// What a race says of one participant (name, wave, gender, category):
+/// from an [`Entrant`] record, or else from the definition's
+/// `participants`.
+pub type Listing = Option<Listed>;
+
+/// A participant's listing in the dataflow, shared (every row of the
+/// participant carries it). It crosses workers and snapshots as all of its
+/// fields in order: bincode cannot skip the absent ones as JSON does.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Listed(Arc<Participant>);
+
+impl From<Participant> for Listed {
+    fn from(p: Participant) -> Self {
+        Listed(Arc::new(p))
+    }
+}
+
+impl std::ops::Deref for Listed {
+    type Target = Participant;
+    fn deref(&self) -> &Participant {
+        &self.0
+    }
+}
+
+type ListedFields = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+impl Serialize for Listed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let p = &*self.0;
+        (&p.id, &p.name, &p.wave, &p.gender, &p.category).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Listed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (id, name, wave, gender, category) = ListedFields::deserialize(d)?;
+        Ok(Participant {
+            id,
+            name,
+            wave,
+            gender,
+            category,
+        }
+        .into())
+    }
+}
+
+/// An entrant in the dataflow: (race, participant), and (order, listing).
+/// Of a participant's entries the one with the greatest order (its Kafka
+/// offset) holds, and overrides what the race's definition lists.
+pub type Entry = ((String, String), (i64, Listed));
+
+/// An entrant record as the job sees it, ordered by `order`.
+pub fn entry(e: &Entrant, order: i64) -> Entry {
+    (
+        (e.race.clone(), e.participant.clone()),
+        (order, e.listing().into()),
+    )
+}
 
 /// A GPS point as the job sees it.
 pub fn fix(p: GpsPoint) -> Observation {

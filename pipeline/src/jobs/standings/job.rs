@@ -9,13 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use differential_dataflow::VecCollection;
 use ingest::source::{DeadLetter, Envelope};
 use schemas::{
-    GpsPoint, RaceDefinition, RankChange, Split, SplitKey, StandingRow, StandingsChange, Timestamp,
-    TimingCrossing, Topics,
+    Entrant, GpsPoint, RaceDefinition, RankChange, Split, SplitKey, StandingRow, StandingsChange,
+    Timestamp, TimingCrossing, Topics,
 };
 use timely::dataflow::operators::vec::Map;
 
 use super::{
-    Leader, Obs, Refusal, Spec, SplitRow, Standing, ViewRow, crossing, fix, race_standings_durable,
+    Leader, Obs, Refusal, Spec, SplitRow, Standing, ViewRow, crossing, entry, fix,
+    race_standings_durable,
 };
 use crate::job::Job;
 use crate::runtime::{Dataflow, Inputs, Time};
@@ -58,8 +59,11 @@ impl Dataflow for Standings {
         let races = inputs.read(&topics.races, |e: Envelope<RaceDefinition>| {
             (e.record.id.clone(), (e.offset, Spec::new(e.record)))
         });
+        let entrants = inputs.read(&topics.entrants, |e: Envelope<Entrant>| {
+            entry(&e.record, e.offset)
+        });
         let (views, refused) =
-            race_standings_durable(observations, races, inputs.checkpoint("track"));
+            race_standings_durable(observations, entrants, races, inputs.checkpoint("track"));
         inputs.dead_letters(refused.map(move |(r, _)| dead_letter(&topics, &r)));
         views
     }
@@ -226,7 +230,12 @@ fn standing_row(race: &str, s: &Standing) -> StandingRow {
         race: race.to_owned(),
         rank: None,
         participant: s.participant.clone(),
-        name: s.participant.clone(),
+        name: match s.listing.as_deref() {
+            Some(l) if !l.name.is_empty() => l.name.clone(),
+            _ => s.participant.clone(),
+        },
+        gender: s.listing.as_ref().and_then(|l| l.gender.clone()),
+        category: s.listing.as_ref().and_then(|l| l.category.clone()),
         distance_m: s.progress_mm as f64 / 1000.0,
         laps: s.laps,
         leg: s.leg,
@@ -257,6 +266,8 @@ fn split_row(race: &str, s: &SplitRow) -> Split {
         split: s.split,
         time: Timestamp(s.time_ms),
         position: s.position,
+        gender_position: s.gender_position,
+        category_position: s.category_position,
     }
 }
 
@@ -278,6 +289,7 @@ mod tests {
             last_seen_ms: 1_777_622_400_000,
             eta_ms: None,
             position_e7: None,
+            listing: None,
         }
     }
 
@@ -298,6 +310,8 @@ mod tests {
             split: 1,
             time_ms: i64::from(i),
             position: i + 1,
+            gender_position: None,
+            category_position: None,
         };
         let big = |row| (("big".to_owned(), row), 1);
         let updates: Vec<((String, ViewRow), isize)> = (0..runners)

@@ -78,11 +78,13 @@ use schemas::Status;
 use crate::snapshot::Checkpoint;
 
 pub use geo::Race;
-pub use input::{Definition, Observation, Spec, crossing, definition, fix, to_e7};
+pub use input::{
+    Definition, Entry, Listed, Listing, Observation, Spec, crossing, definition, entry, fix, to_e7,
+};
 pub use job::Standings;
 use stage::track;
 pub use stage::{Participant, TrackState};
-pub use track::{Fold, Obs, Progress, fold_all};
+pub use track::{Fold, Obs, Progress, fold_all, fold_listed};
 
 /// One row of a race's standings, as the job computes it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -109,6 +111,8 @@ pub struct Standing {
     pub eta_ms: Option<i64>,
     /// Where the latest accepted GPS fix was, 1e-7 degrees.
     pub position_e7: Option<(i64, i64)>,
+    /// What the race lists of the participant (name, gender, category).
+    pub listing: Listing,
 }
 
 /// A participant's passage of a split, with the position at that moment.
@@ -122,6 +126,29 @@ pub struct SplitRow {
     pub time_ms: i64,
     /// 1 + the number of participants through the split before.
     pub position: u32,
+    /// The same among those of the participant's gender, if listed.
+    pub gender_position: Option<u32>,
+    /// The same within the participant's category, if listed.
+    pub category_position: Option<u32>,
+}
+
+/// A group positions are also counted within: a gender or a category.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Group {
+    /// Participants listed with this gender.
+    Gender(String),
+    /// Participants listed in this category.
+    Category(String),
+}
+
+impl Group {
+    /// The groups `listing` puts its participant in.
+    pub fn of(listing: &Listing) -> impl Iterator<Item = Group> + '_ {
+        let l = listing.as_deref();
+        let gender = l.and_then(|l| l.gender.clone()).map(Group::Gender);
+        let category = l.and_then(|l| l.category.clone()).map(Group::Category);
+        gender.into_iter().chain(category)
+    }
 }
 
 /// The leader of a race: who, and how far (where progress is a distance).
@@ -171,8 +198,9 @@ pub enum ViewRow {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 enum Tracked {
     Progress(String, Progress),
-    /// Race, split, participant, time.
-    Split(String, u32, String, i64),
+    /// Race, split, participant, time, and the participant's listing
+    /// (for positions within its gender and category).
+    Split(String, u32, String, i64, Listing),
     /// A point refused (split off before the rank stage).
     Refused(Refusal),
 }
@@ -282,12 +310,13 @@ pub const MAX_HELD: usize = 100_000;
 /// The standings, splits and leader of every defined race.
 pub fn race_standings<'s, T>(
     observations: VecCollection<'s, T, Observation>,
+    entrants: VecCollection<'s, T, Entry>,
     definitions: VecCollection<'s, T, Definition>,
 ) -> VecCollection<'s, T, (String, ViewRow)>
 where
     T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
 {
-    race_standings_durable(observations, definitions, Checkpoint::none()).0
+    race_standings_durable(observations, entrants, definitions, Checkpoint::none()).0
 }
 
 /// The points refused, each with its epoch.
@@ -301,19 +330,19 @@ pub type Refused<'s, T> = Stream<'s, T, Vec<(Refusal, T)>>;
 #[allow(clippy::result_large_err)]
 pub fn race_standings_durable<'s, T>(
     observations: VecCollection<'s, T, Observation>,
+    entrants: VecCollection<'s, T, Entry>,
     definitions: VecCollection<'s, T, Definition>,
     checkpoint: Checkpoint<TrackState>,
 ) -> (VecCollection<'s, T, (String, ViewRow)>, Refused<'s, T>)
 where
     T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
 {
-    let (tracked, refused) =
-        track(observations, definitions, checkpoint)
-            .inner
-            .ok_err(|(x, t, diff)| match x {
-                Tracked::Refused(r) => Err((r, t)),
-                x => Ok((x, t, diff)),
-            });
+    let (tracked, refused) = track(observations, entrants, definitions, checkpoint)
+        .inner
+        .ok_err(|(x, t, diff)| match x {
+            Tracked::Refused(r) => Err((r, t)),
+            x => Ok((x, t, diff)),
+        });
     (rank::rank(tracked.as_collection()), refused)
 }
 
@@ -364,6 +393,7 @@ fn standing(p: &Progress, status: Status, lead: impl Fn(u32) -> Option<i64>) -> 
         eta_ms: p.eta_ms,
         position_e7: p.position_e7,
         participant: p.participant.clone(),
+        listing: p.listing.clone(),
     }
 }
 
@@ -463,12 +493,24 @@ pub fn admit(
 }
 
 /// The views, computed the plain sequential way: per participant, sort the
-/// observations and fold them; per split, sort the passes; per race, rank.
-pub fn reference(observations: &[Observation], definitions: &[Definition]) -> ReferenceViews {
+/// observations and fold them; per split, sort the passes and count them,
+/// overall and within each group; per race, rank.
+pub fn reference(
+    observations: &[Observation],
+    entrants: &[Entry],
+    definitions: &[Definition],
+) -> ReferenceViews {
     let mut defs: BTreeMap<&str, &(i64, Spec)> = BTreeMap::new();
     for (race, d) in definitions {
         if defs.get(race.as_str()).is_none_or(|old| old.0 <= d.0) {
             defs.insert(race, d);
+        }
+    }
+    let mut entered: BTreeMap<(&str, &str), &(i64, Listed)> = BTreeMap::new();
+    for ((race, p), e) in entrants {
+        let key = (race.as_str(), p.as_str());
+        if entered.get(&key).is_none_or(|old| old.0 <= e.0) {
+            entered.insert(key, e);
         }
     }
     let mut by_participant: BTreeMap<(&str, &str), BTreeSet<(i64, Obs)>> = BTreeMap::new();
@@ -479,7 +521,9 @@ pub fn reference(observations: &[Observation], definitions: &[Definition]) -> Re
             .insert((o.time_ms, o.what.clone()));
     }
     let mut progress: BTreeMap<String, Vec<Progress>> = BTreeMap::new();
-    let mut passes: BTreeMap<(String, u32), Vec<(i64, String)>> = BTreeMap::new();
+    // Per (race, split): each pass's time, participant and listing.
+    type Passes = Vec<(i64, String, Listing)>;
+    let mut passes: BTreeMap<(String, u32), Passes> = BTreeMap::new();
     let compiled: BTreeMap<&str, Race> = defs
         .iter()
         .map(|(race, (_, spec))| (*race, Race::compile(spec.get())))
@@ -488,31 +532,47 @@ pub fn reference(observations: &[Observation], definitions: &[Definition]) -> Re
         let Some(compiled) = compiled.get(race) else {
             continue;
         };
-        let (summary, splits) = fold_all(compiled, p, &obs);
+        let listing = match entered.get(&(race, p)) {
+            Some((_, l)) => Some(l.clone()),
+            None => compiled.listing(p),
+        };
+        let (summary, splits) = fold_listed(compiled, p, &listing, &obs);
         progress.entry(race.to_owned()).or_default().push(summary);
         for (i, t) in splits.iter().enumerate() {
             let Some(t) = track::read(t) else { continue };
             passes
                 .entry((race.to_owned(), i as u32 + 1))
                 .or_default()
-                .push((t, p.to_owned()));
+                .push((t, p.to_owned(), listing.clone()));
         }
     }
     let mut splits: BTreeMap<String, Vec<SplitRow>> = BTreeMap::new();
     let mut leads: BTreeMap<String, BTreeMap<u32, i64>> = BTreeMap::new();
     for ((race, split), mut list) in passes {
-        list.sort();
+        list.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         leads
             .entry(race.clone())
             .or_default()
             .insert(split, list[0].0);
         let rows = splits.entry(race).or_default();
-        for (i, (t, p)) in list.into_iter().enumerate() {
+        let mut counted: BTreeMap<Group, u32> = BTreeMap::new();
+        for (i, (t, p, listing)) in list.into_iter().enumerate() {
+            let (mut gender_position, mut category_position) = (None, None);
+            for group in Group::of(&listing) {
+                let n = counted.entry(group.clone()).or_default();
+                *n += 1;
+                match group {
+                    Group::Gender(_) => gender_position = Some(*n),
+                    Group::Category(_) => category_position = Some(*n),
+                }
+            }
             rows.push(SplitRow {
                 participant: p,
                 split,
                 time_ms: t,
                 position: i as u32 + 1,
+                gender_position,
+                category_position,
             });
         }
     }

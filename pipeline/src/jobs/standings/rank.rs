@@ -24,7 +24,8 @@ use timely::progress::Timestamp;
 
 use super::ladder::Ladder;
 use super::{
-    Leader, Place, Progress, RankKey, SplitRow, Tracked, ViewRow, rank_key, standing, status_at,
+    Group, Leader, Listing, Place, Progress, RankKey, SplitRow, Tracked, ViewRow, rank_key,
+    standing, status_at,
 };
 use crate::jobs::hash;
 use crate::jobs::stash::Stash;
@@ -73,12 +74,38 @@ where
         .as_collection()
 }
 
-/// One split's passes, in order of time (then participant).
+/// One split's passes, in order of time (then participant), overall and
+/// within each gender and category.
 #[derive(Default)]
 struct SplitRank {
-    times: HashMap<String, i64>,
+    times: HashMap<String, (i64, Listing)>,
     ladder: Ladder<(i64, String)>,
+    groups: HashMap<Group, Ladder<(i64, String)>>,
     emitted: HashMap<String, SplitRow>,
+}
+
+impl SplitRank {
+    /// `id`'s row: its time and positions, if it passed.
+    fn row(&self, split: u32, id: &str) -> Option<SplitRow> {
+        let (time_ms, listing) = self.times.get(id)?;
+        let key = (*time_ms, id.to_owned());
+        let (mut gender_position, mut category_position) = (None, None);
+        for group in Group::of(listing) {
+            let position = self.groups.get(&group).and_then(|l| l.rank(&key));
+            match group {
+                Group::Gender(_) => gender_position = position,
+                Group::Category(_) => category_position = position,
+            }
+        }
+        Some(SplitRow {
+            participant: id.to_owned(),
+            split,
+            time_ms: *time_ms,
+            position: self.ladder.rank(&key).expect("in the ladder"),
+            gender_position,
+            category_position,
+        })
+    }
 }
 
 /// What the rank stage holds of one participant (one map entry, so that a
@@ -132,7 +159,7 @@ impl RaceRank {
         // Each participant's progress after the epoch: `None` for gone,
         // absent for unchanged (a retraction is of the held progress).
         let mut progress: BTreeMap<String, Option<Progress>> = BTreeMap::new();
-        let mut passes: BTreeMap<u32, BTreeMap<String, Option<i64>>> = BTreeMap::new();
+        let mut passes: BTreeMap<u32, BTreeMap<String, Option<(i64, Listing)>>> = BTreeMap::new();
         for (t, diff) in updates {
             match t {
                 Tracked::Progress(_, p) if diff > 0 => {
@@ -153,16 +180,17 @@ impl RaceRank {
                         progress.insert(p.participant, None);
                     }
                 }
-                Tracked::Split(_, split, id, time) => {
+                Tracked::Split(_, split, id, time, listing) => {
                     let old = self
                         .splits
                         .get(&split)
                         .and_then(|s| s.times.get(&id))
-                        .copied();
+                        .cloned();
                     let now = passes.entry(split).or_default().entry(id).or_insert(old);
+                    let pass = Some((time, listing));
                     if diff > 0 {
-                        *now = Some(time);
-                    } else if *now == Some(time) {
+                        *now = pass;
+                    } else if *now == pass {
                         *now = None;
                     }
                 }
@@ -212,27 +240,43 @@ impl RaceRank {
             let s = self.splits.entry(split).or_default();
             let lead = s.ladder.first().map(|k| k.0);
             let mut moves = Vec::with_capacity(moved.len());
+            let mut group_moves: BTreeMap<Group, Vec<_>> = BTreeMap::new();
             for (id, new) in moved {
-                let old = match new {
-                    Some(t) => s.times.insert(id.clone(), t),
+                let old = match &new {
+                    Some(pass) => s.times.insert(id.clone(), pass.clone()),
                     None => s.times.remove(&id),
                 };
-                moves.push((old.map(|t| (t, id.clone())), new.map(|t| (t, id))));
+                // Per group, the pass's old key and new key: one move.
+                let mut mine: BTreeMap<Group, (Option<_>, Option<_>)> = BTreeMap::new();
+                for (pass, out) in [(&old, true), (&new, false)] {
+                    let Some((t, listing)) = pass else { continue };
+                    for group in Group::of(listing) {
+                        let m = mine.entry(group).or_default();
+                        let side = if out { &mut m.0 } else { &mut m.1 };
+                        *side = Some((*t, id.clone()));
+                    }
+                }
+                for (group, m) in mine {
+                    group_moves.entry(group).or_default().push(m);
+                }
+                let key = |pass: Option<(i64, Listing)>| pass.map(|(t, _)| (t, id.clone()));
+                moves.push((key(old), key(new)));
             }
             let mut touched = BTreeSet::new();
             s.ladder.apply(moves, |k| {
                 touched.insert(k.1.clone());
             });
-            for id in touched {
-                let row = s.times.get(&id).map(|&time_ms| SplitRow {
-                    participant: id.clone(),
-                    split,
-                    time_ms,
-                    position: s
-                        .ladder
-                        .rank(&(time_ms, id.clone()))
-                        .expect("in the ladder"),
+            for (group, moves) in group_moves {
+                let ladder = s.groups.entry(group.clone()).or_default();
+                ladder.apply(moves, |k| {
+                    touched.insert(k.1.clone());
                 });
+                if ladder.is_empty() {
+                    s.groups.remove(&group);
+                }
+            }
+            for id in touched {
+                let row = s.row(split, &id);
                 let old = match &row {
                     Some(r) => s.emitted.insert(id, r.clone()),
                     None => s.emitted.remove(&id),

@@ -33,8 +33,8 @@ use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use super::{
-    CHECKPOINT_EVERY, Definition, Fold, MAX_HELD, MAX_OBSERVATIONS, Obs, Observation, Progress,
-    Race, Refusal, Spec, Tracked, Why,
+    CHECKPOINT_EVERY, Definition, Entry, Fold, Listed, Listing, MAX_HELD, MAX_OBSERVATIONS, Obs,
+    Observation, Progress, Race, Refusal, Spec, Tracked, Why,
 };
 use crate::jobs::hash;
 use crate::jobs::stash::Stash;
@@ -72,6 +72,8 @@ pub struct Participant {
     /// Read before the race was defined, in arrival order: each with how
     /// far behind the latest of its kind it arrived (ms) and its origin.
     held: Vec<Held>,
+    /// The latest entrant record of the participant: its order and listing.
+    entrant: Option<(i64, Listed)>,
 }
 
 /// An observation read before its race was defined: judged once it is.
@@ -94,7 +96,25 @@ impl Participant {
             dirty: Dirty::Clean,
             latest: [None; 2],
             held: Vec::new(),
+            entrant: None,
         }
+    }
+
+    /// What the race lists of this participant: its entrant record, or
+    /// else the definition's listing.
+    fn listing(&self, race: &Race, id: &str) -> Listing {
+        match &self.entrant {
+            Some((_, l)) => Some(l.clone()),
+            None => race.listing(id),
+        }
+    }
+
+    /// Whether this participant has anything to show or judge.
+    fn is_empty(&self) -> bool {
+        self.held.is_empty()
+            && self.emitted.is_none()
+            && self.observations.is_empty()
+            && self.base.is_none()
     }
 
     /// Reads one observation: how far behind the latest of its kind it is,
@@ -136,9 +156,10 @@ impl Participant {
 
     /// Re-folds what changed; returns the participant's new progress and splits.
     fn refold(&mut self, race: &Race, id: &str) -> (Progress, Vec<i64>) {
+        let listing = self.listing(race, id);
         let initial = |base: &Option<((i64, Obs), Fold)>| match base {
             Some((k, f)) => (f.clone(), Some(k.clone())),
-            None => (Fold::new(race, id), None),
+            None => (Fold::new(race, listing.as_deref()), None),
         };
         // The last fold is taken, not cloned: it is replaced below.
         let (mut fold, after) = match std::mem::replace(&mut self.dirty, Dirty::Clean) {
@@ -175,7 +196,7 @@ impl Participant {
             last_key = Some(key.clone());
         }
         self.splits.truncate(fold.splits);
-        let summary = fold.summary(race, id, &self.splits);
+        let summary = fold.summary(race, id, &listing, &self.splits);
         self.last = last_key.map(|k| (k, fold));
         (summary, self.splits.clone())
     }
@@ -252,10 +273,28 @@ impl Part for TrackState {
     }
 }
 
+/// What the track operator reads of each participant, exchanged by
+/// `(race, participant)`: observations, and entrant records.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+enum Read {
+    Observation(Observation),
+    Entrant(Entry),
+}
+
+impl Read {
+    fn key(&self) -> (&str, &str) {
+        match self {
+            Read::Observation(o) => (&o.race, &o.participant),
+            Read::Entrant(((race, participant), _)) => (race, participant),
+        }
+    }
+}
+
 /// The track stage: folds each participant's observations, emits their
 /// progress and splits as differential updates.
 pub(super) fn track<'s, T>(
     observations: VecCollection<'s, T, Observation>,
+    entrants: VecCollection<'s, T, Entry>,
     definitions: VecCollection<'s, T, Definition>,
     mut checkpoint: Checkpoint<TrackState>,
 ) -> VecCollection<'s, T, Tracked>
@@ -269,15 +308,16 @@ where
     /// What the track operator reads.
     enum Input {
         Observation(Observation, isize),
+        Entrant(Entry, isize),
         Definition(Definition, isize),
     }
     observations
+        .map(Read::Observation)
+        .concat(entrants.map(Read::Entrant))
         .inner
         .binary_frontier(
             definitions.inner.broadcast(),
-            Exchange::new(|u: &(Observation, T, isize)| {
-                hash(&(u.0.race.as_str(), u.0.participant.as_str()))
-            }),
+            Exchange::new(|u: &(Read, T, isize)| hash(&u.0.key())),
             Pipeline,
             "Track",
             move |initial, _info| {
@@ -310,13 +350,16 @@ where
                             let Some((progress, splits)) = &p.emitted else { continue };
                             session.give((Tracked::Progress(race.clone(), progress.clone()), t.clone(), 1));
                             for (i, time) in splits.iter().enumerate().filter(|(_, t)| super::track::read(t).is_some()) {
-                                session.give((Tracked::Split(race.clone(), i as u32 + 1, id.clone(), *time), t.clone(), 1));
+                                session.give((Tracked::Split(race.clone(), i as u32 + 1, id.clone(), *time, progress.listing.clone()), t.clone(), 1));
                             }
                         }
                     }
                     obs_in.for_each(|cap, data| {
                         if let Some(cap) = cap.retain_least(output.output_index()) {
-                            stash.absorb(&cap, data.drain(..), Input::Observation);
+                            stash.absorb(&cap, data.drain(..), |x, r| match x {
+                                Read::Observation(o) => Input::Observation(o, r),
+                                Read::Entrant(e) => Input::Entrant(e, r),
+                            });
                         }
                     });
                     def_in.for_each(|cap, data| {
@@ -327,10 +370,12 @@ where
                     while let Some((cap, batch)) = stash.next_ready(&[obs_frontier, def_frontier]) {
                         let t = cap.time().clone();
                         snapshot(t.clone(), &races, &participants);
-                        let (mut obs, mut defs) = (Vec::new(), Vec::new());
+                        let (mut obs, mut defs, mut entrants) = (Vec::new(), Vec::new(), Vec::new());
                         for input in batch {
                             match input {
                                 Input::Observation(o, r) => obs.push((o, r)),
+                                Input::Entrant(e, r) if r > 0 => entrants.push(e),
+                                Input::Entrant(..) => {}
                                 Input::Definition(d, r) => defs.push((d, r)),
                             }
                         }
@@ -347,6 +392,21 @@ where
                             redefined.insert(race);
                         }
                         let mut dirty = BTreeSet::new();
+                        // Entrants: the greatest order holds; a participant
+                        // with something to show re-folds (its wave may move
+                        // its start; its rows carry the listing).
+                        entrants.sort();
+                        for (key, (order, listing)) in entrants {
+                            let p = Arc::make_mut(participants.entry(key.clone()).or_insert_with(|| Arc::new(Participant::new())));
+                            if p.entrant.as_ref().is_some_and(|(o, _)| *o > order) {
+                                continue;
+                            }
+                            p.entrant = Some((order, listing));
+                            if !p.is_empty() {
+                                p.dirty = Dirty::All;
+                                dirty.insert(key);
+                            }
+                        }
                         let mut refused = Vec::new();
                         for (o, diff) in obs {
                             let Observation { race, participant, time_ms, what, origin } = o;
@@ -365,7 +425,7 @@ where
                                     p.held.remove(i);
                                     held -= 1;
                                 }
-                                if p.held.is_empty() && p.emitted.is_none() && p.observations.is_empty() {
+                                if p.is_empty() && p.entrant.is_none() {
                                     participants.remove(&key);
                                 }
                                 continue;
@@ -399,8 +459,11 @@ where
                                         p.apply(h.item, 1);
                                     }
                                 }
-                                p.dirty = Dirty::All;
-                                dirty.insert(key.clone());
+                                // An entrant with nothing read has nothing to show.
+                                if !p.is_empty() {
+                                    p.dirty = Dirty::All;
+                                    dirty.insert(key.clone());
+                                }
                             }
                         }
                         let mut session = output.session(&cap);
@@ -432,18 +495,22 @@ where
                                 }
                                 session.give((Tracked::Progress(key.0.clone(), progress.clone()), t.clone(), 1));
                             }
+                            // A split changes with its time, or with the
+                            // listing that puts it in groups.
+                            let (old_listing, new_listing) = (old_progress.and_then(|o| o.listing.as_ref()), progress.listing.as_ref());
+                            let relisted = old_listing != new_listing;
                             for i in 0..old_splits.len().max(splits.len()) {
                                 let (o, n) = (old_splits.get(i).filter(|t| super::track::read(t).is_some()), splits.get(i).filter(|t| super::track::read(t).is_some()));
-                                if o == n {
+                                if o == n && !relisted {
                                     continue;
                                 }
                                 let split = i as u32 + 1;
                                 if let Some(o) = o {
-                                    retracted = true;
-                                    session.give((Tracked::Split(key.0.clone(), split, key.1.clone(), *o), t.clone(), -1));
+                                    retracted |= Some(o) != n;
+                                    session.give((Tracked::Split(key.0.clone(), split, key.1.clone(), *o, old_listing.cloned()), t.clone(), -1));
                                 }
                                 if let Some(n) = n {
-                                    session.give((Tracked::Split(key.0.clone(), split, key.1.clone(), *n), t.clone(), 1));
+                                    session.give((Tracked::Split(key.0.clone(), split, key.1.clone(), *n, new_listing.cloned()), t.clone(), 1));
                                 }
                             }
                             if was_late && retracted {

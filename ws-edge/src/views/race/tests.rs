@@ -24,6 +24,7 @@ fn def() -> RaceDefinition {
             id: "a".into(),
             name: "Ann".into(),
             wave: None,
+            ..Default::default()
         }],
         rules: Default::default(),
     }
@@ -45,6 +46,8 @@ fn row(p: &str, rank: u32, d: f64) -> StandingRow {
         status: Status::Racing,
         eta: None,
         position: None,
+        gender: None,
+        category: None,
     }
 }
 
@@ -425,6 +428,8 @@ impl Model {
                     split,
                     time: Timestamp(1_780_000_000_000 + seq as i64),
                     position,
+                    gender_position: None,
+                    category_position: None,
                 });
                 upserted.insert(p);
             }

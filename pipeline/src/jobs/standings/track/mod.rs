@@ -14,8 +14,9 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use schemas::Status;
+use schemas::{Participant, Status};
 
+use super::Listing;
 use super::geo::{
     self, Geometry, MARK_ZONE_M, Mats, NOISE_M, Race, Xy, dist, dot, segment_crossing,
 };
@@ -156,11 +157,13 @@ pub struct Progress {
     pub has_distance: bool,
     /// Observations rejected so far.
     pub rejected: u32,
+    /// What the race lists of the participant (name, gender, category).
+    pub listing: Listing,
 }
 
 impl Fold {
-    /// Before any observation of `participant`.
-    pub fn new(race: &Race, participant: &str) -> Fold {
+    /// Before any observation of a participant listed as `listing`.
+    pub fn new(race: &Race, listing: Option<&Participant>) -> Fold {
         let kind = match &race.geometry {
             Geometry::Course(_) => KindState::Course {
                 d: 0.0,
@@ -174,7 +177,7 @@ impl Fold {
             },
             Geometry::Mats(m) => KindState::Mats {
                 own_start: None,
-                wave_start: m.wave_start(race.start_ms, participant),
+                wave_start: m.wave_start(race.start_ms, listing.and_then(|l| l.wave.as_deref())),
             },
         };
         Fold {
@@ -473,7 +476,13 @@ impl Fold {
     }
 
     /// Where the participant stands.
-    pub fn summary(&self, race: &Race, participant: &str, splits: &[i64]) -> Progress {
+    pub fn summary(
+        &self,
+        race: &Race,
+        participant: &str,
+        listing: &Listing,
+        splits: &[i64],
+    ) -> Progress {
         let splits = &splits[..self.splits];
         let status = match (self.started, self.finished) {
             (_, Some(_)) => Status::Finished,
@@ -588,23 +597,35 @@ impl Fold {
             retire_after_ms: race.retire_after_ms,
             has_distance: !matches!(race.geometry, Geometry::Timing(_)),
             rejected: self.rejected,
+            listing: listing.clone(),
         }
     }
 }
 
-/// Folds a participant's whole, sorted observation list: the plain way.
+/// Folds a participant's whole, sorted observation list: the plain way,
+/// as the race's definition lists them.
 pub fn fold_all<'a>(
     race: &Race,
     participant: &str,
     observations: impl IntoIterator<Item = &'a (i64, Obs)>,
 ) -> (Progress, Vec<i64>) {
-    let mut fold = Fold::new(race, participant);
+    fold_listed(race, participant, &race.listing(participant), observations)
+}
+
+/// [`fold_all`] of a participant listed as `listing`.
+pub fn fold_listed<'a>(
+    race: &Race,
+    participant: &str,
+    listing: &Listing,
+    observations: impl IntoIterator<Item = &'a (i64, Obs)>,
+) -> (Progress, Vec<i64>) {
+    let mut fold = Fold::new(race, listing.as_deref());
     let mut splits = Vec::new();
     for (t, obs) in observations {
         fold.step(race, *t, obs, &mut splits);
     }
     splits.truncate(fold.splits);
-    (fold.summary(race, participant, &splits), splits)
+    (fold.summary(race, participant, listing, &splits), splits)
 }
 
 #[cfg(test)]

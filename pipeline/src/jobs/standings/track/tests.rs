@@ -117,6 +117,7 @@ fn marathon(clock: schemas::Clock, cutoff_10k_s: Option<f64>) -> Race {
             id: "b".into(),
             name: String::new(),
             wave: Some("w2".into()),
+            ..Default::default()
         }],
         rules: RaceRules {
             clock: Some(clock),
