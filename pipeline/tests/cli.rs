@@ -467,7 +467,9 @@ async fn the_page_watches_a_big_race_through_a_window() {
 /// The Boston Marathon 2015 replayed by `pace run` at 120 times real time,
 /// on the page in headless Chromium: a runner's bib typed into the search
 /// box follows them, and the page shows their splits (mat, net time,
-/// position) and, while they race, their projected finish
+/// position overall, in their gender and in their division) and, while they
+/// race, their projected finish; the women's winner is found by name; the
+/// leaderboard filtered to women places them 1, 2, 3…
 /// (`tests/browser/boston.py`).
 #[tokio::test]
 async fn a_marathon_runner_is_found_and_followed_in_chromium() {
@@ -496,7 +498,16 @@ async fn a_marathon_runner_is_found_and_followed_in_chromium() {
         ],
         dir.path(),
     );
-    let (saw, out) = browser("boston", format!("{base}/#bib={}", runner.bib)).await;
+    // The women's winner, found by name.
+    let winner = (finishers.iter())
+        .find(|f| f.gender == "F" && f.gender_place == 1)
+        .expect("a women's winner");
+    let url = format!(
+        "{base}/#bib={}&name={}",
+        runner.bib,
+        winner.name.replace(' ', "%20").replace(',', "%2C")
+    );
+    let (saw, out) = browser("boston", url).await;
     stop(child).await;
     let saw = saw.unwrap_or_else(|e| panic!("the Boston page test failed:\n{e}"));
     println!("boston: {saw}");
@@ -506,6 +517,11 @@ async fn a_marathon_runner_is_found_and_followed_in_chromium() {
     assert!(splits.len() >= 2, "{saw}");
     assert!(splits[0].starts_with("5K "), "{saw}");
     assert!(splits[1].starts_with("10K "), "{saw}");
+    // Each split's position overall, in the runner's gender and division.
+    let within = format!("{} #", runner.division());
+    assert!(splits[1].contains(&within), "{within:?} in {saw}");
+    assert_eq!(saw["found"], winner.bib.as_str(), "{saw}");
+    assert!(saw["women_total"].as_u64().unwrap() > 10_000, "{saw}");
     assert!(
         saw["eta"]
             .as_str()

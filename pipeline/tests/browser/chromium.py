@@ -21,9 +21,10 @@ def open_page(browser, url, errors):
     return page
 
 
-def until(page, condition, what, test="page"):
-    """Waits up to a minute for `condition` (JavaScript) on `page`."""
+def until(page, condition, what, test="page", timeout=None):
+    """Waits for `condition` (JavaScript) on `page`: up to a minute, or
+    `timeout` ms where what it waits for is paced by a replay."""
     try:
-        page.wait_for_function(condition, timeout=WAIT)
+        page.wait_for_function(condition, timeout=timeout or WAIT)
     except Exception as e:  # a clear message, not a 60 s mystery
         sys.exit(f"{test}: timed out waiting for {what} ({condition}): {e}")

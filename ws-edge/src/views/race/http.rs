@@ -5,11 +5,14 @@
 //! | `GET /api/races` | `[{id, name, kind, participants, start}]` |
 //! | `GET /api/races/{id}` | the race definition |
 //! | `GET /api/races/{id}/standings` | rows by rank; `x-pace-seq` header |
+//! | `GET /api/races/{id}/standings?gender=&category=&q=&from=&to=` | the rows of a gender and category, or found by name or bib, each with its `place` in the group; `x-pace-total`: how many the query keeps (`query.rs`) |
+//! | `GET /api/races/{id}/groups` | `{genders: {F: n…}, categories: {…}}` |
 //! | `GET /api/races/{id}/splits` | splits by split, then position; `x-pace-seq` |
 //!
 //! The WebSocket side (`WS /ws/races/{id}`) is the race view (`mod.rs`)
 //! through `crate::socket`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use warp::http::StatusCode;
@@ -17,6 +20,7 @@ use warp::{Filter, Reply};
 
 use crate::transport::http::json_error;
 use crate::views::race::Races;
+use crate::views::race::query::StandingsQuery;
 
 /// The race routes.
 pub(crate) fn routes(
@@ -38,9 +42,29 @@ pub(crate) fn routes(
         );
     let standings = warp::path!("api" / "races" / String / "standings")
         .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
         .and(with.clone())
-        .map(|id: String, races: Arc<Races>| match races.standings(&id) {
-            Some((seq, rows)) => with_seq(&rows, seq),
+        .map(
+            |id: String, params: HashMap<String, String>, races: Arc<Races>| {
+                let query = match StandingsQuery::parse(&params) {
+                    Ok(q) => q,
+                    Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+                };
+                match races.standings_where(&id, &query) {
+                    Some((seq, rows, total)) => {
+                        let reply = with_seq(&rows, seq);
+                        warp::reply::with_header(reply, "x-pace-total", total.to_string())
+                            .into_response()
+                    }
+                    None => no_race(&id),
+                }
+            },
+        );
+    let groups = warp::path!("api" / "races" / String / "groups")
+        .and(warp::get())
+        .and(with.clone())
+        .map(|id: String, races: Arc<Races>| match races.groups(&id) {
+            Some(g) => warp::reply::json(&g).into_response(),
             None => no_race(&id),
         });
     let splits = warp::path!("api" / "races" / String / "splits")
@@ -55,6 +79,8 @@ pub(crate) fn routes(
         .or(standings)
         .unify()
         .or(splits)
+        .unify()
+        .or(groups)
         .unify()
 }
 

@@ -11,6 +11,7 @@
 
 pub mod frames;
 pub(crate) mod http;
+pub mod query;
 pub mod window;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -24,6 +25,7 @@ use tokio::sync::broadcast;
 use warp::Filter;
 
 use self::frames::{ParticipantFrame, RaceDelta, RaceSnapshot};
+use self::query::{Groups, StandingsQuery};
 use crate::protocol::{ErrorCode, Frame, Refused, ServerFrame, ViewKind};
 use crate::views::feed::Feed;
 use crate::views::live::{
@@ -100,13 +102,19 @@ impl RaceView {
 
     /// Every row, in rank order (rows whose rank has not come yet last).
     fn ranked(&self) -> Vec<StandingRow> {
+        self.in_order().map(|r| self.shown(r)).collect()
+    }
+
+    /// Every row as the changelog gave it, in rank order (rows whose rank
+    /// has not come yet last).
+    fn in_order(&self) -> impl Iterator<Item = &StandingRow> {
         let ranked = self
             .order
             .ranked()
             .into_iter()
             .filter_map(|p| self.rows.get(p));
         let unranked = (self.rows.values()).filter(|r| self.order.rank(&r.participant).is_none());
-        ranked.chain(unranked).map(|r| self.shown(r)).collect()
+        ranked.chain(unranked)
     }
 
     /// Splits by split index, then position.
@@ -215,6 +223,9 @@ pub struct RankedRow {
     /// Metres behind the leader (0 for the leader), where the race knows distance.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gap_m: Option<f64>,
+    /// Its place within the gender and category asked for, if any were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub place: Option<u32>,
 }
 
 /// The races this edge serves.
@@ -401,18 +412,36 @@ impl Races {
     /// The standings of a defined race, in rank order, each with its
     /// distance behind the leader, with their sequence number.
     pub fn standings(&self, race: &str) -> Option<(u64, Vec<RankedRow>)> {
+        let (seq, rows, _) = self.standings_where(race, &StandingsQuery::default())?;
+        Some((seq, rows))
+    }
+
+    /// [`Self::standings`] narrowed by `query`, each row with its place in
+    /// the group asked for; and how many rows the query keeps in all.
+    pub fn standings_where(
+        &self,
+        race: &str,
+        query: &StandingsQuery,
+    ) -> Option<(u64, Vec<RankedRow>, u32)> {
         let races = self.races.read().expect("views lock");
         let v = races.get(race).filter(|v| v.definition.is_some())?;
         let lead = v.leader.as_ref().and_then(|l| l.distance_m);
-        let rows = v
-            .ranked()
-            .into_iter()
-            .map(|row| RankedRow {
+        let (kept, total) = query.apply(v.in_order(), |r| v.shown(r));
+        let rows = (kept.into_iter())
+            .map(|(row, place)| RankedRow {
                 gap_m: lead.map(|d| ((d - row.distance_m) * 1000.0).round() / 1000.0),
                 row,
+                place,
             })
             .collect();
-        Some((v.feed.seq(), rows))
+        Some((v.feed.seq(), rows, total))
+    }
+
+    /// The genders and categories of a defined race's rows.
+    pub fn groups(&self, race: &str) -> Option<Groups> {
+        let races = self.races.read().expect("views lock");
+        let v = races.get(race).filter(|v| v.definition.is_some())?;
+        Some(Groups::of(v.rows.values()))
     }
 
     /// The splits of a defined race (by split, then position), with the view's sequence number.
