@@ -139,12 +139,10 @@ fn views_and_refused(
 ) -> differential_dataflow::VecCollection<'_, u64, Judged> {
     use differential_dataflow::AsCollection;
     use timely::dataflow::operators::vec::Map;
-    let observations = input.clone().flat_map(Fed::observation);
-    let entrants = input.clone().flat_map(Fed::entrant);
+    let reads = input.clone().flat_map(Fed::read);
     let definitions = input.flat_map(Fed::definition);
     let (views, refused) = pace_pipeline::jobs::standings::race_standings_durable(
-        observations,
-        entrants,
+        reads,
         definitions,
         pace_pipeline::snapshot::Checkpoint::none(),
     );

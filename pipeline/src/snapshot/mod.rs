@@ -82,6 +82,8 @@ use std::time::Instant;
 /// 3: parts are named by job and topic; the results job keeps task ids.
 /// 4: a standings participant keeps its latest times and held points.
 /// 5: parts are [`Part`]s, entries routed by key, for any layout.
+/// 6: a standings participant keeps its entrant record, and its progress
+/// the listing and (chip-timed races) its next cutoff.
 pub const FORMAT: u32 = 6;
 
 /// Dataflow time, Unix milliseconds.

@@ -388,18 +388,13 @@ pub enum Fed {
 }
 
 impl Fed {
-    /// The observation, if it is one.
-    pub fn observation(self) -> Option<pace_pipeline::jobs::standings::Observation> {
+    /// What the track stage reads, if it is an observation or an entrant.
+    pub fn read(self) -> Option<pace_pipeline::jobs::standings::Read> {
+        use pace_pipeline::jobs::standings::Read;
         match self {
-            Fed::Observation(o) => Some(o),
-            _ => None,
-        }
-    }
-    /// The entrant, if it is one.
-    pub fn entrant(self) -> Option<pace_pipeline::jobs::standings::Entry> {
-        match self {
-            Fed::Entrant(e) => Some(e),
-            _ => None,
+            Fed::Observation(o) => Some(Read::Observation(o)),
+            Fed::Entrant(e) => Some(Read::Entrant(e)),
+            Fed::Definition(_) => None,
         }
     }
     /// The definition, if it is one.
@@ -429,10 +424,9 @@ pub fn standings_reader(i: usize, x: &Fed) -> u64 {
 pub fn standings_views(
     input: differential_dataflow::VecCollection<'_, u64, Fed>,
 ) -> differential_dataflow::VecCollection<'_, u64, RaceRow> {
-    let observations = input.clone().flat_map(Fed::observation);
-    let entrants = input.clone().flat_map(Fed::entrant);
+    let reads = input.clone().flat_map(Fed::read);
     let definitions = input.flat_map(Fed::definition);
-    pace_pipeline::jobs::standings::race_standings(observations, entrants, definitions)
+    pace_pipeline::jobs::standings::race_standings(reads, definitions)
 }
 
 /// Waits until the archive holds everything the topics hold (nothing

@@ -15,7 +15,7 @@ use schemas::{
 use timely::dataflow::operators::vec::Map;
 
 use super::{
-    Leader, Obs, Refusal, Spec, SplitRow, Standing, ViewRow, crossing, entry, fix,
+    Leader, Obs, Read, Refusal, Spec, SplitRow, Standing, ViewRow, crossing, entry, fix,
     race_standings_durable,
 };
 use crate::job::Job;
@@ -49,21 +49,22 @@ impl Job for Standings {
 impl Dataflow for Standings {
     fn dataflow<'s>(inputs: &mut Inputs<'s>) -> VecCollection<'s, Time, (String, ViewRow)> {
         let topics = inputs.topics().clone();
-        let observations = inputs
+        // Each topic's records become what the track stage reads where
+        // they are read (see `Read`).
+        let reads = inputs
             .read(&topics.gps, |e: Envelope<GpsPoint>| {
-                fix(e.record).read_at(e.partition, e.offset)
+                Read::Observation(fix(e.record).read_at(e.partition, e.offset))
             })
             .concat(inputs.read(&topics.timing, |e: Envelope<TimingCrossing>| {
-                crossing(e.record).read_at(e.partition, e.offset)
+                Read::Observation(crossing(e.record).read_at(e.partition, e.offset))
+            }))
+            .concat(inputs.read(&topics.entrants, |e: Envelope<Entrant>| {
+                Read::Entrant(entry(&e.record, e.offset))
             }));
         let races = inputs.read(&topics.races, |e: Envelope<RaceDefinition>| {
             (e.record.id.clone(), (e.offset, Spec::new(e.record)))
         });
-        let entrants = inputs.read(&topics.entrants, |e: Envelope<Entrant>| {
-            entry(&e.record, e.offset)
-        });
-        let (views, refused) =
-            race_standings_durable(observations, entrants, races, inputs.checkpoint("track"));
+        let (views, refused) = race_standings_durable(reads, races, inputs.checkpoint("track"));
         inputs.dead_letters(refused.map(move |(r, _)| dead_letter(&topics, &r)));
         views
     }

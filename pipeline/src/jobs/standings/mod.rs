@@ -83,7 +83,7 @@ pub use input::{
 };
 pub use job::Standings;
 use stage::track;
-pub use stage::{Participant, TrackState};
+pub use stage::{Participant, Read, TrackState};
 pub use track::{Fold, Obs, Progress, fold_all, fold_listed};
 
 /// One row of a race's standings, as the job computes it.
@@ -307,16 +307,16 @@ pub const MAX_OBSERVATIONS: usize = 200_000;
 /// bad input, never reached by a defined race's points.
 pub const MAX_HELD: usize = 100_000;
 
-/// The standings, splits and leader of every defined race.
+/// The standings, splits and leader of every defined race, from
+/// observations and entrant records ([`Read`]) and definitions.
 pub fn race_standings<'s, T>(
-    observations: VecCollection<'s, T, Observation>,
-    entrants: VecCollection<'s, T, Entry>,
+    reads: VecCollection<'s, T, Read>,
     definitions: VecCollection<'s, T, Definition>,
 ) -> VecCollection<'s, T, (String, ViewRow)>
 where
     T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
 {
-    race_standings_durable(observations, entrants, definitions, Checkpoint::none()).0
+    race_standings_durable(reads, definitions, Checkpoint::none()).0
 }
 
 /// The points refused, each with its epoch.
@@ -329,15 +329,14 @@ pub type Refused<'s, T> = Stream<'s, T, Vec<(Refusal, T)>>;
 // record it is, and rare.
 #[allow(clippy::result_large_err)]
 pub fn race_standings_durable<'s, T>(
-    observations: VecCollection<'s, T, Observation>,
-    entrants: VecCollection<'s, T, Entry>,
+    reads: VecCollection<'s, T, Read>,
     definitions: VecCollection<'s, T, Definition>,
     checkpoint: Checkpoint<TrackState>,
 ) -> (VecCollection<'s, T, (String, ViewRow)>, Refused<'s, T>)
 where
     T: Timestamp + Lattice + TotalOrder + Ord + Into<u64>,
 {
-    let (tracked, refused) = track(observations, entrants, definitions, checkpoint)
+    let (tracked, refused) = track(reads, definitions, checkpoint)
         .inner
         .ok_err(|(x, t, diff)| match x {
             Tracked::Refused(r) => Err((r, t)),
@@ -367,14 +366,21 @@ fn rank_key(p: &Progress, status: Status) -> RankKey {
 }
 
 /// `p`'s status when the race clock (its latest observation) is `clock`:
-/// racing but unseen for longer than the race's `retire_after` is retired.
+/// racing but unseen for longer than the race's `retire_after`, or past
+/// the cutoff of their next mat, is retired.
 fn status_at(p: &Progress, clock: i64) -> Status {
     match p.status {
-        Status::Racing if clock > p.last_seen_ms.saturating_add(p.retire_after_ms) => {
-            Status::Retired
-        }
+        Status::Racing if deadline(p).is_some_and(|d| clock > d) => Status::Retired,
         s => s,
     }
+}
+
+/// When the race clock retires a racing participant: past this time.
+fn deadline(p: &Progress) -> Option<i64> {
+    (p.status == Status::Racing).then(|| {
+        let unseen = p.last_seen_ms.saturating_add(p.retire_after_ms);
+        p.out_at_ms.map_or(unseen, |out| out.min(unseen))
+    })
 }
 
 /// `p`'s row; `lead` gives the time of the first participant through a split.

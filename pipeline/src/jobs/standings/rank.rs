@@ -24,8 +24,8 @@ use timely::progress::Timestamp;
 
 use super::ladder::Ladder;
 use super::{
-    Group, Leader, Listing, Place, Progress, RankKey, SplitRow, Tracked, ViewRow, rank_key,
-    standing, status_at,
+    Group, Leader, Listing, Place, Progress, RankKey, SplitRow, Tracked, ViewRow, deadline,
+    rank_key, standing, status_at,
 };
 use crate::jobs::hash;
 use crate::jobs::stash::Stash;
@@ -405,9 +405,4 @@ fn emit<R: PartialEq>(
     if let Some(n) = new {
         give(wrap(n), 1);
     }
-}
-
-/// When the race clock retires a racing participant: past this time.
-fn deadline(p: &Progress) -> Option<i64> {
-    (p.status == schemas::Status::Racing).then(|| p.last_seen_ms.saturating_add(p.retire_after_ms))
 }

@@ -159,6 +159,11 @@ pub struct Progress {
     pub rejected: u32,
     /// What the race lists of the participant (name, gender, category).
     pub listing: Listing,
+    /// Chip-timed races: the cutoff of the runner's next mat, as a time
+    /// (their start plus the cutoff). Once the race's clock is past it
+    /// with no further read, they are out of the race (retired: did not
+    /// finish); a later read that counts brings them back.
+    pub out_at_ms: Option<i64>,
 }
 
 impl Fold {
@@ -508,6 +513,7 @@ impl Fold {
         };
         let (mut progress_mm, mut laps, mut leg, mut last_lap_ms, mut eta_ms) =
             (0, None, None, None, None);
+        let mut out_at_ms = None;
         match (&race.geometry, &self.kind) {
             (Geometry::Course(course), KindState::Course { d, d_time }) => {
                 progress_mm = (d * 1000.0).round() as i64;
@@ -555,9 +561,22 @@ impl Fold {
                 laps = Some(*l);
                 last_lap_ms = *ll;
             }
-            (Geometry::Mats(mats), KindState::Mats { .. }) => {
+            (
+                Geometry::Mats(mats),
+                KindState::Mats {
+                    own_start,
+                    wave_start,
+                },
+            ) => {
                 let at = splits.len();
                 progress_mm = (mats.distance_m[at] * 1000.0).round() as i64;
+                if status == Status::Racing {
+                    let from = match mats.net {
+                        true => own_start.unwrap_or(*wave_start),
+                        false => *wave_start,
+                    };
+                    out_at_ms = (mats.cutoff_ms[at + 1..].iter().flatten().min()).map(|c| from + c);
+                }
                 // The pace of the latest stretch: from the mat read before
                 // the last one (or the start) to the last one. The projected
                 // finish holds it to the finish; a reader projects where the
@@ -598,6 +617,7 @@ impl Fold {
             has_distance: !matches!(race.geometry, Geometry::Timing(_)),
             rejected: self.rejected,
             listing: listing.clone(),
+            out_at_ms,
         }
     }
 }

@@ -190,6 +190,34 @@ fn reads_again_behind_or_past_a_cutoff_do_not_count() {
 }
 
 #[test]
+fn a_runner_past_their_next_cutoff_is_out_until_a_read_counts() {
+    use crate::jobs::standings::status_at;
+    let race = marathon(schemas::Clock::Net, Some(2_400.0));
+    // Started 60 s after the gun: out once the clock passes 60 + 2400 s
+    // without a 10K read.
+    let (p, _) = fold_all(&race, "a", &[read("start", 60), read("5k", 1500)]);
+    assert_eq!(p.out_at_ms, Some(T0 + 2_460_000));
+    assert_eq!(status_at(&p, T0 + 2_460_000), Status::Racing);
+    assert_eq!(status_at(&p, T0 + 2_460_001), Status::Retired);
+    // Past the 10K: no cutoff ahead; finished: none at all.
+    let (p, _) = fold_all(
+        &race,
+        "a",
+        &[read("start", 60), read("5k", 1500), read("10k", 2400)],
+    );
+    assert_eq!(p.out_at_ms, None);
+    assert_eq!(status_at(&p, T0 + 9_000_000), Status::Racing);
+    // A read past the cutoff does not count, but the finish does: a mat
+    // is authoritative where it is.
+    let (p, _) = fold_all(
+        &race,
+        "a",
+        &[read("start", 0), read("5k", 1500), read("finish", 13_000)],
+    );
+    assert_eq!((p.status, p.out_at_ms), (Status::Finished, None));
+}
+
+#[test]
 fn the_projected_finish_holds_the_latest_pace() {
     let race = marathon(schemas::Clock::Net, None);
     let (p, _) = fold_all(&race, "a", &[read("start", 0), read("5k", 1500)]);
