@@ -296,3 +296,35 @@ fn points_of_an_undefined_race_are_held_within_a_bound() {
         "every participant has a rank once the race is defined"
     );
 }
+
+/// A participant's records of one epoch are judged in the order of their
+/// partition (their offsets), whatever order the dataflow delivers them in:
+/// timely may hand an operator the containers of one time in any order. Five
+/// minutes of one runner's laps in one epoch, delivered newest first, with a
+/// lateness of 120 s: none is refused, and the views are those of the laps
+/// in order.
+#[test]
+fn an_epoch_is_judged_in_partition_order_whatever_order_it_arrives_in() {
+    let timing = laps_race(RaceRules::default());
+    let laps: Vec<Observation> = (0..6)
+        .map(|k| {
+            let line = Obs::Cross {
+                line: "finish".into(),
+            };
+            obs("laps", "p0", T0 + k * 60_000, line).read_at(3, 100 + k)
+        })
+        .collect();
+    let mut input: Vec<Fed> = vec![Fed::Definition(definition(&timing, 1))];
+    input.extend(laps.iter().rev().cloned().map(Fed::Observation));
+    let got = common::run_rounds_by(vec![input], 1, common::standings_reader, views_and_refused);
+    let refused: Vec<_> = got.iter().filter(|(j, ..)| j.is_err()).collect();
+    assert!(refused.is_empty(), "refused: {refused:?}");
+    let views: BTreeSet<Row> = (got.iter())
+        .filter(|(_, _, d)| *d > 0)
+        .filter_map(|(j, ..)| j.clone().ok())
+        .collect();
+    assert_eq!(
+        views,
+        reference(&laps, &[], &[definition(&timing, 1)]).rows()
+    );
+}

@@ -275,10 +275,8 @@ impl Part for TrackState {
 
 /// What the track stage reads of each participant, exchanged by
 /// `(race, participant)`: observations, and entrant records. The job makes
-/// these where it reads its topics ([`super::Standings`]), not by mapping
-/// a collection of observations: a `map` between the sources and the
-/// exchange made a replay that follows epoch bindings refuse points as too
-/// late (the `epochs` test), for a reason not found yet.
+/// these where it reads its topics ([`super::Standings`]), with no operator
+/// of its own between the sources and the exchange.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Read {
     /// A GPS fix or a timing crossing.
@@ -382,6 +380,13 @@ where
                                 Input::Definition(d, r) => defs.push((d, r)),
                             }
                         }
+                        // A participant's records of one kind are judged in
+                        // the order of their partition. Timely delivers an
+                        // epoch's containers of one time in any order (an
+                        // operator's `for_each_stamp` sorts them unstably), so
+                        // that order is restored from the offsets (stable:
+                        // records read from no topic keep the order given).
+                        obs.sort_by_key(|(o, _)| o.origin);
                         // Definitions: the greatest order holds.
                         let mut redefined = BTreeSet::new();
                         let mut defs: Vec<_> = defs.into_iter().filter(|d| d.1 > 0).collect();
