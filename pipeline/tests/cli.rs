@@ -468,7 +468,8 @@ async fn the_page_watches_a_big_race_through_a_window() {
 /// on the page in headless Chromium: a runner's bib typed into the search
 /// box follows them, and the page shows their splits (mat, net time,
 /// position overall, in their gender and in their division) and, while they
-/// race, their projected finish; the women's winner is found by name; the
+/// race, their projected finish and where they are between mats; the
+/// women's winner is found by name; the
 /// leaderboard filtered to women places them 1, 2, 3…
 /// (`tests/browser/boston.py`).
 #[tokio::test]
@@ -521,6 +522,15 @@ async fn a_marathon_runner_is_found_and_followed_in_chromium() {
     let within = format!("{} #", runner.division());
     assert!(splits[1].contains(&within), "{within:?} in {saw}");
     assert_eq!(saw["found"], winner.bib.as_str(), "{saw}");
+    // Where they are between mats: past their last mat, short of the finish.
+    let now = saw["now"].as_str().unwrap();
+    let km: f64 = (now
+        .strip_prefix("about ")
+        .and_then(|s| s.strip_suffix(" km now")))
+    .and_then(|s| s.parse().ok())
+    .unwrap_or_else(|| panic!("{now:?}"));
+    let last_mat_km = saw["last_mat_m"].as_f64().unwrap() / 1000.0;
+    assert!(km > last_mat_km && km < 42.2, "{saw}");
     assert!(saw["women_total"].as_u64().unwrap() > 10_000, "{saw}");
     assert!(
         saw["eta"]

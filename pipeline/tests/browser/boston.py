@@ -44,10 +44,17 @@ with sync_playwright() as p:
     page.fill("#find", bib)
     page.press("#find", "Enter")
     until(page, f"pace.followed.has('{bib}') && {RUNNER}", "the runner followed")
-    until(page, f"{RUNNER}.querySelectorAll('li').length >= 2 && {RUNNER}.querySelector('.eta')",
-          "two splits and a projected finish", PACED)
+    until(page, f"{RUNNER}.querySelectorAll('li').length >= 2 && {RUNNER}.querySelector('.eta') && {RUNNER}.querySelector('.now')",
+          "two splits, a projected finish and where they are now", PACED)
+    # Between mats the runner moves on: the race's clock passes their last
+    # read, and where they are now passes their last mat.
+    until(page, f"(() => {{ const n = {RUNNER}.querySelector('.now'), row = pace.followed.get('{bib}');"
+                f" return n && row && parseFloat(n.innerText.split(' ')[1]) * 1000 > row.distance_m + 50; }})()",
+          "the runner between mats", PACED)
     splits = page.evaluate(f"[...{RUNNER}.querySelectorAll('li')].map(li => li.innerText)")
-    eta = page.evaluate(f"{RUNNER}.querySelector('.eta').innerText")
+    eta = page.evaluate(f"{RUNNER}.querySelector('.eta')?.innerText")
+    now = page.evaluate(f"{RUNNER}.querySelector('.now').innerText")
+    last_mat = page.evaluate(f"pace.followed.get('{bib}').distance_m")
     # A name not in the window: the edge finds it.
     page.fill("#find", name)
     page.press("#find", "Enter")
@@ -69,6 +76,6 @@ with sync_playwright() as p:
     page.screenshot(path=f"{out}/boston.png", full_page=True)
     if errors:
         sys.exit(f"boston: script errors on the page: {errors}")
-    print(json.dumps({"bib": bib, "splits": splits, "eta": eta, "total": page.evaluate("pace.window.total"),
+    print(json.dumps({"bib": bib, "splits": splits, "eta": eta, "now": now, "last_mat_m": last_mat, "total": page.evaluate("pace.window.total"),
                       "found": found, "women": women[:3], "women_total": page.evaluate("pace.filteredTotal")}))
     browser.close()
