@@ -26,6 +26,7 @@ pub mod binding;
 pub mod datasets;
 pub mod dead_letter;
 pub mod edge;
+pub mod race;
 pub mod records;
 pub mod time;
 pub mod topics;

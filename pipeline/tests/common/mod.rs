@@ -374,6 +374,13 @@ where
 /// A row of a race's view, as the standings tests compare them.
 pub type RaceRow = (String, pace_pipeline::jobs::standings::ViewRow);
 
+/// `updates` consolidated and sorted: what two runs are compared by.
+pub fn normalise<D: Ord + Clone>(mut updates: Vec<(D, u64, isize)>) -> Vec<(D, u64, isize)> {
+    differential_dataflow::consolidation::consolidate_updates(&mut updates);
+    updates.sort();
+    updates
+}
+
 /// One record of a standings test's input, as the job reads three topics.
 #[derive(
     Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
