@@ -281,6 +281,17 @@ fn random_input(seed: u64) -> TestInput {
     };
     let key = ("mats".to_owned(), "p4".to_owned());
     entrants.push((rng.random_range(0..ROUNDS), (key, (2, moved.into()))));
+    // Entered, never read: on the start list, then past the first cutoff
+    // (m3, 900 s after their wave) did not start.
+    let absent = Participant {
+        id: "p9".into(),
+        name: "Runner 9".into(),
+        wave: Some("w2".into()),
+        gender: Some("M".into()),
+        category: None,
+    };
+    let key = ("mats".to_owned(), "p9".to_owned());
+    entrants.push((rng.random_range(0..ROUNDS / 2), (key, (1, absent.into()))));
     TestInput {
         observations: delivered,
         entrants,
@@ -351,7 +362,8 @@ fn views_equal_sequential_reference_one_and_four_workers() {
         // The input exercises what it should: every race ranks and splits,
         // someone finishes each, and late points retract rows.
         for race in ["loop", "oab", "marks", "laps", "mats"] {
-            assert_eq!(finals.standings[race].len(), 6, "{race}");
+            let entered_only = usize::from(race == "mats");
+            assert_eq!(finals.standings[race].len(), 6 + entered_only, "{race}");
             assert!(
                 finals.splits.get(race).map_or(0, Vec::len) >= 6,
                 "{race} has splits: {:?}",
@@ -390,6 +402,12 @@ fn views_equal_sequential_reference_one_and_four_workers() {
                 .filter(|s| s.participant == "p4")
                 .all(|s| s.category_position == Some(1)),
             "p4 alone in C9"
+        );
+        let p9 = (finals.standings["mats"].iter()).find(|s| s.participant == "p9");
+        assert_eq!(
+            p9.map(|s| s.status),
+            Some(schemas::Status::DidNotStart),
+            "an entrant never read, past the first cutoff"
         );
         assert!(
             expected

@@ -18,6 +18,9 @@ pub enum Status {
     Finished,
     /// Out of the race.
     Retired,
+    /// Entered, never read, and the first cutoff ahead has passed
+    /// (chip-timed races).
+    DidNotStart,
 }
 
 impl Status {
@@ -28,6 +31,7 @@ impl Status {
             Status::Racing => "racing",
             Status::Finished => "finished",
             Status::Retired => "retired",
+            Status::DidNotStart => "did_not_start",
         }
     }
 }

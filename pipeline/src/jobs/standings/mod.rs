@@ -355,6 +355,7 @@ fn rank_key(p: &Progress, status: Status) -> RankKey {
         Status::Racing | Status::Finished => 0,
         Status::Retired => 1,
         Status::NotStarted => 2,
+        Status::DidNotStart => 3,
     };
     (
         class,
@@ -367,20 +368,26 @@ fn rank_key(p: &Progress, status: Status) -> RankKey {
 
 /// `p`'s status when the race clock (its latest observation) is `clock`:
 /// racing but unseen for longer than the race's `retire_after`, or past
-/// the cutoff of their next mat, is retired.
+/// the cutoff of their next mat, is retired; an entrant never read, past
+/// the first cutoff, did not start.
 fn status_at(p: &Progress, clock: i64) -> Status {
     match p.status {
         Status::Racing if deadline(p).is_some_and(|d| clock > d) => Status::Retired,
+        Status::NotStarted if deadline(p).is_some_and(|d| clock > d) => Status::DidNotStart,
         s => s,
     }
 }
 
-/// When the race clock retires a racing participant: past this time.
+/// When the race clock changes a participant's status: past this time.
 fn deadline(p: &Progress) -> Option<i64> {
-    (p.status == Status::Racing).then(|| {
-        let unseen = p.last_seen_ms.saturating_add(p.retire_after_ms);
-        p.out_at_ms.map_or(unseen, |out| out.min(unseen))
-    })
+    match p.status {
+        Status::Racing => {
+            let unseen = p.last_seen_ms.saturating_add(p.retire_after_ms);
+            Some(p.out_at_ms.map_or(unseen, |out| out.min(unseen)))
+        }
+        Status::NotStarted => p.out_at_ms,
+        _ => None,
+    }
 }
 
 /// `p`'s row; `lead` gives the time of the first participant through a split.
@@ -525,6 +532,14 @@ pub fn reference(
             .entry((&o.race, &o.participant))
             .or_default()
             .insert((o.time_ms, o.what.clone()));
+    }
+    // A chip-timed race's entrants have rows before they are read.
+    for (race, p) in entered.keys() {
+        let mats = (defs.get(race))
+            .is_some_and(|(_, spec)| matches!(spec.get().kind, schemas::RaceKind::Mats { .. }));
+        if mats {
+            by_participant.entry((race, p)).or_default();
+        }
     }
     let mut progress: BTreeMap<String, Vec<Progress>> = BTreeMap::new();
     // Per (race, split): each pass's time, participant and listing.

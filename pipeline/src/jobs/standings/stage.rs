@@ -32,6 +32,7 @@ use timely::dataflow::operators::vec::Broadcast;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
+use super::geo::Geometry;
 use super::{
     CHECKPOINT_EVERY, Definition, Entry, Fold, Listed, Listing, MAX_HELD, MAX_OBSERVATIONS, Obs,
     Observation, Progress, Race, Refusal, Spec, Tracked, Why,
@@ -115,6 +116,13 @@ impl Participant {
             && self.emitted.is_none()
             && self.observations.is_empty()
             && self.base.is_none()
+    }
+
+    /// Whether this participant has a row in `race`: once read, or, in a
+    /// chip-timed race, once entered (the start list: not started, and
+    /// past the first cutoff, did not start).
+    fn shown(&self, race: &Race) -> bool {
+        !self.is_empty() || (self.entrant.is_some() && matches!(race.geometry, Geometry::Mats(_)))
     }
 
     /// Reads one observation: how far behind the latest of its kind it is,
@@ -410,7 +418,7 @@ where
                                 continue;
                             }
                             p.entrant = Some((order, listing));
-                            if !p.is_empty() {
+                            if races.get(&key.0).is_some_and(|(_, _, race)| p.shown(race)) {
                                 p.dirty = Dirty::All;
                                 dirty.insert(key);
                             }
@@ -467,8 +475,7 @@ where
                                         p.apply(h.item, 1);
                                     }
                                 }
-                                // An entrant with nothing read has nothing to show.
-                                if !p.is_empty() {
+                                if p.shown(&races[race].2) {
                                     p.dirty = Dirty::All;
                                     dirty.insert(key.clone());
                                 }

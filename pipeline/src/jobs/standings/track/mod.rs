@@ -160,9 +160,10 @@ pub struct Progress {
     /// What the race lists of the participant (name, gender, category).
     pub listing: Listing,
     /// Chip-timed races: the cutoff of the runner's next mat, as a time
-    /// (their start plus the cutoff). Once the race's clock is past it
-    /// with no further read, they are out of the race (retired: did not
-    /// finish); a later read that counts brings them back.
+    /// (their start, or their wave's, plus the cutoff). Once the race's
+    /// clock is past it with no further read, they are out of the race
+    /// (retired: did not finish; never read at all: did not start); a
+    /// later read that counts brings them back.
     pub out_at_ms: Option<i64>,
 }
 
@@ -570,7 +571,7 @@ impl Fold {
             ) => {
                 let at = splits.len();
                 progress_mm = (mats.distance_m[at] * 1000.0).round() as i64;
-                if status == Status::Racing {
+                if matches!(status, Status::Racing | Status::NotStarted) {
                     let from = match mats.net {
                         true => own_start.unwrap_or(*wave_start),
                         false => *wave_start,
@@ -604,7 +605,8 @@ impl Fold {
             progress_mm,
             splits: splits.len() as u32,
             reached_ms,
-            last_seen_ms: self.last_seen.unwrap_or(i64::MIN),
+            // Never seen (an entrant of a chip-timed race not read yet): the gun.
+            last_seen_ms: self.last_seen.unwrap_or(race.start_ms),
             laps,
             leg,
             speed_mmps,
