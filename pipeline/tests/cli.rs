@@ -469,8 +469,8 @@ async fn the_page_watches_a_big_race_through_a_window() {
 /// box follows them, and the page shows their splits (mat, net time,
 /// position overall, in their gender and in their division) and, while they
 /// race, their projected finish and where they are between mats; the
-/// women's winner is found by name; the
-/// leaderboard filtered to women places them 1, 2, 3…
+/// women's winner is found by name; the leaderboard filtered to women, or
+/// to the F40-44 division, places them 1, 2, 3…
 /// (`tests/browser/boston.py`).
 #[tokio::test]
 async fn a_marathon_runner_is_found_and_followed_in_chromium() {
@@ -532,6 +532,7 @@ async fn a_marathon_runner_is_found_and_followed_in_chromium() {
     let last_mat_km = saw["last_mat_m"].as_f64().unwrap() / 1000.0;
     assert!(km > last_mat_km && km < 42.2, "{saw}");
     assert!(saw["women_total"].as_u64().unwrap() > 10_000, "{saw}");
+    assert!(saw["division_rows"].as_u64().unwrap() >= 20, "{saw}");
     assert!(
         saw["eta"]
             .as_str()

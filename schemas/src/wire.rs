@@ -168,6 +168,30 @@ mod tests {
     }
 
     #[test]
+    fn entrants_are_strict_and_name_the_field_at_fault() {
+        let good = r#"{"race":"boston-2015","participant":"F11","name":"Rotich, Caroline","gender":"F","category":"F18-39"}"#;
+        let e: Entrant = decode(good.as_bytes()).unwrap();
+        assert_eq!(e.listing().id, "F11");
+        assert_eq!(e.wave, None);
+        let again: Entrant = decode(serde_json::to_vec(&e).unwrap().as_slice()).unwrap();
+        assert_eq!(again, e);
+        let err = |json: &str| decode::<Entrant>(json.as_bytes()).unwrap_err().to_string();
+        for (json, says) in [
+            (r#"{"race":"r","participant":""}"#, "participant"),
+            (r#"{"race":"","participant":"p"}"#, "race"),
+            (r#"{"race":"r","participant":"p","gender":" F"}"#, "gender"),
+            (
+                r#"{"race":"r","participant":"p","category":""}"#,
+                "category",
+            ),
+            (r#"{"race":"r","participant":"p","sex":"F"}"#, "sex"),
+        ] {
+            let e = err(json);
+            assert!(e.contains(says), "{json}: {e}");
+        }
+    }
+
+    #[test]
     fn chat_and_calc() {
         let msg =
             r#"{"room":"lobby","user":"ann","kind":"message","text":"hi","time":1737252600000}"#;

@@ -73,9 +73,19 @@ with sync_playwright() as p:
         sys.exit(f"boston: the women's places are not 1, 2, 3…: {places}")
     if not all(w["tag"].startswith("F") for w in women):
         sys.exit(f"boston: a man in the women's leaderboard: {women}")
+    women_total = page.evaluate("pace.filteredTotal")
+    # One division: its runners only, placed among themselves.
+    page.select_option("#gender", "")
+    page.select_option("#category", "F40-44")
+    until(page, "pace.filtered && pace.filtered.length >= 20 && pace.filter.category === 'F40-44'"
+                " && [...document.querySelectorAll('#rows td.name small')].every(s => s.innerText.startsWith('F40-44'))",
+          "the F40-44 leaderboard")
+    division = page.evaluate("[...document.querySelectorAll('#rows td.place')].map(td => +td.innerText)")
+    if division != list(range(1, len(division) + 1)):
+        sys.exit(f"boston: the F40-44 places are not 1, 2, 3…: {division}")
     page.screenshot(path=f"{out}/boston.png", full_page=True)
     if errors:
         sys.exit(f"boston: script errors on the page: {errors}")
     print(json.dumps({"bib": bib, "splits": splits, "eta": eta, "now": now, "last_mat_m": last_mat, "total": page.evaluate("pace.window.total"),
-                      "found": found, "women": women[:3], "women_total": page.evaluate("pace.filteredTotal")}))
+                      "found": found, "women": women[:3], "division_rows": len(division), "women_total": women_total}))
     browser.close()
