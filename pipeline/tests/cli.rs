@@ -464,7 +464,7 @@ async fn the_page_watches_a_big_race_through_a_window() {
     assert!(saw["held"].as_u64().unwrap() <= 500, "{saw}");
 }
 
-/// The Boston Marathon 2015 replayed by `pace run` at 120 times real time,
+/// The Boston Marathon 2015 replayed by `pace run` at 90 times real time,
 /// on the page in headless Chromium: a runner's bib typed into the search
 /// box follows them, and the page shows their splits (mat, net time,
 /// position overall, in their gender and in their division) and, while they
@@ -476,8 +476,8 @@ async fn the_page_watches_a_big_race_through_a_window() {
 async fn a_marathon_runner_is_found_and_followed_in_chromium() {
     let file = common::shared_data().join("boston-marathon-2015/marathon_results_2015.csv");
     let (_, finishers) = ingest::datasets::boston::read(&file).unwrap();
-    // A runner of about six hours, read at every mat: at 120 times real
-    // time they pass 10K about 40 s into the replay and race for three
+    // A runner of about six hours, read at every mat: at 90 times real
+    // time they pass 10K about 48 s into the replay and race for four
     // minutes, so the page sees them racing even on a busy machine.
     let runner = (finishers.iter())
         .find(|f| {
@@ -495,7 +495,7 @@ async fn a_marathon_runner_is_found_and_followed_in_chromium() {
             "--replay",
             &replay,
             "--speed",
-            "120",
+            "90",
         ],
         dir.path(),
     );
