@@ -255,43 +255,46 @@ fn random_input(seed: u64) -> TestInput {
     // Entrants: genders and categories in the chip-timed and the lap race,
     // arriving in any round; p4's second record (a greater order) moves
     // them to the first wave and into another category.
+    let entry = |race: &str,
+                 p: u32,
+                 order: i64,
+                 wave: Option<&str>,
+                 gender: &str,
+                 category: Option<String>| {
+        let listing = Participant {
+            id: format!("p{p}"),
+            name: format!("Runner {p}"),
+            wave: wave.map(Into::into),
+            gender: Some(gender.into()),
+            category,
+        };
+        (
+            (race.to_owned(), listing.id.clone()),
+            (order, listing.into()),
+        )
+    };
     let mut entrants = Vec::new();
     for p in 0..6 {
-        for (race, wave) in [
-            ("mats", Some(if p < 3 { "w1" } else { "w2" })),
-            ("laps", None),
-        ] {
-            let listing = Participant {
-                id: format!("p{p}"),
-                name: format!("Runner {p}"),
-                wave: wave.map(Into::into),
-                gender: Some(if p % 2 == 0 { "F" } else { "M" }.into()),
-                category: (p != 5).then(|| format!("C{}", p % 3)),
-            };
-            let key = (race.to_owned(), listing.id.clone());
-            entrants.push((rng.random_range(0..ROUNDS), (key, (1, listing.into()))));
-        }
+        let gender = if p % 2 == 0 { "F" } else { "M" };
+        let category = || (p != 5).then(|| format!("C{}", p % 3));
+        let wave = if p < 3 { "w1" } else { "w2" };
+        entrants.push((
+            rng.random_range(0..ROUNDS),
+            entry("mats", p, 1, Some(wave), gender, category()),
+        ));
+        entrants.push((
+            rng.random_range(0..ROUNDS),
+            entry("laps", p, 1, None, gender, category()),
+        ));
     }
-    let moved = Participant {
-        id: "p4".into(),
-        name: "Runner 4".into(),
-        wave: Some("w1".into()),
-        gender: Some("F".into()),
-        category: Some("C9".into()),
-    };
-    let key = ("mats".to_owned(), "p4".to_owned());
-    entrants.push((rng.random_range(0..ROUNDS), (key, (2, moved.into()))));
+    let moved = entry("mats", 4, 2, Some("w1"), "F", Some("C9".into()));
+    entrants.push((rng.random_range(0..ROUNDS), moved));
     // Entered, never read: on the start list, then past the first cutoff
     // (m3, 900 s after their wave) did not start.
-    let absent = Participant {
-        id: "p9".into(),
-        name: "Runner 9".into(),
-        wave: Some("w2".into()),
-        gender: Some("M".into()),
-        category: None,
-    };
-    let key = ("mats".to_owned(), "p9".to_owned());
-    entrants.push((rng.random_range(0..ROUNDS / 2), (key, (1, absent.into()))));
+    entrants.push((
+        rng.random_range(0..ROUNDS / 2),
+        entry("mats", 9, 1, Some("w2"), "M", None),
+    ));
     TestInput {
         observations: delivered,
         entrants,
