@@ -98,9 +98,13 @@ fn random_input(seed: u64) -> TestInput {
     );
     // Chip timing: a start mat, three along the course (the last with a
     // cutoff), the finish; two waves a minute apart, ranked by net time.
+    // The route is drawn at half size (2 km for the mats' 4 km): every
+    // other runner also carries a GPS tracker.
+    let route = [(0.0, 0.0), (1000.0, 0.0), (1000.0, 1000.0)];
     let mut mats_def = race(
         "mats",
         RaceKind::Mats {
+            course: Some(route.iter().map(|p| at(p.0, p.1)).collect()),
             mats: [0.0, 1000.0, 2000.0, 3000.0, 4000.0]
                 .iter()
                 .enumerate()
@@ -147,6 +151,9 @@ fn random_input(seed: u64) -> TestInput {
             if (m == 0 || m == 2) && rng.random_range(0..4) == 0 {
                 continue; // missed
             }
+            if p == 0 && m == 4 {
+                continue; // the finish mat misses p0, whose GPS goes on
+            }
             let t = start + m * pace_ms + rng.random_range(0..2_000);
             let read = Obs::Cross {
                 line: format!("m{m}"),
@@ -155,6 +162,21 @@ fn random_input(seed: u64) -> TestInput {
             if rng.random_range(0..4) == 0 {
                 observations.push(obs("mats", id.clone(), t + 1_500, read));
             }
+        }
+        // GPS every 20-60 s at the same pace (a little noisy), from a
+        // little before the start to past the finish: it moves the runner
+        // between mats, never past one that reads them later.
+        let mut t = start - 30_000;
+        while p % 2 == 0 && t < start + 5 * pace_ms {
+            t += rng.random_range(20_000..60_000);
+            let race_m = ((t - start).max(0) as f64 / pace_ms as f64 * 1000.0).min(4000.0);
+            let m = race_m / 2.0 + rng.random_range(-8.0..8.0);
+            let (x, y) = if m <= 1000.0 {
+                (m, rng.random_range(-5.0..5.0))
+            } else {
+                (1000.0 + rng.random_range(-5.0..5.0), m - 1000.0)
+            };
+            observations.push(obs("mats", id.clone(), t, fix_at(x, y)));
         }
         let speed = rng.random_range(3.0..9.0);
         let mut laps: Vec<(f64, f64)> = vec![(-10.0, -10.0)];
@@ -417,6 +439,11 @@ fn views_equal_sequential_reference_one_and_four_workers() {
                 .iter()
                 .any(|u| u.2 < 0 && matches!((u.0).1, ViewRow::Split(_))),
             "split retractions"
+        );
+        let p0 = (finals.standings["mats"].iter()).find(|s| s.participant == "p0");
+        assert!(
+            p0.is_some_and(|s| s.progress_mm > 3_900_000 && s.status != schemas::Status::Finished),
+            "GPS moves a chip-timed runner past their last mat, and only a mat finishes them: {p0:?}"
         );
         for workers in [1, 4] {
             let got = common::normalise(differential(&input, workers));

@@ -149,6 +149,13 @@ pub enum RaceKind {
     Mats {
         /// The mats in course order: the start mat first, the finish last.
         mats: Vec<TimingMat>,
+        /// The route, start mat to finish, when known: runners who also
+        /// carry a GPS tracker are followed along it between mats, and the
+        /// page draws it. Distances along it are scaled so that its end is
+        /// the finish mat's distance (the mats' distances are the measured
+        /// ones).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        course: Option<Vec<LatLon>>,
     },
 }
 
@@ -191,7 +198,14 @@ impl Validate for RaceKind {
                 v::bounded_len("lines", lines, v::MAX_GEOMETRY_POINTS)?;
                 v::each("lines", lines)
             }
-            RaceKind::Mats { mats } => {
+            RaceKind::Mats { mats, course } => {
+                if let Some(course) = course {
+                    if course.len() < 2 {
+                        return Err(ValidationError::new("course", "needs at least 2 points"));
+                    }
+                    v::bounded_len("course", course, v::MAX_GEOMETRY_POINTS)?;
+                    v::each("course", course)?;
+                }
                 if mats.len() < 2 {
                     return Err(ValidationError::new(
                         "mats",
@@ -461,5 +475,42 @@ impl Validate for RaceDefinition {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mats(json: &str) -> Result<(), ValidationError> {
+        let kind: RaceKind = serde_json::from_str(json).expect("parses");
+        kind.validate()
+    }
+
+    #[test]
+    fn a_chip_timed_race_may_have_a_route_of_two_points_or_more() {
+        let start = r#"{"id":"start","distance_m":0}"#;
+        let finish = r#"{"id":"finish","distance_m":5000}"#;
+        let route = r#"[{"lat":59.3,"lon":18.0},{"lat":59.3,"lon":18.1}]"#;
+        mats(&format!(r#"{{"type":"mats","mats":[{start},{finish}]}}"#)).unwrap();
+        mats(&format!(
+            r#"{{"type":"mats","mats":[{start},{finish}],"course":{route}}}"#
+        ))
+        .unwrap();
+        let one = r#"[{"lat":59.3,"lon":18.0}]"#;
+        let err = mats(&format!(
+            r#"{{"type":"mats","mats":[{start},{finish}],"course":{one}}}"#
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("course"), "{err}");
+        let far = r#"[{"lat":59.3,"lon":18.0},{"lat":95.0,"lon":18.1}]"#;
+        assert!(
+            mats(&format!(
+                r#"{{"type":"mats","mats":[{start},{finish}],"course":{far}}}"#
+            ))
+            .is_err()
+        );
+        let back = r#"{"id":"back","distance_m":-1}"#;
+        assert!(mats(&format!(r#"{{"type":"mats","mats":[{start},{back}]}}"#)).is_err());
     }
 }

@@ -108,7 +108,7 @@ pub fn definition(gun: Timestamp) -> RaceDefinition {
         id: RACE.into(),
         name: "Boston Marathon 2015".into(),
         start: gun,
-        kind: RaceKind::Mats { mats },
+        kind: RaceKind::Mats { mats, course: None },
         laps: 1,
         cutoff: None,
         participants: vec![],

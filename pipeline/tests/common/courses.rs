@@ -90,18 +90,18 @@ pub fn walk(
         if rng.random_range(0..40) == 0 {
             x += 5_000.0; // an impossible jump
         }
-        let ll = at(x, y);
-        out.push(obs(
-            race,
-            p,
-            t,
-            Obs::Fix {
-                lat_e7: (ll.lat * 1e7).round() as i64,
-                lon_e7: (ll.lon * 1e7).round() as i64,
-            },
-        ));
+        out.push(obs(race, p, t, fix_at(x, y)));
     }
     out
+}
+
+/// A GPS fix `x` metres east and `y` north of the origin.
+pub fn fix_at(x: f64, y: f64) -> Obs {
+    let ll = at(x, y);
+    Obs::Fix {
+        lat_e7: (ll.lat * 1e7).round() as i64,
+        lon_e7: (ll.lon * 1e7).round() as i64,
+    }
 }
 
 /// An observation of `participant` in `race` at `time_ms`.

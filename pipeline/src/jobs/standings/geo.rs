@@ -323,6 +323,12 @@ pub struct Mats {
     pub net: bool,
     /// Each wave's start after the gun, ms.
     pub wave_ms: HashMap<String, i64>,
+    /// The route, when the definition gives one: GPS fixes are matched
+    /// along it, and a distance along it times [`Mats::scale`] is a
+    /// distance in the mats' metres.
+    pub course: Option<Course>,
+    /// The finish mat's distance over the route's length (1 without a route).
+    pub scale: f64,
 }
 
 impl Mats {
@@ -342,7 +348,9 @@ impl Race {
                 .iter()
                 .find_map(|l| l.ends.map(|e| e[0]))
                 .unwrap_or(LatLon { lat: 0.0, lon: 0.0 }),
-            RaceKind::Mats { .. } => LatLon { lat: 0.0, lon: 0.0 },
+            RaceKind::Mats { course, .. } => {
+                (course.as_ref()).map_or(LatLon { lat: 0.0, lon: 0.0 }, |c| c[0])
+            }
         };
         let projection = Projection::at(origin);
         let xy = |p: LatLon| projection.xy(p);
@@ -396,17 +404,25 @@ impl Race {
                     .map(|l| l.ends.map(|e| (xy(e[0]), xy(e[1]))))
                     .collect(),
             }),
-            RaceKind::Mats { mats } => Geometry::Mats(Mats {
-                ids: mats.iter().map(|m| m.id.clone()).collect(),
-                distance_m: mats.iter().map(|m| m.distance_m).collect(),
-                cutoff_ms: (mats.iter())
-                    .map(|m| m.cutoff_s.map(|c| (c * 1000.0).round() as i64))
-                    .collect(),
-                net: def.rules.clock.unwrap_or_default() == Clock::Net,
-                wave_ms: (def.rules.waves.iter())
-                    .map(|w| (w.id.clone(), (w.offset_s * 1000.0).round() as i64))
-                    .collect(),
-            }),
+            RaceKind::Mats { mats, course } => {
+                let course = (course.as_ref())
+                    .map(|c| Course::new(c.iter().map(|p| xy(*p)).collect(), false))
+                    .filter(|c| c.length > 0.0);
+                let finish_m = mats.last().map_or(0.0, |m| m.distance_m);
+                Geometry::Mats(Mats {
+                    ids: mats.iter().map(|m| m.id.clone()).collect(),
+                    distance_m: mats.iter().map(|m| m.distance_m).collect(),
+                    cutoff_ms: (mats.iter())
+                        .map(|m| m.cutoff_s.map(|c| (c * 1000.0).round() as i64))
+                        .collect(),
+                    net: def.rules.clock.unwrap_or_default() == Clock::Net,
+                    wave_ms: (def.rules.waves.iter())
+                        .map(|w| (w.id.clone(), (w.offset_s * 1000.0).round() as i64))
+                        .collect(),
+                    scale: course.as_ref().map_or(1.0, |c| finish_m / c.length),
+                    course,
+                })
+            }
         };
         Race {
             start_ms: def.start.0,

@@ -93,7 +93,9 @@ pub struct Standing {
     pub participant: String,
     /// Not started, racing, finished or retired.
     pub status: Status,
-    /// Distance along the course, mm (0 in timing-line races).
+    /// Distance along the course, mm (0 in timing-line races; in a
+    /// chip-timed race the furthest mat, or a GPS-tracked runner's live
+    /// distance past it).
     pub progress_mm: i64,
     /// Time behind the first participant through this one's latest split, ms.
     pub gap_ms: Option<i64>,
@@ -397,7 +399,7 @@ fn standing(p: &Progress, status: Status, lead: impl Fn(u32) -> Option<i64>) -> 
         gap_ms: p
             .last_split
             .and_then(|(split, t)| lead(split).map(|lead| t - lead)),
-        progress_mm: p.progress_mm,
+        progress_mm: p.live_mm.unwrap_or(p.progress_mm),
         laps: p.laps,
         leg: p.leg,
         speed_mmps: p.speed_mmps,

@@ -114,10 +114,14 @@ enum KindState {
         last_lap_ms: Option<i64>,
     },
     /// The participant's own start (their first start-mat read), and
-    /// their wave's start.
+    /// their wave's start; how far along the route they are known to be
+    /// (GPS fixes matched to it, and mats read), in the mats' metres, and
+    /// when that was last matched.
     Mats {
         own_start: Option<i64>,
         wave_start: i64,
+        live_m: f64,
+        live_time: i64,
     },
 }
 
@@ -165,6 +169,10 @@ pub struct Progress {
     /// (retired: did not finish; never read at all: did not start); a
     /// later read that counts brings them back.
     pub out_at_ms: Option<i64>,
+    /// Chip-timed races with a route: where a runner who also carries a
+    /// GPS tracker is now, mm along the course, when that is further than
+    /// their furthest mat ([`Progress::progress_mm`], which ranks them).
+    pub live_mm: Option<i64>,
 }
 
 impl Fold {
@@ -181,10 +189,16 @@ impl Fold {
                 laps: 0,
                 last_lap_ms: None,
             },
-            Geometry::Mats(m) => KindState::Mats {
-                own_start: None,
-                wave_start: m.wave_start(race.start_ms, listing.and_then(|l| l.wave.as_deref())),
-            },
+            Geometry::Mats(m) => {
+                let wave_start =
+                    m.wave_start(race.start_ms, listing.and_then(|l| l.wave.as_deref()));
+                KindState::Mats {
+                    own_start: None,
+                    wave_start,
+                    live_m: 0.0,
+                    live_time: wave_start,
+                }
+            }
         };
         Fold {
             n: 0,
@@ -268,11 +282,11 @@ impl Fold {
         if t < race.start_ms && !matches!(race.geometry, Geometry::Timing(_)) {
             return;
         }
-        if matches!(race.geometry, Geometry::Mats(_)) {
-            return; // a chip-timed race is judged by its mats
-        }
         if self.finished.is_some() {
             return;
+        }
+        if let Geometry::Mats(mats) = &race.geometry {
+            return self.fix_between_mats(race, mats, t, p);
         }
         let prev = self.last_fix;
         match (&race.geometry, &mut self.kind) {
@@ -397,6 +411,36 @@ impl Fold {
         }
     }
 
+    /// A GPS fix of a chip-timed runner, on a race with a route: matched
+    /// along it, it moves where the runner is known to be (never back, and
+    /// never to the finish: a mat is authoritative at its point, and only
+    /// mats make splits or rank). A fix clear of the start after their
+    /// wave's start has them racing, read by the start mat or not.
+    fn fix_between_mats(&mut self, race: &Race, mats: &Mats, t: i64, p: Xy) {
+        let (
+            Some(course),
+            KindState::Mats {
+                wave_start,
+                live_m,
+                live_time,
+                ..
+            },
+        ) = (&mats.course, &mut self.kind)
+        else {
+            return; // no route: the mats alone say where the runner is
+        };
+        let (lo, hi) = course.window(*live_m / mats.scale, t - *live_time, race.max_speed_mps);
+        let Some((s, _off)) = course.match_point(p, lo, hi) else {
+            return;
+        };
+        *live_time = (*live_time).max(t);
+        let finish = mats.distance_m[mats.distance_m.len() - 1];
+        *live_m = (*live_m).max((s * mats.scale).min(finish));
+        if *live_m >= START_CLEAR_M && t >= *wave_start {
+            self.started.get_or_insert(*wave_start);
+        }
+    }
+
     fn crossing(&mut self, race: &Race, line: usize, t: i64, splits: &mut Vec<i64>) {
         if t < race.start_ms || self.finished.is_some() {
             return;
@@ -447,6 +491,8 @@ impl Fold {
         let KindState::Mats {
             own_start,
             wave_start,
+            live_m,
+            live_time,
         } = &mut self.kind
         else {
             return;
@@ -476,6 +522,9 @@ impl Fold {
         splits.resize(i - 1, MISSED);
         splits.push(race.start_ms + elapsed);
         self.splits = splits.len();
+        // The runner is at the mat now: GPS fixes are matched on from here.
+        *live_m = live_m.max(mats.distance_m[i]);
+        *live_time = (*live_time).max(t);
         if i == mats.ids.len() - 1 {
             self.finished = Some(race.start_ms + elapsed);
         }
@@ -514,7 +563,7 @@ impl Fold {
         };
         let (mut progress_mm, mut laps, mut leg, mut last_lap_ms, mut eta_ms) =
             (0, None, None, None, None);
-        let mut out_at_ms = None;
+        let (mut out_at_ms, mut live_mm) = (None, None);
         match (&race.geometry, &self.kind) {
             (Geometry::Course(course), KindState::Course { d, d_time }) => {
                 progress_mm = (d * 1000.0).round() as i64;
@@ -567,10 +616,14 @@ impl Fold {
                 KindState::Mats {
                     own_start,
                     wave_start,
+                    live_m,
+                    ..
                 },
             ) => {
                 let at = splits.len();
                 progress_mm = (mats.distance_m[at] * 1000.0).round() as i64;
+                let live = (live_m * 1000.0).round() as i64;
+                live_mm = (live > progress_mm && status == Status::Racing).then_some(live);
                 if matches!(status, Status::Racing | Status::NotStarted) {
                     let from = match mats.net {
                         true => own_start.unwrap_or(*wave_start),
@@ -620,6 +673,7 @@ impl Fold {
             rejected: self.rejected,
             listing: listing.clone(),
             out_at_ms,
+            live_mm,
         }
     }
 }

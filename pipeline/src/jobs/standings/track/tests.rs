@@ -93,6 +93,15 @@ fn after_the_cutoff_the_next_crossing_finishes() {
 /// A marathon's mats (start, 5K, 10K, finish), waves `w1` at the gun
 /// and `w2` two minutes after; `b` runs in `w2`.
 fn marathon(clock: schemas::Clock, cutoff_10k_s: Option<f64>) -> Race {
+    marathon_on(clock, cutoff_10k_s, None)
+}
+
+/// [`marathon`] on a route, when given.
+fn marathon_on(
+    clock: schemas::Clock,
+    cutoff_10k_s: Option<f64>,
+    course: Option<Vec<LatLon>>,
+) -> Race {
     let mat = |id: &str, d: f64, cutoff_s| schemas::TimingMat {
         id: id.into(),
         name: id.into(),
@@ -110,6 +119,7 @@ fn marathon(clock: schemas::Clock, cutoff_10k_s: Option<f64>) -> Race {
                 mat("10k", 10_000.0, cutoff_10k_s),
                 mat("finish", 42_195.0, None),
             ],
+            course,
         },
         laps: 1,
         cutoff: None,
@@ -239,4 +249,92 @@ fn the_projected_finish_holds_the_latest_pace() {
     );
     let (p, _) = fold_all(&race, "a", &[]);
     assert_eq!(p.status, Status::NotStarted);
+}
+
+/// The marathon on a route drawn due east at half size (21,097.5 m): a
+/// distance along it counts twice in the mats' metres.
+fn marathon_on_a_route() -> Race {
+    let o = LatLon {
+        lat: 59.0,
+        lon: 18.0,
+    };
+    let route = vec![o, o.offset_m(10_000.0, 0.0), o.offset_m(21_097.5, 0.0)];
+    marathon_on(schemas::Clock::Net, None, Some(route))
+}
+
+#[test]
+fn gps_moves_a_chip_timed_runner_between_mats_but_only_mats_rank_them() {
+    let race = marathon_on_a_route();
+    let at = |s: i64, east_m: f64| (T0 + s * 1000, fix(east_m, 3.0));
+    let mut obs = vec![read("start", 0), at(600, 1000.0)];
+    let (p, splits) = fold_all(&race, "a", &obs);
+    assert!(splits.is_empty());
+    assert_eq!((p.status, p.progress_mm), (Status::Racing, 0));
+    let live = p.live_mm.expect("a GPS fix past the start mat");
+    assert!(
+        (live - 2_000_000).abs() < 2_000,
+        "1 km along the half-size route: {live}"
+    );
+    // The 5K mat reads them: it ranks them, and they are there now.
+    obs.push(read("5k", 1500));
+    let (p, splits) = fold_all(&race, "a", &obs);
+    assert_eq!(splits, vec![T0 + 1_500_000]);
+    assert_eq!((p.progress_mm, p.live_mm), (5_000_000, None));
+    // A fix a little behind the mat (GPS noise) does not move them back.
+    obs.push(at(1510, 2_450.0));
+    let (p, _) = fold_all(&race, "a", &obs);
+    assert_eq!((p.progress_mm, p.live_mm), (5_000_000, None));
+    // Further on, GPS moves them; the mat still ranks them, and the
+    // position is the fix's.
+    obs.push(at(2100, 3_500.0));
+    let (p, splits) = fold_all(&race, "a", &obs);
+    let live = p.live_mm.expect("past the 5K mat");
+    assert!((live - 7_000_000).abs() < 2_000, "{live}");
+    assert_eq!(
+        (p.progress_mm, p.splits, p.reached_ms),
+        (5_000_000, 1, T0 + 1_500_000)
+    );
+    assert_eq!(splits.len(), 1, "GPS makes no split");
+    assert!(p.position_e7.is_some());
+    let standing = crate::jobs::standings::standing(&p, p.status, |_| None);
+    assert_eq!(standing.progress_mm, live, "the row shows where they are");
+    // GPS at the end of the route does not finish them: the finish mat does.
+    for k in 1..=36 {
+        obs.push(at(
+            2100 + k * 300,
+            (3_500.0 + k as f64 * 600.0).min(21_097.5),
+        ));
+    }
+    let (p, _) = fold_all(&race, "a", &obs);
+    assert_eq!(p.status, Status::Racing);
+    let live = p.live_mm.unwrap();
+    assert!(
+        (42_190_000..=42_195_000).contains(&live),
+        "at the finish, not past it: {live}"
+    );
+    obs.push(read("finish", 13_000));
+    let (p, splits) = fold_all(&race, "a", &obs);
+    assert_eq!(splits, vec![T0 + 1_500_000, MISSED, T0 + 13_000_000]);
+    assert_eq!(
+        (p.status, p.progress_mm, p.live_mm),
+        (Status::Finished, 42_195_000, None)
+    );
+}
+
+#[test]
+fn gps_starts_a_chip_timed_runner_the_start_mat_missed_once_their_wave_is_off() {
+    let race = marathon_on_a_route();
+    // `b` runs in w2 (120 s after the gun): moving before it is not a start.
+    let (p, _) = fold_all(&race, "b", &[(T0 + 60_000, fix(100.0, 0.0))]);
+    assert_eq!((p.status, p.live_mm), (Status::NotStarted, None));
+    let obs = [
+        (T0 + 60_000, fix(0.0, 0.0)),
+        (T0 + 300_000, fix(400.0, 0.0)),
+    ];
+    let (p, _) = fold_all(&race, "b", &obs);
+    assert_eq!(p.status, Status::Racing);
+    assert!(p.live_mm.is_some_and(|l| (l - 800_000).abs() < 2_000));
+    // Without a route GPS says nothing in a chip-timed race.
+    let (p, _) = fold_all(&marathon(schemas::Clock::Net, None), "b", &obs);
+    assert_eq!((p.status, p.live_mm), (Status::NotStarted, None));
 }
