@@ -72,12 +72,25 @@ fn start_pipeline(
         .expect("spawn pipeline thread")
 }
 
-/// `pace run`: broker (embedded unless `--brokers`), demo race, pipeline and edge in one process.
+/// The built-in workload of `pace run` (without a recorded replay).
+#[derive(Clone, Copy, Debug)]
+pub struct Demo {
+    /// Runners in the generated loop race (0: none, and no chat either).
+    pub participants: usize,
+    /// Runners in the generated chip-timed road race (0: none).
+    pub road_runners: usize,
+}
+
+/// `pace run`: broker (embedded unless `--brokers`), demo races, pipeline and edge in one process.
 pub fn run_all(
     all: &settings::All,
-    demo_participants: usize,
+    demo: Demo,
     replay: Option<(Recorded, f64)>,
 ) -> anyhow::Result<()> {
+    let Demo {
+        participants: demo_participants,
+        road_runners,
+    } = demo;
     // Read a recorded dataset before starting anything: a bad path fails fast.
     let recorded = match &replay {
         Some((r, speed)) => Some((read_recorded(r)?, *speed)),
@@ -112,9 +125,12 @@ pub fn run_all(
         None => (demo_participants > 0)
             .then(|| ingest::generate::run_demo(kafka.clone(), demo_participants, stop.clone())),
     };
-    // The built-in chat runs beside the race (not beside a recorded replay).
+    // The built-in chat and road race run beside the loop (not beside a
+    // recorded replay).
     let chat_demo = (replay.is_none() && demo_participants > 0)
         .then(|| ingest::generate::run_chat_demo(kafka.clone(), stop.clone()));
+    let road_demo = (replay.is_none() && road_runners > 0)
+        .then(|| ingest::generate::run_road_demo(kafka.clone(), road_runners, stop.clone()));
     let mut config = all.pipeline.config(kafka.clone(), &all.service.data);
     if all.service.kafka.brokers.is_none() {
         // The embedded broker forgets everything when the process ends, so
@@ -139,6 +155,11 @@ pub fn run_all(
     }
     if let Some(c) = chat_demo {
         c.join().expect("chat demo thread").context("demo chat")?;
+    }
+    if let Some(r) = road_demo {
+        r.join()
+            .expect("road demo thread")
+            .context("demo road race")?;
     }
     edge.context("edge")?;
     archive?;

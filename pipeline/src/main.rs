@@ -35,6 +35,10 @@ enum Command {
         /// Runners in the built-in generated race (0: no generated race).
         #[arg(long, env = "PACE_DEMO_PARTICIPANTS", default_value_t = 300)]
         demo_participants: usize,
+        /// Runners in the built-in chip-timed road race, a 5 km timed by
+        /// mats with a GPS tracker on one runner in four (0: none).
+        #[arg(long, env = "PACE_DEMO_ROAD_RUNNERS", default_value_t = 200)]
+        demo_road_runners: usize,
         /// Replay a recorded race day or chat instead of the generated race:
         /// `sailgp:DIR`, `f1:DIR`, `irc:FILE` (into room `irc`) or
         /// `boston:FILE` (marathon results, as mat reads).
@@ -176,13 +180,18 @@ fn main() -> ExitCode {
         Command::Run {
             all,
             demo_participants,
+            demo_road_runners,
             replay,
             speed,
         } => {
             if !(speed.is_finite() && speed >= 0.0) {
                 Err(anyhow::anyhow!("--speed must be a finite number >= 0"))
             } else {
-                app::run_all(&all, demo_participants, replay.map(|r| (r, speed)))
+                let demo = app::Demo {
+                    participants: demo_participants,
+                    road_runners: demo_road_runners,
+                };
+                app::run_all(&all, demo, replay.map(|r| (r, speed)))
             }
         }
         Command::Pipeline {

@@ -156,9 +156,10 @@ async fn pace_run_serves_moving_standings_and_stops_cleanly() {
 
     let health: Value = get_json(&http, &format!("{base}/healthz")).await.unwrap();
     assert_eq!(health["status"], "ok");
+    // The loop (the road race beside it has its own test).
     let race = eventually("the demo race", Duration::from_secs(30), || async {
         let races: Vec<Value> = get_json(&http, &format!("{base}/api/races")).await?;
-        let r = races.into_iter().next()?;
+        let r = races.into_iter().find(|r| r["kind"] == "course")?;
         Some(r["id"].as_str()?.to_owned())
     })
     .await;
@@ -541,6 +542,28 @@ async fn a_marathon_runner_is_found_and_followed_in_chromium() {
         "{saw}"
     );
     assert!(out.join("boston.png").exists());
+}
+
+/// The built-in chip-timed road race on the page of `pace run` in
+/// headless Chromium: its route and mats on the map, GPS-tracked runners at
+/// their fixes and between mats in their rows, the others placed on the
+/// route by their distance projected between mats, moving on between
+/// their reads (`tests/browser/road.py`).
+#[tokio::test]
+async fn the_road_race_moves_on_the_map_between_mats_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, base) = start_pace_run(
+        &["--demo-participants", "0", "--demo-road-runners", "200"],
+        dir.path(),
+    );
+    let (saw, out) = browser("road", format!("{base}/")).await;
+    stop(child).await;
+    let saw = saw.unwrap_or_else(|e| panic!("the road race page test failed:\n{e}"));
+    println!("road: {saw}");
+    assert_eq!(saw["mats"], 4, "{saw}");
+    assert!(saw["gps_rows"].as_u64().unwrap() >= 10, "{saw}");
+    assert!(saw["projected_dots"].as_u64().unwrap() >= 20, "{saw}");
+    assert!(out.join("road.png").exists());
 }
 
 /// The tournament draw on the page of `pace run` in headless Chromium, with

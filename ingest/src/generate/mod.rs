@@ -7,7 +7,8 @@
 //!
 //! And the built-in chat ([`DemoChat`], [`run_chat_demo`]): a public room
 //! `lobby` where a handful of spectators join, talk about the race, and now
-//! and then leave and come back.
+//! and then leave and come back. And a chip-timed road race beside the
+//! loop ([`road`], [`run_road_demo`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +21,8 @@ use schemas::{
     ChatEvent, ChatKind, GpsPoint, LatLon, Participant, RaceDefinition, RaceKind, Timestamp,
     Visibility,
 };
+
+pub mod road;
 
 use crate::jsonl::send_record;
 use crate::producer::TrackedProducer;
@@ -255,6 +258,50 @@ pub fn run_demo(
             .iter()
             .try_for_each(|p| send_record(producer, &topics.gps, p))
     })
+}
+
+/// Produces the built-in chip-timed road races ([`road::DemoRoadRace`],
+/// `city-5k-N`) until `stop` is set: mat reads, and the GPS points of the
+/// runners who carry a tracker. Each race is joined
+/// [`road::JOINED_AFTER_S`] after its gun, then runs in real time.
+pub fn run_road_demo(
+    config: KafkaConfig,
+    runners: usize,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<Result<(), IngestError>> {
+    let mut race: Option<road::DemoRoadRace> = None;
+    let mut n = 0u64;
+    every_second("pace-road-demo", config, stop, move |producer, topics| {
+        let current = match race.take() {
+            Some(r) if !r.finished() => race.insert(r),
+            _ => {
+                n += 1;
+                let joined_ms = road::JOINED_AFTER_S as i64 * 1000;
+                let mut r = road::DemoRoadRace::new(
+                    &format!("city-5k-{n}"),
+                    runners,
+                    n,
+                    Timestamp(Timestamp::now().0 - joined_ms),
+                );
+                send_record(producer, &topics.races, &r.definition)?;
+                tracing::info!(race = %r.definition.id, runners, "demo road race started");
+                for _ in 1..road::JOINED_AFTER_S {
+                    send_road_tick(producer, topics, r.tick())?;
+                }
+                race.insert(r)
+            }
+        };
+        send_road_tick(producer, topics, current.tick())
+    })
+}
+
+fn send_road_tick(
+    producer: &TrackedProducer,
+    topics: &schemas::Topics,
+    tick: road::RoadTick,
+) -> Result<(), IngestError> {
+    (tick.reads.iter()).try_for_each(|c| send_record(producer, &topics.timing, c))?;
+    (tick.points.iter()).try_for_each(|p| send_record(producer, &topics.gps, p))
 }
 
 /// Runs `tick` once a second on a thread of its own, with a producer, until
