@@ -22,7 +22,8 @@
 //!   ([`input::track`]);
 //! - beside them: [`server`] the routes, [`follow`] the changelog consumer,
 //!   [`socket`] a spectator's connection, `shared.rs` what every connection
-//!   shares, [`auth`] tokens; `static/index.html` the spectator page.
+//!   shares, [`auth`] tokens; `static/` the spectator page (`index.html`,
+//!   and its scripts by view, served at `/js/`).
 
 pub mod auth;
 pub mod follow;

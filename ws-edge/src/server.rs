@@ -75,6 +75,25 @@ impl EdgeConfig {
 
 const PAGE: &str = include_str!("../static/index.html");
 
+/// The page's scripts (`static/*.js`, loaded in this order by the page),
+/// served at `/js/{name}`.
+const SCRIPTS: [(&str, &str); 7] = [
+    ("core.js", include_str!("../static/core.js")),
+    ("race.js", include_str!("../static/race.js")),
+    ("map.js", include_str!("../static/map.js")),
+    ("chat.js", include_str!("../static/chat.js")),
+    ("tasks.js", include_str!("../static/tasks.js")),
+    ("tournament.js", include_str!("../static/tournament.js")),
+    ("main.js", include_str!("../static/main.js")),
+];
+
+/// One of the page's [`SCRIPTS`], or `None`.
+fn script(name: &str) -> Option<warp::reply::Response> {
+    let (_, body) = SCRIPTS.iter().find(|(n, _)| *n == name)?;
+    let js = warp::reply::with_header(*body, "content-type", "text/javascript; charset=utf-8");
+    Some(js.into_response())
+}
+
 /// `?since=SEQ&token=T` of the WebSocket routes (and `top=N`, a race's
 /// top-N window).
 #[derive(Debug, Default, Deserialize)]
@@ -177,6 +196,9 @@ pub(crate) fn routes(
     let page = warp::path::end()
         .and(warp::get())
         .map(|| warp::reply::html(PAGE).into_response());
+    let scripts = warp::path!("js" / String)
+        .and(warp::get())
+        .and_then(|name: String| async move { script(&name).ok_or_else(warp::reject::not_found) });
     let (healthz, metrics) = (healthz(), metrics());
     let context = crate::views::live::Context {
         callers: shared.callers(),
@@ -265,6 +287,8 @@ pub(crate) fn routes(
             },
         );
     let api = page
+        .or(scripts)
+        .unify()
         .or(healthz)
         .unify()
         .or(metrics)
@@ -505,6 +529,25 @@ mod tests {
         assert!(!ok(Some("https://evil.example"), Some("edge:8080")));
         assert!(!ok(Some("http://edge:8080"), Some("other:8080")));
         assert!(origin_allowed(Some("https://x"), None, &["*".to_owned()]));
+    }
+
+    #[test]
+    fn the_page_loads_every_script_served_in_order_and_only_those() {
+        let loaded: Vec<&str> = (PAGE.split("<script src=\"/js/").skip(1))
+            .map(|s| &s[..s.find('"').unwrap()])
+            .collect();
+        let served: Vec<&str> = SCRIPTS.iter().map(|s| s.0).collect();
+        assert_eq!(loaded, served);
+        let core = script("core.js").unwrap();
+        assert_eq!(
+            core.headers()["content-type"],
+            "text/javascript; charset=utf-8"
+        );
+        assert!(script("nope.js").is_none());
+        assert!(script("../index.html").is_none());
+        for (name, body) in SCRIPTS {
+            assert!(body.contains("\"use strict\";"), "{name}");
+        }
     }
 
     #[test]
