@@ -155,7 +155,7 @@ async fn a_ping_flood_from_a_client_that_never_reads_is_closed_and_costs_no_memo
     let _serial = SERIAL.lock().await;
     let pace = Pace::start("attack-ping", 4096, &["--demo-participants", "0"]);
     let mut s = raw_websocket(pace.addr, "/ws").await;
-    let before = pace.rss();
+    let before = pace.settled_rss().await;
     // Masked pings with no payload, 6 bytes each: 5,000,000 of them.
     let chunk: Vec<u8> = [0x89u8, 0x80, 1, 2, 3, 4].repeat(100_000);
     let mut sent = 0usize;
@@ -554,7 +554,7 @@ async fn websockets_opened_and_dropped_by_the_thousand_give_their_memory_back() 
             "100000",
         ],
     );
-    let before = pace.rss();
+    let before = pace.settled_rss().await;
     let mut held = Vec::new();
     let mut open_rss = 0;
     for round in 0..2 {

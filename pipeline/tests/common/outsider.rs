@@ -79,6 +79,22 @@ impl Pace {
     }
 
     /// The process's resident memory, bytes.
+    /// The resident set once pace has settled after starting (its jobs
+    /// and consumers allocate for some seconds after it serves): two
+    /// samples a second apart within 1 MiB, or what it is after 30 s.
+    pub async fn settled_rss(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = self.rss();
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = self.rss();
+            if now.abs_diff(last) < 1 << 20 || Instant::now() > deadline {
+                return now;
+            }
+            last = now;
+        }
+    }
+
     pub fn rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         let kb: u64 = status
