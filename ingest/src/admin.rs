@@ -34,6 +34,9 @@ pub async fn ensure_topics(config: &KafkaConfig, partitions: i32) -> Result<(), 
             if t == config.topics.edges {
                 // Budget usage matters for seconds; an hour is plenty.
                 topic.set("retention.ms", EDGES_RETENTION_MS)
+            } else if t == config.topics.users {
+                // The latest record of a user is their whole account.
+                topic.set("cleanup.policy", "compact")
             } else {
                 topic
             }

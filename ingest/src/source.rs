@@ -156,6 +156,14 @@ pub fn decode<T: DeserializeOwned + Validate>(
             timestamp_ms: raw.timestamp_ms,
             record,
         }),
+        Err(e) if T::SECRET => Err(Box::new(DeadLetter {
+            payload: Vec::new(),
+            reason: format!(
+                "{} (the record is withheld: it may hold a secret)",
+                e.kind()
+            ),
+            ..dead_letter(topic, raw, &e)
+        })),
         Err(e) => Err(Box::new(dead_letter(topic, raw, &e))),
     }
 }

@@ -566,6 +566,49 @@ async fn the_road_race_moves_on_the_map_between_mats_in_chromium() {
     assert!(out.join("road.png").exists());
 }
 
+/// Accounts on the page of `pace run` in headless Chromium, two browser
+/// contexts and no tokens handed out: Ann signs up and posts in the lobby;
+/// Bob is refused with a wrong password, signs up, reads Ann and answers;
+/// Ann reads him, sends him a direct message that his page receives, and
+/// logs out (`tests/browser/account.py`).
+#[tokio::test]
+async fn two_people_sign_up_and_send_a_direct_message_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, base) = start_pace_run(
+        &[
+            "--demo-participants",
+            "5",
+            "--demo-road-runners",
+            "0",
+            "--token-secret",
+            "account page secret",
+        ],
+        dir.path(),
+    );
+    let (saw, out) = browser("account", base).await;
+    stop(child).await;
+    let saw = saw.unwrap_or_else(|e| panic!("the account page test failed:\n{e}"));
+    println!("account: {saw}");
+    assert_eq!(saw["refresh_after_wrong_password"], Value::Null, "{saw}");
+    assert_eq!(saw["tokens_after_logout"], json!([null, null]), "{saw}");
+    let sees = |key: &str| -> Vec<String> {
+        (saw[key].as_array().unwrap().iter())
+            .filter_map(|m| Some(m.as_str()?.to_owned()))
+            .collect()
+    };
+    assert!(
+        sees("bob_sees_in_lobby").contains(&"ann: hello from ann".to_owned()),
+        "{saw}"
+    );
+    assert_eq!(sees("bob_sees_in_dm"), ["ann: psst, bob"], "{saw}");
+    assert_eq!(
+        saw["dm"],
+        schemas::direct_room("ann", "bob").as_str(),
+        "{saw}"
+    );
+    assert!(out.join("account-bob.png").exists());
+}
+
 /// The tournament draw on the page of `pace run` in headless Chromium, with
 /// two browser contexts: one creates a tournament and shows its QR code,
 /// the other joins from the link; a taken team is refused; both pages show

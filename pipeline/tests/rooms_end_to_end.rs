@@ -7,6 +7,8 @@
 //!   invite-only room: clear error frames or statuses, and nothing reaches
 //!   Kafka.
 //! - A flood gets `rate_limited` frames, never silence.
+//! - A direct conversation: either of its two opens the same one; to a
+//!   third it does not exist, and nothing of theirs reaches Kafka.
 
 mod common;
 
@@ -384,5 +386,101 @@ async fn rooms_post_resume_and_refuse() {
         acked
     );
 
+    stack.stop().await;
+}
+
+/// A direct conversation is its two users' alone: either of them opens the
+/// same one; to a third it does not exist (404, and an error frame on the
+/// WebSocket), their posts and invites never reach Kafka, and nobody can
+/// be invited into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_conversation_is_its_two_users_alone() {
+    let stack = Stack::start("conversation", SECRET).await;
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: stack.base.clone(),
+    };
+    let id = schemas::direct_room("ann", "bob");
+    assert_eq!(
+        api.post("/api/conversations", "ann", json!({"with": "bob"}))
+            .await,
+        201
+    );
+    assert_eq!(
+        api.post("/api/conversations", "bob", json!({"with": "ann"}))
+            .await,
+        200,
+        "the same conversation"
+    );
+    assert_eq!(
+        api.post("/api/conversations", "ann", json!({"with": "ann"}))
+            .await,
+        400
+    );
+    for bad in [
+        json!({"id": "talk", "visibility": "direct"}),
+        json!({"id": format!("{id}x"), "visibility": "public"}),
+    ] {
+        assert_eq!(api.post("/api/rooms", "cy", bad).await, 400);
+    }
+    let listed: Value = api
+        .http
+        .get(format!("{}/api/conversations", api.base))
+        .header("authorization", format!("Bearer {}", token("bob")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, json!([{"id": id, "with": "ann", "last_seq": 0}]));
+
+    // Bob listens; Ann speaks.
+    let mut bob = connect(&stack.base, &id, &format!("token={}", token("bob"))).await;
+    assert_eq!(next_frame(&mut bob).await["type"], "snapshot");
+    let mut ann = connect(&stack.base, &id, &format!("token={}", token("ann"))).await;
+    assert_eq!(next_frame(&mut ann).await["type"], "snapshot");
+    send(&mut ann, json!({"type": "post", "text": "just us"})).await;
+    assert_eq!(reply(&mut ann).await["op"], "post");
+    assert_eq!(messages(&mut bob, 1).await, [(1, "just us".to_owned())]);
+
+    // Cy: nothing there, and nothing of his reaches Kafka.
+    for path in [
+        format!("/api/rooms/{id}"),
+        format!("/api/rooms/{id}/messages"),
+        format!("/api/rooms/{id}/members"),
+    ] {
+        assert_eq!(api.status(&path, Some("cy")).await, 404, "{path}");
+    }
+    let invite = format!("/api/rooms/{id}/invites");
+    assert_eq!(api.post(&invite, "cy", json!({"user": "cy"})).await, 404);
+    assert_eq!(
+        api.post(&invite, "ann", json!({"user": "cy"})).await,
+        403,
+        "a conversation takes nobody else"
+    );
+    let url = format!("ws{}/ws?token={}", &stack.base[4..], token("cy"));
+    let mut cy = tokio_tungstenite::connect_async(url).await.unwrap().0;
+    for frame in [
+        json!({"type": "subscribe", "view": "room", "id": id}),
+        json!({"type": "join", "room": id}),
+        json!({"type": "post", "room": id, "text": "let me in"}),
+    ] {
+        send(&mut cy, frame).await;
+        let f = reply(&mut cy).await;
+        assert_eq!(f["code"], "unknown_room", "{f}");
+    }
+    let kafka = stack.kafka.clone();
+    let chat: Vec<ChatEvent> =
+        tokio::task::spawn_blocking(move || common::views::read_all(&kafka, &kafka.topics.chat))
+            .await
+            .unwrap();
+    assert!(chat.iter().any(|e| e.user == "ann" && e.room == id));
+    assert!(
+        !chat
+            .iter()
+            .any(|e| e.user == "cy" || e.invitee.as_deref() == Some("cy")),
+        "{chat:?}"
+    );
     stack.stop().await;
 }

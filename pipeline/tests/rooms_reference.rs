@@ -147,14 +147,24 @@ fn random_rounds(seed: u64) -> Vec<Vec<RoomEvent>> {
     let mut rng = StdRng::seed_from_u64(seed);
     let users = ["ann", "bob", "cy", "dee", "eve"];
     let mut rounds: Vec<Vec<RoomEvent>> = vec![Vec::new(); 8];
-    for room in ["r1", "r2", "r3", "r4"] {
+    let dm = schemas::direct_room("ann", "bob");
+    for room in ["r1", "r2", "r3", "r4", dm.as_str()] {
+        let direct = room == dm;
         let mut round = 0;
         let mut offset = rng.random_range(0..100);
         for i in 0..120 {
             let user = users[rng.random_range(0..users.len())];
             // r1 and r2 are never created (public, as IRC channels); ann
             // creates r3 invite-only and r4 public, but may not be first.
-            let create = matches!(room, "r3" | "r4") && (i == 0 || rng.random_range(0..40) == 0);
+            // Ann and Bob's conversation: made by either, maybe spoken in
+            // (by anyone) before.
+            let create =
+                (matches!(room, "r3" | "r4") || direct) && (i == 0 || rng.random_range(0..40) == 0);
+            let user = if create && direct {
+                ["ann", "bob"][rng.random_range(0..2)]
+            } else {
+                user
+            };
             let kind = match rng.random_range(0..11) {
                 _ if create => ChatKind::Create,
                 0 | 1 => ChatKind::Join,
@@ -167,7 +177,7 @@ fn random_rounds(seed: u64) -> Vec<Vec<RoomEvent>> {
             let message = kind == ChatKind::Message;
             let event = ChatEvent {
                 room: room.into(),
-                user: if create && i == 0 {
+                user: if create && i == 0 && !direct {
                     "ann".into()
                 } else {
                     user.into()
@@ -177,13 +187,18 @@ fn random_rounds(seed: u64) -> Vec<Vec<RoomEvent>> {
                 // Some posts carry a client id, and some of those are retried.
                 client_msg_id: (message && rng.random_bool(0.5))
                     .then(|| format!("c{}", rng.random_range(0..30))),
-                visibility: create.then_some(if room == "r3" {
-                    Visibility::InviteOnly
-                } else {
-                    Visibility::Public
+                visibility: create.then_some(match room {
+                    "r3" => Visibility::InviteOnly,
+                    _ if direct => Visibility::Direct,
+                    _ => Visibility::Public,
                 }),
-                invitee: (kind == ChatKind::Invite)
-                    .then(|| users[rng.random_range(0..users.len())].into()),
+                invitee: match kind {
+                    ChatKind::Invite => Some(users[rng.random_range(0..users.len())].into()),
+                    ChatKind::Create if direct => {
+                        Some(if user == "ann" { "bob" } else { "ann" }.into())
+                    }
+                    _ => None,
+                },
                 time: Timestamp(1_780_000_000_000 + i * 1000),
             };
             offset += rng.random_range(1..4);
@@ -218,6 +233,28 @@ fn rooms_equal_sequential_reference_one_and_four_workers() {
                 .filter(|(_, r)| matches!(r, RoomRow::Message(_)))
                 .count()
                 > 100
+        );
+        // The conversation: Ann and Bob alone, talking.
+        let dm = schemas::direct_room("ann", "bob");
+        let in_dm = |pick: fn(&RoomRow) -> Option<String>| -> BTreeSet<String> {
+            (last.iter())
+                .filter(|(room, _)| *room == dm)
+                .filter_map(|(_, r)| pick(r))
+                .collect()
+        };
+        let members = in_dm(|r| match r {
+            RoomRow::Member(m) => Some(m.user.clone()),
+            _ => None,
+        });
+        let speakers = in_dm(|r| match r {
+            RoomRow::Message(m) => Some(m.user.clone()),
+            _ => None,
+        });
+        let two: BTreeSet<String> = ["ann".to_owned(), "bob".to_owned()].into();
+        assert!(members.is_subset(&two), "seed {seed}: {members:?}");
+        assert!(
+            !speakers.is_empty() && speakers.is_subset(&two),
+            "seed {seed}: the two speak, and nobody else: {speakers:?}"
         );
         for workers in [1, 4] {
             let views = views_by_round(&run(&rounds, workers), rounds.len());

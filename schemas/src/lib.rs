@@ -21,6 +21,7 @@
 //! - [`binding`]: which input offsets each dataflow epoch covered;
 //! - [`time`]: [`Timestamp`], UTC milliseconds, RFC 3339 on the wire.
 
+pub mod accounts;
 pub mod archive;
 pub mod binding;
 pub mod datasets;
@@ -40,6 +41,7 @@ pub use edge::EdgeUsage;
 pub use records::{
     CalcTask, ChatEvent, ChatKind, Clock, Entrant, GpsPoint, LatLon, Mark, Participant,
     RaceDefinition, RaceKind, RaceRules, TimingCrossing, TimingLine, TimingMat, Visibility, Wave,
+    direct_room,
 };
 pub use time::Timestamp;
 pub use topics::Topics;

@@ -164,7 +164,8 @@ pub struct ChatEvent {
     /// Who may read and join (creates only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visibility: Option<Visibility>,
-    /// Who is invited (invites only).
+    /// Who is invited (invites; and the other of a direct conversation's
+    /// create).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invitee: Option<String>,
     /// When the event happened.
@@ -179,7 +180,26 @@ pub enum Visibility {
     Public,
     /// Members and invited users only.
     InviteOnly,
+    /// A conversation of two users: only they read and post, nobody is
+    /// invited. Its id is [`direct_room`] of the two.
+    Direct,
 }
+
+/// The id of the direct conversation of users `a` and `b` (in either
+/// order): `dm~` and 32 hex digits of the SHA-256 of the two names, so
+/// that either of them opening it opens the same one, and no one opens it
+/// under another id.
+pub fn direct_room(a: &str, b: &str) -> String {
+    debug_assert!(DIRECT_PREFIX.len() == 3);
+    use sha2::Digest;
+    let (first, second) = if a <= b { (a, b) } else { (b, a) };
+    let digest = sha2::Sha256::digest(format!("{first}\n{second}").as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("{DIRECT_PREFIX}{hex}")
+}
+
+/// How the id of every direct conversation begins; no other room's does.
+pub const DIRECT_PREFIX: &str = "dm~";
 
 impl Validate for ChatEvent {
     fn validate(&self) -> Result<(), ValidationError> {
@@ -201,8 +221,30 @@ impl Validate for ChatEvent {
                 ));
             }
         }
+        let direct = self.visibility == Some(Visibility::Direct);
+        if self.kind == ChatKind::Create && self.room.starts_with(DIRECT_PREFIX) && !direct {
+            return Err(ValidationError::new(
+                "room",
+                format_args!("ids beginning {DIRECT_PREFIX:?} are direct conversations'"),
+            ));
+        }
         match (self.kind, &self.invitee) {
             (ChatKind::Invite, Some(u)) => v::id("invitee", u)?,
+            (ChatKind::Create, Some(u)) if direct => {
+                v::id("invitee", u)?;
+                if *u == self.user || self.room != direct_room(&self.user, u) {
+                    return Err(ValidationError::new(
+                        "room",
+                        "a direct conversation is two users' own: its id is direct_room(user, invitee)",
+                    ));
+                }
+            }
+            (ChatKind::Create, None) if direct => {
+                return Err(ValidationError::new(
+                    "invitee",
+                    "a direct conversation names the other user",
+                ));
+            }
             (ChatKind::Invite, None) => {
                 return Err(ValidationError::new("invitee", "an invite needs one"));
             }

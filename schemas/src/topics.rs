@@ -64,6 +64,14 @@ topics! {
     /// Changelog of the tournaments view
     /// ([`crate::tournament::TournamentChange`]), keyed by tournament.
     tournaments => crate::tournament::TournamentChange,
+    /// What users ask of their accounts
+    /// ([`crate::accounts::AccountEvent`]: register, sessions), keyed by
+    /// user. Not archived: it holds password hashes.
+    accounts,
+    /// Every user's account ([`crate::accounts::AccountChange`]), keyed by
+    /// user; compacted, so the latest record of a user is all there is.
+    /// Not archived.
+    users,
     /// What edges tell each other ([`crate::EdgeUsage`]: how much of each
     /// token subject's budgets they gave out), keyed by edge; kept an hour.
     edges,
@@ -104,6 +112,6 @@ mod tests {
         assert_eq!(t.dlq, "pace.dlq");
         let p = Topics::with_prefix("t1.");
         assert_eq!(p.standings, "t1.pace.standings");
-        assert_eq!(p.all().len(), 14);
+        assert_eq!(p.all().len(), 16);
     }
 }

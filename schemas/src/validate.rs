@@ -60,6 +60,10 @@ pub trait Validate {
     /// Largest payload of this record type, in bytes. 64 KiB for everything a
     /// device sends; larger for race definitions, which carry course geometry.
     const MAX_PAYLOAD_BYTES: usize = self::MAX_PAYLOAD_BYTES;
+    /// Whether a record may hold a secret (a password hash): one that fails
+    /// to decode is dead-lettered without its payload, and its reason
+    /// names only the kind of failure.
+    const SECRET: bool = false;
 
     /// `Ok` when every field is within its rules; otherwise the first broken rule.
     fn validate(&self) -> Result<(), ValidationError>;

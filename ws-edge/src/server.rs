@@ -77,8 +77,9 @@ const PAGE: &str = include_str!("../static/index.html");
 
 /// The page's scripts (`static/*.js`, loaded in this order by the page),
 /// served at `/js/{name}`.
-const SCRIPTS: [(&str, &str); 7] = [
+const SCRIPTS: [(&str, &str); 8] = [
     ("core.js", include_str!("../static/core.js")),
+    ("account.js", include_str!("../static/account.js")),
     ("race.js", include_str!("../static/race.js")),
     ("map.js", include_str!("../static/map.js")),
     ("chat.js", include_str!("../static/chat.js")),

@@ -34,5 +34,22 @@ $("say").onsubmit = (e) => {
   send({ type: "post", room: state.room, text, client_msg_id: "c" + Date.now() + Math.random().toString(36).slice(2, 6) });
   $("text").value = "";
 };
-$("who").textContent = token ? "posting with your token" : "read-only: open this page with #token=… (from `pace token --user NAME`) to post";
+// A direct conversation, opened by naming the other user: the same room
+// whichever of the two opens it (README, "Conversations").
+$("dm").onsubmit = async (e) => {
+  e.preventDefault();
+  const other = $("dm-with").value.trim();
+  if (!other || !token) return;
+  const r = await fetch("/api/conversations", {
+    method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body: JSON.stringify({ with: other }),
+  });
+  const answer = await r.json().catch(() => ({}));
+  if (!r.ok) { $("who").textContent = answer.error || `no conversation (${r.status})`; return; }
+  $("dm-with").value = "";
+  await loadPickers();
+  $("room").value = answer.id;
+  pickRoom(answer.id);
+};
+$("dm").hidden = !token;
+$("who").textContent = token ? "posting as " + (claims(token)?.sub || "you") : "read-only: sign up or log in (or open this page with #token=… from `pace token --user NAME`) to post";
 $("text").disabled = !token;

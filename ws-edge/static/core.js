@@ -5,14 +5,16 @@
 // One WebSocket for everything (PROTOCOL.md): the race, the room, tasks, the tournament.
 const $ = (id) => document.getElementById(id);
 const NS = "http://www.w3.org/2000/svg";
-const token = new URLSearchParams(location.hash.slice(1)).get("token") || localStorage.getItem("pace-token") || "";
+// The access token: from the link (#token=…), or the last login; refreshed
+// in place by account.js.
+let token = new URLSearchParams(location.hash.slice(1)).get("token") || localStorage.getItem("pace-token") || "";
 if (token) localStorage.setItem("pace-token", token);
 
 const state = {
   race: null, definition: null, seq: 0, rows: new Map(), splits: new Map(), changed: new Set(), leader: null,
   counts: new Map(), windowed: false, window: null, asked: null, mostRows: 0, followed: new Map(), followedSplits: new Map(),
   filter: null, filtered: null, filteredTotal: 0,
-  room: null, roomSeq: 0, messages: [],
+  room: null, roomSeq: 0, messages: [], conversations: new Map(),
   tasks: new Map(),
   tournament: new URLSearchParams(location.search).get("tournament"), tPicked: null, tSeq: 0, tInfo: null, tPlayers: new Map(), tDraw: null,
   socket: null, retry: 500, connects: 0, resumes: 0, snapshots: 0,

@@ -30,13 +30,17 @@ async function loadPickers() {
     if (state.race && races.some((r) => r.id === state.race)) sel.value = state.race;
     else if (races.length) { sel.value = races[races.length - 1].id; await pickRace(sel.value); }
     await loadGroups();
-    // With a token, the invite-only rooms this user is in are listed too.
+    // With a token, the invite-only rooms this user is in are listed too,
+    // and their direct conversations (by whom they are with).
     const auth = token ? { headers: { authorization: `Bearer ${token}` } } : {};
     const rooms = await (await fetch("/api/rooms", auth)).json();
+    const talks = token ? await (await fetch("/api/conversations", auth)).json() : [];
+    state.conversations = new Map(talks.map((c) => [c.id, c.with]));
+    const label = (r) => (state.conversations.has(r.id) ? `✉ ${state.conversations.get(r.id)}` : `${r.id} (${r.members})`);
     const rs = $("room");
-    rs.replaceChildren(...rooms.map((r) => new Option(`${r.id} (${r.members})`, r.id)));
+    rs.replaceChildren(...rooms.map((r) => new Option(label(r), r.id)));
     if (state.room && rooms.some((r) => r.id === state.room)) rs.value = state.room;
-    else if (rooms.length) { rs.value = rooms[0].id; pickRoom(rs.value); }
+    else if (rooms.length) { rs.value = (rooms.find((r) => r.visibility !== "direct") || rooms[0]).id; pickRoom(rs.value); }
     await loadTournaments();
   } catch (e) { $("status").textContent = "waiting for pace…"; }
 }

@@ -4,6 +4,7 @@
 //! (its inputs, checkpoints and change encoding), and [`JOBS`] is every job
 //! the runtime runs.
 
+pub mod accounts;
 pub mod calc;
 pub mod calc_results;
 pub mod fold;
@@ -26,6 +27,7 @@ pub const JOBS: &[Wire] = &[
     wire::<rooms::Rooms>,
     wire::<calc_results::Results>,
     wire::<tournaments::Tournaments>,
+    wire::<accounts::Accounts>,
 ];
 
 pub use crate::route::hash;

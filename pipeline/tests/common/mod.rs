@@ -207,8 +207,8 @@ pub struct Stack {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pipeline: std::thread::JoinHandle<Result<(), pace_pipeline::runtime::PipelineError>>,
     archive: std::thread::JoinHandle<Result<(), sinks::SinkError>>,
-    edge_stop: tokio::sync::oneshot::Sender<()>,
-    edge: tokio::task::JoinHandle<Result<(), ws_edge::EdgeError>>,
+    edge_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    edge: Option<tokio::task::JoinHandle<Result<(), ws_edge::EdgeError>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -250,8 +250,8 @@ impl Stack {
             stop,
             pipeline,
             archive,
-            edge_stop,
-            edge,
+            edge_stop: Some(edge_stop),
+            edge: Some(edge),
             _dir: dir,
         }
     }
@@ -261,10 +261,18 @@ impl Stack {
         self._dir.path()
     }
 
-    /// Stops both cleanly.
-    pub async fn stop(self) {
-        let _ = self.edge_stop.send(());
-        self.edge.await.unwrap().unwrap();
+    /// Stops the edge cleanly; the pipeline and the archiver go on.
+    #[allow(dead_code)] // not every test binary stops the edge alone
+    pub async fn stop_edge(&mut self) {
+        if let (Some(stop), Some(edge)) = (self.edge_stop.take(), self.edge.take()) {
+            let _ = stop.send(());
+            edge.await.unwrap().unwrap();
+        }
+    }
+
+    /// Stops everything cleanly.
+    pub async fn stop(mut self) {
+        self.stop_edge().await;
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         self.pipeline.join().unwrap().unwrap();
         self.archive.join().unwrap().unwrap();

@@ -45,6 +45,17 @@ impl EdgeInput {
         })
     }
 
+    /// pace's token for `user`, valid `ttl_s` from now; `None` without a secret.
+    pub fn issue(&self, user: &str, ttl_s: u64) -> Option<String> {
+        let secret = self.secret.as_deref()?;
+        Some(auth::issue(secret, user, auth::now_s(), ttl_s))
+    }
+
+    /// Whether this edge has a secret to sign tokens with.
+    pub fn issues_tokens(&self) -> bool {
+        self.secret.is_some()
+    }
+
     /// Who presents `token` (a bare token, or an `Authorization` header value).
     pub fn user(&self, token: Option<&str>) -> Result<String, AuthError> {
         let token = token.map(|t| t.strip_prefix("Bearer ").unwrap_or(t).trim());

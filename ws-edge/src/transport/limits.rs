@@ -17,6 +17,8 @@
 //! | [`points`](EdgeLimits::points) | token subject | 200 at once, 50/s | `rate_limited` |
 //! | [`refusals`](EdgeLimits::refusals) | token subject | 20 at once, 2/s dead-lettered | `rate_limited`, not dead-lettered; then close 1008 |
 //! | [`tasks`](EdgeLimits::tasks) | client address | 100 at once, 20/s | 429 |
+//! | [`logins_per_address`](EdgeLimits::logins_per_address) | client address: registers and logins (each hashes a password) | 30 at once, 1/s | 429 |
+//! | [`logins_per_user`](EdgeLimits::logins_per_user) | user name: logins | 5 at once, 1 per 10 s | 429, no password checked |
 
 use std::time::Duration;
 
@@ -61,6 +63,10 @@ pub struct EdgeLimits {
     pub refusals: Rate,
     /// Tasks submitted per client address.
     pub tasks: Rate,
+    /// Registers and logins per client address (each hashes a password).
+    pub logins_per_address: Rate,
+    /// Logins per user name, on this edge.
+    pub logins_per_user: Rate,
     /// Keys each per-subject or per-address budget remembers at most.
     pub budget_keys: usize,
     /// Frames queued per WebSocket connection at most.
@@ -96,6 +102,8 @@ impl Default for EdgeLimits {
             points: Rate::new(200.0, 50.0),
             refusals: Rate::new(20.0, 2.0),
             tasks: Rate::new(100.0, 20.0),
+            logins_per_address: Rate::new(30.0, 1.0),
+            logins_per_user: Rate::new(5.0, 0.1),
             budget_keys: 100_000,
             client_queue: 64,
             max_subscriptions: 64,

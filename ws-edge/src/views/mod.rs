@@ -1,4 +1,5 @@
 //! The views this edge serves: the edge's one registry of live views
+//! (and of the accounts, which nobody watches but every edge keeps)
 //! ([`Views::default`]). A view is a module implementing [`ViewModule`]:
 //! its cache and frames, the subscriptions it answers, the changelogs it is
 //! rebuilt from and its routes, keeping beside its own state one
@@ -7,6 +8,7 @@
 //! [`Views::default`]; the changelog follower (`follow.rs`), the routes
 //! (`server.rs`) and the connections (`socket.rs`) loop over the registry.
 
+pub mod accounts;
 pub mod feed;
 pub mod live;
 pub mod race;
@@ -50,6 +52,7 @@ impl Default for Views {
                 register::<rooms::Rooms>(),
                 register::<tasks::Tasks>(),
                 register::<tournaments::Tournaments>(),
+                register::<accounts::Accounts>(),
             ],
         }
     }

@@ -11,6 +11,11 @@
 //! that message on, created by nobody, so a create after it loses. The
 //! winner is a row of the view (who, and the create's `client_msg_id`), so
 //! an edge tells the creator 201 and everyone else 409.
+//! A direct conversation (`Visibility::Direct`) is made by its create
+//! alone, under the id [`schemas::direct_room`] of its two users (a create
+//! under any other id does not validate): both are its members, each may
+//! leave and come back, nobody is invited, and a message before the create
+//! makes nothing of it.
 //! A member's invite lets the invitee join an invite-only room
 //! (where only members speak); a join makes a member (joining twice is one membership), a leave ends it,
 //! a message makes its author a member if they were not (an IRC user who
@@ -95,9 +100,12 @@ impl Room {
 
     /// Applies the room's next event; the message it adds to the log, if any.
     pub fn apply(&mut self, room: &str, e: &ChatEvent) -> Option<RoomMessage> {
-        let invite_only = self.visibility() == Some(Visibility::InviteOnly);
-        let open =
-            !invite_only || self.invited.contains(&e.user) || self.members.contains_key(&e.user);
+        // Invite-only rooms and direct conversations: members only.
+        let closed = matches!(
+            self.visibility(),
+            Some(Visibility::InviteOnly | Visibility::Direct)
+        );
+        let open = !closed || self.invited.contains(&e.user) || self.members.contains_key(&e.user);
         match e.kind {
             ChatKind::Create => {
                 // The first create of a room nobody has spoken in wins;
@@ -108,15 +116,26 @@ impl Room {
                         by: Some(e.user.clone()),
                         create_id: e.client_msg_id.clone(),
                     });
-                    if visibility == Visibility::InviteOnly {
-                        // Joined before it existed: not invited.
-                        let invited = &self.invited;
-                        self.members.retain(|u, _| invited.contains(u));
+                    match (visibility, &e.invitee) {
+                        (Visibility::InviteOnly, _) => {
+                            // Joined before it existed: not invited.
+                            let invited = &self.invited;
+                            self.members.retain(|u, _| invited.contains(u));
+                        }
+                        (Visibility::Direct, Some(other)) => {
+                            // The two (the id says which two: see
+                            // `schemas::direct_room`), and nobody else.
+                            self.members.clear();
+                            self.invited = [e.user.clone(), other.clone()].into();
+                            self.members.insert(other.clone(), e.time);
+                        }
+                        _ => {}
                     }
                     self.members.insert(e.user.clone(), e.time);
                 }
                 None
             }
+            ChatKind::Invite if self.visibility() == Some(Visibility::Direct) => None,
             ChatKind::Invite => {
                 if let (true, Some(who)) = (self.members.contains_key(&e.user), &e.invitee) {
                     self.invited.insert(who.clone());
@@ -150,7 +169,11 @@ impl Room {
                 // In an invite-only room only members speak; elsewhere
                 // speaking makes a member, as on IRC.
                 let member = self.members.contains_key(&e.user);
-                if invite_only && !member {
+                if closed && !member {
+                    return None;
+                }
+                if self.created.is_none() && room.starts_with(schemas::records::DIRECT_PREFIX) {
+                    // A direct conversation comes to be only by its create.
                     return None;
                 }
                 if self.created.is_none() {

@@ -8,11 +8,16 @@
 //! | `GET /api/rooms/{id}/members` | `[{room, user, online, joined_at}]` |
 //! | `POST /api/rooms/{id}/invites` `{"user"}` | 202; members only |
 //! | `GET /api/rooms/{id}/messages?since=SEQ&limit=N` | the messages after `SEQ`, in order (at most 500); 410 once no longer held |
+//! | `POST /api/conversations` `{"with"}` | the caller's direct conversation with that user: 201 `{id, with}` once the rooms job made it, 200 if it exists (either of the two opened it); 400 with oneself |
+//! | `GET /api/conversations` | `[{id, with, last_seq}]`: the caller's direct conversations |
 //!
 //! Who: `Authorization: Bearer <token>`. Anyone may read a public room; an
 //! invite-only room exists only for its members and invitees: to anyone
 //! else every route answers 404, as for a room that does not exist (but a
-//! create of its name gets 409: room ids are one namespace). Room
+//! create of its name gets 409: room ids are one namespace). A direct
+//! conversation is a room of two ([`schemas::direct_room`]): it exists only
+//! for them, takes no invite (403), and is opened only through
+//! `/api/conversations`. Room
 //! ids are [`schemas::validate::room_id`]s. Creates and invites take from
 //! the caller's post budget. The WebSocket side (`WS /ws/rooms/{id}`,
 //! joins, leaves and posts) is in `crate::socket` and `PROTOCOL.md`.
@@ -48,6 +53,12 @@ struct RoomQuery {
 struct NewRoom {
     id: String,
     visibility: Visibility,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewConversation {
+    with: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +167,12 @@ pub(crate) fn routes(
                         format!("{user} is not a member of {id:?}"),
                     );
                 }
+                if rooms.is_direct(&id) {
+                    return json_error(
+                        StatusCode::FORBIDDEN,
+                        "a direct conversation is its two users' alone".to_owned(),
+                    );
+                }
                 if let Err(e) = ctx.callers.spend(&user) {
                     return e.reply();
                 }
@@ -192,9 +209,33 @@ pub(crate) fn routes(
                 None => no_room(&id),
             }
         });
+    let open = warp::path!("api" / "conversations")
+        .and(warp::post())
+        .and(bearer)
+        .and(crate::protocol::body::json::<NewConversation>(MAX_BODY))
+        .and(ctx.clone())
+        .then(
+            |auth: Option<String>, new: NewConversation, ctx: Ctx| async move {
+                conversation(&ctx, auth, new.with).await
+            },
+        );
+    let conversations = warp::path!("api" / "conversations")
+        .and(warp::get())
+        .and(bearer)
+        .and(ctx.clone())
+        .map(
+            |auth: Option<String>, ctx: Ctx| match ctx.callers.user(auth.as_deref()) {
+                Ok(user) => warp::reply::json(&ctx.rooms.conversations(&user)).into_response(),
+                Err(e) => e.reply(),
+            },
+        );
     list.or(one)
         .unify()
         .or(create)
+        .unify()
+        .or(open)
+        .unify()
+        .or(conversations)
         .unify()
         .or(members)
         .unify()
@@ -202,6 +243,57 @@ pub(crate) fn routes(
         .unify()
         .or(messages)
         .unify()
+}
+
+/// What became of a create this edge sent.
+enum Made {
+    /// The rooms job made the room this create's.
+    Ours,
+    /// Another create won.
+    Theirs,
+    /// Not decided within [`CREATE_WAIT`].
+    Pending,
+}
+
+/// Sends `user`'s create of room `id` (with `invitee`, for a direct
+/// conversation) with an id of its own, and waits for what the rooms job
+/// decided, in Kafka order.
+async fn make(
+    ctx: &Ctx,
+    user: &str,
+    id: &str,
+    visibility: Visibility,
+    invitee: Option<String>,
+) -> Result<Made, warp::reply::Response> {
+    if let Err(e) = ctx.callers.spend(user) {
+        return Err(e.reply());
+    }
+    let create_id = create_id();
+    let event = schemas::ChatEvent {
+        client_msg_id: Some(create_id.clone()),
+        invitee,
+        ..EdgeInput::create(id, user, visibility)
+    };
+    let send = ctx.callers.input.send(&event);
+    let rooms = &ctx.rooms;
+    match crate::input::decision::produce_then_await(send, CREATE_WAIT, || rooms.created(id)).await
+    {
+        Err(e) => Err(send_error(&e)),
+        Ok(Some(c)) if c.create_id.as_deref() == Some(create_id.as_str()) => Ok(Made::Ours),
+        Ok(Some(_)) => Ok(Made::Theirs),
+        Ok(None) => Ok(Made::Pending),
+    }
+}
+
+fn pending(id: &str) -> warp::reply::Response {
+    json_with(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({
+            "id": id,
+            "status": "pending",
+            "message": "the create is queued and not decided yet; GET /api/rooms/{id} tells",
+        }),
+    )
 }
 
 /// `POST /api/rooms`: the create goes to Kafka with an id of its own, and
@@ -214,36 +306,49 @@ async fn create(ctx: &Ctx, auth: Option<String>, new: NewRoom) -> warp::reply::R
     if let Err(e) = schemas::validate::room_id("id", &new.id) {
         return json_error(StatusCode::BAD_REQUEST, e.to_string());
     }
-    let rooms = &ctx.rooms;
+    if new.visibility == Visibility::Direct || new.id.starts_with(schemas::records::DIRECT_PREFIX) {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "a direct conversation is opened with POST /api/conversations".to_owned(),
+        );
+    }
     let exists = || json_error(StatusCode::CONFLICT, format!("room {:?} exists", new.id));
-    if rooms.exists(&new.id) {
+    if ctx.rooms.exists(&new.id) {
         return exists();
     }
-    if let Err(e) = ctx.callers.spend(&user) {
-        return e.reply();
+    match make(ctx, &user, &new.id, new.visibility, None).await {
+        Ok(Made::Ours) => json_with(StatusCode::CREATED, &serde_json::json!({"id": new.id})),
+        Ok(Made::Theirs) => exists(),
+        Ok(Made::Pending) => pending(&new.id),
+        Err(reply) => reply,
     }
-    let id = create_id();
-    let event = schemas::ChatEvent {
-        client_msg_id: Some(id.clone()),
-        ..EdgeInput::create(&new.id, &user, new.visibility)
+}
+
+/// `POST /api/conversations`: the caller's direct conversation with
+/// `with`, made if it is not yet.
+async fn conversation(ctx: &Ctx, auth: Option<String>, with: String) -> warp::reply::Response {
+    let user = match ctx.callers.user(auth.as_deref()) {
+        Ok(u) => u,
+        Err(e) => return e.reply(),
     };
-    let send = ctx.callers.input.send(&event);
-    let decided =
-        crate::input::decision::produce_then_await(send, CREATE_WAIT, || rooms.created(&new.id))
-            .await;
-    match decided {
-        Err(e) => send_error(&e),
-        Ok(Some(c)) if c.create_id.as_deref() == Some(id.as_str()) => {
-            json_with(StatusCode::CREATED, &serde_json::json!({"id": new.id}))
-        }
-        Ok(Some(_)) => exists(),
-        Ok(None) => json_with(
-            StatusCode::ACCEPTED,
-            &serde_json::json!({
-                "id": new.id,
-                "status": "pending",
-                "message": "the create is queued and not decided yet; GET /api/rooms/{id} tells",
-            }),
-        ),
+    if let Err(e) = schemas::validate::id("with", &with) {
+        return json_error(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    if with == user {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "a conversation takes two users".to_owned(),
+        );
+    }
+    let id = schemas::direct_room(&user, &with);
+    let answer = |status| json_with(status, &serde_json::json!({"id": id, "with": with}));
+    if ctx.rooms.exists(&id) {
+        return answer(StatusCode::OK);
+    }
+    match make(ctx, &user, &id, Visibility::Direct, Some(with.clone())).await {
+        Ok(Made::Ours) => answer(StatusCode::CREATED),
+        Ok(Made::Theirs) => answer(StatusCode::OK),
+        Ok(Made::Pending) => pending(&id),
+        Err(reply) => reply,
     }
 }

@@ -49,6 +49,17 @@ pub struct RoomSummary {
     pub visibility: Visibility,
 }
 
+/// A direct conversation, as `GET /api/conversations` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Conversation {
+    /// Its room id ([`schemas::direct_room`] of the two).
+    pub id: String,
+    /// The other user.
+    pub with: String,
+    /// The seq of its latest message (0: none yet).
+    pub last_seq: u64,
+}
+
 /// Why messages cannot be served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Gone {
@@ -251,6 +262,29 @@ impl Rooms {
         rooms
             .get(room)
             .is_some_and(|v| v.members.contains_key(user))
+    }
+
+    /// The direct conversations `user` is in: each with the other user.
+    pub fn conversations(&self, user: &str) -> Vec<Conversation> {
+        let rooms = self.rooms.read().expect("rooms lock");
+        (rooms.iter())
+            .filter(|(_, v)| v.visibility() == Visibility::Direct && v.invited.contains(user))
+            .filter_map(|(id, v)| {
+                Some(Conversation {
+                    id: id.clone(),
+                    with: v.invited.iter().find(|u| *u != user)?.clone(),
+                    last_seq: v.last_seq,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether `room` is a direct conversation.
+    pub fn is_direct(&self, room: &str) -> bool {
+        let rooms = self.rooms.read().expect("rooms lock");
+        rooms
+            .get(room)
+            .is_some_and(|v| v.visibility() == Visibility::Direct)
     }
 
     /// Whether `room` exists here (created, or spoken in), whoever may see it.
