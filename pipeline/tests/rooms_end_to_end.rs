@@ -8,7 +8,8 @@
 //!   Kafka.
 //! - A flood gets `rate_limited` frames, never silence.
 //! - A direct conversation: either of its two opens the same one; to a
-//!   third it does not exist, and nothing of theirs reaches Kafka.
+//!   third it does not exist, and nothing of theirs reaches Kafka; a read
+//!   marker set on one edge is the unread count on another.
 
 mod common;
 
@@ -443,6 +444,44 @@ async fn a_direct_conversation_is_its_two_users_alone() {
     send(&mut ann, json!({"type": "post", "text": "just us"})).await;
     assert_eq!(reply(&mut ann).await["op"], "post");
     assert_eq!(messages(&mut bob, 1).await, [(1, "just us".to_owned())]);
+
+    // Unread counts: Ann writes twice more; Bob marks the first two read
+    // here; another edge, started now, counts one unread for him.
+    for text in ["two", "three"] {
+        send(&mut ann, json!({"type": "post", "text": text})).await;
+        assert_eq!(reply(&mut ann).await["op"], "post");
+    }
+    assert_eq!(messages(&mut bob, 2).await.len(), 2);
+    send(&mut bob, json!({"type": "read", "seq": 2})).await;
+    assert_eq!(reply(&mut bob).await["op"], "read");
+    let (mut other, other_base) = pace_edge(&stack.kafka, Some(SECRET));
+    let unread = eventually(
+        "Bob's unread count on the other edge",
+        Duration::from_secs(30),
+        || {
+            let (http, url) = (api.http.clone(), format!("{other_base}/api/me/rooms"));
+            let id = id.clone();
+            async move {
+                let mine: Value = (http.get(url))
+                    .header("authorization", format!("Bearer {}", token("bob")))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                let dm = mine.as_array()?.iter().find(|r| r["id"] == id)?.clone();
+                (dm["read_seq"] == 2).then_some(dm)
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        unread,
+        json!({"id": id, "visibility": "direct", "with": "ann", "last_seq": 3, "read_seq": 2, "unread": 1})
+    );
+    other.kill().unwrap();
+    other.wait().unwrap();
 
     // Cy: nothing there, and nothing of his reaches Kafka.
     for path in [

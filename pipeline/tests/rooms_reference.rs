@@ -165,13 +165,14 @@ fn random_rounds(seed: u64) -> Vec<Vec<RoomEvent>> {
             } else {
                 user
             };
-            let kind = match rng.random_range(0..11) {
+            let kind = match rng.random_range(0..12) {
                 _ if create => ChatKind::Create,
                 0 | 1 => ChatKind::Join,
                 2 => ChatKind::Leave,
                 3 => ChatKind::Connect,
                 4 => ChatKind::Disconnect,
                 5 => ChatKind::Invite,
+                6 => ChatKind::Read,
                 _ => ChatKind::Message,
             };
             let message = kind == ChatKind::Message;
@@ -199,6 +200,8 @@ fn random_rounds(seed: u64) -> Vec<Vec<RoomEvent>> {
                     }
                     _ => None,
                 },
+                // Read markers anywhere, also past the log and backwards.
+                seq: (kind == ChatKind::Read).then(|| rng.random_range(0..70)),
                 time: Timestamp(1_780_000_000_000 + i * 1000),
             };
             offset += rng.random_range(1..4);
@@ -227,6 +230,11 @@ fn rooms_equal_sequential_reference_one_and_four_workers() {
             last.iter()
                 .any(|(_, r)| matches!(r, RoomRow::Member(m) if m.online)),
             "someone online"
+        );
+        assert!(
+            last.iter()
+                .any(|(_, r)| matches!(r, RoomRow::Member(m) if m.read_seq > 0)),
+            "read markers"
         );
         assert!(
             last.iter()
@@ -278,6 +286,7 @@ fn a_retried_post_is_one_message() {
                     client_msg_id: Some(id.into()),
                     visibility: None,
                     invitee: None,
+                    seq: None,
                     time: Timestamp(1_780_000_000_000 + offset),
                 }),
             ),

@@ -59,6 +59,7 @@ crate::dataset!(ChatEvent, "chat", |c| [
     text_or("client_msg_id", c.client_msg_id.as_deref()),
     id_or("visibility", c.visibility.map(|v| wire_name(&v))),
     id_or("invitee", c.invitee.as_deref()),
+    int64_or("seq", c.seq.map(|s| s as i64)),
     time("time", c.time.0),
 ]);
 
@@ -227,6 +228,7 @@ crate::dataset!(MemberChange<'_>, "room_members", |c| [
     id("user", &c.user),
     boolean_or("online", c.member.as_ref().map(|m| m.online)),
     time_or("joined_at", c.member.as_ref().map(|m| m.joined_at.0)),
+    int64_or("read_seq", c.member.as_ref().map(|m| m.read_seq as i64)),
 ]);
 
 crate::one_row!(GpsPoint, crate::decode, |p| Some(p.time.0));

@@ -142,6 +142,8 @@ pub enum ChatKind {
     Connect,
     /// A connection of the user to the room closed (written by the edge).
     Disconnect,
+    /// The user, a member, has read the room up to `seq` (a read marker).
+    Read,
 }
 
 /// A chat event in a room (topic `pace.chat`, keyed by room, so a room's
@@ -168,6 +170,9 @@ pub struct ChatEvent {
     /// create).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invitee: Option<String>,
+    /// The seq read up to (read markers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     /// When the event happened.
     pub time: Timestamp,
 }
@@ -255,6 +260,18 @@ impl Validate for ChatEvent {
                 ));
             }
             (_, None) => {}
+        }
+        match (self.kind, self.seq) {
+            (ChatKind::Read, None) => {
+                return Err(ValidationError::new("seq", "a read marker needs one"));
+            }
+            (ChatKind::Read, Some(_)) | (_, None) => {}
+            (_, Some(_)) => {
+                return Err(ValidationError::new(
+                    "seq",
+                    "only a read marker carries one",
+                ));
+            }
         }
         match (self.kind, &self.text) {
             (ChatKind::Message, Some(t)) if t.is_empty() => {

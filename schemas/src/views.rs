@@ -208,6 +208,9 @@ pub struct RoomMember {
     pub online: bool,
     /// When the user joined.
     pub joined_at: Timestamp,
+    /// The seq they have read up to (their read marker; 0: none).
+    #[serde(default)]
+    pub read_seq: u64,
 }
 
 /// A message in a room's log.

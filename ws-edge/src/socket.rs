@@ -322,15 +322,32 @@ impl Conn {
                     )),
                 }
             }
-            ClientFrame::Join { room } => self.room_action(RoomOp::Join, room, None, None).await,
-            ClientFrame::Leave { room } => self.room_action(RoomOp::Leave, room, None, None).await,
+            ClientFrame::Join { room } => {
+                self.room_action(RoomOp::Join, room, RoomArgs::default())
+                    .await
+            }
+            ClientFrame::Leave { room } => {
+                self.room_action(RoomOp::Leave, room, RoomArgs::default())
+                    .await
+            }
             ClientFrame::Post {
                 room,
                 text,
                 client_msg_id,
             } => {
-                self.room_action(RoomOp::Post, room, Some(text), client_msg_id)
-                    .await
+                let args = RoomArgs {
+                    text: Some(text),
+                    client_msg_id,
+                    seq: None,
+                };
+                self.room_action(RoomOp::Post, room, args).await
+            }
+            ClientFrame::Read { room, seq } => {
+                let args = RoomArgs {
+                    seq: Some(seq),
+                    ..RoomArgs::default()
+                };
+                self.room_action(RoomOp::Read, room, args).await
             }
         }
     }
@@ -465,15 +482,14 @@ impl Conn {
         }
     }
 
-    /// A join, leave or post: acknowledged once the broker has it. A refused
-    /// event never reaches Kafka.
-    async fn room_action(
-        &mut self,
-        op: RoomOp,
-        room: Option<String>,
-        text: Option<String>,
-        client_msg_id: Option<String>,
-    ) -> Reply {
+    /// A join, leave, post or read marker: acknowledged once the broker has
+    /// it. A refused event never reaches Kafka.
+    async fn room_action(&mut self, op: RoomOp, room: Option<String>, args: RoomArgs) -> Reply {
+        let RoomArgs {
+            text,
+            client_msg_id,
+            seq,
+        } = args;
         let Some(room) = room.or_else(|| self.room.clone()) else {
             return bad_frame(format!("{} needs a `room`", op.name()));
         };
@@ -489,7 +505,8 @@ impl Conn {
         if !rooms.may_join(&room, &user) {
             return Reply::Error(crate::views::rooms::unknown(&room));
         }
-        if op == RoomOp::Post && !(self.joined.contains(&room) || rooms.is_member(&room, &user)) {
+        let member_only = matches!(op, RoomOp::Post | RoomOp::Read);
+        if member_only && !(self.joined.contains(&room) || rooms.is_member(&room, &user)) {
             return Reply::Error(Refused(
                 ErrorCode::NotMember,
                 format!("{user} is not a member of {room:?}; join first"),
@@ -507,6 +524,10 @@ impl Conn {
                 client_msg_id: client_msg_id.clone(),
                 ..EdgeInput::event(&room, &user, ChatKind::Message)
             },
+            RoomOp::Read => schemas::ChatEvent {
+                seq,
+                ..EdgeInput::event(&room, &user, ChatKind::Read)
+            },
         };
         match self.shared.chat.send(&event).await {
             Ok(()) => {
@@ -519,7 +540,7 @@ impl Conn {
                     RoomOp::Leave => {
                         self.joined.remove(&room);
                     }
-                    RoomOp::Post => {}
+                    RoomOp::Post | RoomOp::Read => {}
                 }
                 Reply::Frame(
                     ServerFrame::Ack {
@@ -534,6 +555,17 @@ impl Conn {
             Err(SendError::Unavailable(m)) => Reply::Error(Refused(ErrorCode::Unavailable, m)),
         }
     }
+}
+
+/// What a room action carries besides the room.
+#[derive(Default)]
+struct RoomArgs {
+    /// A post's text.
+    text: Option<String>,
+    /// A post's client id.
+    client_msg_id: Option<String>,
+    /// A read marker's seq.
+    seq: Option<u64>,
 }
 
 fn too_many_room_events() -> Reply {

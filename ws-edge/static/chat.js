@@ -20,6 +20,20 @@ function onRoom(f) {
     const p = el("p"); p.append(el("span", { class: "seq" }, "#" + m.seq), el("b", {}, m.user), ": " + m.text); return p;
   }));
   if (atEnd) box.scrollTop = box.scrollHeight;
+  markRead();
+}
+// The read marker: what this page has shown of the room, sent at most
+// every two seconds (members only; with a token, picking a room joins it).
+let readTimer = null;
+function markRead() {
+  if (!token || readTimer || !state.room || state.roomSeq <= (state.readSent.get(state.room) || 0)) return;
+  readTimer = setTimeout(() => {
+    readTimer = null;
+    const room = state.room, seq = state.roomSeq;
+    if (!room || seq <= (state.readSent.get(room) || 0)) return;
+    state.readSent.set(room, seq);
+    send({ type: "read", room, seq });
+  }, 2000);
 }
 function pickRoom(id) {
   if (state.room) send({ type: "unsubscribe", view: "room", id: state.room });

@@ -14,7 +14,7 @@ const state = {
   race: null, definition: null, seq: 0, rows: new Map(), splits: new Map(), changed: new Set(), leader: null,
   counts: new Map(), windowed: false, window: null, asked: null, mostRows: 0, followed: new Map(), followedSplits: new Map(),
   filter: null, filtered: null, filteredTotal: 0,
-  room: null, roomSeq: 0, messages: [], conversations: new Map(),
+  room: null, roomSeq: 0, messages: [], conversations: new Map(), unread: new Map(), readSent: new Map(),
   tasks: new Map(),
   tournament: new URLSearchParams(location.search).get("tournament"), tPicked: null, tSeq: 0, tInfo: null, tPlayers: new Map(), tDraw: null,
   socket: null, retry: 500, connects: 0, resumes: 0, snapshots: 0,

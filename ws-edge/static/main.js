@@ -36,7 +36,12 @@ async function loadPickers() {
     const rooms = await (await fetch("/api/rooms", auth)).json();
     const talks = token ? await (await fetch("/api/conversations", auth)).json() : [];
     state.conversations = new Map(talks.map((c) => [c.id, c.with]));
-    const label = (r) => (state.conversations.has(r.id) ? `✉ ${state.conversations.get(r.id)}` : `${r.id} (${r.members})`);
+    // What this user has not read in each room they are in (their read
+    // markers, kept by the rooms job: the same on any edge).
+    const mine = token ? await (await fetch("/api/me/rooms", auth)).json() : [];
+    state.unread = new Map(mine.map((r) => [r.id, r.unread]));
+    const badge = (id) => (state.unread.get(id) ? ` • ${state.unread.get(id)} new` : "");
+    const label = (r) => (state.conversations.has(r.id) ? `✉ ${state.conversations.get(r.id)}` : `${r.id} (${r.members})`) + badge(r.id);
     const rs = $("room");
     rs.replaceChildren(...rooms.map((r) => new Option(label(r), r.id)));
     if (state.room && rooms.some((r) => r.id === state.room)) rs.value = state.room;

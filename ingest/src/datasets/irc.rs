@@ -59,6 +59,7 @@ fn events(
         client_msg_id: None,
         visibility: None,
         invitee: None,
+        seq: None,
         time: t,
     };
     let mut events = Vec::new();

@@ -374,6 +374,7 @@ impl DemoChat {
             client_msg_id: None,
             visibility: None,
             invitee: None,
+            seq: None,
             time: now,
         };
         let mut out = Vec::new();

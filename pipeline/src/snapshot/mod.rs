@@ -84,8 +84,9 @@ use std::time::Instant;
 /// 5: parts are [`Part`]s, entries routed by key, for any layout.
 /// 6: a standings participant keeps its entrant record, and its progress
 /// the listing and (chip-timed races) its next cutoff. 7: a chip-timed
-/// runner's fold keeps where GPS fixes along the route put them.
-pub const FORMAT: u32 = 7;
+/// runner's fold keeps where GPS fixes along the route put them. 8: a room
+/// keeps its members' read markers.
+pub const FORMAT: u32 = 8;
 
 /// Dataflow time, Unix milliseconds.
 pub type Time = u64;

@@ -5,8 +5,8 @@ Usage: account.py BASE_URL OUT_DIR. Ann signs up from the page's header
 form and is signed in as herself; she posts in the lobby. Bob signs up in
 a context of his own and sees her message; he posts, and Ann's page shows
 his. A wrong password gets an error and no session. Ann opens a direct
-conversation with Bob and writes; Bob finds it in his list (as "✉ ann")
-and reads her. Ann logs out: the form is back and her tokens are gone. Saves account-ann.png and account-bob.png
+conversation with Bob and writes; Bob finds it in his list (as "✉ ann •
+1 new"), reads her, and the list says he has.  Ann logs out: the form is back and her tokens are gone. Saves account-ann.png and account-bob.png
 in OUT_DIR and prints what the pages saw as JSON. Exits non-zero on any
 failure.
 """
@@ -76,11 +76,13 @@ with sync_playwright() as p:
     dm = a.evaluate("pace.room")
     say(a, "psst, bob")
     heard(a, "ann", "psst, bob")
-    until(b, f"[...document.querySelectorAll('#room option')].some(o => o.value === {json.dumps(dm)} && o.textContent === '✉ ann')",
-          "the conversation in Bob's list")
+    option = f"[...document.querySelectorAll('#room option')].find(o => o.value === {json.dumps(dm)})"
+    until(b, f"{option}?.textContent === '✉ ann • 1 new'", "the conversation in Bob's list, one message unread")
     b.select_option("#room", dm)
     heard(b, "ann", "psst, bob")
     bob_dm = b.evaluate("pace.messages.map(m => m.user + ': ' + m.text)")
+    # Read: his marker is sent, and the list says so.
+    until(b, f"{option}?.textContent === '✉ ann'", "the conversation read")
     a.screenshot(path=f"{out}/account-ann.png", full_page=True)
     b.screenshot(path=f"{out}/account-bob.png", full_page=True)
     a.click("#logout")

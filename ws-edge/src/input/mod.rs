@@ -72,6 +72,7 @@ impl EdgeInput {
             client_msg_id: None,
             visibility: None,
             invitee: None,
+            seq: None,
             time: Timestamp::now(),
         }
     }

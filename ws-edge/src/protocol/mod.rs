@@ -109,6 +109,14 @@ pub enum ClientFrame {
         #[serde(default)]
         client_msg_id: Option<String>,
     },
+    /// Mark a room read up to `seq` (a member's read marker).
+    Read {
+        /// The room.
+        #[serde(default)]
+        room: Option<String>,
+        /// The seq read up to.
+        seq: u64,
+    },
 }
 
 /// A room action acknowledged by an `ack` frame.
@@ -121,6 +129,8 @@ pub enum RoomOp {
     Leave,
     /// `post`.
     Post,
+    /// `read`.
+    Read,
 }
 
 impl RoomOp {
@@ -130,6 +140,7 @@ impl RoomOp {
             Self::Join => "join",
             Self::Leave => "leave",
             Self::Post => "post",
+            Self::Read => "read",
         }
     }
 }

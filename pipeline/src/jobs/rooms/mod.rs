@@ -16,6 +16,9 @@
 //! under any other id does not validate): both are its members, each may
 //! leave and come back, nobody is invited, and a message before the create
 //! makes nothing of it.
+//! A member's read marker (`read`, with the seq they have read up to)
+//! only moves on, never past the room's last message, and is a field of
+//! their member row: what is unread is the room's last seq minus it.
 //! A member's invite lets the invitee join an invite-only room
 //! (where only members speak); a join makes a member (joining twice is one membership), a leave ends it,
 //! a message makes its author a member if they were not (an IRC user who
@@ -89,6 +92,8 @@ pub struct Room {
     members: BTreeMap<String, schemas::Timestamp>,
     connections: BTreeMap<String, u32>,
     seq: u64,
+    /// Each user's read marker: the seq they have read up to.
+    reads: BTreeMap<String, u64>,
     recent: std::collections::VecDeque<(String, String)>,
     recent_set: std::collections::HashSet<(String, String)>,
 }
@@ -150,6 +155,14 @@ impl Room {
             }
             ChatKind::Leave => {
                 self.members.remove(&e.user);
+                None
+            }
+            ChatKind::Read => {
+                // A member's marker only moves on, and never past the log.
+                if let (true, Some(seq)) = (self.members.contains_key(&e.user), e.seq) {
+                    let read = self.reads.entry(e.user.clone()).or_default();
+                    *read = (*read).max(seq.min(self.seq));
+                }
                 None
             }
             ChatKind::Connect => {
@@ -219,6 +232,7 @@ impl Room {
                 user: user.clone(),
                 online: self.connections.contains_key(user),
                 joined_at: *joined_at,
+                read_seq: self.reads.get(user).copied().unwrap_or(0),
             }))
         });
         members

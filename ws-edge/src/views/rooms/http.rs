@@ -10,6 +10,7 @@
 //! | `GET /api/rooms/{id}/messages?since=SEQ&limit=N` | the messages after `SEQ`, in order (at most 500); 410 once no longer held |
 //! | `POST /api/conversations` `{"with"}` | the caller's direct conversation with that user: 201 `{id, with}` once the rooms job made it, 200 if it exists (either of the two opened it); 400 with oneself |
 //! | `GET /api/conversations` | `[{id, with, last_seq}]`: the caller's direct conversations |
+//! | `GET /api/me/rooms` | `[{id, visibility, with?, last_seq, read_seq, unread}]`: the rooms and conversations the caller is a member of, and how much of each they have not read (their read marker: a `read` frame on the WebSocket) |
 //!
 //! Who: `Authorization: Bearer <token>`. Anyone may read a public room; an
 //! invite-only room exists only for its members and invitees: to anyone
@@ -229,7 +230,19 @@ pub(crate) fn routes(
                 Err(e) => e.reply(),
             },
         );
+    let mine = warp::path!("api" / "me" / "rooms")
+        .and(warp::get())
+        .and(bearer)
+        .and(ctx.clone())
+        .map(
+            |auth: Option<String>, ctx: Ctx| match ctx.callers.user(auth.as_deref()) {
+                Ok(user) => warp::reply::json(&ctx.rooms.mine(&user)).into_response(),
+                Err(e) => e.reply(),
+            },
+        );
     list.or(one)
+        .unify()
+        .or(mine)
         .unify()
         .or(create)
         .unify()

@@ -60,6 +60,24 @@ pub struct Conversation {
     pub last_seq: u64,
 }
 
+/// A room a user is a member of, as `GET /api/me/rooms` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MyRoom {
+    /// Room id.
+    pub id: String,
+    /// Public, invite-only or a direct conversation.
+    pub visibility: Visibility,
+    /// The other user, for a direct conversation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub with: Option<String>,
+    /// The seq of the room's latest message.
+    pub last_seq: u64,
+    /// The user's read marker.
+    pub read_seq: u64,
+    /// Messages after it.
+    pub unread: u64,
+}
+
 /// Why messages cannot be served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Gone {
@@ -279,6 +297,28 @@ impl Rooms {
             .collect()
     }
 
+    /// The rooms `user` is a member of, with what they have not read.
+    pub fn mine(&self, user: &str) -> Vec<MyRoom> {
+        let rooms = self.rooms.read().expect("rooms lock");
+        (rooms.iter())
+            .filter(|(_, v)| v.created.is_some())
+            .filter_map(|(id, v)| {
+                let m = v.members.get(user)?;
+                let direct = v.visibility() == Visibility::Direct;
+                Some(MyRoom {
+                    id: id.clone(),
+                    visibility: v.visibility(),
+                    with: direct
+                        .then(|| v.invited.iter().find(|u| *u != user).cloned())
+                        .flatten(),
+                    last_seq: v.last_seq,
+                    read_seq: m.read_seq,
+                    unread: v.last_seq.saturating_sub(m.read_seq),
+                })
+            })
+            .collect()
+    }
+
     /// Whether `room` is a direct conversation.
     pub fn is_direct(&self, room: &str) -> bool {
         let rooms = self.rooms.read().expect("rooms lock");
@@ -462,6 +502,7 @@ mod tests {
             user: user.into(),
             online: false,
             joined_at: Timestamp(1_780_000_000_000),
+            read_seq: 0,
         };
         // Joins alone do not make a room.
         rooms.apply(RoomChange {
