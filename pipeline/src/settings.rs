@@ -145,6 +145,18 @@ pub struct Edge {
     /// one the edge serves reads and takes no posts.
     #[arg(long, env = "PACE_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
+    /// An outside identity provider's keys (OIDC): a JWK set file. Its
+    /// RS256/ES256 tokens are taken beside pace's own; the file is read
+    /// again when it changes, so keys rotate without a restart. Needs
+    /// --jwt-issuer and --jwt-audience.
+    #[arg(long, env = "PACE_JWKS", requires_all = ["jwt_issuer", "jwt_audience"])]
+    pub jwks: Option<std::path::PathBuf>,
+    /// The `iss` the outside provider's tokens carry.
+    #[arg(long, env = "PACE_JWT_ISSUER", requires = "jwks")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` the outside provider's tokens must name.
+    #[arg(long, env = "PACE_JWT_AUDIENCE", requires = "jwks")]
+    pub jwt_audience: Option<String>,
     /// An origin (e.g. `https://race.example.org`) whose pages may use the
     /// edge besides its own; repeat or comma-separate; `*` allows any.
     #[arg(
@@ -175,6 +187,14 @@ impl Edge {
     pub fn config(&self, listen: &Listen, kafka: KafkaConfig) -> ws_edge::EdgeConfig {
         let mut config = ws_edge::EdgeConfig::new(listen.listen, kafka);
         config.token_secret.clone_from(&self.token_secret);
+        config.issuer = match (&self.jwks, &self.jwt_issuer, &self.jwt_audience) {
+            (Some(jwks), Some(issuer), Some(audience)) => Some(ws_edge::issuer::IssuerConfig {
+                jwks: jwks.clone(),
+                issuer: issuer.clone(),
+                audience: audience.clone(),
+            }),
+            _ => None,
+        };
         config.allowed_origins.clone_from(&self.allowed_origins);
         config.limits.max_connections = self.max_connections;
         config.limits.max_per_address = self.max_connections_per_address;

@@ -4,7 +4,9 @@
 //! session; a wrong password repeated is answered 429; a second `pace
 //! edge`, started after the first edge stopped, logs the same user in from
 //! the compacted `pace.users` topic; and no password, nor any hash of one,
-//! is in the archive, the dead letters or that edge's debug log.
+//! is in the archive, the dead letters or that edge's debug log. And an
+//! edge that takes an outside issuer's ES256 tokens (`--jwks`), checks
+//! their issuer and audience, and follows its key rotation.
 
 mod common;
 
@@ -272,4 +274,86 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// A `pace edge` that takes an outside issuer's tokens (`--jwks`): an
+/// ES256 token of the issuer, for the audience, names its user; one with
+/// another issuer or audience is refused (401); pace's own tokens still
+/// hold; and when the key set file changes, the new key is taken and the
+/// old refused, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outside_issuers_tokens_on_an_edge() {
+    use ws_edge::issuer::test_keys::{JWK_A, JWK_B, KEY_A, KEY_B, es256, set};
+    let prefix = unique_prefix("jwks");
+    let kafka = ingest::KafkaConfig::new(brokers()).with_topic_prefix(&prefix);
+    ingest::admin::ensure_topics(&kafka, 2).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, set(&[JWK_A])).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pace"));
+    cmd.args([
+        "edge",
+        "--brokers",
+        &kafka.brokers,
+        "--topic-prefix",
+        &prefix,
+    ])
+    .args(["--listen", "127.0.0.1:0", "--token-secret", SECRET])
+    .args([
+        "--jwt-issuer",
+        "https://id.example",
+        "--jwt-audience",
+        "pace",
+    ])
+    .arg("--jwks")
+    .arg(&jwks)
+    .stderr(std::process::Stdio::null());
+    let (mut edge, base) = spawn_serving(cmd);
+    let token = |key: &str, kid: &str, iss: &str, aud: &str| {
+        let now = ws_edge::auth::now_s();
+        let claims = json!({"sub": "ann", "iss": iss, "aud": aud, "exp": now + 300, "iat": now});
+        es256(key, kid, &claims)
+    };
+    let status = |t: String| {
+        let url = format!("{base}/api/me/rooms");
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(t)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+    assert_eq!(
+        status(token(KEY_A, "key-a", "https://id.example", "pace")).await,
+        200
+    );
+    assert_eq!(
+        status(token(KEY_A, "key-a", "https://evil.example", "pace")).await,
+        401
+    );
+    assert_eq!(
+        status(token(KEY_A, "key-a", "https://id.example", "other")).await,
+        401
+    );
+    assert_eq!(
+        status(token(KEY_B, "key-b", "https://id.example", "pace")).await,
+        401
+    );
+    let own = ws_edge::auth::issue(SECRET, "bob", ws_edge::auth::now_s(), 60);
+    assert_eq!(status(own).await, 200, "pace's own tokens hold");
+    // The provider rotates its keys.
+    std::fs::write(&jwks, set(&[JWK_B])).unwrap();
+    eventually("the new key taken", Duration::from_secs(10), || async {
+        (status(token(KEY_B, "key-b", "https://id.example", "pace")).await == 200).then_some(())
+    })
+    .await;
+    assert_eq!(
+        status(token(KEY_A, "key-a", "https://id.example", "pace")).await,
+        401
+    );
+    edge.kill().unwrap();
+    edge.wait().unwrap();
 }

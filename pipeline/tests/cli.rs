@@ -79,6 +79,7 @@ fn help_describes_every_command_and_flag() {
     ];
     let edge = [
         "--token-secret",
+        "--jwks",
         "--max-connections",
         "--requests-per-address",
     ];

@@ -28,6 +28,7 @@
 pub mod auth;
 pub mod follow;
 pub mod input;
+pub mod issuer;
 pub mod protocol;
 pub mod server;
 mod shared;
@@ -52,4 +53,7 @@ pub enum EdgeError {
     /// The changelog consumer could not start.
     #[error(transparent)]
     Kafka(#[from] ingest::IngestError),
+    /// The outside issuer's key set (`--jwks`) does not read.
+    #[error("--jwks: {0}")]
+    Issuer(String),
 }

@@ -57,6 +57,9 @@ pub struct EdgeConfig {
     pub allowed_origins: Vec<String>,
     /// Bounds on connections, queues and buffers.
     pub limits: EdgeLimits,
+    /// An outside identity provider whose RS256/ES256 tokens are taken
+    /// beside pace's own.
+    pub issuer: Option<crate::issuer::IssuerConfig>,
 }
 
 impl EdgeConfig {
@@ -69,6 +72,7 @@ impl EdgeConfig {
             token_secret: None,
             allowed_origins: Vec::new(),
             limits: EdgeLimits::default(),
+            issuer: None,
         }
     }
 }
@@ -465,7 +469,14 @@ async fn serve_with(
     bound: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), EdgeError> {
-    let chat = Arc::new(EdgeInput::new(&config.kafka, config.token_secret.clone())?);
+    let issuer = (config.issuer.clone())
+        .map(crate::issuer::Issuer::new)
+        .transpose()
+        .map_err(EdgeError::Issuer)?;
+    let chat = Arc::new(
+        EdgeInput::new(&config.kafka, config.token_secret.clone())?
+            .with_issuer(issuer.map(Arc::new)),
+    );
     let listener = listen_on(config.listen, &config.limits).map_err(|source| EdgeError::Bind {
         addr: config.listen,
         source,

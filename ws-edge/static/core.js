@@ -65,7 +65,12 @@ function subscribeRace() {
 function subscribeAll() {
   subscribeRace();
   for (const p of state.followed.keys()) send({ type: "subscribe", view: "participant", id: state.race, participant: p });
-  if (state.room) send({ type: "subscribe", view: "room", id: state.room, ...(state.roomSeq ? { since: state.roomSeq } : {}) });
+  if (state.room) {
+    send({ type: "subscribe", view: "room", id: state.room, ...(state.roomSeq ? { since: state.roomSeq } : {}) });
+    // The room may have been picked before this socket opened, when its
+    // join had nowhere to go: join (again: it is one membership) to post.
+    if (token) send({ type: "join", room: state.room });
+  }
   for (const [id, t] of state.tasks) if (t.status === "PENDING") send({ type: "subscribe", view: "task", id });
   if (state.tPicked) send({ type: "subscribe", view: "tournament", id: state.tPicked });
 }

@@ -72,14 +72,15 @@ with sync_playwright() as p:
     until(page, f"pace.window.from === 1 && {SHOWN}[0] === 1", "the top again")
     # The followed table shows the runner clicked in the middle, at the rank
     # its own subscription gives (a live race moves ranks a lot in seconds,
-    # so where it ranks now says nothing about the page).
-    shown = page.evaluate(
-        "(() => { const t = document.querySelector('#followed tr');"
-        " return t && [t.dataset.participant, +t.cells[0].innerText]; })()"
+    # so where it ranks now says nothing about the page). Read in one step,
+    # once the page has drawn its latest frame: a frame between two reads
+    # moves the rank under them.
+    followed_row = (
+        "(() => { const t = document.querySelector('#followed tr'), r = pace.followed.get('%s');"
+        " return t && r ? [t.dataset.participant, +t.cells[0].innerText, r.rank] : null; })()" % followed
     )
-    rank = page.evaluate(f"pace.followed.get('{followed}').rank")
-    if shown != [followed, rank]:
-        sys.exit(f"window: the followed table shows {shown}, not {followed} at rank {rank}")
+    until(page, f"(() => {{ const s = {followed_row}; return s && s[0] === '{followed}' && s[1] === s[2]; }})()",
+          "the followed runner in its table, at its subscription's rank")
     seen = page.evaluate(f"pace.followed.get('{followed}').last_seen")
     until(page, f"pace.followed.get('{followed}').last_seen !== {json.dumps(seen)}", "the followed runner moving")
 

@@ -8,6 +8,8 @@
 pub mod decision;
 pub mod track;
 
+use std::sync::Arc;
+
 use std::time::Duration;
 
 use ingest::KafkaConfig;
@@ -22,6 +24,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// The edge's way into the input topics.
 pub struct EdgeInput {
     secret: Option<String>,
+    issuer: Option<Arc<crate::issuer::Issuer>>,
     producer: AsyncProducer,
     topic: String,
     calc_topic: String,
@@ -36,6 +39,7 @@ impl EdgeInput {
         let producer = AsyncProducer::new(config)?;
         Ok(Self {
             secret,
+            issuer: None,
             producer,
             topic: config.topics.chat.clone(),
             calc_topic: config.topics.calc.clone(),
@@ -56,10 +60,22 @@ impl EdgeInput {
         self.secret.is_some()
     }
 
-    /// Who presents `token` (a bare token, or an `Authorization` header value).
+    /// Takes the tokens of `issuer` too, beside pace's own.
+    pub fn with_issuer(mut self, issuer: Option<Arc<crate::issuer::Issuer>>) -> Self {
+        self.issuer = issuer;
+        self
+    }
+
+    /// Who presents `token` (a bare token, or an `Authorization` header
+    /// value): pace's own (HS256, the secret), or the outside issuer's.
     pub fn user(&self, token: Option<&str>) -> Result<String, AuthError> {
         let token = token.map(|t| t.strip_prefix("Bearer ").unwrap_or(t).trim());
-        auth::verify(self.secret.as_deref(), token)
+        match (&self.issuer, token) {
+            (Some(issuer), Some(t)) if !t.is_empty() && !crate::issuer::is_own(t) => {
+                issuer.verify(t)
+            }
+            _ => auth::verify(self.secret.as_deref(), token),
+        }
     }
 
     /// An event of `user` in `room`, now.
