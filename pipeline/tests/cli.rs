@@ -390,6 +390,11 @@ fn pace_token_issues_a_token_the_edge_accepts() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--token-secret"));
 }
 
+/// One page test at a time: each runs a `pace run` and a Chromium, and
+/// on 2 cores side by side they starved each other past their waits (a
+/// tournament's decision past the edge's 10 s, a post past a minute).
+static PAGES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs `tests/browser/{name}.py URL OUT` (OUT a directory of its own
 /// under the test output); what it printed as JSON, or what it said when
 /// it failed, and OUT.
@@ -429,6 +434,7 @@ async fn browser(name: &str, url: String) -> (Result<Value, String>, std::path::
 /// directory.
 #[tokio::test]
 async fn the_page_in_chromium() {
+    let _page = PAGES.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let secret = "page-secret";
     let (child, base) = start_pace_run(
@@ -455,6 +461,7 @@ async fn the_page_in_chromium() {
 /// followed, back at the top.
 #[tokio::test]
 async fn the_page_watches_a_big_race_through_a_window() {
+    let _page = PAGES.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (child, base) = start_pace_run(&["--demo-participants", "3000"], dir.path());
     let (saw, _) = browser("window", format!("{base}/")).await;
@@ -476,6 +483,7 @@ async fn the_page_watches_a_big_race_through_a_window() {
 /// (`tests/browser/boston.py`).
 #[tokio::test]
 async fn a_marathon_runner_is_found_and_followed_in_chromium() {
+    let _page = PAGES.lock().await;
     let file = common::shared_data().join("boston-marathon-2015/marathon_results_2015.csv");
     let (_, finishers) = ingest::datasets::boston::read(&file).unwrap();
     // A runner of about six hours, read at every mat: at 90 times real
@@ -552,6 +560,7 @@ async fn a_marathon_runner_is_found_and_followed_in_chromium() {
 /// their reads (`tests/browser/road.py`).
 #[tokio::test]
 async fn the_road_race_moves_on_the_map_between_mats_in_chromium() {
+    let _page = PAGES.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (child, base) = start_pace_run(
         &["--demo-participants", "0", "--demo-road-runners", "200"],
@@ -574,6 +583,7 @@ async fn the_road_race_moves_on_the_map_between_mats_in_chromium() {
 /// logs out (`tests/browser/account.py`).
 #[tokio::test]
 async fn two_people_sign_up_and_send_a_direct_message_in_chromium() {
+    let _page = PAGES.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (child, base) = start_pace_run(
         &[
@@ -616,6 +626,7 @@ async fn two_people_sign_up_and_send_a_direct_message_in_chromium() {
 /// the same draw live (`tests/browser/tournament.py`).
 #[tokio::test]
 async fn two_people_draw_a_tournament_in_chromium() {
+    let _page = PAGES.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let secret = "tournament-secret";
     let (child, base) = start_pace_run(

@@ -212,15 +212,7 @@ impl DemoRace {
                 north -= self.rng.random_range(200.0..600.0);
             }
             let p = self.course.at(r.covered_m % lap).offset_m(east, north);
-            out.push(GpsPoint {
-                race: self.definition.id.clone(),
-                participant: r.id.clone(),
-                time: self.now,
-                lat: p.lat,
-                lon: p.lon,
-                elevation: None,
-                accuracy: Some(5.0),
-            });
+            out.push(fix(&self.definition.id, &r.id, self.now, p));
         }
         out
     }
@@ -231,6 +223,19 @@ impl DemoRace {
         self.runners
             .iter()
             .all(|r| r.covered_m >= total || r.retires_at_m.is_some_and(|at| r.covered_m >= at))
+    }
+}
+
+/// A generated runner's GPS fix at `at`, with a watch's 5 m accuracy.
+fn fix(race: &str, participant: &str, time: Timestamp, at: LatLon) -> GpsPoint {
+    GpsPoint {
+        race: race.to_owned(),
+        participant: participant.to_owned(),
+        time,
+        lat: at.lat,
+        lon: at.lon,
+        elevation: None,
+        accuracy: Some(5.0),
     }
 }
 

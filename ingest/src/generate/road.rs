@@ -202,15 +202,9 @@ impl DemoRoadRace {
                     self.rng.random_range(-4.0..4.0),
                     self.rng.random_range(-4.0..4.0),
                 );
-                out.points.push(GpsPoint {
-                    race: self.definition.id.clone(),
-                    participant: r.id.clone(),
-                    time: Timestamp(self.gun + now_ms),
-                    lat: p.lat,
-                    lon: p.lon,
-                    elevation: None,
-                    accuracy: Some(5.0),
-                });
+                let time = Timestamp(self.gun + now_ms);
+                out.points
+                    .push(super::fix(&self.definition.id, &r.id, time, p));
             }
         }
         out
