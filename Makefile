@@ -10,7 +10,11 @@ export PACE_KAFKA_PORT
 BROKERS := 127.0.0.1:$(PACE_KAFKA_PORT)
 VENV := target/venv
 PYTHON := $(CURDIR)/$(VENV)/bin/python
-PY_PACKAGES := duckdb==2.0.0 pyarrow==26.0.1 polars==2.1.0 jsonschema==4.26.0 playwright==1.65.2
+PY_PACKAGES := duckdb==2.0.0 pyarrow==26.0.1 polars==2.1.0 jsonschema==4.26.0 playwright==1.65.2 kubernetes-validate==1.37.0 opentelemetry-proto==1.45.2
+# The Compose specification's JSON schema, as compose-go (the library of
+# `docker compose`) ships it, from the Go module proxy.
+COMPOSE_GO := github.com/compose-spec/compose-go/v2@v2.16.2
+COMPOSE_SCHEMA := target/tools/compose-spec-v2.16.2.json
 
 .PHONY: help run test fuzz bench kafka-up kafka-down tools lint unit-and-integration clean
 
@@ -23,7 +27,8 @@ run: ## start pace: embedded broker, built-in race, pipeline and edge on http://
 test: tools lint ## everything CI runs: format, clippy, unit and integration tests on real Apache Kafka, a short fuzz run
 	$(KAFKA) up
 	trap '$(KAFKA) down' EXIT; \
-	PACE_TEST_BROKERS=$(BROKERS) PACE_TEST_PYTHON=$(PYTHON) $(CARGO) test --workspace --locked
+	PACE_TEST_BROKERS=$(BROKERS) PACE_TEST_PYTHON=$(PYTHON) PACE_TEST_COMPOSE_SCHEMA=$(CURDIR)/$(COMPOSE_SCHEMA) \
+		$(CARGO) test --workspace --locked
 	$(MAKE) fuzz
 
 FUZZ_SECONDS ?= 30
@@ -53,13 +58,19 @@ lint: ## format check and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-tools: $(VENV)/.installed ## what tests need beyond Rust: Java 17, Maven, GNU bc, Debian's Chromium and Prometheus, Python with DuckDB, pyarrow, polars, jsonschema and Playwright
+tools: $(VENV)/.installed $(COMPOSE_SCHEMA) ## what tests need beyond Rust: Java 17, Maven, GNU bc, Debian's Chromium and Prometheus, Python with DuckDB, pyarrow, polars, jsonschema, Playwright and kubernetes-validate, the Compose schema
 	@command -v java >/dev/null || { echo "java 17 is needed (apt-get install openjdk-17-jre-headless)"; exit 1; }
 	@command -v mvn >/dev/null || { echo "installing maven"; apt-get install -y -q maven >/dev/null; }
 	@command -v bc >/dev/null || { echo "installing bc"; apt-get install -y -q bc >/dev/null; }
 	@test -x /usr/bin/chromium || { echo "installing chromium"; apt-get update -q >/dev/null; apt-get install -y -q chromium >/dev/null; }
 	@command -v promtool >/dev/null || { echo "installing prometheus (and promtool)"; apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q --no-install-recommends prometheus >/dev/null; }; }
 	$(KAFKA) fetch
+
+$(COMPOSE_SCHEMA):
+	@command -v go >/dev/null || { echo "go is needed to fetch the Compose schema (compose-go, from the Go module proxy)"; exit 1; }
+	@mkdir -p $(@D)
+	dir=$$(GOMODCACHE=$(CURDIR)/target/tools/gomod GOFLAGS=-modcacherw go mod download -json $(COMPOSE_GO) \
+		| python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') && cp $$dir/schema/compose-spec.json $@
 
 $(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)

@@ -76,6 +76,15 @@ impl RawRecord {
             .find(|(k, _)| k == name)
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
+
+    /// The trace context of its `traceparent` header, if it has a valid one.
+    pub fn trace(&self) -> Option<observability::traces::TraceParent> {
+        if self.headers.is_empty() {
+            return None;
+        }
+        self.header(observability::traces::HEADER)
+            .and_then(observability::traces::TraceParent::parse)
+    }
 }
 
 /// A decoded, validated record and where it came from. Ordered by partition,
@@ -92,6 +101,8 @@ pub struct Envelope<T> {
     pub timestamp_ms: Option<i64>,
     /// The record.
     pub record: T,
+    /// The trace context of its `traceparent` header, if it had one.
+    pub trace: Option<observability::traces::TraceParent>,
 }
 
 /// A record that could not be decoded or validated, for `pace.dlq`.
@@ -154,6 +165,7 @@ pub fn decode<T: DeserializeOwned + Validate>(
             partition: raw.partition,
             offset: raw.offset,
             timestamp_ms: raw.timestamp_ms,
+            trace: raw.trace(),
             record,
         }),
         Err(e) if T::SECRET => Err(Box::new(DeadLetter {

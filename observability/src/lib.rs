@@ -16,8 +16,13 @@
 //!
 //! The tests here check that the dashboard and the rules name only metrics
 //! that exist, and that the dashboard shows every one of them.
+//!
+//! [`traces`]: the log, the spans exported over OTLP, and the trace
+//! context carried in HTTP and Kafka headers.
 
 use std::sync::OnceLock;
+
+pub mod traces;
 
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,

@@ -269,6 +269,44 @@ pub fn compact_archive(data: &Data, options: sinks::compact::CompactOptions) -> 
     Ok(())
 }
 
+/// `pace healthz`: whether the pace process serving on `listen` (on this host: an
+/// unspecified address means loopback) answers `GET /healthz` with 200
+/// within 2 s. A plain HTTP/1.1 request on a socket: no client, no runtime.
+pub fn healthz(listen: &Listen) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let mut addr = listen.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let timeout = Duration::from_secs(2);
+    let mut socket = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("healthz: {addr}"))?;
+    socket.set_read_timeout(Some(timeout))?;
+    socket.set_write_timeout(Some(timeout))?;
+    write!(
+        socket,
+        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 64];
+    let mut n = 0;
+    while n < head.len() {
+        match socket.read(&mut head[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    let status = String::from_utf8_lossy(&head[..n]);
+    let status = status.lines().next().unwrap_or("");
+    anyhow::ensure!(
+        status.starts_with("HTTP/1.1 200 "),
+        "healthz: {addr} answered {status:?}"
+    );
+    Ok(())
+}
+
 /// `pace edge`: the HTTP/WebSocket edge only.
 pub fn run_edge(kafka: &Kafka, listen: &Listen, edge: &settings::Edge) -> anyhow::Result<()> {
     let kafka = kafka.required()?;

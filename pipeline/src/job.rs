@@ -33,8 +33,19 @@ pub trait Job: 'static {
     /// numbers, say); written at every snapshot point and restored.
     type Encoder: Part;
 
+    /// Whether any of its rows carries a trace context ([`Job::trace`]);
+    /// only then does the sink look.
+    const TRACED: bool = false;
+
     /// The topic the view's changes go to.
     fn changelog(topics: &schemas::Topics) -> &str;
+
+    /// The trace context a row's changelog record carries on (a traced
+    /// input's last step in the pipeline, see
+    /// [`observability::traces::Step`]).
+    fn trace(_row: &Self::Row) -> Option<observability::traces::TraceParent> {
+        None
+    }
 
     /// One epoch's consolidated updates of the view, as changelog records
     /// under their keys.

@@ -23,6 +23,26 @@ struct Cli {
     /// Log filter, e.g. `info` or `pace_ws_edge=debug,info`.
     #[arg(long, global = true, env = "PACE_LOG", default_value = "info")]
     log: String,
+    /// Export spans over OTLP/HTTP to this endpoint (e.g.
+    /// `http://collector:4318`): HTTP requests, WebSocket frames, Kafka
+    /// produce and consume with the trace context in record headers, and
+    /// task evaluation. None (or empty): no export.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+}
+
+impl Command {
+    /// The `service.name` of its spans.
+    fn service(&self) -> &'static str {
+        match self {
+            Command::Run { .. } => "pace",
+            Command::Pipeline { .. } => "pace-pipeline",
+            Command::Edge { .. } => "pace-edge",
+            Command::Archive { .. } => "pace-archive",
+            Command::Replay { .. } => "pace-replay",
+            _ => "pace-cli",
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -89,6 +109,13 @@ enum Command {
         listen: Listen,
         #[command(flatten)]
         edge: settings::Edge,
+    },
+    /// Ask a pace process on this host whether it is up (`GET /healthz`
+    /// on --listen's port): exit 0 if it answers 200 within 2 s, 1 if not.
+    /// The container image's HEALTHCHECK.
+    Healthz {
+        #[command(flatten)]
+        listen: Listen,
     },
     /// Print a token for a user, signed with the token secret.
     Token {
@@ -169,13 +196,18 @@ enum ArchiveCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        // Colours for a terminal only, not for a log file or a collector.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // Flushes the spans still batched when `main` returns.
+    let _traces = match observability::traces::init(
+        &cli.log,
+        cli.otlp_endpoint.as_deref().filter(|e| !e.is_empty()),
+        cli.command.service(),
+    ) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("pace: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Run {
             all,
@@ -242,6 +274,7 @@ fn main() -> ExitCode {
             listen,
             edge,
         } => app::run_edge(&kafka, &listen, &edge),
+        Command::Healthz { listen } => app::healthz(&listen),
         Command::Replay {
             kafka,
             topics,

@@ -145,12 +145,14 @@ pub struct Edge {
     /// one the edge serves reads and takes no posts.
     #[arg(long, env = "PACE_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
-    /// An outside identity provider's keys (OIDC): a JWK set file. Its
-    /// RS256/ES256 tokens are taken beside pace's own; the file is read
-    /// again when it changes, so keys rotate without a restart. Needs
-    /// --jwt-issuer and --jwt-audience.
-    #[arg(long, env = "PACE_JWKS", requires_all = ["jwt_issuer", "jwt_audience"])]
-    pub jwks: Option<std::path::PathBuf>,
+    /// An outside identity provider's keys (OIDC): its JWK set, a file or
+    /// an http(s) URL (the provider's `jwks_uri`). Its RS256/ES256 tokens
+    /// are taken beside pace's own. A file is read again when it changes;
+    /// a URL is fetched again every 5 minutes, and when a token names a
+    /// key the set lacks (at most every 10 s): keys rotate without a
+    /// restart. Needs --jwt-issuer and --jwt-audience.
+    #[arg(long, env = "PACE_JWKS", value_name = "FILE|URL", requires_all = ["jwt_issuer", "jwt_audience"])]
+    pub jwks: Option<String>,
     /// The `iss` the outside provider's tokens carry.
     #[arg(long, env = "PACE_JWT_ISSUER", requires = "jwks")]
     pub jwt_issuer: Option<String>,
@@ -189,7 +191,7 @@ impl Edge {
         config.token_secret.clone_from(&self.token_secret);
         config.issuer = match (&self.jwks, &self.jwt_issuer, &self.jwt_audience) {
             (Some(jwks), Some(issuer), Some(audience)) => Some(ws_edge::issuer::IssuerConfig {
-                jwks: jwks.clone(),
+                jwks: ws_edge::issuer::JwksSource::parse(jwks),
                 issuer: issuer.clone(),
                 audience: audience.clone(),
             }),

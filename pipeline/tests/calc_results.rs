@@ -60,6 +60,7 @@ fn one_result_per_id_the_first_submissions() {
                 partition: 0,
                 offset,
                 timestamp_ms: None,
+                trace: None,
                 record: task,
             },
         ));

@@ -391,9 +391,10 @@ async fn rooms_post_resume_and_refuse() {
 }
 
 /// A direct conversation is its two users' alone: either of them opens the
-/// same one; to a third it does not exist (404, and an error frame on the
-/// WebSocket), their posts and invites never reach Kafka, and nobody can
-/// be invited into it.
+/// same one; to a third it is forbidden (403, and a `forbidden` error
+/// frame on the WebSocket), exactly as a conversation of two others that
+/// does not exist; their posts and invites never reach Kafka, and nobody
+/// can be invited into it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_conversation_is_its_two_users_alone() {
     let stack = Stack::start("conversation", SECRET).await;
@@ -483,16 +484,21 @@ async fn a_direct_conversation_is_its_two_users_alone() {
     other.kill().unwrap();
     other.wait().unwrap();
 
-    // Cy: nothing there, and nothing of his reaches Kafka.
-    for path in [
-        format!("/api/rooms/{id}"),
-        format!("/api/rooms/{id}/messages"),
-        format!("/api/rooms/{id}/members"),
-    ] {
-        assert_eq!(api.status(&path, Some("cy")).await, 404, "{path}");
+    // Cy: forbidden, the same as for a conversation that does not exist
+    // (Ann and Dee never talked), and nothing of his reaches Kafka.
+    let never = schemas::direct_room("ann", "dee");
+    for room in [&id, &never] {
+        for path in [
+            format!("/api/rooms/{room}"),
+            format!("/api/rooms/{room}/messages"),
+            format!("/api/rooms/{room}/members"),
+        ] {
+            assert_eq!(api.status(&path, Some("cy")).await, 403, "{path}");
+        }
+        let invite = format!("/api/rooms/{room}/invites");
+        assert_eq!(api.post(&invite, "cy", json!({"user": "cy"})).await, 403);
     }
     let invite = format!("/api/rooms/{id}/invites");
-    assert_eq!(api.post(&invite, "cy", json!({"user": "cy"})).await, 404);
     assert_eq!(
         api.post(&invite, "ann", json!({"user": "cy"})).await,
         403,
@@ -504,10 +510,11 @@ async fn a_direct_conversation_is_its_two_users_alone() {
         json!({"type": "subscribe", "view": "room", "id": id}),
         json!({"type": "join", "room": id}),
         json!({"type": "post", "room": id, "text": "let me in"}),
+        json!({"type": "join", "room": never}),
     ] {
         send(&mut cy, frame).await;
         let f = reply(&mut cy).await;
-        assert_eq!(f["code"], "unknown_room", "{f}");
+        assert_eq!(f["code"], "forbidden", "{f}");
     }
     let kafka = stack.kafka.clone();
     let chat: Vec<ChatEvent> =

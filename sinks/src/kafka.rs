@@ -33,7 +33,8 @@ pub fn send_dead_letter(
 
 /// Sends one change of `view` (a job's name, the metric label), already
 /// encoded as `payload`, to its changelog `topic` under `key`, with the
-/// epoch that made it and the origin header when known.
+/// epoch that made it, the origin header when known, and the trace
+/// context it carries on (`traceparent`) when it has one.
 #[allow(clippy::too_many_arguments)]
 pub fn send_view_change(
     producer: &TrackedProducer,
@@ -44,11 +45,13 @@ pub fn send_view_change(
     epoch: u64,
     origin_ms: Option<i64>,
     ticket: Ticket,
+    trace: Option<&str>,
 ) -> Result<(), SinkError> {
     let origin = origin_ms.map(|ms| ms.to_string());
     let epoch = epoch.to_string();
     let mut headers: Vec<(&str, &[u8])> = vec![(EPOCH_HEADER, epoch.as_bytes())];
     headers.extend(origin.iter().map(|o| (ORIGIN_HEADER, o.as_bytes())));
+    headers.extend(trace.map(|t| (observability::traces::HEADER, t.as_bytes())));
     producer.send(topic, Some(key.as_bytes()), payload, &headers, ticket)?;
     observability::metrics()
         .view_changes

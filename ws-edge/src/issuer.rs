@@ -1,14 +1,25 @@
 //! Tokens from an outside identity provider (an OIDC issuer): RS256 or
-//! ES256 JWTs signed by a key of its JWK set (`--jwks FILE`), with their
-//! issuer (`--jwt-issuer`) and audience (`--jwt-audience`) checked, beside
-//! pace's own HS256 tokens. The set is read again when its file changes
-//! (looked at at most once a second), so the provider's keys rotate
-//! without a restart: a token signed by a key that left the set is
-//! refused, one signed by a key just added is taken. A set that no longer
-//! reads keeps the last good one, and says so in the log.
+//! ES256 JWTs signed by a key of its JWK set (`--jwks FILE` or
+//! `--jwks URL`), with their issuer (`--jwt-issuer`) and audience
+//! (`--jwt-audience`) checked, beside pace's own HS256 tokens. The
+//! provider's keys rotate without a restart:
+//!
+//! - a file is read again when it changes (looked at at most once a
+//!   second);
+//! - a URL (the provider's `jwks_uri`, `http://` or `https://` with the
+//!   Mozilla roots) is fetched again every [`REFETCH_EVERY`], and at once
+//!   when a token names a key the set does not hold (at most once every
+//!   [`REFETCH_AT_MOST`]: a stream of made-up key ids costs the provider
+//!   nothing); that token is refused, and the next one is taken once the
+//!   set holds its key.
+//!
+//! A token signed by a key that left the set is refused. A set that no
+//! longer reads (a broken file, a provider that is down or answers
+//! garbage, more than [`MAX_SET_BYTES`]) keeps the last good one, and says
+//! so in the log.
 
-use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
@@ -17,14 +28,76 @@ use serde::Deserialize;
 
 use crate::auth::{AuthError, CLOCK_SKEW_S};
 
-/// How often the file's modification time is looked at, at most.
+/// How often a file's contents are looked at, at most.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How often a URL's set is fetched again.
+pub const REFETCH_EVERY: Duration = Duration::from_secs(300);
+/// The shortest time between two fetches of a URL's set.
+pub const REFETCH_AT_MOST: Duration = Duration::from_secs(10);
+/// The largest set taken (a provider's is a few KiB).
+pub const MAX_SET_BYTES: usize = 1 << 20;
+/// How long a fetch may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where an issuer's JWK set (`{"keys": […]}`) is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JwksSource {
+    /// A file.
+    File(PathBuf),
+    /// An `http://` or `https://` URL.
+    Url(String),
+}
+
+impl JwksSource {
+    /// A URL if `s` begins `http://` or `https://`, else a file.
+    pub fn parse(s: &str) -> Self {
+        if s.starts_with("http://") || s.starts_with("https://") {
+            Self::Url(s.to_owned())
+        } else {
+            Self::File(PathBuf::from(s))
+        }
+    }
+
+    /// The set's text, as it is now.
+    async fn load(&self, http: &reqwest::Client) -> Result<String, String> {
+        match self {
+            Self::File(path) => read(path),
+            Self::Url(url) => fetch(http, url).await.map_err(|e| format!("{url}: {e}")),
+        }
+    }
+}
+
+impl std::fmt::Display for JwksSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Url(url) => f.write_str(url),
+        }
+    }
+}
+
+/// The body of a GET of `url`: a success status, at most
+/// [`MAX_SET_BYTES`], UTF-8.
+async fn fetch(http: &reqwest::Client, url: &str) -> Result<String, String> {
+    let mut response = http.get(url).send().await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("answered {}", response.status()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_SET_BYTES {
+            return Err(format!("more than {MAX_SET_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| "not UTF-8".to_owned())
+}
 
 /// Where an issuer's keys are, and what its tokens must say.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IssuerConfig {
-    /// The JWK set, as a file (`{"keys": […]}`).
-    pub jwks: PathBuf,
+    /// The JWK set.
+    pub jwks: JwksSource,
     /// The `iss` its tokens carry.
     pub issuer: String,
     /// The `aud` its tokens must name.
@@ -37,13 +110,16 @@ pub struct Issuer {
     config: IssuerConfig,
     check_every: Duration,
     keys: RwLock<Keys>,
+    /// Wakes a URL's fetcher before its time (a key not in the set).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug)]
 struct Keys {
     set: JwkSet,
-    /// The file as last read.
+    /// The set's text as last read.
     text: String,
+    /// When a file was last looked at.
     checked: Instant,
 }
 
@@ -52,20 +128,26 @@ struct Claims {
     sub: String,
 }
 
-fn read(path: &Path) -> Result<String, String> {
+fn read(path: &std::path::Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn parse(path: &Path, text: &str) -> Result<JwkSet, String> {
-    serde_json::from_str(text).map_err(|e| format!("{}: not a JWK set: {e}", path.display()))
+fn parse(source: &JwksSource, text: &str) -> Result<JwkSet, String> {
+    serde_json::from_str(text).map_err(|e| format!("{source}: not a JWK set: {e}"))
 }
 
 impl Issuer {
-    /// The issuer `config` describes; its key set must read now.
-    pub fn new(config: IssuerConfig) -> Result<Self, String> {
-        let text = read(&config.jwks)?;
+    /// The issuer `config` describes; its key set must read now. A URL's
+    /// set is then fetched again in the background (a task that ends when
+    /// the issuer is dropped).
+    pub async fn start(config: IssuerConfig) -> Result<Arc<Self>, String> {
+        let http = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let text = config.jwks.load(&http).await?;
         let set = parse(&config.jwks, &text)?;
-        Ok(Self {
+        let issuer = Arc::new(Self {
             config,
             check_every: CHECK_EVERY,
             keys: RwLock::new(Keys {
@@ -73,32 +155,45 @@ impl Issuer {
                 text,
                 checked: Instant::now(),
             }),
-        })
+            wake: Arc::default(),
+        });
+        if matches!(issuer.config.jwks, JwksSource::Url(_)) {
+            let wake = Arc::clone(&issuer.wake);
+            tokio::spawn(refetch(Arc::downgrade(&issuer), wake, http, REFETCH_EVERY));
+        }
+        Ok(issuer)
     }
 
-    /// Reads the set again if its file changed since it was last read
-    /// (looked at once a second at most).
-    fn refresh(&self) {
-        {
-            let keys = self.keys.read().expect("keys lock");
-            if keys.checked.elapsed() < self.check_every {
-                return;
-            }
-        }
+    /// Takes `text`, the set as just read, if it changed and parses.
+    fn take(&self, text: Result<String, String>) {
         let mut keys = self.keys.write().expect("keys lock");
-        keys.checked = Instant::now();
-        let read = read(&self.config.jwks);
-        if read.as_ref().is_ok_and(|t| *t == keys.text) {
+        if text.as_ref().is_ok_and(|t| *t == keys.text) {
             return;
         }
-        match read.and_then(|t| Ok((parse(&self.config.jwks, &t)?, t))) {
+        match text.and_then(|t| Ok((parse(&self.config.jwks, &t)?, t))) {
             Ok((set, text)) => {
-                tracing::info!(keys = set.keys.len(), "JWK set changed; read again");
+                tracing::info!(keys = set.keys.len(), source = %self.config.jwks, "JWK set changed; read again");
                 keys.set = set;
                 keys.text = text;
             }
             Err(e) => tracing::warn!(error = %e, "JWK set unreadable; keeping the last one"),
         }
+    }
+
+    /// Reads a file's set again if it changed since it was last read
+    /// (looked at once a second at most). A URL's is the fetcher's.
+    fn refresh(&self) {
+        let JwksSource::File(path) = &self.config.jwks else {
+            return;
+        };
+        {
+            let mut keys = self.keys.write().expect("keys lock");
+            if keys.checked.elapsed() < self.check_every {
+                return;
+            }
+            keys.checked = Instant::now();
+        }
+        self.take(read(path));
     }
 
     /// The user (`sub`) an RS256 or ES256 `token` of this issuer names.
@@ -117,10 +212,11 @@ impl Issuer {
         self.refresh();
         let key = {
             let keys = self.keys.read().expect("keys lock");
-            let jwk = keys
-                .set
-                .find(&kid)
-                .ok_or_else(|| invalid(format!("no key {kid:?} in the issuer's set")))?;
+            let Some(jwk) = keys.set.find(&kid) else {
+                // Perhaps a key the provider has just added.
+                self.wake.notify_one();
+                return Err(invalid(format!("no key {kid:?} in the issuer's set")));
+            };
             DecodingKey::from_jwk(jwk).map_err(|e| invalid(e.to_string()))?
         };
         let mut validation = Validation::new(header.alg);
@@ -134,6 +230,31 @@ impl Issuer {
         })?;
         schemas::validate::id("sub", &data.claims.sub).map_err(|e| invalid(e.to_string()))?;
         Ok(data.claims.sub)
+    }
+}
+
+/// Fetches a URL's set again every `every`, or when woken by a key not in
+/// it (but never twice within [`REFETCH_AT_MOST`]), until the issuer is
+/// dropped.
+async fn refetch(
+    issuer: Weak<Issuer>,
+    wake: Arc<tokio::sync::Notify>,
+    http: reqwest::Client,
+    every: Duration,
+) {
+    loop {
+        // No strong reference is held while asleep: a dropped issuer ends
+        // the task at its next wake-up.
+        let _ = tokio::time::timeout(every, wake.notified()).await;
+        let Some(JwksSource::Url(url)) = issuer.upgrade().map(|i| i.config.jwks.clone()) else {
+            return;
+        };
+        let text = fetch(&http, &url).await.map_err(|e| format!("{url}: {e}"));
+        match issuer.upgrade() {
+            Some(strong) => strong.take(text),
+            None => return,
+        }
+        tokio::time::sleep(REFETCH_AT_MOST).await;
     }
 }
 
@@ -186,18 +307,23 @@ mod tests {
         es256(key, kid, &claims)
     }
 
-    #[test]
-    fn an_issuers_tokens_are_checked_against_its_keys_issuer_and_audience() {
+    fn config(jwks: JwksSource) -> IssuerConfig {
+        IssuerConfig {
+            jwks,
+            issuer: "https://id.example".into(),
+            audience: "pace".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_issuers_tokens_are_checked_against_its_keys_issuer_and_audience() {
         let dir = tempfile::tempdir().unwrap();
         let jwks = dir.path().join("jwks.json");
         std::fs::write(&jwks, set(&[JWK_A])).unwrap();
-        let mut issuer = Issuer::new(IssuerConfig {
-            jwks: jwks.clone(),
-            issuer: "https://id.example".into(),
-            audience: "pace".into(),
-        })
-        .unwrap();
-        issuer.check_every = Duration::ZERO;
+        let mut issuer = Issuer::start(config(JwksSource::File(jwks.clone())))
+            .await
+            .unwrap();
+        Arc::get_mut(&mut issuer).unwrap().check_every = Duration::ZERO;
         let good = token(KEY_A, "key-a", "https://id.example", "pace", 60);
         assert_eq!(issuer.verify(&good), Ok("ann".into()));
         assert!(!is_own(&good));
@@ -241,13 +367,69 @@ mod tests {
             crate::auth::now_s(),
             60
         )));
-        assert!(
-            Issuer::new(IssuerConfig {
-                jwks: dir.path().join("missing.json"),
-                issuer: "x".into(),
-                audience: "y".into(),
+        let missing = JwksSource::File(dir.path().join("missing.json"));
+        assert!(Issuer::start(config(missing)).await.is_err());
+    }
+
+    /// A provider's `jwks_uri`, served here over HTTP: its keys rotate,
+    /// and the edge fetches the set again when a token names a key it
+    /// does not hold, but not once per such token.
+    #[tokio::test]
+    async fn a_sets_url_is_fetched_again_when_a_token_names_a_new_key() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use warp::Filter;
+        let served = Arc::new(RwLock::new(set(&[JWK_A])));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let route = {
+            let (served, fetches) = (Arc::clone(&served), Arc::clone(&fetches));
+            warp::path!("jwks").map(move || {
+                fetches.fetch_add(1, Ordering::SeqCst);
+                served.read().unwrap().clone()
             })
-            .is_err()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        let url = JwksSource::parse(&format!("http://{addr}/jwks"));
+        assert!(matches!(url, JwksSource::Url(_)));
+        let issuer = Issuer::start(config(url)).await.unwrap();
+        let a = token(KEY_A, "key-a", "https://id.example", "pace", 60);
+        assert_eq!(issuer.verify(&a), Ok("ann".into()));
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+
+        // The provider rotates: B in, A out. B's first token wakes a fetch.
+        *served.write().unwrap() = set(&[JWK_B]);
+        let b = token(KEY_B, "key-b", "https://id.example", "pace", 60);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while issuer.verify(&b).is_err() {
+            assert!(Instant::now() < deadline, "key B never fetched");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(matches!(issuer.verify(&a), Err(AuthError::Invalid(_))));
+        let after_rotation = fetches.load(Ordering::SeqCst);
+        assert_eq!(after_rotation, 2);
+        // A hundred made-up key ids: one fetch at most (and not before
+        // REFETCH_AT_MOST has passed).
+        for i in 0..100 {
+            let made_up = token(
+                KEY_B,
+                &format!("nope-{i}"),
+                "https://id.example",
+                "pace",
+                60,
+            );
+            assert!(issuer.verify(&made_up).is_err());
+        }
+        tokio::task::yield_now().await;
+        assert_eq!(fetches.load(Ordering::SeqCst), after_rotation);
+
+        // A provider that is not there: the edge does not start.
+        let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let gone = format!("http://{}/jwks", gone.local_addr().unwrap());
+        assert!(
+            Issuer::start(config(JwksSource::parse(&gone)))
+                .await
+                .is_err()
         );
     }
 }

@@ -469,14 +469,16 @@ async fn serve_with(
     bound: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), EdgeError> {
-    let issuer = (config.issuer.clone())
-        .map(crate::issuer::Issuer::new)
-        .transpose()
-        .map_err(EdgeError::Issuer)?;
-    let chat = Arc::new(
-        EdgeInput::new(&config.kafka, config.token_secret.clone())?
-            .with_issuer(issuer.map(Arc::new)),
-    );
+    let issuer = match config.issuer.clone() {
+        Some(issuer) => Some(
+            crate::issuer::Issuer::start(issuer)
+                .await
+                .map_err(EdgeError::Issuer)?,
+        ),
+        None => None,
+    };
+    let chat =
+        Arc::new(EdgeInput::new(&config.kafka, config.token_secret.clone())?.with_issuer(issuer));
     let listener = listen_on(config.listen, &config.limits).map_err(|source| EdgeError::Bind {
         addr: config.listen,
         source,

@@ -501,9 +501,10 @@ impl Conn {
         };
         let rooms = self.shared.views.get::<crate::views::rooms::Rooms>();
         // A room that does not exist here, or is invite-only and the user
-        // is neither invited nor a member: the same answer for both.
+        // is neither invited nor a member: the same answer for both (and a
+        // direct conversation not theirs is forbidden, existing or not).
         if !rooms.may_join(&room, &user) {
-            return Reply::Error(crate::views::rooms::unknown(&room));
+            return Reply::Error(crate::views::rooms::unseen(&room));
         }
         let member_only = matches!(op, RoomOp::Post | RoomOp::Read);
         if member_only && !(self.joined.contains(&room) || rooms.is_member(&room, &user)) {
@@ -529,7 +530,15 @@ impl Conn {
                 ..EdgeInput::event(&room, &user, ChatKind::Read)
             },
         };
-        match self.shared.chat.send(&event).await {
+        // Each frame that writes is a span (a trace of its own), whose
+        // context goes with the event into Kafka.
+        let span = tracing::info_span!(
+            "ws.frame",
+            otel.name = %format_args!("ws {:?}", event.kind),
+            otel.kind = "server",
+            pace.room = %room,
+        );
+        match self.shared.chat.send(&event).instrument(span).await {
             Ok(()) => {
                 // The join is in the room's partition before any later post,
                 // so the job has it first: this connection may post now.

@@ -10,6 +10,9 @@ use std::collections::BTreeSet;
 use differential_dataflow::VecCollection;
 use differential_dataflow::lattice::Lattice;
 use ingest::source::Envelope;
+use observability::traces::Step;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 use schemas::{CalcTask, TaskResult, Topics};
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
@@ -80,11 +83,34 @@ where
             // Sorted by id, then by (partition, offset): the first of an id counts.
             for (id, task) in batch {
                 if done.insert(id.clone()) {
+                    let start = std::time::SystemTime::now();
+                    let record = result_of(&task.record);
+                    // A traced task: its evaluation is a span, and the
+                    // result carries on from it.
+                    let trace = task.trace.map(|parent| {
+                        let step = Step {
+                            parent,
+                            partition: task.partition,
+                            offset: task.offset,
+                        };
+                        step.record(
+                            "calc.evaluate",
+                            Some("kafka.consume"),
+                            SpanKind::Internal,
+                            start,
+                            vec![
+                                KeyValue::new("pace.task.id", id.clone()),
+                                KeyValue::new("pace.task.status", record.status.as_str()),
+                            ],
+                        );
+                        step.after("calc.evaluate")
+                    });
                     let result = Envelope {
                         partition: task.partition,
                         offset: task.offset,
                         timestamp_ms: task.timestamp_ms,
-                        record: result_of(&task.record),
+                        trace,
+                        record,
                     };
                     out.push(((id, result), 1));
                 }
@@ -101,9 +127,15 @@ impl Job for Results {
     type Row = Envelope<TaskResult>;
     type Change = TaskResult;
     type Encoder = ();
+    const TRACED: bool = true;
 
     fn changelog(topics: &Topics) -> &str {
         &topics.results
+    }
+
+    /// A traced task's result carries on from its evaluation.
+    fn trace(row: &Envelope<TaskResult>) -> Option<observability::traces::TraceParent> {
+        row.trace
     }
 
     /// A result only appears: each new one is a record, keyed by task id.

@@ -9,6 +9,7 @@ use differential_dataflow::{AsCollection, VecCollection};
 use ingest::IngestError;
 use ingest::reader::Since;
 use ingest::source::{DeadLetter, Envelope, RawRecord, StaticConsumer, decode};
+use opentelemetry::trace::SpanKind;
 use schemas::{Topics, Validate};
 use serde::de::DeserializeOwned;
 use timely::dataflow::channels::pact::Pipeline;
@@ -130,6 +131,19 @@ impl<'s> Inputs<'s> {
                 if first && let Err(dl) = &decoded {
                     invalid.with_label_values(&[name.as_str(), dl.kind]).inc();
                     tracing::debug!(topic = %name, partition = dl.partition, offset = dl.offset, reason = %dl.reason, "dead letter");
+                }
+                // A traced record: its reading is a span (once, however
+                // many jobs read it), the parent of the job's steps.
+                if first
+                    && let Ok(e) = &decoded
+                    && let Some(parent) = e.trace
+                {
+                    let step = observability::traces::Step {
+                        parent,
+                        partition: e.partition,
+                        offset: e.offset,
+                    };
+                    step.kafka("kafka.consume", SpanKind::Consumer, &name);
                 }
                 decoded
             })

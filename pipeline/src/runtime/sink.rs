@@ -13,6 +13,8 @@ use ingest::producer::TrackedProducer;
 use ingest::reader::{Since, read_to_end};
 use ingest::source::DeadLetter;
 use ingest::{KafkaConfig, error_chain};
+use observability::traces::{Step, TraceParent};
+use opentelemetry::trace::SpanKind;
 use schemas::Topics;
 use schemas::topics::EPOCH_HEADER;
 use sinks::SinkError;
@@ -180,6 +182,14 @@ impl<J: Job> Produce<((String, J::Row), Time, isize)> for Changelog<J> {
         let origin = self.shared.origin(J::NAME, epoch);
         let flat = consolidate_rows(updates.into_iter().map(|(d, _, r)| (d, r)).collect());
         let mut written = self.written.take(epoch);
+        let traces: HashMap<String, TraceParent> = if J::TRACED {
+            (flat.iter())
+                .filter(|(_, diff)| *diff > 0)
+                .filter_map(|((key, row), _)| Some((key.clone(), J::trace(row)?)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         J::encode(flat, &mut self.state)
             .iter()
             .try_for_each(|(key, change)| {
@@ -194,6 +204,17 @@ impl<J: Job> Produce<((String, J::Row), Time, isize)> for Changelog<J> {
                         .inc();
                     return Ok(());
                 }
+                // A traced change: its produce is a span, and the record
+                // carries the trace on to the edges.
+                let trace = traces.get(key).map(|&parent| {
+                    let step = Step {
+                        parent,
+                        partition: 0,
+                        offset: 0,
+                    };
+                    step.kafka("kafka.produce", SpanKind::Producer, &self.topic);
+                    step.after("kafka.produce").to_string()
+                });
                 sinks::kafka::send_view_change(
                     producer,
                     &self.topic,
@@ -203,6 +224,7 @@ impl<J: Job> Produce<((String, J::Row), Time, isize)> for Changelog<J> {
                     epoch,
                     origin,
                     ticket,
+                    trace.as_deref(),
                 )
             })
     }

@@ -261,6 +261,7 @@ mod tests {
             partition: 0,
             offset,
             timestamp_ms: Some(1_780_000_000_000),
+            trace: None,
             record: GpsPoint {
                 race: "r1".into(),
                 participant: "p1".into(),

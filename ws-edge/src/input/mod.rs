@@ -9,6 +9,7 @@ pub mod decision;
 pub mod track;
 
 use std::sync::Arc;
+use tracing::Instrument;
 
 use std::time::Duration;
 
@@ -176,8 +177,28 @@ impl EdgeInput {
             .validate()
             .map_err(|e| SendError::Invalid(e.to_string()))?;
         let payload = serde_json::to_vec(record).expect("input records serialize");
+        // A span of its own, whose context travels in the record's
+        // `traceparent` header (when spans are exported).
+        let span = tracing::info_span!(
+            "kafka.produce",
+            otel.name = %format_args!("produce {topic}"),
+            otel.kind = "producer",
+            messaging.destination.name = topic,
+        );
+        let trace = observability::traces::TraceParent::of(&span).map(|t| t.to_string());
+        let headers: Vec<(&str, &[u8])> = trace
+            .iter()
+            .map(|t| (observability::traces::HEADER, t.as_bytes()))
+            .collect();
         self.producer
-            .send(topic, Some(key.as_bytes()), &payload, &[], SEND_TIMEOUT)
+            .send(
+                topic,
+                Some(key.as_bytes()),
+                &payload,
+                &headers,
+                SEND_TIMEOUT,
+            )
+            .instrument(span)
             .await
             .map_err(|e| SendError::Unavailable(e.to_string()))
     }

@@ -25,6 +25,9 @@ pub enum ErrorCode {
     Unauthorized,
     /// Posting to a room the user has not joined.
     NotMember,
+    /// A direct conversation that is not the user's (whether or not it
+    /// exists).
+    Forbidden,
     /// The event breaks a rule.
     Invalid,
     /// Too many frames or events.
@@ -46,6 +49,7 @@ impl ErrorCode {
             Self::TooManySubscriptions => "too_many_subscriptions",
             Self::Unauthorized => "unauthorized",
             Self::NotMember => "not_member",
+            Self::Forbidden => "forbidden",
             Self::Invalid => "invalid",
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",

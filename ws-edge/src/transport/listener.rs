@@ -36,6 +36,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower_service::Service;
+use tracing::Instrument;
 use warp::http::{Request, StatusCode};
 use warp::{Filter, Reply};
 
@@ -313,6 +314,28 @@ async fn refuse(mut stream: TcpStream, refusal: Refusal) {
     let _ = tokio::time::timeout(Duration::from_millis(500), write).await;
 }
 
+/// The span of one request: named by its method and the first two
+/// segments of its path (`POST /api/tasks`: few names, whatever the ids),
+/// a child of the client's trace if it sent a `traceparent`.
+fn request_span(req: &Request<Incoming>) -> tracing::Span {
+    let path = req.uri().path();
+    let route: String = path.split('/').take(3).collect::<Vec<_>>().join("/");
+    let parent = (req.headers().get(observability::traces::HEADER))
+        .and_then(|v| v.to_str().ok())
+        .and_then(observability::traces::TraceParent::parse);
+    observability::traces::child(
+        tracing::info_span!(
+            "http.request",
+            otel.name = %format_args!("{} {route}", req.method()),
+            otel.kind = "server",
+            http.request.method = %req.method(),
+            url.path = path,
+            http.response.status_code = tracing::field::Empty,
+        ),
+        parent.as_ref(),
+    )
+}
+
 /// One accepted connection.
 struct Connection {
     stream: TcpStream,
@@ -357,6 +380,7 @@ impl Connection {
             let busy = peer_ticket.busy();
             let allowed = requests.take(&addr.ip().into());
             let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+            let span = request_span(&req);
             req.extensions_mut().insert(Peer {
                 addr,
                 ticket: peer_ticket.clone(),
@@ -391,11 +415,14 @@ impl Connection {
                         .insert("retry-after", warp::http::HeaderValue::from_static("1"));
                     r
                 };
+                tracing::Span::current()
+                    .record("http.response.status_code", response.status().as_u16());
                 // Busy until the body is written, not only until it is made.
                 Ok::<_, std::convert::Infallible>(
                     response.map(|body| Guarded { body, _busy: busy }),
                 )
             }
+            .instrument(span)
         });
         let mut builder = http1::Builder::new();
         builder

@@ -141,6 +141,20 @@ impl Changelog {
         apply: impl Fn(T, Option<i64>) + Send + 'static,
     ) -> Self {
         Self::raw(topic, move |raw| {
+            // A traced change (a task's result, say): applying it, and the
+            // frames that sends, is a span of the trace.
+            let span = raw.trace().map(|parent| {
+                observability::traces::child(
+                    tracing::info_span!(
+                        "edge.apply",
+                        otel.name = %format_args!("apply {what}"),
+                        otel.kind = "consumer",
+                        messaging.kafka.offset = raw.offset,
+                    ),
+                    Some(&parent),
+                )
+            });
+            let _in = span.as_ref().map(tracing::Span::enter);
             match serde_json::from_slice::<T>(&raw.payload) {
                 Ok(change) => apply(change, origin(&raw)),
                 Err(e) => tracing::error!(offset = raw.offset, error = %e, "bad {what}"),

@@ -16,8 +16,10 @@
 //! invite-only room exists only for its members and invitees: to anyone
 //! else every route answers 404, as for a room that does not exist (but a
 //! create of its name gets 409: room ids are one namespace). A direct
-//! conversation is a room of two ([`schemas::direct_room`]): it exists only
-//! for them, takes no invite (403), and is opened only through
+//! conversation is a room of two ([`schemas::direct_room`]): to anyone
+//! else every route answers 403, whether it exists or not (its id is a
+//! hash anyone can compute, so 404 against 403 would tell who talks to
+//! whom); it takes no invite (403), and is opened only through
 //! `/api/conversations`. Room
 //! ids are [`schemas::validate::room_id`]s. Creates and invites take from
 //! the caller's post budget. The WebSocket side (`WS /ws/rooms/{id}`,
@@ -68,8 +70,16 @@ struct NewInvite {
     user: String,
 }
 
+/// 404 for a room the caller may not see, but 403 for a direct
+/// conversation not theirs, whether it exists or not
+/// ([`crate::views::rooms::unseen`]).
 fn no_room(id: &str) -> warp::reply::Response {
-    json_error(StatusCode::NOT_FOUND, format!("no room {id:?}"))
+    let refused = crate::views::rooms::unseen(id);
+    let status = match refused.0 {
+        crate::protocol::ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        _ => StatusCode::NOT_FOUND,
+    };
+    json_error(status, refused.1)
 }
 
 /// The rooms and who asks.

@@ -385,7 +385,7 @@ impl LiveView for Rooms {
         user: Option<&str>,
         since: Option<u64>,
     ) -> Result<Subscribed, Refused> {
-        Rooms::subscribe(self, &key.id, user, since).ok_or_else(|| unknown(&key.id))
+        Rooms::subscribe(self, &key.id, user, since).ok_or_else(|| unseen(&key.id))
     }
 
     fn resnapshot(&self, key: &Key, seq: u64) -> Option<Snapshot> {
@@ -398,17 +398,37 @@ impl LiveView for Rooms {
         if self.visible(&key.id, user) {
             Ok(())
         } else {
-            Err(Refused(
-                ErrorCode::UnknownRoom,
-                "no longer visible to you".to_owned(),
-            ))
+            Err(match unseen(&key.id) {
+                Refused(ErrorCode::UnknownRoom, _) => Refused(
+                    ErrorCode::UnknownRoom,
+                    "no longer visible to you".to_owned(),
+                ),
+                forbidden => forbidden,
+            })
         }
     }
 }
 
 /// The refusal for a room that does not exist (or is not the user's to see).
-pub(crate) fn unknown(room: &str) -> Refused {
+fn unknown(room: &str) -> Refused {
     Refused(ErrorCode::UnknownRoom, format!("no room {room:?}"))
+}
+
+/// The refusal for a room the user may not see. A direct conversation
+/// that is not theirs is forbidden whether it exists or not: its id is a
+/// hash of its two users' names ([`schemas::direct_room`]), so anyone can
+/// compute it, and an answer that told the two cases apart would tell a
+/// third user who talks to whom. Any other room they may not see does not
+/// exist for them.
+pub(crate) fn unseen(room: &str) -> Refused {
+    if room.starts_with(schemas::records::DIRECT_PREFIX) {
+        Refused(
+            ErrorCode::Forbidden,
+            format!("{room:?} is a direct conversation, and not yours"),
+        )
+    } else {
+        unknown(room)
+    }
 }
 
 fn summary(id: &str, v: &RoomView) -> RoomSummary {
