@@ -4,7 +4,8 @@
 //! session; a wrong password repeated is answered 429; a second `pace
 //! edge`, started after the first edge stopped, logs the same user in from
 //! the compacted `pace.users` topic; and no password, nor any hash of one,
-//! is in the archive, the dead letters or that edge's debug log. And an
+//! is in the archive, the dead letters or that edge's debug log. Wrong
+//! passwords on two edges lock the user's logins on a third. And an
 //! edge that takes an outside issuer's ES256 tokens (`--jwks`), checks
 //! their issuer and audience, and follows its key rotation.
 
@@ -119,9 +120,15 @@ async fn register_login_refresh_logout_and_a_second_edge() {
         "revoked",
     );
 
-    // A new session, logged out: its refresh token is refused after.
+    // A new session, logged out: its refresh token is refused after, and
+    // so is its access token, before it expires (as is the first
+    // session's, revoked by the reused refresh token).
     let (_, login) = post(&base, "/api/login", None, ann.clone()).await;
     let third = login["refresh_token"].as_str().unwrap().to_owned();
+    let third_access = login["access_token"].as_str().unwrap().to_owned();
+    let room = |id: &str| json!({"id": id, "visibility": "public"});
+    let (status, _) = post(&base, "/api/rooms", Some(&third_access), room("ann-2")).await;
+    assert_eq!(status, 201);
     let (status, _) = post(&base, "/api/logout", None, json!({"refresh_token": third})).await;
     assert_eq!(status, 204);
     refused(
@@ -135,6 +142,21 @@ async fn register_login_refresh_logout_and_a_second_edge() {
         401,
         "revoked",
     );
+    for (token, name) in [(&third_access, "ann-3"), (&access, "ann-4")] {
+        eventually(
+            "an ended session's access token refused",
+            Duration::from_secs(30),
+            || {
+                let base = base.clone();
+                let body = room(name);
+                async move {
+                    let (status, _) = post(&base, "/api/rooms", Some(token), body).await;
+                    (status == 401).then_some(())
+                }
+            },
+        )
+        .await;
+    }
     assert_eq!(
         post(
             &base,
@@ -260,6 +282,52 @@ async fn register_login_refresh_logout_and_a_second_edge() {
             );
         }
     }
+}
+
+/// Waits until the edge at `base` knows `user` (a register of the name
+/// is refused as taken, before any hashing).
+async fn knows(base: &str, user: &str) {
+    eventually("the edge to know the user", Duration::from_secs(30), || {
+        let base = base.to_owned();
+        async move {
+            let body = json!({"user": user, "password": OTHER_PASSWORD});
+            let answer = post(&base, "/api/users", None, body).await;
+            (answer.1["code"] == "exists").then_some(())
+        }
+    })
+    .await;
+}
+
+/// Wrong passwords spread over two edges, each within its own edge's
+/// budget, add up for the user: the tenth locks their logins on every
+/// edge, even a third one with the right password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_on_two_edges_lock_the_user_on_a_third() {
+    let stack = Stack::start("lockout", SECRET).await;
+    let cy = json!({"user": "cy", "password": PASSWORD});
+    assert_eq!(
+        post(&stack.base, "/api/users", None, cy.clone()).await.0,
+        201
+    );
+    let (other, other_base) = pace_edge(&stack.kafka, Some(SECRET));
+    let _other = Killed(other);
+    knows(&other_base, "cy").await;
+    let wrong = json!({"user": "cy", "password": "not the password"});
+    for base in [&stack.base, &other_base] {
+        for _ in 0..schemas::accounts::LOCK_AFTER / 2 {
+            let (status, answer) = post(base, "/api/login", None, wrong.clone()).await;
+            assert_eq!(status, 401, "{answer}");
+        }
+    }
+    let (third, third_base) = pace_edge(&stack.kafka, Some(SECRET));
+    let _third = Killed(third);
+    knows(&third_base, "cy").await;
+    refused(
+        &post(&third_base, "/api/login", None, cy.clone()).await,
+        429,
+        "locked",
+    );
+    stack.stop().await;
 }
 
 /// Every file under `dir`.

@@ -25,13 +25,17 @@ fn random_events(seed: u64, n: usize) -> Vec<AccountInput> {
     // The tokens each user's sessions were given, latest last.
     let mut given: BTreeMap<(usize, u32), Vec<u32>> = BTreeMap::new();
     let mut next_token = 0u32;
+    // Up to two minutes between events: failed logins lock a user, and
+    // the locks expire.
+    let mut time = 1_780_000_000_000i64;
     (0..n)
         .map(|i| {
             let u = rng.random_range(0..users.len());
             let session = rng.random_range(0..6u32);
             let tokens = given.entry((u, session)).or_default();
             next_token += 1;
-            let action = match rng.random_range(0..10) {
+            time += rng.random_range(0..120_000);
+            let action = match rng.random_range(0..12) {
                 0 | 1 => AccountAction::Register {
                     password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$salt{i}$hash"),
                 },
@@ -56,6 +60,7 @@ fn random_events(seed: u64, n: usize) -> Vec<AccountInput> {
                         next_sha256: sha(next_token),
                     }
                 }
+                8 | 9 => AccountAction::Failed,
                 _ => AccountAction::Close {
                     session: format!("s{session}"),
                 },
@@ -64,7 +69,7 @@ fn random_events(seed: u64, n: usize) -> Vec<AccountInput> {
                 user: users[u].into(),
                 request: format!("r{i}"),
                 action,
-                time: Timestamp(1_780_000_000_000 + i as i64),
+                time: Timestamp(time),
             };
             (event.user.clone(), (i as i64, Packed(event)))
         })

@@ -17,6 +17,12 @@
 //! any other (a used one: stolen, or replayed) is refused and revokes the
 //! family, so whoever holds the newer one is logged out too. A logout
 //! revokes the family. A user keeps their latest [`MAX_SESSIONS`] sessions.
+//!
+//! A wrong password at any edge is an event too ([`AccountAction::Failed`]):
+//! [`LOCK_AFTER`] of them within [`LOCK_WINDOW_MS`] (by the events' own
+//! times, so a replay decides the same) lock the user's logins on every
+//! edge until that window has passed since the first of them; a login
+//! that succeeds clears the count.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +35,10 @@ pub const MAX_SESSIONS: usize = 16;
 pub const MAX_USER_BYTES: usize = 64;
 /// Longest password hash (PHC string), bytes.
 pub const MAX_HASH_BYTES: usize = 256;
+/// Failed logins within [`LOCK_WINDOW_MS`] that lock a user's logins.
+pub const LOCK_AFTER: usize = 10;
+/// The window of [`LOCK_AFTER`], milliseconds (15 minutes).
+pub const LOCK_WINDOW_MS: i64 = 15 * 60 * 1000;
 
 /// One thing asked of a user's account.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -74,6 +84,8 @@ pub enum AccountAction {
         /// The session.
         session: String,
     },
+    /// A login whose password did not match, at some edge.
+    Failed,
 }
 
 impl AccountAction {
@@ -84,6 +96,7 @@ impl AccountAction {
             Self::Open { .. } => "open",
             Self::Refresh { .. } => "refresh",
             Self::Close { .. } => "close",
+            Self::Failed => "failed",
         }
     }
 }
@@ -149,6 +162,7 @@ impl Validate for AccountEvent {
                 sha256_hex("action.next_sha256", next_sha256)
             }
             AccountAction::Close { session } => v::id("action.session", session),
+            AccountAction::Failed => Ok(()),
         }
     }
 }
@@ -177,12 +191,24 @@ pub struct Account {
     pub created: Timestamp,
     /// Their latest sessions, oldest first.
     pub sessions: Vec<Session>,
+    /// The times of their latest failed logins (at most [`LOCK_AFTER`],
+    /// none older than [`LOCK_WINDOW_MS`] before the latest), oldest
+    /// first; cleared by a login.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Timestamp>,
 }
 
 impl Account {
     /// The session `id`, if kept.
     pub fn session(&self, id: &str) -> Option<&Session> {
         self.sessions.iter().find(|s| s.id == id)
+    }
+
+    /// Until when their logins are locked, if [`LOCK_AFTER`] logins failed
+    /// within [`LOCK_WINDOW_MS`]: the window's end after the first of them.
+    pub fn locked_until(&self) -> Option<Timestamp> {
+        (self.failures.len() >= LOCK_AFTER)
+            .then(|| Timestamp(self.failures[self.failures.len() - LOCK_AFTER].0 + LOCK_WINDOW_MS))
     }
 }
 
@@ -203,6 +229,8 @@ pub enum AccountRefusal {
     Reused,
     /// A session of that id exists.
     SessionExists,
+    /// Too many failed logins: locked for a while.
+    Locked,
 }
 
 impl AccountRefusal {
@@ -215,6 +243,7 @@ impl AccountRefusal {
             Self::Revoked => "the session has ended; log in again",
             Self::Reused => "that refresh token was used already; the session is revoked",
             Self::SessionExists => "a session of that id exists",
+            Self::Locked => "too many failed logins for this user; try again later",
         }
     }
 }
@@ -267,6 +296,7 @@ impl Account {
                 password_hash: password_hash.clone(),
                 created: e.time,
                 sessions: Vec::new(),
+                failures: Vec::new(),
             });
             return Ok(());
         }
@@ -277,9 +307,15 @@ impl Account {
                 session,
                 token_sha256,
             } => {
+                // An edge that had not heard of the lock yet checked the
+                // password: the lock holds all the same.
+                if a.locked_until().is_some_and(|until| e.time < until) {
+                    return Err(AccountRefusal::Locked);
+                }
                 if a.session(session).is_some() {
                     return Err(AccountRefusal::SessionExists);
                 }
+                a.failures.clear();
                 a.sessions.push(Session {
                     id: session.clone(),
                     token_sha256: token_sha256.clone(),
@@ -314,6 +350,14 @@ impl Account {
                     .find(|s| s.id == *session)
                     .ok_or(AccountRefusal::UnknownSession)?;
                 s.revoked = true;
+                Ok(())
+            }
+            AccountAction::Failed => {
+                a.failures.retain(|t| t.0 > e.time.0 - LOCK_WINDOW_MS);
+                a.failures.push(e.time);
+                if a.failures.len() > LOCK_AFTER {
+                    a.failures.remove(0);
+                }
                 Ok(())
             }
         }
@@ -410,6 +454,40 @@ mod tests {
             ),
         );
         assert_eq!(nobody.refused, Some(AccountRefusal::UnknownUser));
+    }
+
+    #[test]
+    fn failed_logins_lock_a_user_for_the_window_and_a_login_clears_them() {
+        let at = |ms: i64, action: AccountAction| AccountEvent {
+            time: Timestamp(1_780_000_000_000 + ms),
+            ..event(action, "r")
+        };
+        let open = |session: &str| AccountAction::Open {
+            session: session.into(),
+            token_sha256: sha('a'),
+        };
+        let register = AccountAction::Register {
+            password_hash: "$argon2id$x".into(),
+        };
+        let mut account = None;
+        Account::apply(&mut account, &at(0, register));
+        // Nine failures a minute apart, then one after the window of the
+        // first: the first has expired, nine within the window.
+        for i in 0..9 {
+            Account::apply(&mut account, &at(i * 60_000, AccountAction::Failed));
+        }
+        Account::apply(&mut account, &at(LOCK_WINDOW_MS, AccountAction::Failed));
+        assert_eq!(account.as_ref().unwrap().locked_until(), None);
+        // The tenth within the window locks, until the window's end after
+        // the first of the ten.
+        Account::apply(&mut account, &at(LOCK_WINDOW_MS + 1, AccountAction::Failed));
+        let until = account.as_ref().unwrap().locked_until().unwrap();
+        assert_eq!(until.0, 1_780_000_000_000 + 60_000 + LOCK_WINDOW_MS);
+        let early = Account::apply(&mut account, &at(until.0 - 1_780_000_000_001, open("s1")));
+        assert_eq!(early.refused, Some(AccountRefusal::Locked));
+        let later = Account::apply(&mut account, &at(until.0 - 1_780_000_000_000, open("s2")));
+        assert_eq!(later.refused, None);
+        assert!(account.unwrap().failures.is_empty(), "a login clears them");
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //! who issued it (`iss`, [`ISSUER`]), when (`iat`), from when (`nbf`) and
 //! until when (`exp`) it holds. Every one of those is checked: a token from
 //! the future (`iat` or `nbf` more than [`CLOCK_SKEW_S`] ahead), an expired
-//! one, or one from another issuer is refused. jsonwebtoken does the
+//! one, or one from another issuer is refused. A token issued at a login
+//! names its session (`sid`): once the session ends (a logout, a reused
+//! refresh token), the edge refuses it before it expires
+//! ([`crate::input::EdgeInput::user`]). jsonwebtoken does the
 //! signing and checking: a hand-rolled HMAC and base64 would be more code to
 //! get wrong.
 
@@ -25,6 +28,8 @@ struct Claims {
     iat: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     nbf: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
 }
 
 /// Why a token was refused.
@@ -46,6 +51,9 @@ pub enum AuthError {
     /// The token is not one this edge's secret signed, or is malformed.
     #[error("the token is not valid: {0}")]
     Invalid(String),
+    /// The session the token was issued for has ended (a logout).
+    #[error("the session has ended; log in again")]
+    Revoked,
 }
 
 /// Issues a token for `user`, valid for `ttl_s` seconds from `now_s` (Unix).
@@ -56,16 +64,39 @@ pub fn issue(secret: &str, user: &str, now_s: u64, ttl_s: u64) -> String {
 /// Issues a token for `user` issued at `iat`, valid from `nbf` until `exp`
 /// (Unix seconds).
 pub fn issue_claims(secret: &str, user: &str, iat: u64, nbf: u64, exp: u64) -> String {
-    let claims = Claims {
-        sub: user.to_owned(),
-        iss: ISSUER.to_owned(),
-        exp,
-        iat: Some(iat),
-        nbf: Some(nbf),
-    };
+    sign(
+        secret,
+        &Claims {
+            sub: user.to_owned(),
+            iss: ISSUER.to_owned(),
+            exp,
+            iat: Some(iat),
+            nbf: Some(nbf),
+            sid: None,
+        },
+    )
+}
+
+/// Issues a token for `user`'s session `sid` (a login's), valid for
+/// `ttl_s` seconds from `now_s`.
+pub fn issue_session(secret: &str, user: &str, sid: &str, now_s: u64, ttl_s: u64) -> String {
+    sign(
+        secret,
+        &Claims {
+            sub: user.to_owned(),
+            iss: ISSUER.to_owned(),
+            exp: now_s + ttl_s,
+            iat: Some(now_s),
+            nbf: Some(now_s),
+            sid: Some(sid.to_owned()),
+        },
+    )
+}
+
+fn sign(secret: &str, claims: &Claims) -> String {
     encode(
         &Header::new(Algorithm::HS256),
-        &claims,
+        claims,
         &EncodingKey::from_secret(secret.as_bytes()),
     )
     .expect("HS256 signing does not fail")
@@ -73,6 +104,16 @@ pub fn issue_claims(secret: &str, user: &str, iat: u64, nbf: u64, exp: u64) -> S
 
 /// The user a token names, if `secret` signed it and it has not expired.
 pub fn verify(secret: Option<&str>, token: Option<&str>) -> Result<String, AuthError> {
+    verify_session(secret, token).map(|(user, _)| user)
+}
+
+/// The user a token names and the session it was issued for (none for a
+/// token not issued at a login), if `secret` signed it and it has not
+/// expired.
+pub fn verify_session(
+    secret: Option<&str>,
+    token: Option<&str>,
+) -> Result<(String, Option<String>), AuthError> {
     let secret = secret.ok_or(AuthError::NotConfigured)?;
     let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
     let mut validation = Validation::new(Algorithm::HS256);
@@ -96,7 +137,7 @@ pub fn verify(secret: Option<&str>, token: Option<&str>) -> Result<String, AuthE
         return Err(AuthError::NotYetValid);
     }
     schemas::validate::id("sub", &claims.sub).map_err(|e| AuthError::Invalid(e.to_string()))?;
-    Ok(claims.sub)
+    Ok((claims.sub, claims.sid))
 }
 
 /// The current Unix time, seconds.
@@ -135,6 +176,22 @@ mod tests {
             verify(Some("s3cret"), Some(&forged)),
             Err(AuthError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_logins_token_names_its_session() {
+        let now = now_s();
+        let t = issue_session("s", "ann", "sess-1", now, 60);
+        assert_eq!(
+            verify_session(Some("s"), Some(&t)),
+            Ok(("ann".into(), Some("sess-1".into())))
+        );
+        assert_eq!(verify(Some("s"), Some(&t)), Ok("ann".into()));
+        let plain = issue("s", "ann", now, 60);
+        assert_eq!(
+            verify_session(Some("s"), Some(&plain)),
+            Ok(("ann".into(), None))
+        );
     }
 
     #[test]

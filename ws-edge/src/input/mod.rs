@@ -20,11 +20,16 @@ use schemas::{ChatEvent, ChatKind, GpsPoint, Timestamp, Validate, Visibility};
 
 use crate::auth::{self, AuthError};
 
+/// Whether a user's session has ended.
+type Ended = Box<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
 /// How long a record the edge sends may wait in the client's queue.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// The edge's way into the input topics.
 pub struct EdgeInput {
     secret: Option<String>,
+    /// Whether a user's session has ended (the accounts view answers).
+    ended: std::sync::OnceLock<Ended>,
     issuer: Option<Arc<crate::issuer::Issuer>>,
     producer: AsyncProducer,
     topic: String,
@@ -40,6 +45,7 @@ impl EdgeInput {
         let producer = AsyncProducer::new(config)?;
         Ok(Self {
             secret,
+            ended: std::sync::OnceLock::new(),
             issuer: None,
             producer,
             topic: config.topics.chat.clone(),
@@ -50,10 +56,17 @@ impl EdgeInput {
         })
     }
 
-    /// pace's token for `user`, valid `ttl_s` from now; `None` without a secret.
-    pub fn issue(&self, user: &str, ttl_s: u64) -> Option<String> {
+    /// pace's token for `user`'s session `sid`, valid `ttl_s` from now;
+    /// `None` without a secret.
+    pub fn issue(&self, user: &str, sid: &str, ttl_s: u64) -> Option<String> {
         let secret = self.secret.as_deref()?;
-        Some(auth::issue(secret, user, auth::now_s(), ttl_s))
+        Some(auth::issue_session(secret, user, sid, auth::now_s(), ttl_s))
+    }
+
+    /// Asks `ended(user, session)` of every token that names a session:
+    /// one that has ended is refused ([`AuthError::Revoked`]). Set once.
+    pub fn ends_sessions(&self, ended: impl Fn(&str, &str) -> bool + Send + Sync + 'static) {
+        let _ = self.ended.set(Box::new(ended));
     }
 
     /// Whether this edge has a secret to sign tokens with.
@@ -75,7 +88,13 @@ impl EdgeInput {
             (Some(issuer), Some(t)) if !t.is_empty() && !crate::issuer::is_own(t) => {
                 issuer.verify(t)
             }
-            _ => auth::verify(self.secret.as_deref(), token),
+            _ => {
+                let (user, sid) = auth::verify_session(self.secret.as_deref(), token)?;
+                match (sid, self.ended.get()) {
+                    (Some(sid), Some(ended)) if ended(&user, &sid) => Err(AuthError::Revoked),
+                    _ => Ok(user),
+                }
+            }
         }
     }
 

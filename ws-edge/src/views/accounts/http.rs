@@ -8,7 +8,9 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand::Rng;
 use schemas::Timestamp;
-use schemas::accounts::{AccountAction, AccountEvent, AccountOutcome, AccountRefusal, user_name};
+use schemas::accounts::{
+    Account, AccountAction, AccountEvent, AccountOutcome, AccountRefusal, user_name,
+};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use warp::http::StatusCode;
@@ -120,6 +122,7 @@ fn dummy_hash() -> &'static str {
 fn status(r: AccountRefusal) -> StatusCode {
     match r {
         AccountRefusal::Exists | AccountRefusal::SessionExists => StatusCode::CONFLICT,
+        AccountRefusal::Locked => StatusCode::TOO_MANY_REQUESTS,
         AccountRefusal::UnknownUser
         | AccountRefusal::UnknownSession
         | AccountRefusal::Revoked
@@ -208,7 +211,8 @@ impl Ctx {
 
     /// New tokens for the user whose session's refresh token is `refresh`.
     fn tokens(&self, refresh: &RefreshToken) -> warp::reply::Response {
-        let Some(access) = (self.callers.input).issue(&refresh.user, ACCESS_TTL_S) else {
+        let access = (self.callers.input).issue(&refresh.user, &refresh.session, ACCESS_TTL_S);
+        let Some(access) = access else {
             return no_secret();
         };
         let tokens = Tokens {
@@ -280,6 +284,13 @@ impl Ctx {
             return limited("login");
         }
         let account = self.accounts.account(&c.user);
+        // Locked by failed logins on any edge: refused before the hash
+        // is checked.
+        if let Some(until) = account.as_ref().and_then(Account::locked_until)
+            && Timestamp::now() < until
+        {
+            return refused(AccountRefusal::Locked);
+        }
         let phc = account
             .as_ref()
             .map_or_else(|| dummy_hash().to_owned(), |a| a.password_hash.clone());
@@ -287,7 +298,25 @@ impl Ctx {
         let matches = tokio::task::spawn_blocking(move || password_matches(&password, &phc))
             .await
             .unwrap_or(false);
-        if !matches || account.is_none() {
+        if account.is_none() {
+            return wrong_credentials();
+        }
+        if !matches {
+            // Counted for the user on every edge (the accounts job locks
+            // them after LOCK_AFTER); the answer does not wait for it.
+            let failed = AccountEvent {
+                user: c.user.clone(),
+                request: format!("req-{}", random_hex(16)),
+                action: AccountAction::Failed,
+                time: Timestamp::now(),
+            };
+            let input = &self.callers.input;
+            if let Err(e) = input
+                .produce(&input.topics().accounts, &c.user, &failed)
+                .await
+            {
+                return send_error(&e);
+            }
             return wrong_credentials();
         }
         let refresh = RefreshToken::new(&c.user);

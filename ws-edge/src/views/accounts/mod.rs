@@ -112,6 +112,16 @@ impl Accounts {
         self.users.read().expect("accounts lock").get(user).cloned()
     }
 
+    /// Whether `user`'s session `sid` has ended (closed or revoked). A
+    /// session this edge has not heard of yet (a login on another edge
+    /// just now) has not.
+    pub fn session_ended(&self, user: &str, sid: &str) -> bool {
+        let users = self.users.read().expect("accounts lock");
+        (users.get(user))
+            .and_then(|a| a.session(sid))
+            .is_some_and(|s| s.revoked)
+    }
+
     /// Whether `user` is registered.
     pub fn exists(&self, user: &str) -> bool {
         self.users.read().expect("accounts lock").contains_key(user)
@@ -154,7 +164,11 @@ impl ViewModule for Accounts {
         )]
     }
 
+    /// The account routes; and every token of a login is refused once
+    /// its session has ended here.
     fn routes(self: Arc<Self>, context: &Context) -> Routes {
+        let accounts = self.clone();
+        (context.callers.input).ends_sessions(move |user, sid| accounts.session_ended(user, sid));
         http::routes(self, context).boxed()
     }
 }
