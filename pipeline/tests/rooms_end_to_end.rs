@@ -10,6 +10,8 @@
 //! - A direct conversation: either of its two opens the same one; to a
 //!   third it does not exist, and nothing of theirs reaches Kafka; a read
 //!   marker set on one edge is the unread count on another.
+//! - An edge SIGKILLed: its users go offline within the lease bound, while
+//!   those of the edge that lives stay online.
 
 mod common;
 
@@ -528,5 +530,63 @@ async fn a_direct_conversation_is_its_two_users_alone() {
             .any(|e| e.user == "cy" || e.invitee.as_deref() == Some("cy")),
         "{chat:?}"
     );
+    stack.stop().await;
+}
+
+/// Whether `user` is online in `room`, by the members route at `base`.
+async fn is_online(http: &reqwest::Client, base: &str, room: &str, user: &str) -> Option<bool> {
+    let url = format!("{base}/api/rooms/{room}/members");
+    let members: Value = get_json(http, &url).await?;
+    let m = members.as_array()?.iter().find(|m| m["user"] == user)?;
+    m["online"].as_bool()
+}
+
+/// An edge that dies renews no lease: its users go offline within
+/// `LEASE_MS + LEASE_EVERY_MS` (30 s) of its last renewal, decided by the
+/// rooms job from the leases the living edge keeps renewing, and the
+/// living edge's users stay online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_edges_users_go_offline() {
+    let stack = Stack::start("presence", SECRET).await;
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: stack.base.clone(),
+    };
+    let room = json!({"id": "lounge", "visibility": "public"});
+    assert_eq!(api.post("/api/rooms", "ann", room).await, 201);
+    let (doomed, doomed_base) = pace_edge(&stack.kafka, Some(SECRET));
+    let mut doomed = Killed(doomed);
+    // Ann through the edge that will die, Bob through the one that lives.
+    let mut ann = connect(&doomed_base, "lounge", &format!("token={}", token("ann"))).await;
+    assert_eq!(next_frame(&mut ann).await["type"], "snapshot");
+    let mut bob = connect(&stack.base, "lounge", &format!("token={}", token("bob"))).await;
+    assert_eq!(next_frame(&mut bob).await["type"], "snapshot");
+    send(&mut bob, json!({"type": "join"})).await;
+    assert_eq!(reply(&mut bob).await["op"], "join");
+    for user in ["ann", "bob"] {
+        eventually("both online", Duration::from_secs(30), || async {
+            (is_online(&api.http, &api.base, "lounge", user).await == Some(true)).then_some(())
+        })
+        .await;
+    }
+    doomed.0.kill().unwrap();
+    doomed.0.wait().unwrap();
+    let killed = std::time::Instant::now();
+    eventually("Ann offline", Duration::from_secs(90), || async {
+        (is_online(&api.http, &api.base, "lounge", "ann").await == Some(false)).then_some(())
+    })
+    .await;
+    let took = killed.elapsed();
+    let bound = Duration::from_millis(
+        (schemas::records::LEASE_MS + schemas::records::LEASE_EVERY_MS) as u64,
+    );
+    // The bound, and what the pipeline and the edge take to say so.
+    assert!(took < bound + Duration::from_secs(5), "{took:?}");
+    assert_eq!(
+        is_online(&api.http, &api.base, "lounge", "bob").await,
+        Some(true),
+        "the living edge renewed Bob's lease"
+    );
+    drop(ann);
     stack.stop().await;
 }

@@ -152,7 +152,11 @@ fn random_rounds(seed: u64) -> Vec<Vec<RoomEvent>> {
         let direct = room == dm;
         let mut round = 0;
         let mut offset = rng.random_range(0..100);
+        // Mostly a second apart, now and then half a minute: leases of
+        // the two edges lapse, and are renewed.
+        let mut time = 1_780_000_000_000i64;
         for i in 0..120 {
+            time += if rng.random_bool(0.05) { 30_000 } else { 1_000 };
             let user = users[rng.random_range(0..users.len())];
             // r1 and r2 are never created (public, as IRC channels); ann
             // creates r3 invite-only and r4 public, but may not be first.
@@ -165,16 +169,37 @@ fn random_rounds(seed: u64) -> Vec<Vec<RoomEvent>> {
             } else {
                 user
             };
-            let kind = match rng.random_range(0..12) {
+            let kind = match rng.random_range(0..14) {
                 _ if create => ChatKind::Create,
                 0 | 1 => ChatKind::Join,
                 2 => ChatKind::Leave,
-                3 => ChatKind::Connect,
-                4 => ChatKind::Disconnect,
-                5 => ChatKind::Invite,
-                6 => ChatKind::Read,
+                3 | 4 => ChatKind::Connect,
+                5 => ChatKind::Disconnect,
+                6 => ChatKind::Invite,
+                7 => ChatKind::Read,
+                8 => ChatKind::Lease,
                 _ => ChatKind::Message,
             };
+            // Two edges (and connections through none, as before edges
+            // were named); a lease names some users, with one or two
+            // connections each.
+            let edge = match kind {
+                ChatKind::Lease => Some(["e1", "e2"][rng.random_range(0..2)].to_owned()),
+                ChatKind::Connect | ChatKind::Disconnect => {
+                    Some(["e1", "e2", ""][rng.random_range(0..3)].to_owned())
+                        .filter(|e| !e.is_empty())
+                }
+                _ => None,
+            };
+            let present = (kind == ChatKind::Lease).then(|| {
+                let mut present = std::collections::BTreeMap::new();
+                for u in users {
+                    if rng.random_bool(0.3) {
+                        present.insert(u.to_owned(), rng.random_range(1..3));
+                    }
+                }
+                present
+            });
             let message = kind == ChatKind::Message;
             let event = ChatEvent {
                 room: room.into(),
@@ -202,7 +227,9 @@ fn random_rounds(seed: u64) -> Vec<Vec<RoomEvent>> {
                 },
                 // Read markers anywhere, also past the log and backwards.
                 seq: (kind == ChatKind::Read).then(|| rng.random_range(0..70)),
-                time: Timestamp(1_780_000_000_000 + i * 1000),
+                edge,
+                present,
+                time: Timestamp(time),
             };
             offset += rng.random_range(1..4);
             // A room's events stay in order (one partition), across rounds.
@@ -287,6 +314,8 @@ fn a_retried_post_is_one_message() {
                     visibility: None,
                     invitee: None,
                     seq: None,
+                    edge: None,
+                    present: None,
                     time: Timestamp(1_780_000_000_000 + offset),
                 }),
             ),

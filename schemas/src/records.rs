@@ -5,6 +5,8 @@
 //! Each is strict JSON (`deny_unknown_fields`); [`Validate`] checks the rules
 //! the type system cannot.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 pub use crate::race::*;
@@ -144,7 +146,24 @@ pub enum ChatKind {
     Disconnect,
     /// The user, a member, has read the room up to `seq` (a read marker).
     Read,
+    /// An edge's lease on the room (written by the edge, every
+    /// [`LEASE_EVERY_MS`], for each room with anyone online): who is
+    /// connected to the room through it (`present`) as of `time`. An
+    /// edge not heard of in a room for [`LEASE_MS`] (by the times of the
+    /// room's events) has died: its connections there close.
+    Lease,
 }
+
+/// How often an edge renews its leases, milliseconds.
+pub const LEASE_EVERY_MS: i64 = 10_000;
+/// How long an edge's lease on a room lasts, milliseconds: past it, with
+/// nothing heard from the edge, its connections to the room close. With
+/// leases renewed every [`LEASE_EVERY_MS`] by every edge, a dead edge's
+/// users go offline at most `LEASE_MS + LEASE_EVERY_MS` after its last
+/// renewal, and one renewal may be lost without it.
+pub const LEASE_MS: i64 = 20_000;
+/// Most users one lease names.
+pub const MAX_PRESENT: usize = 10_000;
 
 /// A chat event in a room (topic `pace.chat`, keyed by room, so a room's
 /// events keep their order).
@@ -173,6 +192,13 @@ pub struct ChatEvent {
     /// The seq read up to (read markers only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// The edge a connection is through (connects, disconnects, leases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<String>,
+    /// Who is connected through the edge, with how many connections
+    /// (leases only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub present: Option<BTreeMap<String, u32>>,
     /// When the event happened.
     pub time: Timestamp,
 }
@@ -272,6 +298,44 @@ impl Validate for ChatEvent {
                     "only a read marker carries one",
                 ));
             }
+        }
+        if let Some(edge) = &self.edge {
+            if !matches!(
+                self.kind,
+                ChatKind::Connect | ChatKind::Disconnect | ChatKind::Lease
+            ) {
+                return Err(ValidationError::new(
+                    "edge",
+                    "only a connect, disconnect or lease carries one",
+                ));
+            }
+            v::id("edge", edge)?;
+        }
+        match (self.kind, &self.present, &self.edge) {
+            (ChatKind::Lease, Some(present), Some(_)) => {
+                if present.len() > MAX_PRESENT {
+                    return Err(ValidationError::new(
+                        "present",
+                        format_args!("names at most {MAX_PRESENT} users"),
+                    ));
+                }
+                for (user, n) in present {
+                    v::id("present", user)?;
+                    if *n == 0 {
+                        return Err(ValidationError::new("present", "counts start at 1"));
+                    }
+                }
+            }
+            (ChatKind::Lease, _, _) => {
+                return Err(ValidationError::new(
+                    "present",
+                    "a lease names its edge and who is present",
+                ));
+            }
+            (_, Some(_), _) => {
+                return Err(ValidationError::new("present", "only a lease carries it"));
+            }
+            (_, None, _) => {}
         }
         match (self.kind, &self.text) {
             (ChatKind::Message, Some(t)) if t.is_empty() => {

@@ -501,6 +501,7 @@ async fn serve_with(
         budgets,
     ));
     let origins = Arc::new(config.allowed_origins.clone());
+    tokio::spawn(renew_leases(shared.clone()));
     crate::transport::listener::serve(
         listener,
         routes(shared, origins),
@@ -511,6 +512,36 @@ async fn serve_with(
     )
     .await;
     Ok(())
+}
+
+/// Renews this edge's leases on the rooms (see [`crate::input::presence`])
+/// every [`crate::input::presence::RENEW_EVERY`] until the edge stops.
+async fn renew_leases(shared: Arc<Shared>) {
+    use futures_util::StreamExt;
+    let mut stopping = shared.shutdown.clone();
+    let mut every = tokio::time::interval(crate::input::presence::RENEW_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stopping.changed() => return,
+        }
+        let online = shared
+            .views
+            .get::<crate::views::rooms::Rooms>()
+            .online_rooms();
+        let leases = shared.chat.presence().leases(online);
+        futures_util::stream::iter(leases)
+            .for_each_concurrent(64, |lease| {
+                let chat = shared.chat.clone();
+                async move {
+                    if let Err(e) = chat.send(&lease).await {
+                        tracing::warn!(room = %lease.room, error = %e, "lease not sent");
+                    }
+                }
+            })
+            .await;
+    }
 }
 
 /// The listening socket. Accepted connections inherit its send buffer

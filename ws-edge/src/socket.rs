@@ -433,11 +433,8 @@ impl Conn {
             && self.room_budget(user)
             && self.online.insert(room.to_owned())
         {
-            let _ = self
-                .shared
-                .chat
-                .send(&EdgeInput::event(room, user, ChatKind::Connect))
-                .await;
+            let event = self.shared.chat.presence().connect(room, user);
+            let _ = self.shared.chat.send(&event).await;
         }
     }
 
@@ -446,11 +443,8 @@ impl Conn {
         if let Some(user) = &self.user
             && self.online.remove(room)
         {
-            let _ = self
-                .shared
-                .chat
-                .send(&EdgeInput::event(room, user, ChatKind::Disconnect))
-                .await;
+            let event = self.shared.chat.presence().disconnect(room, user);
+            let _ = self.shared.chat.send(&event).await;
         }
     }
 

@@ -60,6 +60,8 @@ fn events(
         visibility: None,
         invitee: None,
         seq: None,
+        edge: None,
+        present: None,
         time: t,
     };
     let mut events = Vec::new();

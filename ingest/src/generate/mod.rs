@@ -380,6 +380,8 @@ impl DemoChat {
             visibility: None,
             invitee: None,
             seq: None,
+            edge: None,
+            present: None,
             time: now,
         };
         let mut out = Vec::new();

@@ -85,8 +85,9 @@ use std::time::Instant;
 /// 6: a standings participant keeps its entrant record, and its progress
 /// the listing and (chip-timed races) its next cutoff. 7: a chip-timed
 /// runner's fold keeps where GPS fixes along the route put them. 8: a room
-/// keeps its members' read markers.
-pub const FORMAT: u32 = 8;
+/// keeps its members' read markers. 9: a room counts connections per
+/// edge and keeps the edges' leases.
+pub const FORMAT: u32 = 9;
 
 /// Dataflow time, Unix milliseconds.
 pub type Time = u64;

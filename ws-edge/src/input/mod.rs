@@ -6,6 +6,7 @@
 //! `pace.dlq` with its reason.
 
 pub mod decision;
+pub mod presence;
 pub mod track;
 
 use std::sync::Arc;
@@ -30,6 +31,8 @@ pub struct EdgeInput {
     secret: Option<String>,
     /// Whether a user's session has ended (the accounts view answers).
     ended: std::sync::OnceLock<Ended>,
+    /// Who is connected to which room through this edge.
+    presence: presence::Presence,
     issuer: Option<Arc<crate::issuer::Issuer>>,
     producer: AsyncProducer,
     topic: String,
@@ -46,6 +49,7 @@ impl EdgeInput {
         Ok(Self {
             secret,
             ended: std::sync::OnceLock::new(),
+            presence: presence::Presence::new(),
             issuer: None,
             producer,
             topic: config.topics.chat.clone(),
@@ -67,6 +71,11 @@ impl EdgeInput {
     /// one that has ended is refused ([`AuthError::Revoked`]). Set once.
     pub fn ends_sessions(&self, ended: impl Fn(&str, &str) -> bool + Send + Sync + 'static) {
         let _ = self.ended.set(Box::new(ended));
+    }
+
+    /// Who is connected to which room through this edge.
+    pub fn presence(&self) -> &presence::Presence {
+        &self.presence
     }
 
     /// Whether this edge has a secret to sign tokens with.
@@ -109,6 +118,8 @@ impl EdgeInput {
             visibility: None,
             invitee: None,
             seq: None,
+            edge: None,
+            present: None,
             time: Timestamp::now(),
         }
     }

@@ -25,7 +25,19 @@
 //! speaks without a join line is present from then on) and takes the room's
 //! next sequence number (a retry, with the same user and client message id
 //! as one of the room's last 4,096, is not a new message); connect and disconnect count a member's open
-//! connections, online while one is open. Batches are applied only when the
+//! connections, per edge, online while one is open.
+//!
+//! Presence survives an edge's death: every edge renews a lease on each
+//! room with anyone online every [`schemas::records::LEASE_EVERY_MS`],
+//! naming who is connected through it (`present`, as of the lease's
+//! time). A lease sets the edge's counts to what it names, but for a
+//! user whose connect or disconnect through it is later than the lease
+//! (so a lease and a connect crossing in flight agree). Any event of the
+//! room, at time `t`, first closes the connections of every edge last
+//! heard of in the room before `t - LEASE_MS`: a SIGKILLed edge renews
+//! nothing, the others' leases keep the room's time going, and its users
+//! go offline. Decided from the events' own times, in the room's order, so
+//! a replay decides the same. Batches are applied only when the
 //! frontier has passed their time, in order, so the output depends only on
 //! the events and their order: the same after a replay, for any worker count.
 //!
@@ -40,6 +52,7 @@ use differential_dataflow::lattice::Lattice;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
+use schemas::records::LEASE_MS;
 use schemas::{ChatEvent, ChatKind, Packed, RoomMember, RoomMessage, Visibility};
 
 use super::fold::{changed_rows, fold_in_order, in_order_by_key};
@@ -90,7 +103,12 @@ pub struct Room {
     created: Option<Created>,
     invited: std::collections::BTreeSet<String>,
     members: BTreeMap<String, schemas::Timestamp>,
-    connections: BTreeMap<String, u32>,
+    /// user → edge → (open connections, time of the last connect or
+    /// disconnect through it). Events without an edge count under "".
+    connections: BTreeMap<String, BTreeMap<String, (u32, i64)>>,
+    /// edge → when it was last heard of in the room (edges with
+    /// connections here only).
+    leases: BTreeMap<String, i64>,
     seq: u64,
     /// Each user's read marker: the seq they have read up to.
     reads: BTreeMap<String, u64>,
@@ -103,8 +121,73 @@ impl Room {
         self.created.as_ref().map(|c| c.visibility)
     }
 
+    /// Closes the connections of every edge last heard of in the room
+    /// more than [`LEASE_MS`] before `now`.
+    fn expire(&mut self, now: i64) {
+        let dead: Vec<String> = (self.leases.iter())
+            .filter(|(edge, last)| !edge.is_empty() && now > **last + LEASE_MS)
+            .map(|(edge, _)| edge.clone())
+            .collect();
+        for edge in dead {
+            self.leases.remove(&edge);
+            self.connections.retain(|_, by| {
+                by.remove(&edge);
+                !by.is_empty()
+            });
+        }
+    }
+
+    /// Notes that `edge` was heard of at `t`, if it has connections here.
+    fn heard(&mut self, edge: &str, t: i64) {
+        let has = self.connections.values().any(|by| by.contains_key(edge));
+        if has {
+            let last = self.leases.entry(edge.to_owned()).or_insert(t);
+            *last = (*last).max(t);
+        } else {
+            self.leases.remove(edge);
+        }
+    }
+
+    /// A connect (`+1`) or disconnect (`-1`) of `user` through `edge` at `t`.
+    fn connection(&mut self, user: &str, edge: &str, delta: i32, t: i64) {
+        let by = self.connections.entry(user.to_owned()).or_default();
+        let (n, at) = by.entry(edge.to_owned()).or_insert((0, t));
+        *n = n.saturating_add_signed(delta);
+        *at = (*at).max(t);
+        if *n == 0 {
+            by.remove(edge);
+        }
+        if by.is_empty() {
+            self.connections.remove(user);
+        }
+        self.heard(edge, t);
+    }
+
+    /// `edge`'s lease at `t`: its counts become `present`'s, but for users
+    /// whose connect or disconnect through it came later than `t`.
+    fn lease(&mut self, edge: &str, present: &BTreeMap<String, u32>, t: i64) {
+        for (user, by) in self.connections.iter_mut() {
+            if by.get(edge).is_some_and(|(_, at)| *at <= t) && !present.contains_key(user) {
+                by.remove(edge);
+            }
+        }
+        for (user, n) in present {
+            let by = self.connections.entry(user.clone()).or_default();
+            match by.get_mut(edge) {
+                Some((_, at)) if *at > t => {}
+                Some(slot) => *slot = (*n, t),
+                None => {
+                    by.insert(edge.to_owned(), (*n, t));
+                }
+            }
+        }
+        self.connections.retain(|_, by| !by.is_empty());
+        self.heard(edge, t);
+    }
+
     /// Applies the room's next event; the message it adds to the log, if any.
     pub fn apply(&mut self, room: &str, e: &ChatEvent) -> Option<RoomMessage> {
+        self.expire(e.time.0);
         // Invite-only rooms and direct conversations: members only.
         let closed = matches!(
             self.visibility(),
@@ -166,15 +249,18 @@ impl Room {
                 None
             }
             ChatKind::Connect => {
-                *self.connections.entry(e.user.clone()).or_default() += 1;
+                let edge = e.edge.as_deref().unwrap_or_default();
+                self.connection(&e.user, edge, 1, e.time.0);
                 None
             }
             ChatKind::Disconnect => {
-                if let Some(n) = self.connections.get_mut(&e.user) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.connections.remove(&e.user);
-                    }
+                let edge = e.edge.as_deref().unwrap_or_default();
+                self.connection(&e.user, edge, -1, e.time.0);
+                None
+            }
+            ChatKind::Lease => {
+                if let (Some(edge), Some(present)) = (&e.edge, &e.present) {
+                    self.lease(edge, present, e.time.0);
                 }
                 None
             }
@@ -312,4 +398,64 @@ pub fn reference(events: &[RoomEvent]) -> BTreeMap<String, Vec<RoomRow>> {
             (room.to_owned(), rows)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(user: &str, kind: ChatKind, edge: &str, t: i64) -> ChatEvent {
+        ChatEvent {
+            room: "r".into(),
+            user: user.into(),
+            kind,
+            text: None,
+            client_msg_id: None,
+            visibility: None,
+            invitee: None,
+            seq: None,
+            edge: Some(edge.into()),
+            present: None,
+            time: schemas::Timestamp(t),
+        }
+    }
+
+    fn lease(edge: &str, present: &[(&str, u32)], t: i64) -> ChatEvent {
+        ChatEvent {
+            present: Some(present.iter().map(|(u, n)| (u.to_string(), *n)).collect()),
+            ..event(edge, ChatKind::Lease, edge, t)
+        }
+    }
+
+    fn online(room: &Room) -> Vec<String> {
+        room.connections.keys().cloned().collect()
+    }
+
+    #[test]
+    fn a_silent_edges_users_go_offline_and_a_lease_is_what_its_edge_has() {
+        let mut r = Room::default();
+        r.apply("r", &event("ann", ChatKind::Connect, "e1", 0));
+        r.apply("r", &event("bob", ChatKind::Connect, "e2", 1));
+        r.apply("r", &lease("e1", &[("ann", 1)], 10_000));
+        assert_eq!(online(&r), ["ann", "bob"]);
+        // e2 is not heard of for longer than a lease: at the next event
+        // of the room, its users are offline; e1's are not.
+        r.apply("r", &lease("e1", &[("ann", 1)], LEASE_MS + 2));
+        assert_eq!(online(&r), ["ann"]);
+        // A connect and a lease that crossed in flight: the lease (taken
+        // before the connect) does not undo it.
+        r.apply("r", &event("cy", ChatKind::Connect, "e1", 30_001));
+        r.apply("r", &lease("e1", &[("ann", 1)], 30_000));
+        assert_eq!(online(&r), ["ann", "cy"]);
+        // A later lease is what the edge has: nobody.
+        r.apply("r", &lease("e1", &[], 40_000));
+        assert!(online(&r).is_empty());
+        // And a lease names who the edge has, even if their connect was
+        // lost: two connections, one disconnect, still online.
+        r.apply("r", &lease("e2", &[("dee", 2)], 41_000));
+        r.apply("r", &event("dee", ChatKind::Disconnect, "e2", 41_001));
+        assert_eq!(online(&r), ["dee"]);
+        let rows = r.rows("r");
+        assert!(rows.is_empty(), "nobody is a member: {rows:?}");
+    }
 }

@@ -268,6 +268,15 @@ impl Rooms {
         rooms.get(room).is_some_and(|v| v.visible_to(user))
     }
 
+    /// The rooms with anyone online (whose leases every edge renews).
+    pub fn online_rooms(&self) -> Vec<String> {
+        let rooms = self.rooms.read().expect("rooms lock");
+        (rooms.iter())
+            .filter(|(_, v)| v.members.values().any(|m| m.online))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Whether `user` may join `room`: it exists, and is public, or they
     /// are invited or a member already.
     pub fn may_join(&self, room: &str, user: &str) -> bool {
