@@ -167,3 +167,39 @@ print(len(t), len(r), [row for row in r])
     assert!(out.contains("'FAILED', None"), "{out}");
     stack.stop().await;
 }
+
+/// Every edge follows `pace.calc` too: a task posted through one edge is
+/// pending on another (200 `PENDING`, not 404), before any pipeline has
+/// answered it (none runs here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_posted_through_one_edge_is_pending_on_another() {
+    let (_, kafka) =
+        tokio::task::block_in_place(|| common::views::fresh_topics("tasks-across-edges"));
+    let (one, one_base) = pace_edge(&kafka, None);
+    let _one = Killed(one);
+    let (other, other_base) = pace_edge(&kafka, None);
+    let _other = Killed(other);
+    let http = reqwest::Client::new();
+    let posted = http
+        .post(format!("{one_base}/api/tasks"))
+        .json(&json!({"id": "elsewhere", "expression": "2 * 21"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 202);
+    let url = format!("{other_base}/api/tasks/elsewhere");
+    // 404 until the other edge has read the task.
+    let pending: Value = eventually(
+        "the task on the other edge",
+        Duration::from_secs(30),
+        || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let r: Value = get_json(&http, &url).await?;
+                (r["status"] == "PENDING").then_some(r)
+            }
+        },
+    )
+    .await;
+    assert_eq!(pending["expression"], "2 * 21");
+}

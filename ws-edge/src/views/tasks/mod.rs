@@ -4,7 +4,7 @@
 //! | route | answer |
 //! | --- | --- |
 //! | `POST /api/tasks` `{"expression", "id"?}` | 202 `{"id"}` once the broker has the task; the same id again is the same task |
-//! | `GET /api/tasks/{id}` | `{id, expression, status, result, error, submitted_at, completed_at}`; `PENDING` until the result is in |
+//! | `GET /api/tasks/{id}` | `{id, expression, status, result, error, submitted_at, completed_at}`; `PENDING` until the result is in, on every edge (each follows `pace.calc` too) |
 //! | `GET /api/tasks?status=S&limit=N` | the latest results (of the last [`RESULTS_HELD`]), newest first, at most 500 |
 //! | `WS /ws/tasks/{id}` | `/ws` subscribed to the task: a snapshot (`result` null or pending), then the result (`PROTOCOL.md`) |
 //!
@@ -31,8 +31,12 @@ use crate::views::live::{
 
 /// Results held per edge (older ones are in the changelog and the archive).
 pub const RESULTS_HELD: usize = 10_000;
-/// Tasks submitted here and not yet answered, held at most.
+/// Tasks submitted (through any edge) and not yet answered, held at most.
 pub const PENDING_HELD: usize = 10_000;
+/// How old a task read from `pace.calc` may be and still count as
+/// pending, milliseconds: an older one has its result (perhaps no longer
+/// held here), or is lost.
+pub const PENDING_FOR_MS: i64 = 10 * 60 * 1000;
 /// Most results one `GET /api/tasks` returns.
 pub const MAX_LIST: usize = 500;
 /// Largest request body, bytes.
@@ -99,7 +103,8 @@ impl Tasks {
         }
     }
 
-    /// Notes a task submitted through this edge, until its result arrives.
+    /// Notes a task submitted (through this edge, or read from `pace.calc`),
+    /// until its result arrives.
     pub fn submitted(&self, task: &CalcTask) {
         let mut inner = self.inner.write().expect("tasks lock");
         if inner.results.contains_key(&task.id) || inner.pending.contains_key(&task.id) {
@@ -208,14 +213,20 @@ impl ViewModule for Tasks {
         &[ViewKind::Task]
     }
 
+    /// The results, and the tasks themselves: a task submitted through
+    /// any edge is pending on every edge until its result is in.
     fn changelogs(self: Arc<Self>, topics: &Topics) -> Vec<Changelog> {
-        vec![Changelog::json(
-            &topics.results,
-            "task result",
-            move |r, _| {
+        let tasks = self.clone();
+        vec![
+            Changelog::json(&topics.results, "task result", move |r, _| {
                 self.apply(r);
-            },
-        )]
+            }),
+            Changelog::json(&topics.calc, "task", move |t: CalcTask, _| {
+                if t.time.0 > schemas::Timestamp::now().0 - PENDING_FOR_MS {
+                    tasks.submitted(&t);
+                }
+            }),
+        ]
     }
 
     fn routes(self: Arc<Self>, context: &Context) -> Routes {
