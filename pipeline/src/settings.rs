@@ -182,6 +182,19 @@ pub struct Edge {
     /// (bursts of 2.5 times that); more get 429.
     #[arg(long, env = "PACE_REQUESTS_PER_ADDRESS", default_value_t = ws_edge::EdgeLimits::default().requests.per_second, value_parser = positive)]
     pub requests_per_address: f64,
+    /// A proxy (load balancer) in front of the edge, by address or CIDR
+    /// range (`10.0.0.0/8`); repeat or comma-separate. A request from one
+    /// counts against the client its `X-Forwarded-For` names (the
+    /// rightmost address there that is not a trusted proxy), for every
+    /// per-address budget; its connections are not capped per address.
+    #[arg(
+        long = "trusted-proxy",
+        env = "PACE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDR",
+        value_parser = cidr
+    )]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Edge {
@@ -200,6 +213,10 @@ impl Edge {
         config.allowed_origins.clone_from(&self.allowed_origins);
         config.limits.max_connections = self.max_connections;
         config.limits.max_per_address = self.max_connections_per_address;
+        config.limits.trusted_proxies = ws_edge::transport::proxies::TrustedProxies::parse(
+            self.trusted_proxies.iter().map(String::as_str),
+        )
+        .expect("each range was parsed by clap");
         config.limits.requests = ws_edge::transport::bucket::Rate::new(
             self.requests_per_address * 2.5,
             self.requests_per_address,
@@ -251,6 +268,11 @@ pub struct All {
 const ARCHIVE_ROLL_MS: u64 = sinks::archive::ArchiveConfig::DEFAULT_MAX_AGE.as_millis() as u64;
 const TICK_MS: u64 = PipelineConfig::DEFAULT_TICK.as_millis() as u64;
 const SNAPSHOT_EVERY_MS: u64 = PipelineConfig::DEFAULT_SNAPSHOT_EVERY.as_millis() as u64;
+
+/// An address or CIDR range of `--trusted-proxy`.
+fn cidr(s: &str) -> Result<String, String> {
+    ws_edge::transport::proxies::TrustedProxies::parse([s]).map(|_| s.trim().to_owned())
+}
 
 /// A finite number above 0.
 fn positive(s: &str) -> Result<f64, String> {

@@ -3,7 +3,9 @@
 //! acknowledged with its offset; bad ones refused and dead-lettered), the
 //! pipeline makes standings of them, and both edges, and the in-process
 //! one, serve byte-identical snapshots of the race. Every frame the test
-//! receives is valid against `ws-edge/protocol.schema.json`.
+//! receives is valid against `ws-edge/protocol.schema.json`. Behind a
+//! trusted proxy, each client its `X-Forwarded-For` names has budgets of
+//! its own.
 
 #![allow(clippy::print_stdout)] // what the test saw is worth seeing
 mod common;
@@ -257,4 +259,71 @@ async fn devices_through_two_edges_and_identical_views() {
         assert!(child.wait().unwrap().success());
     }
     stack.stop().await;
+}
+
+/// Behind a trusted proxy (`--trusted-proxy`), each client's address is
+/// the one its `X-Forwarded-For` names: two clients of one proxy have
+/// budgets of their own. An edge that does not trust the proxy believes
+/// no such header: both are the proxy's address, and share one budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxys_clients_have_budgets_of_their_own() {
+    let (_, kafka) = tokio::task::block_in_place(|| common::views::fresh_topics("proxy"));
+    let prefix = kafka
+        .topics
+        .gps
+        .strip_suffix("pace.gps")
+        .unwrap()
+        .to_owned();
+    let edge = |trust: bool| {
+        let mut args = vec![
+            "edge",
+            "--brokers",
+            &kafka.brokers,
+            "--topic-prefix",
+            &prefix,
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        if trust {
+            args.extend(["--trusted-proxy", "127.0.0.0/8"]);
+        }
+        let args: Vec<&std::ffi::OsStr> = args.into_iter().map(std::ffi::OsStr::new).collect();
+        let (child, base) = spawn_pace(&args);
+        (Killed(child), base)
+    };
+    let http = reqwest::Client::new();
+    // A register with a bad body costs the address's account budget, and
+    // reaches nothing else: 400, then 429 once the budget is spent.
+    let register = |base: String, client: &'static str| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(format!("{base}/api/users"))
+                .header("x-forwarded-for", client)
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+    for (trust, other_client) in [(true, 400), (false, 429)] {
+        let (_edge, base) = edge(trust);
+        let mut spent = false;
+        for _ in 0..200 {
+            match register(base.clone(), "198.51.100.1").await {
+                429 => {
+                    spent = true;
+                    break;
+                }
+                status => assert_eq!(status, 400),
+            }
+        }
+        assert!(spent, "the first client's budget was never spent");
+        assert_eq!(
+            register(base.clone(), "198.51.100.2").await,
+            other_client,
+            "trusting the proxy: {trust}"
+        );
+    }
 }

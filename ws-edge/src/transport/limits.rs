@@ -84,6 +84,9 @@ pub struct EdgeLimits {
     pub max_message: usize,
     /// How long a graceful shutdown waits for clients to go.
     pub drain: Duration,
+    /// Proxies whose `X-Forwarded-For` names the client whose address
+    /// budgets count.
+    pub trusted_proxies: crate::transport::proxies::TrustedProxies,
 }
 
 impl Default for EdgeLimits {
@@ -112,6 +115,7 @@ impl Default for EdgeLimits {
             ws_read_buffer: 4 * 1024,
             max_message: 64 * 1024,
             drain: Duration::from_secs(5),
+            trusted_proxies: Default::default(),
         }
     }
 }

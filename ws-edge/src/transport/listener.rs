@@ -239,7 +239,8 @@ pub async fn serve<F>(
                 continue;
             }
         };
-        let ticket = match table.admit(addr.ip().into()) {
+        let proxy = limits.trusted_proxies.contains(addr.ip());
+        let ticket = match table.admit(addr.ip().into(), proxy) {
             Ok(t) => t,
             Err(refusal) => {
                 observability::metrics()
@@ -375,14 +376,18 @@ impl Connection {
         });
         let peer_ticket = ticket.clone();
         let request_timeout = limits.request_timeout;
+        let trusted = limits.trusted_proxies.clone();
         let handler = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let mut service = service.clone();
             let busy = peer_ticket.busy();
-            let allowed = requests.take(&addr.ip().into());
+            // Behind a trusted proxy, the client it names.
+            let forwarded = (req.headers().get("x-forwarded-for")).and_then(|v| v.to_str().ok());
+            let client = SocketAddr::new(trusted.client(addr.ip(), forwarded), addr.port());
+            let allowed = requests.take(&client.ip().into());
             let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
             let span = request_span(&req);
             req.extensions_mut().insert(Peer {
-                addr,
+                addr: client,
                 ticket: peer_ticket.clone(),
                 upgrade: Arc::new(Mutex::new(upgrade)),
             });

@@ -10,5 +10,6 @@ pub mod gossip;
 pub mod http;
 pub mod limits;
 pub mod listener;
+pub mod proxies;
 pub mod table;
 pub mod upgrade;

@@ -107,11 +107,12 @@ impl Table {
     }
 
     /// A place for a connection from `address`, closing the longest-idle
-    /// connection if every place is taken.
-    pub fn admit(self: &Arc<Self>, address: AddressKey) -> Result<Ticket, Refusal> {
+    /// connection if every place is taken. A `proxy` (trusted) is not
+    /// capped per address.
+    pub fn admit(self: &Arc<Self>, address: AddressKey, proxy: bool) -> Result<Ticket, Refusal> {
         let mut s = self.state.lock().expect("table lock");
         let from_here = s.per_address.get(&address).copied().unwrap_or(0);
-        if self.per_address > 0 && from_here >= self.per_address {
+        if self.per_address > 0 && !proxy && from_here >= self.per_address {
             return Err(Refusal::Address);
         }
         if s.open - s.evicting >= self.budget {
@@ -292,26 +293,42 @@ mod tests {
     }
 
     #[test]
+    fn a_trusted_proxy_is_not_capped_per_address() {
+        let t = Table::new(10, 1);
+        let _a = t.admit(key("10.0.0.1"), false).unwrap();
+        assert_eq!(
+            t.admit(key("10.0.0.1"), false).err(),
+            Some(Refusal::Address)
+        );
+        let _b = t.admit(key("10.0.0.1"), true).unwrap();
+        let _c = t.admit(key("10.0.0.1"), true).unwrap();
+        assert_eq!(t.open(), 3);
+    }
+
+    #[test]
     fn a_full_table_closes_its_longest_idle_connection() {
         let t = Table::new(3, 2);
-        let a = t.admit(key("10.0.0.1")).unwrap();
-        let b = t.admit(key("10.0.0.1")).unwrap();
-        assert_eq!(t.admit(key("10.0.0.1")).err(), Some(Refusal::Address));
-        let c = t.admit(key("10.0.0.2")).unwrap();
+        let a = t.admit(key("10.0.0.1"), false).unwrap();
+        let b = t.admit(key("10.0.0.1"), false).unwrap();
+        assert_eq!(
+            t.admit(key("10.0.0.1"), false).err(),
+            Some(Refusal::Address)
+        );
+        let c = t.admit(key("10.0.0.2"), false).unwrap();
         // a is busy, b is a WebSocket: c is the only idle one, and goes.
         let busy = a.busy();
         assert!(b.upgraded());
-        let d = t.admit(key("10.0.0.3")).unwrap();
+        let d = t.admit(key("10.0.0.3"), false).unwrap();
         assert!(c.0.evict.notified().now_or_never_ready());
         assert!(!c.upgraded(), "told to go: it may not become a WebSocket");
         // Every place is busy now, or a WebSocket, or already told to go.
         let busy_d = d.busy();
-        assert_eq!(t.admit(key("10.0.0.4")).err(), Some(Refusal::Full));
+        assert_eq!(t.admit(key("10.0.0.4"), false).err(), Some(Refusal::Full));
         drop(c);
         assert_eq!(t.open(), 3);
         // a's request ends: a is idle, so a newcomer may take its place.
         drop(busy);
-        let _e = t.admit(key("10.0.0.4")).unwrap();
+        let _e = t.admit(key("10.0.0.4"), false).unwrap();
         assert!(a.0.evict.notified().now_or_never_ready());
         drop(a);
         assert_eq!(t.open(), 3);
