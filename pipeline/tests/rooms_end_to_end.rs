@@ -12,6 +12,8 @@
 //!   marker set on one edge is the unread count on another.
 //! - An edge SIGKILLed: its users go offline within the lease bound, while
 //!   those of the edge that lives stay online.
+//! - A room's history older than the edge holds is read back from the
+//!   changelog, in pages, each message once.
 
 mod common;
 
@@ -588,5 +590,58 @@ async fn a_dead_edges_users_go_offline() {
         "the living edge renewed Bob's lease"
     );
     drop(ann);
+    stack.stop().await;
+}
+
+/// 2,600 messages in a room, more than the 2,000 an edge holds: every page
+/// from seq 0 on is served, the old ones read back from `pace.rooms`, and
+/// the whole log comes out in order, each message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_older_than_the_edge_holds_comes_from_the_changelog() {
+    let stack = Stack::start("history", SECRET).await;
+    let n = ws_edge::views::rooms::MESSAGES_HELD as u64 + 600;
+    let events: Vec<ChatEvent> = (1..=n)
+        .map(|i| ChatEvent {
+            text: Some(format!("line {i}")),
+            time: schemas::Timestamp(1_780_000_000_000 + i as i64),
+            ..ws_edge::input::EdgeInput::event("long", "ann", schemas::ChatKind::Message)
+        })
+        .collect();
+    let kafka = stack.kafka.clone();
+    tokio::task::block_in_place(|| {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        ingest::jsonl::replay(&kafka, &kafka.topics.chat, &events, 0.0, &stop).unwrap();
+    });
+    let http = reqwest::Client::new();
+    let room = format!("{}/api/rooms/long", stack.base);
+    eventually(
+        "every message at the edge",
+        Duration::from_secs(60),
+        || async {
+            let r: Value = get_json(&http, &room).await?;
+            (r["last_seq"] == n).then_some(())
+        },
+    )
+    .await;
+    let page = |since: u64| {
+        let url = format!("{room}/messages?since={since}&limit=500");
+        let http = http.clone();
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200, "since {since}");
+            let page: Vec<Value> = r.json().await.unwrap();
+            page.iter()
+                .map(|m| m["seq"].as_u64().unwrap())
+                .collect::<Vec<u64>>()
+        }
+    };
+    assert_eq!(page(450).await, (451..=950).collect::<Vec<_>>());
+    let mut all = Vec::new();
+    while all.len() < n as usize {
+        let got = page(all.last().copied().unwrap_or(0)).await;
+        assert!(!got.is_empty(), "a page after {:?}", all.last());
+        all.extend(got);
+    }
+    assert_eq!(all, (1..=n).collect::<Vec<_>>());
     stack.stop().await;
 }

@@ -40,6 +40,7 @@ pub struct EdgeInput {
     gps_topic: String,
     topics: schemas::Topics,
     dlq_topic: String,
+    kafka: KafkaConfig,
 }
 
 impl EdgeInput {
@@ -57,6 +58,7 @@ impl EdgeInput {
             gps_topic: config.topics.gps.clone(),
             topics: config.topics.clone(),
             dlq_topic: config.topics.dlq.clone(),
+            kafka: config.clone(),
         })
     }
 
@@ -187,6 +189,11 @@ impl EdgeInput {
             .with_label_values(&[topic.as_str()])
             .inc();
         Ok(())
+    }
+
+    /// Where the brokers are (for a read of a changelog's past).
+    pub fn kafka(&self) -> &KafkaConfig {
+        &self.kafka
     }
 
     /// The topics this edge writes to.

@@ -140,6 +140,16 @@ impl Changelog {
         what: &'static str,
         apply: impl Fn(T, Option<i64>) + Send + 'static,
     ) -> Self {
+        Self::json_at(topic, what, move |change, origin, _| apply(change, origin))
+    }
+
+    /// [`Changelog::json`] whose `apply` also gets each record's place in
+    /// the topic, `(partition, offset)`.
+    pub fn json_at<T: DeserializeOwned>(
+        topic: &str,
+        what: &'static str,
+        apply: impl Fn(T, Option<i64>, (i32, i64)) + Send + 'static,
+    ) -> Self {
         Self::raw(topic, move |raw| {
             // A traced change (a task's result, say): applying it, and the
             // frames that sends, is a span of the trace.
@@ -156,7 +166,7 @@ impl Changelog {
             });
             let _in = span.as_ref().map(tracing::Span::enter);
             match serde_json::from_slice::<T>(&raw.payload) {
-                Ok(change) => apply(change, origin(&raw)),
+                Ok(change) => apply(change, origin(&raw), (raw.partition, raw.offset)),
                 Err(e) => tracing::error!(offset = raw.offset, error = %e, "bad {what}"),
             }
         })

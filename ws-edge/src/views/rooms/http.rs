@@ -7,7 +7,7 @@
 //! | `POST /api/rooms` `{"id","visibility":"public"\|"invite_only"}` | 201 once the rooms job made the room this request's; 409 if it exists or another create won; 202 if the job has not decided within [`CREATE_WAIT`] |
 //! | `GET /api/rooms/{id}/members` | `[{room, user, online, joined_at}]` |
 //! | `POST /api/rooms/{id}/invites` `{"user"}` | 202; members only |
-//! | `GET /api/rooms/{id}/messages?since=SEQ&limit=N` | the messages after `SEQ`, in order (at most 500); 410 once no longer held |
+//! | `GET /api/rooms/{id}/messages?since=SEQ&limit=N` | the messages after `SEQ`, in order (at most 500): from those the edge holds, or read back from `pace.rooms` ([`history`]); 410 beyond the changelog's retention |
 //! | `POST /api/conversations` `{"with"}` | the caller's direct conversation with that user: 201 `{id, with}` once the rooms job made it, 200 if it exists (either of the two opened it); 400 with oneself |
 //! | `GET /api/conversations` | `[{id, with, last_seq}]`: the caller's direct conversations |
 //! | `GET /api/me/rooms` | `[{id, visibility, with?, last_seq, read_seq, unread}]`: the rooms and conversations the caller is a member of, and how much of each they have not read (their read marker: a `read` frame on the WebSocket) |
@@ -35,7 +35,7 @@ use warp::{Filter, Reply};
 
 use crate::input::EdgeInput;
 use crate::transport::http::{Callers, json_error, json_with, send_error};
-use crate::views::rooms::{Gone, Rooms};
+use crate::views::rooms::{Gone, MAX_PAGE, Rooms, history};
 
 /// How long a create waits for the rooms job's decision before it answers
 /// 202 (the create is in Kafka and will be decided; `GET /api/rooms/{id}`
@@ -202,24 +202,46 @@ pub(crate) fn routes(
         .and(warp::query::<RoomQuery>())
         .and(bearer)
         .and(ctx.clone())
-        .map(|id: String, q: RoomQuery, auth: Option<String>, ctx: Ctx| {
-            let user = match ctx.callers.who(auth.as_deref()) {
-                Ok(u) => u,
-                Err(e) => return e.reply(),
-            };
-            let limit = q.limit.unwrap_or(crate::views::rooms::MAX_PAGE);
-            match ctx
-                .rooms
-                .messages(&id, user.as_deref(), q.since.unwrap_or(0), limit)
-            {
-                Some(Ok(m)) => warp::reply::json(&m).into_response(),
-                Some(Err(Gone::Before(seq))) => json_error(
-                    StatusCode::GONE,
-                    format!("messages up to seq {seq} are no longer held here"),
-                ),
-                None => no_room(&id),
-            }
-        });
+        .then(
+            |id: String, q: RoomQuery, auth: Option<String>, ctx: Ctx| async move {
+                let user = match ctx.callers.who(auth.as_deref()) {
+                    Ok(u) => u,
+                    Err(e) => return e.reply(),
+                };
+                let limit = q.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+                let since = q.since.unwrap_or(0);
+                match ctx.rooms.messages(&id, user.as_deref(), since, limit) {
+                    Some(Ok(m)) => warp::reply::json(&m).into_response(),
+                    Some(Err(Gone::InChangelog { partition, offset })) => {
+                        let input = ctx.callers.input.clone();
+                        let read = tokio::task::spawn_blocking(move || {
+                            let topic = &input.topics().rooms;
+                            history::read(
+                                input.kafka(),
+                                topic,
+                                &id,
+                                (partition, offset),
+                                since,
+                                limit,
+                            )
+                        });
+                        match read.await {
+                            Ok(Ok(m)) => warp::reply::json(&m).into_response(),
+                            Ok(Err(e)) => json_error(StatusCode::SERVICE_UNAVAILABLE, e),
+                            Err(_) => json_error(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "the read of the changelog failed".to_owned(),
+                            ),
+                        }
+                    }
+                    Some(Err(Gone::Before(seq))) => json_error(
+                        StatusCode::GONE,
+                        format!("messages up to seq {seq} are beyond the changelog's retention"),
+                    ),
+                    None => no_room(&id),
+                }
+            },
+        );
     let open = warp::path!("api" / "conversations")
         .and(warp::post())
         .and(bearer)

@@ -10,6 +10,7 @@
 //!   each change, encoded once for every subscriber.
 
 pub mod frames;
+pub mod history;
 pub mod http;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -78,11 +79,20 @@ pub struct MyRoom {
     pub unread: u64,
 }
 
-/// Why messages cannot be served.
+/// Why messages cannot be served from what the edge holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Gone {
-    /// Messages up to and including this seq are no longer held.
+    /// Messages up to and including this seq are beyond the changelog's
+    /// retention (or older than anything this edge read of it).
     Before(u64),
+    /// Not held, but in the changelog: read from this record on (see
+    /// [`history`]).
+    InChangelog {
+        /// The room's partition of `pace.rooms`.
+        partition: i32,
+        /// A record at or before the first message wanted.
+        offset: i64,
+    },
 }
 
 /// How a room came to be, as its changelog says.
@@ -104,6 +114,10 @@ struct RoomView {
     members: BTreeMap<String, RoomMember>,
     messages: VecDeque<RoomMessage>,
     last_seq: u64,
+    /// Where the room's messages are in `pace.rooms`: the first seq of a
+    /// record and its place, one entry every [`history::INDEX_EVERY`]
+    /// messages or more.
+    index: Vec<(u64, i32, i64)>,
     /// Version, seq (the latest message's) and subscribers.
     feed: Feed,
 }
@@ -116,6 +130,7 @@ impl RoomView {
             members: BTreeMap::new(),
             messages: VecDeque::new(),
             last_seq: 0,
+            index: Vec::new(),
             feed: Feed::default(),
         }
     }
@@ -181,12 +196,17 @@ impl Rooms {
     /// Applies a room change and broadcasts it. Messages already held (a
     /// changelog read twice) are not applied twice.
     pub fn apply(&self, change: RoomChange) {
-        self.apply_from(change, None);
+        self.apply_from(change, None, None);
     }
 
     /// [`Rooms::apply`] of a change whose oldest input record was produced
-    /// at `origin_ms`.
-    pub fn apply_from(&self, mut change: RoomChange, origin_ms: Option<i64>) {
+    /// at `origin_ms`, read at `place` (partition, offset) of `pace.rooms`.
+    pub fn apply_from(
+        &self,
+        mut change: RoomChange,
+        origin_ms: Option<i64>,
+        place: Option<(i32, i64)>,
+    ) {
         let mut rooms = self.rooms.write().expect("rooms lock");
         let view = rooms
             .entry(change.room.clone())
@@ -206,6 +226,13 @@ impl Rooms {
             view.members.insert(m.user.clone(), m.clone());
         }
         change.messages.retain(|m| m.seq > view.last_seq);
+        if let (Some(first), Some((partition, offset))) = (change.messages.first(), place) {
+            let due =
+                (view.index.last()).is_none_or(|(s, ..)| first.seq >= s + history::INDEX_EVERY);
+            if due {
+                view.index.push((first.seq, partition, offset));
+            }
+        }
         for m in &change.messages {
             if m.seq != view.last_seq + 1 {
                 tracing::warn!(room = %change.room, held = view.last_seq, got = m.seq, "room log jumped");
@@ -360,7 +387,16 @@ impl Rooms {
     ) -> Option<Result<Vec<RoomMessage>, Gone>> {
         let rooms = self.rooms.read().expect("rooms lock");
         let v = rooms.get(room).filter(|v| v.visible_to(user))?;
-        Some(v.after(since, limit.min(MAX_PAGE)))
+        Some(v.after(since, limit.min(MAX_PAGE)).map_err(|gone| {
+            // The latest indexed record at or before the first one wanted.
+            let at = v.index.partition_point(|(s, ..)| *s <= since + 1);
+            match (gone, at.checked_sub(1).map(|i| v.index[i])) {
+                (Gone::Before(_), Some((_, partition, offset))) => {
+                    Gone::InChangelog { partition, offset }
+                }
+                (gone, _) => gone,
+            }
+        }))
     }
 
     /// A snapshot (the messages after `since`, if given and still held) and
@@ -456,11 +492,11 @@ impl ViewModule for Rooms {
     }
 
     fn changelogs(self: Arc<Self>, topics: &Topics) -> Vec<Changelog> {
-        vec![Changelog::json(
+        vec![Changelog::json_at(
             &topics.rooms,
             "room change",
-            move |c, o| {
-                self.apply_from(c, o);
+            move |c, o, place| {
+                self.apply_from(c, o, Some(place));
             },
         )]
     }
