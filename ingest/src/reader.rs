@@ -144,7 +144,6 @@ impl Reader {
     }
 }
 
-/// Partitions of `topic`, waiting up to 30 s for it to appear.
 /// The end (high watermark: the next offset to be written) of every
 /// partition of `topic`, to read only what comes after now.
 pub fn ends(config: &KafkaConfig, topic: &str) -> Result<BTreeMap<i32, i64>, IngestError> {
@@ -158,6 +157,32 @@ pub fn ends(config: &KafkaConfig, topic: &str) -> Result<BTreeMap<i32, i64>, Ing
         out.insert(p, end);
     }
     Ok(out)
+}
+
+/// The record at `(partition, offset)` of `topic`, if retention still
+/// holds it (waiting up to 5 s for the broker).
+pub fn read_one(
+    config: &KafkaConfig,
+    topic: &str,
+    (partition, offset): (i32, i64),
+) -> Result<Option<RawRecord>, IngestError> {
+    let start = [(topic.to_owned(), partition, Start::At(offset))];
+    let mut reader = Reader::new(config, "pace-read-one", &start)?;
+    let (low, high) = reader.watermarks(topic, partition)?;
+    if offset < low || offset >= high {
+        return Ok(None);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if let Some((_, raw)) = reader
+            .poll(1, Duration::from_millis(200))
+            .into_iter()
+            .next()
+        {
+            return Ok((raw.offset == offset).then_some(raw));
+        }
+    }
+    Ok(None)
 }
 
 /// Where [`read_to_end`] starts in each partition.

@@ -203,3 +203,61 @@ async fn a_task_posted_through_one_edge_is_pending_on_another() {
     .await;
     assert_eq!(pending["expression"], "2 * 21");
 }
+
+/// More results than an edge holds (10,000): those no longer held are
+/// read back from `pace.results` when asked for, not 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_no_longer_held_is_read_from_the_changelog() {
+    let stack = Stack::start("old-results", "tasks secret").await;
+    let n = ws_edge::views::tasks::RESULTS_HELD + 50;
+    let tasks: Vec<schemas::CalcTask> = (0..n)
+        .map(|i| schemas::CalcTask {
+            id: format!("t-{i}"),
+            expression: format!("{i} * 2"),
+            time: schemas::Timestamp::now(),
+        })
+        .collect();
+    let http = reqwest::Client::new();
+    let url = |id: &str| format!("{}/api/tasks/{id}", stack.base);
+    let done = |id: String| {
+        let (http, url) = (http.clone(), url(&id));
+        async move {
+            eventually("a result at the edge", Duration::from_secs(120), || async {
+                let r: Value = get_json(&http, &url).await?;
+                (r["status"] == "SUCCESSFUL").then_some(())
+            })
+            .await
+        }
+    };
+    // The first 50, answered before the 10,000 after them: the oldest
+    // results the edge has, so the ones it no longer holds after.
+    let kafka = stack.kafka.clone();
+    let send = |tasks: &[schemas::CalcTask]| {
+        tokio::task::block_in_place(|| {
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            ingest::jsonl::replay(&kafka, &kafka.topics.calc, tasks, 0.0, &stop).unwrap();
+        })
+    };
+    send(&tasks[..50]);
+    for i in 0..50 {
+        done(format!("t-{i}")).await;
+    }
+    send(&tasks[50..]);
+    // Once the edge holds the 10,000 after them, each of the first 50 is
+    // read back from the changelog (it says so), with its result.
+    for i in 0..50 {
+        let (http, url) = (http.clone(), url(&format!("t-{i}")));
+        let r: Value = eventually("read from the changelog", Duration::from_secs(120), || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let r = http.get(url).send().await.ok()?;
+                let from = r.headers().get("x-pace-from")?.to_str().ok()? == "changelog";
+                let body: Value = r.json().await.ok()?;
+                from.then_some(body)
+            }
+        })
+        .await;
+        assert_eq!(r["result"], (i * 2).to_string(), "{r}");
+    }
+    stack.stop().await;
+}

@@ -4,7 +4,7 @@
 //! | route | answer |
 //! | --- | --- |
 //! | `POST /api/tasks` `{"expression", "id"?}` | 202 `{"id"}` once the broker has the task; the same id again is the same task |
-//! | `GET /api/tasks/{id}` | `{id, expression, status, result, error, submitted_at, completed_at}`; `PENDING` until the result is in, on every edge (each follows `pace.calc` too) |
+//! | `GET /api/tasks/{id}` | `{id, expression, status, result, error, submitted_at, completed_at}`; `PENDING` until the result is in, on every edge (each follows `pace.calc` too); a result no longer held is read back from `pace.results` |
 //! | `GET /api/tasks?status=S&limit=N` | the latest results (of the last [`RESULTS_HELD`]), newest first, at most 500 |
 //! | `WS /ws/tasks/{id}` | `/ws` subscribed to the task: a snapshot (`result` null or pending), then the result (`PROTOCOL.md`) |
 //!
@@ -42,6 +42,14 @@ pub const MAX_LIST: usize = 500;
 /// Largest request body, bytes.
 pub const MAX_BODY: usize = 16 * 1024;
 
+/// A task id's hash, for the index of results no longer held.
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
 /// The results this edge serves.
 #[derive(Default)]
 pub struct Tasks {
@@ -51,6 +59,11 @@ pub struct Tasks {
 #[derive(Default)]
 struct Inner {
     results: BTreeMap<String, TaskResult>,
+    /// Where each held result is in `pace.results` (partition, offset).
+    places: HashMap<String, (i32, i64)>,
+    /// Where each result no longer held is, by a hash of its task id: read
+    /// back from the changelog when asked for (8 + 12 bytes a result).
+    older: HashMap<u64, (i32, i64)>,
     order: VecDeque<String>,
     pending: BTreeMap<String, TaskResult>,
     pending_order: VecDeque<String>,
@@ -76,6 +89,12 @@ impl Tasks {
     /// Records a result from the changelog (a result read twice is kept
     /// once) and sends it to whoever waits for that task.
     pub fn apply(&self, result: TaskResult) {
+        self.apply_at(result, None);
+    }
+
+    /// [`Tasks::apply`] of a result read at `place` (partition, offset) of
+    /// `pace.results`: once it is no longer held, it is read from there.
+    pub fn apply_at(&self, result: TaskResult, place: Option<(i32, i64)>) {
         let mut inner = self.inner.write().expect("tasks lock");
         inner.pending.remove(&result.id);
         if inner.results.contains_key(&result.id) {
@@ -95,11 +114,17 @@ impl Tasks {
             });
         }
         inner.order.push_back(result.id.clone());
+        if let Some(place) = place {
+            inner.places.insert(result.id.clone(), place);
+        }
         inner.results.insert(result.id.clone(), result);
         if inner.order.len() > RESULTS_HELD
             && let Some(old) = inner.order.pop_front()
         {
             inner.results.remove(&old);
+            if let Some(place) = inner.places.remove(&old) {
+                inner.older.insert(id_hash(&old), place);
+            }
         }
     }
 
@@ -128,6 +153,13 @@ impl Tasks {
                 inner.pending.remove(&old);
             }
         }
+    }
+
+    /// Where the result of task `id` is in `pace.results`, if it is no
+    /// longer held here (by a hash of the id: check the record's id).
+    pub fn older(&self, id: &str) -> Option<(i32, i64)> {
+        let inner = self.inner.read().expect("tasks lock");
+        inner.older.get(&id_hash(id)).copied()
     }
 
     /// A task's result, or its pending entry.
@@ -218,8 +250,8 @@ impl ViewModule for Tasks {
     fn changelogs(self: Arc<Self>, topics: &Topics) -> Vec<Changelog> {
         let tasks = self.clone();
         vec![
-            Changelog::json(&topics.results, "task result", move |r, _| {
-                self.apply(r);
+            Changelog::json_at(&topics.results, "task result", move |r, _, place| {
+                self.apply_at(r, Some(place));
             }),
             Changelog::json(&topics.calc, "task", move |t: CalcTask, _| {
                 if t.time.0 > schemas::Timestamp::now().0 - PENDING_FOR_MS {
