@@ -268,27 +268,13 @@ async fn devices_through_two_edges_and_identical_views() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trusted_proxys_clients_have_budgets_of_their_own() {
     let (_, kafka) = tokio::task::block_in_place(|| common::views::fresh_topics("proxy"));
-    let prefix = kafka
-        .topics
-        .gps
-        .strip_suffix("pace.gps")
-        .unwrap()
-        .to_owned();
     let edge = |trust: bool| {
-        let mut args = vec![
-            "edge",
-            "--brokers",
-            &kafka.brokers,
-            "--topic-prefix",
-            &prefix,
-            "--listen",
-            "127.0.0.1:0",
-        ];
-        if trust {
-            args.extend(["--trusted-proxy", "127.0.0.0/8"]);
-        }
-        let args: Vec<&std::ffi::OsStr> = args.into_iter().map(std::ffi::OsStr::new).collect();
-        let (child, base) = spawn_pace(&args);
+        let trusted: &[&str] = if trust {
+            &["--trusted-proxy", "127.0.0.0/8"]
+        } else {
+            &[]
+        };
+        let (child, base) = common::pace_edge_with(&kafka, None, trusted);
         (Killed(child), base)
     };
     let http = reqwest::Client::new();

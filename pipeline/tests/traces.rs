@@ -72,26 +72,10 @@ fn a_tasks_trace_runs_from_its_request_to_its_result_frame() {
         "--otlp-endpoint",
         &endpoint,
     ];
-    let edge = [
-        "edge",
-        "--brokers",
-        &kafka.brokers,
-        "--topic-prefix",
-        &prefix,
-        "--listen",
-        "127.0.0.1:0",
-        "--otlp-endpoint",
-        &endpoint,
-    ];
-    let os = |args: &[&str]| -> Vec<std::ffi::OsString> { args.iter().map(Into::into).collect() };
-    let (pipeline, _) = spawn_pace(
-        &os(&pipeline)
-            .iter()
-            .map(|a| a.as_os_str())
-            .collect::<Vec<_>>(),
-    );
+    let args: Vec<&std::ffi::OsStr> = pipeline.iter().map(std::ffi::OsStr::new).collect();
+    let (pipeline, _) = spawn_pace(&args);
     let _pipeline = Killed(pipeline);
-    let (edge, base) = spawn_pace(&os(&edge).iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    let (edge, base) = common::pace_edge_with(&kafka, None, &["--otlp-endpoint", &endpoint]);
     let _edge = Killed(edge);
 
     // The client's own trace: a span of its that the edge's request is a

@@ -92,6 +92,15 @@ pub fn pace_edge(
     kafka: &ingest::KafkaConfig,
     secret: Option<&str>,
 ) -> (std::process::Child, String) {
+    pace_edge_with(kafka, secret, &[])
+}
+
+/// [`pace_edge`] with `extra` flags.
+pub fn pace_edge_with(
+    kafka: &ingest::KafkaConfig,
+    secret: Option<&str>,
+    extra: &[&str],
+) -> (std::process::Child, String) {
     let prefix = kafka.topics.gps.strip_suffix("pace.gps").unwrap();
     let mut args = vec![
         "edge",
@@ -105,6 +114,7 @@ pub fn pace_edge(
     if let Some(secret) = secret {
         args.extend(["--token-secret", secret]);
     }
+    args.extend(extra);
     let args: Vec<&std::ffi::OsStr> = args.into_iter().map(std::ffi::OsStr::new).collect();
     spawn_pace(&args)
 }

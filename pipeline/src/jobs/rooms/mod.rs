@@ -406,17 +406,9 @@ mod tests {
 
     fn event(user: &str, kind: ChatKind, edge: &str, t: i64) -> ChatEvent {
         ChatEvent {
-            room: "r".into(),
-            user: user.into(),
-            kind,
-            text: None,
-            client_msg_id: None,
-            visibility: None,
-            invitee: None,
-            seq: None,
             edge: Some(edge.into()),
-            present: None,
             time: schemas::Timestamp(t),
+            ..ws_edge::input::EdgeInput::event("r", user, kind)
         }
     }
 
