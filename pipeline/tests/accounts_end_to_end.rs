@@ -425,3 +425,50 @@ async fn an_outside_issuers_tokens_on_an_edge() {
     edge.kill().unwrap();
     edge.wait().unwrap();
 }
+
+/// A WebSocket opened with a login's access token is closed once that
+/// session ends (a logout), within a ping interval, not when the socket
+/// happens to close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_closes_the_sessions_websockets() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let stack = Stack::start("logout-ws", SECRET).await;
+    let base = stack.base.clone();
+    let dee = json!({"user": "dee", "password": PASSWORD});
+    assert_eq!(post(&base, "/api/users", None, dee.clone()).await.0, 201);
+    let (status, login) = post(&base, "/api/login", None, dee).await;
+    assert_eq!(status, 200, "{login}");
+    let access = login["access_token"].as_str().unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(ws_url(&base, &format!("/ws?token={access}")))
+            .await
+            .unwrap();
+    let refresh = login["refresh_token"].clone();
+    let (status, _) = post(
+        &base,
+        "/api/logout",
+        None,
+        json!({"refresh_token": refresh}),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let closed = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut told = false;
+        while let Some(Ok(m)) = ws.next().await {
+            match m {
+                Message::Text(t) => {
+                    let f: Value = serde_json::from_str(&t).unwrap();
+                    told |= f["code"] == "unauthorized";
+                }
+                Message::Close(Some(c)) => return (told, c.code.into(), c.reason.to_string()),
+                _ => {}
+            }
+        }
+        (told, 0u16, String::new())
+    })
+    .await
+    .expect("the socket was not closed within a minute");
+    assert_eq!(closed, (true, 1008, "session ended".to_owned()));
+    stack.stop().await;
+}

@@ -414,15 +414,20 @@ fn upgrade(
     first: Option<ClientFrame>,
     room: Option<String>,
 ) -> warp::reply::Response {
-    let user = match token {
+    let user = match &token {
         None => Ok(None),
-        Some(t) => shared.chat.user(Some(&t)).map(Some),
+        Some(t) => shared.chat.user(Some(t)).map(Some),
     };
     let span = connection_span();
     let shared = shared.clone();
     let limits = shared.limits.clone();
     ws.on_upgrade(&limits, move |socket| {
-        let start = Start { user, first, room };
+        let start = Start {
+            user,
+            first,
+            room,
+            token,
+        };
         crate::socket::run(socket, shared, start).instrument(span)
     })
 }

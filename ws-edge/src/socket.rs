@@ -56,6 +56,9 @@ pub(crate) struct Start {
     pub first: Option<ClientFrame>,
     /// The room room actions without a `room` go to.
     pub room: Option<String>,
+    /// The token it presented: checked again every ping interval, and the
+    /// connection closed once the login session it names has ended.
+    pub token: Option<String>,
 }
 
 /// Runs one connection until the client goes, the edge shuts down, the
@@ -73,6 +76,7 @@ pub(crate) async fn run(socket: WsStream, shared: Arc<Shared>, start: Start) {
         shared: shared.clone(),
         queue: queue.clone(),
         user: None,
+        token: start.token,
         room: start.room,
         subs: HashMap::new(),
         online: BTreeSet::new(),
@@ -214,16 +218,38 @@ struct Conn {
     online: BTreeSet<String>,
     /// Rooms joined on this connection (before the view shows it).
     joined: BTreeSet<String>,
+    /// The token it presented.
+    token: Option<String>,
 }
 
 impl Conn {
+    /// Whether the login session its token names has ended (a logout, a
+    /// reused refresh token). An expired token does not end a connection
+    /// opened with it.
+    fn session_ended(&self) -> bool {
+        let token = self.token.as_deref();
+        token.is_some_and(|t| matches!(self.shared.chat.user(Some(t)), Err(AuthError::Revoked)))
+    }
+
     /// Reads the client's messages until it goes or the edge stops; returns
     /// the close code to send.
     async fn serve(&mut self, inbound: &mut Inbound) -> (u16, &'static str) {
         let stop = stopped(self.shared.shutdown.clone());
         tokio::pin!(stop);
+        let every = self.shared.limits.ping_interval;
+        let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             let msg = tokio::select! {
+                _ = recheck.tick() => {
+                    if self.session_ended() {
+                        let _ = self.queue.try_send(Out::Frame(error_frame(
+                            ErrorCode::Unauthorized,
+                            &AuthError::Revoked.to_string(),
+                        )));
+                        return (1008, "session ended");
+                    }
+                    continue;
+                }
                 () = &mut stop => {
                     let frame = ServerFrame::Reconnect { reason: "shutdown", after_ms: 1000 }.encode();
                     let _ = tokio::time::timeout(
