@@ -400,10 +400,12 @@ async fn recover(r: warp::Rejection) -> Result<warp::reply::Response, std::conve
 
 static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 
-/// A span for one connection, under the request that opened it.
+/// A span for one connection, of its own: a child would keep the spans of
+/// the request that opened it (and their fields) alive as long as the
+/// socket, a kilobyte or two per idle connection.
 fn connection_span() -> tracing::Span {
     let conn = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
-    tracing::info_span!("ws", conn)
+    tracing::info_span!(parent: None, "ws", conn)
 }
 
 /// Upgrades to a spectator connection.
