@@ -286,8 +286,8 @@ pub(crate) fn routes(
                 let user = shared.chat.user(token.as_deref()).map(Some);
                 let span = connection_span();
                 let limits = shared.limits.clone();
-                ws.on_upgrade(&limits, move |socket| {
-                    crate::input::track::run(socket, shared, user).instrument(span)
+                ws.on_upgrade(&limits, move |reading, writing| {
+                    crate::input::track::run(reading, writing, shared, user).instrument(span)
                 })
             },
         );
@@ -423,14 +423,14 @@ fn upgrade(
     let span = connection_span();
     let shared = shared.clone();
     let limits = shared.limits.clone();
-    ws.on_upgrade(&limits, move |socket| {
+    ws.on_upgrade(&limits, move |reading, writing| {
         let start = Start {
             user,
             first,
             room,
             token,
         };
-        crate::socket::run(socket, shared, start).instrument(span)
+        crate::socket::run(reading, writing, shared, start).instrument(span)
     })
 }
 

@@ -17,7 +17,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use schemas::ChatKind;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
@@ -34,7 +33,7 @@ use crate::protocol::{
 };
 pub(crate) use crate::shared::{Shared, stopped};
 use crate::transport::limits::EdgeLimits;
-use crate::transport::upgrade::{Inbound, Incoming, Keepalive, WsStream};
+use crate::transport::upgrade::{Inbound, Incoming, Keepalive, Outbound, WsStream};
 use crate::views::live::{Key, LiveView};
 use crate::views::race::window::WindowSpec;
 
@@ -64,13 +63,12 @@ pub(crate) struct Start {
 /// Runs one connection until the client goes, the edge shuts down, the
 /// client stops taking frames or answering pings, or it sends more than its
 /// frame budget.
-pub(crate) async fn run(socket: WsStream, shared: Arc<Shared>, start: Start) {
-    let (sink, stream) = socket.split();
+pub(crate) async fn run(reading: WsStream, writing: Outbound, shared: Arc<Shared>, start: Start) {
     let keepalive = Arc::new(Keepalive::default());
-    let mut inbound = Inbound::new(stream, &shared.limits, keepalive.clone());
+    let mut inbound = Inbound::new(reading, &shared.limits, keepalive.clone());
     let (queue, outbox) = mpsc::channel::<Out>(shared.limits.client_queue);
     let writer =
-        tokio::spawn(write(sink, outbox, shared.limits.clone(), keepalive).in_current_span());
+        tokio::spawn(write(writing, outbox, shared.limits.clone(), keepalive).in_current_span());
     tracing::debug!("connected");
     let mut c = Conn {
         shared: shared.clone(),
@@ -139,7 +137,7 @@ pub(crate) fn close_message(code: u16, reason: &'static str) -> Message {
 /// Sends frames until the queue closes, the client stops taking them, or it
 /// stops answering pings.
 async fn write(
-    mut sink: futures_util::stream::SplitSink<WsStream, Message>,
+    mut sink: Outbound,
     mut outbox: mpsc::Receiver<Out>,
     limits: EdgeLimits,
     keepalive: Arc<Keepalive>,
@@ -158,7 +156,7 @@ async fn write(
             },
             _ = pings.tick() => match keepalive.ping() {
                 Some(ping) => {
-                    if !matches!(tokio::time::timeout(timeout, sink.send(ping)).await, Ok(Ok(()))) {
+                    if !matches!(tokio::time::timeout(timeout, sink.send(&ping)).await, Ok(Ok(()))) {
                         break;
                     }
                     continue;
@@ -167,19 +165,25 @@ async fn write(
                     crate::transport::upgrade::no_pong();
                     let _ = tokio::time::timeout(
                         Duration::from_secs(1),
-                        sink.send(close_message(1008, "no pong")),
+                        sink.send(&close_message(1008, "no pong")),
                     )
                     .await;
                     break;
                 }
             },
+            pong = keepalive.pong() => {
+                if !matches!(tokio::time::timeout(timeout, sink.send(&pong)).await, Ok(Ok(()))) {
+                    break;
+                }
+                continue;
+            }
         };
         let (msg, last, origin) = match out {
             Out::Frame(f) => (Message::Text(f), false, None),
             Out::Change(f, ms, view) => (Message::Text(f), false, Some((ms, view))),
             Out::Close(code, reason) => (close_message(code, reason), true, None),
         };
-        match tokio::time::timeout(timeout, sink.send(msg)).await {
+        match tokio::time::timeout(timeout, sink.send(&msg)).await {
             Ok(Ok(())) if last => break,
             Ok(Ok(())) => {
                 if let Some((ms, view)) = origin {
@@ -198,7 +202,7 @@ async fn write(
             }
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.shutdown()).await;
 }
 
 enum Reply {

@@ -526,3 +526,69 @@ async fn an_edge_up_longer_than_its_idle_timeout_still_serves_new_connections() 
     drop(ws);
     edge.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_ping_is_answered_and_frames_sent_with_the_handshake_are_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    let _serial = SERIAL.lock().await;
+    let edge = Edge::start(EdgeLimits::default()).await;
+    edge.views.get::<Races>().apply_standings(change(1, 2, 5));
+
+    // A ping gets its pong, payload and all, between the view's frames.
+    let (mut ws, _) = tokio_tungstenite::connect_async(edge.url("/ws/races/r"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut ws).await["type"], "snapshot");
+    ws.send(Message::Ping(b"are you there".as_slice().into()))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Pong(p))) => return p,
+                Some(Ok(_)) => {}
+                other => panic!("the socket ended before a pong: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a pong within 10 s");
+    assert_eq!(&pong[..], b"are you there");
+    drop(ws);
+
+    // A client that sends its first frame in the same write as the
+    // handshake: the edge reads it (it came with the HTTP request's bytes).
+    let subscribe = br#"{"type":"subscribe","view":"race","id":"r"}"#;
+    let mut raw =
+        b"GET /ws HTTP/1.1\r\nhost: edge\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
+sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            .to_vec();
+    // Masked with a zero key, so the payload reads as it is.
+    raw.extend_from_slice(&[0x81, 0x80 | subscribe.len() as u8, 0, 0, 0, 0]);
+    raw.extend_from_slice(subscribe);
+    let mut tcp = TcpStream::connect(edge.addr).await.unwrap();
+    tcp.write_all(&raw).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tcp.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        MaybeTlsStream::Plain(tcp),
+        Role::Client,
+        None,
+    )
+    .await;
+    let first = next(&mut ws).await;
+    assert_eq!(first["type"], "snapshot", "{first}");
+    assert_eq!(first["id"], "r", "{first}");
+    drop(ws);
+    edge.stop().await;
+}

@@ -24,8 +24,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
-use futures_util::{SinkExt, StreamExt};
 use schemas::GpsPoint;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -33,7 +33,7 @@ use crate::auth::AuthError;
 use crate::input::{SendError, Topic};
 use crate::protocol::{DeviceError, DeviceFrame, DeviceKind, DeviceServerFrame};
 use crate::socket::{Shared, close_message};
-use crate::transport::upgrade::{Inbound, Incoming, Keepalive, WsStream};
+use crate::transport::upgrade::{Inbound, Incoming, Keepalive, Outbound, WsStream};
 
 /// Points a device may have on their way to the broker at once.
 pub const IN_FLIGHT: usize = 256;
@@ -54,22 +54,18 @@ fn error(code: DeviceError, reference: Option<u64>, message: &str) -> String {
 
 /// Runs one device's connection.
 pub(crate) async fn run(
-    socket: WsStream,
+    rx: WsStream,
+    mut tx: Outbound,
     shared: Arc<Shared>,
     user: Result<Option<String>, AuthError>,
 ) {
-    let (mut tx, rx) = socket.split();
     let user = match user.and_then(|u| u.ok_or(AuthError::Missing)) {
         Ok(u) => u,
         Err(e) => {
-            let _ = tx
-                .send(Message::text(error(
-                    DeviceError::Unauthorized,
-                    None,
-                    &e.to_string(),
-                )))
-                .await;
-            let _ = tx.send(close_message(1008, "unauthorized")).await;
+            let frame = error(DeviceError::Unauthorized, None, &e.to_string());
+            let _ = send(&mut tx, &shared.limits, Message::text(frame)).await;
+            let _ = send(&mut tx, &shared.limits, close_message(1008, "unauthorized")).await;
+            tx.shutdown().await;
             return;
         }
     };
@@ -107,6 +103,11 @@ pub(crate) async fn run(
                 }
                 Incoming::Closed | Incoming::Failed(_) => reading = false,
             },
+            pong = keepalive.pong() => {
+                if send(&mut tx, limits, pong).await.is_err() {
+                    break;
+                }
+            }
             _ = pings.tick() => match keepalive.ping() {
                 Some(ping) => {
                     if send(&mut tx, limits, ping).await.is_err() {
@@ -131,6 +132,7 @@ pub(crate) async fn run(
                 let frame = DeviceServerFrame::Reconnect { reason: "shutdown", after_ms: 1000 }.encode();
                 let _ = send(&mut tx, limits, Message::text(frame)).await;
                 let _ = send(&mut tx, limits, close_message(1012, "restarting")).await;
+                tx.shutdown().await;
                 rx.drain(crate::transport::upgrade::CLOSE_WAIT.min(limits.drain / 2)).await;
                 return;
             }
@@ -148,16 +150,17 @@ pub(crate) async fn run(
         }
     }
     let _ = send(&mut tx, limits, close_message(close.0, close.1)).await;
+    tx.shutdown().await;
     rx.drain(crate::transport::upgrade::CLOSE_WAIT).await;
 }
 
 /// Sends one message, within the write timeout.
 async fn send(
-    tx: &mut futures_util::stream::SplitSink<WsStream, Message>,
+    tx: &mut Outbound,
     limits: &crate::transport::limits::EdgeLimits,
     msg: Message,
 ) -> Result<(), ()> {
-    match tokio::time::timeout(limits.write_timeout, tx.send(msg)).await {
+    match tokio::time::timeout(limits.write_timeout, tx.send(&msg)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(()),
         Err(_) => {

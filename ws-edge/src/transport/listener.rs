@@ -161,8 +161,13 @@ impl<B: http_body::Body + Unpin> http_body::Body for Guarded<B> {
     }
 }
 
-/// The upgraded stream of a WebSocket connection.
-pub type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
+/// An upgraded connection's TCP stream, with what the HTTP connection had
+/// read past the handshake (the client's first frames may have come with
+/// it). `None` if the upgrade is not one of this listener's connections.
+pub(crate) fn into_tcp(upgraded: hyper::upgrade::Upgraded) -> Option<(TcpStream, bytes::Bytes)> {
+    let parts = upgraded.downcast::<TokioIo<Watched>>().ok()?;
+    Some((parts.io.into_inner().stream, parts.read_buf))
+}
 
 /// The descriptors this process may open (its soft `RLIMIT_NOFILE`), after
 /// raising the soft limit to the hard one.

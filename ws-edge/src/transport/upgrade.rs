@@ -4,38 +4,31 @@
 //! reading.
 //!
 //! - Buffers: [`EdgeLimits::ws_read_buffer`] to read; frames are written
-//!   as they come (no write batching), and at most one frame beyond what the
-//!   kernel took waits in user space, so an idle connection holds a few KiB
-//!   and a client that reads nothing cannot make the edge buffer for it.
+//!   as they come, each straight from the `Bytes` its subscribers share
+//!   (`wire.rs`), so an idle connection holds no write buffer and a client
+//!   that reads nothing cannot make the edge buffer for it.
 //! - Budget: every frame the client sends, pings, pongs and closes
 //!   included, takes a token of [`EdgeLimits::frames`]; a client over it is
 //!   closed (1008). A ping flood costs the edge that many pongs, not memory.
 //! - Keepalive: the edge pings every [`EdgeLimits::ping_interval`]; a client
 //!   that has not answered the previous ping by the next one (it does not
-//!   read, or is gone) is closed (1008).
+//!   read, or is gone) is closed (1008). A client's ping is answered by the
+//!   connection's writer (the latest one, if several wait).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
-use futures_util::stream::SplitStream;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
 use crate::transport::bucket::Bucket;
 use crate::transport::limits::EdgeLimits;
-use crate::transport::listener::{Peer, Upgraded};
-
-/// The largest frame the edge writes (a big race's snapshot): what the
-/// write buffer may hold while the kernel takes it. The writer sends one
-/// frame at a time, so this is the bound only while one is on its way.
-pub const MAX_FRAME_OUT: usize = 64 << 20;
-
-/// A WebSocket connection, after the handshake.
-pub type WsStream = WebSocketStream<Upgraded>;
+use crate::transport::listener::Peer;
+pub use crate::transport::wire::{Outbound, WsStream};
 
 /// A request that asks to become a WebSocket, with what the handshake needs.
 pub struct Upgrade {
@@ -100,7 +93,7 @@ impl Upgrade {
     /// until `connection` ends.
     pub fn on_upgrade<F, Fut>(self, limits: &EdgeLimits, connection: F) -> warp::reply::Response
     where
-        F: FnOnce(WsStream) -> Fut + Send + 'static,
+        F: FnOnce(WsStream, Outbound) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let Some(on) = self.peer.upgrade.lock().expect("upgrade lock").take() else {
@@ -118,24 +111,24 @@ impl Upgrade {
         }
         let config = WebSocketConfig::default()
             .read_buffer_size(limits.ws_read_buffer)
-            .write_buffer_size(0)
-            .max_write_buffer_size(MAX_FRAME_OUT)
             .max_message_size(Some(limits.max_message))
             .max_frame_size(Some(limits.max_message));
         tokio::spawn(async move {
-            match on.await {
-                Ok(upgraded) => {
-                    let io = hyper_util::rt::TokioIo::new(upgraded);
-                    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-                    let m = observability::metrics();
-                    m.edge_clients.inc();
-                    connection(ws).await;
-                    m.edge_clients.dec();
-                    // The place is given back only now.
-                    drop(ticket);
-                }
-                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-            }
+            let upgraded = match on.await {
+                Ok(upgraded) => upgraded,
+                Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
+            };
+            let Some((tcp, read_already)) = crate::transport::listener::into_tcp(upgraded) else {
+                return tracing::error!("an upgraded connection is not a TCP stream of ours");
+            };
+            let (reading, writing) =
+                crate::transport::wire::split(tcp, read_already.into(), config).await;
+            let m = observability::metrics();
+            m.edge_clients.inc();
+            connection(reading, writing).await;
+            m.edge_clients.dec();
+            // The place is given back only now.
+            drop(ticket);
         });
         let accept =
             tokio_tungstenite::tungstenite::handshake::derive_accept_key(self.key.as_bytes());
@@ -155,6 +148,9 @@ impl Upgrade {
 #[derive(Default)]
 pub(crate) struct Keepalive {
     waiting: AtomicBool,
+    /// The client's latest unanswered ping.
+    owed: Mutex<Option<Bytes>>,
+    owing: Notify,
 }
 
 impl Keepalive {
@@ -170,6 +166,22 @@ impl Keepalive {
 
     fn answered(&self) {
         self.waiting.store(false, Ordering::Release);
+    }
+
+    /// The client pinged: the writer owes it a pong.
+    fn owe_pong(&self, payload: Bytes) {
+        *self.owed.lock().expect("keepalive lock") = Some(payload);
+        self.owing.notify_one();
+    }
+
+    /// The next pong the writer owes the client.
+    pub async fn pong(&self) -> Message {
+        loop {
+            self.owing.notified().await;
+            if let Some(payload) = self.owed.lock().expect("keepalive lock").take() {
+                return Message::Pong(payload);
+            }
+        }
     }
 }
 
@@ -189,18 +201,14 @@ pub(crate) enum Incoming {
 
 /// A connection's incoming side.
 pub(crate) struct Inbound {
-    stream: SplitStream<WsStream>,
+    stream: WsStream,
     budget: Bucket,
     keepalive: Arc<Keepalive>,
 }
 
 impl Inbound {
     /// The incoming side of a connection within `limits`.
-    pub fn new(
-        stream: SplitStream<WsStream>,
-        limits: &EdgeLimits,
-        keepalive: Arc<Keepalive>,
-    ) -> Self {
+    pub fn new(stream: WsStream, limits: &EdgeLimits, keepalive: Arc<Keepalive>) -> Self {
         Self {
             stream,
             budget: Bucket::new(limits.frames),
@@ -208,8 +216,8 @@ impl Inbound {
         }
     }
 
-    /// The next data frame. Pings are answered by the library, pongs end a
-    /// keepalive wait; both count against the budget.
+    /// The next data frame. Pings are owed a pong (the writer sends it),
+    /// pongs end a keepalive wait; both count against the budget.
     pub async fn next(&mut self) -> Incoming {
         loop {
             let msg = match self.stream.next().await {
@@ -228,7 +236,8 @@ impl Inbound {
                 Message::Binary(b) => return Incoming::Binary(b),
                 Message::Close(_) => return Incoming::Closed,
                 Message::Pong(_) => self.keepalive.answered(),
-                Message::Ping(_) | Message::Frame(_) => {}
+                Message::Ping(p) => self.keepalive.owe_pong(p),
+                Message::Frame(_) => {}
             }
         }
     }
