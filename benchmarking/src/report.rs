@@ -101,6 +101,45 @@ pub fn replay_table(runs: &[Replayed]) -> String {
     s
 }
 
+/// The fan-out runs as a Markdown table, with a line for each size cut
+/// short of what was asked.
+pub fn fanout_table(runs: &[crate::fanout::Fanout]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| subscribers | runners | frame KB | frames | delivered / s | produce→frame p50 / p99 | fan-out spread p50 / p99 / max | missed | lag snapshots | edge µs / delivered frame | edge bytes / idle connection | edge bytes / subscriber | edge peak RSS |"
+    );
+    let _ = writeln!(
+        s,
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for r in runs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.1} | {} | {:.0} | {} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {:.0} MiB |",
+            r.subscribers,
+            r.runners,
+            r.frame_bytes / 1000.0,
+            r.frames,
+            r.delivered_per_s,
+            r.delay_ms.ms(P50_P99),
+            r.spread_ms.ms(P50_P99_MAX),
+            r.missed,
+            r.lag_snapshots,
+            r.edge_us_per_frame,
+            r.bytes_per_idle,
+            r.bytes_per_subscriber,
+            mib(r.edge_peak_rss)
+        );
+    }
+    for r in runs {
+        if let Some(cut) = &r.cut {
+            let _ = writeln!(s, "\n- {} subscribers asked: {cut}.", r.asked);
+        }
+    }
+    s
+}
+
 /// Pipeline µs, changelog bytes and rows per point, as three table cells;
 /// a run that sent nothing says so in each.
 fn per_point(c: &crate::observers::Changelog, pipeline_cpu_s: f64, sent: u64) -> String {

@@ -144,6 +144,33 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         tick_ms: u64,
     },
+    /// Fan-out: one race's changes to N subscribers of its standings on
+    /// one edge, for each N; frames delivered per second, produce→frame
+    /// delay, the fan-out spread (first subscriber's receipt to the last's),
+    /// edge CPU per frame and memory per subscriber. Prints a table and
+    /// writes fanout.json to --out.
+    Fanout {
+        #[command(flatten)]
+        target: Target,
+        /// Subscriber counts to sweep.
+        #[arg(long, default_value = "1000,5000,10000")]
+        subscribers: String,
+        /// Runners in the race: all move once a second, in one burst.
+        #[arg(long, default_value_t = pace_benchmarking::fanout::RUNNERS)]
+        runners: usize,
+        /// Workers of the pipeline.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Seconds of warm-up before each measurement.
+        #[arg(long, default_value_t = 5)]
+        warmup: u64,
+        /// Seconds measured.
+        #[arg(long, default_value_t = 15)]
+        measure: u64,
+        /// The pipeline's epoch, milliseconds.
+        #[arg(long, default_value_t = 50)]
+        tick_ms: u64,
+    },
 }
 
 /// Comma-separated race days.
@@ -259,6 +286,27 @@ fn main() -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let table = pace_benchmarking::report::replay_table(&runs);
             written(&out, "replay.json", &runs, &table)?;
+        }
+        Command::Fanout {
+            target: Target { brokers, pace, out },
+            subscribers,
+            runners,
+            workers,
+            warmup,
+            measure,
+            tick_ms,
+        } => {
+            std::fs::create_dir_all(&out)?;
+            let sizes = list(&subscribers).map_err(|e| anyhow::anyhow!("--subscribers {e}"))?;
+            let mut setup = Setup::processes(&pace, &out, &brokers, workers, 0, tick_ms);
+            (setup.warmup_s, setup.measure_s) = (warmup, measure);
+            let o = pace_benchmarking::fanout::Options { setup, runners };
+            let runs = sizes
+                .iter()
+                .map(|&n| pace_benchmarking::fanout::run(&o, n))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let table = pace_benchmarking::report::fanout_table(&runs);
+            written(&out, "fanout.json", &runs, &table)?;
         }
     }
     Ok(())
