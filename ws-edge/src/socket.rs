@@ -37,12 +37,13 @@ use crate::transport::upgrade::{Inbound, Incoming, Keepalive, Outbound, WsStream
 use crate::views::live::{Key, LiveView};
 use crate::views::race::window::WindowSpec;
 
-/// What goes to the writer.
+/// What goes to the writer. Small: a connection's queue holds room for 32
+/// of them from its start.
 enum Out {
     Frame(Frame),
     /// A frame with a view change whose oldest input record was produced at
     /// this Unix ms: its end-to-end latency is observed once written.
-    Change(Frame, i64, &'static str),
+    Change(Frame, i64, ViewKind),
     Close(u16, &'static str),
 }
 
@@ -94,7 +95,7 @@ pub(crate) async fn run(reading: WsStream, writing: Outbound, shared: Arc<Shared
         Ok(user) => {
             c.user = user;
             let first_ok = match start.first {
-                Some(first) => match c.handle(first).await {
+                Some(first) => match Box::pin(c.handle(first)).await {
                     Reply::Error(Refused(code, message)) => {
                         let _ = queue.send(Out::Frame(error_frame(code, &message))).await;
                         close = (1008, code.name());
@@ -121,7 +122,7 @@ pub(crate) async fn run(reading: WsStream, writing: Outbound, shared: Arc<Shared
     let _ = tokio::join!(
         writer,
         inbound.drain(crate::transport::upgrade::CLOSE_WAIT),
-        c.offline_everywhere()
+        Box::pin(c.offline_everywhere())
     );
     tracing::debug!(code = close.0, "disconnected");
 }
@@ -188,7 +189,7 @@ async fn write(
             Ok(Ok(())) => {
                 if let Some((ms, view)) = origin {
                     let s = schemas::Timestamp(ms).elapsed_s();
-                    latency.with_label_values(&[view]).observe(s);
+                    latency.with_label_values(&[view.name()]).observe(s);
                 }
             }
             Ok(Err(_)) => break,
@@ -268,7 +269,10 @@ impl Conn {
             };
             let reply = match msg {
                 Incoming::Text(t) => match serde_json::from_str::<ClientFrame>(&t) {
-                    Ok(frame) => self.handle(frame).await,
+                    // Boxed: a connection waits in this loop for hours, and
+                    // its task would otherwise keep room for the largest
+                    // frame's handling (a subscribe, a post to Kafka).
+                    Ok(frame) => Box::pin(self.handle(frame)).await,
                     Err(e) => bad_frame(e.to_string()),
                 },
                 Incoming::Binary(_) => bad_frame("frames are JSON text".to_owned()),
@@ -669,7 +673,7 @@ async fn forward(
                 sub.version = c.version;
                 sub.seq = c.seq;
                 let out = match c.origin_ms {
-                    Some(ms) => Out::Change(c.frame, ms, view),
+                    Some(ms) => Out::Change(c.frame, ms, sub.key.view),
                     None => Out::Frame(c.frame),
                 };
                 (out, "delta")
@@ -689,5 +693,14 @@ async fn forward(
             return;
         }
         m.edge_frames.with_label_values(&[kind]).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every connection's queue holds room for 32 of these from its start.
+    #[test]
+    fn what_goes_to_the_writer_is_small() {
+        assert!(size_of::<super::Out>() <= 48, "{}", size_of::<super::Out>());
     }
 }

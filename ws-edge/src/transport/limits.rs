@@ -78,7 +78,9 @@ pub struct EdgeLimits {
     /// The kernel send buffer of each connection, bytes (`None`: the
     /// system's autotuning, which may grow to megabytes per socket).
     pub socket_send_buffer: Option<usize>,
-    /// The WebSocket read buffer of each connection, bytes.
+    /// The WebSocket read buffer of each connection, bytes: what it holds
+    /// while idle (client frames are small; a bigger message grows it for
+    /// as long as it is read).
     pub ws_read_buffer: usize,
     /// Largest message a client may send, bytes.
     pub max_message: usize,
@@ -112,7 +114,7 @@ impl Default for EdgeLimits {
             max_subscriptions: 64,
             write_timeout: Duration::from_secs(30),
             socket_send_buffer: Some(128 * 1024),
-            ws_read_buffer: 4 * 1024,
+            ws_read_buffer: 512,
             max_message: 64 * 1024,
             drain: Duration::from_secs(5),
             trusted_proxies: Default::default(),
