@@ -137,8 +137,13 @@ pub fn run(o: &Options<'_>, asked: usize) -> anyhow::Result<Fanout> {
     std::thread::sleep(Duration::from_secs(1));
     let rss_before = edge.rss();
     let tally = Arc::new(Tally::default());
-    let conns = rt.block_on(open_all(addr, n))?;
+    let (conns, refused) = rt.block_on(open_all(addr, n));
     let held = conns.len();
+    anyhow::ensure!(held > 0, "no connection held: {refused:?}");
+    let cut = match (cut, refused) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    };
     std::thread::sleep(Duration::from_secs(2));
     let rss_idle = edge.rss();
     rt.block_on(subscribe_all(conns, &race, &tally))?;
@@ -225,16 +230,25 @@ fn wait_for_rows(rt: &tokio::runtime::Runtime, addr: SocketAddr, path: &str) -> 
 type Conn = (BufReader<OwnedReadHalf>, OwnedWriteHalf);
 
 /// Opens `n` connections to `/ws` (a few hundred handshakes at a time),
-/// subscribed to nothing.
-async fn open_all(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Conn>> {
+/// subscribed to nothing; stops at the first the edge refuses, and says
+/// why.
+async fn open_all(addr: SocketAddr, n: usize) -> (Vec<Conn>, Option<String>) {
     let mut conns = Vec::with_capacity(n);
     for chunk in chunks(n) {
         let opened = futures_util::future::join_all((0..chunk).map(|_| connect(addr, "/ws"))).await;
+        let mut refused = None;
         for c in opened {
-            conns.push(c.context("a connection")?);
+            match c {
+                Ok(c) => conns.push(c),
+                Err(e) => refused = refused.or(Some(e)),
+            }
+        }
+        if let Some(e) = refused {
+            let why = format!("the edge held {} of {n}, then refused: {e:#}", conns.len());
+            return (conns, Some(why));
         }
     }
-    Ok(conns)
+    (conns, None)
 }
 
 /// `n` in chunks of at most 250.

@@ -16,7 +16,8 @@
 //! bench share the machine's clock, `receive time − last_seen` is the
 //! latency, to the millisecond.
 //!
-//! The edge's memory per idle WebSocket is measured in `idle.rs`.
+//! The edge's memory per connection, and its fan-out, are measured in
+//! `fanout.rs`.
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -14,14 +14,13 @@
 //!   offered load with many spectators.
 //! - [`observers`]: the spectators and the changelog reader that measure
 //!   a run from outside.
-//! - [`idle`]: edge memory per idle connection.
-//! - [`fanout`]: one race's changes to N subscribers on one edge.
+//! - [`fanout`]: one race's changes to N subscribers on one edge, and
+//!   the edge's memory per idle and per subscribed connection.
 //! - [`spectators`]: what a spectator watches (a runner, or a race's top-20
 //!   window) and which frames it counts.
 //! - [`report`]: JSON, Markdown and an SVG plot.
 
 pub mod fanout;
-pub mod idle;
 pub mod latency;
 pub mod observers;
 pub mod process;

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::idle::Idle;
+use crate::fanout::Fanout;
 use crate::latency::{P50_P99, P50_P99_MAX, P99, Run};
 use crate::replay::Replayed;
 use crate::throughput::{Rate, Standings};
@@ -55,8 +55,9 @@ pub struct Report {
     pub state_bytes_per_runner: f64,
     /// Fixed-load latency runs, by offered load.
     pub latency: Vec<Run>,
-    /// Edge memory per idle connection.
-    pub idle: Idle,
+    /// Fan-out runs, by subscribers: the edge's delivery and its memory
+    /// per idle and per subscribed connection.
+    pub fanout: Vec<Fanout>,
     /// The recorded race days, replayed as fast as possible.
     pub replays: Vec<Replayed>,
     /// Seconds the suite took.
@@ -103,7 +104,7 @@ pub fn replay_table(runs: &[Replayed]) -> String {
 
 /// The fan-out runs as a Markdown table, with a line for each size cut
 /// short of what was asked.
-pub fn fanout_table(runs: &[crate::fanout::Fanout]) -> String {
+pub fn fanout_table(runs: &[Fanout]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -403,14 +404,20 @@ impl Report {
             mib(self.standings.first().map_or(0, |r| r.rss)),
             mib(self.memory_run.rss)
         );
-        let _ = writeln!(
-            s,
-            "- edge: {:.0} bytes per idle WebSocket ({} connections: {:.0} → {:.0} MiB resident)",
-            self.idle.bytes_per_connection,
-            self.idle.connections,
-            mib(self.idle.rss_before),
-            mib(self.idle.rss_with)
-        );
+        for r in &self.fanout {
+            let _ = writeln!(
+                s,
+                "- edge, {} connections: {:.0} bytes per idle WebSocket, {:.0} per one subscribed to a race",
+                r.subscribers, r.bytes_per_idle, r.bytes_per_subscriber
+            );
+        }
+        if !self.fanout.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n### Fan-out: one race's changes to N subscribers on one edge\n"
+            );
+            s.push_str(&fanout_table(&self.fanout));
+        }
         let _ = writeln!(s, "\n{} · suite took {:.0} s", self.machine, self.suite_s);
         s
     }

@@ -48,8 +48,9 @@ pub struct Options {
     pub warmup_s: u64,
     /// Measured seconds of each latency run.
     pub measure_s: u64,
-    /// Idle connections for the edge memory figure.
-    pub idle_connections: usize,
+    /// Subscriber counts of the fan-out runs (which also give the edge's
+    /// memory per idle and per subscribed connection).
+    pub fanout: Vec<usize>,
     /// Recorded race days replayed as fast as possible, with each worker
     /// count and `spectators` spectators.
     pub recorded: Vec<Source>,
@@ -358,10 +359,24 @@ pub fn run(o: &Options) -> anyhow::Result<Report> {
         ));
         latency_runs.push(r);
     }
-    let setup = Setup::processes(&o.pace, &o.out, &o.brokers, 1, 0, o.tick_ms);
-    let pb = bar(o.idle_connections as u64, "idle connections");
-    let idle = crate::idle::idle_connections(&setup, o.idle_connections)?;
-    pb.finish_with_message(format!("{:.0} bytes each", idle.bytes_per_connection));
+    let fanout_options = crate::fanout::Options {
+        setup: Setup {
+            warmup_s: o.warmup_s,
+            measure_s: o.measure_s,
+            ..Setup::processes(&o.pace, &o.out, &o.brokers, o.latency_workers, 0, o.tick_ms)
+        },
+        runners: crate::fanout::RUNNERS,
+    };
+    let mut fanout = Vec::new();
+    for &n in &o.fanout {
+        let pb = bar(n as u64, &format!("fan-out to {n}"));
+        let r = crate::fanout::run(&fanout_options, n)?;
+        pb.finish_with_message(format!(
+            "{} held, spread p99 {} ms, {:.0} bytes per idle connection",
+            r.subscribers, r.spread_ms.p99, r.bytes_per_idle
+        ));
+        fanout.push(r);
+    }
 
     let mut replays = Vec::new();
     for source in &o.recorded {
@@ -385,7 +400,7 @@ pub fn run(o: &Options) -> anyhow::Result<Report> {
         memory_run,
         state_bytes_per_runner,
         latency: latency_runs,
-        idle,
+        fanout,
         replays,
         suite_s: t0.elapsed().as_secs_f64(),
     };

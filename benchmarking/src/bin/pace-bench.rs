@@ -40,7 +40,8 @@ struct Target {
 enum Command {
     /// The standard suite: standings throughput per worker count, the
     /// consume ceiling, a naive baseline, memory per runner, latency at
-    /// fixed loads with spectators, edge memory per idle connection.
+    /// fixed loads with spectators, fan-out to N subscribers and the edge's
+    /// memory per connection.
     /// Writes report.json, report.md and latency.svg to --out and prints
     /// the table.
     Suite {
@@ -87,9 +88,11 @@ enum Command {
         /// Seconds each latency run measures.
         #[arg(long, default_value_t = 15)]
         measure: u64,
-        /// Idle WebSocket connections for the edge memory figure.
-        #[arg(long, default_value_t = 10_000)]
-        idle_connections: usize,
+        /// Subscriber counts of the fan-out runs, which also give the edge's
+        /// memory per idle and per subscribed connection (each held to the
+        /// descriptor limit, and saying so).
+        #[arg(long, default_value = "1000,5000,10000,50000")]
+        fanout: String,
         /// Recorded race days replayed as fast as possible with each worker
         /// count, comma-separated (`sailgp:DIR`, `f1:DIR`); empty for none.
         #[arg(
@@ -214,7 +217,7 @@ fn main() -> anyhow::Result<()> {
             tick_ms,
             warmup,
             measure,
-            idle_connections,
+            fanout,
             recorded,
         } => {
             let report = suite::run(&suite::Options {
@@ -234,7 +237,7 @@ fn main() -> anyhow::Result<()> {
                 tick_ms,
                 warmup_s: warmup,
                 measure_s: measure,
-                idle_connections,
+                fanout: list(&fanout).map_err(|e| anyhow::anyhow!("--fanout {e}"))?,
                 recorded: sources(&recorded)?,
             })?;
             #[allow(clippy::print_stdout)]
