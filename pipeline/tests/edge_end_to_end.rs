@@ -5,7 +5,9 @@
 //! one, serve byte-identical snapshots of the race. Every frame the test
 //! receives is valid against `ws-edge/protocol.schema.json`. Behind a
 //! trusted proxy, each client its `X-Forwarded-For` names has budgets of
-//! its own.
+//! its own. A race subscriber away for longer than an edge holds deltas
+//! resumes with exactly the changes it missed, read back from the
+//! changelog.
 
 #![allow(clippy::print_stdout)] // what the test saw is worth seeing
 mod common;
@@ -312,4 +314,156 @@ async fn a_trusted_proxys_clients_have_budgets_of_their_own() {
             "trusting the proxy: {trust}"
         );
     }
+}
+
+/// The standings changes of a made-up race of 30 runners, each change one
+/// runner moving on and passing whoever it passes: the runner's row, and
+/// the new ranks of those passed (rank-only, as the pipeline sends them).
+struct Made {
+    distance: Vec<f64>,
+}
+
+impl Made {
+    fn rank_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.distance.len()).collect();
+        order.sort_by(|&a, &b| {
+            self.distance[b]
+                .total_cmp(&self.distance[a])
+                .then(a.cmp(&b))
+        });
+        order
+    }
+
+    fn change(&mut self, seq: u64) -> Value {
+        let before = self.rank_order();
+        let mover = ((seq * 7919) % 30) as usize;
+        self.distance[mover] += 10.0 + ((seq * 31) % 97) as f64;
+        let after = self.rank_order();
+        let rank_of = |order: &[usize], p: usize| order.iter().position(|&q| q == p).unwrap() + 1;
+        let row = |p: usize| {
+            json!({"race": "hist", "rank": rank_of(&after, p), "participant": format!("p{p:02}"),
+                   "name": "", "distance_m": self.distance[p],
+                   "last_seen": 1_777_622_400_000i64 + seq as i64 * 1000, "status": "racing"})
+        };
+        let ranks: Vec<Value> = (0..30)
+            .filter(|&p| p != mover && (seq == 1 || rank_of(&before, p) != rank_of(&after, p)))
+            .map(|p| json!({"participant": format!("p{p:02}"), "rank": rank_of(&after, p)}))
+            .collect();
+        let mut upserts = vec![row(mover)];
+        if seq == 1 {
+            upserts = (0..30).map(row).collect();
+        }
+        json!({"race": "hist", "seq": seq, "ranks": if seq == 1 { vec![] } else { ranks },
+               "upserts": upserts, "removes": []})
+    }
+}
+
+/// A client's copy of a race: rows by participant.
+fn apply(rows: &mut std::collections::BTreeMap<String, Value>, frame: &Value) {
+    if frame["type"] == "snapshot" {
+        rows.clear();
+        for r in frame["rows"].as_array().unwrap() {
+            rows.insert(r["participant"].as_str().unwrap().to_owned(), r.clone());
+        }
+        return;
+    }
+    for r in frame["upserts"].as_array().unwrap() {
+        rows.insert(r["participant"].as_str().unwrap().to_owned(), r.clone());
+    }
+    for p in frame["removes"].as_array().unwrap() {
+        rows.remove(p.as_str().unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_race_subscriber_away_longer_than_the_edge_holds_gets_exactly_what_it_missed() {
+    let kafka =
+        ingest::KafkaConfig::new(brokers()).with_topic_prefix(&unique_prefix("race-history"));
+    ingest::admin::ensure_topics(&kafka, 2).await.unwrap();
+    let producer = ingest::producer::TrackedProducer::new(&kafka).unwrap();
+    let send = |topic: &str, v: &Value| {
+        let payload = serde_json::to_vec(v).unwrap();
+        producer
+            .send(topic, Some(b"hist".as_slice()), &payload, &[], 0)
+            .unwrap();
+    };
+    send(
+        &kafka.topics.races,
+        &json!({"id": "hist", "name": "History", "start": "2026-05-01T08:00:00Z",
+                "kind": {"type": "course", "polyline": [{"lat": 59.0, "lon": 18.0}, {"lat": 59.1, "lon": 18.0}]}}),
+    );
+    let mut made = Made {
+        distance: vec![0.0; 30],
+    };
+    for seq in 1..=10 {
+        send(&kafka.topics.standings, &made.change(seq));
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let (edge, base) = pace_edge(&kafka);
+    let _edge = Killed(edge);
+    let http = reqwest::Client::new();
+    let seq_is = |want: u64| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let r = http
+                .get(format!("{base}/api/races/hist/standings"))
+                .send()
+                .await
+                .ok()?;
+            let seq: u64 = r.headers().get("x-pace-seq")?.to_str().ok()?.parse().ok()?;
+            (seq == want).then_some(())
+        }
+    };
+    eventually("the edge at seq 10", Duration::from_secs(60), || seq_is(10)).await;
+
+    // A spectator's copy at seq 10; it goes away.
+    let mut rows = std::collections::BTreeMap::new();
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&base, "/ws/races/hist"))
+        .await
+        .unwrap();
+    let first = next_frame(&mut ws).await;
+    assert_eq!(
+        (first["type"].as_str(), first["seq"].as_u64()),
+        (Some("snapshot"), Some(10))
+    );
+    apply(&mut rows, &first);
+    drop(ws);
+
+    // 1,490 changes while it is away: more than the 1,024 the edge holds.
+    let last = 1500;
+    for seq in 11..=last {
+        send(&kafka.topics.standings, &made.change(seq));
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    eventually("the edge at the last seq", Duration::from_secs(60), || {
+        seq_is(last)
+    })
+    .await;
+
+    // It comes back: a `resumed` frame, then every delta from 11 on, in
+    // order, each once; applied, they give the race as it is.
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&base, "/ws/races/hist?since=10"))
+        .await
+        .unwrap();
+    let resumed = next_frame(&mut ws).await;
+    assert_eq!(
+        resumed,
+        json!({"type": "resumed", "view": "race", "id": "hist", "since": 10, "seq": last})
+    );
+    for seq in 11..=last {
+        let f = next_frame(&mut ws).await;
+        assert_eq!(
+            (f["type"].as_str(), f["seq"].as_u64()),
+            (Some("delta"), Some(seq)),
+            "{f}"
+        );
+        apply(&mut rows, &f);
+    }
+    let (mut fresh, _) = tokio_tungstenite::connect_async(ws_url(&base, "/ws/races/hist"))
+        .await
+        .unwrap();
+    let mut now = std::collections::BTreeMap::new();
+    apply(&mut now, &next_frame(&mut fresh).await);
+    assert_eq!(rows, now, "the resumed copy is the race as it is");
+    validate_frames(&[resumed], "server");
 }

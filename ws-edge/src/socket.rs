@@ -34,8 +34,11 @@ use crate::protocol::{
 pub(crate) use crate::shared::{Shared, stopped};
 use crate::transport::limits::EdgeLimits;
 use crate::transport::upgrade::{Inbound, Incoming, Keepalive, Outbound, WsStream};
-use crate::views::live::{Key, LiveView};
+use crate::views::live::{First, Key, LiveView};
 use crate::views::race::window::WindowSpec;
+
+/// History reads (`LiveView::history`) running at once on this edge.
+static HISTORY_READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// What goes to the writer. Small: a connection's queue holds room for 32
 /// of them from its start.
@@ -421,10 +424,38 @@ impl Conn {
                 format!("no view {:?} here", key.view.name()),
             ));
         };
-        let s = match live.subscribe(&key, self.user.as_deref(), since) {
+        // A client that missed more than the view holds: the older changes
+        // are read back from its changelog first, a few reads at a time
+        // per edge (past that, and if the read fails, a snapshot).
+        let mut older = None;
+        if let Some(since) = since
+            && let Some(read) = live.history(&key, since, self.shared.chat.kafka())
+            && let Ok(_reading) = HISTORY_READS.try_acquire()
+            && let Ok(Some((frames, reached))) = tokio::task::spawn_blocking(read).await
+        {
+            older = Some((since, frames, reached));
+        }
+        let resume_at = older
+            .as_ref()
+            .map_or(since, |(_, _, reached)| Some(*reached));
+        let mut s = match live.subscribe(&key, self.user.as_deref(), resume_at) {
             Ok(s) => s,
             Err(refused) => return Reply::Error(refused),
         };
+        // Resumed where the read ended: one `resumed` frame from the
+        // client's own `since`, the deltas read back, then those held.
+        if let (First::Resumed(frames), Some((since, old, _))) = (&mut s.first, older)
+            && !frames.is_empty()
+        {
+            frames[0] = ServerFrame::Resumed {
+                view: key.view,
+                id: &key.id,
+                since,
+                seq: s.seq,
+            }
+            .encode();
+            frames.splice(1..1, old);
+        }
         if let Some(old) = self.subs.remove(&slot) {
             // The window moved: nothing of the old one may follow the new
             // one's snapshot, so wait until its forwarder is gone.

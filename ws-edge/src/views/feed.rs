@@ -124,9 +124,15 @@ impl Feed {
         (self.version, self.seq, frame)
     }
 
+    /// The seq of the oldest delta held (one past the view's seq when none
+    /// is).
+    pub fn first_held(&self) -> u64 {
+        self.history.front().map_or(self.seq + 1, |(s, _)| *s)
+    }
+
     /// The deltas a client at `since` missed, if all of them are held.
     pub fn missed_since(&self, since: u64) -> Option<impl Iterator<Item = Frame> + '_> {
-        let first = self.history.front().map_or(self.seq + 1, |(s, _)| *s);
+        let first = self.first_held();
         if since > self.seq || since + 1 < first {
             return None;
         }

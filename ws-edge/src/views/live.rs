@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use ingest::KafkaConfig;
 use ingest::source::RawRecord;
 use schemas::Topics;
 use schemas::topics::ORIGIN_HEADER;
@@ -121,7 +122,20 @@ pub trait LiveView: Send + Sync + 'static {
     fn check(&self, _key: &Key, _user: Option<&str>) -> Result<(), Refused> {
         Ok(())
     }
+
+    /// For a client at `since` that missed more than the view holds: a
+    /// read of the older changes from the view's changelog (`kafka`), to
+    /// run off the runtime's threads. It gives the delta frames after
+    /// `since` up to a seq from which the view holds them, and that seq;
+    /// `None` (here, or from the read) means a snapshot instead.
+    fn history(&self, _key: &Key, _since: u64, _kafka: &KafkaConfig) -> Option<History> {
+        None
+    }
 }
+
+/// A read of a view's older changes: the delta frames, and the seq they
+/// bring a client to.
+pub type History = Box<dyn FnOnce() -> Option<(Vec<Frame>, u64)> + Send>;
 
 /// A changelog a view is rebuilt from, and what to do with each record.
 pub struct Changelog {

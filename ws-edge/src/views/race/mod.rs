@@ -6,10 +6,12 @@
 //! participant's own view gets frames of its own, encoded only while
 //! someone follows that participant; a window of the ranking (`window.rs`)
 //! gets frames of its own, only when a change touches a rank inside it
-//! (`windows.rs`). The race routes are in `http.rs`, the tests in
-//! `tests.rs`.
+//! (`windows.rs`). A client that missed more deltas than the edge holds
+//! gets them read back from the changelog (`history.rs`). The race routes
+//! are in `http.rs`, the tests in `tests.rs`.
 
 pub mod frames;
+pub mod history;
 pub(crate) mod http;
 pub mod query;
 pub mod window;
@@ -29,7 +31,8 @@ use self::query::{Groups, StandingsQuery};
 use crate::protocol::{ErrorCode, Frame, Refused, ServerFrame, ViewKind};
 use crate::views::feed::Feed;
 use crate::views::live::{
-    Change, Changelog, Context, First, Key, LiveView, Routes, Snapshot, Subscribed, ViewModule,
+    Change, Changelog, Context, First, History, Key, LiveView, Routes, Snapshot, Subscribed,
+    ViewModule,
 };
 use crate::views::race::window::{Order, Windows};
 use windows::Moved;
@@ -72,6 +75,9 @@ struct RaceView {
     prune_at: usize,
     /// The windows someone watches.
     windows: Windows,
+    /// Where in the standings changelog the race's current run starts
+    /// (its change with seq 1), if this edge read it.
+    run_start: Option<(i32, i64)>,
 }
 
 impl RaceView {
@@ -87,6 +93,7 @@ impl RaceView {
             participants: HashMap::new(),
             prune_at: PARTICIPANTS_PRUNE,
             windows: Windows::default(),
+            run_start: None,
         }
     }
 
@@ -143,6 +150,66 @@ impl RaceView {
         let mut frames = vec![resumed_frame(race, since, self.feed.seq())];
         frames.extend(missed);
         Some(frames)
+    }
+
+    /// Applies `change` to the rows, ranks, splits and leader, and moves
+    /// the feed to its seq; whether it followed the seq held before (a
+    /// change with seq 1 starts the race's run again, from nothing).
+    fn fold(&mut self, change: &StandingsChange) -> bool {
+        let contiguous = change.seq == self.feed.seq() + 1;
+        if change.seq == 1 {
+            self.rows.clear();
+            self.order.clear();
+            self.splits.clear();
+            self.leader = None;
+        }
+        for r in &change.ranks {
+            self.order.set(&r.participant, r.rank);
+        }
+        for r in &change.upserts {
+            if let Some(rank) = r.rank {
+                self.order.set(&r.participant, rank);
+            }
+            self.rows.insert(r.participant.clone(), r.clone());
+        }
+        for p in &change.removes {
+            self.rows.remove(p);
+            self.order.remove(p);
+        }
+        for k in &change.split_removes {
+            self.splits.remove(k);
+        }
+        for s in &change.splits {
+            let key = SplitKey {
+                participant: s.participant.clone(),
+                split: s.split,
+            };
+            self.splits.insert(key, s.clone());
+        }
+        if let Some(l) = &change.leader {
+            self.leader = Some(l.clone());
+        }
+        self.feed.advance(change.seq);
+        contiguous
+    }
+
+    /// What the race's subscribers are sent for `change`, once folded in:
+    /// its delta, or, after a jump, a snapshot.
+    fn race_frame(&self, change: &StandingsChange, contiguous: bool) -> Frame {
+        if contiguous {
+            crate::protocol::delta(&RaceDelta::Race {
+                id: &change.race,
+                seq: self.feed.seq(),
+                window: None,
+                upserts: moved(self, change),
+                removes: &change.removes,
+                splits: change.splits.iter().collect(),
+                split_removes: change.split_removes.iter().collect(),
+                leader: change.leader.as_ref(),
+            })
+        } else {
+            self.snapshot_frame(&change.race)
+        }
     }
 
     fn participant_frame<'a>(
@@ -260,19 +327,24 @@ impl Races {
     /// `Races::apply_standings` of a change whose oldest input record was
     /// produced at `origin_ms`.
     pub fn apply_standings_from(&self, change: StandingsChange, origin_ms: Option<i64>) {
+        self.apply_standings_at(change, origin_ms, None);
+    }
+
+    /// `Races::apply_standings_from` of a change read at `place`
+    /// (partition, offset) of the standings changelog: where a race's run
+    /// starts (seq 1) is noted, to read its older deltas back from there.
+    pub fn apply_standings_at(
+        &self,
+        change: StandingsChange,
+        origin_ms: Option<i64>,
+        place: Option<(i32, i64)>,
+    ) {
         let mut races = self.races.write().expect("views lock");
         let view = races
             .entry(change.race.clone())
             .or_insert_with(RaceView::new);
-        let contiguous = change.seq == view.feed.seq() + 1;
         if change.seq == 1 {
-            view.rows.clear();
-            view.order.clear();
-            view.splits.clear();
-            view.leader = None;
-        }
-        if !contiguous {
-            tracing::warn!(race = %change.race, held = view.feed.seq(), got = change.seq, "standings sequence jumped; resending snapshot");
+            view.run_start = place;
         }
         // Everyone the change touches, and the ranks they held before and
         // after: only windows and followed participants need them.
@@ -291,33 +363,11 @@ impl Races {
         } else {
             touched.iter().filter_map(|p| view.order.rank(p)).collect()
         };
-        for r in &change.ranks {
-            view.order.set(&r.participant, r.rank);
+        let held = view.feed.seq();
+        let contiguous = view.fold(&change);
+        if !contiguous {
+            tracing::warn!(race = %change.race, held, got = change.seq, "standings sequence jumped; resending snapshot");
         }
-        for r in &change.upserts {
-            if let Some(rank) = r.rank {
-                view.order.set(&r.participant, rank);
-            }
-            view.rows.insert(r.participant.clone(), r.clone());
-        }
-        for p in &change.removes {
-            view.rows.remove(p);
-            view.order.remove(p);
-        }
-        for k in &change.split_removes {
-            view.splits.remove(k);
-        }
-        for s in &change.splits {
-            let key = SplitKey {
-                participant: s.participant.clone(),
-                split: s.split,
-            };
-            view.splits.insert(key, s.clone());
-        }
-        if let Some(l) = &change.leader {
-            view.leader = Some(l.clone());
-        }
-        view.feed.advance(change.seq);
         let (version, seq) = (view.feed.version(), view.feed.seq());
         let stamp = |frame| Change {
             version,
@@ -325,20 +375,7 @@ impl Races {
             frame,
             origin_ms,
         };
-        let frame = if contiguous {
-            crate::protocol::delta(&RaceDelta::Race {
-                id: &change.race,
-                seq,
-                window: None,
-                upserts: moved(view, &change),
-                removes: &change.removes,
-                splits: change.splits.iter().collect(),
-                split_removes: change.split_removes.iter().collect(),
-                leader: change.leader.as_ref(),
-            })
-        } else {
-            view.snapshot_frame(&change.race)
-        };
+        let frame = view.race_frame(&change, contiguous);
         view.feed.send(frame, contiguous, origin_ms);
         if !view.windows.0.is_empty() {
             ranks.extend(touched.iter().filter_map(|p| view.order.rank(p)));
@@ -467,6 +504,25 @@ impl Races {
         Some(v.feed.subscribe(first))
     }
 
+    /// What a client of the whole race at `since` missed beyond the deltas
+    /// this edge holds, if it can be read back from the changelog.
+    pub fn gap(&self, race: &str, since: u64) -> Option<history::Gap> {
+        let races = self.races.read().expect("views lock");
+        let v = races.get(race).filter(|v| v.definition.is_some())?;
+        let first = v.feed.first_held();
+        if since + 1 >= first || since >= v.feed.seq() {
+            return None; // held, or nothing missed
+        }
+        Some(history::Gap {
+            race: race.to_owned(),
+            start: v.run_start?,
+            names: v.names.clone(),
+            since,
+            until: first - 1,
+            max_bytes: HISTORY_BYTES,
+        })
+    }
+
     /// Subscribes to one participant of a defined race: a snapshot of their
     /// row and splits, then a frame whenever a change touches them.
     pub fn subscribe_participant(&self, race: &str, participant: &str) -> Option<Subscribed> {
@@ -523,6 +579,26 @@ impl LiveView for Races {
         .ok_or_else(|| unknown_race(&key.id))
     }
 
+    /// The whole race's deltas older than the edge holds, from the
+    /// standings changelog (`history.rs`).
+    fn history(&self, key: &Key, since: u64, kafka: &ingest::KafkaConfig) -> Option<History> {
+        if key.participant.is_some() || key.window.is_some() {
+            return None;
+        }
+        let gap = self.gap(&key.id, since)?;
+        let kafka = kafka.clone();
+        Some(Box::new(move || {
+            let until = gap.until;
+            match history::read(&kafka, &kafka.topics.standings, &gap) {
+                Ok(frames) => frames.map(|f| (f, until)),
+                Err(e) => {
+                    tracing::warn!(race = %gap.race, error = %e, "race history not read; a snapshot instead");
+                    None
+                }
+            }
+        }))
+    }
+
     fn resnapshot(&self, key: &Key, _seq: u64) -> Option<Snapshot> {
         match (&key.participant, &key.window) {
             (_, Some(w)) => self.window_snapshot(&key.id, w),
@@ -549,8 +625,8 @@ impl ViewModule for Races {
                     }
                 }
             }),
-            Changelog::json(&topics.standings, "standings change", move |c, o| {
-                self.apply_standings_from(c, o);
+            Changelog::json_at(&topics.standings, "standings change", move |c, o, at| {
+                self.apply_standings_at(c, o, Some(at));
             }),
         ]
     }
