@@ -1,8 +1,9 @@
 //! Reading chosen partitions rather than a worker's own: [`Reader`] reads
 //! partitions of several topics, each from a chosen offset (the archive,
 //! its verifier); [`read_to_end`] streams a topic from a point up to the end
-//! it has now (the epoch bindings, a restored changelog); [`ends`] says
-//! where each partition of a topic ends.
+//! it has now (the epoch bindings, a restored changelog); [`scan`] reads
+//! one partition from an offset until told to stop (a page of history);
+//! [`ends`] says where each partition of a topic ends.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -183,6 +184,54 @@ pub fn read_one(
         }
     }
     Ok(None)
+}
+
+/// How a [`scan`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scanned {
+    /// `each` said it had what it needed.
+    Done,
+    /// The partition's end as it was when the scan began.
+    End,
+    /// The most records the scan was allowed.
+    Max,
+}
+
+/// Gives `each` the records of one partition of `topic` from `offset` on
+/// (or the start of retention, if that is later), in order, until it says it is done (`true`), the partition's end as it
+/// is now, or `max` records; an error if the broker has not given them
+/// within `within`. The reading of a page of history (a room's messages, a
+/// race's changes) that the live edge no longer holds. Blocking.
+pub fn scan(
+    config: &KafkaConfig,
+    group: &str,
+    (topic, partition, offset): (&str, i32, i64),
+    (max, within): (usize, Duration),
+    mut each: impl FnMut(RawRecord) -> bool,
+) -> Result<Scanned, String> {
+    let start = [(topic.to_owned(), partition, Start::At(offset))];
+    let mut reader = Reader::new(config, group, &start).map_err(|e| e.to_string())?;
+    let (_, end) = reader
+        .watermarks(topic, partition)
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + within;
+    let (mut scanned, mut next) = (0usize, offset);
+    while next < end {
+        if scanned >= max {
+            return Ok(Scanned::Max);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the changelog did not answer within {within:?}"));
+        }
+        for (_, raw) in reader.poll(1024, Duration::from_millis(200)) {
+            scanned += 1;
+            next = raw.offset + 1;
+            if each(raw) {
+                return Ok(Scanned::Done);
+            }
+        }
+    }
+    Ok(Scanned::End)
 }
 
 /// Where [`read_to_end`] starts in each partition.

@@ -593,13 +593,14 @@ async fn a_dead_edges_users_go_offline() {
     stack.stop().await;
 }
 
-/// 2,600 messages in a room, more than the 2,000 an edge holds: every page
-/// from seq 0 on is served, the old ones read back from `pace.rooms`, and
-/// the whole log comes out in order, each message once.
+/// 10,000 messages in a room, five times the 2,000 an edge holds: every
+/// page from seq 0 on is served, the old ones read back from `pace.rooms`,
+/// and the whole log comes out in order, each message once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_older_than_the_edge_holds_comes_from_the_changelog() {
     let stack = Stack::start("history", SECRET).await;
-    let n = ws_edge::views::rooms::MESSAGES_HELD as u64 + 600;
+    let n = 10_000;
+    assert!(n > 4 * ws_edge::views::rooms::MESSAGES_HELD as u64);
     let events: Vec<ChatEvent> = (1..=n)
         .map(|i| ChatEvent {
             text: Some(format!("line {i}")),

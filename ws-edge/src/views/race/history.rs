@@ -16,10 +16,10 @@
 //! gives no deltas either.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ingest::KafkaConfig;
-use ingest::reader::{Reader, Start};
+use ingest::reader::Scanned;
 use schemas::StandingsChange;
 
 use super::RaceView;
@@ -54,58 +54,46 @@ pub struct Gap {
 /// more than `gap.max_bytes`). Blocking: run it off the runtime's threads.
 pub fn read(kafka: &KafkaConfig, topic: &str, gap: &Gap) -> Result<Option<Vec<Frame>>, String> {
     let group = format!("pace-edge-race-history-{}", std::process::id());
-    let (partition, offset) = gap.start;
-    let start = [(topic.to_owned(), partition, Start::At(offset))];
-    let mut reader = Reader::new(kafka, &group, &start).map_err(|e| e.to_string())?;
-    let (low, end) = reader
-        .watermarks(topic, partition)
-        .map_err(|e| e.to_string())?;
-    if offset < low {
-        return Ok(None); // the run's start is beyond retention
-    }
     let mut scratch = RaceView::new();
     scratch.names.clone_from(&gap.names);
     let mut frames = Vec::new();
     let mut bytes = 0usize;
-    let (mut scanned, mut next) = (0usize, offset);
-    let deadline = Instant::now() + READ_FOR;
-    while next < end {
-        if scanned >= SCAN_MAX {
-            return Ok(None);
+    // Whether the deltas came whole (`Some(false)`: they cannot be given).
+    let mut whole = None;
+    let place = (topic, gap.start.0, gap.start.1);
+    let scanned = ingest::reader::scan(kafka, &group, place, (SCAN_MAX, READ_FOR), |raw| {
+        let Ok(change) = serde_json::from_slice::<StandingsChange>(&raw.payload) else {
+            return false;
+        };
+        if change.race != gap.race {
+            return false;
         }
-        if Instant::now() > deadline {
-            return Err(format!("the changelog did not answer within {READ_FOR:?}"));
+        if scratch.feed.seq() == 0 && change.seq != 1 {
+            whole = Some(false); // not the run's start: it is beyond retention
+            return true;
         }
-        for (_, raw) in reader.poll(1024, Duration::from_millis(200)) {
-            scanned += 1;
-            next = raw.offset + 1;
-            let Ok(change) = serde_json::from_slice::<StandingsChange>(&raw.payload) else {
-                continue;
-            };
-            if change.race != gap.race {
-                continue;
-            }
-            if scratch.feed.seq() == 0 && change.seq != 1 {
-                return Ok(None); // not the run's start
-            }
-            let contiguous = scratch.fold(&change);
-            if change.seq <= gap.since {
-                continue;
-            }
-            if !contiguous {
-                return Ok(None); // the run jumped: no deltas across it
-            }
-            let frame = scratch.race_frame(&change, true);
-            bytes += frame.len();
-            if bytes > gap.max_bytes {
-                return Ok(None);
-            }
-            frames.push(frame);
-            if change.seq >= gap.until {
-                return Ok(Some(frames));
-            }
+        let contiguous = scratch.fold(&change);
+        if change.seq <= gap.since {
+            return false;
         }
-    }
-    // The changelog ended before `until`: the edge holds what it read.
-    Ok(None)
+        if !contiguous {
+            whole = Some(false); // the run jumped: no deltas across it
+            return true;
+        }
+        let frame = scratch.race_frame(&change, true);
+        bytes += frame.len();
+        if bytes > gap.max_bytes {
+            whole = Some(false);
+            return true;
+        }
+        frames.push(frame);
+        let done = change.seq >= gap.until;
+        if done {
+            whole = Some(true);
+        }
+        done
+    })?;
+    // Past the most records, or the changelog ended before `until` (the
+    // edge holds what was read): no deltas.
+    Ok((scanned == Scanned::Done && whole == Some(true)).then_some(frames))
 }

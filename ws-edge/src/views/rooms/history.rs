@@ -10,10 +10,9 @@
 //! [`SCAN_MAX`] records (then the page is what was found, and the client
 //! asks again from its last seq).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ingest::KafkaConfig;
-use ingest::reader::{Reader, Start};
 use schemas::{RoomChange, RoomMessage};
 
 /// Messages between two notes of where a room's messages are.
@@ -35,39 +34,24 @@ pub fn read(
     limit: usize,
 ) -> Result<Vec<RoomMessage>, String> {
     let group = format!("pace-edge-history-{}", std::process::id());
-    let start = [(topic.to_owned(), partition, Start::At(offset))];
-    let mut reader = Reader::new(kafka, &group, &start).map_err(|e| e.to_string())?;
-    let (_, end) = reader
-        .watermarks(topic, partition)
-        .map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    let (mut scanned, mut next) = (0usize, offset);
-    let deadline = Instant::now() + READ_FOR;
-    while out.len() < limit && next < end && scanned < SCAN_MAX {
-        if Instant::now() > deadline {
-            return Err(format!("the changelog did not answer within {READ_FOR:?}"));
+    let mut out: Vec<RoomMessage> = Vec::new();
+    let place = (topic, partition, offset);
+    ingest::reader::scan(kafka, &group, place, (SCAN_MAX, READ_FOR), |raw| {
+        let Ok(change) = serde_json::from_slice::<RoomChange>(&raw.payload) else {
+            return false;
+        };
+        if change.room != room {
+            return false;
         }
-        for (_, raw) in reader.poll(1024, Duration::from_millis(200)) {
-            scanned += 1;
-            next = raw.offset + 1;
-            let Ok(change) = serde_json::from_slice::<RoomChange>(&raw.payload) else {
-                continue;
-            };
-            if change.room != room {
-                continue;
-            }
-            // In seq order, each once (a changelog written again after a
-            // replay holds messages twice).
-            for m in change.messages {
-                let last = out.last().map_or(since, |l: &RoomMessage| l.seq);
-                if m.seq > last && out.len() < limit {
-                    out.push(m);
-                }
-            }
-            if out.len() >= limit {
-                break;
+        // In seq order, each once (a changelog written again after a
+        // replay holds messages twice).
+        for m in change.messages {
+            let last = out.last().map_or(since, |l| l.seq);
+            if m.seq > last && out.len() < limit {
+                out.push(m);
             }
         }
-    }
+        out.len() >= limit
+    })?;
     Ok(out)
 }
