@@ -118,6 +118,9 @@ pub struct Run {
     /// Spectators dropped before the end (connection refused, reset or closed).
     #[serde(default)]
     pub dropped: u64,
+    /// Why, by reason, most frequent first.
+    #[serde(default)]
+    pub dropped_why: Vec<(String, u64)>,
     /// CPU used by the pipeline and the edge, cores (CPU s / wall s).
     pub pipeline_cores: f64,
     /// As above, the edge.
@@ -297,6 +300,7 @@ pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result
         produce_to_frame_halves_ms: observed.frame_halves.each_ref().map(Percentiles::of),
         frames: observed.frame_count,
         dropped: observed.dropped,
+        dropped_why: observed.dropped_why,
         pipeline_cores: (cpu1 - cpu0) / busy,
         edge_cores: (edge_cpu1 - edge_cpu0) / busy,
         pipeline_peak_rss: pipeline.peak_rss(),

@@ -4,7 +4,7 @@
 //! the sends they reflect ([`SentAt`]). `latency.rs` and `replay.rs` start
 //! them around their runs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -117,6 +117,8 @@ pub struct Observers {
     frames: Arc<Mutex<[Histogram<u64>; 3]>>,
     frame_count: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
+    /// Why spectators were dropped: each reason, how many times.
+    dropped_why: Arc<Mutex<BTreeMap<String, u64>>>,
     stop: Arc<AtomicBool>,
     spectators: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
     views: std::thread::JoinHandle<anyhow::Result<(Histogram<u64>, Changelog)>>,
@@ -163,6 +165,8 @@ pub struct Observed {
     pub frame_count: u64,
     /// Spectators whose connection failed or the edge closed before the end.
     pub dropped: u64,
+    /// Why, by reason (the error's text), most frequent first.
+    pub dropped_why: Vec<(String, u64)>,
     /// What the standings changelog carried, from the start to the end.
     pub changelog: Changelog,
 }
@@ -187,6 +191,7 @@ impl Observers {
         let frames = Arc::new(Mutex::new([histogram(), histogram(), histogram()]));
         let frame_count = Arc::new(AtomicU64::new(0));
         let dropped = Arc::new(AtomicU64::new(0));
+        let dropped_why = Arc::new(Mutex::new(BTreeMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let ws_url = format!("ws{}/ws", &edge.base[4..]);
         let Audience {
@@ -233,7 +238,7 @@ impl Observers {
                     stop.clone(),
                     sent_at.clone(),
                 );
-                let dropped = dropped.clone();
+                let (dropped, dropped_why) = (dropped.clone(), dropped_why.clone());
                 rt.spawn(async move {
                     let mut h = [histogram(), histogram(), histogram()];
                     let mut n = 0;
@@ -263,10 +268,14 @@ impl Observers {
                         }
                         anyhow::Ok(())
                     };
-                    if let Err(e) = watched.await
-                        && dropped.fetch_add(1, Ordering::Relaxed) == 0
-                    {
-                        tracing::warn!(error = %e, "a spectator was dropped");
+                    if let Err(e) = watched.await {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                        let why: String = format!("{e:#}").chars().take(120).collect();
+                        *dropped_why
+                            .lock()
+                            .expect("drops lock")
+                            .entry(why)
+                            .or_insert(0) += 1;
                     }
                     count.fetch_add(n, Ordering::Relaxed);
                     let mut all = frames.lock().expect("frames lock");
@@ -339,6 +348,7 @@ impl Observers {
             frames,
             frame_count,
             dropped,
+            dropped_why,
             stop,
             spectators,
             views,
@@ -367,9 +377,17 @@ impl Observers {
             frame_halves: [first, second],
             frame_count: self.frame_count.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
+            dropped_why: by_count(&self.dropped_why.lock().expect("drops lock")),
             changelog,
         })
     }
+}
+
+/// Reasons, most frequent first.
+fn by_count(why: &BTreeMap<String, u64>) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = why.iter().map(|(k, n)| (k.clone(), *n)).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
 }
 
 /// Waits up to a minute for `edge` to list `races` races.

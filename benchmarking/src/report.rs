@@ -390,6 +390,17 @@ impl Report {
             );
         }
         let _ = writeln!(s, "\n{}", highest_load_line(&self.latency, UNDER_MS));
+        for r in self.latency.iter().filter(|r| r.dropped > 0) {
+            let why: Vec<String> = (r.dropped_why.iter())
+                .map(|(why, n)| format!("{n} × {why}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "\nDropped at {:.0} points/s: {}.",
+                r.offered_per_s,
+                why.join("; ")
+            );
+        }
         if !self.replays.is_empty() {
             let _ = writeln!(s, "\n### Recorded races, replayed as fast as possible\n");
             s.push_str(&replay_table(&self.replays));
