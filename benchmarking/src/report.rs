@@ -615,6 +615,7 @@ mod tests {
             produce_to_frame_ms: frame,
             frames: count,
             dropped: 0,
+            dropped_why: vec![],
             pipeline_cores: 0.5,
             edge_cores: 0.2,
             pipeline_peak_rss: 0,
