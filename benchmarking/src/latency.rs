@@ -121,6 +121,10 @@ pub struct Run {
     /// Why, by reason, most frequent first.
     #[serde(default)]
     pub dropped_why: Vec<(String, u64)>,
+    /// Connections the edge refused or dropped over the run, by its reason
+    /// (`pace_edge_refused_connections_total`), most frequent first.
+    #[serde(default)]
+    pub edge_refused: Vec<(String, u64)>,
     /// CPU used by the pipeline and the edge, cores (CPU s / wall s).
     pub pipeline_cores: f64,
     /// As above, the edge.
@@ -286,6 +290,10 @@ pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result
     std::thread::sleep(Duration::from_secs(3));
     let (cpu1, edge_cpu1) = (pipeline.cpu_s(), edge.cpu_s());
     let observed = observers.finish(&rt)?;
+    let edge_refused = edge.metrics().map_or_else(
+        |_| Vec::new(),
+        |m| crate::process::by_label(&m, "pace_edge_refused_connections_total", "reason"),
+    );
     let busy = wall + 3.0;
     let run = Run {
         offered_per_s: (setup.races * setup.participants) as f64,
@@ -301,6 +309,7 @@ pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result
         frames: observed.frame_count,
         dropped: observed.dropped,
         dropped_why: observed.dropped_why,
+        edge_refused,
         pipeline_cores: (cpu1 - cpu0) / busy,
         edge_cores: (edge_cpu1 - edge_cpu0) / busy,
         pipeline_peak_rss: pipeline.peak_rss(),

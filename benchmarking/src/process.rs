@@ -159,6 +159,25 @@ pub fn samples<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = f64> + 
     })
 }
 
+/// The samples of counter `name` by the value of its one `label`, from
+/// Prometheus text: `(label value, count)`, the largest first.
+pub fn by_label(text: &str, name: &str, label: &str) -> Vec<(String, u64)> {
+    let key = format!("{label}=\"");
+    let mut out: Vec<(String, u64)> = text
+        .lines()
+        .filter_map(|l| {
+            let labels = l.strip_prefix(name)?.strip_prefix('{')?;
+            let (labels, value) = labels.split_once('}')?;
+            let at = labels.find(&key)? + key.len();
+            let v = labels[at..].split('"').next()?.to_owned();
+            let n = value.split_whitespace().next()?.parse::<f64>().ok()? as u64;
+            (n > 0).then_some((v, n))
+        })
+        .collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out
+}
+
 /// The arguments of `pace CMD` on `kafka`'s topics with `workers` workers
 /// and its data under `data`.
 pub fn pace_args(
@@ -199,4 +218,16 @@ pub fn run_prefix(what: &str) -> String {
 /// Where a run's logs go.
 pub fn log_path(out: &Path, what: &str) -> PathBuf {
     out.join(format!("{what}.log"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_counter_by_its_label() {
+        let text = "# HELP x\npace_x_total{reason=\"idle\"} 3\npace_x_total{reason=\"header_timeout\"} 40\npace_x_total{reason=\"none\"} 0\npace_y 1\n";
+        assert_eq!(
+            super::by_label(text, "pace_x_total", "reason"),
+            [("header_timeout".to_owned(), 40), ("idle".to_owned(), 3)]
+        );
+    }
 }

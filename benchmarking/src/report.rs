@@ -394,11 +394,19 @@ impl Report {
             let why: Vec<String> = (r.dropped_why.iter())
                 .map(|(why, n)| format!("{n} × {why}"))
                 .collect();
+            let refused: Vec<String> = (r.edge_refused.iter())
+                .map(|(why, n)| format!("{why} {n}"))
+                .collect();
             let _ = writeln!(
                 s,
-                "\nDropped at {:.0} points/s: {}.",
+                "\nDropped at {:.0} points/s: {}. The edge counted as refused: {}.",
                 r.offered_per_s,
-                why.join("; ")
+                why.join("; "),
+                if refused.is_empty() {
+                    "none".to_owned()
+                } else {
+                    refused.join(", ")
+                }
             );
         }
         if !self.replays.is_empty() {
@@ -616,6 +624,7 @@ mod tests {
             frames: count,
             dropped: 0,
             dropped_why: vec![],
+            edge_refused: vec![],
             pipeline_cores: 0.5,
             edge_cores: 0.2,
             pipeline_peak_rss: 0,
