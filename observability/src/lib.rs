@@ -25,8 +25,8 @@ use std::sync::OnceLock;
 pub mod traces;
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// All metrics of a pace process.
@@ -94,6 +94,10 @@ pub struct Metrics {
     /// worth while the dataflow keeps up, more while it catches up (an epoch
     /// stays open until the older one is durable).
     pub pipeline_epoch_records: HistogramVec,
+    /// Seconds the workers spent in each dataflow operator, by its name
+    /// (timely's schedule events; scopes are not counted apart from what
+    /// runs in them).
+    pub pipeline_operator_seconds: CounterVec,
     /// Epoch bindings a source produced (one per epoch in which it read
     /// records), by topic.
     pub bindings_written: IntCounterVec,
@@ -286,6 +290,16 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let pipeline_operator_seconds = reg.add(
+            CounterVec::new(
+                Opts::new(
+                    "pace_pipeline_operator_seconds_total",
+                    "Seconds the workers spent in each dataflow operator, by its name.",
+                ),
+                &["operator"],
+            )
+            .expect("valid metric"),
+        );
         let bindings_written = counter(
             "pace_bindings_written_total",
             "Epoch bindings produced: one per source and epoch in which it read records.",
@@ -431,6 +445,7 @@ impl Metrics {
             pipeline_frontier,
             pipeline_frontier_lag,
             pipeline_epoch_records,
+            pipeline_operator_seconds,
             bindings_written,
             bindings_followed,
             changelog_skipped,

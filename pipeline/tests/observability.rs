@@ -298,6 +298,9 @@ async fn prometheus_scrapes_pace_and_the_rules_hold() {
         "pace_edge_frame_latency_seconds_bucket",
         "pace_pipeline_frontier_lag_seconds",
         "pace_pipeline_epoch_records_bucket",
+        // Where the workers' time went, by the jobs' named stages.
+        "pace_pipeline_operator_seconds_total{operator=\"Rank\"}",
+        "pace_pipeline_operator_seconds_total{operator=\"Track\"}",
         "pace_tasks_total",
         "process_resident_memory_bytes",
     ] {

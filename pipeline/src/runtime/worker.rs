@@ -28,6 +28,9 @@ pub(super) fn run_worker(
     shared: &Arc<Shared>,
 ) -> Result<(), WorkerError> {
     let index = worker.index();
+    if config.operator_seconds {
+        super::profile::register(worker);
+    }
     shared.join();
     let snaps = open_snapshots(worker, config);
     let producer =
