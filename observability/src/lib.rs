@@ -95,8 +95,8 @@ pub struct Metrics {
     /// stays open until the older one is durable).
     pub pipeline_epoch_records: HistogramVec,
     /// Seconds the workers spent in each dataflow operator, by its name
-    /// (timely's schedule events; scopes are not counted apart from what
-    /// runs in them).
+    /// (timely's schedule events), each its own time only: a scope counts
+    /// what it spends itself, not its operators' time.
     pub pipeline_operator_seconds: CounterVec,
     /// Epoch bindings a source produced (one per epoch in which it read
     /// records), by topic.

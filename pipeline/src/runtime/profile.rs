@@ -4,12 +4,14 @@
 //! their stages (`Track`, `Rank`, a sink), so the counter says what an
 //! epoch costs in each, and with the points counted, what a point costs.
 //!
-//! A scope (the dataflow, a region) is scheduled around the operators in
-//! it: only operators that hold no others are counted, so no second is
-//! counted twice. The events come in batches from timely's logger; a batch
-//! costs a map update per event.
+//! Each operator is counted for its own time: a scope (the dataflow, a
+//! region) is scheduled around the operators in it, and counts only what
+//! it spends itself (progress tracking, scheduling), so no second is
+//! counted twice and the sum is the workers' time in the dataflow. The
+//! events come in batches from timely's logger; a batch costs a map update
+//! per event.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use timely::logging::{StartStop, TimelyEvent, TimelyEventBuilder};
@@ -30,18 +32,22 @@ pub(super) fn register(worker: &mut timely::worker::Worker) {
     });
 }
 
+/// An operator running now: its id, when it started, and the time the
+/// operators it scheduled meanwhile took.
+struct Running {
+    id: usize,
+    from: Duration,
+    inner: Duration,
+}
+
 /// What the logger has seen of the operators.
 #[derive(Default)]
 struct Operators {
     /// Each operator's name, by its worker-unique id.
     names: HashMap<usize, String>,
-    /// Each operator's id, by its address (the path of scopes to it).
-    ids: HashMap<Vec<usize>, usize>,
-    /// The operators that are scopes of others.
-    scopes: HashSet<usize>,
-    /// When each running operator started.
-    started: HashMap<usize, Duration>,
-    /// Time spent since the last flush, by operator.
+    /// The operators running now, innermost last.
+    running: Vec<Running>,
+    /// Each operator's own time since the last flush.
     spent: HashMap<usize, Duration>,
 }
 
@@ -49,26 +55,23 @@ impl Operators {
     fn event(&mut self, at: Duration, event: TimelyEvent) {
         match event {
             TimelyEvent::Operates(o) => {
-                // A scope's own event may come before or after its
-                // operators'.
-                if let Some((_, parent)) = o.addr.split_last()
-                    && let Some(&scope) = self.ids.get(parent)
-                {
-                    self.scopes.insert(scope);
-                }
-                if (self.ids.keys()).any(|a| a.len() > o.addr.len() && a.starts_with(&o.addr)) {
-                    self.scopes.insert(o.id);
-                }
-                self.ids.insert(o.addr, o.id);
                 self.names.insert(o.id, o.name);
             }
             TimelyEvent::Schedule(s) => match s.start_stop {
-                StartStop::Start => {
-                    self.started.insert(s.id, at);
-                }
+                StartStop::Start => self.running.push(Running {
+                    id: s.id,
+                    from: at,
+                    inner: Duration::ZERO,
+                }),
                 StartStop::Stop => {
-                    if let Some(from) = self.started.remove(&s.id) {
-                        *self.spent.entry(s.id).or_default() += at.saturating_sub(from);
+                    let Some(pos) = self.running.iter().rposition(|r| r.id == s.id) else {
+                        return;
+                    };
+                    let run = self.running.remove(pos);
+                    let took = at.saturating_sub(run.from);
+                    *self.spent.entry(run.id).or_default() += took.saturating_sub(run.inner);
+                    if let Some(outer) = self.running.last_mut() {
+                        outer.inner += took;
                     }
                 }
             },
@@ -80,9 +83,6 @@ impl Operators {
     fn flush(&mut self) {
         let seconds = &observability::metrics().pipeline_operator_seconds;
         for (id, spent) in self.spent.drain() {
-            if self.scopes.contains(&id) {
-                continue;
-            }
             let name = self.names.get(&id).map_or("unnamed", String::as_str);
             seconds
                 .with_label_values(&[name])
@@ -108,14 +108,14 @@ mod tests {
         TimelyEvent::Schedule(ScheduleEvent { id, start_stop })
     }
 
-    /// A scope's time is its operators': only they are counted, whichever
-    /// of the scope's and their events came first.
+    /// A scope counts only its own time, its operators theirs, whichever
+    /// of their events came first.
     #[test]
-    fn operators_are_counted_and_scopes_are_not() {
+    fn each_operator_counts_its_own_time() {
         let mut ops = Operators::default();
         let ms = Duration::from_millis;
         ops.event(ms(0), operates(1, &[0, 1], "ProfiledRank"));
-        ops.event(ms(0), operates(0, &[0], "Dataflow"));
+        ops.event(ms(0), operates(0, &[0], "ProfiledDataflow"));
         ops.event(ms(0), operates(2, &[0, 2], "ProfiledTrack"));
         for (at, e) in [
             (0, schedule(0, StartStop::Start)),
@@ -127,14 +127,18 @@ mod tests {
         ] {
             ops.event(ms(at), e);
         }
-        assert!(ops.scopes.contains(&0));
         assert_eq!(ops.spent.get(&1), Some(&ms(3)));
         assert_eq!(ops.spent.get(&2), Some(&ms(6)));
+        assert_eq!(
+            ops.spent.get(&0),
+            Some(&ms(2)),
+            "11 ms less its operators' 9"
+        );
         ops.flush();
         let seconds = &observability::metrics().pipeline_operator_seconds;
         let got = |name: &str| seconds.with_label_values(&[name]).get();
         assert!((got("ProfiledRank") - 0.003).abs() < 1e-9);
         assert!((got("ProfiledTrack") - 0.006).abs() < 1e-9);
-        assert_eq!(got("Dataflow"), 0.0);
+        assert!((got("ProfiledDataflow") - 0.002).abs() < 1e-9);
     }
 }
