@@ -115,19 +115,27 @@ pub fn fanout_table(runs: &[Fanout]) -> String {
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for r in runs {
+        // A run in which no frame came measured nothing: it says so, never 0.
+        let measured = |v: String| {
+            if r.frames == 0 {
+                "none measured".to_owned()
+            } else {
+                v
+            }
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {:.1} | {} | {:.0} | {} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {:.0} MiB |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} MiB |",
             r.subscribers,
             r.runners,
-            r.frame_bytes / 1000.0,
+            measured(format!("{:.1}", r.frame_bytes / 1000.0)),
             r.frames,
-            r.delivered_per_s,
+            measured(format!("{:.0}", r.delivered_per_s)),
             r.delay_ms.ms(P50_P99),
             r.spread_ms.ms(P50_P99_MAX),
             r.missed,
             r.lag_snapshots,
-            r.edge_us_per_frame,
+            measured(format!("{:.1}", r.edge_us_per_frame)),
             r.bytes_per_idle,
             r.bytes_per_subscriber,
             mib(r.edge_peak_rss)
@@ -687,5 +695,31 @@ mod tests {
             assert!(said.contains("not measured"), "{said}");
             assert!(with_bindings(&nothing, &with).contains("not measured"));
         }
+    }
+
+    #[test]
+    fn a_fanout_run_that_got_no_frame_says_so() {
+        let none = Percentiles::of(&hdrhistogram::Histogram::<u64>::new(3).unwrap());
+        let r = crate::fanout::Fanout {
+            asked: 10,
+            subscribers: 10,
+            cut: None,
+            runners: 5,
+            frame_bytes: 0.0,
+            frames: 0,
+            delivered_per_s: 0.0,
+            delay_ms: none.clone(),
+            spread_ms: none,
+            missed: 0,
+            lag_snapshots: 0,
+            edge_us_per_frame: 0.0,
+            bytes_per_idle: 9000.0,
+            bytes_per_subscriber: 10000.0,
+            edge_peak_rss: 1 << 20,
+        };
+        let table = fanout_table(&[r]);
+        let row = table.lines().nth(2).unwrap();
+        assert_eq!(row.matches("none measured").count(), 5, "{row}");
+        assert!(!row.contains(" 0 ms") && !row.contains("| 0.0 |"), "{row}");
     }
 }

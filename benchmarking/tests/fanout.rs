@@ -2,35 +2,16 @@
 //! test) and the real broker: 50 subscribers of one race each get every
 //! delta frame the race sends while measured, and the figures are filled.
 #![allow(clippy::print_stdout)]
+mod common;
 
-use std::path::{Path, PathBuf};
-
+use common::{brokers, pace_bin};
 use pace_benchmarking::fanout::{Options, run};
 use pace_benchmarking::latency::Setup;
 use pace_benchmarking::report::fanout_table;
 
-/// The `pace` binary `cargo test --workspace` built beside this test.
-fn pace_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .join("pace");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test --workspace` first",
-        bin.display()
-    );
-    bin
-}
-
 #[test]
 fn every_subscriber_gets_every_frame_and_the_figures_are_filled() {
-    let brokers = std::env::var("PACE_TEST_BROKERS").expect(
-        "PACE_TEST_BROKERS is not set: run `make test`, or `make kafka-up` and \
-         export PACE_TEST_BROKERS=127.0.0.1:19092",
-    );
+    let brokers = brokers();
     let out = tempfile::tempdir().unwrap();
     let pace = pace_bin();
     let mut setup = Setup::processes(&pace, out.path(), &brokers, 1, 0, 50);

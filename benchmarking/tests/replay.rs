@@ -3,35 +3,18 @@
 //! pipeline and the edge, every boat's last point reaches the standings,
 //! and the spectators' frames and the changelog give latency samples.
 #![allow(clippy::print_stdout)]
+mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use common::{brokers, pace_bin};
 use pace_benchmarking::latency::Setup;
 use pace_benchmarking::report::replay_table;
 use pace_benchmarking::workload::Source;
 
-/// The `pace` binary `cargo test --workspace` built beside this test.
-fn pace_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .join("pace");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test --workspace` (or `cargo build --bin pace`) first",
-        bin.display()
-    );
-    bin
-}
-
 #[test]
 fn the_sailgp_day_replays_through_pace_with_spectators() {
-    let brokers = std::env::var("PACE_TEST_BROKERS").expect(
-        "PACE_TEST_BROKERS is not set: run `make test`, or `make kafka-up` and \
-         export PACE_TEST_BROKERS=127.0.0.1:19092",
-    );
+    let brokers = brokers();
     let out = tempfile::tempdir().unwrap();
     let pace = pace_bin();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/sailgp-auckland-2025");

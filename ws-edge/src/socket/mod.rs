@@ -3,27 +3,30 @@
 //! (join, leave, post), and pings. The protocol is in `PROTOCOL.md`.
 //!
 //! Memory per connection is bounded: frames wait in a queue of at most
-//! [`EdgeLimits::client_queue`] (each an `Arc` of a frame shared with every
+//! [`client_queue`](crate::EdgeLimits::client_queue) (each an `Arc` of a frame shared with every
 //! other subscriber), and a subscription whose client does not keep up falls
 //! behind the view's broadcast ring and is sent one fresh snapshot instead
 //! of the backlog. A client that accepts nothing for
-//! [`EdgeLimits::write_timeout`] is disconnected. Replies go through the same
+//! [`write_timeout`](crate::EdgeLimits::write_timeout) is disconnected. Replies go through the same
 //! queue, so a client that does not read also stops being read. What the
 //! client sends counts against its connection's frame budget, and it is
-//! pinged; both are in `transport/upgrade.rs`. Posts take from the user's budget,
+//! pinged; both are in `transport/upgrade.rs`. The writer task is in
+//! `writer.rs`, each subscription's forwarder in `forward.rs`. Posts take from the user's budget,
 //! shared by all their connections (`transport/gossip.rs`).
+
+mod forward;
+mod writer;
+
+use self::forward::{Sub, forward};
+pub(crate) use self::writer::close_message;
+use self::writer::{Out, write};
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use schemas::ChatKind;
-use tokio::sync::broadcast;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tracing::Instrument;
 
 use crate::auth::AuthError;
@@ -32,23 +35,12 @@ use crate::protocol::{
     ClientFrame, ErrorCode, Frame, Refused, RoomOp, ServerFrame, ViewKind, error_frame,
 };
 pub(crate) use crate::shared::{Shared, stopped};
-use crate::transport::limits::EdgeLimits;
 use crate::transport::upgrade::{Inbound, Incoming, Keepalive, Outbound, WsStream};
-use crate::views::live::{First, Key, LiveView};
+use crate::views::live::{First, Key};
 use crate::views::race::window::WindowSpec;
 
 /// History reads (`LiveView::history`) running at once on this edge.
 static HISTORY_READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-
-/// What goes to the writer. Small: a connection's queue holds room for 32
-/// of them from its start.
-enum Out {
-    Frame(Frame),
-    /// A frame with a view change whose oldest input record was produced at
-    /// this Unix ms: its end-to-end latency is observed once written.
-    Change(Frame, i64, ViewKind),
-    Close(u16, &'static str),
-}
 
 /// How a connection starts.
 pub(crate) struct Start {
@@ -128,85 +120,6 @@ pub(crate) async fn run(reading: WsStream, writing: Outbound, shared: Arc<Shared
         Box::pin(c.offline_everywhere())
     );
     tracing::debug!(code = close.0, "disconnected");
-}
-
-/// A close frame.
-pub(crate) fn close_message(code: u16, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code: code.into(),
-        reason: reason.into(),
-    }))
-}
-
-/// Sends frames until the queue closes, the client stops taking them, or it
-/// stops answering pings.
-async fn write(
-    mut sink: Outbound,
-    mut outbox: mpsc::Receiver<Out>,
-    limits: EdgeLimits,
-    keepalive: Arc<Keepalive>,
-) {
-    let latency = &observability::metrics().edge_frame_latency;
-    let timeout = limits.write_timeout;
-    let mut pings = tokio::time::interval_at(
-        tokio::time::Instant::now() + limits.ping_interval,
-        limits.ping_interval,
-    );
-    loop {
-        let out = tokio::select! {
-            out = outbox.recv() => match out {
-                Some(out) => out,
-                None => break,
-            },
-            _ = pings.tick() => match keepalive.ping() {
-                Some(ping) => {
-                    if !matches!(tokio::time::timeout(timeout, sink.send(&ping)).await, Ok(Ok(()))) {
-                        break;
-                    }
-                    continue;
-                }
-                None => {
-                    crate::transport::upgrade::no_pong();
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(1),
-                        sink.send(&close_message(1008, "no pong")),
-                    )
-                    .await;
-                    break;
-                }
-            },
-            pong = keepalive.pong() => {
-                if !matches!(tokio::time::timeout(timeout, sink.send(&pong)).await, Ok(Ok(()))) {
-                    break;
-                }
-                continue;
-            }
-        };
-        let (msg, last, origin) = match out {
-            Out::Frame(f) => (Message::Text(f), false, None),
-            Out::Change(f, ms, view) => (Message::Text(f), false, Some((ms, view))),
-            Out::Close(code, reason) => (close_message(code, reason), true, None),
-        };
-        match tokio::time::timeout(timeout, sink.send(&msg)).await {
-            Ok(Ok(())) if last => break,
-            Ok(Ok(())) => {
-                if let Some((ms, view)) = origin {
-                    let s = schemas::Timestamp(ms).elapsed_s();
-                    latency.with_label_values(&[view.name()]).observe(s);
-                }
-            }
-            Ok(Err(_)) => break,
-            Err(_) => {
-                tracing::info!("client took no frame for {timeout:?}; disconnecting");
-                observability::metrics()
-                    .edge_refused
-                    .with_label_values(&["write_timeout"])
-                    .inc();
-                break;
-            }
-        }
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(1), sink.shutdown()).await;
 }
 
 enum Reply {
@@ -645,93 +558,4 @@ fn too_many_room_events() -> Reply {
 
 fn bad_frame(message: String) -> Reply {
     Reply::Error(Refused(ErrorCode::BadFrame, message))
-}
-
-/// Counts a live subscription while it lives.
-struct Live(&'static str);
-
-impl Live {
-    fn new(view: &'static str) -> Self {
-        observability::metrics()
-            .edge_subscriptions
-            .with_label_values(&[view])
-            .inc();
-        Live(view)
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        observability::metrics()
-            .edge_subscriptions
-            .with_label_values(&[self.0])
-            .dec();
-    }
-}
-
-/// One subscription as its forwarder follows it.
-struct Sub {
-    live: Arc<dyn LiveView>,
-    key: Key,
-    user: Option<String>,
-    /// The view's version and seq the subscriber has.
-    version: u64,
-    seq: u64,
-}
-
-/// Feeds one subscription into the connection's queue: every change after
-/// its first frames, in order. Behind by more than the view's ring, it
-/// sends a fresh snapshot ([`LiveView::resnapshot`]) instead of the
-/// backlog, and skips the changes that snapshot already holds. It ends when
-/// the view says the user may no longer see it.
-async fn forward(
-    mut sub: Sub,
-    mut changes: broadcast::Receiver<crate::views::live::Change>,
-    queue: mpsc::Sender<Out>,
-) {
-    let view = sub.key.view.name();
-    let _live = Live::new(view);
-    let m = observability::metrics();
-    loop {
-        let next = changes.recv().await;
-        if let Err(Refused(code, message)) = sub.live.check(&sub.key, sub.user.as_deref()) {
-            let _ = queue.send(Out::Frame(error_frame(code, &message))).await;
-            return;
-        }
-        let (out, kind) = match next {
-            Ok(c) if c.version <= sub.version => continue,
-            Ok(c) => {
-                sub.version = c.version;
-                sub.seq = c.seq;
-                let out = match c.origin_ms {
-                    Some(ms) => Out::Change(c.frame, ms, sub.key.view),
-                    None => Out::Frame(c.frame),
-                };
-                (out, "delta")
-            }
-            Err(RecvError::Lagged(missed)) => {
-                let Some((v, s, f)) = sub.live.resnapshot(&sub.key, sub.seq) else {
-                    return;
-                };
-                tracing::info!(view, missed, "subscriber behind; sending a snapshot");
-                m.edge_lag_snapshots.with_label_values(&[view]).inc();
-                (sub.version, sub.seq) = (v, s);
-                (Out::Frame(f), "snapshot")
-            }
-            Err(RecvError::Closed) => return,
-        };
-        if queue.send(out).await.is_err() {
-            return;
-        }
-        m.edge_frames.with_label_values(&[kind]).inc();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    /// Every connection's queue holds room for 32 of these from its start.
-    #[test]
-    fn what_goes_to_the_writer_is_small() {
-        assert!(size_of::<super::Out>() <= 48, "{}", size_of::<super::Out>());
-    }
 }
