@@ -10,6 +10,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -109,9 +110,17 @@ pub(super) fn kafka_source<'s>(
         activator_out = Some(activator.clone());
         let sync: Mutex<SyncActivator> =
             Mutex::new(scope.worker().sync_activator_for(info.address.to_vec()));
+        // Set when the consumer's queue gets something: only then (or after
+        // a full batch, or `IDLE_POLL`) is it worth polling. An activation
+        // that only moves the epoch on then costs no poll of the client,
+        // which is most of an idle source's cost (`EMPTY_POLLS` of them).
+        let ready = Arc::new(AtomicBool::new(true));
+        let wake = ready.clone();
         consumer.on_ready(move || {
+            wake.store(true, Ordering::Release);
             let _ = sync.lock().expect("activator lock").activate();
         });
+        let mut polled_at = Instant::now();
         let settled: Mutex<SyncActivator> =
             Mutex::new(scope.worker().sync_activator_for(info.address.to_vec()));
         producer.on_settled(move || {
@@ -156,6 +165,8 @@ pub(super) fn kafka_source<'s>(
         let mut replayed: BTreeMap<Time, usize> = BTreeMap::new();
         // New epochs come after every bound one.
         let floor = bound.last().map_or(0, |t| t + 1);
+        // Whether the last poll filled a batch: more may be queued.
+        let mut full = true;
         move |output| {
             // Commit what every sink has made durable; at the very end (the
             // frontier is empty) synchronously, so nothing is left in flight.
@@ -302,9 +313,12 @@ pub(super) fn kafka_source<'s>(
                 // gave nothing to the times in between.)
                 offsets.at(now, || Offsets(emitted.clone()));
                 fresh = std::mem::take(&mut held);
-                if inflight.len() < MAX_INFLIGHT_EPOCHS {
+                if inflight.len() < MAX_INFLIGHT_EPOCHS
+                    && worth_polling(&ready, &mut polled_at, full)
+                {
                     let polled = consumer.poll(MAX_BATCH);
                     more = polled.len() == MAX_BATCH;
+                    full = more;
                     fresh.extend(polled);
                 }
             }
@@ -411,6 +425,20 @@ fn note(batch: &[RawRecord], t: Time, readers: &Readers, reads: &Reads, shared: 
     }
 }
 
+/// Whether a source polls its consumer now: something was queued since the
+/// last poll (`ready`, taken), the last poll was `full`, or [`IDLE_POLL`]
+/// has passed since it polled (a wake-up that never came: the client
+/// signals only a queue that was empty).
+fn worth_polling(ready: &AtomicBool, polled_at: &mut Instant, full: bool) -> bool {
+    let woken = ready.swap(false, Ordering::AcqRel);
+    if woken || full || polled_at.elapsed() >= IDLE_POLL {
+        *polled_at = Instant::now();
+        true
+    } else {
+        false
+    }
+}
+
 /// The epoch a source stamps what it reads next with: `current`, or the
 /// tick's epoch `now` once it is later, unless `older` epochs this source
 /// read are unfinished and the current one holds fewer than
@@ -438,6 +466,29 @@ fn stamps(batch: &[RawRecord]) -> Stamps {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_polls_only_when_woken_after_a_full_batch_or_once_a_while() {
+        let ready = AtomicBool::new(true);
+        let mut at = Instant::now();
+        assert!(worth_polling(&ready, &mut at, false), "woken");
+        assert!(
+            !worth_polling(&ready, &mut at, false),
+            "the wake-up is taken"
+        );
+        assert!(
+            worth_polling(&ready, &mut at, true),
+            "the last batch was full"
+        );
+        ready.store(true, Ordering::Release);
+        assert!(worth_polling(&ready, &mut at, false));
+        let mut long_ago = Instant::now() - IDLE_POLL;
+        assert!(
+            worth_polling(&ready, &mut long_ago, false),
+            "no wake-up for a while"
+        );
+        assert!(!worth_polling(&ready, &mut long_ago, false));
+    }
 
     #[test]
     fn a_new_epoch_each_tick_while_the_dataflow_keeps_up() {
