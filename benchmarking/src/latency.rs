@@ -33,6 +33,7 @@ use serde::Serialize;
 use crate::process::Pace;
 
 use crate::observers::{Audience, Changelog, Observers, SentAt};
+use crate::stages::{Counters, Stages};
 use crate::workload::{Generated, send_definitions};
 
 /// Latency percentiles, milliseconds.
@@ -139,6 +140,10 @@ pub struct Run {
     pub changelog: Changelog,
     /// Points sent over the run, warm-up included.
     pub sent: u64,
+    /// The pipeline's time over the measurement by stage (`None`: it
+    /// counted none, see [`Setup::operator_seconds`]).
+    #[serde(default)]
+    pub stages: Option<Stages>,
 }
 
 /// How to run one fixed-load measurement (or one replay).
@@ -165,6 +170,9 @@ pub struct Setup<'a> {
     pub warmup_s: u64,
     /// Seconds measured.
     pub measure_s: u64,
+    /// Whether the pipeline counts its time per operator
+    /// (`--operator-seconds`), for the breakdown by stage.
+    pub operator_seconds: bool,
 }
 
 impl<'a> Setup<'a> {
@@ -189,6 +197,7 @@ impl<'a> Setup<'a> {
             tick_ms,
             warmup_s: 0,
             measure_s: 0,
+            operator_seconds: false,
         }
     }
 }
@@ -208,6 +217,9 @@ pub fn start_pace(
         "--no-archive".into(),
         format!("--tick-ms={}", setup.tick_ms),
     ]);
+    if setup.operator_seconds {
+        pipeline_args.push("--operator-seconds".into());
+    }
     let log = crate::process::log_path(setup.out, what);
     let pipeline = Pace::start(setup.pace, &pipeline_args, &log)?;
     let mut edge_args = common("edge");
@@ -218,6 +230,11 @@ pub fn start_pace(
     ]);
     let edge = Pace::start(setup.pace, &edge_args, &log)?;
     Ok((pipeline, edge, kafka, data))
+}
+
+/// The pipeline's counters now (none if its page cannot be read).
+fn counters(pipeline: &Pace) -> Counters {
+    Counters::read(&pipeline.metrics().unwrap_or_default())
 }
 
 /// A runtime for the bench's WebSocket clients.
@@ -257,11 +274,13 @@ pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result
     let slices = 20u32;
     let mut sent = 0usize;
     let mut sent_measured = 0usize;
+    let mut opened = None;
     for second in 0..total_s {
         if second == setup.warmup_s {
             observers
                 .window
                 .open_for(Duration::from_secs(setup.measure_s));
+            opened = Some((Instant::now(), counters(&pipeline)));
         }
         let points = workload.tick();
         let per_slice = points.len().div_ceil(slices as usize).max(1);
@@ -284,6 +303,10 @@ pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result
     // The last slice's second runs out.
     std::thread::sleep(Duration::from_secs(total_s).saturating_sub(t0.elapsed()));
     observers.window.close();
+    let stages = opened.and_then(|(at, before)| {
+        let wall = at.elapsed().as_secs_f64();
+        Stages::between(&before, &counters(&pipeline), setup.workers, wall)
+    });
     let wall = t0.elapsed().as_secs_f64();
     producer.flush(Duration::from_secs(60))?;
     // Let what was sent in the window arrive.
@@ -317,6 +340,7 @@ pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result
         pipeline_cpu_s: cpu1 - cpu0,
         changelog: observed.changelog,
         sent: sent as u64,
+        stages,
     };
     edge.stop()?;
     pipeline.stop()?;

@@ -12,6 +12,8 @@
 //!   consume ceiling and a naive single-threaded baseline.
 //! - [`latency`]: produce→view and produce→frame percentiles at a fixed
 //!   offered load with many spectators.
+//! - [`stages`]: where the pipeline's time goes in a latency run, stage
+//!   by stage, per point and per epoch.
 //! - [`observers`]: the spectators and the changelog reader that measure
 //!   a run from outside.
 //! - [`fanout`]: one race's changes to N subscribers on one edge, and
@@ -27,6 +29,7 @@ pub mod process;
 pub mod replay;
 pub mod report;
 pub mod spectators;
+pub mod stages;
 pub mod suite;
 pub mod throughput;
 pub mod workload;

@@ -162,20 +162,28 @@ pub fn samples<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = f64> + 
 /// The samples of counter `name` by the value of its one `label`, from
 /// Prometheus text: `(label value, count)`, the largest first.
 pub fn by_label(text: &str, name: &str, label: &str) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = values_by_label(text, name, label)
+        .into_iter()
+        .map(|(v, n)| (v, n as u64))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out
+}
+
+/// The samples of metric `name` by the value of its `label`, in the order
+/// of the page (samples without the label are left out).
+pub fn values_by_label(text: &str, name: &str, label: &str) -> Vec<(String, f64)> {
     let key = format!("{label}=\"");
-    let mut out: Vec<(String, u64)> = text
-        .lines()
+    text.lines()
         .filter_map(|l| {
             let labels = l.strip_prefix(name)?.strip_prefix('{')?;
             let (labels, value) = labels.split_once('}')?;
             let at = labels.find(&key)? + key.len();
             let v = labels[at..].split('"').next()?.to_owned();
-            let n = value.split_whitespace().next()?.parse::<f64>().ok()? as u64;
-            (n > 0).then_some((v, n))
+            Some((v, value.split_whitespace().next()?.parse::<f64>().ok()?))
         })
-        .collect();
-    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    out
+        .collect()
 }
 
 /// The arguments of `pace CMD` on `kafka`'s topics with `workers` workers

@@ -417,6 +417,14 @@ impl Report {
                 }
             );
         }
+        let _ = writeln!(
+            s,
+            "\n### Where the pipeline's time goes in those runs, µs per point by stage\n"
+        );
+        let stages: Vec<_> = (self.latency.iter())
+            .map(|r| (r.offered_per_s, r.stages.as_ref()))
+            .collect();
+        s.push_str(&crate::stages::table(&stages));
         if !self.replays.is_empty() {
             let _ = writeln!(s, "\n### Recorded races, replayed as fast as possible\n");
             s.push_str(&replay_table(&self.replays));
@@ -640,6 +648,7 @@ mod tests {
             pipeline_cpu_s: 5.0,
             changelog: Default::default(),
             sent: 100,
+            stages: None,
         }
     }
 

@@ -46,6 +46,9 @@ pub struct Options {
     pub tick_ms: u64,
     /// Warm-up and measured seconds of each latency run.
     pub warmup_s: u64,
+    /// Whether the latency runs count the pipeline's time per operator
+    /// (`pace pipeline --operator-seconds`), for the breakdown by stage.
+    pub breakdown: bool,
     /// Measured seconds of each latency run.
     pub measure_s: u64,
     /// Subscriber counts of the fan-out runs (which also give the edge's
@@ -349,6 +352,7 @@ pub fn run(o: &Options) -> anyhow::Result<Report> {
             tick_ms: o.tick_ms,
             warmup_s: o.warmup_s,
             measure_s: o.measure_s,
+            operator_seconds: o.breakdown,
         };
         let total = (load as u64) * (o.warmup_s + o.measure_s);
         let pb = bar(total, &format!("latency at {load} points/s"));

@@ -88,6 +88,11 @@ enum Command {
         /// Seconds each latency run measures.
         #[arg(long, default_value_t = 15)]
         measure: u64,
+        /// Run the latency runs' pipeline without `--operator-seconds`: no
+        /// breakdown of its time by stage, and none of the few percent of
+        /// CPU that counting costs.
+        #[arg(long)]
+        no_breakdown: bool,
         /// Subscriber counts of the fan-out runs, which also give the edge's
         /// memory per idle and per subscribed connection (each held to the
         /// descriptor limit, and saying so).
@@ -217,6 +222,7 @@ fn main() -> anyhow::Result<()> {
             tick_ms,
             warmup,
             measure,
+            no_breakdown,
             fanout,
             recorded,
         } => {
@@ -237,6 +243,7 @@ fn main() -> anyhow::Result<()> {
                 tick_ms,
                 warmup_s: warmup,
                 measure_s: measure,
+                breakdown: !no_breakdown,
                 fanout: list(&fanout).map_err(|e| anyhow::anyhow!("--fanout {e}"))?,
                 recorded: sources(&recorded)?,
             })?;
