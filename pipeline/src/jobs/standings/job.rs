@@ -317,11 +317,14 @@ mod tests {
         let big = |row| (("big".to_owned(), row), 1);
         let updates: Vec<((String, ViewRow), isize)> = (0..runners)
             .rev()
-            .flat_map(|i| [big(ViewRow::Standing(standing(i))), big(place(i))])
+            .flat_map(|i| [big(ViewRow::Standing(Box::new(standing(i)))), big(place(i))])
             .chain((0..1500).map(|i| big(ViewRow::Split(split(i)))))
             .chain([
                 (
-                    ("big".to_owned(), ViewRow::Standing(standing(runners + 1))),
+                    (
+                        "big".to_owned(),
+                        ViewRow::Standing(Box::new(standing(runners + 1))),
+                    ),
                     -1,
                 ),
                 (("big".to_owned(), place(runners + 1)), -1),
@@ -372,7 +375,10 @@ mod tests {
             .collect();
         assert_eq!(splits, (0..1500).collect::<Vec<_>>());
         // A change that fits stays one record.
-        let small = vec![(("s".to_owned(), ViewRow::Standing(standing(0))), 1)];
+        let small = vec![(
+            ("s".to_owned(), ViewRow::Standing(Box::new(standing(0)))),
+            1,
+        )];
         assert_eq!(standings_changes(small, &mut seqs).len(), 1);
     }
 
@@ -384,8 +390,11 @@ mod tests {
             ..standing(1)
         };
         let updates = vec![
-            (("r".to_owned(), ViewRow::Standing(standing(1))), -1),
-            (("r".to_owned(), ViewRow::Standing(ahead)), 1),
+            (
+                ("r".to_owned(), ViewRow::Standing(Box::new(standing(1)))),
+                -1,
+            ),
+            (("r".to_owned(), ViewRow::Standing(Box::new(ahead))), 1),
             (("r".to_owned(), place(0)), -1),
             (("r".to_owned(), place(1)), -1),
             (

@@ -186,8 +186,10 @@ pub struct Place {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ViewRow {
     /// A participant's standing: its own progress, which another's move
-    /// does not change.
-    Standing(Standing),
+    /// does not change. Boxed: a standing is several times the size of the
+    /// other rows (most rows are places), and every row is moved a few
+    /// times between the rank stage and the changelog.
+    Standing(Box<Standing>),
     /// A participant's rank, which another's move does.
     Rank(Place),
     /// A participant's passage of a split.
@@ -455,7 +457,7 @@ impl ReferenceViews {
                     rank: i as u32 + 1,
                 };
                 out.insert((race.clone(), ViewRow::Rank(place)));
-                out.insert((race.clone(), ViewRow::Standing(s)));
+                out.insert((race.clone(), ViewRow::Standing(Box::new(s))));
             }
         }
         for (race, list) in self.splits {

@@ -327,7 +327,7 @@ impl RaceRank {
                 .as_ref()
                 .map(|p| standing(p, status_at(p, clock), lead));
             let old = std::mem::replace(&mut person.emitted, row.clone());
-            emit(old, row, ViewRow::Standing, &mut give);
+            emit(old, row, |s| ViewRow::Standing(Box::new(s)), &mut give);
         }
         for id in dirty.into_iter().chain(passed) {
             let Some(person) = self.people.get_mut(&id) else {
