@@ -73,7 +73,7 @@ fn run(dataset: &Dataset, workers: usize) -> Views {
     for ((race, row), _, diff) in updates {
         assert_eq!(diff, 1, "final views hold each row once");
         match row {
-            ViewRow::Standing(s) => standings.entry(race).or_default().push(s),
+            ViewRow::Standing(s) => standings.entry(race).or_default().push(*s),
             ViewRow::Rank(p) => assert!(ranks.insert((race, p.participant), p.rank).is_none()),
             ViewRow::Split(s) => splits.entry(race).or_default().push(s),
             ViewRow::Leader(_) => {}
