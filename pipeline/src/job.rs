@@ -33,6 +33,15 @@ pub trait Job: 'static {
     /// numbers, say); written at every snapshot point and restored.
     type Encoder: Part;
 
+    /// Whether the job's rows come out of an operator exchanged by
+    /// [`crate::route::hash`] of their key, as the changelog sink would
+    /// exchange them: each row is then on the worker the sink wants it on,
+    /// and the sink takes it where it is (no exchange: no copy of each row
+    /// into a channel, no hash of its key). A job that claims this wrongly
+    /// numbers one key's changes on two workers, which its reference at
+    /// several workers catches.
+    const KEYED: bool = false;
+
     /// Whether any of its rows carries a trace context ([`Job::trace`]);
     /// only then does the sink look.
     const TRACED: bool = false;

@@ -7,6 +7,7 @@
 //!   timing crossing, race definition, chat event, calc task);
 //! - [`views`]: the rows of the live views (standing row, split, room member,
 //!   room message, task result) and the changelog record of the standings;
+//!   [`changelog`]: that record's compact JSON on `pace.standings`;
 //! - [`wire`]: the JSON wire format, [`wire::decode`] with the payload limit, and
 //!   the typed [`DecodeError`];
 //! - [`validate`]: strict validation; every error names the field and the reason;
@@ -24,6 +25,7 @@
 pub mod accounts;
 pub mod archive;
 pub mod binding;
+pub mod changelog;
 pub mod datasets;
 pub mod dead_letter;
 pub mod edge;

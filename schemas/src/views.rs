@@ -123,27 +123,26 @@ pub struct RankChange {
 /// Only what changed is in a change: the rows of participants whose own
 /// progress changed, and the new rank of each participant that moved or was
 /// passed; never the whole race because its leader moved.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// On the topic it is written in a compact JSON form, with short keys and
+/// the race said once ([`crate::changelog`]).
+#[derive(Clone, Debug, PartialEq)]
 pub struct StandingsChange {
     /// Race id.
     pub race: String,
     /// The view's sequence number after this change.
     pub seq: u64,
     /// Ranks that are new or changed, in rank order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ranks: Vec<RankChange>,
     /// Rows that are new or changed.
     pub upserts: Vec<StandingRow>,
     /// Participants no longer in the standings.
     pub removes: Vec<String>,
     /// Splits that are new or changed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub splits: Vec<Split>,
     /// Splits no longer in the view (a late point moved them).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub split_removes: Vec<SplitKey>,
     /// The leader, when it changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<Leader>,
 }
 

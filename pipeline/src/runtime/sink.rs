@@ -82,14 +82,14 @@ pub(super) fn changelog<'s, J: Job>(
         encoder,
         written,
     };
-    kafka_sink(
-        rows.inner,
-        Exchange::new(|u: &((String, J::Row), Time, isize)| hash(&(u.0).0)),
-        &format!("Changelog({})", J::NAME),
-        |u| Some(u.1),
-        ctx,
-        sink,
-    )
+    let name = format!("Changelog({})", J::NAME);
+    let time_of = |u: &((String, J::Row), Time, isize)| Some(u.1);
+    if J::KEYED {
+        kafka_sink(rows.inner, Pipeline, &name, time_of, ctx, sink)
+    } else {
+        let by_key = Exchange::new(|u: &((String, J::Row), Time, isize)| hash(&(u.0).0));
+        kafka_sink(rows.inner, by_key, &name, time_of, ctx, sink)
+    }
 }
 
 struct Changelog<J: Job> {

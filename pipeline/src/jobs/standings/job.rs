@@ -30,6 +30,8 @@ impl Job for Standings {
     type Change = StandingsChange;
     /// Each race's last sequence number.
     type Encoder = BTreeMap<String, u64>;
+    /// The rows come from the rank stage, exchanged by race.
+    const KEYED: bool = true;
 
     fn changelog(topics: &Topics) -> &str {
         &topics.standings

@@ -1,0 +1,489 @@
+//! The standings changelog's compact JSON: how a [`StandingsChange`] is
+//! written to `pace.standings` and read back.
+//!
+//! A point writes about one standing row and two or three ranks, so the
+//! row is what a change weighs. The record says each thing once, with
+//! short keys:
+//!
+//! - the change: `r` race, `s` seq, `k` ranks (`[participant, rank]`), `u`
+//!   upserts, `d` removes, `p` splits, `x` split removes
+//!   (`[participant, split]`), `l` leader (`{i, m?}`);
+//! - a row: `i` participant, `n` name (absent when it is the id), `g`
+//!   gender, `c` category, `m` distance (metres), `a` laps, `e` leg, `gp`
+//!   gap (s), `v` speed (m/s), `ll` last lap (s), `t` last seen and `f` eta
+//!   (Unix ms, not RFC 3339), `st` status (`n` not started, `r` racing, `f`
+//!   finished, `x` retired, `d` did not start), `o` position
+//!   (`[lat, lon]`), `rk` rank (rows in the changelog carry none);
+//! - a split: `i`, `n` split, `t` time (Unix ms), `o` position, `gp` and
+//!   `cp` positions in gender and category.
+//!
+//! The race is not repeated in each row and split: a reader gets it from
+//! the change. A record in the long form that pace wrote before (field
+//! names as in [`StandingsChange`]) is read too, so a changelog written by
+//! an older pace is read on.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::records::LatLon;
+use crate::time::Timestamp;
+use crate::views::{Leader, RankChange, Split, SplitKey, StandingRow, StandingsChange, Status};
+
+/// The short code of a status.
+fn status_code(s: Status) -> &'static str {
+    match s {
+        Status::NotStarted => "n",
+        Status::Racing => "r",
+        Status::Finished => "f",
+        Status::Retired => "x",
+        Status::DidNotStart => "d",
+    }
+}
+
+/// The status of a short code.
+fn status_of(code: &str) -> Option<Status> {
+    Some(match code {
+        "n" => Status::NotStarted,
+        "r" => Status::Racing,
+        "f" => Status::Finished,
+        "x" => Status::Retired,
+        "d" => Status::DidNotStart,
+        _ => return None,
+    })
+}
+
+fn none<T>(x: &Option<T>) -> bool {
+    x.is_none()
+}
+
+#[derive(Serialize)]
+struct RowOut<'a> {
+    i: &'a str,
+    #[serde(skip_serializing_if = "none")]
+    n: Option<&'a str>,
+    #[serde(skip_serializing_if = "none")]
+    g: Option<&'a str>,
+    #[serde(skip_serializing_if = "none")]
+    c: Option<&'a str>,
+    #[serde(skip_serializing_if = "none")]
+    rk: Option<u32>,
+    m: f64,
+    #[serde(skip_serializing_if = "none")]
+    a: Option<u32>,
+    #[serde(skip_serializing_if = "none")]
+    e: Option<u32>,
+    #[serde(skip_serializing_if = "none")]
+    gp: Option<f64>,
+    #[serde(skip_serializing_if = "none")]
+    v: Option<f64>,
+    #[serde(skip_serializing_if = "none")]
+    ll: Option<f64>,
+    t: i64,
+    st: &'static str,
+    #[serde(skip_serializing_if = "none")]
+    f: Option<i64>,
+    #[serde(skip_serializing_if = "none")]
+    o: Option<(f64, f64)>,
+}
+
+impl<'a> From<&'a StandingRow> for RowOut<'a> {
+    fn from(r: &'a StandingRow) -> Self {
+        Self {
+            i: &r.participant,
+            n: (r.name != r.participant).then_some(r.name.as_str()),
+            g: r.gender.as_deref(),
+            c: r.category.as_deref(),
+            rk: r.rank,
+            m: r.distance_m,
+            a: r.laps,
+            e: r.leg,
+            gp: r.gap_s,
+            v: r.speed_mps,
+            ll: r.last_lap_s,
+            t: r.last_seen.0,
+            st: status_code(r.status),
+            f: r.eta.map(|t| t.0),
+            o: r.position.map(|p| (p.lat, p.lon)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RowIn {
+    i: String,
+    #[serde(default)]
+    n: Option<String>,
+    #[serde(default)]
+    g: Option<String>,
+    #[serde(default)]
+    c: Option<String>,
+    #[serde(default)]
+    rk: Option<u32>,
+    m: f64,
+    #[serde(default)]
+    a: Option<u32>,
+    #[serde(default)]
+    e: Option<u32>,
+    #[serde(default)]
+    gp: Option<f64>,
+    #[serde(default)]
+    v: Option<f64>,
+    #[serde(default)]
+    ll: Option<f64>,
+    t: i64,
+    st: String,
+    #[serde(default)]
+    f: Option<i64>,
+    #[serde(default)]
+    o: Option<(f64, f64)>,
+}
+
+impl RowIn {
+    fn row(self, race: &str) -> Result<StandingRow, String> {
+        let status = status_of(&self.st).ok_or_else(|| format!("unknown status {:?}", self.st))?;
+        Ok(StandingRow {
+            race: race.to_owned(),
+            rank: self.rk,
+            name: self.n.unwrap_or_else(|| self.i.clone()),
+            participant: self.i,
+            gender: self.g,
+            category: self.c,
+            distance_m: self.m,
+            laps: self.a,
+            leg: self.e,
+            gap_s: self.gp,
+            speed_mps: self.v,
+            last_lap_s: self.ll,
+            last_seen: Timestamp(self.t),
+            status,
+            eta: self.f.map(Timestamp),
+            position: self.o.map(|(lat, lon)| LatLon { lat, lon }),
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct SplitOut<'a> {
+    i: &'a str,
+    n: u32,
+    t: i64,
+    o: u32,
+    #[serde(skip_serializing_if = "none")]
+    gp: Option<u32>,
+    #[serde(skip_serializing_if = "none")]
+    cp: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct SplitIn {
+    i: String,
+    n: u32,
+    t: i64,
+    o: u32,
+    #[serde(default)]
+    gp: Option<u32>,
+    #[serde(default)]
+    cp: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LeaderWire {
+    i: String,
+    #[serde(default, skip_serializing_if = "none")]
+    m: Option<f64>,
+}
+
+/// A sequence written from an iterator, without collecting it.
+struct Each<I>(std::cell::Cell<Option<I>>);
+
+impl<I: Iterator<Item = T>, T: Serialize> Serialize for Each<I> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.take().expect("serialized once"))
+    }
+}
+
+fn each<I: Iterator<Item = T>, T: Serialize>(it: I) -> Each<I> {
+    Each(std::cell::Cell::new(Some(it)))
+}
+
+impl Serialize for StandingsChange {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("r", &self.race)?;
+        m.serialize_entry("s", &self.seq)?;
+        if !self.ranks.is_empty() {
+            let ranks = self.ranks.iter().map(|r| (r.participant.as_str(), r.rank));
+            m.serialize_entry("k", &each(ranks))?;
+        }
+        if !self.upserts.is_empty() {
+            m.serialize_entry("u", &each(self.upserts.iter().map(RowOut::from)))?;
+        }
+        if !self.removes.is_empty() {
+            m.serialize_entry("d", &self.removes)?;
+        }
+        if !self.splits.is_empty() {
+            let splits = self.splits.iter().map(|p| SplitOut {
+                i: &p.participant,
+                n: p.split,
+                t: p.time.0,
+                o: p.position,
+                gp: p.gender_position,
+                cp: p.category_position,
+            });
+            m.serialize_entry("p", &each(splits))?;
+        }
+        if !self.split_removes.is_empty() {
+            let keys = (self.split_removes.iter()).map(|k| (k.participant.as_str(), k.split));
+            m.serialize_entry("x", &each(keys))?;
+        }
+        if let Some(l) = &self.leader {
+            let leader = LeaderWire {
+                i: l.participant.clone(),
+                m: l.distance_m,
+            };
+            m.serialize_entry("l", &leader)?;
+        }
+        m.end()
+    }
+}
+
+#[derive(Deserialize)]
+struct ChangeIn {
+    r: String,
+    s: u64,
+    #[serde(default)]
+    k: Vec<(String, u32)>,
+    #[serde(default)]
+    u: Vec<RowIn>,
+    #[serde(default)]
+    d: Vec<String>,
+    #[serde(default)]
+    p: Vec<SplitIn>,
+    #[serde(default)]
+    x: Vec<(String, u32)>,
+    #[serde(default)]
+    l: Option<LeaderWire>,
+}
+
+impl ChangeIn {
+    fn change(self) -> Result<StandingsChange, String> {
+        let race = self.r;
+        let upserts = (self.u.into_iter())
+            .map(|r| r.row(&race))
+            .collect::<Result<_, _>>()?;
+        let splits = (self.p.into_iter())
+            .map(|p| Split {
+                race: race.clone(),
+                participant: p.i,
+                split: p.n,
+                time: Timestamp(p.t),
+                position: p.o,
+                gender_position: p.gp,
+                category_position: p.cp,
+            })
+            .collect();
+        Ok(StandingsChange {
+            seq: self.s,
+            ranks: (self.k.into_iter())
+                .map(|(participant, rank)| RankChange { participant, rank })
+                .collect(),
+            upserts,
+            removes: self.d,
+            splits,
+            split_removes: (self.x.into_iter())
+                .map(|(participant, split)| SplitKey { participant, split })
+                .collect(),
+            leader: self.l.map(|l| Leader {
+                participant: l.i,
+                distance_m: l.m,
+            }),
+            race,
+        })
+    }
+}
+
+/// A change in the long form, as pace wrote it before the compact one.
+#[derive(Deserialize)]
+struct LongForm {
+    race: String,
+    seq: u64,
+    #[serde(default)]
+    ranks: Vec<RankChange>,
+    upserts: Vec<StandingRow>,
+    removes: Vec<String>,
+    #[serde(default)]
+    splits: Vec<Split>,
+    #[serde(default)]
+    split_removes: Vec<SplitKey>,
+    #[serde(default)]
+    leader: Option<Leader>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AnyForm {
+    Compact(ChangeIn),
+    Long(LongForm),
+}
+
+impl<'de> Deserialize<'de> for StandingsChange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match AnyForm::deserialize(d)? {
+            AnyForm::Compact(c) => c.change().map_err(serde::de::Error::custom),
+            AnyForm::Long(l) => Ok(StandingsChange {
+                race: l.race,
+                seq: l.seq,
+                ranks: l.ranks,
+                upserts: l.upserts,
+                removes: l.removes,
+                splits: l.splits,
+                split_removes: l.split_removes,
+                leader: l.leader,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(participant: &str, name: &str) -> StandingRow {
+        StandingRow {
+            race: "race-3".into(),
+            rank: None,
+            participant: participant.into(),
+            name: name.into(),
+            gender: Some("F".into()),
+            category: None,
+            distance_m: 12_345.678,
+            laps: None,
+            leg: None,
+            gap_s: Some(1.5),
+            speed_mps: Some(3.25),
+            last_lap_s: None,
+            last_seen: Timestamp(1_765_000_000_123),
+            status: Status::Racing,
+            eta: Some(Timestamp(1_765_000_999_000)),
+            position: Some(LatLon {
+                lat: 51.123_456_7,
+                lon: -0.123_456_7,
+            }),
+        }
+    }
+
+    fn change() -> StandingsChange {
+        let mut bare = row("r-3-000124", "r-3-000124");
+        (bare.gender, bare.eta, bare.position, bare.gap_s) = (None, None, None, None);
+        bare.status = Status::DidNotStart;
+        bare.rank = Some(4);
+        StandingsChange {
+            race: "race-3".into(),
+            seq: 42,
+            ranks: vec![
+                RankChange {
+                    participant: "r-3-000123".into(),
+                    rank: 7,
+                },
+                RankChange {
+                    participant: "r-3-000099".into(),
+                    rank: 8,
+                },
+            ],
+            upserts: vec![row("r-3-000123", "Ann Lee"), bare],
+            removes: vec!["r-3-000001".into()],
+            splits: vec![Split {
+                race: "race-3".into(),
+                participant: "r-3-000123".into(),
+                split: 2,
+                time: Timestamp(1_765_000_000_500),
+                position: 3,
+                gender_position: Some(1),
+                category_position: None,
+            }],
+            split_removes: vec![SplitKey {
+                participant: "r-3-000002".into(),
+                split: 1,
+            }],
+            leader: Some(Leader {
+                participant: "r-3-000050".into(),
+                distance_m: Some(20_000.5),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_change_reads_back_as_it_was_written() {
+        let c = change();
+        let json = serde_json::to_vec(&c).unwrap();
+        assert_eq!(serde_json::from_slice::<StandingsChange>(&json).unwrap(), c);
+        let empty = StandingsChange {
+            ranks: vec![],
+            upserts: vec![],
+            removes: vec![],
+            splits: vec![],
+            split_removes: vec![],
+            leader: None,
+            ..c
+        };
+        let json = serde_json::to_string(&empty).unwrap();
+        assert_eq!(json, r#"{"r":"race-3","s":42}"#);
+        assert_eq!(
+            serde_json::from_str::<StandingsChange>(&json).unwrap(),
+            empty
+        );
+    }
+
+    /// What one point writes, about: its row and two places.
+    #[test]
+    fn a_row_and_its_places_take_under_half_the_long_forms_bytes() {
+        let c = StandingsChange {
+            race: "race-3".into(),
+            seq: 42,
+            ranks: vec![
+                RankChange {
+                    participant: "r-3-000123".into(),
+                    rank: 7,
+                },
+                RankChange {
+                    participant: "r-3-000099".into(),
+                    rank: 8,
+                },
+            ],
+            upserts: vec![row("r-3-000123", "Ann Lee")],
+            removes: vec![],
+            splits: vec![],
+            split_removes: vec![],
+            leader: None,
+        };
+        let compact = serde_json::to_vec(&c).unwrap().len();
+        let long = long_form(&c).len();
+        assert!(compact * 2 < long, "compact {compact} B, long {long} B");
+    }
+
+    /// The long form, as pace wrote it before: field names, RFC 3339 times.
+    fn long_form(c: &StandingsChange) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "race": c.race, "seq": c.seq, "ranks": c.ranks, "upserts": c.upserts,
+            "removes": c.removes, "splits": c.splits, "split_removes": c.split_removes,
+            "leader": c.leader,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_change_in_the_long_form_is_read_too() {
+        let c = change();
+        let long = long_form(&c);
+        assert_eq!(serde_json::from_slice::<StandingsChange>(&long).unwrap(), c);
+        let old = br#"{"race":"r","seq":1,"upserts":[{"race":"r","participant":"p","name":"P","distance_m":5.0,"last_seen":"2025-01-19T02:10:00Z","status":"racing"}],"removes":[]}"#;
+        let read = serde_json::from_slice::<StandingsChange>(old).unwrap();
+        assert_eq!(read.upserts[0].name, "P");
+    }
+
+    #[test]
+    fn a_bad_status_is_an_error_not_a_panic() {
+        let bad = br#"{"r":"r","s":1,"u":[{"i":"p","m":1.0,"t":5,"st":"?"}]}"#;
+        assert!(serde_json::from_slice::<StandingsChange>(bad).is_err());
+    }
+}
