@@ -294,7 +294,7 @@ impl Metrics {
             CounterVec::new(
                 Opts::new(
                     "pace_pipeline_operator_seconds_total",
-                    "Seconds the workers spent in each dataflow operator, by its name.",
+                    "Seconds the workers spent in each dataflow operator, by its name (wall time between its start and stop, so on a machine short of cores it includes time the thread waited for one).",
                 ),
                 &["operator"],
             )

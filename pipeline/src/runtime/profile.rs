@@ -10,6 +10,12 @@
 //! counted twice and the sum is the workers' time in the dataflow. The
 //! events come in batches from timely's logger; a batch costs a map update
 //! per event.
+//!
+//! The time is wall time between an operator's start and stop: where the
+//! process gets less than a core per worker, it includes the time a worker
+//! thread waited for one, so the sum can exceed the process's CPU time
+//! (`make bench`'s latency runs share 2 cores with the broker, the edge
+//! and the clients). The shares between operators are what it is for.
 
 use std::collections::HashMap;
 use std::time::Duration;

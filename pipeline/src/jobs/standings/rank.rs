@@ -55,7 +55,13 @@ where
                         let t = cap.time().clone();
                         let mut by_race: BTreeMap<String, Vec<(Tracked, isize)>> = BTreeMap::new();
                         for (x, r) in batch {
-                            by_race.entry(x.race().to_owned()).or_default().push((x, r));
+                            // The race's id is copied once an epoch, not once an update.
+                            match by_race.get_mut(x.race()) {
+                                Some(updates) => updates.push((x, r)),
+                                None => {
+                                    by_race.insert(x.race().to_owned(), vec![(x, r)]);
+                                }
+                            }
                         }
                         let mut session = output.session(&cap);
                         for (race, updates) in by_race {
@@ -205,7 +211,7 @@ impl RaceRank {
             let (seen, deadlines) = (&mut self.seen, &mut self.deadlines);
             let swap = |person: &mut Person| {
                 if let Some(old) = person.progress.take() {
-                    forget(seen, deadlines, &old);
+                    forget(seen, deadlines, old);
                 }
                 if let Some(new) = new {
                     remember(seen, deadlines, &new);
@@ -377,15 +383,16 @@ fn remember(
 }
 
 /// Takes a participant's progress out of a race's clock and deadlines.
-fn forget(seen: &mut BTreeMap<i64, usize>, deadlines: &mut BTreeSet<(i64, String)>, p: &Progress) {
+/// (It takes the progress, which is dropped after: its id is the key.)
+fn forget(seen: &mut BTreeMap<i64, usize>, deadlines: &mut BTreeSet<(i64, String)>, p: Progress) {
     if let Some(n) = seen.get_mut(&p.last_seen_ms) {
         *n -= 1;
         if *n == 0 {
             seen.remove(&p.last_seen_ms);
         }
     }
-    if let Some(d) = deadline(p) {
-        deadlines.remove(&(d, p.participant.clone()));
+    if let Some(d) = deadline(&p) {
+        deadlines.remove(&(d, p.participant));
     }
 }
 
