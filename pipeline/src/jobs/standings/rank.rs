@@ -159,14 +159,17 @@ impl RaceRank {
 
     /// Applies one epoch's updates of this race; `give` gets every changed
     /// row (its old version retracted, its new one inserted).
-    fn apply(&mut self, mut updates: Vec<(Tracked, isize)>, mut give: impl FnMut(ViewRow, isize)) {
-        // Retractions first: a participant's old progress, then its new one.
-        updates.sort_by_key(|(_, diff)| *diff > 0);
+    fn apply(&mut self, updates: Vec<(Tracked, isize)>, mut give: impl FnMut(ViewRow, isize)) {
+        // Retractions first: a participant's old progress, then its new one
+        // (split, not sorted: each update is moved once).
+        let (insertions, retractions): (Vec<_>, Vec<_>) =
+            updates.into_iter().partition(|(_, diff)| *diff > 0);
         // Each participant's progress after the epoch: `None` for gone,
-        // absent for unchanged (a retraction is of the held progress).
-        let mut progress: BTreeMap<String, Option<Progress>> = BTreeMap::new();
+        // absent for unchanged (a retraction is of the held progress). The
+        // order does not matter: what follows goes by `dirty`, in order.
+        let mut progress: HashMap<String, Option<Progress>> = HashMap::default();
         let mut passes: BTreeMap<u32, BTreeMap<String, Option<(i64, Listing)>>> = BTreeMap::new();
-        for (t, diff) in updates {
+        for (t, diff) in retractions.into_iter().chain(insertions) {
             match t {
                 Tracked::Progress(_, p) if diff > 0 => {
                     progress.insert(p.participant.clone(), Some(p));
