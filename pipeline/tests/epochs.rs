@@ -110,9 +110,9 @@ fn a_run_killed_half_way_writes_each_change_once_the_same_as_a_replay() {
         let seqs: Vec<u64> = list
             .iter()
             .map(|c| {
-                serde_json::from_str::<serde_json::Value>(c).unwrap()["seq"]
-                    .as_u64()
+                serde_json::from_str::<schemas::StandingsChange>(c)
                     .unwrap()
+                    .seq
             })
             .collect();
         let want: Vec<u64> = (1..=seqs.len() as u64).collect();
