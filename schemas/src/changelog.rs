@@ -247,10 +247,15 @@ impl Serialize for StandingsChange {
     }
 }
 
+/// A change as read: the compact form's keys and the long form's, each
+/// optional, so that either is read in one pass (no buffering to try one
+/// form, then the other).
 #[derive(Deserialize)]
 struct ChangeIn {
-    r: String,
-    s: u64,
+    #[serde(default)]
+    r: Option<String>,
+    #[serde(default)]
+    s: Option<u64>,
     #[serde(default)]
     k: Vec<(String, u32)>,
     #[serde(default)]
@@ -263,53 +268,16 @@ struct ChangeIn {
     x: Vec<(String, u32)>,
     #[serde(default)]
     l: Option<LeaderWire>,
-}
-
-impl ChangeIn {
-    fn change(self) -> Result<StandingsChange, String> {
-        let race = self.r;
-        let upserts = (self.u.into_iter())
-            .map(|r| r.row(&race))
-            .collect::<Result<_, _>>()?;
-        let splits = (self.p.into_iter())
-            .map(|p| Split {
-                race: race.clone(),
-                participant: p.i,
-                split: p.n,
-                time: Timestamp(p.t),
-                position: p.o,
-                gender_position: p.gp,
-                category_position: p.cp,
-            })
-            .collect();
-        Ok(StandingsChange {
-            seq: self.s,
-            ranks: (self.k.into_iter())
-                .map(|(participant, rank)| RankChange { participant, rank })
-                .collect(),
-            upserts,
-            removes: self.d,
-            splits,
-            split_removes: (self.x.into_iter())
-                .map(|(participant, split)| SplitKey { participant, split })
-                .collect(),
-            leader: self.l.map(|l| Leader {
-                participant: l.i,
-                distance_m: l.m,
-            }),
-            race,
-        })
-    }
-}
-
-/// A change in the long form, as pace wrote it before the compact one.
-#[derive(Deserialize)]
-struct LongForm {
-    race: String,
-    seq: u64,
+    // The long form, as pace wrote it before the compact one.
+    #[serde(default)]
+    race: Option<String>,
+    #[serde(default)]
+    seq: Option<u64>,
     #[serde(default)]
     ranks: Vec<RankChange>,
+    #[serde(default)]
     upserts: Vec<StandingRow>,
+    #[serde(default)]
     removes: Vec<String>,
     #[serde(default)]
     splits: Vec<Split>,
@@ -319,28 +287,56 @@ struct LongForm {
     leader: Option<Leader>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum AnyForm {
-    Compact(ChangeIn),
-    Long(LongForm),
+impl ChangeIn {
+    fn change(self) -> Result<StandingsChange, String> {
+        let race = (self.r.or(self.race)).ok_or("a change without its race")?;
+        let seq = (self.s.or(self.seq)).ok_or("a change without its seq")?;
+        let mut upserts = self.upserts;
+        for r in self.u {
+            upserts.push(r.row(&race)?);
+        }
+        let mut splits = self.splits;
+        splits.extend(self.p.into_iter().map(|p| Split {
+            race: race.clone(),
+            participant: p.i,
+            split: p.n,
+            time: Timestamp(p.t),
+            position: p.o,
+            gender_position: p.gp,
+            category_position: p.cp,
+        }));
+        let mut ranks = self.ranks;
+        ranks.extend(
+            (self.k.into_iter()).map(|(participant, rank)| RankChange { participant, rank }),
+        );
+        let mut removes = self.removes;
+        removes.extend(self.d);
+        let mut split_removes = self.split_removes;
+        split_removes.extend(
+            (self.x.into_iter()).map(|(participant, split)| SplitKey { participant, split }),
+        );
+        let leader = self.leader.or(self.l.map(|l| Leader {
+            participant: l.i,
+            distance_m: l.m,
+        }));
+        Ok(StandingsChange {
+            race,
+            seq,
+            ranks,
+            upserts,
+            removes,
+            splits,
+            split_removes,
+            leader,
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for StandingsChange {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match AnyForm::deserialize(d)? {
-            AnyForm::Compact(c) => c.change().map_err(serde::de::Error::custom),
-            AnyForm::Long(l) => Ok(StandingsChange {
-                race: l.race,
-                seq: l.seq,
-                ranks: l.ranks,
-                upserts: l.upserts,
-                removes: l.removes,
-                splits: l.splits,
-                split_removes: l.split_removes,
-                leader: l.leader,
-            }),
-        }
+        ChangeIn::deserialize(d)?
+            .change()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -482,8 +478,16 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_status_is_an_error_not_a_panic() {
+    fn a_bad_status_or_a_change_without_race_or_seq_is_an_error_not_a_panic() {
         let bad = br#"{"r":"r","s":1,"u":[{"i":"p","m":1.0,"t":5,"st":"?"}]}"#;
         assert!(serde_json::from_slice::<StandingsChange>(bad).is_err());
+        for bad in [
+            &br#"{"s":1}"#[..],
+            br#"{"r":"x"}"#,
+            br#"{"race":"x","upserts":[]}"#,
+        ] {
+            let e = serde_json::from_slice::<StandingsChange>(bad).unwrap_err();
+            assert!(e.to_string().contains("without its"), "{e}");
+        }
     }
 }

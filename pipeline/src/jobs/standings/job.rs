@@ -130,12 +130,16 @@ fn standings_changes(
     // Insertions first: a retraction of a row that is also inserted is an update.
     let (insertions, retractions): (Vec<_>, Vec<_>) = flat.into_iter().partition(|(_, d)| *d > 0);
     for ((race, row), diff) in insertions.into_iter().chain(retractions) {
-        let change = by_race.entry(race.clone()).or_default();
+        // The race's id is copied once a change, not once a row.
+        if !by_race.contains_key(&race) {
+            by_race.insert(race.clone(), Change::default());
+        }
+        let change = by_race.get_mut(&race).expect("inserted above");
         match row {
             ViewRow::Standing(s) if diff > 0 => {
                 change
                     .upserts
-                    .insert(s.participant.clone(), standing_row(&race, &s));
+                    .insert(s.participant.clone(), standing_row(&race, *s));
             }
             ViewRow::Standing(s) => {
                 if !change.upserts.contains_key(&s.participant) {
@@ -227,16 +231,17 @@ fn take_front<T>(items: &mut Vec<T>, room: &mut usize) -> Vec<T> {
     std::mem::replace(items, rest)
 }
 
-fn standing_row(race: &str, s: &Standing) -> StandingRow {
+/// The row of standing `s` (taken: its id moves into the row).
+fn standing_row(race: &str, s: Standing) -> StandingRow {
     let seconds = |ms: i64| ms as f64 / 1000.0;
     StandingRow {
         race: race.to_owned(),
         rank: None,
-        participant: s.participant.clone(),
         name: match s.listing.as_deref() {
             Some(l) if !l.name.is_empty() => l.name.clone(),
             _ => s.participant.clone(),
         },
+        participant: s.participant,
         gender: s.listing.as_ref().and_then(|l| l.gender.clone()),
         category: s.listing.as_ref().and_then(|l| l.category.clone()),
         distance_m: s.progress_mm as f64 / 1000.0,
