@@ -433,24 +433,14 @@ mod tests {
     /// What one point writes, about: its row and two places.
     #[test]
     fn a_row_and_its_places_take_under_half_the_long_forms_bytes() {
+        let full = change();
         let c = StandingsChange {
-            race: "race-3".into(),
-            seq: 42,
-            ranks: vec![
-                RankChange {
-                    participant: "r-3-000123".into(),
-                    rank: 7,
-                },
-                RankChange {
-                    participant: "r-3-000099".into(),
-                    rank: 8,
-                },
-            ],
-            upserts: vec![row("r-3-000123", "Ann Lee")],
+            upserts: vec![full.upserts[0].clone()],
             removes: vec![],
             splits: vec![],
             split_removes: vec![],
             leader: None,
+            ..full
         };
         let compact = serde_json::to_vec(&c).unwrap().len();
         let long = long_form(&c).len();
