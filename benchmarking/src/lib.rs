@@ -20,11 +20,12 @@
 //!   the edge's memory per idle and per subscribed connection.
 //! - [`spectators`]: what a spectator watches (a runner, or a race's top-20
 //!   window) and which frames it counts.
-//! - [`report`]: JSON, Markdown and an SVG plot.
+//! - [`report`]: JSON and Markdown; [`plot`]: the SVG plot.
 
 pub mod fanout;
 pub mod latency;
 pub mod observers;
+pub mod plot;
 pub mod process;
 pub mod replay;
 pub mod report;
