@@ -232,9 +232,10 @@ pub fn start_pace(
     Ok((pipeline, edge, kafka, data))
 }
 
-/// The pipeline's counters now (none if its page cannot be read).
-fn counters(pipeline: &Pace) -> Counters {
-    Counters::read(&pipeline.metrics().unwrap_or_default())
+/// The pipeline's counters now (`None` if its page cannot be read: then
+/// no breakdown, rather than one from a start of zero).
+fn counters(pipeline: &Pace) -> Option<Counters> {
+    Some(Counters::read(&pipeline.metrics().ok()?))
 }
 
 /// A runtime for the bench's WebSocket clients.
@@ -305,7 +306,7 @@ pub fn run(setup: &Setup<'_>, progress: &(dyn Fn(u64) + Sync)) -> anyhow::Result
     observers.window.close();
     let stages = opened.and_then(|(at, before)| {
         let wall = at.elapsed().as_secs_f64();
-        Stages::between(&before, &counters(&pipeline), setup.workers, wall)
+        Stages::between(&before?, &counters(&pipeline)?, setup.workers, wall)
     });
     let wall = t0.elapsed().as_secs_f64();
     producer.flush(Duration::from_secs(60))?;

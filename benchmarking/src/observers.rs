@@ -377,17 +377,12 @@ impl Observers {
             frame_halves: [first, second],
             frame_count: self.frame_count.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
-            dropped_why: by_count(&self.dropped_why.lock().expect("drops lock")),
+            dropped_why: crate::process::most_first(
+                (self.dropped_why.lock().expect("drops lock").iter()).map(|(k, n)| (k.clone(), *n)),
+            ),
             changelog,
         })
     }
-}
-
-/// Reasons, most frequent first.
-fn by_count(why: &BTreeMap<String, u64>) -> Vec<(String, u64)> {
-    let mut v: Vec<(String, u64)> = why.iter().map(|(k, n)| (k.clone(), *n)).collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    v
 }
 
 /// Waits up to a minute for `edge` to list `races` races.

@@ -162,11 +162,17 @@ pub fn samples<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = f64> + 
 /// The samples of counter `name` by the value of its one `label`, from
 /// Prometheus text: `(label value, count)`, the largest first.
 pub fn by_label(text: &str, name: &str, label: &str) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = values_by_label(text, name, label)
-        .into_iter()
-        .map(|(v, n)| (v, n as u64))
-        .filter(|(_, n)| *n > 0)
-        .collect();
+    most_first(
+        values_by_label(text, name, label)
+            .into_iter()
+            .map(|(v, n)| (v, n as u64))
+            .filter(|(_, n)| *n > 0),
+    )
+}
+
+/// Counts by what they count, the largest first (then by name).
+pub fn most_first(counts: impl IntoIterator<Item = (String, u64)>) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = counts.into_iter().collect();
     out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     out
 }
