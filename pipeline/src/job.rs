@@ -42,6 +42,13 @@ pub trait Job: 'static {
     /// several workers catches.
     const KEYED: bool = false;
 
+    /// Whether each epoch's rows come consolidated already: no row twice,
+    /// and none both inserted and retracted. The sink then takes them as
+    /// they come, with no consolidation (a sort of the epoch's rows by
+    /// key and row). A job that claims this wrongly writes changes that
+    /// change nothing, or rows twice.
+    const CONSOLIDATED: bool = false;
+
     /// Whether any of its rows carries a trace context ([`Job::trace`]);
     /// only then does the sink look.
     const TRACED: bool = false;

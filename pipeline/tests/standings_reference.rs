@@ -355,6 +355,12 @@ fn sequential(input: &TestInput) -> Vec<Update> {
 
 /// The job over the input, with `workers` workers: every update.
 fn differential(input: &TestInput, workers: usize) -> Vec<Update> {
+    common::normalise(raw(input, workers))
+}
+
+/// The job over the input, with `workers` workers: every update as the
+/// dataflow gave it.
+fn raw(input: &TestInput, workers: usize) -> Vec<Update> {
     let mut rounds: Vec<Vec<Fed>> = vec![Vec::new(); ROUNDS as usize];
     for (r, o) in &input.observations {
         rounds[*r as usize].push(Fed::Observation(o.clone()));
@@ -365,12 +371,42 @@ fn differential(input: &TestInput, workers: usize) -> Vec<Update> {
     for (r, d) in &input.definitions {
         rounds[*r as usize].push(Fed::Definition(d.clone()));
     }
-    common::run_rounds_by(
+    common::run_rounds_raw(
         rounds,
         workers,
         common::standings_reader,
         common::standings_views,
     )
+}
+
+/// The changelog sink takes the job's rows as they come, unconsolidated
+/// (`Job::CONSOLIDATED`): so the dataflow gives each changed row once a
+/// time, never a row twice or both inserted and retracted, at any worker count.
+#[test]
+fn the_views_come_consolidated_as_the_sink_takes_them() {
+    use pace_pipeline::job::Job;
+    const { assert!(pace_pipeline::jobs::standings::Standings::CONSOLIDATED) };
+    for seed in [1, 2, 3] {
+        let input = random_input(seed);
+        for workers in [1, 4] {
+            let updates = raw(&input, workers);
+            let mut seen = std::collections::BTreeMap::new();
+            for (row, time, diff) in &updates {
+                assert!(*diff == 1 || *diff == -1, "{row:?} at {time}: {diff}");
+                *seen.entry((time, row)).or_insert(0) += 1;
+            }
+            let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+            assert!(
+                twice.is_empty(),
+                "seed {seed}, {workers} workers: {twice:?}"
+            );
+            assert!(
+                updates.len() > 100,
+                "seed {seed}: {} updates",
+                updates.len()
+            );
+        }
+    }
 }
 
 #[test]

@@ -57,7 +57,8 @@ trait Produce<D> {
 }
 
 /// The changelog of job `J`: each epoch's updates of its rows, exchanged by
-/// key, consolidated and encoded by [`Job::encode`], produced to
+/// key, consolidated (unless the job gives them so, [`Job::CONSOLIDATED`])
+/// and encoded by [`Job::encode`], produced to
 /// [`Job::changelog`] keyed by view key with the epoch and its origin. What
 /// the encoder keeps is written at every snapshot point through `encoder`.
 ///
@@ -180,7 +181,12 @@ impl<J: Job> Produce<((String, J::Row), Time, isize)> for Changelog<J> {
     ) -> Result<(), SinkError> {
         let epoch = ticket as Time;
         let origin = self.shared.origin(J::NAME, epoch);
-        let flat = consolidate_rows(updates.into_iter().map(|(d, _, r)| (d, r)).collect());
+        let flat: Vec<_> = updates.into_iter().map(|(d, _, r)| (d, r)).collect();
+        let flat = if J::CONSOLIDATED {
+            flat
+        } else {
+            consolidate_rows(flat)
+        };
         let mut written = self.written.take(epoch);
         let traces: HashMap<String, TraceParent> = if J::TRACED {
             (flat.iter())

@@ -351,6 +351,26 @@ where
     I: differential_dataflow::ExchangeData + std::hash::Hash + Sync,
     O: differential_dataflow::ExchangeData + std::hash::Hash,
 {
+    let mut updates = run_rounds_raw(rounds, workers, reader, build);
+    differential_dataflow::consolidation::consolidate_updates(&mut updates);
+    updates.sort();
+    updates
+}
+
+/// [`run_rounds_by`], with every output update as the dataflow gave it:
+/// not consolidated, in no particular order.
+pub fn run_rounds_raw<I, O>(
+    rounds: Vec<Vec<I>>,
+    workers: usize,
+    reader: fn(usize, &I) -> u64,
+    build: for<'a> fn(
+        differential_dataflow::VecCollection<'a, u64, I>,
+    ) -> differential_dataflow::VecCollection<'a, u64, O>,
+) -> Vec<(O, u64, isize)>
+where
+    I: differential_dataflow::ExchangeData + std::hash::Hash + Sync,
+    O: differential_dataflow::ExchangeData + std::hash::Hash,
+{
     use differential_dataflow::input::Input;
     use timely::dataflow::operators::Capture;
     use timely::dataflow::operators::capture::Extract;
@@ -384,11 +404,7 @@ where
         }
     })
     .unwrap();
-    let mut updates: Vec<(O, u64, isize)> =
-        recv.extract().into_iter().flat_map(|(_, u)| u).collect();
-    differential_dataflow::consolidation::consolidate_updates(&mut updates);
-    updates.sort();
-    updates
+    recv.extract().into_iter().flat_map(|(_, u)| u).collect()
 }
 
 /// A row of a race's view, as the standings tests compare them.

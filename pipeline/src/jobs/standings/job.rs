@@ -4,7 +4,7 @@
 //! most [`MAX_CHANGE_ROWS`] rows, so no record outgrows the broker's limit):
 //! the ranks and rows that changed and, when it moved, the leader.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 
 use differential_dataflow::VecCollection;
 use ingest::source::{DeadLetter, Envelope};
@@ -32,6 +32,9 @@ impl Job for Standings {
     type Encoder = BTreeMap<String, u64>;
     /// The rows come from the rank stage, exchanged by race.
     const KEYED: bool = true;
+    /// The rank stage gives each changed row once an epoch: its old
+    /// version retracted, its new one inserted, never a row twice.
+    const CONSOLIDATED: bool = true;
 
     fn changelog(topics: &Topics) -> &str {
         &topics.standings
@@ -113,69 +116,89 @@ fn dead_letter(topics: &Topics, r: &Refusal) -> DeadLetter {
 }
 
 /// Turns one epoch's consolidated view updates into one change per race.
+///
+/// Consolidated, each row comes at most once, so each participant's new
+/// standing, new rank and new pass of a split at most once: the rows are
+/// gathered as they come and sorted once per race (no map keyed by
+/// participant, no copy of an id), in the order a reader applies them:
+/// ranks by rank, rows and removals by participant, splits by participant
+/// and split.
 fn standings_changes(
     flat: Vec<((String, ViewRow), isize)>,
     seqs: &mut BTreeMap<String, u64>,
 ) -> Vec<StandingsChange> {
     #[derive(Default)]
     struct Change {
-        ranks: BTreeMap<String, u32>,
-        upserts: BTreeMap<String, StandingRow>,
-        removes: BTreeSet<String>,
-        splits: BTreeMap<SplitKey, Split>,
-        split_removes: BTreeSet<SplitKey>,
+        ranks: Vec<RankChange>,
+        upserts: Vec<StandingRow>,
+        /// Standings retracted: removed, unless also upserted.
+        retracted: Vec<String>,
+        splits: Vec<Split>,
+        /// Passes retracted: removed, unless also upserted.
+        splits_retracted: Vec<SplitKey>,
         leader: Option<schemas::Leader>,
     }
-    let mut by_race: BTreeMap<String, Change> = BTreeMap::new();
-    // Insertions first: a retraction of a row that is also inserted is an update.
-    let (insertions, retractions): (Vec<_>, Vec<_>) = flat.into_iter().partition(|(_, d)| *d > 0);
-    for ((race, row), diff) in insertions.into_iter().chain(retractions) {
-        // The race's id is copied once a change, not once a row.
-        if !by_race.contains_key(&race) {
-            by_race.insert(race.clone(), Change::default());
-        }
-        let change = by_race.get_mut(&race).expect("inserted above");
+    // The rows come grouped by race (as the rank stage made them), so the
+    // last race is the one to look at first.
+    let mut by_race: Vec<(String, Change)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for ((race, row), diff) in flat {
+        let at = match by_race.last() {
+            Some((last, _)) if *last == race => by_race.len() - 1,
+            _ => *index.entry(race).or_insert_with_key(|race| {
+                by_race.push((race.clone(), Change::default()));
+                by_race.len() - 1
+            }),
+        };
+        let (race, change) = &mut by_race[at];
         match row {
-            ViewRow::Standing(s) if diff > 0 => {
-                change
-                    .upserts
-                    .insert(s.participant.clone(), standing_row(&race, *s));
-            }
-            ViewRow::Standing(s) => {
-                if !change.upserts.contains_key(&s.participant) {
-                    change.removes.insert(s.participant);
-                }
-            }
+            ViewRow::Standing(s) if diff > 0 => change.upserts.push(standing_row(race, *s)),
+            ViewRow::Standing(s) => change.retracted.push(s.participant),
             // A rank only retracted went with its participant's row.
-            ViewRow::Rank(p) if diff > 0 => {
-                change.ranks.insert(p.participant, p.rank);
-            }
+            ViewRow::Rank(p) if diff > 0 => change.ranks.push(RankChange {
+                participant: p.participant,
+                rank: p.rank,
+            }),
             ViewRow::Rank(_) => {}
-            ViewRow::Split(s) => {
-                let key = SplitKey {
-                    participant: s.participant.clone(),
-                    split: s.split,
-                };
-                if diff > 0 {
-                    change.splits.insert(key, split_row(&race, &s));
-                } else if !change.splits.contains_key(&key) {
-                    change.split_removes.insert(key);
-                }
-            }
+            ViewRow::Split(s) if diff > 0 => change.splits.push(split_row(race, &s)),
+            ViewRow::Split(s) => change.splits_retracted.push(SplitKey {
+                participant: s.participant,
+                split: s.split,
+            }),
             // A leader that is only retracted went with the race's last row.
             ViewRow::Leader(l) if diff > 0 => change.leader = Some(leader(&l)),
             ViewRow::Leader(_) => {}
         }
     }
+    by_race.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let by_race = by_race.into_iter().map(|(race, mut c)| {
+        c.upserts
+            .sort_unstable_by(|a, b| a.participant.cmp(&b.participant));
+        let upserts = &c.upserts;
+        c.retracted.retain(|p| {
+            upserts
+                .binary_search_by(|r| r.participant.as_str().cmp(p))
+                .is_err()
+        });
+        c.retracted.sort_unstable();
+        c.retracted.dedup();
+        c.splits
+            .sort_unstable_by(|a, b| split_key(a).cmp(&split_key(b)));
+        let splits = &c.splits;
+        c.splits_retracted.retain(|k| {
+            splits
+                .binary_search_by(|s| split_key(s).cmp(&(k.participant.as_str(), k.split)))
+                .is_err()
+        });
+        c.splits_retracted.sort_unstable();
+        c.splits_retracted.dedup();
+        c.ranks.sort_unstable_by_key(|r| r.rank);
+        (race, c)
+    });
     let mut out = Vec::new();
     for (race, c) in by_race {
-        let mut ranks: Vec<RankChange> = c
-            .ranks
-            .into_iter()
-            .map(|(participant, rank)| RankChange { participant, rank })
-            .collect();
-        ranks.sort_by_key(|r| r.rank);
-        let mut upserts: Vec<StandingRow> = c.upserts.into_values().collect();
+        let mut ranks = c.ranks;
+        let mut upserts = c.upserts;
         let seq = seqs.entry(race.clone()).or_default();
         // A change of a big race goes out in pieces of at most
         // MAX_CHANGE_ROWS ranks, rows, removals and splits together, each
@@ -183,9 +206,9 @@ fn standings_changes(
         // broker takes (1 MB by default). Applied in order, the pieces make
         // the whole change; ranks go first, so that no row is ever held
         // without its rank.
-        let mut removes: Vec<String> = c.removes.into_iter().collect();
-        let mut splits: Vec<Split> = c.splits.into_values().collect();
-        let mut split_removes: Vec<SplitKey> = c.split_removes.into_iter().collect();
+        let mut removes = c.retracted;
+        let mut splits = c.splits;
+        let mut split_removes = c.splits_retracted;
         let mut leader = c.leader;
         loop {
             let mut room = MAX_CHANGE_ROWS;
@@ -216,6 +239,11 @@ fn standings_changes(
         }
     }
     out
+}
+
+/// The order of a change's splits: by participant, then split.
+fn split_key(s: &Split) -> (&str, u32) {
+    (s.participant.as_str(), s.split)
 }
 
 /// Most ranks, standings rows, removals and splits in one changelog record

@@ -114,14 +114,16 @@ impl SplitRank {
     }
 }
 
-/// What the rank stage holds of one participant (one map entry, so that a
-/// changed participant costs one lookup a step, not one a map).
-#[derive(Default)]
+/// What the rank stage holds of one participant, in its slot of the race
+/// (so that a changed participant costs one lookup by id an epoch, and the
+/// ladder, the deadlines and the epoch's work name it by a number).
 struct Person {
+    /// Its id.
+    id: String,
     /// Its progress, as the ladder holds it.
     progress: Option<Progress>,
-    /// Its key in the ladder.
-    key: Option<RankKey>,
+    /// Its entry in the ladder.
+    key: Option<Entry>,
     /// Its standing, as emitted.
     emitted: Option<super::Standing>,
     /// Its rank, as emitted.
@@ -129,6 +131,16 @@ struct Person {
 }
 
 impl Person {
+    fn new(id: &str) -> Self {
+        Person {
+            id: id.to_owned(),
+            progress: None,
+            key: None,
+            emitted: None,
+            place: None,
+        }
+    }
+
     fn is_gone(&self) -> bool {
         self.progress.is_none()
             && self.key.is_none()
@@ -137,14 +149,25 @@ impl Person {
     }
 }
 
+/// A participant's entry in its race's ladder: its ranking key, then its
+/// slot (the key is unique already; the slot spares a lookup by id).
+type Entry = (RankKey, u32);
+
+/// A participant's slot in its race ([`RaceRank::people`]).
+type Slot = u32;
+
 /// One race in the rank stage.
 #[derive(Default)]
 struct RaceRank {
-    /// Every participant with progress, or with a row still emitted.
-    people: HashMap<String, Person>,
-    ladder: Ladder<RankKey>,
+    /// Each participant's slot, by id.
+    slots: HashMap<String, Slot>,
+    /// Every participant with progress, or with a row still emitted, in
+    /// its slot (`None`: free, and in `free`).
+    people: Vec<Option<Person>>,
+    free: Vec<Slot>,
+    ladder: Ladder<Entry>,
     /// Racing participants by when the race clock retires them.
-    deadlines: BTreeSet<(i64, String)>,
+    deadlines: BTreeSet<(i64, Slot)>,
     /// How many participants were last seen at each time: the race clock is the greatest.
     seen: BTreeMap<i64, usize>,
     clock: i64,
@@ -154,7 +177,27 @@ struct RaceRank {
 
 impl RaceRank {
     fn is_empty(&self) -> bool {
-        self.people.is_empty() && self.splits.is_empty() && self.leader.is_none()
+        self.slots.is_empty() && self.splits.is_empty() && self.leader.is_none()
+    }
+
+    /// The slot of participant `id`, given one if it has none.
+    fn slot(&mut self, id: &str) -> Slot {
+        if let Some(&slot) = self.slots.get(id) {
+            return slot;
+        }
+        let person = Some(Person::new(id));
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.people[slot as usize] = person;
+                slot
+            }
+            None => {
+                self.people.push(person);
+                (self.people.len() - 1) as Slot
+            }
+        };
+        self.slots.insert(id.to_owned(), slot);
+        slot
     }
 
     /// Applies one epoch's updates of this race; `give` gets every changed
@@ -167,26 +210,29 @@ impl RaceRank {
         // Each participant's progress after the epoch: `None` for gone,
         // absent for unchanged (a retraction is of the held progress). The
         // order does not matter: what follows goes by `dirty`, in order.
-        let mut progress: HashMap<String, Option<Progress>> = HashMap::default();
+        let mut progress: HashMap<Slot, Option<Progress>> = HashMap::default();
         let mut passes: BTreeMap<u32, BTreeMap<String, Option<(i64, Listing)>>> = BTreeMap::new();
         for (t, diff) in retractions.into_iter().chain(insertions) {
             match t {
                 Tracked::Progress(_, p) if diff > 0 => {
-                    progress.insert(p.participant.clone(), Some(p));
+                    progress.insert(self.slot(&p.participant), Some(p));
                 }
                 Tracked::Progress(_, p) => {
-                    let now = progress.get(&p.participant);
-                    let held = match now {
+                    // (A participant with no slot holds no progress.)
+                    let Some(&slot) = self.slots.get(&p.participant) else {
+                        continue;
+                    };
+                    let held = match progress.get(&slot) {
                         Some(now) => now.as_ref() == Some(&p),
                         None => {
-                            self.people
-                                .get(&p.participant)
+                            self.people[slot as usize]
+                                .as_ref()
                                 .and_then(|x| x.progress.as_ref())
                                 == Some(&p)
                         }
                     };
                     if held {
-                        progress.insert(p.participant, None);
+                        progress.insert(slot, None);
                     }
                 }
                 Tracked::Split(_, split, id, time, listing) => {
@@ -208,38 +254,27 @@ impl RaceRank {
             }
         }
 
-        // Participants whose row may change.
-        let mut dirty: BTreeSet<String> = BTreeSet::new();
-        for (id, new) in progress {
-            let (seen, deadlines) = (&mut self.seen, &mut self.deadlines);
-            let swap = |person: &mut Person| {
-                if let Some(old) = person.progress.take() {
-                    forget(seen, deadlines, old);
-                }
-                if let Some(new) = new {
-                    remember(seen, deadlines, &new);
-                    person.progress = Some(new);
-                }
-            };
-            match self.people.get_mut(&id) {
-                Some(person) => swap(person),
-                None => {
-                    let mut person = Person::default();
-                    swap(&mut person);
-                    self.people.insert(id.clone(), person);
-                }
+        // Participants whose row may change (sorted and deduplicated below).
+        let mut dirty: Vec<Slot> = Vec::with_capacity(progress.len());
+        for (slot, new) in progress {
+            let person = self.people[slot as usize]
+                .as_mut()
+                .expect("a participant with progress has a slot");
+            if let Some(old) = person.progress.take() {
+                forget(&mut self.seen, &mut self.deadlines, old, slot);
             }
-            dirty.insert(id);
+            if let Some(new) = new {
+                remember(&mut self.seen, &mut self.deadlines, &new, slot);
+                person.progress = Some(new);
+            }
+            dirty.push(slot);
         }
         // The race clock moved: the racing ones whose deadline it crossed flip.
         let clock = self.seen.keys().next_back().copied().unwrap_or(0);
         if clock != self.clock {
             let (lo, hi) = (clock.min(self.clock), clock.max(self.clock));
-            for (_, id) in self
-                .deadlines
-                .range((lo, String::new())..(hi, String::new()))
-            {
-                dirty.insert(id.clone());
+            for &(_, slot) in self.deadlines.range((lo, 0)..(hi, 0)) {
+                dirty.push(slot);
             }
             self.clock = clock;
         }
@@ -293,7 +328,8 @@ impl RaceRank {
                 emit(old, row, ViewRow::Split, &mut give);
             }
             if s.ladder.first().map(|k| k.0) != lead {
-                dirty.extend(s.ladder.keys().map(|k| k.1.clone()));
+                let slots = &self.slots;
+                dirty.extend(s.ladder.keys().filter_map(|k| slots.get(&k.1)));
             }
             if s.ladder.is_empty() {
                 self.splits.remove(&split);
@@ -302,24 +338,26 @@ impl RaceRank {
 
         // The standings: move the dirty ones; emit the rows whose content
         // changed, then the places that changed, theirs and those they passed.
+        dirty.sort_unstable();
+        dirty.dedup();
         let mut moves = Vec::new();
         let clock = self.clock;
-        for id in &dirty {
-            let Some(person) = self.people.get_mut(id) else {
+        for &slot in &dirty {
+            let Some(person) = self.people[slot as usize].as_mut() else {
                 continue;
             };
             let new = person
                 .progress
                 .as_ref()
-                .map(|p| rank_key(p, status_at(p, clock)));
+                .map(|p| (rank_key(p, status_at(p, clock)), slot));
             if person.key != new {
                 moves.push((std::mem::replace(&mut person.key, new.clone()), new));
             }
         }
         // Those passed (a few may be dirty, or passed twice: their place is
         // then looked at again and found unchanged).
-        let mut passed: Vec<String> = Vec::new();
-        self.ladder.apply(moves, |k| passed.push(k.4.clone()));
+        let mut passed: Vec<Slot> = Vec::new();
+        self.ladder.apply(moves, |k| passed.push(k.1));
         let splits = &self.splits;
         let lead = |split: u32| {
             splits
@@ -327,8 +365,8 @@ impl RaceRank {
                 .and_then(|s| s.ladder.first())
                 .map(|k| k.0)
         };
-        for id in &dirty {
-            let Some(person) = self.people.get_mut(id) else {
+        for &slot in &dirty {
+            let Some(person) = self.people[slot as usize].as_mut() else {
                 continue;
             };
             let row = person
@@ -338,8 +376,8 @@ impl RaceRank {
             let old = std::mem::replace(&mut person.emitted, row.clone());
             emit(old, row, |s| ViewRow::Standing(Box::new(s)), &mut give);
         }
-        for id in dirty.into_iter().chain(passed) {
-            let Some(person) = self.people.get_mut(&id) else {
+        for slot in dirty.into_iter().chain(passed) {
+            let Some(person) = self.people[slot as usize].as_mut() else {
                 continue;
             };
             let rank = person
@@ -349,20 +387,22 @@ impl RaceRank {
             let old = std::mem::replace(&mut person.place, rank);
             if old != rank {
                 let place = |rank| Place {
-                    participant: id.clone(),
+                    participant: person.id.clone(),
                     rank,
                 };
                 emit(old.map(place), rank.map(place), ViewRow::Rank, &mut give);
             }
             if person.is_gone() {
-                self.people.remove(&id);
+                let person = self.people[slot as usize].take().expect("in use");
+                self.slots.remove(&person.id);
+                self.free.push(slot);
             }
         }
         let leader = self.ladder.first().map(|k| {
             Leader::of(
-                self.people[&k.4]
-                    .progress
+                self.people[k.1 as usize]
                     .as_ref()
+                    .and_then(|p| p.progress.as_ref())
                     .expect("a ranked participant has progress"),
             )
         });
@@ -376,18 +416,23 @@ impl RaceRank {
 /// Adds a participant's progress to a race's clock (`seen`) and deadlines.
 fn remember(
     seen: &mut BTreeMap<i64, usize>,
-    deadlines: &mut BTreeSet<(i64, String)>,
+    deadlines: &mut BTreeSet<(i64, Slot)>,
     p: &Progress,
+    slot: Slot,
 ) {
     *seen.entry(p.last_seen_ms).or_default() += 1;
     if let Some(d) = deadline(p) {
-        deadlines.insert((d, p.participant.clone()));
+        deadlines.insert((d, slot));
     }
 }
 
 /// Takes a participant's progress out of a race's clock and deadlines.
-/// (It takes the progress, which is dropped after: its id is the key.)
-fn forget(seen: &mut BTreeMap<i64, usize>, deadlines: &mut BTreeSet<(i64, String)>, p: Progress) {
+fn forget(
+    seen: &mut BTreeMap<i64, usize>,
+    deadlines: &mut BTreeSet<(i64, Slot)>,
+    p: Progress,
+    slot: Slot,
+) {
     if let Some(n) = seen.get_mut(&p.last_seen_ms) {
         *n -= 1;
         if *n == 0 {
@@ -395,7 +440,7 @@ fn forget(seen: &mut BTreeMap<i64, usize>, deadlines: &mut BTreeSet<(i64, String
         }
     }
     if let Some(d) = deadline(&p) {
-        deadlines.remove(&(d, p.participant));
+        deadlines.remove(&(d, slot));
     }
 }
 
