@@ -11,11 +11,15 @@
 //! - a row: `i` participant, `n` name (absent when it is the id), `g`
 //!   gender, `c` category, `m` distance (metres), `a` laps, `e` leg, `gp`
 //!   gap (s), `v` speed (m/s), `ll` last lap (s), `t` last seen and `f` eta
-//!   (Unix ms, not RFC 3339), `st` status (`n` not started, `r` racing, `f`
+//!   (ms from the change's base `b`, not RFC 3339), `st` status (`n` not started, `r` racing, `f`
 //!   finished, `x` retired, `d` did not start), `o` position
 //!   (`[lat, lon]`), `rk` rank (rows in the changelog carry none);
-//! - a split: `i`, `n` split, `t` time (Unix ms), `o` position, `gp` and
-//!   `cp` positions in gender and category.
+//! - a split: `i`, `n` split, `t` time (ms from `b`), `o` position, `gp`
+//!   and `cp` positions in gender and category;
+//! - `b`, the change's base time (Unix ms): the earliest time of its rows
+//!   and splits. Their times are written as ms from it (a few digits, not
+//!   thirteen: a row's times are a tenth of its bytes otherwise). A change
+//!   without `b` (written before it was) has them as Unix ms.
 //!
 //! The race is not repeated in each row and split: a reader gets it from
 //! the change. A record in the long form that pace wrote before (field
@@ -85,8 +89,9 @@ struct RowOut<'a> {
     o: Option<(f64, f64)>,
 }
 
-impl<'a> From<&'a StandingRow> for RowOut<'a> {
-    fn from(r: &'a StandingRow) -> Self {
+impl<'a> RowOut<'a> {
+    /// Row `r` of a change with base time `base`.
+    fn of(r: &'a StandingRow, base: i64) -> Self {
         Self {
             i: &r.participant,
             n: (r.name != r.participant).then_some(r.name.as_str()),
@@ -99,9 +104,9 @@ impl<'a> From<&'a StandingRow> for RowOut<'a> {
             gp: r.gap_s,
             v: r.speed_mps,
             ll: r.last_lap_s,
-            t: r.last_seen.0,
+            t: r.last_seen.0.wrapping_sub(base),
             st: status_code(r.status),
-            f: r.eta.map(|t| t.0),
+            f: r.eta.map(|t| t.0.wrapping_sub(base)),
             o: r.position.map(|p| (p.lat, p.lon)),
         }
     }
@@ -138,7 +143,8 @@ struct RowIn {
 }
 
 impl RowIn {
-    fn row(self, race: &str) -> Result<StandingRow, String> {
+    /// The row, in a change of `race` with base time `base`.
+    fn row(self, race: &str, base: i64) -> Result<StandingRow, String> {
         let status = status_of(&self.st).ok_or_else(|| format!("unknown status {:?}", self.st))?;
         Ok(StandingRow {
             race: race.to_owned(),
@@ -153,9 +159,9 @@ impl RowIn {
             gap_s: self.gp,
             speed_mps: self.v,
             last_lap_s: self.ll,
-            last_seen: Timestamp(self.t),
+            last_seen: Timestamp(self.t.wrapping_add(base)),
             status,
-            eta: self.f.map(Timestamp),
+            eta: self.f.map(|f| Timestamp(f.wrapping_add(base))),
             position: self.o.map(|(lat, lon)| LatLon { lat, lon }),
         })
     }
@@ -211,12 +217,19 @@ impl Serialize for StandingsChange {
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("r", &self.race)?;
         m.serialize_entry("s", &self.seq)?;
+        let times = self.upserts.iter().map(|r| r.last_seen.0);
+        let base = times.chain(self.splits.iter().map(|p| p.time.0)).min();
+        if let Some(b) = base {
+            m.serialize_entry("b", &b)?;
+        }
+        let base = base.unwrap_or(0);
         if !self.ranks.is_empty() {
             let ranks = self.ranks.iter().map(|r| (r.participant.as_str(), r.rank));
             m.serialize_entry("k", &each(ranks))?;
         }
         if !self.upserts.is_empty() {
-            m.serialize_entry("u", &each(self.upserts.iter().map(RowOut::from)))?;
+            let rows = self.upserts.iter().map(|r| RowOut::of(r, base));
+            m.serialize_entry("u", &each(rows))?;
         }
         if !self.removes.is_empty() {
             m.serialize_entry("d", &self.removes)?;
@@ -225,7 +238,7 @@ impl Serialize for StandingsChange {
             let splits = self.splits.iter().map(|p| SplitOut {
                 i: &p.participant,
                 n: p.split,
-                t: p.time.0,
+                t: p.time.0.wrapping_sub(base),
                 o: p.position,
                 gp: p.gender_position,
                 cp: p.category_position,
@@ -256,6 +269,9 @@ struct ChangeIn {
     r: Option<String>,
     #[serde(default)]
     s: Option<u64>,
+    /// The base time (absent: times are Unix ms).
+    #[serde(default)]
+    b: i64,
     #[serde(default)]
     k: Vec<(String, u32)>,
     #[serde(default)]
@@ -293,14 +309,14 @@ impl ChangeIn {
         let seq = (self.s.or(self.seq)).ok_or("a change without its seq")?;
         let mut upserts = self.upserts;
         for r in self.u {
-            upserts.push(r.row(&race)?);
+            upserts.push(r.row(&race, self.b)?);
         }
         let mut splits = self.splits;
         splits.extend(self.p.into_iter().map(|p| Split {
             race: race.clone(),
             participant: p.i,
             split: p.n,
-            time: Timestamp(p.t),
+            time: Timestamp(p.t.wrapping_add(self.b)),
             position: p.o,
             gender_position: p.gp,
             category_position: p.cp,
@@ -455,6 +471,41 @@ mod tests {
             "leader": c.leader,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn times_are_written_from_the_changes_base_and_read_without_one() {
+        let c = change();
+        let json: serde_json::Value = serde_json::to_value(&c).unwrap();
+        // The earliest of the rows' and the split's times.
+        let base = (c.upserts.iter().map(|r| r.last_seen.0))
+            .chain(c.splits.iter().map(|p| p.time.0))
+            .min()
+            .unwrap();
+        assert_eq!(json["b"], base);
+        for (row, wire) in c.upserts.iter().zip(json["u"].as_array().unwrap()) {
+            assert_eq!(wire["t"], row.last_seen.0 - base);
+            assert!(wire["t"].as_i64().unwrap() < 1_000_000, "{wire}");
+            if let Some(eta) = row.eta {
+                assert_eq!(wire["f"], eta.0 - base);
+            }
+        }
+        assert_eq!(json["p"][0]["t"], c.splits[0].time.0 - base);
+        // A change written before the base was: its times are Unix ms.
+        let before = br#"{"r":"r","s":1,"u":[{"i":"p","m":5.0,"t":1765000000000,"st":"r","f":1765000600000}],"p":[{"i":"p","n":1,"t":1765000000500,"o":1}]}"#;
+        let read = serde_json::from_slice::<StandingsChange>(before).unwrap();
+        assert_eq!(read.upserts[0].last_seen, Timestamp(1_765_000_000_000));
+        assert_eq!(read.upserts[0].eta, Some(Timestamp(1_765_000_600_000)));
+        assert_eq!(read.splits[0].time, Timestamp(1_765_000_000_500));
+        // Times far apart (or absurd) still read back exactly.
+        let mut far = c.clone();
+        far.upserts[0].last_seen = Timestamp(i64::MIN);
+        far.upserts[1].eta = Some(Timestamp(i64::MAX));
+        let json = serde_json::to_vec(&far).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<StandingsChange>(&json).unwrap(),
+            far
+        );
     }
 
     #[test]
