@@ -5,8 +5,9 @@
 //! row is what a change weighs. The record says each thing once, with
 //! short keys:
 //!
-//! - the change: `r` race, `s` seq, `k` ranks (`[participant, rank]`), `u`
-//!   upserts, `d` removes, `p` splits, `x` split removes
+//! - the change: `r` race, `s` seq, `q` ranks, in runs of consecutive
+//!   ranks (`[first rank, participant, participant, …]`: a pass changes
+//!   neighbours' ranks, so most come in runs), `u` upserts, `d` removes, `p` splits, `x` split removes
 //!   (`[participant, split]`), `l` leader (`{i, m?}`);
 //! - a row: `i` participant, `n` name (absent when it is the id), `g`
 //!   gender, `c` category, `m` distance (metres), `a` laps, `e` leg, `gp`
@@ -24,7 +25,8 @@
 //! The race is not repeated in each row and split: a reader gets it from
 //! the change. A record in the long form that pace wrote before (field
 //! names as in [`StandingsChange`]) is read too, so a changelog written by
-//! an older pace is read on.
+//! an older pace is read on, as is `k`, the ranks as `[participant, rank]`
+//! pairs that pace wrote before the runs.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -198,6 +200,55 @@ struct LeaderWire {
     m: Option<f64>,
 }
 
+/// `ranks` in runs of consecutive ranks, in order.
+fn runs(ranks: &[RankChange]) -> impl Iterator<Item = &[RankChange]> {
+    ranks.chunk_by(|a, b| a.rank.checked_add(1) == Some(b.rank))
+}
+
+/// A run of consecutive ranks as written: `[first rank, participant, …]`.
+struct RunOut<'a>(&'a [RankChange]);
+
+impl Serialize for RunOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len() + 1))?;
+        seq.serialize_element(&self.0[0].rank)?;
+        for r in self.0 {
+            seq.serialize_element(&r.participant)?;
+        }
+        seq.end()
+    }
+}
+
+/// A run of consecutive ranks as read: the first rank, and the participants.
+struct RunIn(u32, Vec<String>);
+
+impl<'de> Deserialize<'de> for RunIn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RunIn;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a run of ranks: [first rank, participant, …]")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RunIn, A::Error> {
+                let first: u32 = seq
+                    .next_element()?
+                    .ok_or_else(|| serde::de::Error::invalid_length(0, &self))?;
+                let mut ids = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(id) = seq.next_element::<String>()? {
+                    ids.push(id);
+                }
+                Ok(RunIn(first, ids))
+            }
+        }
+        d.deserialize_seq(Visit)
+    }
+}
+
 /// A sequence written from an iterator, without collecting it.
 struct Each<I>(std::cell::Cell<Option<I>>);
 
@@ -224,8 +275,7 @@ impl Serialize for StandingsChange {
         }
         let base = base.unwrap_or(0);
         if !self.ranks.is_empty() {
-            let ranks = self.ranks.iter().map(|r| (r.participant.as_str(), r.rank));
-            m.serialize_entry("k", &each(ranks))?;
+            m.serialize_entry("q", &each(runs(&self.ranks).map(RunOut)))?;
         }
         if !self.upserts.is_empty() {
             let rows = self.upserts.iter().map(|r| RowOut::of(r, base));
@@ -274,6 +324,8 @@ struct ChangeIn {
     b: i64,
     #[serde(default)]
     k: Vec<(String, u32)>,
+    #[serde(default)]
+    q: Vec<RunIn>,
     #[serde(default)]
     u: Vec<RowIn>,
     #[serde(default)]
@@ -325,6 +377,15 @@ impl ChangeIn {
         ranks.extend(
             (self.k.into_iter()).map(|(participant, rank)| RankChange { participant, rank }),
         );
+        for RunIn(first, ids) in self.q {
+            for (n, participant) in ids.into_iter().enumerate() {
+                let rank = u32::try_from(n)
+                    .ok()
+                    .and_then(|n| first.checked_add(n))
+                    .ok_or("a run of ranks past the largest rank")?;
+                ranks.push(RankChange { participant, rank });
+            }
+        }
         let mut removes = self.removes;
         removes.extend(self.d);
         let mut split_removes = self.split_removes;
@@ -471,6 +532,48 @@ mod tests {
             "leader": c.leader,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn ranks_go_in_runs_of_consecutive_ranks_and_pairs_are_read_too() {
+        let ranks = |list: &[(&str, u32)]| -> Vec<RankChange> {
+            (list.iter())
+                .map(|&(p, rank)| RankChange {
+                    participant: p.into(),
+                    rank,
+                })
+                .collect()
+        };
+        let c = StandingsChange {
+            ranks: ranks(&[("a", 3), ("b", 4), ("c", 5), ("d", 9), ("e", u32::MAX)]),
+            upserts: vec![],
+            removes: vec![],
+            splits: vec![],
+            split_removes: vec![],
+            leader: None,
+            ..change()
+        };
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(
+            json.contains(r#""q":[[3,"a","b","c"],[9,"d"],[4294967295,"e"]]"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<StandingsChange>(&json).unwrap(), c);
+        // Pairs, as pace wrote ranks before the runs.
+        let pairs = r#"{"r":"r","s":1,"k":[["a",3],["d",9]]}"#;
+        let read = serde_json::from_str::<StandingsChange>(pairs).unwrap();
+        assert_eq!(read.ranks, ranks(&[("a", 3), ("d", 9)]));
+        // A run past the largest rank, or without its first rank, is an error.
+        for bad in [
+            r#"{"r":"r","s":1,"q":[[4294967295,"a","b"]]}"#,
+            r#"{"r":"r","s":1,"q":[[]]}"#,
+            r#"{"r":"r","s":1,"q":[["a"]]}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<StandingsChange>(bad).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
