@@ -319,15 +319,18 @@ pub fn read_raw(kafka: &ingest::KafkaConfig, topic: &str) -> Vec<ingest::source:
     out
 }
 
+/// A dataflow of one input collection, as the `run_rounds` functions build it.
+pub type Build<I, O> = for<'a> fn(
+    differential_dataflow::VecCollection<'a, u64, I>,
+) -> differential_dataflow::VecCollection<'a, u64, O>;
+
 /// Runs the dataflow `build` makes of one input over `rounds` of input
 /// (round `r` at time `r`), with `workers` timely workers each feeding a
 /// share; every output update, consolidated and sorted.
 pub fn run_rounds<I, O>(
     rounds: Vec<Vec<I>>,
     workers: usize,
-    build: for<'a> fn(
-        differential_dataflow::VecCollection<'a, u64, I>,
-    ) -> differential_dataflow::VecCollection<'a, u64, O>,
+    build: Build<I, O>,
 ) -> Vec<(O, u64, isize)>
 where
     I: differential_dataflow::ExchangeData + std::hash::Hash + Sync,
@@ -343,18 +346,13 @@ pub fn run_rounds_by<I, O>(
     rounds: Vec<Vec<I>>,
     workers: usize,
     reader: fn(usize, &I) -> u64,
-    build: for<'a> fn(
-        differential_dataflow::VecCollection<'a, u64, I>,
-    ) -> differential_dataflow::VecCollection<'a, u64, O>,
+    build: Build<I, O>,
 ) -> Vec<(O, u64, isize)>
 where
     I: differential_dataflow::ExchangeData + std::hash::Hash + Sync,
     O: differential_dataflow::ExchangeData + std::hash::Hash,
 {
-    let mut updates = run_rounds_raw(rounds, workers, reader, build);
-    differential_dataflow::consolidation::consolidate_updates(&mut updates);
-    updates.sort();
-    updates
+    normalise(run_rounds_raw(rounds, workers, reader, build))
 }
 
 /// [`run_rounds_by`], with every output update as the dataflow gave it:
@@ -363,9 +361,7 @@ pub fn run_rounds_raw<I, O>(
     rounds: Vec<Vec<I>>,
     workers: usize,
     reader: fn(usize, &I) -> u64,
-    build: for<'a> fn(
-        differential_dataflow::VecCollection<'a, u64, I>,
-    ) -> differential_dataflow::VecCollection<'a, u64, O>,
+    build: Build<I, O>,
 ) -> Vec<(O, u64, isize)>
 where
     I: differential_dataflow::ExchangeData + std::hash::Hash + Sync,
