@@ -3,11 +3,16 @@
 
 use std::fmt::Write;
 
-use crate::latency::Run;
+use crate::latency::{Percentiles, Run};
 use crate::report::Report;
 
 /// Picks one latency figure of a run (`None`: the run measured nothing).
 type Pick = fn(&Run) -> Option<u64>;
+
+/// `p`, if it measured anything.
+fn measured(p: &Percentiles) -> Option<&Percentiles> {
+    (p.count > 0).then_some(p)
+}
 
 impl Report {
     /// Latency percentiles against offered load, as an SVG line plot.
@@ -18,24 +23,16 @@ impl Report {
         // A run that measured nothing has no point on the plot (not 0 ms).
         let series: [(&str, &str, Pick); 4] = [
             ("frame p99", "#d62728", |r| {
-                Some(&r.produce_to_frame_ms)
-                    .filter(|p| p.count > 0)
-                    .map(|p| p.p99)
+                Some(measured(&r.produce_to_frame_ms)?.p99)
             }),
             ("frame p50", "#ff9896", |r| {
-                Some(&r.produce_to_frame_ms)
-                    .filter(|p| p.count > 0)
-                    .map(|p| p.p50)
+                Some(measured(&r.produce_to_frame_ms)?.p50)
             }),
             ("view p99", "#1f77b4", |r| {
-                Some(&r.produce_to_view_ms)
-                    .filter(|p| p.count > 0)
-                    .map(|p| p.p99)
+                Some(measured(&r.produce_to_view_ms)?.p99)
             }),
             ("view p50", "#aec7e8", |r| {
-                Some(&r.produce_to_view_ms)
-                    .filter(|p| p.count > 0)
-                    .map(|p| p.p50)
+                Some(measured(&r.produce_to_view_ms)?.p50)
             }),
         ];
         let x_max = xs.iter().copied().fold(1.0, f64::max) * 1.05;
