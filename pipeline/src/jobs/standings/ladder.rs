@@ -55,9 +55,16 @@ impl<K: Ord + Clone> Ladder<K> {
 
     /// Applies `moves` (an entry's old key, if it had one, and its new key,
     /// if it stays); calls `touched` with every key, present after the
-    /// batch or not, whose rank may have changed. Old keys must be present
-    /// and new keys absent (after the batch's removals).
-    pub fn apply(&mut self, moves: Vec<(Option<K>, Option<K>)>, mut touched: impl FnMut(&K)) {
+    /// batch or not, whose rank may have changed, and the rank it has from
+    /// then on (`None`: removed). A key may be reported more than once; its
+    /// last report is its rank after the batch, so a caller needs no lookup.
+    /// Old keys must be present and new keys absent (after the batch's
+    /// removals).
+    pub fn apply(
+        &mut self,
+        moves: Vec<(Option<K>, Option<K>)>,
+        mut touched: impl FnMut(&K, Option<u32>),
+    ) {
         let moves: Vec<_> = moves.into_iter().filter(|(o, n)| o != n).collect();
         if moves.is_empty() {
             return;
@@ -71,36 +78,41 @@ impl<K: Ord + Clone> Ladder<K> {
         }
     }
 
-    fn move_one(&mut self, old: Option<K>, new: Option<K>, touched: &mut impl FnMut(&K)) {
+    fn move_one(
+        &mut self,
+        old: Option<K>,
+        new: Option<K>,
+        touched: &mut impl FnMut(&K, Option<u32>),
+    ) {
         match (old, new) {
             (Some(old), Some(new)) => {
                 let rank = self.ranks.remove(&old).expect("old keys are present");
-                touched(&old);
+                touched(&old, None);
                 let mut passed = 0;
                 let rank = if new < old {
                     for (k, r) in self.ranks.range_mut((Excluded(&new), Excluded(&old))) {
                         *r += 1;
                         passed += 1;
-                        touched(k);
+                        touched(k, Some(*r));
                     }
                     rank - passed
                 } else {
                     for (k, r) in self.ranks.range_mut((Excluded(&old), Excluded(&new))) {
                         *r -= 1;
                         passed += 1;
-                        touched(k);
+                        touched(k, Some(*r));
                     }
                     rank + passed
                 };
-                touched(&new);
+                touched(&new, Some(rank));
                 self.ranks.insert(new, rank);
             }
             (Some(old), None) => {
                 self.ranks.remove(&old).expect("old keys are present");
-                touched(&old);
+                touched(&old, None);
                 for (k, r) in self.ranks.range_mut((Excluded(&old), Unbounded)) {
                     *r -= 1;
-                    touched(k);
+                    touched(k, Some(*r));
                 }
             }
             (None, Some(new)) => {
@@ -111,9 +123,9 @@ impl<K: Ord + Clone> Ladder<K> {
                     .map_or(1, |(_, r)| r + 1);
                 for (k, r) in self.ranks.range_mut((Excluded(&new), Unbounded)) {
                     *r += 1;
-                    touched(k);
+                    touched(k, Some(*r));
                 }
-                touched(&new);
+                touched(&new, Some(rank));
                 self.ranks.insert(new, rank);
             }
             (None, None) => {}
@@ -121,12 +133,16 @@ impl<K: Ord + Clone> Ladder<K> {
     }
 
     /// Applies the moves whole, then numbers every entry in one walk.
-    fn renumber(&mut self, moves: Vec<(Option<K>, Option<K>)>, touched: &mut impl FnMut(&K)) {
+    fn renumber(
+        &mut self,
+        moves: Vec<(Option<K>, Option<K>)>,
+        touched: &mut impl FnMut(&K, Option<u32>),
+    ) {
         let mut news = Vec::new();
         for (old, new) in moves {
             if let Some(old) = old {
                 self.ranks.remove(&old).expect("old keys are present");
-                touched(&old);
+                touched(&old, None);
             }
             news.extend(new);
         }
@@ -138,7 +154,7 @@ impl<K: Ord + Clone> Ladder<K> {
             let rank = i as u32 + 1;
             if *r != rank {
                 *r = rank;
-                touched(k);
+                touched(k, Some(rank));
             }
         }
     }
@@ -189,9 +205,15 @@ mod tests {
                 moves.push((old, new));
             }
             let mut touched = BTreeSet::new();
-            ladder.apply(moves, |k| {
+            // Each key's last report: its rank after the batch.
+            let mut reported = BTreeMap::new();
+            ladder.apply(moves, |k, rank| {
                 touched.insert(*k);
+                reported.insert(*k, rank);
             });
+            for (k, rank) in &reported {
+                assert_eq!(*rank, ladder.rank(k), "round {round}: {k:?} misreported");
+            }
             let order: BTreeSet<(u32, u32)> = current.values().copied().collect();
             assert_eq!(ladder.len(), order.len());
             for (i, k) in order.iter().enumerate() {
@@ -212,11 +234,16 @@ mod tests {
     #[test]
     fn one_move_reports_only_the_places_it_passed() {
         let mut ladder: Ladder<u32> = Ladder::default();
-        ladder.apply((0..100).map(|i| (None, Some(i * 10))).collect(), |_| {});
+        ladder.apply((0..100).map(|i| (None, Some(i * 10))).collect(), |_, _| {});
         let mut touched = Vec::new();
         // 500 (rank 51) moves to 255: it passes 260..=490, 24 entries.
-        ladder.apply(vec![(Some(500), Some(255))], |k| touched.push(*k));
+        ladder.apply(vec![(Some(500), Some(255))], |k, rank| {
+            touched.push((*k, rank))
+        });
         assert_eq!(touched.len(), 24 + 2);
+        assert_eq!(touched[0], (500, None));
+        assert_eq!(touched[1], (260, Some(28)));
+        assert_eq!(touched[25], (255, Some(27)));
         assert_eq!(ladder.rank(&255), Some(27));
         assert_eq!(ladder.rank(&260), Some(28));
         assert_eq!(ladder.rank(&510), Some(52));

@@ -307,12 +307,12 @@ impl RaceRank {
                 moves.push((key(old), key(new)));
             }
             let mut touched = BTreeSet::new();
-            s.ladder.apply(moves, |k| {
+            s.ladder.apply(moves, |k, _| {
                 touched.insert(k.1.clone());
             });
             for (group, moves) in group_moves {
                 let ladder = s.groups.entry(group.clone()).or_default();
-                ladder.apply(moves, |k| {
+                ladder.apply(moves, |k, _| {
                     touched.insert(k.1.clone());
                 });
                 if ladder.is_empty() {
@@ -354,10 +354,14 @@ impl RaceRank {
                 moves.push((std::mem::replace(&mut person.key, new.clone()), new));
             }
         }
-        // Those passed (a few may be dirty, or passed twice: their place is
-        // then looked at again and found unchanged).
-        let mut passed: Vec<Slot> = Vec::new();
-        self.ladder.apply(moves, |k| passed.push(k.1));
+        // Every place the moves changed, as the ladder reports it: the
+        // moved ones' and those they passed (a slot may come more than
+        // once; its last report is its place after the batch).
+        let mut placed: Vec<(Slot, Option<u32>)> = Vec::new();
+        self.ladder.apply(moves, |k, rank| placed.push((k.1, rank)));
+        placed.reverse();
+        placed.sort_by_key(|p| p.0);
+        placed.dedup_by_key(|p| p.0);
         let splits = &self.splits;
         let lead = |split: u32| {
             splits
@@ -376,14 +380,11 @@ impl RaceRank {
             let old = std::mem::replace(&mut person.emitted, row.clone());
             emit(old, row, |s| ViewRow::Standing(Box::new(s)), &mut give);
         }
-        for slot in dirty.into_iter().chain(passed) {
-            let Some(person) = self.people[slot as usize].as_mut() else {
-                continue;
-            };
-            let rank = person
-                .key
-                .as_ref()
-                .map(|k| self.ladder.rank(k).expect("in the ladder"));
+        // A place not reported did not change.
+        for &(slot, rank) in &placed {
+            let person = self.people[slot as usize]
+                .as_mut()
+                .expect("a participant in the ladder has a slot");
             let old = std::mem::replace(&mut person.place, rank);
             if old != rank {
                 let place = |rank| Place {
@@ -392,6 +393,11 @@ impl RaceRank {
                 };
                 emit(old.map(place), rank.map(place), ViewRow::Rank, &mut give);
             }
+        }
+        for slot in dirty.into_iter().chain(placed.into_iter().map(|p| p.0)) {
+            let Some(person) = self.people[slot as usize].as_ref() else {
+                continue;
+            };
             if person.is_gone() {
                 let person = self.people[slot as usize].take().expect("in use");
                 self.slots.remove(&person.id);
