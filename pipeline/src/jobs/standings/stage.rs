@@ -19,6 +19,8 @@
 //! late as well.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use foldhash::{HashMap as FastMap, HashSet as FastSet};
 use std::ops::Bound;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -254,8 +256,15 @@ impl Participant {
 #[derive(Default)]
 pub struct TrackState {
     races: BTreeMap<String, (i64, Spec)>,
-    participants: BTreeMap<(String, String), Arc<Participant>>,
+    participants: Participants,
 }
+
+/// The participants a worker owns, by `(race, participant)`: hashed, so
+/// that a point costs one hash of its key, not a walk of a B-tree comparing
+/// ids. Nothing depends on their order: what is emitted in a loop over them
+/// goes to an operator that does not look at the order, and refusals in
+/// such a loop are made in key order.
+type Participants = FastMap<(String, String), Arc<Participant>>;
 
 /// The definitions are the section (restored from every worker's part,
 /// the greatest order of a race holding), the participants the entries,
@@ -279,6 +288,18 @@ impl Part for TrackState {
             self.participants.insert(k, p);
         })
     }
+}
+
+/// The participant at `key`, new if there was none; the key is copied only
+/// for a new one.
+fn participant_at<'p>(
+    participants: &'p mut Participants,
+    key: &(String, String),
+) -> &'p mut Arc<Participant> {
+    if !participants.contains_key(key) {
+        participants.insert(key.clone(), Arc::new(Participant::new()));
+    }
+    participants.get_mut(key).expect("inserted above")
 }
 
 /// What the track stage reads of each participant, exchanged by
@@ -332,7 +353,7 @@ where
             move |initial, _info| {
                 let mut stash: Stash<T, Input> = Stash::default();
                 let mut races: HashMap<String, (i64, Spec, Rc<Race>)> = HashMap::new();
-                let mut participants: BTreeMap<(String, String), Arc<Participant>> = BTreeMap::new();
+                let mut participants = Participants::default();
                 let restored = checkpoint.take_restored();
                 // The restored state goes out once, at the initial time.
                 let mut initial = restored.is_some().then_some(initial);
@@ -345,7 +366,7 @@ where
                 }
                 // Points of races not defined yet, held on this worker.
                 let mut held: usize = participants.values().map(|p| p.held.len()).sum();
-                let mut snapshot = move |upto: T, races: &HashMap<String, (i64, Spec, Rc<Race>)>, participants: &BTreeMap<(String, String), Arc<Participant>>| {
+                let mut snapshot = move |upto: T, races: &HashMap<String, (i64, Spec, Rc<Race>)>, participants: &Participants| {
                     checkpoint.at_shared(upto.into(), || TrackState {
                         races: races.iter().map(|(k, (o, j, _))| (k.clone(), (*o, j.clone()))).collect(),
                         participants: participants.clone(),
@@ -407,13 +428,13 @@ where
                             races.insert(race.clone(), (order, spec, compiled));
                             redefined.insert(race);
                         }
-                        let mut dirty = BTreeSet::new();
+                        let mut dirty = FastSet::default();
                         // Entrants: the greatest order holds; a participant
                         // with something to show re-folds (its wave may move
                         // its start; its rows carry the listing).
                         entrants.sort();
                         for (key, (order, listing)) in entrants {
-                            let p = Arc::make_mut(participants.entry(key.clone()).or_insert_with(|| Arc::new(Participant::new())));
+                            let p = Arc::make_mut(participant_at(&mut participants, &key));
                             if p.entrant.as_ref().is_some_and(|(o, _)| *o > order) {
                                 continue;
                             }
@@ -428,7 +449,7 @@ where
                             let Observation { race, participant, time_ms, what, origin } = o;
                             let item = (time_ms, what);
                             let key = (race, participant);
-                            let p = Arc::make_mut(participants.entry(key.clone()).or_insert_with(|| Arc::new(Participant::new())));
+                            let p = Arc::make_mut(participant_at(&mut participants, &key));
                             let behind_ms = if diff > 0 { p.arrive(&item) } else { 0 };
                             let Some((_, _, compiled)) = races.get(&key.0) else {
                                 // Judged once the race is defined, if there is room.
@@ -460,24 +481,23 @@ where
                         }
                         for race in &redefined {
                             let allowed_ms = races[race].2.allowed_lateness_ms;
-                            let from = (race.clone(), String::new());
-                            for (key, p) in participants.range_mut(from..) {
-                                if key.0 != *race {
-                                    break;
-                                }
-                                let p = Arc::make_mut(p);
+                            // In key order, for the order of the refusals.
+                            let mut keys: Vec<_> = participants.keys().filter(|k| k.0 == *race).cloned().collect();
+                            keys.sort_unstable();
+                            for key in keys {
+                                let p = Arc::make_mut(participants.get_mut(&key).expect("listed above"));
                                 held -= p.held.len();
                                 for h in std::mem::take(&mut p.held) {
                                     if p.too_late(&h.item, h.behind_ms, allowed_ms) {
                                         let why = Why::TooLate { behind_ms: h.behind_ms, allowed_ms };
-                                        refused.push(Refusal::of(key, h.item, h.origin, why));
+                                        refused.push(Refusal::of(&key, h.item, h.origin, why));
                                     } else {
                                         p.apply(h.item, 1);
                                     }
                                 }
                                 if p.shown(&races[race].2) {
                                     p.dirty = Dirty::All;
-                                    dirty.insert(key.clone());
+                                    dirty.insert(key);
                                 }
                             }
                         }
