@@ -38,6 +38,10 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::probe::Probe;
 
+/// The allocator `pace` runs with (`pipeline/src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let arg = |i: usize, default: u64| {
         std::env::args()

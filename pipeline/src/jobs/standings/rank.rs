@@ -128,6 +128,8 @@ struct Person {
     emitted: Option<super::Standing>,
     /// Its rank, as emitted.
     place: Option<u32>,
+    /// Its rank after this epoch's moves, once the ladder reported it.
+    placed: Option<Option<u32>>,
 }
 
 impl Person {
@@ -138,6 +140,7 @@ impl Person {
             key: None,
             emitted: None,
             place: None,
+            placed: None,
         }
     }
 
@@ -357,11 +360,16 @@ impl RaceRank {
         // Every place the moves changed, as the ladder reports it: the
         // moved ones' and those they passed (a slot may come more than
         // once; its last report is its place after the batch).
-        let mut placed: Vec<(Slot, Option<u32>)> = Vec::new();
-        self.ladder.apply(moves, |k, rank| placed.push((k.1, rank)));
-        placed.reverse();
-        placed.sort_by_key(|p| p.0);
-        placed.dedup_by_key(|p| p.0);
+        let mut placed: Vec<Slot> = Vec::new();
+        let people = &mut self.people;
+        self.ladder.apply(moves, |k, rank| {
+            let person = people[k.1 as usize]
+                .as_mut()
+                .expect("a participant in the ladder has a slot");
+            if person.placed.replace(rank).is_none() {
+                placed.push(k.1);
+            }
+        });
         let splits = &self.splits;
         let lead = |split: u32| {
             splits
@@ -381,10 +389,11 @@ impl RaceRank {
             emit(old, row, |s| ViewRow::Standing(Box::new(s)), &mut give);
         }
         // A place not reported did not change.
-        for &(slot, rank) in &placed {
+        for &slot in &placed {
             let person = self.people[slot as usize]
                 .as_mut()
                 .expect("a participant in the ladder has a slot");
+            let rank = person.placed.take().expect("reported");
             let old = std::mem::replace(&mut person.place, rank);
             if old != rank {
                 let place = |rank| Place {
@@ -394,7 +403,7 @@ impl RaceRank {
                 emit(old.map(place), rank.map(place), ViewRow::Rank, &mut give);
             }
         }
-        for slot in dirty.into_iter().chain(placed.into_iter().map(|p| p.0)) {
+        for slot in dirty.into_iter().chain(placed) {
             let Some(person) = self.people[slot as usize].as_ref() else {
                 continue;
             };
