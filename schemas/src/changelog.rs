@@ -12,9 +12,10 @@
 //! - a row: `i` participant, `n` name (absent when it is the id), `g`
 //!   gender, `c` category, `m` distance (metres), `a` laps, `e` leg, `gp`
 //!   gap (s), `v` speed (m/s), `ll` last lap (s), `t` last seen and `f` eta
-//!   (ms from the change's base `b`, not RFC 3339), `st` status (`n` not started, `r` racing, `f`
-//!   finished, `x` retired, `d` did not start), `o` position
-//!   (`[lat, lon]`), `rk` rank (rows in the changelog carry none);
+//!   (ms from the change's base `b`, not RFC 3339; `t` absent is 0: at the
+//!   base), `st` status (`n` not started, `f` finished, `x` retired, `d`
+//!   did not start; absent for racing, what nearly every row is), `o`
+//!   position (`[lat, lon]`), `rk` rank (rows in the changelog carry none);
 //! - a split: `i`, `n` split, `t` time (ms from `b`), `o` position, `gp`
 //!   and `cp` positions in gender and category;
 //! - `b`, the change's base time (Unix ms): the earliest time of its rows
@@ -61,6 +62,15 @@ fn none<T>(x: &Option<T>) -> bool {
     x.is_none()
 }
 
+/// A row's status is written only when it is not racing.
+fn racing(code: &&str) -> bool {
+    *code == status_code(Status::Racing)
+}
+
+fn zero(t: &i64) -> bool {
+    *t == 0
+}
+
 #[derive(Serialize)]
 struct RowOut<'a> {
     i: &'a str,
@@ -83,7 +93,9 @@ struct RowOut<'a> {
     v: Option<f64>,
     #[serde(skip_serializing_if = "none")]
     ll: Option<f64>,
+    #[serde(skip_serializing_if = "zero")]
     t: i64,
+    #[serde(skip_serializing_if = "racing")]
     st: &'static str,
     #[serde(skip_serializing_if = "none")]
     f: Option<i64>,
@@ -136,8 +148,10 @@ struct RowIn {
     v: Option<f64>,
     #[serde(default)]
     ll: Option<f64>,
+    #[serde(default)]
     t: i64,
-    st: String,
+    #[serde(default)]
+    st: Option<String>,
     #[serde(default)]
     f: Option<i64>,
     #[serde(default)]
@@ -147,7 +161,10 @@ struct RowIn {
 impl RowIn {
     /// The row, in a change of `race` with base time `base`.
     fn row(self, race: &str, base: i64) -> Result<StandingRow, String> {
-        let status = status_of(&self.st).ok_or_else(|| format!("unknown status {:?}", self.st))?;
+        let status = match &self.st {
+            None => Status::Racing,
+            Some(st) => status_of(st).ok_or_else(|| format!("unknown status {st:?}"))?,
+        };
         Ok(StandingRow {
             race: race.to_owned(),
             rank: self.rk,
@@ -516,6 +533,32 @@ mod tests {
         reads_back(&empty);
     }
 
+    #[test]
+    fn a_racing_row_at_the_base_writes_neither_status_nor_time() {
+        let mut c = bare(change());
+        let mut racing = row("p", "p");
+        racing.eta = None;
+        racing.last_seen = Timestamp(1_765_000_000_000);
+        let finished = StandingRow {
+            status: Status::Finished,
+            last_seen: Timestamp(1_765_000_000_250),
+            ..racing.clone()
+        };
+        c.upserts = vec![racing, finished];
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(
+            json.contains(r#""u":[{"i":"p","g":"F","m":12345.678,"gp":1.5,"v":3.25,"o":"#),
+            "{json}"
+        );
+        assert!(json.contains(r#""t":250,"st":"f""#), "{json}");
+        reads_back(&c);
+        // Written before: the status and the time of every row.
+        let before = br#"{"r":"r","s":1,"b":1765000000000,"u":[{"i":"p","m":5.0,"t":0,"st":"r"}]}"#;
+        let read: StandingsChange = serde_json::from_slice(before).unwrap();
+        assert_eq!(read.upserts[0].status, Status::Racing);
+        assert_eq!(read.upserts[0].last_seen, Timestamp(1_765_000_000_000));
+    }
+
     /// What one point writes, about: its row and two places.
     #[test]
     fn a_row_and_its_places_take_under_half_the_long_forms_bytes() {
@@ -588,8 +631,10 @@ mod tests {
             .unwrap();
         assert_eq!(json["b"], base);
         for (row, wire) in c.upserts.iter().zip(json["u"].as_array().unwrap()) {
-            assert_eq!(wire["t"], row.last_seen.0 - base);
-            assert!(wire["t"].as_i64().unwrap() < 1_000_000, "{wire}");
+            // Absent: 0, at the base.
+            let t = wire.get("t").map_or(Some(0), serde_json::Value::as_i64);
+            assert_eq!(t, Some(row.last_seen.0 - base));
+            assert!(t.unwrap() < 1_000_000, "{wire}");
             if let Some(eta) = row.eta {
                 assert_eq!(wire["f"], eta.0 - base);
             }
