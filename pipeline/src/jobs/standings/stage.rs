@@ -518,22 +518,24 @@ where
                                 rejected.inc_by(u64::from(progress.rejected - before));
                             }
                             p.compact(race.allowed_lateness_ms);
-                            let old = p.emitted.take();
-                            let (old_progress, old_splits) = match &old {
-                                Some((p, s)) => (Some(p), s.as_slice()),
-                                None => (None, &[][..]),
+                            let (old_progress, old_splits) = match p.emitted.take() {
+                                Some((p, s)) => (Some(p), s),
+                                None => (None, Vec::new()),
                             };
+                            // A split changes with its time, or with the
+                            // listing that puts it in groups.
+                            let old_listing = old_progress.as_ref().and_then(|o| o.listing.clone());
+                            let new_listing = progress.listing.as_ref();
+                            let old_listing = old_listing.as_ref();
+                            let relisted = old_listing != new_listing;
                             let mut retracted = false;
-                            if old_progress != Some(&progress) {
+                            if old_progress.as_ref() != Some(&progress) {
+                                // The old progress goes out as it is (moved, not copied).
                                 if let Some(o) = old_progress {
-                                    session.give((Tracked::Progress(key.0.clone(), o.clone()), t.clone(), -1));
+                                    session.give((Tracked::Progress(key.0.clone(), o), t.clone(), -1));
                                 }
                                 session.give((Tracked::Progress(key.0.clone(), progress.clone()), t.clone(), 1));
                             }
-                            // A split changes with its time, or with the
-                            // listing that puts it in groups.
-                            let (old_listing, new_listing) = (old_progress.and_then(|o| o.listing.as_ref()), progress.listing.as_ref());
-                            let relisted = old_listing != new_listing;
                             for i in 0..old_splits.len().max(splits.len()) {
                                 let (o, n) = (old_splits.get(i).filter(|t| super::track::read(t).is_some()), splits.get(i).filter(|t| super::track::read(t).is_some()));
                                 if o == n && !relisted {
