@@ -14,14 +14,20 @@
 //!   gap (s), `v` speed (m/s), `ll` last lap (s), `t` last seen and `f` eta
 //!   (ms from the change's base `b`, not RFC 3339; `t` absent is 0: at the
 //!   base), `st` status (`n` not started, `f` finished, `x` retired, `d`
-//!   did not start; absent for racing, what nearly every row is), `o`
-//!   position (`[lat, lon]`), `rk` rank (rows in the changelog carry none);
+//!   did not start; absent for racing, what nearly every row is), `y`
+//!   position (`[lat, lon]` in 1e-7 degrees from the change's `bp`), or
+//!   `o` position (`[lat, lon]`, degrees: one that is not on the 1e-7
+//!   grid, as pace's never are), `rk` rank (rows in the changelog carry
+//!   none);
 //! - a split: `i`, `n` split, `t` time (ms from `b`), `o` position, `gp`
 //!   and `cp` positions in gender and category;
 //! - `b`, the change's base time (Unix ms): the earliest time of its rows
 //!   and splits. Their times are written as ms from it (a few digits, not
 //!   thirteen: a row's times are a tenth of its bytes otherwise). A change
 //!   without `b` (written before it was) has them as Unix ms.
+//! - `bp`, the change's base position (`[lat, lon]`, 1e-7 degrees): its
+//!   first row's. The rows of one race are a few kilometres apart, so
+//!   their positions from it take five or six digits each, not ten.
 //!
 //! The race is not repeated in each row and split: a reader gets it from
 //! the change. A record in the long form that pace wrote before (field
@@ -101,11 +107,24 @@ struct RowOut<'a> {
     f: Option<i64>,
     #[serde(skip_serializing_if = "none")]
     o: Option<(f64, f64)>,
+    #[serde(skip_serializing_if = "none")]
+    y: Option<(i64, i64)>,
+}
+
+/// `p` in 1e-7 degrees, if that is exactly what it is (as every position
+/// pace computes is: `schemas::LatLon` from the dataflow's fixed point).
+fn e7(p: &LatLon) -> Option<(i64, i64)> {
+    let exact = |deg: f64| {
+        let e = (deg * 1e7).round();
+        (e.abs() < 1e15 && e / 1e7 == deg).then_some(e as i64)
+    };
+    Some((exact(p.lat)?, exact(p.lon)?))
 }
 
 impl<'a> RowOut<'a> {
-    /// Row `r` of a change with base time `base`.
-    fn of(r: &'a StandingRow, base: i64) -> Self {
+    /// Row `r` of a change with base time `base` and base position `bp`.
+    fn of(r: &'a StandingRow, base: i64, bp: Option<(i64, i64)>) -> Self {
+        let fixed = r.position.as_ref().and_then(e7).zip(bp);
         Self {
             i: &r.participant,
             n: (r.name != r.participant).then_some(r.name.as_str()),
@@ -121,7 +140,10 @@ impl<'a> RowOut<'a> {
             t: r.last_seen.0.wrapping_sub(base),
             st: status_code(r.status),
             f: r.eta.map(|t| t.0.wrapping_sub(base)),
-            o: r.position.map(|p| (p.lat, p.lon)),
+            o: r.position
+                .filter(|_| fixed.is_none())
+                .map(|p| (p.lat, p.lon)),
+            y: fixed.map(|((lat, lon), (blat, blon))| (lat - blat, lon - blon)),
         }
     }
 }
@@ -156,11 +178,30 @@ struct RowIn {
     f: Option<i64>,
     #[serde(default)]
     o: Option<(f64, f64)>,
+    #[serde(default)]
+    y: Option<(i64, i64)>,
 }
 
 impl RowIn {
-    /// The row, in a change of `race` with base time `base`.
-    fn row(self, race: &str, base: i64) -> Result<StandingRow, String> {
+    /// The row, in a change of `race` with base time `base` and base
+    /// position `bp`.
+    fn row(self, race: &str, base: i64, bp: Option<(i64, i64)>) -> Result<StandingRow, String> {
+        let position = match (self.o, self.y) {
+            (Some((lat, lon)), _) => Some(LatLon { lat, lon }),
+            (None, Some((lat, lon))) => {
+                let (blat, blon) = bp.ok_or("a row's position from a change without bp")?;
+                let deg = |base: i64, d: i64| {
+                    base.checked_add(d)
+                        .map(|e| e as f64 / 1e7)
+                        .ok_or("a position past the largest")
+                };
+                Some(LatLon {
+                    lat: deg(blat, lat)?,
+                    lon: deg(blon, lon)?,
+                })
+            }
+            (None, None) => None,
+        };
         let status = match &self.st {
             None => Status::Racing,
             Some(st) => status_of(st).ok_or_else(|| format!("unknown status {st:?}"))?,
@@ -181,7 +222,7 @@ impl RowIn {
             last_seen: Timestamp(self.t.wrapping_add(base)),
             status,
             eta: self.f.map(|f| Timestamp(f.wrapping_add(base))),
-            position: self.o.map(|(lat, lon)| LatLon { lat, lon }),
+            position,
         })
     }
 }
@@ -294,8 +335,12 @@ impl Serialize for StandingsChange {
         if !self.ranks.is_empty() {
             m.serialize_entry("q", &each(runs(&self.ranks).map(RunOut)))?;
         }
+        let bp = (self.upserts.iter()).find_map(|r| r.position.as_ref().and_then(e7));
+        if let Some(bp) = bp {
+            m.serialize_entry("bp", &bp)?;
+        }
         if !self.upserts.is_empty() {
-            let rows = self.upserts.iter().map(|r| RowOut::of(r, base));
+            let rows = self.upserts.iter().map(|r| RowOut::of(r, base, bp));
             m.serialize_entry("u", &each(rows))?;
         }
         if !self.removes.is_empty() {
@@ -339,6 +384,9 @@ struct ChangeIn {
     /// The base time (absent: times are Unix ms).
     #[serde(default)]
     b: i64,
+    /// The base position (absent: positions are in degrees).
+    #[serde(default)]
+    bp: Option<(i64, i64)>,
     #[serde(default)]
     k: Vec<(String, u32)>,
     #[serde(default)]
@@ -378,7 +426,7 @@ impl ChangeIn {
         let seq = (self.s.or(self.seq)).ok_or("a change without its seq")?;
         let mut upserts = self.upserts;
         for r in self.u {
-            upserts.push(r.row(&race, self.b)?);
+            upserts.push(r.row(&race, self.b, self.bp)?);
         }
         let mut splits = self.splits;
         splits.extend(self.p.into_iter().map(|p| Split {
@@ -547,7 +595,7 @@ mod tests {
         c.upserts = vec![racing, finished];
         let json = serde_json::to_string(&c).unwrap();
         assert!(
-            json.contains(r#""u":[{"i":"p","g":"F","m":12345.678,"gp":1.5,"v":3.25,"o":"#),
+            json.contains(r#""u":[{"i":"p","g":"F","m":12345.678,"gp":1.5,"v":3.25,"y":"#),
             "{json}"
         );
         assert!(json.contains(r#""t":250,"st":"f""#), "{json}");
@@ -557,6 +605,40 @@ mod tests {
         let read: StandingsChange = serde_json::from_slice(before).unwrap();
         assert_eq!(read.upserts[0].status, Status::Racing);
         assert_eq!(read.upserts[0].last_seen, Timestamp(1_765_000_000_000));
+    }
+
+    #[test]
+    fn positions_are_written_from_the_changes_first_and_read_back_exactly() {
+        let mut c = bare(change());
+        let at = |lat_e7: i64, lon_e7: i64| {
+            let mut r = row("p", "p");
+            r.position = Some(LatLon {
+                lat: lat_e7 as f64 / 1e7,
+                lon: lon_e7 as f64 / 1e7,
+            });
+            r
+        };
+        // Around the world, near the poles and the antimeridian, and close by.
+        let mut e7s = vec![(593_296_489, 180_780_133), (593_296_490, 180_780_100)];
+        e7s.extend([(-899_999_999, -1_799_999_999), (899_999_999, 1_799_999_999)]);
+        e7s.extend((0..200).map(|i: i64| (i * 4_500_017 - 450_000_000, i * 9_000_029)));
+        c.upserts = e7s.iter().map(|&(lat, lon)| at(lat, lon)).collect();
+        // One that is not on the grid is written in degrees.
+        let mut off = row("q", "q");
+        off.position = Some(LatLon {
+            lat: 51.123_456_789_1,
+            lon: 0.1,
+        });
+        c.upserts.push(off);
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains(r#""bp":[593296489,180780133]"#), "{json}");
+        assert!(json.contains(r#""y":[0,0]"#), "{json}");
+        assert!(json.contains(r#""y":[1,-33]"#), "{json}");
+        assert!(json.contains(r#""o":[51.1234567891,0.1]"#), "{json}");
+        reads_back(&c);
+        // A position from a base that is not there is an error.
+        let bad = br#"{"r":"r","s":1,"u":[{"i":"p","m":1.0,"y":[1,2]}]}"#;
+        assert!(serde_json::from_slice::<StandingsChange>(bad).is_err());
     }
 
     /// What one point writes, about: its row and two places.
