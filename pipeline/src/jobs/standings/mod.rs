@@ -48,7 +48,8 @@
 //! [`admit`] the horizon; tests compare the two on shuffled, duplicated,
 //! delayed input.
 //!
-//! Files: `input.rs` what the job reads, `stage.rs` the track operator,
+//! Files: `input.rs` what the job reads, `stage.rs` the track operator
+//! (its tests in `stage/tests.rs`),
 //! `track/` one participant's fold (its tests in `track/tests.rs`), `geo.rs` the course geometry,
 //! `rank.rs` the rank operator, `ladder.rs` its ordered index, `job.rs` the
 //! job as the runtime runs it; this file the rows, the order and the
