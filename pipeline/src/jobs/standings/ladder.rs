@@ -5,11 +5,10 @@
 //! The entries are one sorted vector, an entry's rank its index plus one.
 //! Moving one entry costs O(log n + places it moved): it is found by binary
 //! search, and the entries it passes shift by one place (a rotation of
-//! that stretch); only they change rank, and only they are reported. A
-//! B-tree kept before this cost several times more: every move removed and
-//! inserted a key of some 50 bytes in nodes of eleven, and walked the
-//! passed ones node by node to renumber them. An entry that comes or goes
-//! shifts the ones after it, which is what their ranks do too. A batch
+//! that stretch); only they change rank, and only they are reported (no
+//! key is removed and inserted in tree nodes, no rank is stored to walk and
+//! renumber). An entry that comes or goes shifts the ones after it, which
+//! is what their ranks do too. A batch
 //! that moves a large share of the entries is applied whole in one merge,
 //! O(n + m log m), so an epoch never costs more than a sort would.
 
@@ -168,6 +167,14 @@ impl<K: Ord + Clone> Ladder<K> {
         }
         let old = std::mem::take(&mut self.entries);
         let mut merged = Vec::with_capacity(old.len() - gone.len() + news.len());
+        // Appends `k`, reported with its rank if it `moved`.
+        let mut push = |merged: &mut Vec<K>, k: K, moved: bool| {
+            merged.push(k);
+            if moved {
+                let i = merged.len() - 1;
+                touched(&merged[i], rank_at(i));
+            }
+        };
         let mut gone = gone.into_iter().peekable();
         let mut news = news.into_iter().peekable();
         for (j, k) in old.into_iter().enumerate() {
@@ -175,19 +182,14 @@ impl<K: Ord + Clone> Ladder<K> {
                 continue;
             }
             while let Some(n) = news.next_if(|n| *n < k) {
-                merged.push(n);
-                touched(&merged[merged.len() - 1], rank_at(merged.len() - 1));
+                push(&mut merged, n, true);
             }
-            let i = merged.len();
-            merged.push(k);
-            if i != j {
-                touched(&merged[i], rank_at(i));
-            }
+            let moved = merged.len() != j;
+            push(&mut merged, k, moved);
         }
         assert!(gone.next().is_none(), "old keys are present");
         for n in news {
-            merged.push(n);
-            touched(&merged[merged.len() - 1], rank_at(merged.len() - 1));
+            push(&mut merged, n, true);
         }
         self.entries = merged;
     }
