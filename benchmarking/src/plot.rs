@@ -14,27 +14,37 @@ fn measured(p: &Percentiles) -> Option<&Percentiles> {
     (p.count > 0).then_some(p)
 }
 
+/// The plot's series: name, colour, and the figure each run gives it.
+const SERIES: [(&str, &str, Pick); 4] = [
+    ("frame p99", "#d62728", |r| {
+        Some(measured(&r.produce_to_frame_ms)?.p99)
+    }),
+    ("frame p50", "#ff9896", |r| {
+        Some(measured(&r.produce_to_frame_ms)?.p50)
+    }),
+    ("view p99", "#1f77b4", |r| {
+        Some(measured(&r.produce_to_view_ms)?.p99)
+    }),
+    ("view p50", "#aec7e8", |r| {
+        Some(measured(&r.produce_to_view_ms)?.p50)
+    }),
+];
+
+/// One series' points: each run's offered load and the figure `pick`
+/// gives it. A run that measured nothing has no point (not one at 0 ms).
+fn plotted(runs: &[Run], pick: Pick) -> Vec<(f64, u64)> {
+    runs.iter()
+        .filter_map(|r| Some((r.offered_per_s, pick(r)?)))
+        .collect()
+}
+
 impl Report {
     /// Latency percentiles against offered load, as an SVG line plot.
     pub fn svg(&self) -> String {
         let (w, h, left, right, top, bottom) = (720.0, 420.0, 70.0, 180.0, 30.0, 50.0);
         let (pw, ph) = (w - left - right, h - top - bottom);
         let xs: Vec<f64> = self.latency.iter().map(|r| r.offered_per_s).collect();
-        // A run that measured nothing has no point on the plot (not 0 ms).
-        let series: [(&str, &str, Pick); 4] = [
-            ("frame p99", "#d62728", |r| {
-                Some(measured(&r.produce_to_frame_ms)?.p99)
-            }),
-            ("frame p50", "#ff9896", |r| {
-                Some(measured(&r.produce_to_frame_ms)?.p50)
-            }),
-            ("view p99", "#1f77b4", |r| {
-                Some(measured(&r.produce_to_view_ms)?.p99)
-            }),
-            ("view p50", "#aec7e8", |r| {
-                Some(measured(&r.produce_to_view_ms)?.p50)
-            }),
-        ];
+        let series = SERIES;
         let x_max = xs.iter().copied().fold(1.0, f64::max) * 1.05;
         let y_max = self
             .latency
@@ -93,10 +103,9 @@ impl Report {
             r#"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="black"/>"#
         );
         for (i, (name, colour, f)) in series.iter().enumerate() {
-            let points: Vec<String> = self
-                .latency
-                .iter()
-                .filter_map(|r| Some(format!("{:.1},{:.1}", x(r.offered_per_s), y(f(r)? as f64))))
+            let points: Vec<String> = plotted(&self.latency, *f)
+                .into_iter()
+                .map(|(load, ms)| format!("{:.1},{:.1}", x(load), y(ms as f64)))
                 .collect();
             let _ = writeln!(
                 s,
@@ -119,5 +128,30 @@ impl Report {
         }
         s.push_str("</svg>\n");
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::run;
+
+    #[test]
+    fn a_run_that_measured_nothing_has_no_point_not_one_at_0_ms() {
+        let runs = [
+            run(10_000.0, 5, 80),
+            run(50_000.0, 0, 0),
+            run(100_000.0, 5, 900),
+        ];
+        for (name, _, pick) in SERIES {
+            let points = plotted(&runs, pick);
+            let loads: Vec<f64> = points.iter().map(|p| p.0).collect();
+            assert_eq!(loads, [10_000.0, 100_000.0], "{name}");
+            assert!(points.iter().all(|p| p.1 > 0), "{name}: {points:?}");
+        }
+        assert_eq!(
+            plotted(&runs, SERIES[0].2),
+            [(10_000.0, 80), (100_000.0, 900)]
+        );
     }
 }

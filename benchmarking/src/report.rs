@@ -456,7 +456,7 @@ impl Report {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::latency::Percentiles;
 
@@ -500,7 +500,8 @@ mod tests {
         assert_eq!(r.rate(), "53163");
     }
 
-    fn run(offered: f64, count: u64, p99: u64) -> Run {
+    /// A latency run at `offered` points/s with `count` frames measured.
+    pub(crate) fn run(offered: f64, count: u64, p99: u64) -> Run {
         let frame = Percentiles {
             count,
             p50: p99 / 2,
