@@ -94,6 +94,10 @@ pub struct Metrics {
     /// worth while the dataflow keeps up, more while it catches up (an epoch
     /// stays open until the older one is durable).
     pub pipeline_epoch_records: HistogramVec,
+    /// Epochs a source closed, with records or without, by topic: while
+    /// data flows, a source closes one only when some source read records
+    /// into it, so an idle topic's count follows the busy ones'.
+    pub pipeline_epochs: IntCounterVec,
     /// Seconds the workers spent in each dataflow operator, by its name
     /// (timely's schedule events), each its own time only: a scope counts
     /// what it spends itself, not its operators' time.
@@ -300,6 +304,11 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let pipeline_epochs = counter(
+            "pace_pipeline_epochs_total",
+            "Epochs a Kafka source closed (with records or without).",
+            &["topic"],
+        );
         let bindings_written = counter(
             "pace_bindings_written_total",
             "Epoch bindings produced: one per source and epoch in which it read records.",
@@ -445,6 +454,7 @@ impl Metrics {
             pipeline_frontier,
             pipeline_frontier_lag,
             pipeline_epoch_records,
+            pipeline_epochs,
             pipeline_operator_seconds,
             bindings_written,
             bindings_followed,

@@ -330,3 +330,66 @@ print(rows[0], rows[1], rows[2], rows[3])
         )
     );
 }
+
+/// Epochs follow the data, not the clock (issue 47): while points arrive
+/// every 150 ms, a pipeline at a 10 ms tick closes an epoch only when some
+/// source read something into it. A topic nothing is sent to (chat) closes
+/// as many epochs as the points' source closed with points in them, on
+/// each worker, not one a tick (about 450 on two workers in those 2.25 s),
+/// and every point is still read into an epoch that completes (its offset
+/// is committed after the changelogs have it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_in_which_nothing_was_read_closes_no_epoch() {
+    let prefix = unique_prefix("epochs-follow-data");
+    let kafka = KafkaConfig::new(brokers()).with_topic_prefix(&prefix);
+    ingest::admin::ensure_topics(&kafka, 4).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = 2;
+    let mut config = PipelineConfig::new(kafka.clone(), workers, dir.path().to_path_buf());
+    config.group = format!("{prefix}pipeline");
+    config.tick = Duration::from_millis(10);
+    let group = config.group.clone();
+    let pipeline = {
+        let stop = stop.clone();
+        std::thread::spawn(move || runtime::run(config, stop))
+    };
+    let m = observability::metrics();
+    let closed = m.pipeline_epochs.with_label_values(&[&kafka.topics.chat]);
+    let with_points = m
+        .pipeline_epoch_records
+        .with_label_values(&[&kafka.topics.gps]);
+    let read = m.ingest_records.with_label_values(&[&kafka.topics.gps]);
+
+    let producer = TrackedProducer::new(&kafka).unwrap();
+    send(&producer, &kafka.topics.races, "e2e", RACE.as_bytes());
+    send_points(&producer, &kafka, &[point("a", 0, 59.0)]);
+    eventually("the first point read", Duration::from_secs(60), || async {
+        (read.get() >= 1).then_some(())
+    })
+    .await;
+    let (closed0, with_points0) = (closed.get(), with_points.get_sample_count());
+    let n = 15;
+    for i in 1..=n {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        send_points(&producer, &kafka, &[point("a", i, 59.0 + i as f64 * 1e-4)]);
+    }
+    eventually("every point read", Duration::from_secs(60), || async {
+        (read.get() > n as u64).then_some(())
+    })
+    .await;
+    let (closed1, with_points1) = (closed.get(), with_points.get_sample_count());
+    let (idle, busy) = (closed1 - closed0, with_points1 - with_points0);
+    assert!(busy >= 1, "no epoch with points closed");
+    // Each epoch with points, whichever worker read them, closes once on
+    // each worker's chat source; a few more where the pipeline went idle
+    // (nothing in flight for a second) on a machine that stalled.
+    let bound = workers as u64 * (busy + 3);
+    assert!(
+        idle <= bound,
+        "the chat sources closed {idle} epochs while the points' sources closed {busy} with points (at most {bound})"
+    );
+    common::views::wait_committed_by(&kafka, &group, Duration::from_secs(60));
+    stop.store(true, Ordering::SeqCst);
+    pipeline.join().unwrap().unwrap();
+}

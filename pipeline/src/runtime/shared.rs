@@ -3,7 +3,7 @@
 //! durable, and the epoch bindings (read from Kafka once per process).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ingest::IngestError;
@@ -18,6 +18,11 @@ pub(super) struct Shared {
     /// Until when (Unix ms) data is in flight somewhere: idle sources keep
     /// advancing their epoch until then so that data can complete.
     busy_until_ms: AtomicI64,
+    /// One past the latest epoch any source of the process read records
+    /// into: every source must move past it for that epoch to close, and
+    /// no source needs to move past it otherwise (an epoch with nothing
+    /// in it is not cut, see [`Shared::wanted_past`]).
+    wanted: AtomicU64,
     error: Mutex<Option<WorkerError>>,
     /// Worker threads, to wake when data starts to flow.
     threads: Mutex<Vec<std::thread::Thread>>,
@@ -40,6 +45,7 @@ impl Shared {
         Self {
             stop,
             busy_until_ms: AtomicI64::new(0),
+            wanted: AtomicU64::new(0),
             error: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
             origins: Mutex::new(BTreeMap::new()),
@@ -80,6 +86,20 @@ impl Shared {
                 t.unpark();
             }
         }
+    }
+
+    /// Notes that a source read records into epoch `t`: every source has
+    /// to move past it.
+    pub(super) fn read_into(&self, t: Time) {
+        self.wanted.fetch_max(t + 1, Ordering::SeqCst);
+    }
+
+    /// Whether a source at epoch `t` has to move on: another source read
+    /// records into `t` or later, which cannot be done until every source
+    /// has. Always in a cluster, where a process cannot see what the
+    /// others read.
+    pub(super) fn wanted_past(&self, t: Time) -> bool {
+        self.always_tick || self.wanted.load(Ordering::SeqCst) > t
     }
 
     /// Notes that `view` read a record produced at `ms` in epoch `t`.

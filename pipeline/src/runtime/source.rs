@@ -133,6 +133,7 @@ pub(super) fn kafka_source<'s>(
             m.pipeline_epoch_records
                 .with_label_values(&[topic.as_str()]),
         );
+        let closed = m.pipeline_epochs.with_label_values(&[topic.as_str()]);
         let (written, followed) = (
             m.bindings_written.with_label_values(&[topic.as_str()]),
             m.bindings_followed.with_label_values(&[topic.as_str()]),
@@ -217,6 +218,7 @@ pub(super) fn kafka_source<'s>(
                     && *c.time() < next
                 {
                     c.downgrade(&next);
+                    closed.inc();
                     inflight.push_back((next - 1, bound.covered(next)));
                 }
                 offsets.at_each(*c.time(), bound.span(), |point| {
@@ -251,6 +253,7 @@ pub(super) fn kafka_source<'s>(
                             emitted.insert(r.partition, r.offset + 1);
                         }
                         *replayed.entry(t).or_default() += batch.len();
+                        shared.read_into(t);
                         output
                             .session(&c.delayed(&t))
                             .give_iterator(batch.into_iter());
@@ -292,9 +295,11 @@ pub(super) fn kafka_source<'s>(
                 let now = if *c.time() < floor {
                     epoch(tick).max(floor)
                 } else {
-                    stamp(*c.time(), epoch(tick), older, stamped)
+                    let wanted = stamped > 0 || shared.wanted_past(*c.time()) || !shared.busy();
+                    cut(*c.time(), epoch(tick), older, stamped, wanted)
                 };
                 if *c.time() < now {
+                    closed.inc();
                     if stamped > 0 {
                         epoch_records.observe(stamped as f64);
                     }
@@ -333,6 +338,7 @@ pub(super) fn kafka_source<'s>(
                     touched.insert(r.partition, r.offset + 1);
                 }
                 output.session(&*c).give_iterator(fresh.into_iter());
+                shared.read_into(now);
                 match inflight.back_mut() {
                     Some((t, o)) if *t == now => *o = emitted.clone(),
                     _ => inflight.push_back((now, emitted.clone())),
@@ -440,11 +446,19 @@ fn worth_polling(ready: &AtomicBool, polled_at: &mut Instant, full: bool) -> boo
 }
 
 /// The epoch a source stamps what it reads next with: `current`, or the
-/// tick's epoch `now` once it is later, unless `older` epochs this source
-/// read are unfinished and the current one holds fewer than
-/// [`MAX_EPOCH_RECORDS`] (`stamped`).
-fn stamp(current: Time, now: Time, older: usize, stamped: usize) -> Time {
-    if current < now && (older < MAX_BEHIND || stamped >= MAX_EPOCH_RECORDS) {
+/// tick's epoch `now` once it is later, if the current epoch is `wanted`
+/// closed, unless `older` epochs this source read are unfinished and the
+/// current one holds fewer than [`MAX_EPOCH_RECORDS`] (`stamped`).
+///
+/// An epoch is wanted closed when it holds records of this source or of
+/// another one (which can only be done once every source has moved past
+/// it), or while nothing is in flight (the idle pipeline's frontier moves
+/// with the clock, so snapshots are taken). While data flows, an epoch
+/// with nothing in it is not cut: a tick that read nothing costs no
+/// progress through the dataflow, so epochs follow the data, not the
+/// clock, and a short tick is cheap.
+fn cut(current: Time, now: Time, older: usize, stamped: usize, wanted: bool) -> Time {
+    if current < now && wanted && (older < MAX_BEHIND || stamped >= MAX_EPOCH_RECORDS) {
         now
     } else {
         current
@@ -492,14 +506,23 @@ mod tests {
 
     #[test]
     fn a_new_epoch_each_tick_while_the_dataflow_keeps_up() {
-        assert_eq!(stamp(100, 150, 0, 10), 150);
-        assert_eq!(stamp(150, 150, 0, 10), 150);
+        assert_eq!(cut(100, 150, 0, 10, true), 150);
+        assert_eq!(cut(150, 150, 0, 10, true), 150);
     }
 
     #[test]
     fn an_epoch_stays_open_while_an_older_one_is_unfinished_up_to_a_bound() {
-        assert_eq!(stamp(100, 150, 1, 10), 100);
-        assert_eq!(stamp(100, 400, 1, MAX_EPOCH_RECORDS - 1), 100);
-        assert_eq!(stamp(100, 400, 1, MAX_EPOCH_RECORDS), 400);
+        assert_eq!(cut(100, 150, 1, 10, true), 100);
+        assert_eq!(cut(100, 400, 1, MAX_EPOCH_RECORDS - 1, true), 100);
+        assert_eq!(cut(100, 400, 1, MAX_EPOCH_RECORDS, true), 400);
+    }
+
+    /// While data flows, a tick in which no source read anything cuts no
+    /// epoch: it would cost progress through the whole dataflow and carry
+    /// nothing.
+    #[test]
+    fn an_epoch_nothing_was_read_into_is_not_cut_while_data_flows() {
+        assert_eq!(cut(100, 150, 0, 0, false), 100);
+        assert_eq!(cut(100, 400, 0, 0, false), 100);
     }
 }

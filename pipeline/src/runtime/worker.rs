@@ -88,8 +88,10 @@ pub(super) fn run_worker(
         if let Some(reason) = producer.failure() {
             shared.fail(WorkerError::Delivery(reason));
         }
-        // While data is in flight anywhere, every source advances its epoch
-        // once a tick (an idle source would otherwise hold the frontier back).
+        // While data is in flight anywhere, every source is woken once a
+        // tick: it closes its epoch if any source read records into it (an
+        // idle source would otherwise hold the frontier back), and keeps it
+        // open if none did (see `source::cut`).
         let park = if shared.busy() {
             let now = Instant::now();
             if now >= next_advance {
@@ -106,7 +108,9 @@ pub(super) fn run_worker(
         let frontier = probe.with_frontier(|f| f.first().copied());
         if let Some(t) = frontier {
             frontier_gauge.set(t as f64 / 1000.0);
-            let behind = if shared.busy() {
+            // (Between epochs that carry data the frontier stays where the
+            // last one left it: not behind, only nothing new to close.)
+            let behind = if shared.busy() && shared.wanted_past(t) {
                 (now_ms() - t as i64).max(0) as f64 / 1000.0
             } else {
                 0.0
