@@ -331,6 +331,35 @@ print(rows[0], rows[1], rows[2], rows[3])
     );
 }
 
+/// A pipeline of `workers` at a `tick_ms` tick on topics of its own; its
+/// topics, its group, its stop flag and thread, and its data directory.
+async fn pipeline(
+    test: &str,
+    workers: usize,
+    tick_ms: u64,
+) -> (
+    KafkaConfig,
+    String,
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<Result<(), runtime::PipelineError>>,
+    tempfile::TempDir,
+) {
+    let prefix = unique_prefix(test);
+    let kafka = KafkaConfig::new(brokers()).with_topic_prefix(&prefix);
+    ingest::admin::ensure_topics(&kafka, 4).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut config = PipelineConfig::new(kafka.clone(), workers, dir.path().to_path_buf());
+    config.group = format!("{prefix}pipeline");
+    config.tick = Duration::from_millis(tick_ms);
+    let group = config.group.clone();
+    let thread = {
+        let stop = stop.clone();
+        std::thread::spawn(move || runtime::run(config, stop))
+    };
+    (kafka, group, stop, thread, dir)
+}
+
 /// Epochs follow the data, not the clock (issue 47): while points arrive
 /// every 150 ms, a pipeline at a 10 ms tick closes an epoch only when some
 /// source read something into it. A topic nothing is sent to (chat) closes
@@ -340,20 +369,8 @@ print(rows[0], rows[1], rows[2], rows[3])
 /// is committed after the changelogs have it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tick_in_which_nothing_was_read_closes_no_epoch() {
-    let prefix = unique_prefix("epochs-follow-data");
-    let kafka = KafkaConfig::new(brokers()).with_topic_prefix(&prefix);
-    ingest::admin::ensure_topics(&kafka, 4).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
     let workers = 2;
-    let mut config = PipelineConfig::new(kafka.clone(), workers, dir.path().to_path_buf());
-    config.group = format!("{prefix}pipeline");
-    config.tick = Duration::from_millis(10);
-    let group = config.group.clone();
-    let pipeline = {
-        let stop = stop.clone();
-        std::thread::spawn(move || runtime::run(config, stop))
-    };
+    let (kafka, group, stop, pipeline, _dir) = pipeline("epochs-follow-data", workers, 10).await;
     let m = observability::metrics();
     let closed = m.pipeline_epochs.with_label_values(&[&kafka.topics.chat]);
     let with_points = m
@@ -388,6 +405,50 @@ async fn a_tick_in_which_nothing_was_read_closes_no_epoch() {
     assert!(
         idle <= bound,
         "the chat sources closed {idle} epochs while the points' sources closed {busy} with points (at most {bound})"
+    );
+    common::views::wait_committed_by(&kafka, &group, Duration::from_secs(60));
+    stop.store(true, Ordering::SeqCst);
+    pipeline.join().unwrap().unwrap();
+}
+
+/// A burst of points after a quiet spell goes into one epoch, the tick's,
+/// not partly into the epoch left open since the last burst and partly
+/// into the next (which doubled the frames of a race whose runners all
+/// report once a second: `pace-bench fanout`). Ten bursts of 400 points,
+/// 400 ms apart, at a 50 ms tick, one worker: about ten epochs with points
+/// (a burst that straddles a tick may take two).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_after_a_quiet_spell_is_one_epoch() {
+    let (kafka, group, stop, pipeline, _dir) = pipeline("epochs-bursts", 1, 50).await;
+    let m = observability::metrics();
+    let with_points = m
+        .pipeline_epoch_records
+        .with_label_values(&[&kafka.topics.gps]);
+    let read = m.ingest_records.with_label_values(&[&kafka.topics.gps]);
+    let producer = TrackedProducer::new(&kafka).unwrap();
+    send(&producer, &kafka.topics.races, "e2e", RACE.as_bytes());
+    send_points(&producer, &kafka, &[point("a", 0, 59.0)]);
+    eventually("the first point read", Duration::from_secs(60), || async {
+        (read.get() >= 1).then_some(())
+    })
+    .await;
+    let with_points0 = with_points.get_sample_count();
+    let (bursts, size) = (10u64, 400);
+    for b in 1..=bursts {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let burst: Vec<GpsPoint> = (0..size)
+            .map(|i| point(&format!("r{i}"), b as i64, 59.0 + b as f64 * 1e-4))
+            .collect();
+        send_points(&producer, &kafka, &burst);
+    }
+    eventually("every point read", Duration::from_secs(60), || async {
+        (read.get() > bursts * size).then_some(())
+    })
+    .await;
+    let epochs = with_points.get_sample_count() - with_points0;
+    assert!(
+        epochs <= bursts * 3 / 2,
+        "{bursts} bursts went into {epochs} epochs"
     );
     common::views::wait_committed_by(&kafka, &group, Duration::from_secs(60));
     stop.store(true, Ordering::SeqCst);

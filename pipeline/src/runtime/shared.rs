@@ -94,12 +94,18 @@ impl Shared {
         self.wanted.fetch_max(t + 1, Ordering::SeqCst);
     }
 
-    /// Whether a source at epoch `t` has to move on: another source read
-    /// records into `t` or later, which cannot be done until every source
-    /// has. Always in a cluster, where a process cannot see what the
-    /// others read.
-    pub(super) fn wanted_past(&self, t: Time) -> bool {
-        self.always_tick || self.wanted.load(Ordering::SeqCst) > t
+    /// Whether a source at epoch `t` has to move on, and to at least
+    /// which epoch: another source read records into `t` or later, which
+    /// cannot be done until every source has moved past it. Always in a
+    /// cluster, where a process cannot see what the others read (then to
+    /// the tick's epoch: 0 here).
+    pub(super) fn wanted_past(&self, t: Time) -> Option<Time> {
+        let wanted = self.wanted.load(Ordering::SeqCst);
+        if wanted > t {
+            Some(wanted)
+        } else {
+            self.always_tick.then_some(0)
+        }
     }
 
     /// Notes that `view` read a record produced at `ms` in epoch `t`.

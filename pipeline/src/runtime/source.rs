@@ -288,6 +288,17 @@ pub(super) fn kafka_source<'s>(
                     more = true;
                 }
             } else {
+                // Read first: what was read is stamped with the epoch cut
+                // below, not with one left open since the last records.
+                fresh = std::mem::take(&mut held);
+                if inflight.len() < MAX_INFLIGHT_EPOCHS
+                    && worth_polling(&ready, &mut polled_at, full)
+                {
+                    let polled = consumer.poll(MAX_BATCH);
+                    more = polled.len() == MAX_BATCH;
+                    full = more;
+                    fresh.extend(polled);
+                }
                 // A new epoch once the tick has passed, unless an older one this
                 // source read is not durable yet: the dataflow is behind, so what
                 // is read meanwhile joins the current epoch (see `MAX_BEHIND`).
@@ -295,8 +306,17 @@ pub(super) fn kafka_source<'s>(
                 let now = if *c.time() < floor {
                     epoch(tick).max(floor)
                 } else {
-                    let wanted = stamped > 0 || shared.wanted_past(*c.time()) || !shared.busy();
-                    cut(*c.time(), epoch(tick), older, stamped, wanted)
+                    let past = shared.wanted_past(*c.time());
+                    let reading = stamped > 0 || !fresh.is_empty();
+                    // A source with nothing of its own moves straight past
+                    // the epoch another one read into, even within its
+                    // tick: once, not to it and then past it.
+                    let due = match past {
+                        Some(wanted) if !reading => epoch(tick).max(wanted),
+                        _ => epoch(tick),
+                    };
+                    let wanted = reading || past.is_some() || !shared.busy();
+                    cut(*c.time(), due, older, stamped, wanted)
                 };
                 if *c.time() < now {
                     closed.inc();
@@ -317,15 +337,6 @@ pub(super) fn kafka_source<'s>(
                 // (And at every point since the one it wrote before: it
                 // gave nothing to the times in between.)
                 offsets.at(now, || Offsets(emitted.clone()));
-                fresh = std::mem::take(&mut held);
-                if inflight.len() < MAX_INFLIGHT_EPOCHS
-                    && worth_polling(&ready, &mut polled_at, full)
-                {
-                    let polled = consumer.poll(MAX_BATCH);
-                    more = polled.len() == MAX_BATCH;
-                    full = more;
-                    fresh.extend(polled);
-                }
             }
             if !fresh.is_empty() {
                 let now = *c.time();
@@ -452,7 +463,9 @@ fn worth_polling(ready: &AtomicBool, polled_at: &mut Instant, full: bool) -> boo
 ///
 /// An epoch is wanted closed when it holds records of this source or of
 /// another one (which can only be done once every source has moved past
-/// it), or while nothing is in flight (the idle pipeline's frontier moves
+/// it), when records were just read (they go to the tick's epoch, not to
+/// one left open since the last ones: a burst after a quiet spell is
+/// then one epoch, not two), or while nothing is in flight (the idle pipeline's frontier moves
 /// with the clock, so snapshots are taken). While data flows, an epoch
 /// with nothing in it is not cut: a tick that read nothing costs no
 /// progress through the dataflow, so epochs follow the data, not the

@@ -110,7 +110,7 @@ pub(super) fn run_worker(
             frontier_gauge.set(t as f64 / 1000.0);
             // (Between epochs that carry data the frontier stays where the
             // last one left it: not behind, only nothing new to close.)
-            let behind = if shared.busy() && shared.wanted_past(t) {
+            let behind = if shared.busy() && shared.wanted_past(t).is_some() {
                 (now_ms() - t as i64).max(0) as f64 / 1000.0
             } else {
                 0.0
