@@ -306,16 +306,14 @@ pub(super) fn kafka_source<'s>(
                 let now = if *c.time() < floor {
                     epoch(tick).max(floor)
                 } else {
-                    let past = shared.wanted_past(*c.time());
-                    let reading = stamped > 0 || !fresh.is_empty();
-                    // A source with nothing of its own moves straight past
-                    // the epoch another one read into, even within its
-                    // tick: once, not to it and then past it.
-                    let due = match past {
-                        Some(wanted) if !reading => epoch(tick).max(wanted),
-                        _ => epoch(tick),
-                    };
-                    let wanted = reading || past.is_some() || !shared.busy();
+                    let due = epoch(tick);
+                    // Another source read into an epoch this one has to
+                    // pass: it does once the tick's epoch is past it (not
+                    // within that epoch's own tick: that would take two
+                    // cuts, and every source reading in that tick joins
+                    // the same epoch).
+                    let passes = shared.wanted_past(*c.time()).is_some_and(|w| due >= w);
+                    let wanted = stamped > 0 || !fresh.is_empty() || passes || !shared.busy();
                     cut(*c.time(), due, older, stamped, wanted)
                 };
                 if *c.time() < now {
