@@ -360,6 +360,21 @@ async fn pipeline(
     (kafka, group, stop, thread, dir)
 }
 
+/// Sends the race and a first point, and waits until the pipeline read it.
+async fn first_point_read(kafka: &KafkaConfig) -> TrackedProducer {
+    let read = observability::metrics()
+        .ingest_records
+        .with_label_values(&[&kafka.topics.gps]);
+    let producer = TrackedProducer::new(kafka).unwrap();
+    send(&producer, &kafka.topics.races, "e2e", RACE.as_bytes());
+    send_points(&producer, kafka, &[point("a", 0, 59.0)]);
+    eventually("the first point read", Duration::from_secs(60), || async {
+        (read.get() >= 1).then_some(())
+    })
+    .await;
+    producer
+}
+
 /// Epochs follow the data, not the clock (issue 47): while points arrive
 /// every 150 ms, a pipeline at a 10 ms tick closes an epoch only when some
 /// source read something into it. A topic nothing is sent to (chat) closes
@@ -377,14 +392,7 @@ async fn a_tick_in_which_nothing_was_read_closes_no_epoch() {
         .pipeline_epoch_records
         .with_label_values(&[&kafka.topics.gps]);
     let read = m.ingest_records.with_label_values(&[&kafka.topics.gps]);
-
-    let producer = TrackedProducer::new(&kafka).unwrap();
-    send(&producer, &kafka.topics.races, "e2e", RACE.as_bytes());
-    send_points(&producer, &kafka, &[point("a", 0, 59.0)]);
-    eventually("the first point read", Duration::from_secs(60), || async {
-        (read.get() >= 1).then_some(())
-    })
-    .await;
+    let producer = first_point_read(&kafka).await;
     let (closed0, with_points0) = (closed.get(), with_points.get_sample_count());
     let n = 15;
     for i in 1..=n {
@@ -425,13 +433,7 @@ async fn a_burst_after_a_quiet_spell_is_one_epoch() {
         .pipeline_epoch_records
         .with_label_values(&[&kafka.topics.gps]);
     let read = m.ingest_records.with_label_values(&[&kafka.topics.gps]);
-    let producer = TrackedProducer::new(&kafka).unwrap();
-    send(&producer, &kafka.topics.races, "e2e", RACE.as_bytes());
-    send_points(&producer, &kafka, &[point("a", 0, 59.0)]);
-    eventually("the first point read", Duration::from_secs(60), || async {
-        (read.get() >= 1).then_some(())
-    })
-    .await;
+    let producer = first_point_read(&kafka).await;
     let with_points0 = with_points.get_sample_count();
     let (bursts, size) = (10u64, 400);
     for b in 1..=bursts {
