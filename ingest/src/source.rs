@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::{ClientContext, Statistics};
+use rdkafka::{ClientConfig, ClientContext, Statistics};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
 
@@ -233,6 +233,14 @@ impl ClientContext for LagContext {
 
 impl ConsumerContext for LagContext {}
 
+/// The configuration of a [`StaticConsumer`] of `group`.
+pub fn source_config(config: &KafkaConfig, group: &str) -> ClientConfig {
+    let mut c = config.consumer(group);
+    c.set("statistics.interval.ms", STATS_INTERVAL_MS)
+        .set("fetch.wait.max.ms", SOURCE_FETCH_WAIT_MS);
+    c
+}
+
 /// A consumer of the partitions of one topic assigned to one worker.
 pub struct StaticConsumer {
     consumer: BaseConsumer<LagContext>,
@@ -240,7 +248,22 @@ pub struct StaticConsumer {
     partitions: Vec<i32>,
     /// Next offset to read, per partition (what a commit would store).
     next: BTreeMap<i32, i64>,
+    /// Each partition's watermarks when it was assigned.
+    opened: BTreeMap<i32, (i64, i64)>,
 }
+
+/// How long the broker may hold a [`StaticConsumer`]'s fetch while it has
+/// no record to give (it answers as soon as one arrives). librdkafka's
+/// default is 500 ms, pace's other consumers ask for 10: a source that
+/// asked that often made an idle 2-worker pipeline (18 sources) spend
+/// 9.3% of a core and the broker 23.9%; at 500 ms, 3.9% and 6.1%
+/// (`benchmarking/RESULTS.md`, 2026-12-07). A request on the consumer's
+/// connection to the partition's leader waits behind a held fetch, so a
+/// source asks for its watermarks before it is assigned
+/// ([`StaticConsumer::opened`]): asked after, each took up to the wait, and
+/// a pipeline started late. The group's offsets go to the coordinator, on a
+/// connection of its own (`StaticConsumer::behind` answers in about 1 ms).
+pub const SOURCE_FETCH_WAIT_MS: &str = "500";
 
 /// How long a consumer waits for its topic to exist.
 const TOPIC_WAIT: Duration = Duration::from_secs(30);
@@ -269,9 +292,7 @@ impl StaticConsumer {
         workers: usize,
         from: &BTreeMap<i32, i64>,
     ) -> Result<Self, IngestError> {
-        let consumer: BaseConsumer<LagContext> = config
-            .consumer(group)
-            .set("statistics.interval.ms", STATS_INTERVAL_MS)
+        let consumer: BaseConsumer<LagContext> = source_config(config, group)
             .create_with_context(LagContext {
                 topic: topic.to_owned(),
             })
@@ -280,10 +301,14 @@ impl StaticConsumer {
         let partitions = assigned_partitions(count, worker, workers);
         let mut tpl = TopicPartitionList::new();
         let mut next = BTreeMap::new();
+        let mut opened = BTreeMap::new();
         for p in &partitions {
+            // Asked before the assignment: once the consumer fetches, a
+            // request waits behind the fetch the broker holds.
+            let (low, end) = watermarks(&consumer, topic, *p)?;
+            opened.insert(*p, (low, end));
             let offset = match from.get(p) {
                 Some(&o) => {
-                    let (_, end) = watermarks(&consumer, topic, *p)?;
                     if o > end {
                         return Err(IngestError::NotThisTopic {
                             topic: topic.to_owned(),
@@ -295,7 +320,12 @@ impl StaticConsumer {
                     next.insert(*p, o);
                     Offset::Offset(o)
                 }
-                None => Offset::Beginning,
+                // The start of retention as the watermarks just gave it:
+                // `Beginning` would have the client ask the broker for it,
+                // behind the fetch it holds for a partition it already
+                // knows where to read (`auto.offset.reset` still applies if
+                // retention moves past it meanwhile).
+                None => Offset::Offset(low),
             };
             tpl.add_partition_offset(topic, *p, offset)
                 .map_err(IngestError::kafka("assign"))?;
@@ -308,6 +338,7 @@ impl StaticConsumer {
             topic: topic.to_owned(),
             partitions,
             next,
+            opened,
         })
     }
 
@@ -364,10 +395,10 @@ impl StaticConsumer {
         &self.next
     }
 
-    /// The low and high watermarks of partition `p` (first offset held,
-    /// next offset to be written).
-    pub fn watermarks(&self, p: i32) -> Result<(i64, i64), IngestError> {
-        watermarks(&self.consumer, &self.topic, p)
+    /// The low and high watermarks (first offset held, next offset to be
+    /// written) of each partition this consumer owns, when it was assigned.
+    pub fn opened(&self) -> &BTreeMap<i32, (i64, i64)> {
+        &self.opened
     }
 
     /// Stops fetching partition `p` until [`StaticConsumer::resume`]; what

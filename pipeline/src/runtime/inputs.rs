@@ -233,8 +233,7 @@ impl<'s> Inputs<'s> {
             self.bindings = Some(self.source_ctx.shared.bindings(load)?);
         }
         let mut starts = BTreeMap::new();
-        for &p in consumer.partitions() {
-            let (low, high) = consumer.watermarks(p)?;
+        for (&p, &(low, high)) in consumer.opened() {
             starts.insert(p, (from.get(&p).copied().unwrap_or(low), high));
         }
         let all = self.bindings.as_ref().expect("loaded");
