@@ -27,13 +27,14 @@ fn until(what: &str, within: Duration, f: impl Fn() -> bool) {
     }
 }
 
-#[test]
-fn records_behind_a_statistics_event_are_read_by_the_poll_after_one_wake_up() {
+/// Topics of their own (one partition each) on the test broker: the
+/// configuration and the chat topic's name.
+fn fresh(prefix: &str) -> (KafkaConfig, String) {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let kafka = KafkaConfig::new(brokers()).with_topic_prefix(&format!("test-consumer-{nanos}."));
+    let kafka = KafkaConfig::new(brokers()).with_topic_prefix(&format!("{prefix}-{nanos}."));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -41,6 +42,12 @@ fn records_behind_a_statistics_event_are_read_by_the_poll_after_one_wake_up() {
     rt.block_on(pace_ingest::admin::ensure_topics(&kafka, 1))
         .unwrap();
     let topic = kafka.topics.chat.clone();
+    (kafka, topic)
+}
+
+#[test]
+fn records_behind_a_statistics_event_are_read_by_the_poll_after_one_wake_up() {
+    let (kafka, topic) = fresh("test-consumer");
     let mut consumer = StaticConsumer::new(&kafka, "test-consumer", &topic, 0, 1).unwrap();
     let woken = Arc::new(AtomicUsize::new(0));
     let w = woken.clone();
@@ -96,18 +103,7 @@ impl rdkafka::consumer::ConsumerContext for Fetches {}
 fn an_idle_source_asks_the_broker_for_records_a_few_times_a_second() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
 
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let kafka = KafkaConfig::new(brokers()).with_topic_prefix(&format!("test-idle-{nanos}."));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(pace_ingest::admin::ensure_topics(&kafka, 1))
-        .unwrap();
-    let topic = kafka.topics.chat.clone();
+    let (kafka, topic) = fresh("test-idle");
     let fetches = Arc::new(AtomicUsize::new(0));
     let consumer: BaseConsumer<Fetches> = pace_ingest::source::source_config(&kafka, "test-idle")
         .create_with_context(Fetches(fetches.clone()))
